@@ -1,0 +1,561 @@
+//! The flag evaluation algorithm (`ld-protocol.md` §3.2–3.8).
+//!
+//! Evaluation walks a compiled [`Snapshot`] for one context. It never allocates on the common
+//! path: values and reasons borrow from the snapshot, the prerequisite and segment chains used
+//! for cycle detection live on the stack, and bucketing hashes incrementally.
+//!
+//! Two kinds of failure exist, as in the Go reference engine:
+//! - a *result* error (a variation index out of range, an empty rollout) makes that flag's result
+//!   `ERROR / MALFORMED_FLAG`; inside a prerequisite it only makes the prerequisite unsatisfied;
+//! - a *hard* error (a clause with an undefined or invalid attribute, a prerequisite or segment
+//!   cycle) aborts the whole top-level evaluation with `ERROR / MALFORMED_FLAG`.
+
+use std::fmt;
+
+use flagstaff_protocol::{
+    AttrValue, BigSegmentsStatus, Context, ErrorKind, Kind, Reason, ReasonKind,
+};
+use serde_json::Value;
+
+use crate::bucket::bucket;
+use crate::clause::{ClauseTest, CompiledClause};
+use crate::snapshot::{CompiledFlag, CompiledRollout, FlagId, Outcome, SegmentId, Snapshot};
+
+/// The result of evaluating a flag: the value, its variation index and the reason, all borrowed
+/// from the snapshot. `value` is `None` when there is no variation (off with no off variation,
+/// or an error); the caller then uses its default, as SDKs do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Detail<'a> {
+    /// The variation value.
+    pub value: Option<&'a Value>,
+    /// The variation index.
+    pub variation_index: Option<usize>,
+    /// Why this result.
+    pub reason: Reason<&'a str>,
+}
+
+impl<'a> Detail<'a> {
+    /// A result with no value.
+    pub const fn error(kind: ErrorKind) -> Detail<'a> {
+        Detail {
+            value: None,
+            variation_index: None,
+            reason: Reason::error(kind),
+        }
+    }
+}
+
+/// Receives what happens during an evaluation. The unit type `()` ignores everything and costs
+/// nothing; [`Trace`] records a human-readable explanation.
+pub trait Observer {
+    /// Whether [`Observer::explain`] wants to be called. Checked before formatting anything, so
+    /// the no-op observer compiles the whole trace away.
+    const EXPLAINS: bool = false;
+
+    /// A prerequisite was evaluated on the way to `parent`'s result (§3.3 step 5). SDKs count
+    /// these in summaries and may send feature events with `prereqOf`.
+    fn prerequisite_evaluated(
+        &mut self,
+        parent: &CompiledFlag,
+        prerequisite: &CompiledFlag,
+        result: &Detail<'_>,
+    ) {
+        let _ = (parent, prerequisite, result);
+    }
+
+    /// One step of the explanation; `depth` is the nesting level (prerequisites, segments).
+    fn explain(&mut self, depth: usize, message: fmt::Arguments<'_>) {
+        let _ = (depth, message);
+    }
+}
+
+impl Observer for () {}
+
+/// An observer that records the explanation as indented lines.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    /// The explanation, one step per line.
+    pub lines: Vec<String>,
+}
+
+impl Observer for Trace {
+    const EXPLAINS: bool = true;
+
+    fn explain(&mut self, depth: usize, message: fmt::Arguments<'_>) {
+        self.lines
+            .push(format!("{:indent$}{message}", "", indent = depth * 2));
+    }
+}
+
+/// A small stack of ids for cycle detection. Chains deeper than the inline capacity spill to the
+/// heap; real data almost never nests that deep.
+struct Chain {
+    inline: [u32; 8],
+    len: usize,
+    spill: Vec<u32>,
+}
+
+impl Chain {
+    const fn new() -> Chain {
+        Chain {
+            inline: [0; 8],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.inline[..self.len.min(8)].contains(&id) || self.spill.contains(&id)
+    }
+
+    fn push(&mut self, id: u32) {
+        if self.len < 8 {
+            self.inline[self.len] = id;
+        } else {
+            self.spill.push(id);
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) {
+        self.len -= 1;
+        if self.len >= 8 {
+            self.spill.pop();
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.len
+    }
+}
+
+/// A hard error: abort the whole evaluation with `MALFORMED_FLAG`.
+struct Abort;
+
+struct Evaluation<'a, 'c, 'o, O: Observer> {
+    snapshot: &'a Snapshot,
+    context: &'c Context,
+    observer: &'o mut O,
+    prerequisites: Chain,
+    segments: Chain,
+    big_segments_status: Option<BigSegmentsStatus>,
+}
+
+macro_rules! explain {
+    ($eval:expr, $($arg:tt)*) => {
+        if O::EXPLAINS {
+            let depth = $eval.prerequisites.depth().saturating_sub(1) + $eval.segments.depth();
+            $eval.observer.explain(depth, format_args!($($arg)*));
+        }
+    };
+}
+
+impl Snapshot {
+    /// Evaluates the flag `key` for `context`. A missing or deleted flag is `FLAG_NOT_FOUND`.
+    pub fn evaluate<'a>(&'a self, key: &str, context: &Context) -> Detail<'a> {
+        match self.flag_id(key) {
+            Some(id) => self.evaluate_observed(id, context, &mut ()),
+            None => Detail::error(ErrorKind::FlagNotFound),
+        }
+    }
+
+    /// Evaluates the flag `id` for `context`.
+    #[inline]
+    pub fn evaluate_id<'a>(&'a self, id: FlagId, context: &Context) -> Detail<'a> {
+        self.evaluate_observed(id, context, &mut ())
+    }
+
+    /// Evaluates the flag `id` for `context`, reporting prerequisite evaluations and explanation
+    /// steps to `observer`.
+    pub fn evaluate_observed<'a, O: Observer>(
+        &'a self,
+        id: FlagId,
+        context: &Context,
+        observer: &mut O,
+    ) -> Detail<'a> {
+        let mut evaluation = Evaluation {
+            snapshot: self,
+            context,
+            observer,
+            prerequisites: Chain::new(),
+            segments: Chain::new(),
+            big_segments_status: None,
+        };
+        let mut detail = match evaluation.flag(id) {
+            Ok(detail) => detail,
+            Err(Abort) => Detail::error(ErrorKind::MalformedFlag),
+        };
+        detail.reason.big_segments_status = evaluation.big_segments_status;
+        detail
+    }
+}
+
+fn variation<'a>(flag: &'a CompiledFlag, index: i64, reason: Reason<&'a str>) -> Detail<'a> {
+    match usize::try_from(index)
+        .ok()
+        .and_then(|i| Some((i, flag.source.variations.get(i)?)))
+    {
+        Some((i, value)) => Detail {
+            value: Some(value),
+            variation_index: Some(i),
+            reason,
+        },
+        None => Detail::error(ErrorKind::MalformedFlag),
+    }
+}
+
+fn off_result<'a>(flag: &'a CompiledFlag, reason: Reason<&'a str>) -> Detail<'a> {
+    match flag.source.off_variation {
+        Some(index) => variation(flag, index, reason),
+        None => Detail {
+            value: None,
+            variation_index: None,
+            reason,
+        },
+    }
+}
+
+impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
+    fn flag(&mut self, id: FlagId) -> Result<Detail<'a>, Abort> {
+        let flag = self.snapshot.flag(id);
+        let source = &flag.source;
+        if !source.on {
+            explain!(
+                self,
+                "flag {:?} is off: serving the off variation {:?}",
+                source.key,
+                source.off_variation
+            );
+            return Ok(off_result(flag, Reason::off()));
+        }
+        if !flag.prerequisites.is_empty() {
+            self.prerequisites.push(id.0);
+            let failed = self.check_prerequisites(flag);
+            self.prerequisites.pop();
+            if let Some(key) = failed? {
+                explain!(
+                    self,
+                    "prerequisite {key:?} is not met: serving the off variation {:?}",
+                    source.off_variation
+                );
+                return Ok(off_result(
+                    flag,
+                    Reason::new(ReasonKind::PrerequisiteFailed {
+                        prerequisite_key: key,
+                    }),
+                ));
+            }
+        }
+        for target in flag.targets.iter() {
+            if let Some(individual) = self.context.individual(&target.kind)
+                && target.keys.contains(individual.key())
+            {
+                explain!(
+                    self,
+                    "individual target: {} key {:?} is targeted with variation {}",
+                    target.kind,
+                    individual.key(),
+                    target.variation
+                );
+                return Ok(variation(
+                    flag,
+                    target.variation,
+                    Reason::new(ReasonKind::TargetMatch),
+                ));
+            }
+        }
+        for (rule_index, rule) in flag.rules.iter().enumerate() {
+            let rule_id = source.rules[rule_index].id.as_str();
+            explain!(self, "rule {rule_index} (id {rule_id:?}):");
+            if self.clauses_match(&rule.clauses)? {
+                explain!(self, "rule {rule_index} matches");
+                return Ok(self.serve(flag, &rule.outcome, |in_experiment| {
+                    ReasonKind::RuleMatch {
+                        rule_index,
+                        rule_id,
+                        in_experiment,
+                    }
+                }));
+            }
+        }
+        explain!(self, "no target or rule matched: serving the fallthrough");
+        Ok(self.serve(flag, &flag.fallthrough, |in_experiment| {
+            ReasonKind::Fallthrough { in_experiment }
+        }))
+    }
+
+    /// Returns the key of the first unmet prerequisite (§3.3).
+    fn check_prerequisites(&mut self, flag: &'a CompiledFlag) -> Result<Option<&'a str>, Abort> {
+        for (prerequisite, resolved) in flag
+            .source
+            .prerequisites
+            .iter()
+            .zip(flag.prerequisites.iter())
+        {
+            let Some(id) = *resolved else {
+                explain!(self, "prerequisite {:?} does not exist", prerequisite.key);
+                return Ok(Some(&prerequisite.key));
+            };
+            if self.prerequisites.contains(id.0) {
+                explain!(
+                    self,
+                    "prerequisite {:?} is part of a cycle",
+                    prerequisite.key
+                );
+                return Err(Abort);
+            }
+            explain!(
+                self,
+                "prerequisite {:?} must return variation {}:",
+                prerequisite.key,
+                prerequisite.variation
+            );
+            let result = self.flag(id)?;
+            let prerequisite_flag = self.snapshot.flag(id);
+            self.observer
+                .prerequisite_evaluated(flag, prerequisite_flag, &result);
+            let met = prerequisite_flag.source.on
+                && result
+                    .variation_index
+                    .is_some_and(|i| i64::try_from(i) == Ok(prerequisite.variation));
+            if !met {
+                return Ok(Some(&prerequisite.key));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Serves a rule's or the fallthrough's variation or rollout.
+    fn serve(
+        &mut self,
+        flag: &'a CompiledFlag,
+        outcome: &'a Outcome,
+        reason: impl FnOnce(bool) -> ReasonKind<&'a str>,
+    ) -> Detail<'a> {
+        match outcome {
+            Outcome::Variation(index) => variation(flag, *index, Reason::new(reason(false))),
+            Outcome::Rollout(rollout) => match self.roll(rollout) {
+                Some((index, in_experiment)) => {
+                    variation(flag, index, Reason::new(reason(in_experiment)))
+                }
+                None => Detail::error(ErrorKind::MalformedFlag),
+            },
+            Outcome::Malformed => {
+                explain!(
+                    self,
+                    "neither a variation nor a non-empty rollout: malformed"
+                );
+                Detail::error(ErrorKind::MalformedFlag)
+            }
+        }
+    }
+
+    /// Picks a rollout bucket (§3.8.1); `None` for an invalid `bucketBy` reference.
+    fn roll(&mut self, rollout: &CompiledRollout) -> Option<(i64, bool)> {
+        if rollout.bucket_by.error().is_some() {
+            explain!(
+                self,
+                "rollout bucketBy {:?} is not a valid attribute reference",
+                rollout.bucket_by.as_str()
+            );
+            return None;
+        }
+        let (value, kind_found) = match self.context.individual(&rollout.context_kind) {
+            None => (0.0, false),
+            Some(individual) => {
+                let secondary = individual.secondary().filter(|_| {
+                    self.snapshot.options.secondary_key_bucketing && !rollout.experiment
+                });
+                let value = individual
+                    .get(&rollout.bucket_by)
+                    .and_then(|v| bucket(&rollout.prefix, v, secondary));
+                (value.unwrap_or(0.0), true)
+            }
+        };
+        let chosen = rollout
+            .buckets
+            .iter()
+            .find(|b| value < b.upper)
+            .or(rollout.buckets.last())?;
+        explain!(
+            self,
+            "rollout: bucket {value:.5} by {:?} of {} selects variation {}",
+            rollout.bucket_by.as_str(),
+            rollout.context_kind,
+            chosen.variation
+        );
+        Some((
+            chosen.variation,
+            rollout.experiment && !chosen.untracked && kind_found,
+        ))
+    }
+
+    fn clauses_match(&mut self, clauses: &[CompiledClause]) -> Result<bool, Abort> {
+        for (i, clause) in clauses.iter().enumerate() {
+            let matched = self.clause(clause)?;
+            explain!(
+                self,
+                "  clause {i}: {}",
+                if matched { "true" } else { "false" }
+            );
+            if !matched {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Matches one clause (§3.5). A missing context kind or attribute is false even if negated.
+    fn clause(&mut self, clause: &CompiledClause) -> Result<bool, Abort> {
+        match &clause.test {
+            ClauseTest::Segments(ids) => {
+                for id in ids.iter() {
+                    if self.segment_contains(*id)? {
+                        return Ok(!clause.negate);
+                    }
+                }
+                Ok(clause.negate)
+            }
+            ClauseTest::Malformed(why) => {
+                explain!(self, "  malformed clause: {why}");
+                Err(Abort)
+            }
+            ClauseTest::Kind(matcher) => {
+                let any = self
+                    .context
+                    .individuals()
+                    .iter()
+                    .any(|c| matcher.matches(AttrValue::Str(c.kind().as_str())));
+                Ok(any != clause.negate)
+            }
+            ClauseTest::Attribute {
+                kind,
+                attribute,
+                matcher,
+            } => {
+                let Some(individual) = self.context.individual(kind) else {
+                    explain!(self, "  the context has no {kind:?} kind");
+                    return Ok(false);
+                };
+                let Some(value) = individual.get(attribute) else {
+                    explain!(
+                        self,
+                        "  {kind} attribute {:?} is not set",
+                        attribute.as_str()
+                    );
+                    return Ok(false);
+                };
+                explain!(
+                    self,
+                    "  {kind} attribute {:?} is {}; {matcher:?}, negate {}",
+                    attribute.as_str(),
+                    value.to_json(),
+                    clause.negate
+                );
+                let matched = match value.as_array() {
+                    Some(items) => items
+                        .iter()
+                        .any(|item| matcher.matches(AttrValue::Json(item))),
+                    None => matcher.matches(value),
+                };
+                Ok(matched != clause.negate)
+            }
+        }
+    }
+
+    fn segment_contains(&mut self, id: SegmentId) -> Result<bool, Abort> {
+        let key = &self.snapshot.segment(id).source.key;
+        if self.segments.contains(id.0) {
+            explain!(self, "segment {key:?} is part of a cycle");
+            return Err(Abort);
+        }
+        self.segments.push(id.0);
+        let contains = self.segment_contains_inner(id);
+        self.segments.pop();
+        if let Ok(contains) = contains {
+            explain!(
+                self,
+                "  segment {key:?}: {}",
+                if contains { "member" } else { "not a member" }
+            );
+        }
+        contains
+    }
+
+    /// Segment membership (§3.7): explicit lists first (include beats exclude), then rules.
+    fn segment_contains_inner(&mut self, id: SegmentId) -> Result<bool, Abort> {
+        let segment = self.snapshot.segment(id);
+        let context = self.context;
+        if segment.source.unbounded {
+            // §3.7.1. Big-segment membership lives in an external store, and no store is
+            // connected to this evaluator: without a generation the segment cannot match;
+            // with one, the membership is unknown and the rules decide.
+            self.big_segments_status = Some(BigSegmentsStatus::NotConfigured);
+            let kind = segment
+                .source
+                .unbounded_context_kind
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .unwrap_or(Kind::USER);
+            if segment.source.generation.is_none() || context.individual(kind).is_none() {
+                return Ok(false);
+            }
+        } else {
+            let user_key = context.individual(Kind::USER).map(|u| u.key());
+            let only_user = !context.is_multi() && user_key.is_some();
+            let listed = |keys: &crate::keyset::KeySet,
+                          by_kind: &[(Box<str>, crate::keyset::KeySet)]| {
+                user_key.is_some_and(|k| keys.contains(k))
+                    || (!only_user
+                        && by_kind.iter().any(|(kind, keys)| {
+                            context
+                                .individual(kind)
+                                .is_some_and(|c| keys.contains(c.key()))
+                        }))
+            };
+            if listed(&segment.included, &segment.included_contexts) {
+                explain!(
+                    self,
+                    "  included in segment {:?} by key",
+                    segment.source.key
+                );
+                return Ok(true);
+            }
+            if listed(&segment.excluded, &segment.excluded_contexts) {
+                explain!(
+                    self,
+                    "  excluded from segment {:?} by key",
+                    segment.source.key
+                );
+                return Ok(false);
+            }
+        }
+        for rule in segment.rules.iter() {
+            if !self.clauses_match(&rule.clauses)? {
+                continue;
+            }
+            let Some(weight) = rule.weight else {
+                return Ok(true);
+            };
+            if rule.bucket_by.error().is_some() {
+                return Err(Abort);
+            }
+            // Go reference: a context without the rollout kind is not matched by a weighted rule
+            // (§3.7); a missing or unbucketable attribute buckets at 0.
+            let Some(individual) = context.individual(&rule.rollout_context_kind) else {
+                continue;
+            };
+            let secondary = individual
+                .secondary()
+                .filter(|_| self.snapshot.options.secondary_key_bucketing);
+            let value = individual
+                .get(&rule.bucket_by)
+                .and_then(|v| bucket(&segment.prefix, v, secondary))
+                .unwrap_or(0.0);
+            if value < weight as f32 / 100_000.0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
