@@ -13,12 +13,13 @@
 use std::fmt;
 
 use flagstaff_protocol::{
-    AttrValue, BigSegmentsStatus, Context, ErrorKind, Kind, Reason, ReasonKind,
+    AttrValue, BigSegmentsStatus, Clause, Context, ErrorKind, Kind, Reason, ReasonKind,
 };
 use serde_json::Value;
 
 use crate::bucket::bucket;
 use crate::clause::{ClauseTest, CompiledClause};
+use crate::keyset::KeySet;
 use crate::snapshot::{CompiledFlag, CompiledRollout, FlagId, Outcome, SegmentId, Snapshot};
 
 /// The result of evaluating a flag: the value, its variation index and the reason, all borrowed
@@ -123,10 +124,6 @@ impl Chain {
             self.spill.pop();
         }
     }
-
-    fn depth(&self) -> usize {
-        self.len
-    }
 }
 
 /// A hard error: abort the whole evaluation with `MALFORMED_FLAG`.
@@ -139,13 +136,16 @@ struct Evaluation<'a, 'c, 'o, O: Observer> {
     prerequisites: Chain,
     segments: Chain,
     big_segments_status: Option<BigSegmentsStatus>,
+    /// Nesting of the explanation: one level per prerequisite and per segment being evaluated.
+    depth: usize,
 }
 
+/// Reports one explanation step. The check on `O::EXPLAINS` is a constant, so with the no-op
+/// observer neither the arguments nor the call survive compilation.
 macro_rules! explain {
     ($eval:expr, $($arg:tt)*) => {
         if O::EXPLAINS {
-            let depth = $eval.prerequisites.depth().saturating_sub(1) + $eval.segments.depth();
-            $eval.observer.explain(depth, format_args!($($arg)*));
+            $eval.observer.explain($eval.depth, format_args!($($arg)*));
         }
     };
 }
@@ -180,10 +180,14 @@ impl Snapshot {
             prerequisites: Chain::new(),
             segments: Chain::new(),
             big_segments_status: None,
+            depth: 0,
         };
         let mut detail = match evaluation.flag(id) {
             Ok(detail) => detail,
-            Err(Abort) => Detail::error(ErrorKind::MalformedFlag),
+            Err(Abort) => {
+                explain!(evaluation, "evaluation aborted: MALFORMED_FLAG");
+                Detail::error(ErrorKind::MalformedFlag)
+            }
         };
         detail.reason.big_segments_status = evaluation.big_segments_status;
         detail
@@ -215,16 +219,50 @@ fn off_result<'a>(flag: &'a CompiledFlag, reason: Reason<&'a str>) -> Detail<'a>
     }
 }
 
+/// Describes a result for the explanation: `variation 1 (true)`, or why there is no value.
+fn describe_result(detail: &Detail<'_>) -> String {
+    match (
+        detail.variation_index,
+        detail.value,
+        detail.reason.error_kind(),
+    ) {
+        (Some(i), Some(value), _) => format!("variation {i} ({value})"),
+        (_, _, Some(kind)) => format!("error {kind:?}: the caller's default"),
+        _ => "no variation: the caller's default".to_owned(),
+    }
+}
+
+/// Describes a clause for the explanation, in the words of the flag data.
+fn describe_clause(clause: &Clause) -> String {
+    let values = serde_json::to_string(&clause.values).unwrap_or_default();
+    let not = if clause.negate { "not " } else { "" };
+    if clause.op == "segmentMatch" {
+        return format!("{not}segmentMatch {values}");
+    }
+    let kind = clause.context_kind.as_deref().unwrap_or(Kind::USER);
+    format!("{kind} {:?} {not}{} {values}", clause.attribute, clause.op)
+}
+
 impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
     fn flag(&mut self, id: FlagId) -> Result<Detail<'a>, Abort> {
         let flag = self.snapshot.flag(id);
+        let detail = self.flag_inner(flag, id)?;
+        explain!(
+            self,
+            "flag {:?} -> {}",
+            flag.source.key,
+            describe_result(&detail)
+        );
+        Ok(detail)
+    }
+
+    fn flag_inner(&mut self, flag: &'a CompiledFlag, id: FlagId) -> Result<Detail<'a>, Abort> {
         let source = &flag.source;
         if !source.on {
             explain!(
                 self,
-                "flag {:?} is off: serving the off variation {:?}",
-                source.key,
-                source.off_variation
+                "flag {:?} is off: serving the off variation",
+                source.key
             );
             return Ok(off_result(flag, Reason::off()));
         }
@@ -235,15 +273,12 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
             if let Some(key) = failed? {
                 explain!(
                     self,
-                    "prerequisite {key:?} is not met: serving the off variation {:?}",
-                    source.off_variation
+                    "prerequisite {key:?} is not met: serving the off variation"
                 );
-                return Ok(off_result(
-                    flag,
-                    Reason::new(ReasonKind::PrerequisiteFailed {
-                        prerequisite_key: key,
-                    }),
-                ));
+                let reason = ReasonKind::PrerequisiteFailed {
+                    prerequisite_key: key,
+                };
+                return Ok(off_result(flag, Reason::new(reason)));
             }
         }
         for target in flag.targets.iter() {
@@ -257,17 +292,14 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                     individual.key(),
                     target.variation
                 );
-                return Ok(variation(
-                    flag,
-                    target.variation,
-                    Reason::new(ReasonKind::TargetMatch),
-                ));
+                let reason = Reason::new(ReasonKind::TargetMatch);
+                return Ok(variation(flag, target.variation, reason));
             }
         }
-        for (rule_index, rule) in flag.rules.iter().enumerate() {
-            let rule_id = source.rules[rule_index].id.as_str();
-            explain!(self, "rule {rule_index} (id {rule_id:?}):");
-            if self.clauses_match(&rule.clauses)? {
+        for (rule_index, (rule, rule_source)) in flag.rules.iter().zip(&source.rules).enumerate() {
+            let rule_id = rule_source.id.as_str();
+            explain!(self, "rule {rule_index} ({rule_id:?}):");
+            if self.clauses_match(&rule.clauses, &rule_source.clauses)? {
                 explain!(self, "rule {rule_index} matches");
                 return Ok(self.serve(flag, &rule.outcome, |in_experiment| {
                     ReasonKind::RuleMatch {
@@ -297,20 +329,19 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                 return Ok(Some(&prerequisite.key));
             };
             if self.prerequisites.contains(id.0) {
-                explain!(
-                    self,
-                    "prerequisite {:?} is part of a cycle",
-                    prerequisite.key
-                );
+                explain!(self, "prerequisite {:?} closes a cycle", prerequisite.key);
                 return Err(Abort);
             }
             explain!(
                 self,
-                "prerequisite {:?} must return variation {}:",
+                "prerequisite {:?} must be on and return variation {}:",
                 prerequisite.key,
                 prerequisite.variation
             );
-            let result = self.flag(id)?;
+            self.depth += 1;
+            let result = self.flag(id);
+            self.depth -= 1;
+            let result = result?;
             let prerequisite_flag = self.snapshot.flag(id);
             self.observer
                 .prerequisite_evaluated(flag, prerequisite_flag, &result);
@@ -355,7 +386,7 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
         if rollout.bucket_by.error().is_some() {
             explain!(
                 self,
-                "rollout bucketBy {:?} is not a valid attribute reference",
+                "rollout bucketBy {:?} is not a valid attribute reference: malformed",
                 rollout.bucket_by.as_str()
             );
             return None;
@@ -377,27 +408,38 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
             .iter()
             .find(|b| value < b.upper)
             .or(rollout.buckets.last())?;
+        let in_experiment = rollout.experiment && !chosen.untracked && kind_found;
         explain!(
             self,
-            "rollout: bucket {value:.5} by {:?} of {} selects variation {}",
-            rollout.bucket_by.as_str(),
+            "{}: {} {:?} is in bucket {value:.5} -> variation {}{}",
+            if rollout.experiment {
+                "experiment"
+            } else {
+                "rollout"
+            },
             rollout.context_kind,
-            chosen.variation
-        );
-        Some((
+            rollout.bucket_by.as_str(),
             chosen.variation,
-            rollout.experiment && !chosen.untracked && kind_found,
-        ))
+            if in_experiment {
+                " (in the experiment)"
+            } else {
+                ""
+            }
+        );
+        Some((chosen.variation, in_experiment))
     }
 
-    fn clauses_match(&mut self, clauses: &[CompiledClause]) -> Result<bool, Abort> {
-        for (i, clause) in clauses.iter().enumerate() {
+    /// All clauses must match; `sources` are the same clauses as written in the flag data, used
+    /// only to explain.
+    fn clauses_match(
+        &mut self,
+        clauses: &[CompiledClause],
+        sources: &[Clause],
+    ) -> Result<bool, Abort> {
+        for (i, (clause, source)) in clauses.iter().zip(sources).enumerate() {
+            explain!(self, "  clause {i}: {}", describe_clause(source));
             let matched = self.clause(clause)?;
-            explain!(
-                self,
-                "  clause {i}: {}",
-                if matched { "true" } else { "false" }
-            );
+            explain!(self, "  clause {i} is {matched}");
             if !matched {
                 return Ok(false);
             }
@@ -417,7 +459,7 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                 Ok(clause.negate)
             }
             ClauseTest::Malformed(why) => {
-                explain!(self, "  malformed clause: {why}");
+                explain!(self, "  {why}: malformed");
                 Err(Abort)
             }
             ClauseTest::Kind(matcher) => {
@@ -434,23 +476,25 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                 matcher,
             } => {
                 let Some(individual) = self.context.individual(kind) else {
-                    explain!(self, "  the context has no {kind:?} kind");
+                    explain!(
+                        self,
+                        "  the context has no {kind:?} kind, so the clause is false"
+                    );
                     return Ok(false);
                 };
                 let Some(value) = individual.get(attribute) else {
                     explain!(
                         self,
-                        "  {kind} attribute {:?} is not set",
+                        "  {kind} attribute {:?} is not set, so the clause is false",
                         attribute.as_str()
                     );
                     return Ok(false);
                 };
                 explain!(
                     self,
-                    "  {kind} attribute {:?} is {}; {matcher:?}, negate {}",
+                    "  {kind} attribute {:?} is {}",
                     attribute.as_str(),
-                    value.to_json(),
-                    clause.negate
+                    value.to_json()
                 );
                 let matched = match value.as_array() {
                     Some(items) => items
@@ -466,18 +510,18 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
     fn segment_contains(&mut self, id: SegmentId) -> Result<bool, Abort> {
         let key = &self.snapshot.segment(id).source.key;
         if self.segments.contains(id.0) {
-            explain!(self, "segment {key:?} is part of a cycle");
+            explain!(self, "  segment {key:?} closes a cycle");
             return Err(Abort);
         }
+        explain!(self, "  segment {key:?}:");
         self.segments.push(id.0);
+        self.depth += 1;
         let contains = self.segment_contains_inner(id);
+        self.depth -= 1;
         self.segments.pop();
         if let Ok(contains) = contains {
-            explain!(
-                self,
-                "  segment {key:?}: {}",
-                if contains { "member" } else { "not a member" }
-            );
+            let verdict = if contains { "a member" } else { "not a member" };
+            explain!(self, "  segment {key:?}: the context is {verdict}");
         }
         contains
     }
@@ -497,14 +541,19 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                 .as_deref()
                 .filter(|k| !k.is_empty())
                 .unwrap_or(Kind::USER);
+            explain!(
+                self,
+                "big segment with no big-segment store: only its rules apply"
+            );
             if segment.source.generation.is_none() || context.individual(kind).is_none() {
                 return Ok(false);
             }
         } else {
             let user_key = context.individual(Kind::USER).map(|u| u.key());
+            // §3.7: `included`/`excluded` hold user keys; the per-kind lists are consulted for
+            // anything but a plain single-kind user context.
             let only_user = !context.is_multi() && user_key.is_some();
-            let listed = |keys: &crate::keyset::KeySet,
-                          by_kind: &[(Box<str>, crate::keyset::KeySet)]| {
+            let listed = |keys: &KeySet, by_kind: &[(Box<str>, KeySet)]| {
                 user_key.is_some_and(|k| keys.contains(k))
                     || (!only_user
                         && by_kind.iter().any(|(kind, keys)| {
@@ -514,30 +563,28 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                         }))
             };
             if listed(&segment.included, &segment.included_contexts) {
-                explain!(
-                    self,
-                    "  included in segment {:?} by key",
-                    segment.source.key
-                );
+                explain!(self, "included by key");
                 return Ok(true);
             }
             if listed(&segment.excluded, &segment.excluded_contexts) {
-                explain!(
-                    self,
-                    "  excluded from segment {:?} by key",
-                    segment.source.key
-                );
+                explain!(self, "excluded by key");
                 return Ok(false);
             }
         }
-        for rule in segment.rules.iter() {
-            if !self.clauses_match(&rule.clauses)? {
+        for (rule, rule_source) in segment.rules.iter().zip(&segment.source.rules) {
+            explain!(self, "rule {:?}:", rule_source.id);
+            if !self.clauses_match(&rule.clauses, &rule_source.clauses)? {
                 continue;
             }
             let Some(weight) = rule.weight else {
                 return Ok(true);
             };
             if rule.bucket_by.error().is_some() {
+                explain!(
+                    self,
+                    "  bucketBy {:?} is not a valid attribute reference",
+                    rule.bucket_by.as_str()
+                );
                 return Err(Abort);
             }
             // Go reference: a context without the rollout kind is not matched by a weighted rule
@@ -552,7 +599,12 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                 .get(&rule.bucket_by)
                 .and_then(|v| bucket(&segment.prefix, v, secondary))
                 .unwrap_or(0.0);
-            if value < weight as f32 / 100_000.0 {
+            let inside = value < weight as f32 / 100_000.0;
+            explain!(
+                self,
+                "  weighted rule: bucket {value:.5} against weight {weight}: {inside}"
+            );
+            if inside {
                 return Ok(true);
             }
         }

@@ -1,0 +1,6 @@
+//! Integration tests for the `flagstaff` binary, run as a real process.
+
+// A test helper that cannot do its job should panic with the reason: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod eval_command;
