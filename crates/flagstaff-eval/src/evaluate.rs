@@ -20,7 +20,9 @@ use serde_json::Value;
 use crate::bucket::bucket;
 use crate::clause::{ClauseTest, CompiledClause};
 use crate::keyset::KeySet;
-use crate::snapshot::{CompiledFlag, CompiledRollout, FlagId, Outcome, SegmentId, Snapshot};
+use crate::snapshot::{
+    CompiledFlag, CompiledRollout, Constant, FlagId, Outcome, SegmentId, Snapshot,
+};
 
 /// The result of evaluating a flag: the value, its variation index and the reason, all borrowed
 /// from the snapshot. `value` is `None` when there is no variation (off with no off variation,
@@ -167,12 +169,29 @@ impl Snapshot {
 
     /// Evaluates the flag `id` for `context`, reporting prerequisite evaluations and explanation
     /// steps to `observer`.
+    #[inline]
     pub fn evaluate_observed<'a, O: Observer>(
         &'a self,
         id: FlagId,
         context: &Context,
         observer: &mut O,
     ) -> Detail<'a> {
+        let flag = self.flag(id);
+        // A flag whose result cannot depend on the context (off, or on with nothing but a fixed
+        // fallthrough) is answered without walking the algorithm. Explaining observers still
+        // take the full path so that they see every step.
+        if !O::EXPLAINS {
+            match flag.constant {
+                Some(Constant::Off) => return off_result(flag, Reason::off()),
+                Some(Constant::Fallthrough(index)) => {
+                    let reason = ReasonKind::Fallthrough {
+                        in_experiment: false,
+                    };
+                    return variation(flag, index, Reason::new(reason));
+                }
+                None => {}
+            }
+        }
         let mut evaluation = Evaluation {
             snapshot: self,
             context,
@@ -182,18 +201,34 @@ impl Snapshot {
             big_segments_status: None,
             depth: 0,
         };
-        let mut detail = match evaluation.flag(id) {
+        // `flag_inner` rather than `flag`: the top level is not recursive, so it can be inlined
+        // here and the result built where it is returned.
+        let result = evaluation.flag_inner(flag, id);
+        if let Ok(detail) = &result {
+            explain!(
+                evaluation,
+                "flag {:?} -> {}",
+                flag.source.key,
+                describe_result(detail)
+            );
+        }
+        let mut detail = match result {
             Ok(detail) => detail,
             Err(Abort) => {
                 explain!(evaluation, "evaluation aborted: MALFORMED_FLAG");
                 Detail::error(ErrorKind::MalformedFlag)
             }
         };
-        detail.reason.big_segments_status = evaluation.big_segments_status;
+        // Written only when set: an unconditional one-byte store into the finished result
+        // stalls the copy that returns it (store-to-load forwarding), measurably on every call.
+        if evaluation.big_segments_status.is_some() {
+            detail.reason.big_segments_status = evaluation.big_segments_status;
+        }
         detail
     }
 }
 
+#[inline]
 fn variation<'a>(flag: &'a CompiledFlag, index: i64, reason: Reason<&'a str>) -> Detail<'a> {
     match usize::try_from(index)
         .ok()
@@ -208,6 +243,7 @@ fn variation<'a>(flag: &'a CompiledFlag, index: i64, reason: Reason<&'a str>) ->
     }
 }
 
+#[inline]
 fn off_result<'a>(flag: &'a CompiledFlag, reason: Reason<&'a str>) -> Detail<'a> {
     match flag.source.off_variation {
         Some(index) => variation(flag, index, reason),
@@ -256,6 +292,7 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
         Ok(detail)
     }
 
+    #[inline]
     fn flag_inner(&mut self, flag: &'a CompiledFlag, id: FlagId) -> Result<Detail<'a>, Abort> {
         let source = &flag.source;
         if !source.on {
@@ -357,6 +394,7 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
     }
 
     /// Serves a rule's or the fallthrough's variation or rollout.
+    #[inline]
     fn serve(
         &mut self,
         flag: &'a CompiledFlag,
@@ -382,6 +420,7 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
     }
 
     /// Picks a rollout bucket (§3.8.1); `None` for an invalid `bucketBy` reference.
+    #[inline]
     fn roll(&mut self, rollout: &CompiledRollout) -> Option<(i64, bool)> {
         if rollout.bucket_by.error().is_some() {
             explain!(
@@ -397,9 +436,12 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                 let secondary = individual.secondary().filter(|_| {
                     self.snapshot.options.secondary_key_bucketing && !rollout.experiment
                 });
-                let value = individual
-                    .get(&rollout.bucket_by)
-                    .and_then(|v| bucket(&rollout.prefix, v, secondary));
+                let attribute = if rollout.by_key {
+                    Some(AttrValue::Str(individual.key()))
+                } else {
+                    individual.get(&rollout.bucket_by)
+                };
+                let value = attribute.and_then(|v| bucket(&rollout.prefix, v, secondary));
                 (value.unwrap_or(0.0), true)
             }
         };
@@ -411,7 +453,7 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
         let in_experiment = rollout.experiment && !chosen.untracked && kind_found;
         explain!(
             self,
-            "{}: {} {:?} is in bucket {value:.5} -> variation {}{}",
+            "{}: {} {:?} hashed with prefix {:?} is in bucket {value:.5} -> variation {}{}",
             if rollout.experiment {
                 "experiment"
             } else {
@@ -419,6 +461,7 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
             },
             rollout.context_kind,
             rollout.bucket_by.as_str(),
+            rollout.prefix.as_str(),
             chosen.variation,
             if in_experiment {
                 " (in the experiment)"

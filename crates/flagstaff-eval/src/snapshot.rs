@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use flagstaff_protocol::{AttrRef, Flag, FlagData, Kind, RolloutKind, Segment, VariationOrRollout};
 use foldhash::fast::RandomState;
 
+use crate::bucket::BucketPrefix;
 use crate::clause::CompiledClause;
 use crate::keyset::KeySet;
 
@@ -51,6 +52,17 @@ pub struct CompiledFlag {
     /// Parallel to `source.rules`.
     pub(crate) rules: Box<[CompiledRule]>,
     pub(crate) fallthrough: Outcome,
+    /// Set when the result cannot depend on the context.
+    pub(crate) constant: Option<Constant>,
+}
+
+/// The shape of a flag whose result is the same for every context.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Constant {
+    /// Off: the off variation (or none) with reason `OFF`.
+    Off,
+    /// On with no prerequisites, targets or rules and a fixed fallthrough variation.
+    Fallthrough(i64),
 }
 
 impl CompiledFlag {
@@ -94,8 +106,10 @@ pub(crate) struct CompiledRollout {
     pub(crate) context_kind: Box<str>,
     /// The attribute bucketed by; for experiments always `key`. May be invalid (→ malformed).
     pub(crate) bucket_by: AttrRef,
+    /// `bucket_by` is the context key, which is read directly.
+    pub(crate) by_key: bool,
     /// The hash prefix: the seed in decimal if present, else `flagKey.salt`.
-    pub(crate) prefix: Box<str>,
+    pub(crate) prefix: BucketPrefix,
     pub(crate) buckets: Box<[Bucket]>,
 }
 
@@ -117,7 +131,7 @@ pub(crate) struct CompiledSegment {
     pub(crate) excluded_contexts: Box<[(Box<str>, KeySet)]>,
     pub(crate) rules: Box<[CompiledSegmentRule]>,
     /// `segmentKey.salt`, the bucketing prefix for weighted rules.
-    pub(crate) prefix: Box<str>,
+    pub(crate) prefix: BucketPrefix,
 }
 
 #[derive(Debug)]
@@ -243,10 +257,11 @@ fn compile_outcome(vr: &VariationOrRollout, flag: &Flag) -> Outcome {
         })
         .collect();
     Outcome::Rollout(CompiledRollout {
+        by_key: bucket_by.is_name("key"),
         experiment,
         context_kind: context_kind.unwrap_or(Kind::USER).into(),
         bucket_by,
-        prefix: prefix.into(),
+        prefix: BucketPrefix::new(&prefix),
         buckets,
     })
 }
@@ -291,9 +306,18 @@ fn compile_flag(
     flag_id: impl Fn(&str) -> Option<FlagId>,
     segment_id: &impl Fn(&str) -> Option<SegmentId>,
 ) -> CompiledFlag {
+    let targets = compile_targets(flag);
+    let constant = if !flag.on {
+        Some(Constant::Off)
+    } else if flag.prerequisites.is_empty() && targets.is_empty() && flag.rules.is_empty() {
+        flag.fallthrough.variation.map(Constant::Fallthrough)
+    } else {
+        None
+    };
     CompiledFlag {
+        constant,
         prerequisites: flag.prerequisites.iter().map(|p| flag_id(&p.key)).collect(),
-        targets: compile_targets(flag),
+        targets,
         rules: flag
             .rules
             .iter()
@@ -351,7 +375,7 @@ fn compile_segment(
                     .into(),
             })
             .collect(),
-        prefix: format!("{}.{}", segment.key, segment.salt).into(),
+        prefix: BucketPrefix::new(&format!("{}.{}", segment.key, segment.salt)),
         source: segment.clone(),
     }
 }
