@@ -178,8 +178,9 @@ impl Snapshot {
     ) -> Detail<'a> {
         let flag = self.flag(id);
         // A flag whose result cannot depend on the context (off, or on with nothing but a fixed
-        // fallthrough) is answered without walking the algorithm. Explaining observers still
-        // take the full path so that they see every step.
+        // fallthrough) is answered without walking the algorithm, and inline at the call site,
+        // so the result is built where the caller wants it. Explaining observers still take the
+        // full path so that they see every step.
         if !O::EXPLAINS {
             match flag.constant {
                 Some(Constant::Off) => return off_result(flag, Reason::off()),
@@ -192,6 +193,17 @@ impl Snapshot {
                 None => {}
             }
         }
+        self.evaluate_walk(flag, id, context, observer)
+    }
+
+    /// The full algorithm, for flags whose result depends on the context.
+    fn evaluate_walk<'a, O: Observer>(
+        &'a self,
+        flag: &'a CompiledFlag,
+        id: FlagId,
+        context: &Context,
+        observer: &mut O,
+    ) -> Detail<'a> {
         let mut evaluation = Evaluation {
             snapshot: self,
             context,
