@@ -90,6 +90,11 @@ impl Observer for Trace {
     }
 }
 
+/// How deep prerequisites and nested segments may go before evaluation gives up with
+/// `MALFORMED_FLAG`. LaunchDarkly sets no limit, but evaluation recurses, and a chain thousands
+/// deep would overflow the thread's stack and abort the process. Real chains are a few levels.
+pub const MAX_DEPTH: usize = 100;
+
 /// A small stack of ids for cycle detection. Chains deeper than the inline capacity spill to the
 /// heap; real data almost never nests that deep.
 struct Chain {
@@ -381,6 +386,10 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
                 explain!(self, "prerequisite {:?} closes a cycle", prerequisite.key);
                 return Err(Abort);
             }
+            if self.prerequisites.len >= MAX_DEPTH {
+                explain!(self, "prerequisites nest deeper than {MAX_DEPTH} levels");
+                return Err(Abort);
+            }
             explain!(
                 self,
                 "prerequisite {:?} must be on and return variation {}:",
@@ -566,6 +575,10 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
         let key = &self.snapshot.segment(id).source.key;
         if self.segments.contains(id.0) {
             explain!(self, "  segment {key:?} closes a cycle");
+            return Err(Abort);
+        }
+        if self.segments.len >= MAX_DEPTH {
+            explain!(self, "  segments nest deeper than {MAX_DEPTH} levels");
             return Err(Abort);
         }
         explain!(self, "  segment {key:?}:");

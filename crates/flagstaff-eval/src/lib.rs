@@ -30,6 +30,6 @@ mod snapshot;
 mod time;
 mod typed;
 
-pub use evaluate::{Detail, Observer, Trace};
+pub use evaluate::{Detail, MAX_DEPTH, Observer, Trace};
 pub use snapshot::{CompiledFlag, EvalOptions, FlagId, Snapshot};
 pub use typed::{TypedDetail, ValueType};

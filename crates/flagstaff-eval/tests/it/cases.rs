@@ -73,3 +73,57 @@ fn own_cases() {
         failures.join("\n")
     );
 }
+
+/// A chain of `n` flags (or segments) each depending on the next, ending in one that matches.
+fn chain(n: usize, segments: bool) -> FlagData {
+    let mut flags = serde_json::Map::new();
+    let mut segment_map = serde_json::Map::new();
+    if segments {
+        for i in 0..n {
+            let clauses = if i + 1 < n {
+                serde_json::json!([{"attribute": "", "op": "segmentMatch", "values": [format!("s{}", i + 1)]}])
+            } else {
+                serde_json::json!([])
+            };
+            segment_map.insert(format!("s{i}"), serde_json::json!({"key": format!("s{i}"), "rules": [{"id": "r", "clauses": clauses}]}));
+        }
+        flags.insert("f0".into(), serde_json::json!({"key": "f0", "on": true, "variations": [false, true], "fallthrough": {"variation": 0},
+            "rules": [{"id": "r", "variation": 1, "clauses": [{"attribute": "", "op": "segmentMatch", "values": ["s0"]}]}]}));
+    } else {
+        for i in 0..n {
+            let prerequisites = if i + 1 < n {
+                serde_json::json!([{"key": format!("f{}", i + 1), "variation": 1}])
+            } else {
+                serde_json::json!([])
+            };
+            flags.insert(format!("f{i}"), serde_json::json!({"key": format!("f{i}"), "on": true, "variations": [false, true],
+                "offVariation": 0, "fallthrough": {"variation": 1}, "prerequisites": prerequisites}));
+        }
+    }
+    FlagData::from_json(serde_json::json!({"flags": flags, "segments": segment_map}))
+        .expect("chain loads")
+}
+
+#[test]
+fn depth_is_limited_instead_of_overflowing_the_stack() {
+    let context =
+        Context::from_json(&serde_json::json!({"kind": "user", "key": "u"})).expect("context");
+    for segments in [false, true] {
+        // Within the limit: evaluates normally.
+        let ok = Snapshot::compile(&chain(flagstaff_eval::MAX_DEPTH, segments));
+        let detail = ok.evaluate("f0", &context);
+        assert_eq!(
+            detail.variation_index,
+            Some(1),
+            "segments={segments}: {detail:?}"
+        );
+        // Far beyond it: MALFORMED_FLAG, and the process is still here to say so.
+        let deep = Snapshot::compile(&chain(5_000, segments));
+        let detail = deep.evaluate("f0", &context);
+        assert_eq!(
+            detail.reason.error_kind(),
+            Some(flagstaff_protocol::ErrorKind::MalformedFlag),
+            "segments={segments}"
+        );
+    }
+}

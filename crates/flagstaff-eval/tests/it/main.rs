@@ -8,4 +8,5 @@ mod cases;
 mod conformance;
 mod differential;
 mod generate;
+mod properties;
 mod support;
