@@ -7,7 +7,6 @@
 //! looked up during the measured call). Run with `cargo bench -p flagstaff-eval --bench evaluate`;
 //! results and the machine are recorded in BENCHMARKS.md.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -15,44 +14,9 @@ use flagstaff_eval::Snapshot;
 use flagstaff_protocol::{Context, FlagData};
 use launchdarkly_server_sdk_evaluation as ld;
 
+mod launchdarkly;
 #[allow(dead_code)]
 mod scenarios;
-
-struct LdStore {
-    flags: HashMap<String, ld::Flag>,
-    segments: HashMap<String, ld::Segment>,
-}
-
-impl ld::Store for LdStore {
-    fn flag(&self, key: &str) -> Option<ld::Flag> {
-        self.flags.get(key).cloned()
-    }
-
-    fn segment(&self, key: &str) -> Option<ld::Segment> {
-        self.segments.get(key).cloned()
-    }
-}
-
-/// Converts through our canonical JSON, which LaunchDarkly's strict reader accepts.
-fn convert<T: serde::Serialize, U: serde::de::DeserializeOwned>(item: &T) -> U {
-    serde_json::from_value(serde_json::to_value(item).expect("serialise"))
-        .expect("LaunchDarkly reads canonical JSON")
-}
-
-fn ld_store(data: &FlagData) -> LdStore {
-    LdStore {
-        flags: data
-            .flags
-            .iter()
-            .map(|(k, f)| (k.clone(), convert(f)))
-            .collect(),
-        segments: data
-            .segments
-            .iter()
-            .map(|(k, s)| (k.clone(), convert(s)))
-            .collect(),
-    }
-}
 
 fn evaluate(c: &mut Criterion) {
     let mut group = c.benchmark_group("evaluate");
@@ -65,7 +29,7 @@ fn evaluate(c: &mut Criterion) {
         let context = Context::from_json(&scenario.context).expect("scenario context");
         let id = snapshot.flag_id(scenario.flag).expect("scenario flag");
 
-        let store = ld_store(&data);
+        let store = launchdarkly::store(&data);
         let ld_flag = store.flags[scenario.flag].clone();
         let ld_context: ld::Context =
             serde_json::from_value(scenario.context.clone()).expect("LaunchDarkly context");

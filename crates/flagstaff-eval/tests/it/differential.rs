@@ -9,6 +9,9 @@
 
 use std::collections::HashMap;
 
+#[path = "../../benches/launchdarkly/mod.rs"]
+mod launchdarkly;
+
 use flagstaff_eval::Snapshot;
 use flagstaff_protocol::{Context, FlagData};
 use launchdarkly_server_sdk_evaluation as ld;
@@ -17,60 +20,13 @@ use serde_json::Value;
 use crate::generate::{self, Rng, Shape};
 use crate::support::json_equal;
 
-/// LaunchDarkly's evaluator reads flags and segments through this trait, by key.
-struct LdStore {
-    flags: HashMap<String, ld::Flag>,
-    segments: HashMap<String, ld::Segment>,
-}
-
-impl ld::Store for LdStore {
-    fn flag(&self, flag_key: &str) -> Option<ld::Flag> {
-        self.flags.get(flag_key).cloned()
-    }
-
-    fn segment(&self, segment_key: &str) -> Option<ld::Segment> {
-        self.segments.get(segment_key).cloned()
-    }
-}
-
-fn ld_store(data: &Value) -> LdStore {
-    let parse = |collection: &str| -> Vec<(String, Value)> {
-        data[collection]
-            .as_object()
-            .map(|m| m.clone().into_iter().collect())
-            .unwrap_or_default()
-    };
-    LdStore {
-        flags: parse("flags")
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    serde_json::from_value(v)
-                        .expect("LaunchDarkly's crate reads our canonical flag JSON"),
-                )
-            })
-            .collect(),
-        segments: parse("segments")
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    serde_json::from_value(v)
-                        .expect("LaunchDarkly's crate reads our canonical segment JSON"),
-                )
-            })
-            .collect(),
-    }
-}
-
 /// One result as comparable JSON: `[value, variationIndex, reason]`.
 fn ours(snapshot: &Snapshot, key: &str, context: &Context) -> Value {
     let detail = snapshot.evaluate(key, context);
     serde_json::json!([detail.value, detail.variation_index, detail.reason])
 }
 
-fn theirs(store: &LdStore, key: &str, context: &ld::Context) -> Value {
+fn theirs(store: &launchdarkly::LdStore, key: &str, context: &ld::Context) -> Value {
     let flag = &store.flags[key];
     let detail = ld::evaluate(store, flag, context, None);
     serde_json::json!([detail.value, detail.variation_index, detail.reason])
@@ -92,9 +48,7 @@ fn agrees_with_launchdarkly_rust_evaluation() {
         let data_json = generate::data(&mut rng, Shape::Common);
         let data = FlagData::from_json(data_json.clone()).expect("generated data loads");
         let snapshot = Snapshot::compile(&data);
-        // LaunchDarkly's reader is strict about presence (every array, `trackEvents`, …), so it
-        // reads our canonical serialisation: this also proves that output shape is acceptable.
-        let store = ld_store(&serde_json::to_value(&data).expect("data serialises"));
+        let store = launchdarkly::store(&data);
         for _ in 0..8 {
             let context_json = generate::context(&mut rng);
             let context = Context::from_json(&context_json).expect("generated contexts are valid");

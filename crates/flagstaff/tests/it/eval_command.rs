@@ -18,6 +18,22 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Writes the inputs to a temporary folder and runs `flagstaff eval` on them.
+fn eval(data: &str, contexts: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(dir.path(), "data.json", data);
+    let contexts = write(dir.path(), "contexts.jsonl", contexts);
+    let mut args = vec![
+        "eval",
+        "--data",
+        data.to_str().unwrap(),
+        "--contexts",
+        contexts.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    flagstaff(&args)
+}
+
 fn lines(output: &Output) -> Vec<Value> {
     assert!(
         output.status.success(),
@@ -45,16 +61,7 @@ const CONTEXTS: &str = "{\"kind\": \"user\", \"key\": \"u1\", \"plan\": \"gold\"
 
 #[test]
 fn every_context_in_file_order_every_flag_in_key_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = write(dir.path(), "data.json", DATA);
-    let contexts = write(dir.path(), "contexts.jsonl", CONTEXTS);
-    let out = lines(&flagstaff(&[
-        "eval",
-        "--data",
-        data.to_str().unwrap(),
-        "--contexts",
-        contexts.to_str().unwrap(),
-    ]));
+    let out = lines(&eval(DATA, CONTEXTS, &[]));
     // The blank second line is skipped but keeps its index; the deleted flag does not exist.
     assert_eq!(
         out,
@@ -69,22 +76,13 @@ fn every_context_in_file_order_every_flag_in_key_order() {
 
 #[test]
 fn default_flag_filter_and_stream_put_wrapper() {
-    let dir = tempfile::tempdir().unwrap();
     let wrapped = format!(r#"{{"path": "/", "data": {DATA}}}"#);
-    let data = write(dir.path(), "put.json", &wrapped);
-    let contexts = write(dir.path(), "contexts.jsonl", CONTEXTS);
     let run = |flag: &str| {
-        lines(&flagstaff(&[
-            "eval",
-            "--data",
-            data.to_str().unwrap(),
-            "--contexts",
-            contexts.to_str().unwrap(),
-            "--default",
-            r#"{"fallback": 1}"#,
-            "--flag",
-            flag,
-        ]))
+        lines(&eval(
+            &wrapped,
+            CONTEXTS,
+            &["--default", r#"{"fallback": 1}"#, "--flag", flag],
+        ))
     };
     let zeta = run("zeta");
     assert_eq!(zeta.len(), 2);
@@ -104,19 +102,7 @@ fn default_flag_filter_and_stream_put_wrapper() {
 
 #[test]
 fn explain_describes_the_matching_rule_and_clause() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = write(dir.path(), "data.json", DATA);
-    let contexts = write(dir.path(), "contexts.jsonl", CONTEXTS);
-    let out = lines(&flagstaff(&[
-        "eval",
-        "--data",
-        data.to_str().unwrap(),
-        "--contexts",
-        contexts.to_str().unwrap(),
-        "--flag",
-        "alpha",
-        "--explain",
-    ]));
+    let out = lines(&eval(DATA, CONTEXTS, &["--flag", "alpha", "--explain"]));
     let trace: Vec<&str> = out[0]["explain"]
         .as_array()
         .unwrap()
@@ -145,19 +131,8 @@ fn explain_describes_the_matching_rule_and_clause() {
     );
 }
 
-fn failure(data_text: &str, contexts_text: &str, extra: &[&str]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let data = write(dir.path(), "data.json", data_text);
-    let contexts = write(dir.path(), "contexts.jsonl", contexts_text);
-    let mut args = vec![
-        "eval",
-        "--data",
-        data.to_str().unwrap(),
-        "--contexts",
-        contexts.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let output = flagstaff(&args);
+fn failure(data: &str, contexts: &str, extra: &[&str]) -> String {
+    let output = eval(data, contexts, extra);
     assert!(!output.status.success(), "expected failure");
     assert!(output.stdout.is_empty(), "no partial output on failure");
     String::from_utf8_lossy(&output.stderr).into_owned()
