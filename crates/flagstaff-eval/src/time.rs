@@ -6,11 +6,13 @@
 
 const NANOS_PER_SECOND: i128 = 1_000_000_000;
 
-/// Converts Unix milliseconds to nanoseconds, truncating any fraction toward zero.
+/// Converts Unix milliseconds to nanoseconds, truncating any fraction toward zero. Numbers beyond
+/// any real date (JSON allows up to about 1.8e308) saturate instead of overflowing, so they still
+/// compare as the far future or past.
 pub(crate) fn from_unix_millis(millis: f64) -> Option<i128> {
     millis
         .is_finite()
-        .then(|| (millis.trunc() as i128) * 1_000_000)
+        .then(|| (millis.trunc() as i128).saturating_mul(1_000_000))
 }
 
 fn digits(bytes: &[u8]) -> Option<u32> {
@@ -131,6 +133,17 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    /// Found by the fuzzer: `1e300` milliseconds overflowed the conversion to nanoseconds.
+    #[test]
+    fn huge_millisecond_values_saturate() {
+        let latest = parse_rfc3339("9999-12-31T23:59:59.999999999Z").unwrap();
+        let earliest = parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
+        assert!(from_unix_millis(1e300).unwrap() > latest);
+        assert!(from_unix_millis(-1e300).unwrap() < earliest);
+        assert!(from_unix_millis(f64::MAX).is_some());
+        assert_eq!(from_unix_millis(f64::INFINITY), None);
     }
 
     #[test]
