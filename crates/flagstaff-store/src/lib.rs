@@ -1,0 +1,426 @@
+//! Flagstaff's storage: a versioned document store with a hash-chained audit log.
+//!
+//! Everything Flagstaff keeps (projects, environments, flags, segments, credentials) is a JSON
+//! *document* addressed by `(kind, scope, key)` and carrying a version. The domain model lives
+//! above this crate (`flagstaff-app`); the store guarantees only what storage must guarantee:
+//!
+//! - **Atomic changes.** [`Store::commit`] applies a [`Change`] (several document writes plus one
+//!   audit entry) in one transaction, or nothing of it.
+//! - **Optimistic concurrency.** Every write states what it expects ([`Expect`]); a stale
+//!   expectation fails the whole change with [`StoreError::Conflict`], never a silent overwrite.
+//! - **Versions only grow.** Deleting keeps a tombstone, so a key re-created after deletion
+//!   continues from its last version (`ld-protocol.md` §2.6: SDKs ignore updates whose version is
+//!   not greater than the tombstone's).
+//! - **A tamper-evident audit log.** Each entry stores the SHA-256 of the previous entry's hash
+//!   and its own content; [`Store::verify_audit`] reports the first broken link.
+//! - **Durability.** SQLite runs in WAL mode with `synchronous=FULL`: a commit that returned has
+//!   been fsynced and survives `kill -9`. PostgreSQL commits are durable by default.
+//!
+//! Both backends run the same SQL through `sqlx::Any`; what differs (column types in migrations,
+//! placeholders, connection pragmas, how writers are serialised) is in [`Backend`]. This is the
+//! only crate that speaks SQL (ARCHITECTURE.md).
+#![forbid(unsafe_code)]
+
+mod audit;
+mod backend;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use audit::{AuditEntry, AuditQuery, AuditVerification, GENESIS_HASH};
+pub use backend::Backend;
+
+/// A stored document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    /// What it is: `project`, `environment`, `flag`, ... (chosen by the application).
+    pub kind: String,
+    /// Where it lives, e.g. a project key, or `project/environment`.
+    pub scope: String,
+    /// Its key within the scope.
+    pub key: String,
+    /// Its version: 1 when first written, one more on every write, delete included.
+    pub version: u64,
+    /// A tombstone: the document was deleted at this version.
+    pub deleted: bool,
+    /// The content (for a tombstone, the content it had when deleted).
+    pub body: Value,
+    /// When it was last written, in Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// What a write expects to find, checked inside the transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Anything: create or overwrite.
+    Any,
+    /// No live document (never written, or deleted): a create.
+    Absent,
+    /// A live document at exactly this version: an update by someone who read that version.
+    Version(u64),
+}
+
+/// One write in a [`Change`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Create or replace a document.
+    Put {
+        /// The document's kind.
+        kind: String,
+        /// The document's scope.
+        scope: String,
+        /// The document's key.
+        key: String,
+        /// The new content.
+        body: Value,
+        /// What must be there now.
+        expect: Expect,
+    },
+    /// Delete a live document, leaving a tombstone.
+    Delete {
+        /// The document's kind.
+        kind: String,
+        /// The document's scope.
+        scope: String,
+        /// The document's key.
+        key: String,
+        /// What must be there now (`Absent` makes no sense here and always conflicts).
+        expect: Expect,
+    },
+}
+
+impl Write {
+    fn address(&self) -> (&str, &str, &str) {
+        match self {
+            Write::Put {
+                kind, scope, key, ..
+            }
+            | Write::Delete {
+                kind, scope, key, ..
+            } => (kind, scope, key),
+        }
+    }
+}
+
+/// The audit entry a change writes, before the store numbers, timestamps and chains it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditDraft {
+    /// Who made the change (a member, a token, or `system`).
+    pub actor: String,
+    /// What happened, e.g. `flag.create`, `flag.targeting.update`.
+    pub action: String,
+    /// The resource's kind.
+    pub kind: String,
+    /// The resource's scope.
+    pub scope: String,
+    /// The resource's key.
+    pub key: String,
+    /// Why, in the actor's words (may be empty).
+    pub comment: String,
+    /// The resource before the change, if it existed.
+    pub before: Option<Value>,
+    /// The resource after the change, if it still exists.
+    pub after: Option<Value>,
+}
+
+/// Writes and the audit entry that explains them, applied together or not at all.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Change {
+    /// The writes, applied in order.
+    pub writes: Vec<Write>,
+    /// The audit entry.
+    pub audit: AuditDraft,
+}
+
+/// The outcome of a committed change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The new version of each write's document, in order.
+    pub versions: Vec<u64>,
+    /// The audit entry's sequence number.
+    pub audit_seq: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A write's expectation did not hold; nothing was written.
+    #[error("conflict on {kind} {scope}/{key}: expected {expected:?}, found version {current:?}")]
+    Conflict {
+        /// The document's kind.
+        kind: String,
+        /// The document's scope.
+        scope: String,
+        /// The document's key.
+        key: String,
+        /// What the write expected.
+        expected: Expect,
+        /// The live version found, if any.
+        current: Option<u64>,
+    },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Stored data could not be read back (for example, a body that is not JSON).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The store cannot be opened as configured.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// Serialises commits from this process. SQLite has a single writer anyway, and taking it
+    /// here avoids `SQLITE_BUSY` from transactions that upgrade to writing; PostgreSQL commits
+    /// additionally take an advisory lock so that several nodes chain the audit log in order.
+    commit_lock: tokio::sync::Mutex<()>,
+}
+
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn document(row: &AnyRow) -> Result<Document> {
+    let body: String = row.try_get("body")?;
+    let version: i64 = row.try_get("version")?;
+    Ok(Document {
+        kind: row.try_get("kind")?,
+        scope: row.try_get("scope")?,
+        key: row.try_get("key")?,
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("version {version}")))?,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        body: serde_json::from_str(&body)
+            .map_err(|e| StoreError::Corrupt(format!("document body: {e}")))?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub async fn open(url: &str) -> Result<Store> {
+        let backend = Backend::from_url(url)?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(backend.max_connections())
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    for pragma in backend.connection_setup() {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&backend.connect_url(url))
+            .await?;
+        let store = Store {
+            pool,
+            backend,
+            commit_lock: tokio::sync::Mutex::new(()),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers (for `/ready`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the connections, waiting for running queries.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let _guard = self.commit_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7268023)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let applied: i64 =
+            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("v")?;
+        for (version, sql) in self.backend.migrations() {
+            if *version <= applied {
+                continue;
+            }
+            for statement in sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--")))
+            {
+                sqlx::query(statement).execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                &self
+                    .backend
+                    .sql("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)"),
+            )
+            .bind(*version)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The document at an address, tombstones included (check [`Document::deleted`]).
+    pub async fn get(&self, kind: &str, scope: &str, key: &str) -> Result<Option<Document>> {
+        let sql = self.backend.sql(
+            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND scope = $2 AND key = $3",
+        );
+        let row = sqlx::query(&sql)
+            .bind(kind)
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(document).transpose()
+    }
+
+    /// The live (not deleted) document at an address.
+    pub async fn get_live(&self, kind: &str, scope: &str, key: &str) -> Result<Option<Document>> {
+        Ok(self.get(kind, scope, key).await?.filter(|d| !d.deleted))
+    }
+
+    /// Every live document of a kind in a scope, in key order.
+    pub async fn list(&self, kind: &str, scope: &str) -> Result<Vec<Document>> {
+        let sql = self.backend.sql(
+            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND scope = $2 AND deleted = 0 ORDER BY key",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(kind)
+            .bind(scope)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(document).collect()
+    }
+
+    /// Every document of a kind in a scope including tombstones, in key order.
+    pub async fn list_with_tombstones(&self, kind: &str, scope: &str) -> Result<Vec<Document>> {
+        let sql = self.backend.sql(
+            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND scope = $2 ORDER BY key",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(kind)
+            .bind(scope)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(document).collect()
+    }
+
+    /// Applies a change atomically: every write's expectation is checked, every write applied,
+    /// and the audit entry appended to the chain, in one transaction. On any failure nothing is
+    /// written.
+    pub async fn commit(&self, change: Change) -> Result<Committed> {
+        let _guard = self.commit_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7268023)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let now = now_millis();
+        let mut versions = Vec::with_capacity(change.writes.len());
+        let select = self.backend.sql("SELECT version, deleted, body FROM documents WHERE kind = $1 AND scope = $2 AND key = $3");
+        let upsert = self.backend.sql(
+            "INSERT INTO documents (kind, scope, key, version, deleted, body, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (kind, scope, key) DO UPDATE SET version = excluded.version, deleted = excluded.deleted, \
+             body = excluded.body, updated_at = excluded.updated_at",
+        );
+        for write in &change.writes {
+            let (kind, scope, key) = write.address();
+            let existing = sqlx::query(&select)
+                .bind(kind)
+                .bind(scope)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (stored_version, live, old_body) = match &existing {
+                Some(row) => {
+                    let version: i64 = row.try_get("version")?;
+                    let deleted: i64 = row.try_get("deleted")?;
+                    let body: String = row.try_get("body")?;
+                    (
+                        u64::try_from(version).unwrap_or(0),
+                        deleted == 0,
+                        Some(body),
+                    )
+                }
+                None => (0, false, None),
+            };
+            let current = live.then_some(stored_version);
+            let expect = match write {
+                Write::Put { expect, .. } | Write::Delete { expect, .. } => *expect,
+            };
+            let holds = match (expect, write) {
+                (_, Write::Delete { .. }) if current.is_none() => false,
+                (Expect::Any, _) => true,
+                (Expect::Absent, _) => current.is_none(),
+                (Expect::Version(v), _) => current == Some(v),
+            };
+            if !holds {
+                return Err(StoreError::Conflict {
+                    kind: kind.to_owned(),
+                    scope: scope.to_owned(),
+                    key: key.to_owned(),
+                    expected: expect,
+                    current,
+                });
+            }
+            let version = stored_version + 1;
+            let (deleted, body) = match write {
+                Write::Put { body, .. } => (0i64, body.to_string()),
+                Write::Delete { .. } => (1i64, old_body.unwrap_or_else(|| "null".to_owned())),
+            };
+            sqlx::query(&upsert)
+                .bind(kind)
+                .bind(scope)
+                .bind(key)
+                .bind(
+                    i64::try_from(version)
+                        .map_err(|_| StoreError::Corrupt("version overflow".into()))?,
+                )
+                .bind(deleted)
+                .bind(body)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            versions.push(version);
+        }
+        let audit_seq = audit::append(&mut tx, self.backend, &change.audit, now).await?;
+        tx.commit().await?;
+        Ok(Committed {
+            versions,
+            audit_seq,
+        })
+    }
+}
