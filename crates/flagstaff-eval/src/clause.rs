@@ -73,6 +73,14 @@ pub(crate) struct InValues {
     has_false: bool,
 }
 
+/// Compiles a `matches` pattern with the engine's size limit.
+pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, String> {
+    regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 fn strings(values: &[Value]) -> Box<[Box<str>]> {
     values
         .iter()
@@ -123,12 +131,7 @@ impl Matcher {
                 values
                     .iter()
                     .filter_map(Value::as_str)
-                    .filter_map(|pattern| {
-                        regex::RegexBuilder::new(pattern)
-                            .size_limit(REGEX_SIZE_LIMIT)
-                            .build()
-                            .ok()
-                    })
+                    .filter_map(|pattern| compile_regex(pattern).ok())
                     .collect(),
             ),
             "lessThan" => Matcher::LessThan(numbers(values)),

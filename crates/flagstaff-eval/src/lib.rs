@@ -29,6 +29,7 @@ mod semver;
 mod snapshot;
 mod time;
 mod typed;
+pub mod values;
 
 pub use evaluate::{Detail, MAX_DEPTH, Observer, Trace};
 pub use snapshot::{CompiledFlag, EvalOptions, FlagId, Snapshot};

@@ -1,0 +1,245 @@
+//! Who may do what: roles, actors and API access tokens.
+//!
+//! An API token is a random secret shown once. The store keeps only its SHA-256 (a
+//! `credential` document keyed by that fingerprint) and a description (`token` document), so a
+//! leaked database does not leak usable tokens. Authentication looks the fingerprint up; nothing
+//! secret is compared in application code, so there is no timing side channel to protect.
+//! SDK keys live in the same credential table but can never act on the management API.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use flagstaff_store::{Expect, Write};
+
+use crate::error::{AppError, Result};
+use crate::model::kinds;
+use crate::{App, decode, draft, random_hex};
+
+/// What a token may do. Each role includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Read flags, segments, environments, the audit log; evaluate.
+    Reader,
+    /// Also change flags, targeting and segments.
+    Writer,
+    /// Also manage projects, environments, keys and tokens.
+    Admin,
+}
+
+/// Someone acting: a token, or the server itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    /// How the audit log names them, e.g. `token:tok-1a2b3c4d`.
+    pub id: String,
+    /// Their role.
+    pub role: Role,
+    /// The projects they are limited to, if any.
+    pub projects: Option<Vec<String>>,
+}
+
+impl Actor {
+    /// The server acting on its own (first start).
+    pub fn system() -> Actor {
+        Actor {
+            id: "system".into(),
+            role: Role::Admin,
+            projects: None,
+        }
+    }
+
+    pub(crate) fn may_see(&self, project: &str) -> bool {
+        self.projects
+            .as_ref()
+            .is_none_or(|ps| ps.iter().any(|p| p == project))
+    }
+
+    /// Checks the actor has at least `role`, for `project` if given.
+    pub fn require(&self, role: Role, project: Option<&str>) -> Result<()> {
+        if self.role < role {
+            return Err(AppError::Forbidden(format!(
+                "this needs the {role:?} role; the token has {:?}",
+                self.role
+            )));
+        }
+        match project {
+            Some(project) if !self.may_see(project) => Err(AppError::Forbidden(format!(
+                "the token is not allowed on project {project:?}"
+            ))),
+            None if role == Role::Admin && self.projects.is_some() => Err(AppError::Forbidden(
+                "a project-limited token cannot do this".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A token's description (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// The token's id (not secret).
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The projects it is limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
+    /// The last characters of the secret, to recognise it.
+    pub hint: String,
+}
+
+/// The SHA-256 of a secret, in hex: how credentials are stored and found.
+pub(crate) fn fingerprint(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The prefix of API tokens, so that secret scanners and people recognise them.
+const TOKEN_PREFIX: &str = "fst_";
+
+impl App {
+    /// Creates an API token (admins); the secret is returned only now.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        projects: Option<Vec<String>>,
+        comment: &str,
+    ) -> Result<(TokenInfo, String)> {
+        actor.require(Role::Admin, None)?;
+        if name.trim().is_empty() {
+            return Err(AppError::invalid(
+                crate::validate::codes::INVALID_FIELD,
+                "name",
+                "a token needs a name",
+            ));
+        }
+        let secret = format!("{TOKEN_PREFIX}{}", random_hex(32));
+        let info = TokenInfo {
+            id: format!("tok-{}", random_hex(4)),
+            name: name.to_owned(),
+            role,
+            projects,
+            hint: crate::hint(&secret),
+        };
+        let after = serde_json::to_value(&info).unwrap_or_default();
+        let writes = vec![
+            Write::Put {
+                kind: kinds::TOKEN.into(),
+                scope: String::new(),
+                key: info.id.clone(),
+                body: after.clone(),
+                expect: Expect::Absent,
+            },
+            Write::Put {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: fingerprint(&secret),
+                body: json!({"type": "token", "token": info.id}),
+                expect: Expect::Absent,
+            },
+        ];
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "token.create",
+                kinds::TOKEN,
+                "",
+                &info.id,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await?;
+        Ok((info, secret))
+    }
+
+    /// The tokens (admins).
+    pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<TokenInfo>> {
+        actor.require(Role::Admin, None)?;
+        self.store
+            .list(kinds::TOKEN, "")
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Revokes a token (admins): it stops working at once.
+    pub async fn revoke_token(&self, actor: &Actor, id: &str, comment: &str) -> Result<()> {
+        actor.require(Role::Admin, None)?;
+        let doc = self
+            .store
+            .get_live(kinds::TOKEN, "", id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("token {id:?}")))?;
+        let credentials = self.store.list(kinds::CREDENTIAL, "").await?;
+        let mut writes = vec![Write::Delete {
+            kind: kinds::TOKEN.into(),
+            scope: String::new(),
+            key: id.into(),
+            expect: Expect::Version(doc.version),
+        }];
+        for credential in credentials
+            .iter()
+            .filter(|c| c.body["type"] == "token" && c.body["token"] == id)
+        {
+            writes.push(Write::Delete {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: credential.key.clone(),
+                expect: Expect::Any,
+            });
+        }
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "token.revoke",
+                kinds::TOKEN,
+                "",
+                id,
+                comment,
+                Some(doc.body),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The actor behind an API token. Anything else (unknown secrets, revoked tokens, and SDK,
+    /// mobile or client-side keys) is `Unauthorized`.
+    pub async fn authenticate(&self, secret: &str) -> Result<Actor> {
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return Err(AppError::Unauthorized);
+        }
+        let credential = self
+            .store
+            .get_live(kinds::CREDENTIAL, "", &fingerprint(secret))
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        if credential.body["type"] != "token" {
+            return Err(AppError::Unauthorized);
+        }
+        let id = credential.body["token"].as_str().unwrap_or_default();
+        let token: TokenInfo = decode(
+            &self
+                .store
+                .get_live(kinds::TOKEN, "", id)
+                .await?
+                .ok_or(AppError::Unauthorized)?,
+        )?;
+        Ok(Actor {
+            id: format!("token:{}", token.id),
+            role: token.role,
+            projects: token.projects,
+        })
+    }
+}

@@ -1,0 +1,1062 @@
+//! Flagstaff's use cases: everything a person or a script can do, independent of HTTP.
+//!
+//! Every state change goes through one function here that authorizes the actor, validates the
+//! input (`validate.rs`), computes the new documents and commits them to the store together with
+//! the audit entry, in one transaction (ARCHITECTURE.md, invariant 7). Reads go straight to the
+//! store. The HTTP API (`flagstaff-api`) only translates requests and responses.
+#![forbid(unsafe_code)]
+
+mod access;
+mod error;
+pub mod model;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use flagstaff_eval::Snapshot;
+use flagstaff_protocol::{Context, FlagData, Segment, VariationOrRollout};
+use flagstaff_store::{AuditDraft, AuditEntry, AuditQuery, Change, Document, Expect, Store, Write};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use access::{Actor, Role, TokenInfo};
+pub use error::{AppError, Result};
+use model::{
+    Environment, EnvironmentKeys, FlagDefinition, FlagKind, Project, Targeting, kinds, merge_flag,
+};
+use validate::Neighbourhood;
+
+/// A value with the version it was read at; send the version back to update it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Versioned<T> {
+    /// The version.
+    pub version: u64,
+    /// The value.
+    #[serde(flatten)]
+    pub value: T,
+}
+
+/// What `initialize` created: printed once, never retrievable again.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Initialized {
+    /// The project created.
+    pub project: Project,
+    /// Its environments and their keys.
+    pub environments: Vec<EnvironmentWithKeys>,
+    /// The administrator's API token.
+    pub admin_token: String,
+}
+
+/// An environment with its keys, as returned once on creation.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentWithKeys {
+    /// The environment.
+    #[serde(flatten)]
+    pub environment: Environment,
+    /// Its keys.
+    pub keys: EnvironmentKeys,
+}
+
+/// Filters for listing flags.
+#[derive(Clone, Debug, Default)]
+pub struct FlagFilter {
+    /// Only flags with this tag.
+    pub tag: Option<String>,
+    /// Archived flags only (`true`), live flags only (`false`, the default).
+    pub archived: bool,
+    /// Only flags whose key or name contains this text (case-insensitive).
+    pub search: Option<String>,
+    /// Only flags whose key sorts after this one (the previous page's `next`).
+    pub after: Option<String>,
+    /// Page size (1 to 500; default 50).
+    pub limit: Option<usize>,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// The use cases, over one store.
+#[derive(Debug, Clone)]
+pub struct App {
+    store: Arc<Store>,
+}
+
+fn env_scope(project: &str, environment: &str) -> String {
+    format!("{project}/{environment}")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T> {
+    serde_json::from_value(doc.body.clone()).map_err(|e| {
+        AppError::Store(flagstaff_store::StoreError::Corrupt(format!(
+            "{} {}/{}: {e}",
+            doc.kind, doc.scope, doc.key
+        )))
+    })
+}
+
+fn body<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::Rng::fill(&mut rand::rngs::OsRng, buf.as_mut_slice());
+    hex::encode(buf)
+}
+
+/// A random UUID (version 4) in LaunchDarkly's key format.
+fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn hint(secret: &str) -> String {
+    format!("…{}", &secret[secret.len().saturating_sub(4)..])
+}
+
+/// The default targeting of a new flag: off, and serving the "off" value when turned on with no
+/// rules, so that switching targeting on never releases a feature to everyone by accident.
+fn default_targeting(definition: &FlagDefinition) -> Targeting {
+    let off_index = match definition.kind {
+        FlagKind::Boolean => definition
+            .variations
+            .iter()
+            .position(|v| v.value == Value::Bool(false))
+            .unwrap_or(0),
+        FlagKind::Multivariate => 0,
+    } as i64;
+    Targeting {
+        on: false,
+        off_variation: Some(off_index),
+        fallthrough: VariationOrRollout {
+            variation: Some(off_index),
+            rollout: None,
+        },
+        targets: Vec::new(),
+        context_targets: Vec::new(),
+        rules: Vec::new(),
+        prerequisites: Vec::new(),
+        track_events: false,
+        track_events_fallthrough: false,
+        salt: random_hex(16),
+    }
+}
+
+impl App {
+    /// Use cases over `store`.
+    pub fn new(store: Arc<Store>) -> App {
+        App { store }
+    }
+
+    /// The store (for health checks and shutdown).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Commits `writes` with the audit entry `audit`, signed by `actor`.
+    async fn commit(
+        &self,
+        actor: &Actor,
+        writes: Vec<Write>,
+        mut audit: AuditDraft,
+    ) -> Result<Vec<u64>> {
+        audit.actor = actor.id.clone();
+        Ok(self.store.commit(Change { writes, audit }).await?.versions)
+    }
+
+    // ----- bootstrap -------------------------------------------------------------------------
+
+    /// Whether `initialize` has run (any project or token exists).
+    pub async fn is_initialized(&self) -> Result<bool> {
+        Ok(!self.store.list(kinds::PROJECT, "").await?.is_empty()
+            || !self.store.list(kinds::TOKEN, "").await?.is_empty())
+    }
+
+    /// First start: the project `default` with environments `production` and `test`, and an
+    /// administrator token. Refused once anything exists.
+    pub async fn initialize(&self) -> Result<Initialized> {
+        if self.is_initialized().await? {
+            return Err(AppError::AlreadyExists("an initialized Flagstaff".into()));
+        }
+        let system = Actor::system();
+        let project = self
+            .create_project(
+                &system,
+                Project {
+                    key: "default".into(),
+                    name: "Default".into(),
+                },
+                "first start",
+            )
+            .await?;
+        let mut environments = Vec::new();
+        for (key, name) in [("production", "Production"), ("test", "Test")] {
+            environments.push(
+                self.create_environment(&system, &project.key, key, name, "first start")
+                    .await?,
+            );
+        }
+        let (_, admin_token) = self
+            .create_token(
+                &system,
+                "admin (created on first start)",
+                Role::Admin,
+                None,
+                "first start",
+            )
+            .await?;
+        Ok(Initialized {
+            project,
+            environments,
+            admin_token,
+        })
+    }
+
+    // ----- projects and environments ---------------------------------------------------------
+
+    /// Creates a project (admins).
+    pub async fn create_project(
+        &self,
+        actor: &Actor,
+        project: Project,
+        comment: &str,
+    ) -> Result<Project> {
+        actor.require(Role::Admin, None)?;
+        validate::key("key", &project.key)?;
+        let after = body(&project);
+        let write = Write::Put {
+            kind: kinds::PROJECT.into(),
+            scope: String::new(),
+            key: project.key.clone(),
+            body: after.clone(),
+            expect: Expect::Absent,
+        };
+        self.commit(
+            actor,
+            vec![write],
+            draft(
+                "project.create",
+                kinds::PROJECT,
+                "",
+                &project.key,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await
+        .map_err(|e| already_exists(e, format!("project {:?}", project.key)))?;
+        Ok(project)
+    }
+
+    /// Lists the projects the actor may see.
+    pub async fn list_projects(&self, actor: &Actor) -> Result<Vec<Project>> {
+        let docs = self.store.list(kinds::PROJECT, "").await?;
+        let projects: Vec<Project> = docs.iter().map(decode).collect::<Result<_>>()?;
+        Ok(projects
+            .into_iter()
+            .filter(|p| actor.may_see(&p.key))
+            .collect())
+    }
+
+    /// One project.
+    pub async fn project(&self, actor: &Actor, key: &str) -> Result<Project> {
+        actor.require(Role::Reader, Some(key))?;
+        let doc = self
+            .store
+            .get_live(kinds::PROJECT, "", key)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("project {key:?}")))?;
+        decode(&doc)
+    }
+
+    /// Creates an environment with fresh keys (admins); the keys are returned only now.
+    pub async fn create_environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        name: &str,
+        comment: &str,
+    ) -> Result<EnvironmentWithKeys> {
+        actor.require(Role::Admin, Some(project))?;
+        validate::key("key", key)?;
+        self.project(&Actor::system(), project).await?;
+        let keys = EnvironmentKeys {
+            sdk_key: format!("sdk-{}", uuid_v4()),
+            mobile_key: format!("mob-{}", uuid_v4()),
+            client_side_id: random_hex(12),
+        };
+        let environment = Environment {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            project: project.to_owned(),
+            client_side_id: keys.client_side_id.clone(),
+            sdk_key_hint: hint(&keys.sdk_key),
+            mobile_key_hint: hint(&keys.mobile_key),
+        };
+        let after = body(&environment);
+        let mut writes = vec![Write::Put {
+            kind: kinds::ENVIRONMENT.into(),
+            scope: project.into(),
+            key: key.into(),
+            body: after.clone(),
+            expect: Expect::Absent,
+        }];
+        for (kind, secret) in [
+            ("sdk", &keys.sdk_key),
+            ("mobile", &keys.mobile_key),
+            ("client-side", &keys.client_side_id),
+        ] {
+            writes.push(Write::Put {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: access::fingerprint(secret),
+                body: json!({"type": kind, "project": project, "environment": key}),
+                expect: Expect::Absent,
+            });
+        }
+        // Every existing flag gets default (off) targeting in the new environment.
+        for flag in self.store.list(kinds::FLAG, project).await? {
+            let definition: FlagDefinition = decode(&flag)?;
+            writes.push(Write::Put {
+                kind: kinds::TARGETING.into(),
+                scope: env_scope(project, key),
+                key: definition.key.clone(),
+                body: body(&default_targeting(&definition)),
+                expect: Expect::Any,
+            });
+        }
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "environment.create",
+                kinds::ENVIRONMENT,
+                project,
+                key,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await
+        .map_err(|e| already_exists(e, format!("environment {key:?}")))?;
+        Ok(EnvironmentWithKeys { environment, keys })
+    }
+
+    /// The environments of a project.
+    pub async fn list_environments(
+        &self,
+        actor: &Actor,
+        project: &str,
+    ) -> Result<Vec<Environment>> {
+        self.project(actor, project).await?;
+        self.store
+            .list(kinds::ENVIRONMENT, project)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// One environment.
+    pub async fn environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+    ) -> Result<Environment> {
+        actor.require(Role::Reader, Some(project))?;
+        let doc = self
+            .store
+            .get_live(kinds::ENVIRONMENT, project, key)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("environment {project}/{key}")))?;
+        decode(&doc)
+    }
+
+    // ----- flags -----------------------------------------------------------------------------
+
+    async fn neighbourhood(&self, project: &str, environment: &str) -> Result<Neighbourhood> {
+        let mut n = Neighbourhood::default();
+        for doc in self.store.list(kinds::FLAG, project).await? {
+            let definition: FlagDefinition = decode(&doc)?;
+            n.variations
+                .insert(definition.key, definition.variations.len());
+        }
+        for doc in self
+            .store
+            .list(kinds::TARGETING, &env_scope(project, environment))
+            .await?
+        {
+            let targeting: Targeting = decode(&doc)?;
+            n.prerequisites.insert(
+                doc.key.clone(),
+                targeting.prerequisites.into_iter().map(|p| p.key).collect(),
+            );
+        }
+        for doc in self
+            .store
+            .list(kinds::SEGMENT, &env_scope(project, environment))
+            .await?
+        {
+            let segment: Segment = decode(&doc)?;
+            let referenced = segment
+                .rules
+                .iter()
+                .flat_map(|r| r.clauses.iter())
+                .filter(|c| c.op == "segmentMatch")
+                .flat_map(|c| c.values.iter().filter_map(Value::as_str).map(str::to_owned))
+                .collect();
+            n.segments.insert(doc.key.clone(), referenced);
+        }
+        Ok(n)
+    }
+
+    /// Creates a flag (writers), off in every environment.
+    pub async fn create_flag(
+        &self,
+        actor: &Actor,
+        project: &str,
+        mut definition: FlagDefinition,
+        comment: &str,
+    ) -> Result<Versioned<FlagDefinition>> {
+        actor.require(Role::Writer, Some(project))?;
+        self.project(&Actor::system(), project).await?;
+        definition.archived = false;
+        validate::definition(&mut definition)?;
+        let after = body(&definition);
+        let mut writes = vec![Write::Put {
+            kind: kinds::FLAG.into(),
+            scope: project.into(),
+            key: definition.key.clone(),
+            body: after.clone(),
+            expect: Expect::Absent,
+        }];
+        for env in self.store.list(kinds::ENVIRONMENT, project).await? {
+            // `Any`: a flag re-created after deletion continues from its tombstone's version.
+            writes.push(Write::Put {
+                kind: kinds::TARGETING.into(),
+                scope: env_scope(project, &env.key),
+                key: definition.key.clone(),
+                body: body(&default_targeting(&definition)),
+                expect: Expect::Any,
+            });
+        }
+        let versions = self
+            .commit(
+                actor,
+                writes,
+                draft(
+                    "flag.create",
+                    kinds::FLAG,
+                    project,
+                    &definition.key,
+                    comment,
+                    None,
+                    Some(after),
+                ),
+            )
+            .await
+            .map_err(|e| already_exists(e, format!("flag {:?}", definition.key)))?;
+        Ok(Versioned {
+            version: versions[0],
+            value: definition,
+        })
+    }
+
+    /// One flag's definition.
+    pub async fn flag(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+    ) -> Result<Versioned<FlagDefinition>> {
+        actor.require(Role::Reader, Some(project))?;
+        let doc = self
+            .store
+            .get_live(kinds::FLAG, project, key)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("flag {key:?}")))?;
+        Ok(Versioned {
+            version: doc.version,
+            value: decode(&doc)?,
+        })
+    }
+
+    /// Lists flags, filtered, in key order, a page at a time.
+    pub async fn list_flags(
+        &self,
+        actor: &Actor,
+        project: &str,
+        filter: &FlagFilter,
+    ) -> Result<Page<Versioned<FlagDefinition>>> {
+        self.project(actor, project).await?;
+        let limit = filter.limit.unwrap_or(50).clamp(1, 500);
+        let search = filter.search.as_deref().map(str::to_lowercase);
+        let mut items = Vec::new();
+        let mut next = None;
+        for doc in self.store.list(kinds::FLAG, project).await? {
+            if filter
+                .after
+                .as_deref()
+                .is_some_and(|after| doc.key.as_str() <= after)
+            {
+                continue;
+            }
+            let definition: FlagDefinition = decode(&doc)?;
+            let matches = definition.archived == filter.archived
+                && filter
+                    .tag
+                    .as_ref()
+                    .is_none_or(|t| definition.tags.contains(t))
+                && search.as_ref().is_none_or(|s| {
+                    definition.key.to_lowercase().contains(s)
+                        || definition.name.to_lowercase().contains(s)
+                });
+            if !matches {
+                continue;
+            }
+            if items.len() == limit {
+                next = items
+                    .last()
+                    .map(|v: &Versioned<FlagDefinition>| v.value.key.clone());
+                break;
+            }
+            items.push(Versioned {
+                version: doc.version,
+                value: definition,
+            });
+        }
+        Ok(Page { items, next })
+    }
+
+    /// Replaces a flag's definition (writers). `expected` is the version the caller read; the
+    /// key cannot change, and every environment's targeting must still fit the new variations.
+    pub async fn update_flag(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        mut definition: FlagDefinition,
+        expected: u64,
+        comment: &str,
+    ) -> Result<Versioned<FlagDefinition>> {
+        actor.require(Role::Writer, Some(project))?;
+        let current = self.flag(actor, project, key).await?;
+        if definition.key != key {
+            return Err(AppError::invalid(
+                validate::codes::INVALID_FIELD,
+                "key",
+                "a flag's key cannot change",
+            ));
+        }
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        definition.archived = current.value.archived;
+        validate::definition(&mut definition)?;
+        self.write_definition(actor, project, &current, definition, "flag.update", comment)
+            .await
+    }
+
+    /// Archives or restores a flag (writers). Archived flags are hidden from SDKs.
+    pub async fn set_archived(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        archived: bool,
+        comment: &str,
+    ) -> Result<Versioned<FlagDefinition>> {
+        actor.require(Role::Writer, Some(project))?;
+        let current = self.flag(actor, project, key).await?;
+        let mut definition = current.value.clone();
+        definition.archived = archived;
+        let action = if archived {
+            "flag.archive"
+        } else {
+            "flag.restore"
+        };
+        self.write_definition(actor, project, &current, definition, action, comment)
+            .await
+    }
+
+    async fn write_definition(
+        &self,
+        actor: &Actor,
+        project: &str,
+        current: &Versioned<FlagDefinition>,
+        definition: FlagDefinition,
+        action: &str,
+        comment: &str,
+    ) -> Result<Versioned<FlagDefinition>> {
+        let key = definition.key.clone();
+        let after = body(&definition);
+        let mut writes = vec![Write::Put {
+            kind: kinds::FLAG.into(),
+            scope: project.into(),
+            key: key.clone(),
+            body: after.clone(),
+            expect: Expect::Version(current.version),
+        }];
+        // Rewrite each environment's targeting so the version SDKs see grows (see model.rs).
+        for env in self.store.list(kinds::ENVIRONMENT, project).await? {
+            let scope = env_scope(project, &env.key);
+            let Some(doc) = self.store.get_live(kinds::TARGETING, &scope, &key).await? else {
+                continue;
+            };
+            let targeting: Targeting = decode(&doc)?;
+            let mut neighbourhood = self.neighbourhood(project, &env.key).await?;
+            neighbourhood
+                .variations
+                .insert(key.clone(), definition.variations.len());
+            validate::targeting(&key, &targeting, &neighbourhood)
+                .map_err(|e| prefix_field(e, &format!("environments.{}", env.key)))?;
+            writes.push(Write::Put {
+                kind: kinds::TARGETING.into(),
+                scope,
+                key: key.clone(),
+                body: doc.body.clone(),
+                expect: Expect::Version(doc.version),
+            });
+        }
+        let versions = self
+            .commit(
+                actor,
+                writes,
+                draft(
+                    action,
+                    kinds::FLAG,
+                    project,
+                    &key,
+                    comment,
+                    Some(body(&current.value)),
+                    Some(after),
+                ),
+            )
+            .await?;
+        Ok(Versioned {
+            version: versions[0],
+            value: definition,
+        })
+    }
+
+    /// Deletes a flag everywhere (writers), leaving tombstones so versions keep growing if the
+    /// key is reused.
+    pub async fn delete_flag(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        expected: u64,
+        comment: &str,
+    ) -> Result<()> {
+        actor.require(Role::Writer, Some(project))?;
+        let current = self.flag(actor, project, key).await?;
+        let mut writes = vec![Write::Delete {
+            kind: kinds::FLAG.into(),
+            scope: project.into(),
+            key: key.into(),
+            expect: Expect::Version(expected),
+        }];
+        for env in self.store.list(kinds::ENVIRONMENT, project).await? {
+            let scope = env_scope(project, &env.key);
+            if self
+                .store
+                .get_live(kinds::TARGETING, &scope, key)
+                .await?
+                .is_some()
+            {
+                writes.push(Write::Delete {
+                    kind: kinds::TARGETING.into(),
+                    scope,
+                    key: key.into(),
+                    expect: Expect::Any,
+                });
+            }
+        }
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "flag.delete",
+                kinds::FLAG,
+                project,
+                key,
+                comment,
+                Some(body(&current.value)),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A flag's targeting in one environment.
+    pub async fn targeting(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Versioned<Targeting>> {
+        actor.require(Role::Reader, Some(project))?;
+        let doc = self
+            .store
+            .get_live(kinds::TARGETING, &env_scope(project, environment), key)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(format!("flag {key:?} in environment {environment:?}"))
+            })?;
+        Ok(Versioned {
+            version: doc.version,
+            value: decode(&doc)?,
+        })
+    }
+
+    /// Replaces a flag's targeting in one environment (writers).
+    // Each argument is a distinct part of the request; a struct would only move the list.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_targeting(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+        mut targeting: Targeting,
+        expected: u64,
+        comment: &str,
+    ) -> Result<Versioned<Targeting>> {
+        actor.require(Role::Writer, Some(project))?;
+        let current = self.targeting(actor, project, environment, key).await?;
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        targeting.salt = current.value.salt.clone();
+        // Rules get stable ids (reported as `ruleId` in reasons) when the caller gives none.
+        for rule in targeting.rules.iter_mut().filter(|r| r.id.is_empty()) {
+            rule.id = random_hex(8);
+        }
+        validate::targeting(
+            key,
+            &targeting,
+            &self.neighbourhood(project, environment).await?,
+        )?;
+        let after = body(&targeting);
+        let scope = env_scope(project, environment);
+        let write = Write::Put {
+            kind: kinds::TARGETING.into(),
+            scope: scope.clone(),
+            key: key.into(),
+            body: after.clone(),
+            expect: Expect::Version(expected),
+        };
+        let versions = self
+            .commit(
+                actor,
+                vec![write],
+                draft(
+                    "flag.targeting.update",
+                    kinds::TARGETING,
+                    &scope,
+                    key,
+                    comment,
+                    Some(body(&current.value)),
+                    Some(after),
+                ),
+            )
+            .await?;
+        Ok(Versioned {
+            version: versions[0],
+            value: targeting,
+        })
+    }
+
+    // ----- segments --------------------------------------------------------------------------
+
+    /// Creates or replaces a segment in one environment (writers); `expected` is `None` to
+    /// create, or the version the caller read.
+    pub async fn put_segment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        mut segment: Segment,
+        expected: Option<u64>,
+        comment: &str,
+    ) -> Result<Versioned<Segment>> {
+        actor.require(Role::Writer, Some(project))?;
+        self.environment(actor, project, environment).await?;
+        let scope = env_scope(project, environment);
+        let current = self
+            .store
+            .get_live(kinds::SEGMENT, &scope, &segment.key)
+            .await?;
+        if let Some(doc) = &current {
+            segment.salt = decode::<Segment>(doc)?.salt;
+        } else if segment.salt.is_empty() {
+            segment.salt = random_hex(16);
+        }
+        segment.version = 0;
+        segment.deleted = false;
+        validate::segment(&segment, &self.neighbourhood(project, environment).await?)?;
+        let after = body(&segment);
+        let expect = expected.map_or(Expect::Absent, Expect::Version);
+        let write = Write::Put {
+            kind: kinds::SEGMENT.into(),
+            scope: scope.clone(),
+            key: segment.key.clone(),
+            body: after.clone(),
+            expect,
+        };
+        let action = if expected.is_some() {
+            "segment.update"
+        } else {
+            "segment.create"
+        };
+        let versions = self
+            .commit(
+                actor,
+                vec![write],
+                draft(
+                    action,
+                    kinds::SEGMENT,
+                    &scope,
+                    &segment.key,
+                    comment,
+                    current.map(|d| d.body),
+                    Some(after),
+                ),
+            )
+            .await
+            .map_err(|e| {
+                if expected.is_none() {
+                    already_exists(e, format!("segment {:?}", segment.key))
+                } else {
+                    e
+                }
+            })?;
+        Ok(Versioned {
+            version: versions[0],
+            value: segment,
+        })
+    }
+
+    /// One segment.
+    pub async fn segment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Versioned<Segment>> {
+        actor.require(Role::Reader, Some(project))?;
+        let doc = self
+            .store
+            .get_live(kinds::SEGMENT, &env_scope(project, environment), key)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("segment {key:?}")))?;
+        Ok(Versioned {
+            version: doc.version,
+            value: decode(&doc)?,
+        })
+    }
+
+    /// The segments of an environment.
+    pub async fn list_segments(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+    ) -> Result<Vec<Versioned<Segment>>> {
+        self.environment(actor, project, environment).await?;
+        self.store
+            .list(kinds::SEGMENT, &env_scope(project, environment))
+            .await?
+            .iter()
+            .map(|d| {
+                Ok(Versioned {
+                    version: d.version,
+                    value: decode(d)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a segment (writers).
+    pub async fn delete_segment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+        expected: u64,
+        comment: &str,
+    ) -> Result<()> {
+        actor.require(Role::Writer, Some(project))?;
+        let current = self.segment(actor, project, environment, key).await?;
+        let scope = env_scope(project, environment);
+        let write = Write::Delete {
+            kind: kinds::SEGMENT.into(),
+            scope: scope.clone(),
+            key: key.into(),
+            expect: Expect::Version(expected),
+        };
+        self.commit(
+            actor,
+            vec![write],
+            draft(
+                "segment.delete",
+                kinds::SEGMENT,
+                &scope,
+                key,
+                comment,
+                Some(body(&current.value)),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    // ----- what SDKs see ---------------------------------------------------------------------
+
+    /// Every live, unarchived flag and segment of an environment, as SDKs receive them.
+    pub async fn flag_data(&self, project: &str, environment: &str) -> Result<FlagData> {
+        let scope = env_scope(project, environment);
+        let mut definitions = HashMap::new();
+        for doc in self.store.list(kinds::FLAG, project).await? {
+            let definition: FlagDefinition = decode(&doc)?;
+            if !definition.archived {
+                definitions.insert(definition.key.clone(), definition);
+            }
+        }
+        let mut data = FlagData::default();
+        for doc in self.store.list(kinds::TARGETING, &scope).await? {
+            if let Some(definition) = definitions.get(&doc.key) {
+                let targeting: Targeting = decode(&doc)?;
+                data.flags.insert(
+                    doc.key.clone(),
+                    merge_flag(definition, &targeting, doc.version),
+                );
+            }
+        }
+        for doc in self.store.list(kinds::SEGMENT, &scope).await? {
+            let mut segment: Segment = decode(&doc)?;
+            segment.version = doc.version;
+            data.segments.insert(doc.key.clone(), segment);
+        }
+        Ok(data)
+    }
+
+    /// Evaluates every flag of an environment for a context: "why does this user get this?".
+    pub async fn evaluate(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        context: &Value,
+    ) -> Result<Value> {
+        self.environment(actor, project, environment).await?;
+        let context = Context::from_json(context).map_err(|e| {
+            AppError::invalid(
+                validate::codes::INVALID_FIELD,
+                format!("context.{}", e.field),
+                e.message,
+            )
+        })?;
+        let snapshot = Snapshot::compile(&self.flag_data(project, environment).await?);
+        let mut flags = serde_json::Map::new();
+        for flag in snapshot.flags() {
+            let detail = snapshot.evaluate(flag.key(), &context);
+            flags.insert(flag.key().to_owned(), json!({"value": detail.value, "variationIndex": detail.variation_index, "reason": detail.reason, "version": flag.source().version}));
+        }
+        Ok(json!({"flags": flags}))
+    }
+
+    // ----- audit -----------------------------------------------------------------------------
+
+    /// Audit entries (admins see everything; others only their projects).
+    pub async fn audit(&self, actor: &Actor, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        actor.require(Role::Reader, None)?;
+        let entries = self.store.audit(query).await?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| {
+                actor.role == Role::Admin
+                    || actor.may_see(e.scope.split('/').next().unwrap_or_default())
+            })
+            .collect())
+    }
+}
+
+/// The audit entry of a change (the actor is filled in by `App::commit`).
+pub(crate) fn draft(
+    action: &str,
+    kind: &str,
+    scope: &str,
+    key: &str,
+    comment: &str,
+    before: Option<Value>,
+    after: Option<Value>,
+) -> AuditDraft {
+    AuditDraft {
+        actor: String::new(),
+        action: action.to_owned(),
+        kind: kind.to_owned(),
+        scope: scope.to_owned(),
+        key: key.to_owned(),
+        comment: comment.to_owned(),
+        before,
+        after,
+    }
+}
+
+fn already_exists(error: AppError, what: String) -> AppError {
+    match error {
+        AppError::Conflict { .. } => AppError::AlreadyExists(what),
+        other => other,
+    }
+}
+
+fn prefix_field(error: AppError, prefix: &str) -> AppError {
+    match error {
+        AppError::Invalid {
+            code,
+            message,
+            field,
+        } => AppError::Invalid {
+            code,
+            message,
+            field: format!("{prefix}.{field}"),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,206 @@
+//! The domain model: what people manage, as the API shows it.
+//!
+//! A flag has a *definition* per project (key, name, variations, tags, ...) and *targeting* per
+//! environment (on/off, targets, rules, rollouts, prerequisites). What an SDK receives for an
+//! environment is the two merged into one LaunchDarkly flag ([`merge_flag`]), whose version is
+//! the targeting document's version: definition changes rewrite every environment's targeting, so
+//! that version grows on any change an SDK can observe (`ld-protocol.md` §2.6).
+
+use flagstaff_protocol::{
+    ClientSideAvailability, Flag, FlagRule, Prerequisite, Target, VariationOrRollout,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Document kinds in the store.
+pub mod kinds {
+    /// A project; scope `""`.
+    pub const PROJECT: &str = "project";
+    /// An environment; scope is the project key.
+    pub const ENVIRONMENT: &str = "environment";
+    /// A flag definition; scope is the project key.
+    pub const FLAG: &str = "flag";
+    /// A flag's targeting in one environment; scope is `project/environment`.
+    pub const TARGETING: &str = "targeting";
+    /// A segment; scope is `project/environment`.
+    pub const SEGMENT: &str = "segment";
+    /// An API access token's description; scope `""`, key is the token id.
+    pub const TOKEN: &str = "token";
+    /// A secret's SHA-256 (hex), pointing at what it grants; scope `""`.
+    pub const CREDENTIAL: &str = "credential";
+}
+
+/// A project: a product or service with its own flags.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Project {
+    /// Unique key.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// An environment of a project, such as `production` or `test`. Its SDK and mobile keys are
+/// secrets: only their SHA-256 is stored and a short hint shown; the plain keys are returned
+/// once, when created or rotated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    /// Unique key within the project.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// The project.
+    pub project: String,
+    /// The browser credential (24 hex digits, LaunchDarkly's format). Public by design: it is
+    /// in every web page that uses the browser SDK.
+    pub client_side_id: String,
+    /// The last characters of the SDK key, to recognise it.
+    pub sdk_key_hint: String,
+    /// The last characters of the mobile key.
+    pub mobile_key_hint: String,
+}
+
+/// The credentials of an environment, shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentKeys {
+    /// Server-side SDKs (`sdk-` + UUID).
+    pub sdk_key: String,
+    /// Mobile SDKs (`mob-` + UUID).
+    pub mobile_key: String,
+    /// Browser SDKs (24 hex digits).
+    pub client_side_id: String,
+}
+
+/// A variation of a flag: its value and, for people, a name and description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Variation {
+    /// The value SDKs return: any JSON.
+    pub value: Value,
+    /// A short name (e.g. "Enabled").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A longer description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Boolean flags have exactly the variations `true` and `false`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FlagKind {
+    /// `true`/`false`.
+    #[default]
+    Boolean,
+    /// Any number of values of any JSON type.
+    Multivariate,
+}
+
+/// A flag as defined once per project.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FlagDefinition {
+    /// Unique key within the project, what code passes to the SDK.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// What the flag is for.
+    #[serde(default)]
+    pub description: String,
+    /// Free-form labels for filtering.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Boolean or multivariate.
+    #[serde(default)]
+    pub kind: FlagKind,
+    /// The values the flag can take. Boolean flags may omit them (`true`, `false`).
+    #[serde(default)]
+    pub variations: Vec<Variation>,
+    /// Temporary flags (the default) are expected to be removed after a release; permanent ones
+    /// (kill switches, entitlements) are not reported as stale.
+    #[serde(default = "default_true")]
+    pub temporary: bool,
+    /// Who is responsible for the flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintainer: Option<String>,
+    /// Which client-side SDKs may see the flag (neither, by default).
+    #[serde(default)]
+    pub client_side_availability: ClientSideAvailability,
+    /// Archived flags are hidden from SDKs and lists but can be restored.
+    #[serde(default)]
+    pub archived: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A flag's targeting in one environment (`ld-protocol.md` §2.2, §3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Targeting {
+    /// Whether targeting is on; off serves the off variation to everyone.
+    #[serde(default)]
+    pub on: bool,
+    /// What to serve when off or when a prerequisite fails.
+    #[serde(default)]
+    pub off_variation: Option<i64>,
+    /// What to serve when no target or rule matches.
+    #[serde(default)]
+    pub fallthrough: VariationOrRollout,
+    /// Individual user targets.
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    /// Individual targets of other context kinds.
+    #[serde(default)]
+    pub context_targets: Vec<Target>,
+    /// Rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<FlagRule>,
+    /// Flags that must serve a given variation first.
+    #[serde(default)]
+    pub prerequisites: Vec<Prerequisite>,
+    /// Send full events for every evaluation.
+    #[serde(default)]
+    pub track_events: bool,
+    /// Send full events for fallthrough results.
+    #[serde(default)]
+    pub track_events_fallthrough: bool,
+    /// The bucketing salt, fixed when the flag is created. Changing it would reshuffle every
+    /// rollout, so it is not part of an update.
+    #[serde(default, skip_deserializing)]
+    pub salt: String,
+}
+
+/// Merges a definition and an environment's targeting into what SDKs receive.
+pub fn merge_flag(definition: &FlagDefinition, targeting: &Targeting, version: u64) -> Flag {
+    let availability = definition.client_side_availability;
+    Flag {
+        key: definition.key.clone(),
+        on: targeting.on,
+        prerequisites: targeting.prerequisites.clone(),
+        targets: targeting.targets.clone(),
+        context_targets: targeting.context_targets.clone(),
+        rules: targeting.rules.clone(),
+        fallthrough: targeting.fallthrough.clone(),
+        off_variation: targeting.off_variation,
+        variations: definition
+            .variations
+            .iter()
+            .map(|v| v.value.clone())
+            .collect(),
+        client_side_availability: Some(availability),
+        client_side: availability.using_environment_id,
+        salt: targeting.salt.clone(),
+        track_events: targeting.track_events,
+        track_events_fallthrough: targeting.track_events_fallthrough,
+        debug_events_until_date: None,
+        version,
+        deleted: false,
+        migration: None,
+        sampling_ratio: None,
+        exclude_from_summaries: false,
+    }
+}

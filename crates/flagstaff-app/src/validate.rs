@@ -1,0 +1,536 @@
+//! Write-time validation: reject what cannot be evaluated, naming the field.
+//!
+//! LaunchDarkly's evaluators accept nearly anything and report `MALFORMED_FLAG` at evaluation
+//! time. We refuse such data when it is written instead, with a stable code and the JSON path of
+//! the offending field (`rules[2].clauses[0].op`), so that a person fixes it before any SDK sees
+//! it. Where the SDKs disagree (`ld-protocol.md` §3.11) we also refuse the shapes that make them
+//! disagree: `seed: 0`, non-scalar `in` values, user keys in `contextTargets`.
+
+use std::collections::{HashMap, HashSet};
+
+use flagstaff_eval::values;
+use flagstaff_protocol::{AttrRef, Clause, Kind, Segment, VariationOrRollout};
+use serde_json::Value;
+
+use crate::error::{AppError, Result};
+use crate::model::{FlagDefinition, FlagKind, Targeting, Variation};
+
+/// Stable error codes (the API's error table lists them with their HTTP status).
+pub mod codes {
+    /// A key has characters other than letters, digits, `.`, `_`, `-`, or is empty or too long.
+    pub const INVALID_KEY: &str = "invalid_key";
+    /// A field has the wrong shape or value.
+    pub const INVALID_FIELD: &str = "invalid_field";
+    /// The variations do not fit the flag kind, or repeat a value.
+    pub const INVALID_VARIATIONS: &str = "invalid_variations";
+    /// A variation index points outside the flag's variations.
+    pub const VARIATION_OUT_OF_RANGE: &str = "variation_out_of_range";
+    /// A rule or fallthrough serves neither a variation nor a rollout.
+    pub const MISSING_VARIATION: &str = "missing_variation";
+    /// A rollout's buckets are empty, weights are out of range or do not add up to 100%.
+    pub const INVALID_ROLLOUT: &str = "invalid_rollout";
+    /// A clause names an operator the evaluator does not know.
+    pub const UNKNOWN_OPERATOR: &str = "unknown_operator";
+    /// An attribute reference is empty or malformed.
+    pub const INVALID_ATTRIBUTE_REFERENCE: &str = "invalid_attribute_reference";
+    /// A clause's values are empty or of the wrong type for its operator.
+    pub const INVALID_CLAUSE_VALUES: &str = "invalid_clause_values";
+    /// A `matches` pattern does not compile.
+    pub const INVALID_REGEX: &str = "invalid_regex";
+    /// A context kind name is invalid.
+    pub const INVALID_CONTEXT_KIND: &str = "invalid_context_kind";
+    /// An individual target is malformed.
+    pub const INVALID_TARGET: &str = "invalid_target";
+    /// A `segmentMatch` clause names a segment that does not exist.
+    pub const UNKNOWN_SEGMENT: &str = "unknown_segment";
+    /// Segments would include each other in a cycle.
+    pub const SEGMENT_CYCLE: &str = "segment_cycle";
+    /// A prerequisite names a flag that does not exist.
+    pub const UNKNOWN_PREREQUISITE: &str = "unknown_prerequisite";
+    /// Prerequisites would form a cycle.
+    pub const PREREQUISITE_CYCLE: &str = "prerequisite_cycle";
+}
+
+/// Longest key accepted.
+const MAX_KEY_LEN: usize = 256;
+
+/// Checks a project, environment, flag or segment key.
+pub fn key(field: &str, key: &str) -> Result<()> {
+    let valid = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            codes::INVALID_KEY,
+            field,
+            format!(
+                "{key:?} is not a valid key: 1 to {MAX_KEY_LEN} letters, digits, '.', '_' or '-'"
+            ),
+        ))
+    }
+}
+
+fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> AppError {
+    AppError::invalid(code, field, message)
+}
+
+/// Checks a definition, filling in the variations of a boolean flag that omits them.
+pub fn definition(definition: &mut FlagDefinition) -> Result<()> {
+    key("key", &definition.key)?;
+    if definition.name.trim().is_empty() {
+        return Err(invalid(codes::INVALID_FIELD, "name", "a flag needs a name"));
+    }
+    match definition.kind {
+        FlagKind::Boolean => {
+            if definition.variations.is_empty() {
+                definition.variations = vec![
+                    Variation {
+                        value: Value::Bool(true),
+                        name: None,
+                        description: None,
+                    },
+                    Variation {
+                        value: Value::Bool(false),
+                        name: None,
+                        description: None,
+                    },
+                ];
+            }
+            let mut values: Vec<_> = definition
+                .variations
+                .iter()
+                .map(|v| v.value.clone())
+                .collect();
+            values.sort_by_key(|v| v.as_bool());
+            if values != [Value::Bool(false), Value::Bool(true)] {
+                return Err(invalid(
+                    codes::INVALID_VARIATIONS,
+                    "variations",
+                    "a boolean flag has exactly the variations true and false",
+                ));
+            }
+        }
+        FlagKind::Multivariate => {
+            if definition.variations.len() < 2 {
+                return Err(invalid(
+                    codes::INVALID_VARIATIONS,
+                    "variations",
+                    "a multivariate flag needs at least two variations",
+                ));
+            }
+        }
+    }
+    for (i, variation) in definition.variations.iter().enumerate() {
+        if definition.variations[..i]
+            .iter()
+            .any(|earlier| earlier.value == variation.value)
+        {
+            return Err(invalid(
+                codes::INVALID_VARIATIONS,
+                format!("variations[{i}].value"),
+                "two variations have the same value",
+            ));
+        }
+    }
+    for (i, tag) in definition.tags.iter().enumerate() {
+        if tag.trim().is_empty() || tag.len() > 64 {
+            return Err(invalid(
+                codes::INVALID_FIELD,
+                format!("tags[{i}]"),
+                "tags are 1 to 64 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What targeting validation needs to know about the rest of the environment.
+#[derive(Debug, Default)]
+pub struct Neighbourhood {
+    /// For every flag of the project: its number of variations.
+    pub variations: HashMap<String, usize>,
+    /// For every flag of the environment: the keys of its prerequisites.
+    pub prerequisites: HashMap<String, Vec<String>>,
+    /// For every segment of the environment: the segments its rules reference.
+    pub segments: HashMap<String, Vec<String>>,
+}
+
+fn variation_index(field: &str, index: i64, variations: usize) -> Result<()> {
+    if usize::try_from(index).is_ok_and(|i| i < variations) {
+        Ok(())
+    } else {
+        Err(invalid(
+            codes::VARIATION_OUT_OF_RANGE,
+            field,
+            format!(
+                "variation {index} does not exist: the flag has {variations} variations (0 to {})",
+                variations.saturating_sub(1)
+            ),
+        ))
+    }
+}
+
+fn context_kind(field: &str, kind: Option<&str>) -> Result<()> {
+    match kind {
+        Some(kind) => Kind::new(kind)
+            .map(|_| ())
+            .map_err(|e| invalid(codes::INVALID_CONTEXT_KIND, field, e.message)),
+        None => Ok(()),
+    }
+}
+
+fn attribute_reference(field: &str, attribute: &str, has_context_kind: bool) -> Result<()> {
+    let reference = if has_context_kind {
+        AttrRef::new(attribute)
+    } else {
+        AttrRef::literal(attribute)
+    };
+    match reference.error() {
+        None => Ok(()),
+        Some(e) => Err(invalid(
+            codes::INVALID_ATTRIBUTE_REFERENCE,
+            field,
+            format!("{attribute:?}: {e}"),
+        )),
+    }
+}
+
+fn variation_or_rollout(field: &str, vr: &VariationOrRollout, variations: usize) -> Result<()> {
+    match (vr.variation, &vr.rollout) {
+        (Some(index), None) => variation_index(&format!("{field}.variation"), index, variations),
+        (None, Some(rollout)) => {
+            let field = format!("{field}.rollout");
+            if rollout.variations.is_empty() {
+                return Err(invalid(
+                    codes::INVALID_ROLLOUT,
+                    format!("{field}.variations"),
+                    "a rollout needs at least one bucket",
+                ));
+            }
+            let mut total = 0i64;
+            for (i, bucket) in rollout.variations.iter().enumerate() {
+                variation_index(
+                    &format!("{field}.variations[{i}].variation"),
+                    bucket.variation,
+                    variations,
+                )?;
+                if !(0..=100_000).contains(&bucket.weight) {
+                    return Err(invalid(
+                        codes::INVALID_ROLLOUT,
+                        format!("{field}.variations[{i}].weight"),
+                        "weights are 0 to 100000 (thousandths of a percent)",
+                    ));
+                }
+                total += bucket.weight;
+            }
+            if total != 100_000 {
+                return Err(invalid(
+                    codes::INVALID_ROLLOUT,
+                    format!("{field}.variations"),
+                    format!("weights add up to {total}, not 100000 (100%)"),
+                ));
+            }
+            if rollout.seed == Some(0) {
+                // The JavaScript SDKs ignore a zero seed and would bucket differently (§3.8.2).
+                return Err(invalid(
+                    codes::INVALID_ROLLOUT,
+                    format!("{field}.seed"),
+                    "seed 0 is treated as no seed by some SDKs; use another value",
+                ));
+            }
+            context_kind(
+                &format!("{field}.contextKind"),
+                rollout.context_kind.as_deref(),
+            )?;
+            if let Some(bucket_by) = rollout.bucket_by.as_deref() {
+                attribute_reference(
+                    &format!("{field}.bucketBy"),
+                    bucket_by,
+                    rollout.context_kind.is_some(),
+                )?;
+            }
+            Ok(())
+        }
+        (Some(_), Some(_)) => Err(invalid(
+            codes::MISSING_VARIATION,
+            field,
+            "serve either a variation or a rollout, not both",
+        )),
+        (None, None) => Err(invalid(
+            codes::MISSING_VARIATION,
+            field,
+            "serve a variation or a rollout",
+        )),
+    }
+}
+
+/// Checks one clause; `segments` are the segment keys that exist.
+fn clause(field: &str, clause: &Clause, segments: &HashMap<String, Vec<String>>) -> Result<()> {
+    let op = clause.op.as_str();
+    if !values::OPERATORS.contains(&op) {
+        return Err(invalid(
+            codes::UNKNOWN_OPERATOR,
+            format!("{field}.op"),
+            format!(
+                "unknown operator {op:?}; known: {}",
+                values::OPERATORS.join(", ")
+            ),
+        ));
+    }
+    let values_field = format!("{field}.values");
+    if clause.values.is_empty() {
+        return Err(invalid(
+            codes::INVALID_CLAUSE_VALUES,
+            values_field,
+            "a clause needs at least one value",
+        ));
+    }
+    if op == "segmentMatch" {
+        for (i, value) in clause.values.iter().enumerate() {
+            let Some(key) = value.as_str() else {
+                return Err(invalid(
+                    codes::INVALID_CLAUSE_VALUES,
+                    format!("{values_field}[{i}]"),
+                    "segmentMatch values are segment keys",
+                ));
+            };
+            if !segments.contains_key(key) {
+                return Err(invalid(
+                    codes::UNKNOWN_SEGMENT,
+                    format!("{values_field}[{i}]"),
+                    format!("no segment {key:?} in this environment"),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    context_kind(
+        &format!("{field}.contextKind"),
+        clause.context_kind.as_deref(),
+    )?;
+    if clause.attribute.is_empty() {
+        return Err(invalid(
+            codes::INVALID_ATTRIBUTE_REFERENCE,
+            format!("{field}.attribute"),
+            "a clause needs an attribute",
+        ));
+    }
+    attribute_reference(
+        &format!("{field}.attribute"),
+        &clause.attribute,
+        clause.context_kind.is_some(),
+    )?;
+    for (i, value) in clause.values.iter().enumerate() {
+        let value_field = format!("{values_field}[{i}]");
+        let bad = |expected: &str| {
+            Err(invalid(
+                codes::INVALID_CLAUSE_VALUES,
+                value_field.clone(),
+                format!("{op} compares with {expected}"),
+            ))
+        };
+        match op {
+            "in" if !(value.is_string() || value.is_number() || value.is_boolean()) => {
+                return bad("strings, numbers or booleans");
+            }
+            "startsWith" | "endsWith" | "contains" if !value.is_string() => return bad("strings"),
+            "matches" => match value.as_str() {
+                None => return bad("regular expressions"),
+                Some(pattern) => {
+                    if let Some(error) = values::regex_error(pattern) {
+                        return Err(invalid(codes::INVALID_REGEX, value_field, error));
+                    }
+                }
+            },
+            "lessThan" | "lessThanOrEqual" | "greaterThan" | "greaterThanOrEqual"
+                if !value.is_number() =>
+            {
+                return bad("numbers");
+            }
+            "before" | "after" if !values::is_timestamp(value) => {
+                return bad("Unix milliseconds or RFC 3339 date-times with a zone");
+            }
+            "semVerEqual" | "semVerLessThan" | "semVerGreaterThan"
+                if !value.as_str().is_some_and(values::is_semver) =>
+            {
+                return bad("semantic versions");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether following `edges` from `start` comes back to `start`.
+fn reaches_itself(start: &str, edges: &HashMap<String, Vec<String>>) -> bool {
+    let mut stack: Vec<&str> = edges
+        .get(start)
+        .map(|v| v.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut seen = HashSet::new();
+    while let Some(next) = stack.pop() {
+        if next == start {
+            return true;
+        }
+        if seen.insert(next) {
+            stack.extend(edges.get(next).into_iter().flatten().map(String::as_str));
+        }
+    }
+    false
+}
+
+/// Checks a flag's targeting for one environment, as it would be after the write.
+pub fn targeting(
+    flag_key: &str,
+    targeting: &Targeting,
+    neighbourhood: &Neighbourhood,
+) -> Result<()> {
+    let variations = neighbourhood.variations.get(flag_key).copied().unwrap_or(0);
+    if let Some(off) = targeting.off_variation {
+        variation_index("offVariation", off, variations)?;
+    }
+    variation_or_rollout("fallthrough", &targeting.fallthrough, variations)?;
+    for (i, target) in targeting.targets.iter().enumerate() {
+        variation_index(
+            &format!("targets[{i}].variation"),
+            target.variation,
+            variations,
+        )?;
+        if target
+            .context_kind
+            .as_deref()
+            .is_some_and(|k| k != Kind::USER)
+        {
+            return Err(invalid(
+                codes::INVALID_TARGET,
+                format!("targets[{i}].contextKind"),
+                "targets holds user keys; put other kinds in contextTargets",
+            ));
+        }
+    }
+    for (i, target) in targeting.context_targets.iter().enumerate() {
+        let field = format!("contextTargets[{i}]");
+        variation_index(&format!("{field}.variation"), target.variation, variations)?;
+        context_kind(
+            &format!("{field}.contextKind"),
+            target.context_kind.as_deref(),
+        )?;
+        // Go and JavaScript SDKs read user-kind entries differently unless they are empty
+        // placeholders (§3.4), so user keys belong in `targets`.
+        if target.context_kind.as_deref().unwrap_or(Kind::USER) == Kind::USER
+            && !target.values.is_empty()
+        {
+            return Err(invalid(
+                codes::INVALID_TARGET,
+                format!("{field}.values"),
+                "user keys belong in targets; a user entry here must have no values",
+            ));
+        }
+    }
+    for (i, rule) in targeting.rules.iter().enumerate() {
+        let field = format!("rules[{i}]");
+        variation_or_rollout(&field, &rule.variation_or_rollout, variations)?;
+        for (j, c) in rule.clauses.iter().enumerate() {
+            clause(&format!("{field}.clauses[{j}]"), c, &neighbourhood.segments)?;
+        }
+    }
+    let mut graph = neighbourhood.prerequisites.clone();
+    graph.insert(
+        flag_key.to_owned(),
+        targeting
+            .prerequisites
+            .iter()
+            .map(|p| p.key.clone())
+            .collect(),
+    );
+    for (i, prerequisite) in targeting.prerequisites.iter().enumerate() {
+        let field = format!("prerequisites[{i}]");
+        let Some(count) = neighbourhood.variations.get(&prerequisite.key) else {
+            return Err(invalid(
+                codes::UNKNOWN_PREREQUISITE,
+                format!("{field}.key"),
+                format!("no flag {:?} in this project", prerequisite.key),
+            ));
+        };
+        variation_index(
+            &format!("{field}.variation"),
+            prerequisite.variation,
+            *count,
+        )?;
+        if prerequisite.key == flag_key || reaches_itself(flag_key, &graph) {
+            return Err(invalid(
+                codes::PREREQUISITE_CYCLE,
+                format!("{field}.key"),
+                format!(
+                    "{:?} depends on {flag_key:?}, directly or through other prerequisites",
+                    prerequisite.key
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a segment, as it would be after the write; `neighbourhood.segments` lists the
+/// environment's segments and what they reference.
+pub fn segment(segment: &Segment, neighbourhood: &Neighbourhood) -> Result<()> {
+    key("key", &segment.key)?;
+    let mut graph = neighbourhood.segments.clone();
+    let referenced: Vec<String> = segment
+        .rules
+        .iter()
+        .flat_map(|r| r.clauses.iter())
+        .filter(|c| c.op == "segmentMatch")
+        .flat_map(|c| c.values.iter().filter_map(Value::as_str).map(str::to_owned))
+        .collect();
+    graph.insert(segment.key.clone(), referenced);
+    for (field, targets) in [
+        ("includedContexts", &segment.included_contexts),
+        ("excludedContexts", &segment.excluded_contexts),
+    ] {
+        for (i, target) in targets.iter().enumerate() {
+            context_kind(
+                &format!("{field}[{i}].contextKind"),
+                target.context_kind.as_deref(),
+            )?;
+        }
+    }
+    for (i, rule) in segment.rules.iter().enumerate() {
+        let field = format!("rules[{i}]");
+        for (j, c) in rule.clauses.iter().enumerate() {
+            clause(&format!("{field}.clauses[{j}]"), c, &graph)?;
+        }
+        if let Some(weight) = rule.weight
+            && !(0..=100_000).contains(&weight)
+        {
+            return Err(invalid(
+                codes::INVALID_ROLLOUT,
+                format!("{field}.weight"),
+                "weights are 0 to 100000",
+            ));
+        }
+        context_kind(
+            &format!("{field}.rolloutContextKind"),
+            rule.rollout_context_kind.as_deref(),
+        )?;
+        if let Some(bucket_by) = rule.bucket_by.as_deref() {
+            attribute_reference(
+                &format!("{field}.bucketBy"),
+                bucket_by,
+                rule.rollout_context_kind.is_some(),
+            )?;
+        }
+    }
+    if reaches_itself(&segment.key, &graph) {
+        return Err(invalid(
+            codes::SEGMENT_CYCLE,
+            "rules",
+            "segments would include each other in a cycle",
+        ));
+    }
+    Ok(())
+}
