@@ -169,8 +169,8 @@ pub struct Targeting {
     #[serde(default)]
     pub track_events_fallthrough: bool,
     /// The bucketing salt, fixed when the flag is created. Changing it would reshuffle every
-    /// rollout, so it is not part of an update.
-    #[serde(default, skip_deserializing)]
+    /// rollout, so an update keeps the stored salt whatever the request says.
+    #[serde(default)]
     pub salt: String,
 }
 

@@ -1,0 +1,588 @@
+//! The management REST API under `/api/v1`, plus `/health` and `/ready`.
+//!
+//! Handlers only translate HTTP into calls on [`flagstaff_app::App`] and back; every decision
+//! (authorization, validation, versioning, audit) is made there. Conventions:
+//! - `Authorization: Bearer <API token>` on every `/api/v1` request.
+//! - GET responses carry the resource's `version` in the body and as `ETag: "<version>"`.
+//! - Updates and deletes require `If-Match: "<version>"`: a stale version is a 409 with the
+//!   current version, and a missing one a 428, so no write ever silently overwrites another.
+//! - The reason for a change goes in the `X-Flagstaff-Comment` header and lands in the audit log.
+//! - Errors are `{"code", "message", "field"?}` (see `error.rs` for the table).
+#![forbid(unsafe_code)]
+
+mod error;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use flagstaff_app::model::{FlagDefinition, Project, Targeting};
+use flagstaff_app::{Actor, App, FlagFilter, Role, Versioned};
+use flagstaff_protocol::Segment;
+use flagstaff_store::AuditQuery;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+pub use error::ApiError;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// The router, over an [`App`].
+pub fn router(app: App) -> Router {
+    let api = Router::new()
+        .route("/projects", get(list_projects).post(create_project))
+        .route("/projects/{project}", get(get_project))
+        .route(
+            "/projects/{project}/environments",
+            get(list_environments).post(create_environment),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}",
+            get(get_environment),
+        )
+        .route(
+            "/projects/{project}/flags",
+            get(list_flags).post(create_flag),
+        )
+        .route(
+            "/projects/{project}/flags/{key}",
+            get(get_flag).put(update_flag).delete(delete_flag),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/archive",
+            post(archive_flag),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/restore",
+            post(restore_flag),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/flags/{key}",
+            get(get_targeting).put(update_targeting),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/segments",
+            get(list_segments).post(create_segment),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/segments/{key}",
+            get(get_segment).put(update_segment).delete(delete_segment),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/evaluate",
+            post(evaluate),
+        )
+        .route("/audit", get(audit))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
+        });
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
+        .nest("/api/v1", api)
+        .with_state(Arc::new(app))
+}
+
+type AppState = State<Arc<App>>;
+
+async fn ready(State(app): AppState) -> Response {
+    match app.store().ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+// ----- extractors ------------------------------------------------------------------------------
+
+/// The authenticated caller.
+struct Caller(Actor);
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send an API token: Authorization: Bearer <token>",
+            )
+        };
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthorized)?;
+        let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+        Ok(Caller(app.authenticate(token).await?))
+    }
+}
+
+/// A JSON body, size-limited, with the path of the offending field in errors.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Body<T>> {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body is over {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map(Body)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    e.inner().to_string(),
+                )
+                .with_field(if path == "." { String::new() } else { path })
+            })
+    }
+}
+
+/// The `If-Match` version an update must name.
+struct IfMatch(u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfMatch> {
+        let value = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            ApiError::new(StatusCode::PRECONDITION_REQUIRED, "version_required", "send If-Match: \"<version>\" with the version you read, so that no change is overwritten unseen")
+        })?;
+        let version = value.trim().trim_start_matches("W/").trim_matches('"');
+        version.parse().map(IfMatch).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                format!("If-Match {value:?} is not a version"),
+            )
+            .with_field("If-Match")
+        })
+    }
+}
+
+/// The reason for a change, from `X-Flagstaff-Comment` (may be empty).
+struct Comment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Comment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Comment> {
+        Ok(Comment(
+            parts
+                .headers
+                .get("x-flagstaff-comment")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+}
+
+/// A response with the resource's version as its ETag.
+fn versioned<T: serde::Serialize>(status: StatusCode, value: &Versioned<T>) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", value.version)) {
+        headers.insert(header::ETAG, etag);
+    }
+    (status, headers, Json(value)).into_response()
+}
+
+// ----- handlers --------------------------------------------------------------------------------
+
+async fn list_projects(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {
+    Ok(Json(json!({"items": app.list_projects(&actor).await?})))
+}
+
+async fn create_project(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Body(project): Body<Project>,
+) -> Result<Response> {
+    let project = app.create_project(&actor, project, &comment).await?;
+    Ok((StatusCode::CREATED, Json(project)).into_response())
+}
+
+async fn get_project(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path(project): Path<String>,
+) -> Result<Json<Project>> {
+    Ok(Json(app.project(&actor, &project).await?))
+}
+
+async fn list_environments(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path(project): Path<String>,
+) -> Result<Json<Value>> {
+    Ok(Json(
+        json!({"items": app.list_environments(&actor, &project).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEnvironment {
+    key: String,
+    name: String,
+}
+
+async fn create_environment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path(project): Path<String>,
+    Body(new): Body<NewEnvironment>,
+) -> Result<Response> {
+    let created = app
+        .create_environment(&actor, &project, &new.key, &new.name, &comment)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn get_environment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, environment)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    Ok(Json(json!(
+        app.environment(&actor, &project, &environment).await?
+    )))
+}
+
+#[derive(Deserialize)]
+struct FlagListQuery {
+    tag: Option<String>,
+    #[serde(default)]
+    archived: bool,
+    q: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_flags(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path(project): Path<String>,
+    Query(q): Query<FlagListQuery>,
+) -> Result<Json<Value>> {
+    let filter = FlagFilter {
+        tag: q.tag,
+        archived: q.archived,
+        search: q.q,
+        after: q.after,
+        limit: q.limit,
+    };
+    Ok(Json(json!(
+        app.list_flags(&actor, &project, &filter).await?
+    )))
+}
+
+async fn create_flag(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path(project): Path<String>,
+    Body(definition): Body<FlagDefinition>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::CREATED,
+        &app.create_flag(&actor, &project, definition, &comment)
+            .await?,
+    ))
+}
+
+async fn get_flag(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, key)): Path<(String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.flag(&actor, &project, &key).await?,
+    ))
+}
+
+async fn update_flag(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, key)): Path<(String, String)>,
+    Body(definition): Body<FlagDefinition>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_flag(&actor, &project, &key, definition, version, &comment)
+            .await?,
+    ))
+}
+
+async fn delete_flag(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, key)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    app.delete_flag(&actor, &project, &key, version, &comment)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn archive_flag(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, key)): Path<(String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.set_archived(&actor, &project, &key, true, &comment)
+            .await?,
+    ))
+}
+
+async fn restore_flag(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, key)): Path<(String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.set_archived(&actor, &project, &key, false, &comment)
+            .await?,
+    ))
+}
+
+async fn get_targeting(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.targeting(&actor, &project, &environment, &key).await?,
+    ))
+}
+
+async fn update_targeting(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+    Body(targeting): Body<Targeting>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_targeting(
+            &actor,
+            &project,
+            &environment,
+            &key,
+            targeting,
+            version,
+            &comment,
+        )
+        .await?,
+    ))
+}
+
+async fn list_segments(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, environment)): Path<(String, String)>,
+) -> Result<Json<Value>> {
+    Ok(Json(
+        json!({"items": app.list_segments(&actor, &project, &environment).await?}),
+    ))
+}
+
+async fn create_segment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment)): Path<(String, String)>,
+    Body(segment): Body<Segment>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::CREATED,
+        &app.put_segment(&actor, &project, &environment, segment, None, &comment)
+            .await?,
+    ))
+}
+
+async fn get_segment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.segment(&actor, &project, &environment, &key).await?,
+    ))
+}
+
+async fn update_segment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+    Body(segment): Body<Segment>,
+) -> Result<Response> {
+    if segment.key != key {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "the body's key must match the path",
+        )
+        .with_field("key"));
+    }
+    Ok(versioned(
+        StatusCode::OK,
+        &app.put_segment(
+            &actor,
+            &project,
+            &environment,
+            segment,
+            Some(version),
+            &comment,
+        )
+        .await?,
+    ))
+}
+
+async fn delete_segment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<StatusCode> {
+    app.delete_segment(&actor, &project, &environment, &key, version, &comment)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateRequest {
+    context: Value,
+}
+
+async fn evaluate(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, environment)): Path<(String, String)>,
+    Body(request): Body<EvaluateRequest>,
+) -> Result<Json<Value>> {
+    Ok(Json(
+        app.evaluate(&actor, &project, &environment, &request.context)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    kind: Option<String>,
+    scope: Option<String>,
+    key: Option<String>,
+    actor: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn audit(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Query(p): Query<AuditParams>,
+) -> Result<Json<Value>> {
+    let query = AuditQuery {
+        kind: p.kind,
+        scope: p.scope,
+        key: p.key,
+        actor: p.actor,
+        since: p.since,
+        until: p.until,
+        after_seq: p.after,
+        limit: p.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let entries = app.audit(&actor, &query).await?;
+    let next = (entries.len() == query.limit as usize)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({"items": entries, "next": next})))
+}
+
+async fn list_tokens(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {
+    Ok(Json(json!({"items": app.list_tokens(&actor).await?})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    projects: Option<Vec<String>>,
+}
+
+async fn create_token(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Body(new): Body<NewToken>,
+) -> Result<Response> {
+    let (info, secret) = app
+        .create_token(&actor, &new.name, new.role, new.projects, &comment)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": info, "secret": secret})),
+    )
+        .into_response())
+}
+
+async fn revoke_token(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    app.revoke_token(&actor, &id, &comment).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

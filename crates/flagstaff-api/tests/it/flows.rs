@@ -1,0 +1,383 @@
+//! What a new user does with the API, and what must be refused.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::TestApi;
+
+const FLAGS: &str = "/api/v1/projects/default/flags";
+const TARGETING: &str = "/api/v1/projects/default/environments/production/flags/new-checkout";
+
+async fn create_checkout_flag(api: &TestApi) {
+    let reply = api.post(FLAGS, json!({"key": "new-checkout", "name": "New checkout", "tags": ["checkout"], "temporary": true})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn create_a_flag_with_rules_change_it_and_see_the_audit_trail() {
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    let flag = api.get(&format!("{FLAGS}/new-checkout")).await;
+    assert_eq!(
+        flag.body["variations"],
+        json!([{"value": true}, {"value": false}]),
+        "boolean variations are filled in"
+    );
+    assert_eq!(flag.etag.as_deref(), Some("\"1\""));
+
+    // A new flag is off, serving false, in every environment.
+    let targeting = api.get(TARGETING).await;
+    assert_eq!(
+        (
+            targeting.body["on"].clone(),
+            targeting.body["offVariation"].clone()
+        ),
+        (json!(false), json!(1))
+    );
+    let version = targeting.etag.clone().unwrap();
+
+    // Turn it on for staff.
+    let staff = json!({"on": true, "offVariation": 1, "fallthrough": {"variation": 1},
+        "rules": [{"id": "staff", "variation": 0, "clauses": [{"attribute": "email", "op": "endsWith", "values": ["@example.com"]}]}]});
+    let updated = api.put(TARGETING, &version, staff.clone()).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.body["version"], json!(2));
+
+    let evaluate = "/api/v1/projects/default/environments/production/evaluate";
+    let staff_result = api
+        .post(
+            evaluate,
+            json!({"context": {"kind": "user", "key": "ann", "email": "ann@example.com"}}),
+        )
+        .await;
+    assert_eq!(
+        staff_result.body["flags"]["new-checkout"]["value"],
+        json!(true),
+        "{}",
+        staff_result.body
+    );
+    assert_eq!(
+        staff_result.body["flags"]["new-checkout"]["reason"],
+        json!({"kind": "RULE_MATCH", "ruleIndex": 0, "ruleId": "staff"})
+    );
+    let other = api
+        .post(
+            evaluate,
+            json!({"context": {"kind": "user", "key": "bob", "email": "bob@mail.test"}}),
+        )
+        .await;
+    assert_eq!(other.body["flags"]["new-checkout"]["value"], json!(false));
+    // Test is untouched: environments are independent.
+    let test_env = api
+        .post(
+            "/api/v1/projects/default/environments/test/evaluate",
+            json!({"context": {"kind": "user", "key": "ann", "email": "ann@example.com"}}),
+        )
+        .await;
+    assert_eq!(
+        test_env.body["flags"]["new-checkout"]["reason"],
+        json!({"kind": "OFF"})
+    );
+
+    // The audit trail: who, what, why, before and after.
+    let trail = api
+        .get("/api/v1/audit?kind=targeting&scope=default/production&key=new-checkout")
+        .await;
+    let items = trail.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", trail.body);
+    let entry = &items[0];
+    assert_eq!(entry["action"], "flag.targeting.update");
+    assert_eq!(entry["comment"], "testing");
+    assert!(entry["actor"].as_str().unwrap().starts_with("token:tok-"));
+    assert_eq!(entry["before"]["on"], json!(false));
+    assert_eq!(entry["after"]["rules"][0]["id"], "staff");
+    let creation = api.get("/api/v1/audit?kind=flag&key=new-checkout").await;
+    assert_eq!(creation.body["items"][0]["action"], "flag.create");
+}
+
+#[tokio::test]
+async fn stale_or_missing_versions_never_overwrite() {
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    let on = json!({"on": true, "offVariation": 1, "fallthrough": {"variation": 0}});
+    assert_eq!(
+        api.put(TARGETING, "\"1\"", on.clone()).await.status,
+        StatusCode::OK
+    );
+    // Someone else still holding version 1 is refused and told the current version.
+    let stale = api
+        .put(
+            TARGETING,
+            "\"1\"",
+            json!({"on": false, "offVariation": 1, "fallthrough": {"variation": 1}}),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(
+        (
+            stale.body["code"].clone(),
+            stale.body["currentVersion"].clone()
+        ),
+        (json!("version_conflict"), json!(2))
+    );
+    // Without If-Match, nothing is written at all.
+    let blind = api
+        .call(Method::PUT, TARGETING, Some(api.admin()), &[], Some(on))
+        .await;
+    assert_eq!(
+        (blind.status, blind.body["code"].clone()),
+        (StatusCode::PRECONDITION_REQUIRED, json!("version_required"))
+    );
+    assert_eq!(api.get(TARGETING).await.body["version"], json!(2));
+}
+
+#[tokio::test]
+async fn what_cannot_be_evaluated_is_refused_with_the_field() {
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    api.post(FLAGS, json!({"key": "payments", "name": "Payments"}))
+        .await;
+    let cases = [
+        (
+            json!({"rules": [{"variation": 0, "clauses": [{"attribute": "email", "op": "looksLike", "values": ["x"]}]}], "fallthrough": {"variation": 0}}),
+            "unknown_operator",
+            "rules[0].clauses[0].op",
+        ),
+        (
+            json!({"fallthrough": {"variation": 2}}),
+            "variation_out_of_range",
+            "fallthrough.variation",
+        ),
+        (
+            json!({"fallthrough": {"variation": 0}, "rules": [{"variation": 0}, {"variation": 0, "clauses": [{"contextKind": "user", "attribute": "/a~2", "op": "in", "values": ["x"]}]}]}),
+            "invalid_attribute_reference",
+            "rules[1].clauses[0].attribute",
+        ),
+        (
+            json!({"fallthrough": {"variation": 0}, "rules": [{"variation": 0, "clauses": [{"attribute": "email", "op": "matches", "values": ["(unclosed"]}]}]}),
+            "invalid_regex",
+            "rules[0].clauses[0].values[0]",
+        ),
+        (
+            json!({"fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 60000}, {"variation": 1, "weight": 30000}]}}}),
+            "invalid_rollout",
+            "fallthrough.rollout.variations",
+        ),
+        (
+            json!({"fallthrough": {"variation": 0}, "prerequisites": [{"key": "nope", "variation": 0}]}),
+            "unknown_prerequisite",
+            "prerequisites[0].key",
+        ),
+        (
+            json!({"fallthrough": {"variation": 0}, "rules": [{"variation": 0, "clauses": [{"attribute": "", "op": "segmentMatch", "values": ["no-such-segment"]}]}]}),
+            "unknown_segment",
+            "rules[0].clauses[0].values[0]",
+        ),
+        (
+            json!({"fallthrough": {"variation": 0}, "offVariation": "one"}),
+            "invalid_body",
+            "offVariation",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let reply = api.put(TARGETING, "\"1\"", body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
+        assert_eq!(
+            (
+                reply.body["code"].as_str().unwrap(),
+                reply.body["field"].as_str().unwrap()
+            ),
+            (code, field),
+            "{body}"
+        );
+    }
+    // Nothing was written by any of them.
+    assert_eq!(api.get(TARGETING).await.body["version"], json!(1));
+
+    // Prerequisite cycles, across flags.
+    let payments = "/api/v1/projects/default/environments/production/flags/payments";
+    let needs_checkout = json!({"fallthrough": {"variation": 0}, "prerequisites": [{"key": "new-checkout", "variation": 0}]});
+    assert_eq!(
+        api.put(payments, "\"1\"", needs_checkout).await.status,
+        StatusCode::OK
+    );
+    let cycle = api.put(TARGETING, "\"1\"", json!({"fallthrough": {"variation": 0}, "prerequisites": [{"key": "payments", "variation": 0}]})).await;
+    assert_eq!(
+        (cycle.body["code"].clone(), cycle.body["field"].clone()),
+        (json!("prerequisite_cycle"), json!("prerequisites[0].key"))
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let api = TestApi::new().await;
+    let huge = json!({"key": "big", "name": "x".repeat(flagstaff_api::MAX_BODY_BYTES + 1)});
+    let reply = api.post(FLAGS, huge).await;
+    assert_eq!(
+        (reply.status, reply.body["code"].clone()),
+        (StatusCode::PAYLOAD_TOO_LARGE, json!("payload_too_large"))
+    );
+}
+
+#[tokio::test]
+async fn only_api_tokens_of_the_right_role_get_in() {
+    let api = TestApi::new().await;
+    assert_eq!(
+        api.call(Method::GET, FLAGS, None, &[], None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.call(Method::GET, FLAGS, Some("fst_0000"), &[], None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // SDK, mobile and client-side keys never open the management API.
+    let keys = &api.init.environments[0].keys;
+    for key in [&keys.sdk_key, &keys.mobile_key, &keys.client_side_id] {
+        assert_eq!(
+            api.call(Method::GET, FLAGS, Some(key), &[], None)
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED,
+            "{key}"
+        );
+    }
+    // A reader reads but does not write.
+    let created = api
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "dashboards", "role": "reader"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let reader = created.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.call(Method::GET, FLAGS, Some(&reader), &[], None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let write = api
+        .call(
+            Method::POST,
+            FLAGS,
+            Some(&reader),
+            &[],
+            Some(json!({"key": "x", "name": "X"})),
+        )
+        .await;
+    assert_eq!(
+        (write.status, write.body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("forbidden"))
+    );
+    // The secret is shown once and stored only as a hash.
+    let listed = api.get("/api/v1/tokens").await;
+    assert!(
+        !listed.body.to_string().contains(&reader),
+        "token list leaks a secret"
+    );
+    // Revoked, it stops working at once.
+    let id = created.body["token"]["id"].as_str().unwrap();
+    assert_eq!(
+        api.call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{id}"),
+            Some(api.admin()),
+            &[],
+            None
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.call(Method::GET, FLAGS, Some(&reader), &[], None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn versions_keep_growing_across_delete_and_recreate() {
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    api.put(
+        TARGETING,
+        "\"1\"",
+        json!({"on": true, "offVariation": 1, "fallthrough": {"variation": 0}}),
+    )
+    .await;
+    let deleted = api
+        .call(
+            Method::DELETE,
+            &format!("{FLAGS}/new-checkout"),
+            Some(api.admin()),
+            &[("if-match", "\"1\"")],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    assert_eq!(api.get(TARGETING).await.status, StatusCode::NOT_FOUND);
+    create_checkout_flag(&api).await;
+    // Targeting was at 2, its tombstone at 3: the re-created flag continues at 4, so SDKs
+    // holding the tombstone accept it (ld-protocol.md §2.6).
+    assert_eq!(api.get(TARGETING).await.body["version"], json!(4));
+}
+
+#[tokio::test]
+async fn archived_flags_leave_lists_and_sdks_and_come_back() {
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    api.post(
+        FLAGS,
+        json!({"key": "legacy-export", "name": "Legacy export", "tags": ["export"]}),
+    )
+    .await;
+    assert_eq!(
+        api.post(&format!("{FLAGS}/legacy-export/archive"), json!(null))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let live = api.get(FLAGS).await;
+    assert_eq!(live.body["items"].as_array().unwrap().len(), 1);
+    let archived = api.get(&format!("{FLAGS}?archived=true")).await;
+    assert_eq!(archived.body["items"][0]["key"], "legacy-export");
+    let evaluated = api
+        .post(
+            "/api/v1/projects/default/environments/production/evaluate",
+            json!({"context": {"key": "u"}}),
+        )
+        .await;
+    assert!(evaluated.body["flags"].get("legacy-export").is_none());
+    api.post(&format!("{FLAGS}/legacy-export/restore"), json!(null))
+        .await;
+    assert_eq!(
+        api.get(&format!("{FLAGS}?tag=export")).await.body["items"][0]["key"],
+        "legacy-export"
+    );
+    // Search and paging.
+    assert_eq!(
+        api.get(&format!("{FLAGS}?q=CHECKOUT")).await.body["items"][0]["key"],
+        "new-checkout"
+    );
+    let first = api.get(&format!("{FLAGS}?limit=1")).await;
+    assert_eq!(
+        (
+            first.body["items"][0]["key"].clone(),
+            first.body["next"].clone()
+        ),
+        (json!("legacy-export"), json!("legacy-export"))
+    );
+    let second = api
+        .get(&format!("{FLAGS}?limit=1&after=legacy-export"))
+        .await;
+    assert_eq!(second.body["items"][0]["key"], "new-checkout");
+}

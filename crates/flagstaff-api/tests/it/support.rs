@@ -1,0 +1,114 @@
+//! A Flagstaff API on a fresh SQLite database, and a small client for it.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use flagstaff_app::{App, Initialized};
+use flagstaff_store::Store;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub struct TestApi {
+    pub router: axum::Router,
+    pub init: Initialized,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub etag: Option<String>,
+    pub body: Value,
+}
+
+impl TestApi {
+    pub async fn new() -> TestApi {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!(
+            "sqlite://{}",
+            dir.path().join("db.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        let app = App::new(Arc::new(store));
+        let init = app.initialize().await.unwrap();
+        TestApi {
+            router: flagstaff_api::router(app),
+            init,
+            _dir: dir,
+        }
+    }
+
+    pub fn admin(&self) -> &str {
+        &self.init.admin_token
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = match body {
+            Some(json) => Body::from(json.to_string()),
+            None => Body::empty(),
+        };
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let etag = response
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Reply { status, etag, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, Some(self.admin()), &[], None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(
+            Method::POST,
+            path,
+            Some(self.admin()),
+            &[("x-flagstaff-comment", "testing")],
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, version: &str, body: Value) -> Reply {
+        self.call(
+            Method::PUT,
+            path,
+            Some(self.admin()),
+            &[("if-match", version), ("x-flagstaff-comment", "testing")],
+            Some(body),
+        )
+        .await
+    }
+}
