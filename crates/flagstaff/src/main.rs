@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod eval_command;
+mod server;
 
 /// Self-hosted feature management, wire-compatible with the LaunchDarkly SDKs.
 #[derive(Debug, Parser)]
@@ -19,14 +20,56 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: management API (and, as they land, SDK delivery and dashboard).
+    Serve(server::ServeArgs),
     /// Evaluate every flag of a data file for every context of a JSON Lines file.
     Eval(eval_command::EvalArgs),
+    /// Administration without a running server.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create the default project, its environments and an admin token, and print them once.
+    Init {
+        #[command(flatten)]
+        store: server::StoreArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; report the first broken link.
+    Verify {
+        #[command(flatten)]
+        store: server::StoreArgs,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval_command::run(&args),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(server::serve(&args))),
+        Command::Admin(AdminCommand::Init { store, json }) => {
+            runtime().and_then(|rt| rt.block_on(server::admin_init(&store, json)))
+        }
+        Command::Audit(AuditCommand::Verify { store }) => {
+            runtime().and_then(|rt| rt.block_on(server::audit_verify(&store)))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

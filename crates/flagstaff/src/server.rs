@@ -1,0 +1,160 @@
+//! `flagstaff serve`, `flagstaff admin init` and `flagstaff audit verify`: the server process and
+//! the scripts' way to set it up and check it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use flagstaff_app::{App, Initialized};
+use flagstaff_store::Store;
+
+/// Where the data lives; shared by every command that opens the store.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Folder for the embedded SQLite database (created if missing).
+    #[arg(long, env = "FLAGSTAFF_DATA_DIR", default_value = "./flagstaff-data")]
+    data_dir: PathBuf,
+    /// Use this database instead of SQLite under --data-dir, e.g. postgres://user@host/db.
+    #[arg(long, env = "FLAGSTAFF_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> anyhow::Result<Store> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+                format!("sqlite://{}", self.data_dir.join("flagstaff.db").display())
+            }
+        };
+        Store::open(&url).await.context("cannot open the database")
+    }
+}
+
+/// Arguments of `flagstaff serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on (port 0 picks a free port, reported in the log).
+    #[arg(long, env = "FLAGSTAFF_LISTEN", default_value = "127.0.0.1:8030")]
+    listen: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "FLAGSTAFF_LOG_JSON")]
+    log_json: bool,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLAGSTAFF_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn print_credentials(init: &Initialized) {
+    println!(
+        "Flagstaff is initialized. These credentials are shown once and stored only as hashes:"
+    );
+    println!();
+    println!("  admin API token:  {}", init.admin_token);
+    for env in &init.environments {
+        println!();
+        println!("  {}/{}", init.project.key, env.environment.key);
+        println!("    SDK key:         {}", env.keys.sdk_key);
+        println!("    mobile key:      {}", env.keys.mobile_key);
+        println!("    client-side ID:  {}", env.keys.client_side_id);
+    }
+    println!();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let store = Arc::new(args.store.open().await?);
+    tracing::info!(backend = ?store.backend(), "database open");
+    let app = App::new(Arc::clone(&store));
+    if !app.is_initialized().await? {
+        print_credentials(&app.initialize().await?);
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "listening on http://{address}");
+    axum::serve(listener, flagstaff_api::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `flagstaff admin init`: what `serve` does on first start, for scripts.
+pub async fn admin_init(store: &StoreArgs, json: bool) -> anyhow::Result<()> {
+    let app = App::new(Arc::new(store.open().await?));
+    if app.is_initialized().await? {
+        bail!(
+            "already initialized: credentials are shown only once; create a new token with the API"
+        );
+    }
+    let init = app.initialize().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&init)?);
+    } else {
+        print_credentials(&init);
+    }
+    app.store().close().await;
+    Ok(())
+}
+
+/// `flagstaff audit verify`: walks the hash chain; fails at the first broken link.
+pub async fn audit_verify(store: &StoreArgs) -> anyhow::Result<()> {
+    let store = store.open().await?;
+    let verification = store.verify_audit().await?;
+    store.close().await;
+    match verification.first_broken {
+        None => {
+            println!(
+                "audit log intact: {} entries, every hash and link verified",
+                verification.entries
+            );
+            Ok(())
+        }
+        Some(seq) => bail!(
+            "audit log broken at entry {seq}: {} ({} entries before it verified)",
+            verification.problem.unwrap_or_default(),
+            verification.entries
+        ),
+    }
+}
