@@ -54,7 +54,10 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/projects/{project}/flags/{key}",
-            get(get_flag).put(update_flag).delete(delete_flag),
+            get(get_flag)
+                .put(update_flag)
+                .patch(patch_flag)
+                .delete(delete_flag),
         )
         .route(
             "/projects/{project}/flags/{key}/archive",
@@ -66,7 +69,9 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/projects/{project}/environments/{environment}/flags/{key}",
-            get(get_targeting).put(update_targeting),
+            get(get_targeting)
+                .put(update_targeting)
+                .patch(patch_targeting),
         )
         .route(
             "/projects/{project}/environments/{environment}/segments",
@@ -74,7 +79,10 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/projects/{project}/environments/{environment}/segments/{key}",
-            get(get_segment).put(update_segment).delete(delete_segment),
+            get(get_segment)
+                .put(update_segment)
+                .patch(patch_segment)
+                .delete(delete_segment),
         )
         .route(
             "/projects/{project}/environments/{environment}/evaluate",
@@ -215,6 +223,51 @@ fn versioned<T: serde::Serialize>(status: StatusCode, value: &Versioned<T>) -> R
     (status, headers, Json(value)).into_response()
 }
 
+/// A JSON Patch (RFC 6902) request: the operations, or LaunchDarkly's envelope
+/// `{"comment": "...", "patch": [...]}` whose comment then overrides the header.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PatchRequest {
+    Operations(json_patch::Patch),
+    Envelope {
+        patch: json_patch::Patch,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+}
+
+impl PatchRequest {
+    fn split(self, header_comment: String) -> (json_patch::Patch, String) {
+        match self {
+            PatchRequest::Operations(patch) => (patch, header_comment),
+            PatchRequest::Envelope { patch, comment } => (patch, comment.unwrap_or(header_comment)),
+        }
+    }
+}
+
+/// Applies `patch` to the JSON form of `current` and reads the result back as a `T`. A failed
+/// operation is reported with its index (`field: "[2]"`), a result of the wrong shape with the
+/// field path, both as 400s; nothing is written in either case.
+fn apply_patch<T: serde::Serialize + DeserializeOwned>(
+    current: &T,
+    patch: &json_patch::Patch,
+) -> Result<T> {
+    let mut document = serde_json::to_value(current)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    json_patch::patch(&mut document, patch).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_patch", e.to_string())
+            .with_field(format!("[{}]", e.operation))
+    })?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("after the patch: {}", e.inner()),
+        )
+        .with_field(e.path().to_string())
+    })
+}
+
 // ----- handlers --------------------------------------------------------------------------------
 
 async fn list_projects(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {
@@ -347,6 +400,24 @@ async fn update_flag(
     ))
 }
 
+async fn patch_flag(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, key)): Path<(String, String)>,
+    Body(request): Body<PatchRequest>,
+) -> Result<Response> {
+    let (patch, comment) = request.split(comment);
+    let current = app.flag(&actor, &project, &key).await?;
+    let definition = apply_patch(&current.value, &patch)?;
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_flag(&actor, &project, &key, definition, version, &comment)
+            .await?,
+    ))
+}
+
 async fn delete_flag(
     State(app): AppState,
     Caller(actor): Caller,
@@ -419,6 +490,32 @@ async fn update_targeting(
     ))
 }
 
+async fn patch_targeting(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+    Body(request): Body<PatchRequest>,
+) -> Result<Response> {
+    let (patch, comment) = request.split(comment);
+    let current = app.targeting(&actor, &project, &environment, &key).await?;
+    let targeting = apply_patch(&current.value, &patch)?;
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_targeting(
+            &actor,
+            &project,
+            &environment,
+            &key,
+            targeting,
+            version,
+            &comment,
+        )
+        .await?,
+    ))
+}
+
 async fn list_segments(
     State(app): AppState,
     Caller(actor): Caller,
@@ -467,6 +564,39 @@ async fn update_segment(
             StatusCode::BAD_REQUEST,
             "invalid_field",
             "the body's key must match the path",
+        )
+        .with_field("key"));
+    }
+    Ok(versioned(
+        StatusCode::OK,
+        &app.put_segment(
+            &actor,
+            &project,
+            &environment,
+            segment,
+            Some(version),
+            &comment,
+        )
+        .await?,
+    ))
+}
+
+async fn patch_segment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+    Body(request): Body<PatchRequest>,
+) -> Result<Response> {
+    let (patch, comment) = request.split(comment);
+    let current = app.segment(&actor, &project, &environment, &key).await?;
+    let segment = apply_patch(&current.value, &patch)?;
+    if segment.key != key {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "a segment's key cannot change",
         )
         .with_field("key"));
     }

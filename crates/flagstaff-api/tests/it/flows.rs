@@ -381,3 +381,70 @@ async fn archived_flags_leave_lists_and_sdks_and_come_back() {
         .await;
     assert_eq!(second.body["items"][0]["key"], "new-checkout");
 }
+
+#[tokio::test]
+async fn json_patch_updates_with_the_same_checks_as_put() {
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    // Turn targeting on and add a rule, with LaunchDarkly's envelope and its comment.
+    let reply = api.patch(TARGETING, "\"1\"", json!({"comment": "beta for staff", "patch": [
+        {"op": "replace", "path": "/on", "value": true},
+        {"op": "add", "path": "/rules/-", "value": {"id": "staff", "variation": 0, "clauses": [{"attribute": "email", "op": "endsWith", "values": ["@example.com"]}]}}
+    ]})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        (
+            reply.body["on"].clone(),
+            reply.body["rules"][0]["id"].clone(),
+            reply.body["version"].clone()
+        ),
+        (json!(true), json!("staff"), json!(2))
+    );
+    let audit = api
+        .get("/api/v1/audit?kind=targeting&key=new-checkout")
+        .await;
+    assert_eq!(audit.body["items"][0]["comment"], "beta for staff");
+    // A plain operations array on the definition.
+    let renamed = api
+        .patch(
+            &format!("{FLAGS}/new-checkout"),
+            "\"1\"",
+            json!([{"op": "replace", "path": "/name", "value": "One-page checkout"}]),
+        )
+        .await;
+    assert_eq!(
+        renamed.body["name"], "One-page checkout",
+        "{}",
+        renamed.body
+    );
+    // A definition change rewrites each environment's targeting, so its version is now 3.
+    assert_eq!(api.get(TARGETING).await.body["version"], json!(3));
+    // A patch whose result cannot be evaluated is refused like a PUT, and writes nothing.
+    let bad = api
+        .patch(
+            TARGETING,
+            "\"3\"",
+            json!([{"op": "replace", "path": "/fallthrough/variation", "value": 9}]),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("variation_out_of_range"))
+    );
+    // A failing operation names its index.
+    let failing = api.patch(TARGETING, "\"3\"", json!([{"op": "test", "path": "/on", "value": true}, {"op": "remove", "path": "/nothing"}])).await;
+    assert_eq!(
+        (failing.body["code"].clone(), failing.body["field"].clone()),
+        (json!("invalid_patch"), json!("[1]"))
+    );
+    // And a stale version is a conflict, as for PUT.
+    let stale = api
+        .patch(
+            TARGETING,
+            "\"2\"",
+            json!([{"op": "replace", "path": "/on", "value": false}]),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT);
+    assert_eq!(api.get(TARGETING).await.body["version"], json!(3));
+}

@@ -111,4 +111,15 @@ impl TestApi {
         )
         .await
     }
+
+    pub async fn patch(&self, path: &str, version: &str, body: Value) -> Reply {
+        self.call(
+            Method::PATCH,
+            path,
+            Some(self.admin()),
+            &[("if-match", version)],
+            Some(body),
+        )
+        .await
+    }
 }
