@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flagstaff_app::model::{FlagDefinition, Project, Targeting};
-use flagstaff_app::{Actor, App, FlagFilter, Role, Versioned};
+use flagstaff_app::{Actor, App, FlagFilter, KeyKind, Role, Versioned};
 use flagstaff_protocol::Segment;
 use flagstaff_store::AuditQuery;
 use serde::Deserialize;
@@ -87,6 +87,10 @@ pub fn router(app: App) -> Router {
         .route(
             "/projects/{project}/environments/{environment}/evaluate",
             post(evaluate),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/keys/{kind}/rotate",
+            post(rotate_key),
         )
         .route("/audit", get(audit))
         .route("/tokens", get(list_tokens).post(create_token))
@@ -624,6 +628,54 @@ async fn delete_segment(
     app.delete_segment(&actor, &project, &environment, &key, version, &comment)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RotateRequest {
+    /// How long the old key keeps working; 0 stops it at once.
+    #[serde(default)]
+    old_key_valid_for_seconds: u64,
+}
+
+async fn rotate_key(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment, kind)): Path<(String, String, String)>,
+    Body(request): Body<RotateRequest>,
+) -> Result<Response> {
+    let kind = match kind.as_str() {
+        "sdk" => KeyKind::Sdk,
+        "mobile" => KeyKind::Mobile,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "rotate keys/sdk or keys/mobile; the client-side ID is public and does not rotate",
+            ));
+        }
+    };
+    let key = app
+        .rotate_key(
+            &actor,
+            &project,
+            &environment,
+            kind,
+            request.old_key_valid_for_seconds,
+            &comment,
+        )
+        .await?;
+    let field = if kind == KeyKind::Sdk {
+        "sdkKey"
+    } else {
+        "mobileKey"
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ field: key, "oldKeyValidForSeconds": request.old_key_valid_for_seconds })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -448,3 +448,93 @@ async fn json_patch_updates_with_the_same_checks_as_put() {
     assert_eq!(stale.status, StatusCode::CONFLICT);
     assert_eq!(api.get(TARGETING).await.body["version"], json!(3));
 }
+
+#[tokio::test]
+async fn rotated_sdk_keys_keep_working_until_their_expiry() {
+    use flagstaff_app::CredentialKind;
+    let api = TestApi::new().await;
+    let old = api.init.environments[0].keys.sdk_key.clone();
+    let production = Some(("default".to_owned(), "production".to_owned()));
+    assert_eq!(
+        api.app
+            .environment_for_key(&old, CredentialKind::Sdk)
+            .await
+            .unwrap(),
+        production
+    );
+    // A mobile key is not an SDK key, even for the same environment.
+    let mobile = api.init.environments[0].keys.mobile_key.clone();
+    assert_eq!(
+        api.app
+            .environment_for_key(&mobile, CredentialKind::Sdk)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let rotate = "/api/v1/projects/default/environments/production/keys/sdk/rotate";
+    let reply = api
+        .post(rotate, json!({"oldKeyValidForSeconds": 3600}))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let new = reply.body["sdkKey"].as_str().unwrap().to_owned();
+    assert!(new.starts_with("sdk-") && new != old);
+    // Both work during the grace period.
+    assert_eq!(
+        api.app
+            .environment_for_key(&old, CredentialKind::Sdk)
+            .await
+            .unwrap(),
+        production
+    );
+    assert_eq!(
+        api.app
+            .environment_for_key(&new, CredentialKind::Sdk)
+            .await
+            .unwrap(),
+        production
+    );
+    let environment = api
+        .get("/api/v1/projects/default/environments/production")
+        .await;
+    assert!(
+        new.ends_with(
+            environment.body["sdkKeyHint"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches('…')
+        )
+    );
+
+    // Rotating again with no grace stops the current key at once (the first one still expires on its own schedule).
+    let again = api.post(rotate, json!({"oldKeyValidForSeconds": 0})).await;
+    let newest = again.body["sdkKey"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.app
+            .environment_for_key(&new, CredentialKind::Sdk)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        api.app
+            .environment_for_key(&newest, CredentialKind::Sdk)
+            .await
+            .unwrap(),
+        production
+    );
+    let audit = api
+        .get("/api/v1/audit?kind=environment&key=production")
+        .await;
+    assert!(
+        audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "environment.sdk_key.rotate")
+    );
+    assert!(
+        !audit.body.to_string().contains(&newest),
+        "keys never reach the audit log"
+    );
+}

@@ -11,6 +11,7 @@ use tower::ServiceExt;
 
 pub struct TestApi {
     pub router: axum::Router,
+    pub app: App,
     pub init: Initialized,
     _dir: tempfile::TempDir,
 }
@@ -33,7 +34,8 @@ impl TestApi {
         let app = App::new(Arc::new(store));
         let init = app.initialize().await.unwrap();
         TestApi {
-            router: flagstaff_api::router(app),
+            router: flagstaff_api::router(app.clone()),
+            app,
             init,
             _dir: dir,
         }
