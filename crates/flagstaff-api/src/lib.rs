@@ -35,8 +35,28 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-/// The router, over an [`App`].
-pub fn router(app: App) -> Router {
+/// Renders the metrics registry in Prometheus' text format (installed by the binary).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Counts every request by method, matched route and status, and times it. The route is the
+/// pattern (`/api/v1/projects/{project}/flags/{key}`), never the concrete path, so that the
+/// number of series stays bounded whatever clients send.
+async fn record_metrics(request: Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("flagstaff_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("flagstaff_http_request_duration_seconds", "method" => method, "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The router, over an [`App`]; `metrics` serves `GET /metrics` when given.
+pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
     let api = Router::new()
         .route("/projects", get(list_projects).post(create_project))
         .route("/projects/{project}", get(get_project))
@@ -98,10 +118,16 @@ pub fn router(app: App) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
         });
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
-        .nest("/api/v1", api)
+        .nest("/api/v1", api);
+    if let Some(render) = metrics {
+        // Request counts and timings only: nothing here reveals flags, rules or keys.
+        router = router.route("/metrics", get(move || async move { render() }));
+    }
+    router
+        .route_layer(axum::middleware::from_fn(record_metrics))
         .with_state(Arc::new(app))
 }
 

@@ -110,12 +110,16 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if !app.is_initialized().await? {
         print_credentials(&app.initialize().await?);
     }
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let render: flagstaff_api::MetricsRender = Arc::new(move || prometheus.render());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening on http://{address}");
-    axum::serve(listener, flagstaff_api::router(app))
+    axum::serve(listener, flagstaff_api::router(app, Some(render)))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     store.close().await;

@@ -34,7 +34,7 @@ impl TestApi {
         let app = App::new(Arc::new(store));
         let init = app.initialize().await.unwrap();
         TestApi {
-            router: flagstaff_api::router(app.clone()),
+            router: flagstaff_api::router(app.clone(), None),
             app,
             init,
             _dir: dir,

@@ -65,6 +65,30 @@ impl Drop for Server {
     }
 }
 
+/// A GET returning the raw body text.
+fn get_text(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
 /// A minimal HTTP/1.1 client: one request per connection.
 fn http(
     address: &str,
@@ -151,6 +175,17 @@ fn first_start_prints_credentials_once_and_shuts_down_gracefully() {
         .map(|e| e["key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["production", "test"]);
+    // Prometheus metrics: requests by route pattern, never by concrete path.
+    let (status, metrics) = get_text(&server.address, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(r#"flagstaff_http_requests_total{method="GET",route="/api/v1/projects/{project}/environments",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("/api/v1/projects/default"),
+        "concrete paths would make series unbounded"
+    );
 
     // SIGTERM: finish and exit cleanly.
     Command::new("kill")
