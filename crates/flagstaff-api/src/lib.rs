@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flagstaff_app::model::{FlagDefinition, Project, Targeting};
-use flagstaff_app::{Actor, App, FlagFilter, KeyKind, Role, Versioned};
+use flagstaff_app::{Actor, App, FlagFilter, KeyKind, Member, Role, Versioned};
 use flagstaff_protocol::Segment;
 use flagstaff_store::AuditQuery;
 use serde::Deserialize;
@@ -113,6 +113,9 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
             post(rotate_key),
         )
         .route("/audit", get(audit))
+        .route("/members", get(list_members).post(create_member))
+        .route("/members/{email}", axum::routing::delete(delete_member))
+        .route("/sessions", post(sign_in))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .fallback(|| async {
@@ -754,6 +757,62 @@ async fn audit(
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
     Ok(Json(json!({"items": entries, "next": next})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewMember {
+    email: String,
+    name: String,
+    role: Role,
+    #[serde(default)]
+    projects: Option<Vec<String>>,
+    password: String,
+}
+
+async fn list_members(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {
+    Ok(Json(json!({"items": app.list_members(&actor).await?})))
+}
+
+async fn create_member(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Body(new): Body<NewMember>,
+) -> Result<Response> {
+    let member = Member {
+        email: new.email,
+        name: new.name,
+        role: new.role,
+        projects: new.projects,
+    };
+    let created = app
+        .create_member(&actor, member, &new.password, &comment)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn delete_member(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path(email): Path<String>,
+) -> Result<StatusCode> {
+    app.delete_member(&actor, &email, &comment).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    email: String,
+    password: String,
+}
+
+/// Signs a member in; the only `/api/v1` route that needs no token.
+async fn sign_in(State(app): AppState, Body(request): Body<SignIn>) -> Result<Response> {
+    let session = app.sign_in(&request.email, &request.password).await?;
+    Ok((StatusCode::CREATED, Json(session)).into_response())
 }
 
 async fn list_tokens(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {

@@ -90,6 +90,22 @@ pub struct TokenInfo {
     pub projects: Option<Vec<String>>,
     /// The last characters of the secret, to recognise it.
     pub hint: String,
+    /// When it stops working (Unix ms); sign-in sessions expire, API tokens do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// The member a sign-in session belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+}
+
+/// What a new token is.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenSpec {
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    pub(crate) projects: Option<Vec<String>>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) member: Option<String>,
 }
 
 /// Now, in Unix milliseconds.
@@ -118,7 +134,25 @@ impl App {
         comment: &str,
     ) -> Result<(TokenInfo, String)> {
         actor.require(Role::Admin, None)?;
-        if name.trim().is_empty() {
+        let spec = TokenSpec {
+            name: name.to_owned(),
+            role,
+            projects,
+            expires_at: None,
+            member: None,
+        };
+        self.issue_token(actor, spec, comment).await
+    }
+
+    /// Stores a new token for `spec`, audited as `actor`'s action (authorization is the
+    /// caller's business: an admin creating a token, or a member signing in).
+    pub(crate) async fn issue_token(
+        &self,
+        actor: &Actor,
+        spec: TokenSpec,
+        comment: &str,
+    ) -> Result<(TokenInfo, String)> {
+        if spec.name.trim().is_empty() {
             return Err(AppError::invalid(
                 crate::validate::codes::INVALID_FIELD,
                 "name",
@@ -128,10 +162,12 @@ impl App {
         let secret = format!("{TOKEN_PREFIX}{}", random_hex(32));
         let info = TokenInfo {
             id: format!("tok-{}", random_hex(4)),
-            name: name.to_owned(),
-            role,
-            projects,
+            name: spec.name,
+            role: spec.role,
+            projects: spec.projects,
             hint: crate::hint(&secret),
+            expires_at: spec.expires_at,
+            member: spec.member,
         };
         let after = serde_json::to_value(&info).unwrap_or_default();
         let writes = vec![
@@ -167,6 +203,31 @@ impl App {
         Ok((info, secret))
     }
 
+    /// The writes that remove a token and its credential.
+    pub(crate) async fn token_removal(&self, id: &str) -> Result<Vec<Write>> {
+        let mut writes = vec![Write::Delete {
+            kind: kinds::TOKEN.into(),
+            scope: String::new(),
+            key: id.into(),
+            expect: Expect::Any,
+        }];
+        for credential in self
+            .store
+            .list(kinds::CREDENTIAL, "")
+            .await?
+            .iter()
+            .filter(|c| c.body["type"] == "token" && c.body["token"] == id)
+        {
+            writes.push(Write::Delete {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: credential.key.clone(),
+                expect: Expect::Any,
+            });
+        }
+        Ok(writes)
+    }
+
     /// The tokens (admins).
     pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<TokenInfo>> {
         actor.require(Role::Admin, None)?;
@@ -186,24 +247,7 @@ impl App {
             .get_live(kinds::TOKEN, "", id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("token {id:?}")))?;
-        let credentials = self.store.list(kinds::CREDENTIAL, "").await?;
-        let mut writes = vec![Write::Delete {
-            kind: kinds::TOKEN.into(),
-            scope: String::new(),
-            key: id.into(),
-            expect: Expect::Version(doc.version),
-        }];
-        for credential in credentials
-            .iter()
-            .filter(|c| c.body["type"] == "token" && c.body["token"] == id)
-        {
-            writes.push(Write::Delete {
-                kind: kinds::CREDENTIAL.into(),
-                scope: String::new(),
-                key: credential.key.clone(),
-                expect: Expect::Any,
-            });
-        }
+        let writes = self.token_removal(id).await?;
         self.commit(
             actor,
             writes,
@@ -243,6 +287,9 @@ impl App {
                 .await?
                 .ok_or(AppError::Unauthorized)?,
         )?;
+        if token.expires_at.is_some_and(|at| at <= now_millis()) {
+            return Err(AppError::Unauthorized);
+        }
         Ok(Actor {
             id: format!("token:{}", token.id),
             role: token.role,

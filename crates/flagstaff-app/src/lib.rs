@@ -8,6 +8,7 @@
 
 mod access;
 mod error;
+mod members;
 pub mod model;
 pub mod validate;
 
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 
 pub use access::{Actor, Role, TokenInfo};
 pub use error::{AppError, Result};
+pub use members::{Member, SESSION_HOURS, Session};
 use model::{
     Environment, EnvironmentKeys, FlagDefinition, FlagKind, Project, Targeting, kinds, merge_flag,
 };

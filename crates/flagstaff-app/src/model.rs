@@ -28,6 +28,8 @@ pub mod kinds {
     pub const TOKEN: &str = "token";
     /// A secret's SHA-256 (hex), pointing at what it grants; scope `""`.
     pub const CREDENTIAL: &str = "credential";
+    /// A member (a person who signs in); scope `""`, key is the lower-case email.
+    pub const MEMBER: &str = "member";
 }
 
 /// A project: a product or service with its own flags.

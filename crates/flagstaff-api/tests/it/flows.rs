@@ -538,3 +538,92 @@ async fn rotated_sdk_keys_keep_working_until_their_expiry() {
         "keys never reach the audit log"
     );
 }
+
+#[tokio::test]
+async fn members_sign_in_with_passwords_and_get_their_role() {
+    let api = TestApi::new().await;
+    let weak = api.post("/api/v1/members", json!({"email": "pm@example.com", "name": "Pat", "role": "writer", "password": "short"})).await;
+    assert_eq!(
+        (weak.status, weak.body["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("password"))
+    );
+    let created = api.post("/api/v1/members", json!({"email": "PM@example.com", "name": "Pat", "role": "reader", "password": "correct horse battery"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        created.body["email"], "pm@example.com",
+        "emails are case-insensitive"
+    );
+    let listed = api.get("/api/v1/members").await;
+    assert!(
+        !listed.body.to_string().contains("argon2"),
+        "the password hash never leaves the server"
+    );
+
+    let sign_in = |password: &'static str, email: &'static str| {
+        api.call(
+            Method::POST,
+            "/api/v1/sessions",
+            None,
+            &[],
+            Some(json!({"email": email, "password": password})),
+        )
+    };
+    assert_eq!(
+        sign_in("wrong password!!", "pm@example.com").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        sign_in("correct horse battery", "nobody@example.com")
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let session = sign_in("correct horse battery", "pm@example.com").await;
+    assert_eq!(session.status, StatusCode::CREATED, "{}", session.body);
+    let token = session.body["token"].as_str().unwrap().to_owned();
+    assert!(session.body["expiresAt"].as_i64().unwrap() > 0);
+    // The session has the member's role: a reader reads and does not write.
+    assert_eq!(
+        api.call(Method::GET, FLAGS, Some(&token), &[], None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.call(
+            Method::POST,
+            FLAGS,
+            Some(&token),
+            &[],
+            Some(json!({"key": "x", "name": "X"}))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // Removing the member ends their sessions.
+    let removed = api
+        .call(
+            Method::DELETE,
+            "/api/v1/members/pm@example.com",
+            Some(api.admin()),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.body);
+    assert_eq!(
+        api.call(Method::GET, FLAGS, Some(&token), &[], None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let audit = api.get("/api/v1/audit?kind=member").await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["member.create", "member.delete"]);
+}

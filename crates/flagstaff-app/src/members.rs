@@ -1,0 +1,262 @@
+//! Members: people who sign in with an email address and a password.
+//!
+//! Passwords are hashed with argon2id (the `argon2` crate's defaults: 19 MiB, 2 passes, as OWASP
+//! recommends) in PHC format, never stored or logged in clear. Signing in issues an API token
+//! with the member's role that expires after [`SESSION_HOURS`]; the dashboard will keep it in an
+//! `HttpOnly` cookie. A sign-in for an unknown email still verifies a hash, so that response
+//! times do not reveal which accounts exist.
+
+use argon2::Argon2;
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde::{Deserialize, Serialize};
+
+use flagstaff_store::{Expect, Write};
+
+use crate::access::{Actor, Role, TokenInfo, TokenSpec, now_millis};
+use crate::error::{AppError, Result};
+use crate::model::kinds;
+use crate::validate::codes;
+use crate::{App, decode, draft};
+
+/// How long a sign-in lasts.
+pub const SESSION_HOURS: i64 = 12;
+
+/// Shortest password accepted.
+const MIN_PASSWORD_CHARS: usize = 12;
+
+/// A member as stored (the API never shows `password_hash`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredMember {
+    email: String,
+    name: String,
+    role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    projects: Option<Vec<String>>,
+    password_hash: String,
+}
+
+/// A member as shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// Sign-in name, lower case.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// What they may do.
+    pub role: Role,
+    /// The projects they are limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
+}
+
+impl From<&StoredMember> for Member {
+    fn from(m: &StoredMember) -> Member {
+        Member {
+            email: m.email.clone(),
+            name: m.name.clone(),
+            role: m.role,
+            projects: m.projects.clone(),
+        }
+    }
+}
+
+/// A signed-in session.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    /// The API token to send as `Authorization: Bearer`.
+    pub token: String,
+    /// When it stops working (Unix milliseconds).
+    pub expires_at: i64,
+    /// Who signed in.
+    pub member: Member,
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AppError::invalid(
+            codes::INVALID_FIELD,
+            "password",
+            format!("passwords have at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| AppError::invalid(codes::INVALID_FIELD, "password", e.to_string()))
+}
+
+/// A fixed hash to verify against when the email is unknown (equal cost, always fails).
+fn decoy_hash() -> String {
+    let salt = SaltString::encode_b64(b"flagstaff-decoy!")
+        .unwrap_or_else(|_| SaltString::generate(&mut OsRng));
+    Argon2::default()
+        .hash_password(b"no such member", &salt)
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+}
+
+fn normalise_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace)
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(AppError::invalid(
+            codes::INVALID_FIELD,
+            "email",
+            "not an email address",
+        ))
+    }
+}
+
+impl App {
+    /// Adds a member (admins).
+    pub async fn create_member(
+        &self,
+        actor: &Actor,
+        member: Member,
+        password: &str,
+        comment: &str,
+    ) -> Result<Member> {
+        actor.require(Role::Admin, None)?;
+        let email = normalise_email(&member.email)?;
+        if member.name.trim().is_empty() {
+            return Err(AppError::invalid(
+                codes::INVALID_FIELD,
+                "name",
+                "a member needs a name",
+            ));
+        }
+        let stored = StoredMember {
+            email: email.clone(),
+            name: member.name,
+            role: member.role,
+            projects: member.projects,
+            password_hash: hash_password(password)?,
+        };
+        let shown = Member::from(&stored);
+        let after = serde_json::to_value(&shown).unwrap_or_default();
+        let write = Write::Put {
+            kind: kinds::MEMBER.into(),
+            scope: String::new(),
+            key: email.clone(),
+            body: serde_json::to_value(&stored).unwrap_or_default(),
+            expect: Expect::Absent,
+        };
+        self.commit(
+            actor,
+            vec![write],
+            draft(
+                "member.create",
+                kinds::MEMBER,
+                "",
+                &email,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await
+        .map_err(|e| match e {
+            AppError::Conflict { .. } => AppError::AlreadyExists(format!("member {email:?}")),
+            other => other,
+        })?;
+        Ok(shown)
+    }
+
+    /// The members (admins).
+    pub async fn list_members(&self, actor: &Actor) -> Result<Vec<Member>> {
+        actor.require(Role::Admin, None)?;
+        let docs = self.store.list(kinds::MEMBER, "").await?;
+        docs.iter()
+            .map(|d| decode::<StoredMember>(d).map(|m| Member::from(&m)))
+            .collect()
+    }
+
+    /// Removes a member (admins). Their sessions stop at once.
+    pub async fn delete_member(&self, actor: &Actor, email: &str, comment: &str) -> Result<()> {
+        actor.require(Role::Admin, None)?;
+        let email = normalise_email(email)?;
+        let doc = self
+            .store
+            .get_live(kinds::MEMBER, "", &email)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("member {email:?}")))?;
+        let before =
+            serde_json::to_value(Member::from(&decode::<StoredMember>(&doc)?)).unwrap_or_default();
+        let mut writes = vec![Write::Delete {
+            kind: kinds::MEMBER.into(),
+            scope: String::new(),
+            key: email.clone(),
+            expect: Expect::Version(doc.version),
+        }];
+        for token in self.store.list(kinds::TOKEN, "").await? {
+            let info: TokenInfo = decode(&token)?;
+            if info.member.as_deref() == Some(email.as_str()) {
+                writes.extend(self.token_removal(&info.id).await?);
+            }
+        }
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "member.delete",
+                kinds::MEMBER,
+                "",
+                &email,
+                comment,
+                Some(before),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Signs a member in: checks the password and issues a session token.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Session> {
+        let email = email.trim().to_lowercase();
+        let stored = match self.store.get_live(kinds::MEMBER, "", &email).await? {
+            Some(doc) => Some(decode::<StoredMember>(&doc)?),
+            None => None,
+        };
+        let hash = stored
+            .as_ref()
+            .map_or_else(decoy_hash, |m| m.password_hash.clone());
+        let verified = PasswordHash::new(&hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        });
+        let Some(member) = stored.filter(|_| verified) else {
+            return Err(AppError::Unauthorized);
+        };
+        let expires_at = now_millis() + SESSION_HOURS * 3_600_000;
+        let actor = Actor {
+            id: format!("member:{email}"),
+            role: member.role,
+            projects: member.projects.clone(),
+        };
+        let spec = TokenSpec {
+            name: format!("session of {email}"),
+            role: member.role,
+            projects: member.projects.clone(),
+            expires_at: Some(expires_at),
+            member: Some(email.clone()),
+        };
+        let (_, token) = self.issue_token(&actor, spec, "sign-in").await?;
+        Ok(Session {
+            token,
+            expires_at,
+            member: Member::from(&member),
+        })
+    }
+}
