@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -116,6 +117,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .route("/members", get(list_members).post(create_member))
         .route("/members/{email}", axum::routing::delete(delete_member))
         .route("/sessions", post(sign_in))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/tokens", get(list_tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
         .fallback(|| async {

@@ -1,0 +1,270 @@
+//! The OpenAPI 3.1 document of the management API, served at `/api/v1/openapi.json` and
+//! committed as `crates/flagstaff-api/openapi.json`.
+//!
+//! It is written here as data, next to the router, rather than derived from annotations on every
+//! handler and type across crates: one place to read, no proc-macro cost. Two tests keep it
+//! honest (`tests/it/openapi.rs`): the committed file must equal this document (regenerate with
+//! `FLAGSTAFF_UPDATE_OPENAPI=1 cargo test -p flagstaff-api openapi`), and every documented
+//! operation must reach a handler of the real router.
+
+use serde_json::{Value, json};
+
+fn reference(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn body(schema: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn list(item: &str) -> Value {
+    json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": reference(item)}, "next": {"type": ["string", "null"]}}})
+}
+
+/// An operation with the standard error responses.
+fn operation(
+    summary: &str,
+    tag: &str,
+    request: Option<Value>,
+    success: (&str, Value),
+    writes: bool,
+) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(success.0.to_owned(), success.1);
+    let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": reference("Error")}}});
+    responses.insert(
+        "400".into(),
+        error("Invalid input; `field` names the offending field"),
+    );
+    responses.insert("401".into(), error("No valid API token"));
+    responses.insert(
+        "403".into(),
+        error("The token's role or projects do not allow this"),
+    );
+    responses.insert("404".into(), error("No such resource"));
+    if writes {
+        responses.insert(
+            "409".into(),
+            error("Already exists, or `If-Match` is stale (`currentVersion` is given)"),
+        );
+        responses.insert("413".into(), error("The body is over 1 MiB"));
+    }
+    let mut op = json!({"summary": summary, "tags": [tag], "responses": responses});
+    if let Some(request) = request {
+        op["requestBody"] = request;
+    }
+    op
+}
+
+fn versioned_update(summary: &str, tag: &str, schema: &str) -> Value {
+    let mut op = operation(
+        summary,
+        tag,
+        Some(body(reference(schema))),
+        ("200", ok("Updated", reference(schema))),
+        true,
+    );
+    op["parameters"] = json!([{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/Comment"}]);
+    op["responses"]["428"] = json!({"description": "If-Match is missing", "content": {"application/json": {"schema": reference("Error")}}});
+    op
+}
+
+fn patch(summary: &str, tag: &str, schema: &str) -> Value {
+    let mut op = versioned_update(summary, tag, schema);
+    op["requestBody"] = json!({"required": true, "content": {
+        "application/json": {"schema": {"oneOf": [reference("JsonPatch"), {"type": "object", "required": ["patch"], "properties": {"patch": reference("JsonPatch"), "comment": {"type": "string"}}}]}},
+        "application/json-patch+json": {"schema": reference("JsonPatch")}
+    }});
+    op
+}
+
+fn delete(summary: &str, tag: &str) -> Value {
+    let mut op = operation(
+        summary,
+        tag,
+        None,
+        ("204", json!({"description": "Deleted"})),
+        true,
+    );
+    op["parameters"] = json!([{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/Comment"}]);
+    op
+}
+
+fn create(summary: &str, tag: &str, schema: &str, response: &str) -> Value {
+    let mut op = operation(
+        summary,
+        tag,
+        Some(body(reference(schema))),
+        ("201", ok("Created", reference(response))),
+        true,
+    );
+    op["parameters"] = json!([{"$ref": "#/components/parameters/Comment"}]);
+    op
+}
+
+fn schemas() -> Value {
+    let string = json!({"type": "string"});
+    let key = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,256}$"});
+    json!({
+        "Error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "description": "Stable machine-readable code, e.g. variation_out_of_range"},
+            "message": string, "field": {"type": "string", "description": "JSON path of the offending field, e.g. rules[2].clauses[0].op"},
+            "currentVersion": {"type": "integer", "description": "On version_conflict: the version now stored"}}},
+        "Project": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
+        "NewEnvironment": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
+        "Environment": {"type": "object", "properties": {"key": key, "name": string, "project": string,
+            "clientSideId": string, "sdkKeyHint": string, "mobileKeyHint": string}},
+        "EnvironmentWithKeys": {"allOf": [reference("Environment"), {"type": "object", "properties": {"keys": {"type": "object", "properties": {
+            "sdkKey": string, "mobileKey": string, "clientSideId": string}}}}]},
+        "Variation": {"type": "object", "required": ["value"], "properties": {"value": {}, "name": string, "description": string}},
+        "FlagDefinition": {"type": "object", "required": ["key", "name"], "additionalProperties": false, "properties": {
+            "key": key, "name": string, "description": string, "tags": {"type": "array", "items": string},
+            "kind": {"enum": ["boolean", "multivariate"]}, "variations": {"type": "array", "items": reference("Variation")},
+            "temporary": {"type": "boolean", "default": true}, "maintainer": string,
+            "clientSideAvailability": {"type": "object", "properties": {"usingMobileKey": {"type": "boolean"}, "usingEnvironmentId": {"type": "boolean"}}},
+            "archived": {"type": "boolean", "readOnly": true}, "version": {"type": "integer", "readOnly": true}}},
+        "Clause": {"type": "object", "required": ["op", "values"], "properties": {"contextKind": string, "attribute": string,
+            "op": {"enum": ["in", "startsWith", "endsWith", "contains", "matches", "lessThan", "lessThanOrEqual", "greaterThan",
+                            "greaterThanOrEqual", "before", "after", "semVerEqual", "semVerLessThan", "semVerGreaterThan", "segmentMatch"]},
+            "values": {"type": "array", "minItems": 1}, "negate": {"type": "boolean"}}},
+        "WeightedVariation": {"type": "object", "required": ["variation", "weight"], "properties": {
+            "variation": {"type": "integer"}, "weight": {"type": "integer", "minimum": 0, "maximum": 100000}, "untracked": {"type": "boolean"}}},
+        "Rollout": {"type": "object", "required": ["variations"], "properties": {"kind": {"enum": ["rollout", "experiment"]},
+            "contextKind": string, "bucketBy": string, "seed": {"type": "integer", "not": {"const": 0}},
+            "variations": {"type": "array", "items": reference("WeightedVariation"), "description": "Weights add up to 100000"}}},
+        "VariationOrRollout": {"type": "object", "properties": {"variation": {"type": "integer"}, "rollout": reference("Rollout")}},
+        "Target": {"type": "object", "required": ["values", "variation"], "properties": {"contextKind": string,
+            "values": {"type": "array", "items": string}, "variation": {"type": "integer"}}},
+        "Rule": {"allOf": [reference("VariationOrRollout"), {"type": "object", "properties": {"id": string,
+            "clauses": {"type": "array", "items": reference("Clause")}, "trackEvents": {"type": "boolean"}}}]},
+        "Prerequisite": {"type": "object", "required": ["key", "variation"], "properties": {"key": string, "variation": {"type": "integer"}}},
+        "Targeting": {"type": "object", "additionalProperties": false, "properties": {"on": {"type": "boolean"},
+            "offVariation": {"type": ["integer", "null"]}, "fallthrough": reference("VariationOrRollout"),
+            "targets": {"type": "array", "items": reference("Target")}, "contextTargets": {"type": "array", "items": reference("Target")},
+            "rules": {"type": "array", "items": reference("Rule")}, "prerequisites": {"type": "array", "items": reference("Prerequisite")},
+            "trackEvents": {"type": "boolean"}, "trackEventsFallthrough": {"type": "boolean"},
+            "salt": {"type": "string", "readOnly": true}, "version": {"type": "integer", "readOnly": true}}},
+        "Segment": {"type": "object", "required": ["key"], "properties": {"key": key,
+            "included": {"type": "array", "items": string}, "excluded": {"type": "array", "items": string},
+            "includedContexts": {"type": "array", "items": reference("Target")}, "excludedContexts": {"type": "array", "items": reference("Target")},
+            "rules": {"type": "array", "items": {"type": "object", "properties": {"id": string, "clauses": {"type": "array", "items": reference("Clause")},
+                "weight": {"type": "integer"}, "bucketBy": string, "rolloutContextKind": string}}},
+            "version": {"type": "integer", "readOnly": true}}},
+        "JsonPatch": {"type": "array", "description": "RFC 6902 operations", "items": {"type": "object", "required": ["op", "path"], "properties": {
+            "op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]}, "path": string, "from": string, "value": {}}}},
+        "EvaluateRequest": {"type": "object", "required": ["context"], "properties": {"context": {"type": "object",
+            "description": "A single-kind, multi-kind or legacy user context"}}},
+        "EvaluateResponse": {"type": "object", "properties": {"flags": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "value": {}, "variationIndex": {"type": ["integer", "null"]}, "reason": {"type": "object"}, "version": {"type": "integer"}}}}}},
+        "AuditEntry": {"type": "object", "properties": {"seq": {"type": "integer"}, "at": {"type": "integer", "description": "Unix ms"},
+            "actor": string, "action": string, "kind": string, "scope": string, "key": string, "comment": string,
+            "before": {}, "after": {}, "prevHash": string, "hash": string}},
+        "Role": {"enum": ["reader", "writer", "admin"]},
+        "NewToken": {"type": "object", "required": ["name", "role"], "properties": {"name": string, "role": reference("Role"),
+            "projects": {"type": "array", "items": string}}},
+        "Token": {"type": "object", "properties": {"id": string, "name": string, "role": reference("Role"),
+            "projects": {"type": "array", "items": string}, "hint": string, "expiresAt": {"type": "integer"}, "member": string}},
+        "CreatedToken": {"type": "object", "properties": {"token": reference("Token"), "secret": {"type": "string", "description": "Shown once"}}},
+        "NewMember": {"type": "object", "required": ["email", "name", "role", "password"], "properties": {"email": string, "name": string,
+            "role": reference("Role"), "projects": {"type": "array", "items": string}, "password": {"type": "string", "minLength": 12}}},
+        "Member": {"type": "object", "properties": {"email": string, "name": string, "role": reference("Role"), "projects": {"type": "array", "items": string}}},
+        "SignIn": {"type": "object", "required": ["email", "password"], "properties": {"email": string, "password": string}},
+        "Session": {"type": "object", "properties": {"token": string, "expiresAt": {"type": "integer"}, "member": reference("Member")}},
+        "RotateKey": {"type": "object", "properties": {"oldKeyValidForSeconds": {"type": "integer", "minimum": 0}}},
+        "RotatedKey": {"type": "object", "description": "The new key, shown once", "properties": {"sdkKey": string, "mobileKey": string,
+            "oldKeyValidForSeconds": {"type": "integer"}}},
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let p = "/projects/{project}";
+    let e = "/projects/{project}/environments/{environment}";
+    let mut get_audit = operation(
+        "Audit log entries, oldest first",
+        "audit",
+        None,
+        ("200", ok("Entries", list("AuditEntry"))),
+        false,
+    );
+    get_audit["parameters"] = json!(["kind", "scope", "key", "actor", "since", "until", "after", "limit"].map(|name| json!({"name": name, "in": "query", "schema": {"type": if matches!(name, "since" | "until" | "after" | "limit") { "integer" } else { "string" }}})));
+    let mut list_flags = operation(
+        "List flags",
+        "flags",
+        None,
+        ("200", ok("A page of flags", list("FlagDefinition"))),
+        false,
+    );
+    list_flags["parameters"] = json!([
+        {"name": "tag", "in": "query", "schema": {"type": "string"}},
+        {"name": "archived", "in": "query", "schema": {"type": "boolean"}},
+        {"name": "q", "in": "query", "description": "Search in keys and names", "schema": {"type": "string"}},
+        {"name": "after", "in": "query", "description": "The previous page's next", "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
+    ]);
+    let mut sign_in = operation(
+        "Sign a member in; returns an expiring session token",
+        "members",
+        Some(body(reference("SignIn"))),
+        ("201", ok("Signed in", reference("Session"))),
+        false,
+    );
+    sign_in["security"] = json!([]);
+    let paths = json!({
+        "/projects": {"get": operation("List projects", "projects", None, ("200", ok("Projects", list("Project"))), false),
+                      "post": create("Create a project (admin)", "projects", "Project", "Project")},
+        p: {"get": operation("Get a project", "projects", None, ("200", ok("The project", reference("Project"))), false)},
+        format!("{p}/environments"): {"get": operation("List environments", "environments", None, ("200", ok("Environments", list("Environment"))), false),
+                                      "post": create("Create an environment with fresh keys, shown once (admin)", "environments", "NewEnvironment", "EnvironmentWithKeys")},
+        e: {"get": operation("Get an environment", "environments", None, ("200", ok("The environment", reference("Environment"))), false)},
+        format!("{e}/keys/{{kind}}/rotate"): {"post": create("Rotate the sdk or mobile key; the old one works for oldKeyValidForSeconds (admin)", "environments", "RotateKey", "RotatedKey")},
+        format!("{p}/flags"): {"get": list_flags, "post": create("Create a flag, off in every environment (writer)", "flags", "FlagDefinition", "FlagDefinition")},
+        format!("{p}/flags/{{key}}"): {
+            "get": operation("Get a flag's definition", "flags", None, ("200", ok("The definition", reference("FlagDefinition"))), false),
+            "put": versioned_update("Replace a flag's definition (writer)", "flags", "FlagDefinition"),
+            "patch": patch("Patch a flag's definition (writer)", "flags", "FlagDefinition"),
+            "delete": delete("Delete a flag everywhere (writer)", "flags")},
+        format!("{p}/flags/{{key}}/archive"): {"post": operation("Archive a flag: hidden from SDKs and lists (writer)", "flags", None, ("200", ok("Archived", reference("FlagDefinition"))), true)},
+        format!("{p}/flags/{{key}}/restore"): {"post": operation("Restore an archived flag (writer)", "flags", None, ("200", ok("Restored", reference("FlagDefinition"))), true)},
+        format!("{e}/flags/{{key}}"): {
+            "get": operation("Get a flag's targeting in an environment", "targeting", None, ("200", ok("The targeting", reference("Targeting"))), false),
+            "put": versioned_update("Replace a flag's targeting (writer)", "targeting", "Targeting"),
+            "patch": patch("Patch a flag's targeting (writer)", "targeting", "Targeting")},
+        format!("{e}/segments"): {"get": operation("List segments", "segments", None, ("200", ok("Segments", list("Segment"))), false),
+                                  "post": create("Create a segment (writer)", "segments", "Segment", "Segment")},
+        format!("{e}/segments/{{key}}"): {
+            "get": operation("Get a segment", "segments", None, ("200", ok("The segment", reference("Segment"))), false),
+            "put": versioned_update("Replace a segment (writer)", "segments", "Segment"),
+            "patch": patch("Patch a segment (writer)", "segments", "Segment"),
+            "delete": delete("Delete a segment (writer)", "segments")},
+        format!("{e}/evaluate"): {"post": operation("Evaluate every flag for a context, with reasons", "evaluation", Some(body(reference("EvaluateRequest"))), ("200", ok("Results", reference("EvaluateResponse"))), false)},
+        "/audit": {"get": get_audit},
+        "/tokens": {"get": operation("List API tokens (admin)", "tokens", None, ("200", ok("Tokens", list("Token"))), false),
+                    "post": create("Create an API token; the secret is shown once (admin)", "tokens", "NewToken", "CreatedToken")},
+        "/tokens/{id}": {"delete": operation("Revoke a token (admin)", "tokens", None, ("204", json!({"description": "Revoked"})), true)},
+        "/members": {"get": operation("List members (admin)", "members", None, ("200", ok("Members", list("Member"))), false),
+                     "post": create("Add a member with a password (admin)", "members", "NewMember", "Member")},
+        "/members/{email}": {"delete": operation("Remove a member and end their sessions (admin)", "members", None, ("204", json!({"description": "Removed"})), true)},
+        "/sessions": {"post": sign_in},
+    });
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Flagstaff management API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Manage projects, environments, flags, targeting, segments, tokens and members. Every change is audited. Updates need If-Match with the version read; the reason goes in X-Flagstaff-Comment."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token (fst_...) or a session token from POST /sessions"}},
+            "parameters": {
+                "IfMatch": {"name": "If-Match", "in": "header", "required": true, "description": "The version you read, e.g. \"3\"", "schema": {"type": "string"}},
+                "Comment": {"name": "X-Flagstaff-Comment", "in": "header", "description": "Why: recorded in the audit log", "schema": {"type": "string"}}
+            },
+            "schemas": schemas()
+        }
+    })
+}
