@@ -828,6 +828,9 @@ struct NewToken {
     role: Role,
     #[serde(default)]
     projects: Option<Vec<String>>,
+    /// `project/environment` entries.
+    #[serde(default)]
+    environments: Option<Vec<String>>,
 }
 
 async fn create_token(
@@ -837,7 +840,14 @@ async fn create_token(
     Body(new): Body<NewToken>,
 ) -> Result<Response> {
     let (info, secret) = app
-        .create_token(&actor, &new.name, new.role, new.projects, &comment)
+        .create_token(
+            &actor,
+            &new.name,
+            new.role,
+            new.projects,
+            new.environments,
+            &comment,
+        )
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -37,6 +37,8 @@ pub struct Actor {
     pub role: Role,
     /// The projects they are limited to, if any.
     pub projects: Option<Vec<String>>,
+    /// The environments (`project/environment`) they are limited to, if any.
+    pub environments: Option<Vec<String>>,
 }
 
 impl Actor {
@@ -46,6 +48,7 @@ impl Actor {
             id: "system".into(),
             role: Role::Admin,
             projects: None,
+            environments: None,
         }
     }
 
@@ -55,8 +58,7 @@ impl Actor {
             .is_none_or(|ps| ps.iter().any(|p| p == project))
     }
 
-    /// Checks the actor has at least `role`, for `project` if given.
-    pub fn require(&self, role: Role, project: Option<&str>) -> Result<()> {
+    fn check(&self, role: Role, project: Option<&str>) -> Result<()> {
         if self.role < role {
             return Err(AppError::Forbidden(format!(
                 "this needs the {role:?} role; the token has {:?}",
@@ -67,11 +69,53 @@ impl Actor {
             Some(project) if !self.may_see(project) => Err(AppError::Forbidden(format!(
                 "the token is not allowed on project {project:?}"
             ))),
-            None if role == Role::Admin && self.projects.is_some() => Err(AppError::Forbidden(
-                "a project-limited token cannot do this".into(),
-            )),
+            None if role == Role::Admin
+                && (self.projects.is_some() || self.environments.is_some()) =>
+            {
+                Err(AppError::Forbidden(
+                    "a project- or environment-limited token cannot do this".into(),
+                ))
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Checks the actor has at least `role`, for `project` if given. Changing project-wide
+    /// resources (flag definitions, whose variations every environment serves) is refused to a
+    /// token limited to some environments.
+    pub fn require(&self, role: Role, project: Option<&str>) -> Result<()> {
+        self.check(role, project)?;
+        if role >= Role::Writer && self.environments.is_some() {
+            return Err(AppError::Forbidden(
+                "an environment-limited token cannot change project-wide resources".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the actor has at least `role` in one environment.
+    pub fn require_env(&self, role: Role, project: &str, environment: &str) -> Result<()> {
+        self.check(role, Some(project))?;
+        match &self.environments {
+            Some(allowed)
+                if !allowed
+                    .iter()
+                    .any(|e| *e == format!("{project}/{environment}")) =>
+            {
+                Err(AppError::Forbidden(format!(
+                    "the token is not allowed in environment {project}/{environment}"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn may_see_environment(&self, project: &str, environment: &str) -> bool {
+        self.environments.as_ref().is_none_or(|allowed| {
+            allowed
+                .iter()
+                .any(|e| *e == format!("{project}/{environment}"))
+        })
     }
 }
 
@@ -88,6 +132,9 @@ pub struct TokenInfo {
     /// The projects it is limited to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projects: Option<Vec<String>>,
+    /// The environments (`project/environment`) it is limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<String>>,
     /// The last characters of the secret, to recognise it.
     pub hint: String,
     /// When it stops working (Unix ms); sign-in sessions expire, API tokens do not.
@@ -104,6 +151,7 @@ pub(crate) struct TokenSpec {
     pub(crate) name: String,
     pub(crate) role: Role,
     pub(crate) projects: Option<Vec<String>>,
+    pub(crate) environments: Option<Vec<String>>,
     pub(crate) expires_at: Option<i64>,
     pub(crate) member: Option<String>,
 }
@@ -125,19 +173,39 @@ const TOKEN_PREFIX: &str = "fst_";
 
 impl App {
     /// Creates an API token (admins); the secret is returned only now.
+    /// `environments` entries are `project/environment`; they must exist.
     pub async fn create_token(
         &self,
         actor: &Actor,
         name: &str,
         role: Role,
         projects: Option<Vec<String>>,
+        environments: Option<Vec<String>>,
         comment: &str,
     ) -> Result<(TokenInfo, String)> {
+        for (i, scope) in environments.iter().flatten().enumerate() {
+            let exists = match scope.split_once('/') {
+                Some((project, environment)) => self
+                    .store
+                    .get_live(kinds::ENVIRONMENT, project, environment)
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            if !exists {
+                return Err(AppError::invalid(
+                    crate::validate::codes::INVALID_FIELD,
+                    format!("environments[{i}]"),
+                    format!("{scope:?} is not an existing project/environment"),
+                ));
+            }
+        }
         actor.require(Role::Admin, None)?;
         let spec = TokenSpec {
             name: name.to_owned(),
             role,
             projects,
+            environments,
             expires_at: None,
             member: None,
         };
@@ -165,6 +233,7 @@ impl App {
             name: spec.name,
             role: spec.role,
             projects: spec.projects,
+            environments: spec.environments,
             hint: crate::hint(&secret),
             expires_at: spec.expires_at,
             member: spec.member,
@@ -294,6 +363,7 @@ impl App {
             id: format!("token:{}", token.id),
             role: token.role,
             projects: token.projects,
+            environments: token.environments,
         })
     }
 }

@@ -265,6 +265,7 @@ impl App {
                 "admin (created on first start)",
                 Role::Admin,
                 None,
+                None,
                 "first start",
             )
             .await?;
@@ -415,12 +416,17 @@ impl App {
         project: &str,
     ) -> Result<Vec<Environment>> {
         self.project(actor, project).await?;
-        self.store
+        let environments: Vec<Environment> = self
+            .store
             .list(kinds::ENVIRONMENT, project)
             .await?
             .iter()
             .map(decode)
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(environments
+            .into_iter()
+            .filter(|e| actor.may_see_environment(project, &e.key))
+            .collect())
     }
 
     /// One environment.
@@ -430,7 +436,7 @@ impl App {
         project: &str,
         key: &str,
     ) -> Result<Environment> {
-        actor.require(Role::Reader, Some(project))?;
+        actor.require_env(Role::Reader, project, key)?;
         let doc = self
             .store
             .get_live(kinds::ENVIRONMENT, project, key)
@@ -451,7 +457,7 @@ impl App {
         old_key_valid_for_seconds: u64,
         comment: &str,
     ) -> Result<String> {
-        actor.require(Role::Admin, Some(project))?;
+        actor.require_env(Role::Admin, project, environment)?;
         let env_doc = self
             .store
             .get_live(kinds::ENVIRONMENT, project, environment)
@@ -892,7 +898,7 @@ impl App {
         environment: &str,
         key: &str,
     ) -> Result<Versioned<Targeting>> {
-        actor.require(Role::Reader, Some(project))?;
+        actor.require_env(Role::Reader, project, environment)?;
         let doc = self
             .store
             .get_live(kinds::TARGETING, &env_scope(project, environment), key)
@@ -919,7 +925,7 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<Versioned<Targeting>> {
-        actor.require(Role::Writer, Some(project))?;
+        actor.require_env(Role::Writer, project, environment)?;
         let current = self.targeting(actor, project, environment, key).await?;
         if current.version != expected {
             return Err(AppError::Conflict {
@@ -979,7 +985,7 @@ impl App {
         expected: Option<u64>,
         comment: &str,
     ) -> Result<Versioned<Segment>> {
-        actor.require(Role::Writer, Some(project))?;
+        actor.require_env(Role::Writer, project, environment)?;
         self.environment(actor, project, environment).await?;
         let scope = env_scope(project, environment);
         let current = self
@@ -1044,7 +1050,7 @@ impl App {
         environment: &str,
         key: &str,
     ) -> Result<Versioned<Segment>> {
-        actor.require(Role::Reader, Some(project))?;
+        actor.require_env(Role::Reader, project, environment)?;
         let doc = self
             .store
             .get_live(kinds::SEGMENT, &env_scope(project, environment), key)
@@ -1087,7 +1093,7 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<()> {
-        actor.require(Role::Writer, Some(project))?;
+        actor.require_env(Role::Writer, project, environment)?;
         let current = self.segment(actor, project, environment, key).await?;
         let scope = env_scope(project, environment);
         let write = Write::Delete {

@@ -244,11 +244,13 @@ impl App {
             id: format!("member:{email}"),
             role: member.role,
             projects: member.projects.clone(),
+            environments: None,
         };
         let spec = TokenSpec {
             name: format!("session of {email}"),
             role: member.role,
             projects: member.projects.clone(),
+            environments: None,
             expires_at: Some(expires_at),
             member: Some(email.clone()),
         };

@@ -627,3 +627,82 @@ async fn members_sign_in_with_passwords_and_get_their_role() {
         .collect();
     assert_eq!(actions, ["member.create", "member.delete"]);
 }
+
+#[tokio::test]
+async fn environment_limited_tokens_stay_in_their_environments() {
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    let bad = api
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "ci", "role": "writer", "environments": ["default/staging"]}),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("environments[0]"))
+    );
+    let created = api
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "test-only", "role": "writer", "environments": ["default/test"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let token = created.body["secret"].as_str().unwrap().to_owned();
+    let on = json!({"on": true, "offVariation": 1, "fallthrough": {"variation": 0}});
+    let in_test = api
+        .call(
+            Method::PUT,
+            "/api/v1/projects/default/environments/test/flags/new-checkout",
+            Some(&token),
+            &[("if-match", "\"1\"")],
+            Some(on.clone()),
+        )
+        .await;
+    assert_eq!(in_test.status, StatusCode::OK, "{}", in_test.body);
+    let in_production = api
+        .call(
+            Method::PUT,
+            TARGETING,
+            Some(&token),
+            &[("if-match", "\"1\"")],
+            Some(on),
+        )
+        .await;
+    assert_eq!(in_production.status, StatusCode::FORBIDDEN);
+    // Definitions are shared by every environment: not for this token.
+    let create = api
+        .call(
+            Method::POST,
+            FLAGS,
+            Some(&token),
+            &[],
+            Some(json!({"key": "x", "name": "X"})),
+        )
+        .await;
+    assert_eq!(create.status, StatusCode::FORBIDDEN);
+    // It reads definitions, and sees only its environment.
+    assert_eq!(
+        api.call(Method::GET, FLAGS, Some(&token), &[], None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let environments = api
+        .call(
+            Method::GET,
+            "/api/v1/projects/default/environments",
+            Some(&token),
+            &[],
+            None,
+        )
+        .await;
+    let keys: Vec<&str> = environments.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["test"]);
+}
