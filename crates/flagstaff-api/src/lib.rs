@@ -60,14 +60,19 @@ async fn record_metrics(request: Request, next: axum::middleware::Next) -> Respo
 pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
     let api = Router::new()
         .route("/projects", get(list_projects).post(create_project))
-        .route("/projects/{project}", get(get_project))
+        .route(
+            "/projects/{project}",
+            get(get_project).put(update_project).delete(delete_project),
+        )
         .route(
             "/projects/{project}/environments",
             get(list_environments).post(create_environment),
         )
         .route(
             "/projects/{project}/environments/{environment}",
-            get(get_environment),
+            get(get_environment)
+                .put(update_environment)
+                .delete(delete_environment),
         )
         .route(
             "/projects/{project}/flags",
@@ -323,8 +328,62 @@ async fn get_project(
     State(app): AppState,
     Caller(actor): Caller,
     Path(project): Path<String>,
-) -> Result<Json<Project>> {
-    Ok(Json(app.project(&actor, &project).await?))
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.project(&actor, &project).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    /// Optional; if given it must be the resource's own key (keys never change).
+    #[serde(default)]
+    key: Option<String>,
+    name: String,
+}
+
+impl Rename {
+    fn check(&self, key: &str) -> Result<()> {
+        match &self.key {
+            Some(given) if given != key => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "keys cannot change",
+            )
+            .with_field("key")),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn update_project(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path(project): Path<String>,
+    Body(rename): Body<Rename>,
+) -> Result<Response> {
+    rename.check(&project)?;
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_project(&actor, &project, &rename.name, version, &comment)
+            .await?,
+    ))
+}
+
+async fn delete_project(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path(project): Path<String>,
+) -> Result<StatusCode> {
+    app.delete_project(&actor, &project, version, &comment)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_environments(
@@ -361,10 +420,46 @@ async fn get_environment(
     State(app): AppState,
     Caller(actor): Caller,
     Path((project, environment)): Path<(String, String)>,
-) -> Result<Json<Value>> {
-    Ok(Json(json!(
-        app.environment(&actor, &project, &environment).await?
-    )))
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.environment(&actor, &project, &environment).await?,
+    ))
+}
+
+async fn update_environment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment)): Path<(String, String)>,
+    Body(rename): Body<Rename>,
+) -> Result<Response> {
+    rename.check(&environment)?;
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_environment(
+            &actor,
+            &project,
+            &environment,
+            &rename.name,
+            version,
+            &comment,
+        )
+        .await?,
+    ))
+}
+
+async fn delete_environment(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    app.delete_environment(&actor, &project, &environment, version, &comment)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

@@ -324,14 +324,230 @@ impl App {
     }
 
     /// One project.
-    pub async fn project(&self, actor: &Actor, key: &str) -> Result<Project> {
+    pub async fn project(&self, actor: &Actor, key: &str) -> Result<Versioned<Project>> {
         actor.require(Role::Reader, Some(key))?;
         let doc = self
             .store
             .get_live(kinds::PROJECT, "", key)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("project {key:?}")))?;
-        decode(&doc)
+        Ok(Versioned {
+            version: doc.version,
+            value: decode(&doc)?,
+        })
+    }
+
+    /// Renames a project (admins).
+    pub async fn update_project(
+        &self,
+        actor: &Actor,
+        key: &str,
+        name: &str,
+        expected: u64,
+        comment: &str,
+    ) -> Result<Versioned<Project>> {
+        actor.require(Role::Admin, Some(key))?;
+        let current = self.project(actor, key).await?;
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        let project = Project {
+            key: key.to_owned(),
+            name: name.to_owned(),
+        };
+        let after = body(&project);
+        let write = Write::Put {
+            kind: kinds::PROJECT.into(),
+            scope: String::new(),
+            key: key.into(),
+            body: after.clone(),
+            expect: Expect::Version(expected),
+        };
+        let versions = self
+            .commit(
+                actor,
+                vec![write],
+                draft(
+                    "project.update",
+                    kinds::PROJECT,
+                    "",
+                    key,
+                    comment,
+                    Some(body(&current.value)),
+                    Some(after),
+                ),
+            )
+            .await?;
+        Ok(Versioned {
+            version: versions[0],
+            value: project,
+        })
+    }
+
+    /// Deletes a project and everything in it (admins): environments, flags, targeting,
+    /// segments and the environments' keys, in one transaction.
+    pub async fn delete_project(
+        &self,
+        actor: &Actor,
+        key: &str,
+        expected: u64,
+        comment: &str,
+    ) -> Result<()> {
+        actor.require(Role::Admin, Some(key))?;
+        let current = self.project(actor, key).await?;
+        let mut writes = vec![Write::Delete {
+            kind: kinds::PROJECT.into(),
+            scope: String::new(),
+            key: key.into(),
+            expect: Expect::Version(expected),
+        }];
+        for flag in self.store.list(kinds::FLAG, key).await? {
+            writes.push(Write::Delete {
+                kind: kinds::FLAG.into(),
+                scope: key.into(),
+                key: flag.key,
+                expect: Expect::Any,
+            });
+        }
+        for environment in self.store.list(kinds::ENVIRONMENT, key).await? {
+            writes.extend(self.environment_removal(key, &environment.key).await?);
+        }
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "project.delete",
+                kinds::PROJECT,
+                "",
+                key,
+                comment,
+                Some(body(&current.value)),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The writes that remove an environment with its targeting, segments and keys.
+    async fn environment_removal(&self, project: &str, environment: &str) -> Result<Vec<Write>> {
+        let scope = env_scope(project, environment);
+        let mut writes = vec![Write::Delete {
+            kind: kinds::ENVIRONMENT.into(),
+            scope: project.into(),
+            key: environment.into(),
+            expect: Expect::Any,
+        }];
+        for kind in [kinds::TARGETING, kinds::SEGMENT] {
+            for doc in self.store.list(kind, &scope).await? {
+                writes.push(Write::Delete {
+                    kind: kind.into(),
+                    scope: scope.clone(),
+                    key: doc.key,
+                    expect: Expect::Any,
+                });
+            }
+        }
+        for credential in self.store.list(kinds::CREDENTIAL, "").await? {
+            if credential.body["project"] == project
+                && credential.body["environment"] == environment
+            {
+                writes.push(Write::Delete {
+                    kind: kinds::CREDENTIAL.into(),
+                    scope: String::new(),
+                    key: credential.key,
+                    expect: Expect::Any,
+                });
+            }
+        }
+        Ok(writes)
+    }
+
+    /// Renames an environment (admins).
+    pub async fn update_environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        name: &str,
+        expected: u64,
+        comment: &str,
+    ) -> Result<Versioned<Environment>> {
+        actor.require_env(Role::Admin, project, key)?;
+        let current = self.environment(actor, project, key).await?;
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        let environment = Environment {
+            name: name.to_owned(),
+            ..current.value.clone()
+        };
+        let after = body(&environment);
+        let write = Write::Put {
+            kind: kinds::ENVIRONMENT.into(),
+            scope: project.into(),
+            key: key.into(),
+            body: after.clone(),
+            expect: Expect::Version(expected),
+        };
+        let versions = self
+            .commit(
+                actor,
+                vec![write],
+                draft(
+                    "environment.update",
+                    kinds::ENVIRONMENT,
+                    project,
+                    key,
+                    comment,
+                    Some(body(&current.value)),
+                    Some(after),
+                ),
+            )
+            .await?;
+        Ok(Versioned {
+            version: versions[0],
+            value: environment,
+        })
+    }
+
+    /// Deletes an environment with its targeting, segments and keys (admins). SDKs using its
+    /// keys are refused from then on.
+    pub async fn delete_environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        expected: u64,
+        comment: &str,
+    ) -> Result<()> {
+        actor.require_env(Role::Admin, project, key)?;
+        let current = self.environment(actor, project, key).await?;
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        let writes = self.environment_removal(project, key).await?;
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "environment.delete",
+                kinds::ENVIRONMENT,
+                project,
+                key,
+                comment,
+                Some(body(&current.value)),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Creates an environment with fresh keys (admins); the keys are returned only now.
@@ -435,14 +651,17 @@ impl App {
         actor: &Actor,
         project: &str,
         key: &str,
-    ) -> Result<Environment> {
+    ) -> Result<Versioned<Environment>> {
         actor.require_env(Role::Reader, project, key)?;
         let doc = self
             .store
             .get_live(kinds::ENVIRONMENT, project, key)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("environment {project}/{key}")))?;
-        decode(&doc)
+        Ok(Versioned {
+            version: doc.version,
+            value: decode(&doc)?,
+        })
     }
 
     /// Replaces an environment's SDK or mobile key (admins). The old key keeps working for

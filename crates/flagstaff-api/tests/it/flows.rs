@@ -706,3 +706,102 @@ async fn environment_limited_tokens_stay_in_their_environments() {
         .collect();
     assert_eq!(keys, ["test"]);
 }
+
+#[tokio::test]
+async fn projects_and_environments_are_renamed_and_deleted_with_everything_in_them() {
+    use flagstaff_app::CredentialKind;
+    let api = TestApi::new().await;
+    create_checkout_flag(&api).await;
+    let env = "/api/v1/projects/default/environments/test";
+    let got = api.get(env).await;
+    assert_eq!(got.etag.as_deref(), Some("\"1\""));
+    let renamed = api.put(env, "\"1\"", json!({"name": "Staging"})).await;
+    assert_eq!(
+        (renamed.status, renamed.body["name"].clone()),
+        (StatusCode::OK, json!("Staging"))
+    );
+    assert_eq!(
+        api.put(env, "\"2\"", json!({"key": "other", "name": "X"}))
+            .await
+            .body["field"],
+        "key"
+    );
+
+    let sdk_key = api.init.environments[1].keys.sdk_key.clone();
+    assert!(
+        api.app
+            .environment_for_key(&sdk_key, CredentialKind::Sdk)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let deleted = api
+        .call(
+            Method::DELETE,
+            env,
+            Some(api.admin()),
+            &[("if-match", "\"2\"")],
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    assert_eq!(api.get(env).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get("/api/v1/projects/default/environments/test/flags/new-checkout")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        api.app
+            .environment_for_key(&sdk_key, CredentialKind::Sdk)
+            .await
+            .unwrap()
+            .is_none(),
+        "a deleted environment's keys stop working"
+    );
+    assert_eq!(
+        api.get(TARGETING).await.status,
+        StatusCode::OK,
+        "other environments are untouched"
+    );
+
+    let project = "/api/v1/projects/default";
+    assert_eq!(
+        api.put(project, "\"1\"", json!({"name": "Main product"}))
+            .await
+            .body["name"],
+        "Main product"
+    );
+    let gone = api
+        .call(
+            Method::DELETE,
+            project,
+            Some(api.admin()),
+            &[("if-match", "\"2\"")],
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.body);
+    assert_eq!(api.get(project).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.get(FLAGS).await.status, StatusCode::NOT_FOUND);
+    let production_key = api.init.environments[0].keys.sdk_key.clone();
+    assert!(
+        api.app
+            .environment_for_key(&production_key, CredentialKind::Sdk)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let audit = api.get("/api/v1/audit?kind=project&key=default").await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["project.create", "project.update", "project.delete"]
+    );
+}
