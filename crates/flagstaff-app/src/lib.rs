@@ -211,6 +211,25 @@ impl App {
         App { store }
     }
 
+    /// The live document at an address with its version, or `NotFound` naming `what`.
+    async fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        scope: &str,
+        key: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<Versioned<T>> {
+        let doc = self
+            .store
+            .get_live(kind, scope, key)
+            .await?
+            .ok_or_else(|| AppError::NotFound(what()))?;
+        Ok(Versioned {
+            version: doc.version,
+            value: decode(&doc)?,
+        })
+    }
+
     /// The store (for health checks and shutdown).
     pub fn store(&self) -> &Store {
         &self.store
@@ -326,15 +345,8 @@ impl App {
     /// One project.
     pub async fn project(&self, actor: &Actor, key: &str) -> Result<Versioned<Project>> {
         actor.require(Role::Reader, Some(key))?;
-        let doc = self
-            .store
-            .get_live(kinds::PROJECT, "", key)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("project {key:?}")))?;
-        Ok(Versioned {
-            version: doc.version,
-            value: decode(&doc)?,
-        })
+        self.load(kinds::PROJECT, "", key, || format!("project {key:?}"))
+            .await
     }
 
     /// Renames a project (admins).
@@ -653,15 +665,10 @@ impl App {
         key: &str,
     ) -> Result<Versioned<Environment>> {
         actor.require_env(Role::Reader, project, key)?;
-        let doc = self
-            .store
-            .get_live(kinds::ENVIRONMENT, project, key)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("environment {project}/{key}")))?;
-        Ok(Versioned {
-            version: doc.version,
-            value: decode(&doc)?,
+        self.load(kinds::ENVIRONMENT, project, key, || {
+            format!("environment {project}/{key}")
         })
+        .await
     }
 
     /// Replaces an environment's SDK or mobile key (admins). The old key keeps working for
@@ -887,15 +894,8 @@ impl App {
         key: &str,
     ) -> Result<Versioned<FlagDefinition>> {
         actor.require(Role::Reader, Some(project))?;
-        let doc = self
-            .store
-            .get_live(kinds::FLAG, project, key)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("flag {key:?}")))?;
-        Ok(Versioned {
-            version: doc.version,
-            value: decode(&doc)?,
-        })
+        self.load(kinds::FLAG, project, key, || format!("flag {key:?}"))
+            .await
     }
 
     /// Lists flags, filtered, in key order, a page at a time.
@@ -1118,17 +1118,13 @@ impl App {
         key: &str,
     ) -> Result<Versioned<Targeting>> {
         actor.require_env(Role::Reader, project, environment)?;
-        let doc = self
-            .store
-            .get_live(kinds::TARGETING, &env_scope(project, environment), key)
-            .await?
-            .ok_or_else(|| {
-                AppError::NotFound(format!("flag {key:?} in environment {environment:?}"))
-            })?;
-        Ok(Versioned {
-            version: doc.version,
-            value: decode(&doc)?,
-        })
+        self.load(
+            kinds::TARGETING,
+            &env_scope(project, environment),
+            key,
+            || format!("flag {key:?} in environment {environment:?}"),
+        )
+        .await
     }
 
     /// Replaces a flag's targeting in one environment (writers).
@@ -1270,15 +1266,13 @@ impl App {
         key: &str,
     ) -> Result<Versioned<Segment>> {
         actor.require_env(Role::Reader, project, environment)?;
-        let doc = self
-            .store
-            .get_live(kinds::SEGMENT, &env_scope(project, environment), key)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("segment {key:?}")))?;
-        Ok(Versioned {
-            version: doc.version,
-            value: decode(&doc)?,
-        })
+        self.load(
+            kinds::SEGMENT,
+            &env_scope(project, environment),
+            key,
+            || format!("segment {key:?}"),
+        )
+        .await
     }
 
     /// The segments of an environment.

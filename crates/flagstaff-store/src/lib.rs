@@ -313,23 +313,20 @@ impl Store {
 
     /// Every live document of a kind in a scope, in key order.
     pub async fn list(&self, kind: &str, scope: &str) -> Result<Vec<Document>> {
-        let sql = self.backend.sql(
-            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND scope = $2 AND deleted = 0 ORDER BY key",
-        );
-        let rows = sqlx::query(&sql)
-            .bind(kind)
-            .bind(scope)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(document).collect()
+        self.select_all(kind, scope, false).await
     }
 
     /// Every document of a kind in a scope including tombstones, in key order.
     pub async fn list_with_tombstones(&self, kind: &str, scope: &str) -> Result<Vec<Document>> {
-        let sql = self.backend.sql(
-            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND scope = $2 ORDER BY key",
+        self.select_all(kind, scope, true).await
+    }
+
+    async fn select_all(&self, kind: &str, scope: &str, tombstones: bool) -> Result<Vec<Document>> {
+        let filter = if tombstones { "" } else { " AND deleted = 0" };
+        let sql = format!(
+            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND scope = $2{filter} ORDER BY key"
         );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&self.backend.sql(&sql))
             .bind(kind)
             .bind(scope)
             .fetch_all(&self.pool)
