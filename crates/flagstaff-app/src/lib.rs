@@ -822,14 +822,8 @@ impl App {
             .await?
         {
             let segment: Segment = decode(&doc)?;
-            let referenced = segment
-                .rules
-                .iter()
-                .flat_map(|r| r.clauses.iter())
-                .filter(|c| c.op == "segmentMatch")
-                .flat_map(|c| c.values.iter().filter_map(Value::as_str).map(str::to_owned))
-                .collect();
-            n.segments.insert(doc.key.clone(), referenced);
+            n.segments
+                .insert(doc.key.clone(), validate::referenced_segments(&segment));
         }
         Ok(n)
     }

@@ -475,19 +475,23 @@ pub fn targeting(
     Ok(())
 }
 
-/// Checks a segment, as it would be after the write; `neighbourhood.segments` lists the
-/// environment's segments and what they reference.
-pub fn segment(segment: &Segment, neighbourhood: &Neighbourhood) -> Result<()> {
-    key("key", &segment.key)?;
-    let mut graph = neighbourhood.segments.clone();
-    let referenced: Vec<String> = segment
+/// The segments a segment's rules reference through `segmentMatch` (edges of the nesting graph).
+pub fn referenced_segments(segment: &Segment) -> Vec<String> {
+    segment
         .rules
         .iter()
         .flat_map(|r| r.clauses.iter())
         .filter(|c| c.op == "segmentMatch")
         .flat_map(|c| c.values.iter().filter_map(Value::as_str).map(str::to_owned))
-        .collect();
-    graph.insert(segment.key.clone(), referenced);
+        .collect()
+}
+
+/// Checks a segment, as it would be after the write; `neighbourhood.segments` lists the
+/// environment's segments and what they reference.
+pub fn segment(segment: &Segment, neighbourhood: &Neighbourhood) -> Result<()> {
+    key("key", &segment.key)?;
+    let mut graph = neighbourhood.segments.clone();
+    graph.insert(segment.key.clone(), referenced_segments(segment));
     for (field, targets) in [
         ("includedContexts", &segment.included_contexts),
         ("excludedContexts", &segment.excluded_contexts),
