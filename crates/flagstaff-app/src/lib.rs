@@ -798,13 +798,34 @@ impl App {
 
     // ----- flags -----------------------------------------------------------------------------
 
-    async fn neighbourhood(&self, project: &str, environment: &str) -> Result<Neighbourhood> {
-        let mut n = Neighbourhood::default();
+    /// The number of variations of every flag of a project (the project-wide part of a
+    /// [`Neighbourhood`]).
+    async fn variation_counts(&self, project: &str) -> Result<HashMap<String, usize>> {
+        let mut counts = HashMap::new();
         for doc in self.store.list(kinds::FLAG, project).await? {
             let definition: FlagDefinition = decode(&doc)?;
-            n.variations
-                .insert(definition.key, definition.variations.len());
+            counts.insert(definition.key, definition.variations.len());
         }
+        Ok(counts)
+    }
+
+    async fn neighbourhood(&self, project: &str, environment: &str) -> Result<Neighbourhood> {
+        let variations = self.variation_counts(project).await?;
+        self.neighbourhood_with(project, environment, variations)
+            .await
+    }
+
+    /// What validation needs to know about one environment, given the project's variation counts.
+    async fn neighbourhood_with(
+        &self,
+        project: &str,
+        environment: &str,
+        variations: HashMap<String, usize>,
+    ) -> Result<Neighbourhood> {
+        let mut n = Neighbourhood {
+            variations,
+            ..Neighbourhood::default()
+        };
         for doc in self
             .store
             .list(kinds::TARGETING, &env_scope(project, environment))
@@ -1011,16 +1032,17 @@ impl App {
             expect: Expect::Version(current.version),
         }];
         // Rewrite each environment's targeting so the version SDKs see grows (see model.rs).
+        let mut variations = self.variation_counts(project).await?;
+        variations.insert(key.clone(), definition.variations.len());
         for env in self.store.list(kinds::ENVIRONMENT, project).await? {
             let scope = env_scope(project, &env.key);
             let Some(doc) = self.store.get_live(kinds::TARGETING, &scope, &key).await? else {
                 continue;
             };
             let targeting: Targeting = decode(&doc)?;
-            let mut neighbourhood = self.neighbourhood(project, &env.key).await?;
-            neighbourhood
-                .variations
-                .insert(key.clone(), definition.variations.len());
+            let neighbourhood = self
+                .neighbourhood_with(project, &env.key, variations.clone())
+                .await?;
             validate::targeting(&key, &targeting, &neighbourhood)
                 .map_err(|e| prefix_field(e, &format!("environments.{}", env.key)))?;
             writes.push(Write::Put {

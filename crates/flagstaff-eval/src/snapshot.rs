@@ -38,7 +38,6 @@ pub struct Snapshot {
     pub(crate) flags: Vec<CompiledFlag>,
     flag_ids: HashMap<Box<str>, FlagId, RandomState>,
     pub(crate) segments: Vec<CompiledSegment>,
-    segment_ids: HashMap<Box<str>, SegmentId, RandomState>,
     pub(crate) options: EvalOptions,
 }
 
@@ -188,7 +187,6 @@ impl Snapshot {
             flags,
             flag_ids,
             segments,
-            segment_ids,
             options,
         }
     }
@@ -213,11 +211,6 @@ impl Snapshot {
     /// Every flag, in key order.
     pub fn flags(&self) -> impl ExactSizeIterator<Item = &CompiledFlag> {
         self.flags.iter()
-    }
-
-    /// Whether a segment with `key` exists.
-    pub fn has_segment(&self, key: &str) -> bool {
-        self.segment_ids.contains_key(key)
     }
 
     pub(crate) fn segment(&self, id: SegmentId) -> &CompiledSegment {
