@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use flagstaff_app::model::{FlagDefinition, Project, Targeting};
 use flagstaff_app::{Actor, App, FlagFilter, KeyKind, Member, Role, Versioned};
-use flagstaff_protocol::Segment;
+use flagstaff_protocol::{FlagData, Segment};
 use flagstaff_store::AuditQuery;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -117,6 +117,10 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .route(
             "/projects/{project}/environments/{environment}/keys/{kind}/rotate",
             post(rotate_key),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/import",
+            post(import_flag_data),
         )
         .route("/audit", get(audit))
         .route("/members", get(list_members).post(create_member))
@@ -260,7 +264,13 @@ fn versioned<T: serde::Serialize>(status: StatusCode, value: &Versioned<T>) -> R
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", value.version)) {
         headers.insert(header::ETAG, etag);
     }
-    (status, headers, Json(value)).into_response()
+    // The version is set on the object rather than flattened beside it: a segment carries its
+    // own `version` field, and one object must not hold the key twice.
+    let mut body = serde_json::to_value(&value.value).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut body {
+        fields.insert("version".into(), json!(value.version));
+    }
+    (status, headers, Json(body)).into_response()
 }
 
 /// A JSON Patch (RFC 6902) request: the operations, or LaunchDarkly's envelope
@@ -762,6 +772,22 @@ struct RotateRequest {
     /// How long the old key keeps working; 0 stops it at once.
     #[serde(default)]
     old_key_valid_for_seconds: u64,
+}
+
+async fn import_flag_data(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment)): Path<(String, String)>,
+    Body(data): Body<Value>,
+) -> Result<Json<Value>> {
+    let data = FlagData::from_json(data).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.message).with_field(e.path)
+    })?;
+    let summary = app
+        .import_flag_data(&actor, &project, &environment, data, &comment)
+        .await?;
+    Ok(Json(json!(summary)))
 }
 
 async fn rotate_key(

@@ -177,6 +177,8 @@ fn schemas() -> Value {
         "Member": {"type": "object", "properties": {"email": string, "name": string, "role": reference("Role"), "projects": {"type": "array", "items": string}}},
         "SignIn": {"type": "object", "required": ["email", "password"], "properties": {"email": string, "password": string}},
         "Session": {"type": "object", "properties": {"token": string, "expiresAt": {"type": "integer"}, "member": reference("Member")}},
+        "FlagData": {"type": "object", "description": "LaunchDarkly flag data as its SDKs receive it (ld-protocol.md §2): flags and segments by key", "properties": {"flags": {"type": "object"}, "segments": {"type": "object"}}},
+        "ImportSummary": {"type": "object", "properties": {"flags": {"type": "integer"}, "segments": {"type": "integer"}}},
         "RotateKey": {"type": "object", "properties": {"oldKeyValidForSeconds": {"type": "integer", "minimum": 0}}},
         "RotatedKey": {"type": "object", "description": "The new key, shown once", "properties": {"sdkKey": string, "mobileKey": string,
             "oldKeyValidForSeconds": {"type": "integer"}}},
@@ -229,6 +231,7 @@ pub fn document() -> Value {
             "put": versioned_update("Rename an environment (admin)", "environments", "Rename"),
             "delete": delete("Delete an environment with its targeting, segments and keys (admin)", "environments")},
         format!("{e}/keys/{{kind}}/rotate"): {"post": create("Rotate the sdk or mobile key; the old one works for oldKeyValidForSeconds (admin)", "environments", "RotateKey", "RotatedKey")},
+        format!("{e}/import"): {"post": operation("Import LaunchDarkly flag data into the environment, keeping salts so every context keeps its variation (writer)", "environments", Some(body(reference("FlagData"))), ("200", ok("What was imported", reference("ImportSummary"))), true)},
         format!("{p}/flags"): {"get": list_flags, "post": create("Create a flag, off in every environment (writer)", "flags", "FlagDefinition", "FlagDefinition")},
         format!("{p}/flags/{{key}}"): {
             "get": operation("Get a flag's definition", "flags", None, ("200", ok("The definition", reference("FlagDefinition"))), false),

@@ -102,6 +102,44 @@ impl CredentialKind {
     }
 }
 
+/// What a valid SDK credential grants: one environment, until an optional expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The project key.
+    pub project: String,
+    /// The environment key.
+    pub environment: String,
+    /// When a rotated-out key stops working (Unix milliseconds); `None` for current keys.
+    pub expires_at: Option<i64>,
+}
+
+impl Grant {
+    /// Whether the grant is still valid at `now` (Unix milliseconds).
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// The fingerprint under which a secret is stored (SHA-256, hex). Delivery keeps fingerprints,
+/// never the secrets, of the keys its open streams were authorized with.
+pub fn fingerprint(secret: &str) -> String {
+    access::fingerprint(secret)
+}
+
+/// The current time in Unix milliseconds, as credential expiry is measured.
+pub fn now_millis() -> i64 {
+    access::now_millis()
+}
+
+/// What an import wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Flags imported (created or replaced).
+    pub flags: usize,
+    /// Segments imported (created or replaced).
+    pub segments: usize,
+}
+
 /// Filters for listing flags.
 #[derive(Clone, Debug, Default)]
 pub struct FlagFilter {
@@ -773,27 +811,34 @@ impl App {
         secret: &str,
         kind: CredentialKind,
     ) -> Result<Option<(String, String)>> {
+        Ok(self
+            .grant(&access::fingerprint(secret), kind)
+            .await?
+            .map(|grant| (grant.project, grant.environment)))
+    }
+
+    /// What the credential with this [`fingerprint`] grants, if it exists, is of `kind` and has
+    /// not expired. Delivery re-checks open streams with it after credential changes.
+    pub async fn grant(&self, fingerprint: &str, kind: CredentialKind) -> Result<Option<Grant>> {
         let Some(doc) = self
             .store
-            .get_live(kinds::CREDENTIAL, "", &access::fingerprint(secret))
+            .get_live(kinds::CREDENTIAL, "", fingerprint)
             .await?
         else {
             return Ok(None);
         };
-        let expired = doc
-            .body
-            .get("expiresAt")
-            .and_then(Value::as_i64)
-            .is_some_and(|at| at <= access::now_millis());
-        if expired || doc.body["type"] != kind.type_name() {
+        let grant = Grant {
+            project: doc.body["project"].as_str().unwrap_or_default().to_owned(),
+            environment: doc.body["environment"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            expires_at: doc.body.get("expiresAt").and_then(Value::as_i64),
+        };
+        if doc.body["type"] != kind.type_name() || !grant.valid_at(access::now_millis()) {
             return Ok(None);
         }
-        let project = doc.body["project"].as_str().unwrap_or_default().to_owned();
-        let environment = doc.body["environment"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        Ok(Some((project, environment)))
+        Ok(Some(grant))
     }
 
     // ----- flags -----------------------------------------------------------------------------
@@ -1163,7 +1208,12 @@ impl App {
                 current: Some(current.version),
             });
         }
-        targeting.salt = current.value.salt.clone();
+        // The salt is kept unless the caller names another one. Changing it reshuffles every
+        // rollout, so the dashboard always sends the stored one back; an explicit salt exists
+        // for migrations from LaunchDarkly, whose users must keep their buckets.
+        if targeting.salt.is_empty() {
+            targeting.salt = current.value.salt.clone();
+        }
         // Rules get stable ids (reported as `ruleId` in reasons) when the caller gives none.
         for rule in targeting.rules.iter_mut().filter(|r| r.id.is_empty()) {
             rule.id = random_hex(8);
@@ -1223,7 +1273,8 @@ impl App {
             .store
             .get_live(kinds::SEGMENT, &scope, &segment.key)
             .await?;
-        if let Some(doc) = &current {
+        // As for flags: keep the salt unless the caller names one (see `update_targeting`).
+        if let (Some(doc), true) = (&current, segment.salt.is_empty()) {
             segment.salt = decode::<Segment>(doc)?.salt;
         } else if segment.salt.is_empty() {
             segment.salt = random_hex(16);
@@ -1267,6 +1318,7 @@ impl App {
                     e
                 }
             })?;
+        segment.version = versions[0];
         Ok(Versioned {
             version: versions[0],
             value: segment,
@@ -1282,13 +1334,16 @@ impl App {
         key: &str,
     ) -> Result<Versioned<Segment>> {
         actor.require_env(Role::Reader, project, environment)?;
-        self.load(
-            kinds::SEGMENT,
-            &env_scope(project, environment),
-            key,
-            || format!("segment {key:?}"),
-        )
-        .await
+        let mut segment: Versioned<Segment> = self
+            .load(
+                kinds::SEGMENT,
+                &env_scope(project, environment),
+                key,
+                || format!("segment {key:?}"),
+            )
+            .await?;
+        segment.value.version = segment.version;
+        Ok(segment)
     }
 
     /// The segments of an environment.
@@ -1304,9 +1359,11 @@ impl App {
             .await?
             .iter()
             .map(|d| {
+                let mut segment: Segment = decode(d)?;
+                segment.version = d.version;
                 Ok(Versioned {
                     version: d.version,
-                    value: decode(d)?,
+                    value: segment,
                 })
             })
             .collect()
@@ -1348,6 +1405,162 @@ impl App {
         Ok(())
     }
 
+    // ----- migration -------------------------------------------------------------------------
+
+    /// Imports LaunchDarkly flag data (what its SDKs receive: `{"flags", "segments"}`) into one
+    /// environment, in one transaction with one audit entry. This is the migration path: salts,
+    /// rule ids and targets are kept, so every context keeps its variation and its bucket.
+    ///
+    /// Import accepts what LaunchDarkly's evaluators accept, which is more than the flag and
+    /// segment endpoints do: a malformed clause value, an unknown prerequisite or an invalid
+    /// attribute reference evaluates (as a non-match, `PREREQUISITE_FAILED` or
+    /// `MALFORMED_FLAG`, exactly as in LaunchDarkly) and is kept so that results do not change
+    /// on migration; the regular endpoints then ask for it to be fixed at the next edit.
+    /// A flag new to the project gets a multivariate definition with the imported variations and
+    /// is off in the project's other environments; an existing flag must have the same
+    /// variations (they are shared by every environment).
+    pub async fn import_flag_data(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        data: FlagData,
+        comment: &str,
+    ) -> Result<ImportSummary> {
+        actor.require(Role::Writer, Some(project))?;
+        actor.require_env(Role::Writer, project, environment)?;
+        self.environment(actor, project, environment).await?;
+        let scope = env_scope(project, environment);
+        let environments = self.store.list(kinds::ENVIRONMENT, project).await?;
+        let mut writes = Vec::new();
+        for (key, flag) in &data.flags {
+            validate::key(&format!("flags.{key}"), key)?;
+            let variations: Vec<model::Variation> = flag
+                .variations
+                .iter()
+                .map(|value| model::Variation {
+                    value: value.clone(),
+                    name: None,
+                    description: None,
+                })
+                .collect();
+            match self.store.get_live(kinds::FLAG, project, key).await? {
+                Some(doc) => {
+                    let existing: FlagDefinition = decode(&doc)?;
+                    let same = existing.variations.len() == variations.len()
+                        && existing
+                            .variations
+                            .iter()
+                            .zip(&variations)
+                            .all(|(a, b)| a.value == b.value);
+                    if !same {
+                        return Err(AppError::invalid(
+                            validate::codes::INVALID_FIELD,
+                            format!("flags.{key}.variations"),
+                            "the project already has this flag with other variations; variations are shared by all environments",
+                        ));
+                    }
+                }
+                None => {
+                    let definition = FlagDefinition {
+                        key: key.clone(),
+                        name: key.clone(),
+                        description: String::new(),
+                        tags: vec!["imported".into()],
+                        kind: FlagKind::Multivariate,
+                        variations,
+                        temporary: true,
+                        maintainer: None,
+                        // LaunchDarkly's default when the object is absent: mobile yes,
+                        // browsers as `clientSide` says.
+                        client_side_availability: flag.client_side_availability.unwrap_or(
+                            flagstaff_protocol::ClientSideAvailability {
+                                using_mobile_key: true,
+                                using_environment_id: flag.client_side,
+                            },
+                        ),
+                        archived: false,
+                    };
+                    writes.push(Write::Put {
+                        kind: kinds::FLAG.into(),
+                        scope: project.into(),
+                        key: key.clone(),
+                        body: body(&definition),
+                        expect: Expect::Absent,
+                    });
+                    for env in environments.iter().filter(|e| e.key != environment) {
+                        writes.push(Write::Put {
+                            kind: kinds::TARGETING.into(),
+                            scope: env_scope(project, &env.key),
+                            key: key.clone(),
+                            body: body(&default_targeting(&definition)),
+                            expect: Expect::Any,
+                        });
+                    }
+                }
+            }
+            let targeting = Targeting {
+                on: flag.on,
+                off_variation: flag.off_variation,
+                fallthrough: flag.fallthrough.clone(),
+                targets: flag.targets.clone(),
+                context_targets: flag.context_targets.clone(),
+                rules: flag.rules.clone(),
+                prerequisites: flag.prerequisites.clone(),
+                track_events: flag.track_events,
+                track_events_fallthrough: flag.track_events_fallthrough,
+                salt: if flag.salt.is_empty() {
+                    random_hex(16)
+                } else {
+                    flag.salt.clone()
+                },
+            };
+            writes.push(Write::Put {
+                kind: kinds::TARGETING.into(),
+                scope: scope.clone(),
+                key: key.clone(),
+                body: body(&targeting),
+                expect: Expect::Any,
+            });
+        }
+        for (key, segment) in &data.segments {
+            validate::key(&format!("segments.{key}"), key)?;
+            let mut segment = segment.clone();
+            segment.key = key.clone();
+            segment.version = 0;
+            segment.deleted = false;
+            if segment.salt.is_empty() {
+                segment.salt = random_hex(16);
+            }
+            writes.push(Write::Put {
+                kind: kinds::SEGMENT.into(),
+                scope: scope.clone(),
+                key: key.clone(),
+                body: body(&segment),
+                expect: Expect::Any,
+            });
+        }
+        let summary = ImportSummary {
+            flags: data.flags.len(),
+            segments: data.segments.len(),
+        };
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "environment.import",
+                kinds::ENVIRONMENT,
+                project,
+                environment,
+                comment,
+                None,
+                Some(json!({"flags": data.flags.keys().collect::<Vec<_>>(), "segments": data.segments.keys().collect::<Vec<_>>()})),
+            ),
+        )
+        .await?;
+        Ok(summary)
+    }
+
     // ----- what SDKs see ---------------------------------------------------------------------
 
     /// Every live, unarchived flag and segment of an environment, as SDKs receive them.
@@ -1376,6 +1589,62 @@ impl App {
             data.segments.insert(doc.key.clone(), segment);
         }
         Ok(data)
+    }
+
+    /// One flag as SDKs of an environment receive it; `None` when it does not exist there, is
+    /// archived or deleted. Delivery uses it to follow single changes without reloading
+    /// everything.
+    pub async fn sdk_flag(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<flagstaff_protocol::Flag>> {
+        let Some(definition) = self.store.get_live(kinds::FLAG, project, key).await? else {
+            return Ok(None);
+        };
+        let definition: FlagDefinition = decode(&definition)?;
+        if definition.archived {
+            return Ok(None);
+        }
+        let scope = env_scope(project, environment);
+        let Some(doc) = self.store.get_live(kinds::TARGETING, &scope, key).await? else {
+            return Ok(None);
+        };
+        let targeting: Targeting = decode(&doc)?;
+        Ok(Some(merge_flag(&definition, &targeting, doc.version)))
+    }
+
+    /// One segment as SDKs of an environment receive it; `None` when it does not exist.
+    pub async fn sdk_segment(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<Segment>> {
+        let scope = env_scope(project, environment);
+        let Some(doc) = self.store.get_live(kinds::SEGMENT, &scope, key).await? else {
+            return Ok(None);
+        };
+        let mut segment: Segment = decode(&doc)?;
+        segment.version = doc.version;
+        Ok(Some(segment))
+    }
+
+    /// An environment by key, for delivery (no actor: the caller holds an SDK credential).
+    pub async fn sdk_environment(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<Environment>> {
+        match self
+            .store
+            .get_live(kinds::ENVIRONMENT, project, environment)
+            .await?
+        {
+            Some(doc) => Ok(Some(decode(&doc)?)),
+            None => Ok(None),
+        }
     }
 
     /// Evaluates every flag of an environment for a context: "why does this user get this?".

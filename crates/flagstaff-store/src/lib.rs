@@ -184,6 +184,27 @@ pub struct Store {
     /// here avoids `SQLITE_BUSY` from transactions that upgrade to writing; PostgreSQL commits
     /// additionally take an advisory lock so that several nodes chain the audit log in order.
     commit_lock: tokio::sync::Mutex<()>,
+    /// The audit sequence number of the last commit made through this process, so that
+    /// readers of the change feed ([`Store::changes_after`]) wake up at once instead of polling.
+    /// A hint only: changes from other nodes sharing a PostgreSQL database are found by polling
+    /// [`Store::head`].
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+/// One entry of the change feed: what an audit entry says changed (its primary subject), without
+/// the before and after documents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeRecord {
+    /// The audit sequence number.
+    pub seq: u64,
+    /// What was done, e.g. `flag.targeting.update`.
+    pub action: String,
+    /// The kind of the document the change is about.
+    pub kind: String,
+    /// Its scope.
+    pub scope: String,
+    /// Its key.
+    pub key: String,
 }
 
 pub(crate) fn now_millis() -> i64 {
@@ -230,9 +251,57 @@ impl Store {
             pool,
             backend,
             commit_lock: tokio::sync::Mutex::new(()),
+            committed: tokio::sync::watch::Sender::new(0),
         };
         store.migrate().await?;
+        let head = store.head().await?;
+        store.committed.send_replace(head);
         Ok(store)
+    }
+
+    /// The sequence number of the newest audit entry (0 when there is none): the position of
+    /// the change feed's head.
+    pub async fn head(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM audit_log")
+            .fetch_one(&self.pool)
+            .await?;
+        let head: i64 = row.try_get("head")?;
+        u64::try_from(head).map_err(|_| StoreError::Corrupt(format!("audit seq {head}")))
+    }
+
+    /// Up to `limit` change records after sequence number `seq`, oldest first. Every commit
+    /// appends exactly one audit entry, so this is a complete feed of changes; readers such as
+    /// SDK delivery remember the last `seq` they applied.
+    pub async fn changes_after(&self, seq: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
+        let sql = format!(
+            "SELECT seq, action, kind, scope, key FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT {}",
+            limit.max(1)
+        );
+        let sql = self.backend.sql(&sql);
+        let rows = sqlx::query(&sql)
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq")?;
+                Ok(ChangeRecord {
+                    seq: u64::try_from(seq)
+                        .map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+                    action: row.try_get("action")?,
+                    kind: row.try_get("kind")?,
+                    scope: row.try_get("scope")?,
+                    key: row.try_get("key")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Watches the sequence number of commits made through this store handle: it changes right
+    /// after each commit. Pair with [`Store::changes_after`], and poll [`Store::head`] too when
+    /// other processes write to the same database.
+    pub fn watch_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// Which database this is.
@@ -415,6 +484,7 @@ impl Store {
         }
         let audit_seq = audit::append(&mut tx, self.backend, &change.audit, now).await?;
         tx.commit().await?;
+        self.committed.send_replace(audit_seq);
         Ok(Committed {
             versions,
             audit_seq,

@@ -379,3 +379,51 @@ async fn reopening_keeps_everything() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_change_feed_lists_every_commit_in_order_and_wakes_watchers() {
+    on_every_backend(|t: TestStore| async move {
+        assert_eq!(t.store.head().await.unwrap(), 0);
+        let mut watch = t.store.watch_commits();
+        let first = t
+            .store
+            .commit(change(vec![put("a", json!(1), Expect::Absent)], "create"))
+            .await
+            .unwrap();
+        assert!(watch.has_changed().unwrap(), "a commit wakes watchers");
+        assert_eq!(*watch.borrow_and_update(), first.audit_seq);
+        // A refused change appends nothing to the feed.
+        assert!(
+            t.store
+                .commit(change(vec![put("a", json!(2), Expect::Absent)], "create"))
+                .await
+                .is_err()
+        );
+        let second = t
+            .store
+            .commit(change(vec![put("b", json!(1), Expect::Absent)], "update"))
+            .await
+            .unwrap();
+        assert_eq!(t.store.head().await.unwrap(), second.audit_seq);
+        let all = t.store.changes_after(0, 100).await.unwrap();
+        let seqs: Vec<u64> = all.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, vec![first.audit_seq, second.audit_seq]);
+        assert_eq!(
+            (
+                all[1].action.as_str(),
+                all[1].kind.as_str(),
+                all[1].scope.as_str()
+            ),
+            ("update", "flag", "p")
+        );
+        let after_first = t.store.changes_after(first.audit_seq, 100).await.unwrap();
+        assert_eq!(after_first.len(), 1);
+        assert_eq!(t.store.changes_after(0, 1).await.unwrap().len(), 1);
+        // A second handle on the same database starts its watch at the head.
+        t.store.close().await;
+        let reopened = Store::open(&t.url).await.unwrap();
+        assert_eq!(*reopened.watch_commits().borrow(), second.audit_seq);
+        t.with_store(reopened)
+    })
+    .await;
+}
