@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use flagstaff_app::{App, Initialized};
@@ -44,6 +45,17 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "FLAGSTAFF_LOG_JSON")]
     log_json: bool,
+    /// Seconds between heartbeat comments on SDK streams (SDKs reconnect after 5 minutes of
+    /// silence).
+    #[arg(long, env = "FLAGSTAFF_SDK_HEARTBEAT_SECONDS", default_value_t = 60)]
+    sdk_heartbeat_seconds: u64,
+    /// Most SDK streams served at once; more are told to retry later (503).
+    #[arg(long, env = "FLAGSTAFF_MAX_SDK_STREAMS", default_value_t = 50_000)]
+    max_sdk_streams: usize,
+    /// Milliseconds between checks for changes made by other Flagstaff nodes sharing the
+    /// database (changes made through this node reach SDKs at once).
+    #[arg(long, env = "FLAGSTAFF_CHANGE_POLL_MS", default_value_t = 1000)]
+    change_poll_ms: u64,
 }
 
 fn init_logging(json: bool) {
@@ -119,8 +131,24 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening on http://{address}");
-    axum::serve(listener, flagstaff_api::router(app, Some(render)))
-        .with_graceful_shutdown(shutdown_signal())
+    let delivery = flagstaff_delivery::Delivery::start(
+        app.clone(),
+        flagstaff_delivery::DeliveryConfig {
+            heartbeat_interval: Duration::from_secs(args.sdk_heartbeat_seconds.max(1)),
+            change_poll_interval: Duration::from_millis(args.change_poll_ms.max(10)),
+            max_streams: args.max_sdk_streams,
+            ..flagstaff_delivery::DeliveryConfig::default()
+        },
+    )
+    .await?;
+    let router = flagstaff_api::router(app, Some(render))
+        .merge(flagstaff_delivery::router(Arc::clone(&delivery)));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // SDK streams never end by themselves; end them so the server can stop.
+            delivery.shutdown();
+        })
         .await?;
     store.close().await;
     tracing::info!("stopped");

@@ -1,0 +1,114 @@
+//! SDK credentials: reading them from requests and remembering what they grant.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::http::HeaderMap;
+use flagstaff_app::{App, AppError, CredentialKind, Grant};
+
+/// The secret in an `Authorization` header: the bare key, or the key after `api_key ` (the form
+/// mobile SDKs use). Any other value with a space in it is not a key (`ld-protocol.md` §1).
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("api_key") {
+        return None;
+    }
+    let key = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("api_key") => rest.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    (!key.is_empty() && !key.contains(' ')).then_some(key)
+}
+
+/// What credential fingerprints granted when last looked up. Lookups are by SHA-256 of the
+/// secret (what the store keeps), so this cache holds no secrets. It is emptied whenever any
+/// environment, project or credential changes, and an entry is re-checked against its expiry on
+/// every use, so a revoked or expired key stops working at once.
+#[derive(Debug, Default)]
+pub(crate) struct GrantCache {
+    entries: Mutex<HashMap<(String, u8), Grant>>,
+}
+
+fn kind_tag(kind: CredentialKind) -> u8 {
+    match kind {
+        CredentialKind::Sdk => 0,
+        CredentialKind::Mobile => 1,
+        CredentialKind::ClientSide => 2,
+    }
+}
+
+impl GrantCache {
+    /// What the credential with this fingerprint grants now, if anything.
+    pub async fn lookup(
+        &self,
+        app: &App,
+        fingerprint: &str,
+        kind: CredentialKind,
+    ) -> Result<Option<Grant>, AppError> {
+        let cache_key = (fingerprint.to_owned(), kind_tag(kind));
+        let now = flagstaff_app::now_millis();
+        if let Some(grant) = self
+            .entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+            .filter(|g| g.valid_at(now))
+            .cloned()
+        {
+            return Ok(Some(grant));
+        }
+        // Unknown keys are not remembered: a key created a moment ago must work at once.
+        let grant = app.grant(fingerprint, kind).await?;
+        if let Some(grant) = &grant {
+            self.entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(cache_key, grant.clone());
+        }
+        Ok(grant)
+    }
+
+    /// Forgets everything (a credential, environment or project changed).
+    pub fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            value.parse().expect("header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn bare_keys_and_the_api_key_form_are_accepted() {
+        assert_eq!(presented_key(&headers("sdk-123")), Some("sdk-123"));
+        assert_eq!(presented_key(&headers("api_key mob-1")), Some("mob-1"));
+        assert_eq!(presented_key(&headers("API_KEY  mob-1 ")), Some("mob-1"));
+        assert_eq!(presented_key(&headers(" sdk-9 ")), Some("sdk-9"));
+    }
+
+    #[test]
+    fn other_schemes_and_empty_values_are_not_keys() {
+        assert_eq!(presented_key(&headers("Bearer sdk-123")), None);
+        assert_eq!(presented_key(&headers("api_key a b")), None);
+        assert_eq!(presented_key(&headers("")), None);
+        assert_eq!(presented_key(&headers("api_key ")), None);
+        assert_eq!(presented_key(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,488 @@
+//! One environment as SDKs see it: the published flags and segments, their serialized forms
+//! (made once, shared by every request and stream), and the broadcast of changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use bytes::Bytes;
+use flagstaff_app::{App, AppError, CredentialKind};
+use flagstaff_protocol::{Flag, FlagData, Segment};
+use serde::ser::{SerializeMap, Serializer};
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+
+/// How many change frames a slow stream may fall behind before it is sent a fresh `put`
+/// instead (the SDKs accept a `put` at any time and replace their whole store, §4.2).
+const BACKLOG: usize = 64;
+
+/// An environment: `(project key, environment key)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvironmentId {
+    /// The project key.
+    pub project: String,
+    /// The environment key.
+    pub environment: String,
+}
+
+impl fmt::Display for EnvironmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.project, self.environment)
+    }
+}
+
+/// What a stream is sent.
+#[derive(Debug)]
+pub(crate) enum Frame {
+    /// The events that take a stream from `seq - 1` to `seq`, framed for `/all` and for the
+    /// flags-only `/flags` stream (empty when only segments changed).
+    Changes { seq: u64, all: Bytes, flags: Bytes },
+    /// A comment line that keeps idle connections open.
+    Heartbeat,
+    /// Streams authorized by these credential fingerprints must end (all streams when `None`):
+    /// the key was revoked, rotated out or expired, or the environment deleted.
+    Close { fingerprints: Option<Vec<String>> },
+}
+
+/// The SSE comment sent as a heartbeat (§4.2: any line starting with `:`).
+pub(crate) const HEARTBEAT: &[u8] = b":\n\n";
+
+/// A serialized JSON document with its entity tag and, made on first request, its gzip form.
+#[derive(Debug)]
+pub(crate) struct Payload {
+    pub json: Bytes,
+    pub etag: String,
+    gzip: OnceLock<Bytes>,
+}
+
+impl Payload {
+    pub fn new(json: Vec<u8>) -> Payload {
+        // A strong tag from the content, so that every node (and every restart) that publishes
+        // the same data gives the same tag and polling SDKs keep getting `304`.
+        let digest = Sha256::digest(&json);
+        Payload {
+            etag: format!("\"{}\"", hex::encode(&digest[..12])),
+            json: Bytes::from(json),
+            gzip: OnceLock::new(),
+        }
+    }
+
+    /// The gzip-compressed JSON.
+    pub fn gzip(&self) -> &Bytes {
+        self.gzip.get_or_init(|| {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            // Writing to a Vec cannot fail.
+            let _ = encoder.write_all(&self.json);
+            Bytes::from(encoder.finish().unwrap_or_default())
+        })
+    }
+}
+
+/// The state of an environment as published to SDKs at one sequence number. Immutable: a change
+/// makes a new one. Big serialized forms are made on first use and shared.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    /// Counts the changes published for this environment in this process.
+    pub seq: u64,
+    pub flags: BTreeMap<String, Arc<Flag>>,
+    pub segments: BTreeMap<String, Arc<Segment>>,
+    all: OnceLock<Payload>,
+    flags_only: OnceLock<Payload>,
+    put_all: OnceLock<Bytes>,
+    put_flags: OnceLock<Bytes>,
+}
+
+/// Serializes a map of shared items in key order without copying them.
+struct Items<'a, T>(&'a BTreeMap<String, Arc<T>>);
+
+impl<T: serde::Serialize> serde::Serialize for Items<'_, T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, item) in self.0 {
+            map.serialize_entry(key, item.as_ref())?;
+        }
+        map.end()
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
+    // Our wire types serialize infallibly (string keys, no non-finite floats survive parsing).
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// One SSE event: `event: <name>\ndata: <json>\n\n`. Our JSON never contains a line break.
+pub(crate) fn sse_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+impl Published {
+    pub fn from_data(seq: u64, data: FlagData) -> Published {
+        Published {
+            seq,
+            flags: data
+                .flags
+                .into_iter()
+                .map(|(k, f)| (k, Arc::new(f)))
+                .collect(),
+            segments: data
+                .segments
+                .into_iter()
+                .map(|(k, s)| (k, Arc::new(s)))
+                .collect(),
+            ..Published::default()
+        }
+    }
+
+    fn next(
+        &self,
+        flags: BTreeMap<String, Arc<Flag>>,
+        segments: BTreeMap<String, Arc<Segment>>,
+    ) -> Published {
+        Published {
+            seq: self.seq + 1,
+            flags,
+            segments,
+            ..Published::default()
+        }
+    }
+
+    /// `{"flags": {...}, "segments": {...}}`: the `/sdk/latest-all` body and the `put` data.
+    pub fn all(&self) -> &Payload {
+        self.all.get_or_init(|| {
+            #[derive(serde::Serialize)]
+            struct All<'a> {
+                flags: Items<'a, Flag>,
+                segments: Items<'a, Segment>,
+            }
+            Payload::new(to_json(&All {
+                flags: Items(&self.flags),
+                segments: Items(&self.segments),
+            }))
+        })
+    }
+
+    /// `{<key>: <flag>, ...}`: the `/sdk/latest-flags` body and the legacy `/flags` put data.
+    pub fn flags_only(&self) -> &Payload {
+        self.flags_only
+            .get_or_init(|| Payload::new(to_json(&Items(&self.flags))))
+    }
+
+    /// The `put` event that starts an `/all` stream.
+    pub fn put_all(&self) -> Bytes {
+        self.put_all
+            .get_or_init(|| put_event(&self.all().json))
+            .clone()
+    }
+
+    /// The `put` event that starts a legacy `/flags` stream.
+    pub fn put_flags(&self) -> Bytes {
+        self.put_flags
+            .get_or_init(|| put_event(&self.flags_only().json))
+            .clone()
+    }
+}
+
+fn put_event(data: &[u8]) -> Bytes {
+    let mut json = Vec::with_capacity(data.len() + 24);
+    json.extend_from_slice(br#"{"path":"/","data":"#);
+    json.extend_from_slice(data);
+    json.push(b'}');
+    let mut out = Vec::with_capacity(json.len() + 24);
+    sse_event(&mut out, "put", &json);
+    Bytes::from(out)
+}
+
+/// What changed in one environment, as events for both stream formats.
+#[derive(Debug, Default)]
+struct Events {
+    all: Vec<u8>,
+    flags: Vec<u8>,
+    count: usize,
+}
+
+impl Events {
+    fn patch_flag(&mut self, flag: &Flag) {
+        let data = to_json(flag);
+        let mut all = Vec::with_capacity(data.len() + flag.key.len() + 24);
+        all.extend_from_slice(br#"{"path":"/flags/"#);
+        push_json_string_contents(&mut all, &flag.key);
+        all.extend_from_slice(br#"","data":"#);
+        all.extend_from_slice(&data);
+        all.push(b'}');
+        sse_event(&mut self.all, "patch", &all);
+        let mut legacy = Vec::with_capacity(data.len() + flag.key.len() + 24);
+        legacy.extend_from_slice(br#"{"path":"/"#);
+        push_json_string_contents(&mut legacy, &flag.key);
+        legacy.extend_from_slice(br#"","data":"#);
+        legacy.extend_from_slice(&data);
+        legacy.push(b'}');
+        sse_event(&mut self.flags, "patch", &legacy);
+        self.count += 1;
+    }
+
+    fn delete_flag(&mut self, key: &str, version: u64) {
+        let all =
+            to_json(&serde_json::json!({"path": format!("/flags/{key}"), "version": version}));
+        sse_event(&mut self.all, "delete", &all);
+        let legacy = to_json(&serde_json::json!({"path": format!("/{key}"), "version": version}));
+        sse_event(&mut self.flags, "delete", &legacy);
+        self.count += 1;
+    }
+
+    fn patch_segment(&mut self, segment: &Segment) {
+        let data = to_json(
+            &serde_json::json!({"path": format!("/segments/{}", segment.key), "data": segment}),
+        );
+        sse_event(&mut self.all, "patch", &data);
+        self.count += 1;
+    }
+
+    fn delete_segment(&mut self, key: &str, version: u64) {
+        let data =
+            to_json(&serde_json::json!({"path": format!("/segments/{key}"), "version": version}));
+        sse_event(&mut self.all, "delete", &data);
+        self.count += 1;
+    }
+}
+
+/// Appends `s` as the inside of a JSON string literal.
+fn push_json_string_contents(out: &mut Vec<u8>, s: &str) {
+    let quoted = to_json(&s);
+    out.extend_from_slice(&quoted[1..quoted.len().saturating_sub(1)]);
+}
+
+/// A change to one item, read from the store: the item as it is now, or `None` if SDKs must no
+/// longer see it.
+pub(crate) enum ItemChange {
+    Flag(String, Option<Flag>),
+    Segment(String, Option<Segment>),
+}
+
+/// An environment SDKs are using: what was last published to them and the channel of changes.
+pub(crate) struct EnvFeed {
+    pub id: EnvironmentId,
+    /// The environment ID SDKs may see (`X-LD-EnvID`, §4.2): the client-side ID, as in
+    /// LaunchDarkly where the two are the same.
+    pub env_id: RwLock<String>,
+    state: RwLock<Arc<Published>>,
+    changes: broadcast::Sender<Arc<Frame>>,
+    /// The change-feed position the data was read at.
+    loaded_at: AtomicU64,
+    /// Credentials that authorized open streams, with how many streams and when they expire.
+    grants: Mutex<HashMap<String, GrantUse>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct GrantUse {
+    pub kind: CredentialKind,
+    pub expires_at: Option<i64>,
+    pub streams: usize,
+}
+
+impl fmt::Debug for EnvFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvFeed")
+            .field("id", &self.id)
+            .field("seq", &self.current().seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EnvFeed {
+    /// Reads an environment's flags and segments from the store.
+    pub async fn load(app: &App, id: EnvironmentId) -> Result<EnvFeed, AppError> {
+        let env_id = app
+            .sdk_environment(&id.project, &id.environment)
+            .await?
+            .map(|e| e.client_side_id)
+            .unwrap_or_default();
+        let data = app.flag_data(&id.project, &id.environment).await?;
+        let (changes, _) = broadcast::channel(BACKLOG);
+        Ok(EnvFeed {
+            id,
+            env_id: RwLock::new(env_id),
+            state: RwLock::new(Arc::new(Published::from_data(0, data))),
+            changes,
+            loaded_at: AtomicU64::new(0),
+            grants: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn with_loaded_at(self, head: u64) -> EnvFeed {
+        self.loaded_at.store(head, Ordering::SeqCst);
+        self
+    }
+
+    pub fn loaded_at(&self) -> u64 {
+        self.loaded_at.load(Ordering::SeqCst)
+    }
+
+    /// What is published now.
+    pub fn current(&self) -> Arc<Published> {
+        Arc::clone(&self.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Subscribes to changes. Subscribe *before* reading [`EnvFeed::current`]: frames up to the
+    /// state's `seq` are then skipped, and none after it can be missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Frame>> {
+        self.changes.subscribe()
+    }
+
+    pub fn env_id(&self) -> String {
+        self.env_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publishes the changed items (only those whose version grew, or that disappeared) and
+    /// broadcasts their events. Returns how many events were sent. Only the change-feed worker
+    /// calls this, so publications never race.
+    pub fn apply(&self, changes: Vec<ItemChange>) -> usize {
+        let current = self.current();
+        let mut flags = current.flags.clone();
+        let mut segments = current.segments.clone();
+        let mut events = Events::default();
+        for change in changes {
+            match change {
+                ItemChange::Flag(key, Some(flag)) => {
+                    if flags.get(&key).is_none_or(|old| flag.version > old.version) {
+                        events.patch_flag(&flag);
+                        flags.insert(key, Arc::new(flag));
+                    }
+                }
+                ItemChange::Flag(key, None) => {
+                    if let Some(old) = flags.remove(&key) {
+                        // The store's tombstone (or the archived flag's rewritten targeting) is
+                        // at least one version above what SDKs hold, and any later incarnation
+                        // of the key is above that, so `old + 1` never blocks a future patch
+                        // (§2.6).
+                        events.delete_flag(&key, old.version + 1);
+                    }
+                }
+                ItemChange::Segment(key, Some(segment)) => {
+                    if segments
+                        .get(&key)
+                        .is_none_or(|old| segment.version > old.version)
+                    {
+                        events.patch_segment(&segment);
+                        segments.insert(key, Arc::new(segment));
+                    }
+                }
+                ItemChange::Segment(key, None) => {
+                    if let Some(old) = segments.remove(&key) {
+                        events.delete_segment(&key, old.version + 1);
+                    }
+                }
+            }
+        }
+        if events.count == 0 {
+            return 0;
+        }
+        let next = Arc::new(current.next(flags, segments));
+        let seq = next.seq;
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = next;
+        // No receivers is not an error: polling SDKs read the new state on their next request.
+        let _ = self.changes.send(Arc::new(Frame::Changes {
+            seq,
+            all: Bytes::from(events.all),
+            flags: Bytes::from(events.flags),
+        }));
+        events.count
+    }
+
+    /// Compares a complete reload with what is published and applies the difference.
+    pub fn apply_full(&self, data: FlagData) -> usize {
+        let current = self.current();
+        let mut changes = Vec::new();
+        for key in current.flags.keys() {
+            if !data.flags.contains_key(key) {
+                changes.push(ItemChange::Flag(key.clone(), None));
+            }
+        }
+        for key in current.segments.keys() {
+            if !data.segments.contains_key(key) {
+                changes.push(ItemChange::Segment(key.clone(), None));
+            }
+        }
+        changes.extend(
+            data.flags
+                .into_iter()
+                .map(|(k, f)| ItemChange::Flag(k, Some(f))),
+        );
+        changes.extend(
+            data.segments
+                .into_iter()
+                .map(|(k, s)| ItemChange::Segment(k, Some(s))),
+        );
+        self.apply(changes)
+    }
+
+    pub fn heartbeat(&self) {
+        let _ = self.changes.send(Arc::new(Frame::Heartbeat));
+    }
+
+    /// Ends the streams authorized by these fingerprints.
+    pub fn close(&self, fingerprints: Vec<String>) {
+        if !fingerprints.is_empty() {
+            let _ = self.changes.send(Arc::new(Frame::Close {
+                fingerprints: Some(fingerprints),
+            }));
+        }
+    }
+
+    /// Ends every stream of this environment.
+    pub fn close_all(&self) {
+        let _ = self
+            .changes
+            .send(Arc::new(Frame::Close { fingerprints: None }));
+    }
+
+    /// Records that a stream authorized by `fingerprint` opened.
+    pub fn grant_opened(&self, fingerprint: &str, kind: CredentialKind, expires_at: Option<i64>) {
+        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        grants
+            .entry(fingerprint.to_owned())
+            .or_insert(GrantUse {
+                kind,
+                expires_at,
+                streams: 0,
+            })
+            .streams += 1;
+    }
+
+    /// Records that a stream authorized by `fingerprint` closed.
+    pub fn grant_closed(&self, fingerprint: &str) {
+        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(grant) = grants.get_mut(fingerprint) {
+            grant.streams = grant.streams.saturating_sub(1);
+            if grant.streams == 0 {
+                grants.remove(fingerprint);
+            }
+        }
+    }
+
+    /// The credentials in use by open streams: `(fingerprint, kind, expiry)`.
+    pub fn grants_in_use(&self) -> Vec<(String, CredentialKind, Option<i64>)> {
+        let grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        grants
+            .iter()
+            .map(|(fp, g)| (fp.clone(), g.kind, g.expires_at))
+            .collect()
+    }
+
+    /// Updates the expiry of a credential in use (a rotation gives the old key one).
+    pub fn set_grant_expiry(&self, fingerprint: &str, expires_at: Option<i64>) {
+        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(grant) = grants.get_mut(fingerprint) {
+            grant.expires_at = expires_at;
+        }
+    }
+}

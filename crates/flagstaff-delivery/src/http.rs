@@ -1,0 +1,110 @@
+//! What every SDK route shares: authentication, the status codes SDKs understand, and the
+//! FDv2 fallback.
+//!
+//! Status codes are semantic to SDKs (`ld-protocol.md` §4.5, §13 pitfall 1): `401` makes
+//! classic SDKs stop for good, so it is used only for a key that does not exist (or no longer
+//! does); anything transient (database trouble, shutting down, too many streams) is `503` with
+//! `Retry-After`, which every SDK retries with backoff.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flagstaff_app::{CredentialKind, Grant};
+use serde_json::json;
+
+use crate::feed::{EnvFeed, EnvironmentId};
+use crate::{Delivery, credentials};
+
+/// A request that cannot be served, as the response to send.
+pub(crate) type Refusal = Response;
+
+/// A JSON error body with a stable code, like the management API's.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message})),
+    )
+        .into_response()
+}
+
+/// `503` with `Retry-After`: "try again soon", which SDKs do with backoff.
+pub(crate) fn unavailable(message: &str) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+pub(crate) fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "unknown or revoked SDK key: send the environment's key in the Authorization header",
+    )
+}
+
+/// An authorized SDK request: its environment's feed and the credential that opened it.
+pub(crate) struct Authorized {
+    pub feed: Arc<EnvFeed>,
+    pub fingerprint: String,
+    pub grant: Grant,
+}
+
+impl Delivery {
+    /// Checks the request's credential of `kind` and loads its environment.
+    pub(crate) async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        kind: CredentialKind,
+    ) -> Result<Authorized, Refusal> {
+        let Some(secret) = credentials::presented_key(headers) else {
+            return Err(unauthorized());
+        };
+        let fingerprint = flagstaff_app::fingerprint(secret);
+        let grant = match self.grants.lookup(&self.app, &fingerprint, kind).await {
+            Ok(Some(grant)) => grant,
+            Ok(None) => return Err(unauthorized()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check an SDK credential");
+                return Err(unavailable("the server cannot check credentials right now"));
+            }
+        };
+        let id = EnvironmentId {
+            project: grant.project.clone(),
+            environment: grant.environment.clone(),
+        };
+        match self.feed(&id).await {
+            Ok(feed) => Ok(Authorized {
+                feed,
+                fingerprint,
+                grant,
+            }),
+            Err(e) => {
+                tracing::warn!(environment = %id, error = %e, "cannot load an environment");
+                Err(unavailable("the environment's data is not ready"))
+            }
+        }
+    }
+}
+
+/// Adds `X-LD-EnvID` (§4.2): newer SDKs hand it to hooks and plugins.
+pub(crate) fn with_env_id(mut response: Response, feed: &EnvFeed) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&feed.env_id()) {
+        response.headers_mut().insert("x-ld-envid", value);
+    }
+    response
+}
+
+/// The FDv2 endpoints (§10): not implemented, so every request is told to fall back to FDv1 for
+/// the rest of the SDK's life. The status is `503` rather than `404` so that an SDK that ignored
+/// the header would keep retrying instead of giving up for good.
+pub(crate) async fn fdv2_fallback() -> Response {
+    let mut response =
+        unavailable("this server speaks the FDv1 protocol: use /all and /sdk/latest-all");
+    response
+        .headers_mut()
+        .insert("x-ld-fd-fallback", HeaderValue::from_static("true"));
+    response
+}

@@ -1,0 +1,214 @@
+//! Flag delivery: everything LaunchDarkly-compatible server-side SDKs talk to.
+//!
+//! - `GET /all` (and the legacy `GET /flags`): a Server-Sent Events stream that starts with a
+//!   `put` of every flag and segment of the SDK key's environment and then carries a `patch` or
+//!   `delete` for each change (`ld-protocol.md` §4.2, §4.4).
+//! - `GET /sdk/latest-all` and friends: the same data for polling SDKs, with `ETag`/`304` and
+//!   gzip (§4.3, §4.4).
+//! - `POST /bulk` and `/diagnostic`: analytics and diagnostic events, accepted with `202` so
+//!   that SDKs never stop sending (§6.3). Stored and aggregated in a later stage.
+//! - `/sdk/stream`, `/sdk/poll`: the newer FDv2 protocol is not implemented; these answer with
+//!   `X-LD-FD-Fallback: true` so that SDKs probing it fall back to the above (§10).
+//!
+//! # How a change reaches the streams
+//!
+//! The store's audit log is the change feed: every commit appends exactly one entry naming what
+//! changed ([`flagstaff_store::Store::changes_after`]). One task (`worker.rs`) follows the feed,
+//! woken by the store right after a local commit and polling its head for commits made by other
+//! nodes on the same PostgreSQL database. For each environment that has a [`feed::EnvFeed`] it
+//! re-reads only the flags and segments named by the entries, compares versions with what it
+//! published, serializes the resulting `patch`/`delete` events **once** and broadcasts the bytes
+//! to every open stream of that environment (ARCHITECTURE.md invariants 5 and 6). The database
+//! stays the source of truth: a lost wake-up delays a change by at most the poll interval.
+#![forbid(unsafe_code)]
+
+mod credentials;
+mod events;
+mod feed;
+mod http;
+mod polling;
+mod stream;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use flagstaff_app::App;
+use tokio::sync::{OnceCell, mpsc};
+
+pub use feed::EnvironmentId;
+
+/// Tuning of the delivery plane.
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// How often every open stream gets a comment line, so that SDKs (5-minute read timeout)
+    /// and proxies with idle timeouts keep it open (§4.2: LaunchDarkly sends one every 3 min).
+    pub heartbeat_interval: Duration,
+    /// How often the change feed is checked for commits made by other processes. Commits made
+    /// through this process are seen at once.
+    pub change_poll_interval: Duration,
+    /// The most streams served at once; more are refused with `503` and `Retry-After`, which
+    /// SDKs retry with backoff (§4.5).
+    pub max_streams: usize,
+    /// The largest events payload accepted, after decompression.
+    pub max_event_payload_bytes: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            heartbeat_interval: Duration::from_secs(60),
+            change_poll_interval: Duration::from_secs(1),
+            max_streams: 50_000,
+            max_event_payload_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+type FeedCell = Arc<OnceCell<Arc<feed::EnvFeed>>>;
+
+/// The delivery plane of one server process: the environments SDKs are using, their open
+/// streams and the task that follows the change feed.
+#[derive(Debug)]
+pub struct Delivery {
+    app: App,
+    config: DeliveryConfig,
+    /// Environments somebody asked for, loaded on first use.
+    feeds: Mutex<HashMap<EnvironmentId, FeedCell>>,
+    /// What each credential fingerprint granted when last looked up; emptied whenever any
+    /// credential may have changed.
+    grants: credentials::GrantCache,
+    /// Streams open now (for the limit and for `/metrics`).
+    open_streams: AtomicUsize,
+    /// The change-feed position the worker is applying or has applied (see `EnvFeed` loading).
+    applying: AtomicU64,
+    /// Feeds loaded while the worker was applying later changes; reloaded by the worker.
+    resync: mpsc::UnboundedSender<Arc<feed::EnvFeed>>,
+    shutting_down: AtomicBool,
+}
+
+impl Delivery {
+    /// Starts delivery over `app`: spawns the change-feed follower and the heartbeat. Call
+    /// [`Delivery::shutdown`] before stopping the HTTP server, or open streams keep it waiting.
+    pub async fn start(app: App, config: DeliveryConfig) -> Result<Arc<Delivery>, StartError> {
+        let head = app.store().head().await.map_err(StartError)?;
+        let (resync, resync_rx) = mpsc::unbounded_channel();
+        let delivery = Arc::new(Delivery {
+            app,
+            config,
+            feeds: Mutex::new(HashMap::new()),
+            grants: credentials::GrantCache::default(),
+            open_streams: AtomicUsize::new(0),
+            applying: AtomicU64::new(head),
+            resync,
+            shutting_down: AtomicBool::new(false),
+        });
+        tokio::spawn(worker::follow_changes(
+            Arc::clone(&delivery),
+            head,
+            resync_rx,
+        ));
+        tokio::spawn(worker::heartbeat(Arc::clone(&delivery)));
+        Ok(delivery)
+    }
+
+    /// Ends every open stream and refuses new ones (with `503`, which SDKs retry), so that a
+    /// graceful shutdown does not wait for streams that never end on their own. SDKs reconnect
+    /// to whichever node answers next.
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for feed in self.loaded_feeds() {
+            feed.close_all();
+        }
+    }
+
+    /// How many streams are open now.
+    pub fn open_streams(&self) -> usize {
+        self.open_streams.load(Ordering::Relaxed)
+    }
+
+    /// The loaded feed of an environment, loading it on first use. Loading failures are not
+    /// remembered: the next request tries again.
+    async fn feed(
+        &self,
+        id: &EnvironmentId,
+    ) -> Result<Arc<feed::EnvFeed>, flagstaff_app::AppError> {
+        let cell = {
+            let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(feeds.entry(id.clone()).or_default())
+        };
+        let mut loaded_now = false;
+        let feed = cell
+            .get_or_try_init(|| async {
+                loaded_now = true;
+                // The change-feed position is read before the data, so every change after it
+                // is either in the data or applied later by the worker (see below).
+                let head = self.app.store().head().await?;
+                let feed = feed::EnvFeed::load(&self.app, id.clone()).await?;
+                Ok::<_, flagstaff_app::AppError>(Arc::new(feed.with_loaded_at(head)))
+            })
+            .await?;
+        if loaded_now && self.applying.load(Ordering::SeqCst) > feed.loaded_at() {
+            // The worker may have skipped changes for this environment while it was loading,
+            // because it was not registered yet. Have the worker compare it again; applying a
+            // change twice is harmless because only greater versions are published.
+            let _ = self.resync.send(Arc::clone(feed));
+        }
+        Ok(Arc::clone(feed))
+    }
+
+    /// Feeds that finished loading.
+    fn loaded_feeds(&self) -> Vec<Arc<feed::EnvFeed>> {
+        let feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        feeds
+            .values()
+            .filter_map(|cell| cell.get().cloned())
+            .collect()
+    }
+
+    /// Forgets the feeds of environments that no longer exist.
+    fn drop_feeds(&self, mut gone: impl FnMut(&EnvironmentId) -> bool) {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        feeds.retain(|id, _| !gone(id));
+    }
+}
+
+/// Delivery could not start because the store did not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the change feed: {0}")]
+pub struct StartError(flagstaff_store::StoreError);
+
+/// The routes SDKs use. Merge them into the server's router.
+pub fn router(delivery: Arc<Delivery>) -> Router {
+    Router::new()
+        .route("/all", get(stream::all))
+        .route("/flags", get(stream::flags_only))
+        .route("/sdk/latest-all", get(polling::latest_all))
+        .route("/sdk/latest-flags", get(polling::latest_flags))
+        .route("/sdk/latest-flags/{key}", get(polling::latest_flag))
+        .route("/sdk/latest-segments", get(polling::latest_segments))
+        .route("/sdk/latest-segments/{key}", get(polling::latest_segment))
+        // The PHP SDK's endpoints (§4.4): the same documents under older paths.
+        .route("/sdk/flags", get(polling::latest_flags))
+        .route("/sdk/flags/{key}", get(polling::latest_flag))
+        .route("/sdk/segments/{key}", get(polling::latest_segment))
+        .route("/bulk", post(events::bulk))
+        .route("/diagnostic", post(events::diagnostic))
+        .route("/sdk/stream", axum::routing::any(http::fdv2_fallback))
+        .route("/sdk/poll", axum::routing::any(http::fdv2_fallback))
+        .route("/sdk/stream/eval", axum::routing::any(http::fdv2_fallback))
+        .route(
+            "/sdk/stream/eval/{context}",
+            axum::routing::any(http::fdv2_fallback),
+        )
+        .route("/sdk/poll/eval", axum::routing::any(http::fdv2_fallback))
+        .route(
+            "/sdk/poll/eval/{context}",
+            axum::routing::any(http::fdv2_fallback),
+        )
+        .with_state(delivery)
+}

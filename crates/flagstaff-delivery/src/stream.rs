@@ -1,0 +1,197 @@
+//! The server-side SDK streams (`ld-protocol.md` §4.2, §4.4): `GET /all` and the legacy
+//! flags-only `GET /flags`.
+//!
+//! A stream is a [`Subscription`] to its environment's broadcast of pre-serialized frames: the
+//! per-connection state is a cursor into the broadcast, the credential's fingerprint and a
+//! guard that counts it, so an idle stream costs little beyond its socket. The response has no
+//! length, so HTTP/1.1 sends it with chunked transfer encoding, which the Python SDK needs
+//! (`real-sdk-observations.md` trap 1); every event is written as soon as it is produced.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use flagstaff_app::CredentialKind;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::Delivery;
+use crate::feed::{EnvFeed, Frame, HEARTBEAT};
+use crate::http::{unavailable, with_env_id};
+
+/// Which stream format a subscription speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// `/all`: flags and segments under `/flags/` and `/segments/` paths.
+    All,
+    /// `/flags`: flags only, at `/<key>` paths (pre-segment SDKs).
+    FlagsOnly,
+}
+
+/// Counts an open stream and releases its place when dropped, however the stream ends.
+struct OpenStream {
+    delivery: Arc<Delivery>,
+    feed: Arc<EnvFeed>,
+    fingerprint: String,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.feed.grant_closed(&self.fingerprint);
+        self.delivery.open_streams.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("flagstaff_sdk_streams").decrement(1.0);
+    }
+}
+
+/// One stream's position in its environment's broadcast.
+pub(crate) struct Subscription {
+    open: OpenStream,
+    changes: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+    format: Format,
+    /// The sequence number of the state this stream has been sent.
+    seen: u64,
+    /// The opening `put`, until it is sent.
+    first: Option<Bytes>,
+}
+
+impl Subscription {
+    fn put(feed: &EnvFeed, format: Format) -> (u64, Bytes) {
+        let state = feed.current();
+        let put = match format {
+            Format::All => state.put_all(),
+            Format::FlagsOnly => state.put_flags(),
+        };
+        (state.seq, put)
+    }
+
+    /// The next bytes to write, or `None` when the stream must end.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            match self.changes.recv().await {
+                Ok(frame) => match frame.as_ref() {
+                    Frame::Changes { seq, all, flags } => {
+                        if *seq <= self.seen {
+                            continue; // Already in the `put` this stream started with.
+                        }
+                        self.seen = *seq;
+                        let bytes = match self.format {
+                            Format::All => all,
+                            Format::FlagsOnly => flags,
+                        };
+                        if !bytes.is_empty() {
+                            return Some(bytes.clone());
+                        }
+                    }
+                    Frame::Heartbeat => return Some(Bytes::from_static(HEARTBEAT)),
+                    Frame::Close { fingerprints: None } => return None,
+                    Frame::Close {
+                        fingerprints: Some(closed),
+                    } => {
+                        if closed.contains(&self.open.fingerprint) {
+                            return None;
+                        }
+                    }
+                },
+                Err(RecvError::Lagged(missed)) => {
+                    // Too slow to keep up with the changes: send the whole state again, which
+                    // SDKs apply as a replacement of their store.
+                    tracing::debug!(missed, environment = %self.open.feed.id, "slow stream sent a fresh put");
+                    let (seq, put) = Self::put(&self.open.feed, self.format);
+                    self.seen = seq;
+                    return Some(put);
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl Delivery {
+    /// Opens a stream for an authorized request, or refuses it when shutting down or full.
+    pub(crate) async fn subscribe(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        kind: CredentialKind,
+        format: Format,
+    ) -> Result<(Arc<EnvFeed>, Subscription), Response> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(unavailable("the server is shutting down"));
+        }
+        let authorized = self.authorize(headers, kind).await?;
+        if self.open_streams.fetch_add(1, Ordering::Relaxed) >= self.config.max_streams {
+            self.open_streams.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("flagstaff_sdk_streams_refused_total").increment(1);
+            return Err(unavailable("too many open streams on this server"));
+        }
+        metrics::gauge!("flagstaff_sdk_streams").increment(1.0);
+        let feed = authorized.feed;
+        feed.grant_opened(&authorized.fingerprint, kind, authorized.grant.expires_at);
+        let open = OpenStream {
+            delivery: Arc::clone(self),
+            feed: Arc::clone(&feed),
+            fingerprint: authorized.fingerprint,
+        };
+        // Subscribe first, then read the state: every later change is in the broadcast.
+        let changes = feed.subscribe();
+        let (seen, put) = Subscription::put(&feed, format);
+        Ok((
+            feed,
+            Subscription {
+                open,
+                changes,
+                format,
+                seen,
+                first: Some(put),
+            },
+        ))
+    }
+}
+
+fn sse_response(feed: &EnvFeed, subscription: Subscription) -> Response {
+    let body = futures_util::stream::unfold(subscription, |mut s| async move {
+        s.next()
+            .await
+            .map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), s))
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    // Tells nginx not to buffer the stream (§4.2, §7.2 item 9).
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    with_env_id(response, feed)
+}
+
+/// `GET /all`.
+pub(crate) async fn all(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
+    match d
+        .subscribe(&headers, CredentialKind::Sdk, Format::All)
+        .await
+    {
+        Ok((feed, subscription)) => sse_response(&feed, subscription),
+        Err(refusal) => refusal,
+    }
+}
+
+/// `GET /flags`: the stream of SDKs that predate segments.
+pub(crate) async fn flags_only(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
+    match d
+        .subscribe(&headers, CredentialKind::Sdk, Format::FlagsOnly)
+        .await
+    {
+        Ok((feed, subscription)) => sse_response(&feed, subscription),
+        Err(refusal) => refusal,
+    }
+}

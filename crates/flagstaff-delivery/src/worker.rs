@@ -1,0 +1,283 @@
+//! The task that follows the store's change feed and publishes changes to SDKs, and the
+//! heartbeat that keeps idle streams open and ends those whose key expired.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use flagstaff_app::AppError;
+use flagstaff_store::ChangeRecord;
+use tokio::sync::mpsc;
+
+use crate::Delivery;
+use crate::feed::{EnvFeed, EnvironmentId, ItemChange};
+
+/// Change records read per query.
+const BATCH: u32 = 500;
+
+/// What a batch of change records asks of one environment.
+#[derive(Debug, Default)]
+struct Work {
+    flags: BTreeSet<String>,
+    segments: BTreeSet<String>,
+    /// Something changed that we cannot narrow down: compare everything.
+    everything: bool,
+}
+
+/// What a batch of change records asks of delivery.
+#[derive(Debug, Default)]
+struct Plan {
+    environments: HashMap<EnvironmentId, Work>,
+    /// Credentials, environments or projects changed: re-check every open stream's key.
+    recheck_credentials: bool,
+    /// Projects or environments were deleted: forget their feeds afterwards.
+    deleted: Vec<(String, Option<String>)>,
+}
+
+fn split_scope(scope: &str) -> Option<(&str, &str)> {
+    scope.split_once('/')
+}
+
+/// Maps change records (audit entries' subjects) to work on the loaded feeds.
+fn plan(records: &[ChangeRecord], feeds: &[Arc<EnvFeed>]) -> Plan {
+    let mut plan = Plan::default();
+    for record in records {
+        match record.kind.as_str() {
+            // A flag definition is project-wide: every environment of the project serves it.
+            "flag" => {
+                for feed in feeds.iter().filter(|f| f.id.project == record.scope) {
+                    plan.environments
+                        .entry(feed.id.clone())
+                        .or_default()
+                        .flags
+                        .insert(record.key.clone());
+                }
+            }
+            "targeting" | "segment" => {
+                let Some((project, environment)) = split_scope(&record.scope) else {
+                    continue;
+                };
+                let id = EnvironmentId {
+                    project: project.to_owned(),
+                    environment: environment.to_owned(),
+                };
+                if !feeds.iter().any(|f| f.id == id) {
+                    continue;
+                }
+                let work = plan.environments.entry(id).or_default();
+                if record.kind == "targeting" {
+                    work.flags.insert(record.key.clone());
+                } else {
+                    work.segments.insert(record.key.clone());
+                }
+            }
+            // An import writes many flags and segments of one environment, and may add
+            // flags (off) to the project's other environments.
+            "environment" if record.action == "environment.import" => {
+                for feed in feeds.iter().filter(|f| f.id.project == record.scope) {
+                    plan.environments
+                        .entry(feed.id.clone())
+                        .or_default()
+                        .everything = true;
+                }
+            }
+            "environment" | "project" | "credential" => {
+                plan.recheck_credentials = true;
+                if record.action.ends_with(".delete") {
+                    let deleted = if record.kind == "project" {
+                        (record.key.clone(), None)
+                    } else {
+                        (record.scope.clone(), Some(record.key.clone()))
+                    };
+                    plan.deleted.push(deleted);
+                }
+            }
+            // People and API tokens do not change what SDKs see.
+            "member" | "token" => {}
+            // Anything we do not know about might: compare every loaded environment.
+            _ => {
+                for feed in feeds {
+                    plan.environments
+                        .entry(feed.id.clone())
+                        .or_default()
+                        .everything = true;
+                }
+            }
+        }
+    }
+    plan
+}
+
+impl Delivery {
+    /// Re-reads what `work` names for one environment and publishes the difference.
+    async fn refresh(&self, feed: &EnvFeed, work: Work) -> Result<usize, AppError> {
+        let id = &feed.id;
+        if work.everything {
+            let data = self.app.flag_data(&id.project, &id.environment).await?;
+            return Ok(feed.apply_full(data));
+        }
+        let mut changes = Vec::with_capacity(work.flags.len() + work.segments.len());
+        for key in work.flags {
+            let flag = self
+                .app
+                .sdk_flag(&id.project, &id.environment, &key)
+                .await?;
+            changes.push(ItemChange::Flag(key, flag));
+        }
+        for key in work.segments {
+            let segment = self
+                .app
+                .sdk_segment(&id.project, &id.environment, &key)
+                .await?;
+            changes.push(ItemChange::Segment(key, segment));
+        }
+        Ok(feed.apply(changes))
+    }
+
+    /// Ends the streams whose credential no longer grants their environment, and notes new
+    /// expiry times (a rotation gives the old key one).
+    async fn recheck_credentials(&self) -> Result<(), AppError> {
+        self.grants.clear();
+        for feed in self.loaded_feeds() {
+            let mut revoked = Vec::new();
+            for (fingerprint, kind, _) in feed.grants_in_use() {
+                match self.app.grant(&fingerprint, kind).await? {
+                    Some(grant)
+                        if grant.project == feed.id.project
+                            && grant.environment == feed.id.environment =>
+                    {
+                        feed.set_grant_expiry(&fingerprint, grant.expires_at);
+                    }
+                    _ => revoked.push(fingerprint),
+                }
+            }
+            if !revoked.is_empty() {
+                tracing::info!(environment = %feed.id, keys = revoked.len(), "closing streams of revoked keys");
+                feed.close(revoked);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one batch of change records.
+    async fn apply_records(&self, records: &[ChangeRecord]) -> Result<(), AppError> {
+        let feeds = self.loaded_feeds();
+        let plan = plan(records, &feeds);
+        for (id, work) in plan.environments {
+            let Some(feed) = feeds.iter().find(|f| f.id == id) else {
+                continue;
+            };
+            let started = std::time::Instant::now();
+            let events = self.refresh(feed, work).await?;
+            if events > 0 {
+                metrics::counter!("flagstaff_sdk_change_events_total").increment(events as u64);
+                metrics::histogram!("flagstaff_sdk_publish_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                tracing::debug!(environment = %id, events, "published changes");
+            }
+        }
+        if plan.recheck_credentials {
+            self.recheck_credentials().await?;
+        }
+        if !plan.deleted.is_empty() {
+            for feed in &feeds {
+                let gone = plan.deleted.iter().any(|(project, environment)| {
+                    *project == feed.id.project
+                        && environment
+                            .as_ref()
+                            .is_none_or(|e| *e == feed.id.environment)
+                });
+                if gone {
+                    feed.close_all();
+                }
+            }
+            self.drop_feeds(|id| {
+                plan.deleted.iter().any(|(project, environment)| {
+                    *project == id.project
+                        && environment.as_ref().is_none_or(|e| *e == id.environment)
+                })
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Follows the change feed from `position` until shutdown.
+pub(crate) async fn follow_changes(
+    delivery: Arc<Delivery>,
+    mut position: u64,
+    mut resync: mpsc::UnboundedReceiver<Arc<EnvFeed>>,
+) {
+    let mut commits = delivery.app.store().watch_commits();
+    let mut poll = tokio::time::interval(delivery.config.change_poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if delivery.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::select! {
+            changed = commits.changed() => {
+                if changed.is_err() {
+                    return; // The store is gone.
+                }
+            }
+            _ = poll.tick() => {}
+            Some(feed) = resync.recv() => {
+                let id = feed.id.clone();
+                let work = Work { everything: true, ..Work::default() };
+                if let Err(e) = delivery.refresh(&feed, work).await {
+                    tracing::warn!(environment = %id, error = %e, "cannot re-read an environment");
+                }
+                continue;
+            }
+        }
+        loop {
+            let records = match delivery.app.store().changes_after(position, BATCH).await {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the change feed; retrying");
+                    break;
+                }
+            };
+            let Some(last) = records.last().map(|r| r.seq) else {
+                break;
+            };
+            // Announce the position before looking at the loaded feeds, so that a feed loading
+            // concurrently either is seen here or sees this position and asks for a resync.
+            delivery.applying.store(last, Ordering::SeqCst);
+            match delivery.apply_records(&records).await {
+                Ok(()) => position = last,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot publish changes; retrying");
+                    break;
+                }
+            }
+            if records.len() < BATCH as usize {
+                break;
+            }
+        }
+    }
+}
+
+/// Sends a heartbeat to every stream, and ends streams whose (rotated-out) key expired.
+pub(crate) async fn heartbeat(delivery: Arc<Delivery>) {
+    let mut tick = tokio::time::interval(delivery.config.heartbeat_interval);
+    tick.tick().await; // The first tick is immediate; streams just sent their `put`.
+    loop {
+        tick.tick().await;
+        if delivery.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = flagstaff_app::now_millis();
+        for feed in delivery.loaded_feeds() {
+            let expired: Vec<String> = feed
+                .grants_in_use()
+                .into_iter()
+                .filter(|(_, _, expires)| expires.is_some_and(|at| at <= now))
+                .map(|(fingerprint, _, _)| fingerprint)
+                .collect();
+            feed.close(expired);
+            feed.heartbeat();
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The delivery plane in-process over real HTTP on 127.0.0.1 and a real SQLite store.
+
+// A test helper that cannot do its job should panic with the reason: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod events;
+mod polling;
+mod streaming;
+mod support;

@@ -1,0 +1,223 @@
+//! `GET /all` and the legacy `GET /flags` (`ld-protocol.md` §4.2, §4.4).
+
+use flagstaff_app::KeyKind;
+use flagstaff_delivery::DeliveryConfig;
+use flagstaff_protocol::Segment;
+use serde_json::json;
+
+use crate::support::{Stream, client, create_flag, fast, start, turn_on};
+
+#[tokio::test]
+async fn a_stream_starts_with_a_put_then_carries_patches_and_deletes() {
+    let server = start(fast()).await;
+    create_flag(&server, "alpha").await;
+    let mut stream = Stream::open(&server.base, "/all", &server.sdk_key).await;
+    let headers = &stream.response_headers;
+    assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
+    // Chunked: Python's SSE client reads nothing from a close-delimited body.
+    assert_eq!(headers["transfer-encoding"], "chunked");
+    assert!(
+        headers["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-cache")
+    );
+    assert!(stream.read_until("event: put").await);
+    assert!(stream.read_until("\n\n").await);
+    let put = stream.events("put");
+    assert_eq!(put.len(), 1);
+    assert_eq!(put[0]["path"], "/");
+    assert_eq!(put[0]["data"]["flags"]["alpha"]["key"], "alpha");
+    assert_eq!(put[0]["data"]["segments"], json!({}));
+    let first_version = put[0]["data"]["flags"]["alpha"]["version"]
+        .as_u64()
+        .unwrap();
+
+    turn_on(&server, "alpha").await;
+    assert!(stream.read_until("event: patch").await, "{}", stream.text);
+    assert!(stream.read_until("}\n\n").await);
+    let patch = &stream.events("patch")[0];
+    assert_eq!(patch["path"], "/flags/alpha");
+    assert_eq!(patch["data"]["on"], true);
+    assert!(patch["data"]["version"].as_u64().unwrap() > first_version);
+
+    let segment: Segment =
+        serde_json::from_value(json!({"key": "beta", "included": ["bob"]})).unwrap();
+    server
+        .app
+        .put_segment(&server.admin, "default", "production", segment, None, "")
+        .await
+        .unwrap();
+    assert!(stream.read_until("/segments/beta").await, "{}", stream.text);
+    assert!(stream.read_until("}}\n\n").await);
+
+    let flag = server
+        .app
+        .flag(&server.admin, "default", "alpha")
+        .await
+        .unwrap();
+    let patched_version = stream.events("patch")[0]["data"]["version"]
+        .as_u64()
+        .unwrap();
+    server
+        .app
+        .delete_flag(&server.admin, "default", "alpha", flag.version, "")
+        .await
+        .unwrap();
+    assert!(stream.read_until("event: delete").await, "{}", stream.text);
+    assert!(stream.read_until("}\n\n").await);
+    let delete = &stream.events("delete")[0];
+    assert_eq!(delete["path"], "/flags/alpha");
+    assert!(delete["version"].as_u64().unwrap() > patched_version);
+
+    // Heartbeat comments keep the connection alive.
+    assert!(stream.read_until("\n:\n").await || stream.text.starts_with(":\n"));
+}
+
+#[tokio::test]
+async fn the_legacy_flags_stream_has_no_wrapper_and_short_paths() {
+    let server = start(fast()).await;
+    create_flag(&server, "alpha").await;
+    let mut stream = Stream::open(&server.base, "/flags", &server.sdk_key).await;
+    assert!(stream.read_until("}}\n\n").await);
+    let put = &stream.events("put")[0];
+    assert_eq!(put["data"]["alpha"]["key"], "alpha");
+    turn_on(&server, "alpha").await;
+    assert!(stream.read_until("event: patch").await);
+    assert!(stream.read_until("}}\n\n").await);
+    assert_eq!(stream.events("patch")[0]["path"], "/alpha");
+}
+
+#[tokio::test]
+async fn rotating_a_key_without_grace_ends_its_streams_and_refuses_it() {
+    let server = start(fast()).await;
+    let mut stream = Stream::open(&server.base, "/all", &server.sdk_key).await;
+    assert!(stream.read_until("event: put").await);
+    let new_key = server
+        .app
+        .rotate_key(
+            &server.admin,
+            "default",
+            "production",
+            KeyKind::Sdk,
+            0,
+            "leaked",
+        )
+        .await
+        .unwrap();
+    assert!(
+        stream.read_to_end().await,
+        "the stream of the revoked key ends"
+    );
+    let status = client()
+        .get(format!("{}/all", server.base))
+        .header("Authorization", &server.sdk_key)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    let mut fresh = Stream::open(&server.base, "/all", &new_key).await;
+    assert!(fresh.read_until("event: put").await);
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_streaming_during_its_grace_period() {
+    let server = start(fast()).await;
+    let mut stream = Stream::open(&server.base, "/all", &server.sdk_key).await;
+    assert!(stream.read_until("event: put").await);
+    server
+        .app
+        .rotate_key(
+            &server.admin,
+            "default",
+            "production",
+            KeyKind::Sdk,
+            3600,
+            "",
+        )
+        .await
+        .unwrap();
+    create_flag(&server, "after-rotation").await;
+    assert!(
+        stream.read_until("after-rotation").await,
+        "still open: {}",
+        stream.text
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_environment_ends_its_streams() {
+    let server = start(fast()).await;
+    let mut stream = Stream::open(&server.base, "/all", &server.sdk_key).await;
+    assert!(stream.read_until("event: put").await);
+    let env = server
+        .app
+        .environment(&server.admin, "default", "production")
+        .await
+        .unwrap();
+    server
+        .app
+        .delete_environment(&server.admin, "default", "production", env.version, "")
+        .await
+        .unwrap();
+    assert!(stream.read_to_end().await);
+}
+
+#[tokio::test]
+async fn over_the_stream_limit_and_after_shutdown_streams_are_told_to_retry() {
+    let server = start(DeliveryConfig {
+        max_streams: 1,
+        ..fast()
+    })
+    .await;
+    let mut first = Stream::open(&server.base, "/all", &server.sdk_key).await;
+    assert!(first.read_until("event: put").await);
+    let refused = client()
+        .get(format!("{}/all", server.base))
+        .header("Authorization", &server.sdk_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(server.delivery.open_streams(), 1);
+
+    server.delivery.shutdown();
+    assert!(first.read_to_end().await, "shutdown ends open streams");
+    let refused = client()
+        .get(format!("{}/all", server.base))
+        .header("Authorization", &server.sdk_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    drop(first);
+    for _ in 0..100 {
+        if server.delivery.open_streams() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        server.delivery.open_streams(),
+        0,
+        "closed streams release their place"
+    );
+}
+
+#[tokio::test]
+async fn many_streams_receive_one_change() {
+    let server = start(fast()).await;
+    create_flag(&server, "alpha").await;
+    let mut streams = Vec::new();
+    for _ in 0..50 {
+        let mut stream = Stream::open(&server.base, "/all", &server.sdk_key).await;
+        assert!(stream.read_until("event: put").await);
+        streams.push(stream);
+    }
+    turn_on(&server, "alpha").await;
+    for stream in &mut streams {
+        assert!(stream.read_until("event: patch").await);
+    }
+}

@@ -1,0 +1,160 @@
+//! The real LaunchDarkly SDKs, each in a child process running a small driver
+//! (`sdk-clients/{python,node}`) that reads one JSON command per line and answers one line.
+//! `sdk-clients/install` (run by `scripts/test`) installs them into ignored folders.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::workspace_root;
+
+/// Which SDK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sdk {
+    /// PyPI `launchdarkly-server-sdk`.
+    Python,
+    /// npm `@launchdarkly/node-server-sdk`.
+    Node,
+}
+
+impl Sdk {
+    /// Both.
+    pub const ALL: [Sdk; 2] = [Sdk::Python, Sdk::Node];
+
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sdk::Python => "python",
+            Sdk::Node => "node",
+        }
+    }
+
+    fn command(self) -> (PathBuf, PathBuf) {
+        let root = workspace_root().join("sdk-clients");
+        match self {
+            Sdk::Python => (
+                root.join("python/.venv/bin/python"),
+                root.join("python/driver.py"),
+            ),
+            Sdk::Node => ("node".into(), root.join("node/driver.mjs")),
+        }
+    }
+
+    fn installed(self) -> bool {
+        let root = workspace_root().join("sdk-clients");
+        match self {
+            Sdk::Python => root.join("python/.venv/.installed").exists(),
+            Sdk::Node => root.join("node/node_modules/.installed").exists(),
+        }
+    }
+
+    /// Whether the SDKs are installed. When they are not, the test is skipped with a loud
+    /// warning, or fails if `FLAGSTAFF_REQUIRE_SDKS` is set (as it is on CI).
+    pub fn available() -> bool {
+        if Sdk::ALL.iter().all(|sdk| sdk.installed()) {
+            return true;
+        }
+        let message = "the LaunchDarkly SDKs are not installed: run sdk-clients/install";
+        if std::env::var_os("FLAGSTAFF_REQUIRE_SDKS").is_some() {
+            panic!("{message} (FLAGSTAFF_REQUIRE_SDKS is set)");
+        }
+        eprintln!("\n!!! SKIPPING REAL-SDK TESTS: {message} !!!\n");
+        false
+    }
+}
+
+/// A running SDK driver process.
+#[derive(Debug)]
+pub struct Driver {
+    /// Which SDK it runs.
+    pub sdk: Sdk,
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+}
+
+impl Driver {
+    /// Starts the driver of `sdk`.
+    pub fn start(sdk: Sdk) -> Driver {
+        let (program, script) = sdk.command();
+        let mut child = Command::new(program)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the {} driver: {e}", sdk.name()));
+        let input = child.stdin.take().expect("stdin is piped");
+        let output = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        Driver {
+            sdk,
+            child,
+            input,
+            output,
+        }
+    }
+
+    /// Sends one command and returns the answer; panics on a driver error.
+    pub fn send(&mut self, command: &Value) -> Value {
+        writeln!(self.input, "{command}").expect("write to the driver");
+        self.input.flush().expect("flush to the driver");
+        let mut line = String::new();
+        self.output
+            .read_line(&mut line)
+            .expect("read from the driver");
+        let answer: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("{} driver answered {line:?}: {e}", self.sdk.name()));
+        if let Some(error) = answer.get("error") {
+            panic!("{} driver failed on {command}: {error}", self.sdk.name());
+        }
+        answer
+    }
+
+    /// Opens a client `id` for an SDK key against `base`; returns whether it initialized.
+    pub fn open(&mut self, id: &str, sdk_key: &str, base: &str, stream: bool) -> bool {
+        self.send(
+            &json!({"cmd": "open", "id": id, "sdkKey": sdk_key, "baseUri": base,
+            "stream": stream, "startWait": 10}),
+        )["initialized"]
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// Evaluates a batch on client `id`: `[{"flagKey", "context", "default", "valueType"}]`.
+    pub fn evaluate(&mut self, id: &str, evaluations: &[Value]) -> Vec<Value> {
+        self.send(&json!({"cmd": "evaluate", "id": id, "evaluations": evaluations}))["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// One boolean-or-any evaluation's value on client `id`.
+    pub fn value(&mut self, id: &str, flag_key: &str, context: &Value, default: &Value) -> Value {
+        self.evaluate(
+            id,
+            &[json!({"flagKey": flag_key, "context": context, "default": default, "valueType": "any"})],
+        )
+        .first()
+        .map(|r| r["value"].clone())
+        .unwrap_or(Value::Null)
+    }
+
+    /// Flushes client `id`'s events.
+    pub fn flush(&mut self, id: &str) {
+        self.send(&json!({"cmd": "flush", "id": id}));
+    }
+
+    /// Closes client `id`.
+    pub fn close(&mut self, id: &str) {
+        self.send(&json!({"cmd": "close", "id": id}));
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,228 @@
+//! `flagstaff serve` as a real process, and a client for its management API.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The credentials `flagstaff admin init --json` printed.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The administrator's API token.
+    pub admin_token: String,
+    /// The SDK key of `default/production`.
+    pub sdk_key: String,
+}
+
+/// Initializes a data folder with `flagstaff admin init --json`.
+pub fn init(binary: &Path, data_dir: &Path) -> Credentials {
+    let output = Command::new(binary)
+        .args(["admin", "init", "--json", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run flagstaff admin init");
+    assert!(
+        output.status.success(),
+        "admin init failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let init: Value = serde_json::from_slice(&output.stdout).expect("admin init prints JSON");
+    Credentials {
+        admin_token: init["adminToken"].as_str().unwrap().to_owned(),
+        sdk_key: init["environments"][0]["keys"]["sdkKey"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    }
+}
+
+/// A running `flagstaff serve`. Killed when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub address: String,
+    binary: PathBuf,
+    data_dir: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl TestServer {
+    /// Starts `binary serve` on `listen` (`127.0.0.1:0` for a free port) over `data_dir`.
+    pub fn start(binary: &Path, data_dir: &Path, listen: &str, extra_args: &[&str]) -> TestServer {
+        let mut child = Command::new(binary)
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("FLAGSTAFF_LOG", "warn,flagstaff::server=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start flagstaff serve");
+        let (address_tx, address_rx) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://") {
+                    let address = line[at + "listening on http://".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = address_tx.send(address);
+                } else if std::env::var_os("FLAGSTAFF_TEST_SERVER_LOG").is_some() {
+                    eprintln!("server: {line}");
+                }
+            }
+        });
+        let address = address_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server reports its address");
+        TestServer {
+            child,
+            address,
+            binary: binary.to_owned(),
+            data_dir: data_dir.to_owned(),
+            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same address and data (after [`TestServer::stop`]).
+    pub fn restart(&mut self) {
+        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        let mut last = None;
+        // The port was just released; binding it again can race with the kernel for a moment.
+        for _ in 0..50 {
+            let result = std::panic::catch_unwind(|| {
+                TestServer::start(&self.binary, &self.data_dir, &self.address, &extra)
+            });
+            match result {
+                Ok(mut server) => {
+                    // The old, stopped process is dropped with `server`.
+                    std::mem::swap(self, &mut server);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::panic::resume_unwind(last.expect("at least one attempt"));
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client for the management API with an API token.
+#[derive(Clone, Debug)]
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    /// A client for the server at `base` (`http://...`).
+    pub fn new(base: &str, token: &str) -> Api {
+        Api {
+            // No pooled connections: tests restart the server under the client.
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("a client"),
+            base: format!("{base}/api/v1"),
+            token: token.to_owned(),
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (`null` when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<u64>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(version) = if_match {
+            request = request.header("If-Match", format!("\"{version}\""));
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    /// GET, expecting 200.
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// POST, expecting 200 or 201.
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        let (status, answer) = self
+            .call(reqwest::Method::POST, path, Some(body), None)
+            .await;
+        assert!(
+            status == 200 || status == 201,
+            "POST {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// PUT with `If-Match: version`, expecting 200 or 201.
+    pub async fn put(&self, path: &str, body: &Value, version: Option<u64>) -> Value {
+        let (status, answer) = self
+            .call(reqwest::Method::PUT, path, Some(body), version)
+            .await;
+        assert!(
+            status == 200 || status == 201,
+            "PUT {path}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// DELETE with `If-Match: version`, expecting 204 or 200.
+    pub async fn delete(&self, path: &str, version: u64) {
+        let (status, answer) = self
+            .call(reqwest::Method::DELETE, path, None, Some(version))
+            .await;
+        assert!(
+            status == 204 || status == 200,
+            "DELETE {path}: {status} {answer}"
+        );
+    }
+}

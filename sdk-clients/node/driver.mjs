@@ -1,0 +1,91 @@
+// Drives the real LaunchDarkly Node server-side SDK for Flagstaff's tests.
+//
+// One JSON command per line on stdin, one JSON answer per line on stdout; the same protocol as
+// ../python/driver.py (see there). Node has typed variation methods, so `valueType` picks
+// boolVariationDetail, numberVariationDetail (for "int" and "double"), stringVariationDetail or
+// variationDetail (for "any"), and their WRONG_TYPE checks apply.
+import * as readline from 'node:readline';
+import { init, basicLogger } from '@launchdarkly/node-server-sdk';
+
+const clients = new Map();
+
+async function handle(command) {
+  switch (command.cmd) {
+    case 'open': {
+      const base = command.baseUri;
+      const client = init(command.sdkKey, {
+        baseUri: base,
+        streamUri: base,
+        eventsUri: base,
+        stream: command.stream ?? true,
+        pollInterval: command.pollInterval ?? 30,
+        flushInterval: 1,
+        streamInitialReconnectDelay: command.initialReconnectDelay ?? 0.2,
+        logger: basicLogger({ level: 'warn', destination: (line) => process.stderr.write(`${line}\n`) }),
+      });
+      clients.set(command.id, client);
+      try {
+        await client.waitForInitialization({ timeout: command.startWait ?? 5 });
+      } catch (e) {
+        // Not initialized (timeout or a refused key): evaluations return defaults.
+      }
+      return { initialized: client.initialized() };
+    }
+    case 'evaluate': {
+      const client = clients.get(command.id);
+      const results = [];
+      for (const evaluation of command.evaluations) {
+        const { flagKey, context, valueType } = evaluation;
+        const fallback = evaluation.default ?? null;
+        let detail;
+        switch (valueType) {
+          case 'bool': detail = await client.boolVariationDetail(flagKey, context, fallback); break;
+          case 'int':
+          case 'double': detail = await client.numberVariationDetail(flagKey, context, fallback); break;
+          case 'string': detail = await client.stringVariationDetail(flagKey, context, fallback); break;
+          default: detail = await client.variationDetail(flagKey, context, fallback);
+        }
+        results.push({
+          value: detail.value === undefined ? null : detail.value,
+          variationIndex: detail.variationIndex ?? null,
+          reason: detail.reason,
+        });
+      }
+      return { results };
+    }
+    case 'flush': {
+      await clients.get(command.id).flush();
+      return {};
+    }
+    case 'close': {
+      const client = clients.get(command.id);
+      clients.delete(command.id);
+      if (client) client.close();
+      return {};
+    }
+    default:
+      return { error: `unknown command ${command.cmd}` };
+  }
+}
+
+const lines = readline.createInterface({ input: process.stdin });
+// Commands are answered in order, one at a time.
+let queue = Promise.resolve();
+lines.on('line', (line) => {
+  if (!line.trim()) return;
+  queue = queue.then(async () => {
+    let answer;
+    try {
+      answer = await handle(JSON.parse(line));
+    } catch (e) {
+      answer = { error: `${e?.name}: ${e?.message}` };
+    }
+    process.stdout.write(`${JSON.stringify(answer)}\n`);
+  });
+});
+lines.on('close', () => {
+  queue.then(() => {
+    for (const client of clients.values()) client.close();
+    process.exit(0);
+  });
+});
