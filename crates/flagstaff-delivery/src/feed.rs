@@ -37,8 +37,13 @@ impl fmt::Display for EnvironmentId {
 #[derive(Debug)]
 pub(crate) enum Frame {
     /// The events that take a stream from `seq - 1` to `seq`, framed for `/all` and for the
-    /// flags-only `/flags` stream (empty when only segments changed).
-    Changes { seq: u64, all: Bytes, flags: Bytes },
+    /// flags-only `/flags` stream (empty when only segments changed), each also as one HTTP/1.1
+    /// chunk for connections that write the chunked encoding themselves (`raw.rs`).
+    Changes {
+        seq: u64,
+        all: Framed,
+        flags: Framed,
+    },
     /// A comment line that keeps idle connections open.
     Heartbeat,
     /// Streams authorized by these credential fingerprints must end (all streams when `None`):
@@ -48,6 +53,36 @@ pub(crate) enum Frame {
 
 /// The SSE comment sent as a heartbeat (§4.2: any line starting with `:`).
 pub(crate) const HEARTBEAT: &[u8] = b":\n\n";
+/// The heartbeat as one HTTP/1.1 chunk.
+pub(crate) const HEARTBEAT_CHUNK: &[u8] = b"3\r\n:\n\n\r\n";
+
+/// Bytes to send on a stream, as they are and as one HTTP/1.1 chunk (`<hex size>\r\n` before,
+/// `\r\n` after), both made once and shared by every connection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Framed {
+    pub plain: Bytes,
+    pub chunk: Bytes,
+}
+
+impl Framed {
+    pub fn new(plain: Vec<u8>) -> Framed {
+        if plain.is_empty() {
+            return Framed::default();
+        }
+        let mut chunk = Vec::with_capacity(plain.len() + 16);
+        chunk.extend_from_slice(format!("{:x}\r\n", plain.len()).as_bytes());
+        chunk.extend_from_slice(&plain);
+        chunk.extend_from_slice(b"\r\n");
+        Framed {
+            plain: Bytes::from(plain),
+            chunk: Bytes::from(chunk),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.plain.is_empty()
+    }
+}
 
 /// A serialized JSON document with its entity tag and, made on first request, its gzip form.
 #[derive(Debug)]
@@ -91,8 +126,8 @@ pub(crate) struct Published {
     pub segments: BTreeMap<String, Arc<Segment>>,
     all: OnceLock<Payload>,
     flags_only: OnceLock<Payload>,
-    put_all: OnceLock<Bytes>,
-    put_flags: OnceLock<Bytes>,
+    put_all: OnceLock<Framed>,
+    put_flags: OnceLock<Framed>,
 }
 
 /// Serializes a map of shared items in key order without copying them.
@@ -175,28 +210,25 @@ impl Published {
     }
 
     /// The `put` event that starts an `/all` stream.
-    pub fn put_all(&self) -> Bytes {
-        self.put_all
-            .get_or_init(|| put_event(&self.all().json))
-            .clone()
+    pub fn put_all(&self) -> &Framed {
+        self.put_all.get_or_init(|| put_event(&self.all().json))
     }
 
     /// The `put` event that starts a legacy `/flags` stream.
-    pub fn put_flags(&self) -> Bytes {
+    pub fn put_flags(&self) -> &Framed {
         self.put_flags
             .get_or_init(|| put_event(&self.flags_only().json))
-            .clone()
     }
 }
 
-fn put_event(data: &[u8]) -> Bytes {
+fn put_event(data: &[u8]) -> Framed {
     let mut json = Vec::with_capacity(data.len() + 24);
     json.extend_from_slice(br#"{"path":"/","data":"#);
     json.extend_from_slice(data);
     json.push(b'}');
     let mut out = Vec::with_capacity(json.len() + 24);
     sse_event(&mut out, "put", &json);
-    Bytes::from(out)
+    Framed::new(out)
 }
 
 /// What changed in one environment, as events for both stream formats.
@@ -392,8 +424,8 @@ impl EnvFeed {
         // No receivers is not an error: polling SDKs read the new state on their next request.
         let _ = self.changes.send(Arc::new(Frame::Changes {
             seq,
-            all: Bytes::from(events.all),
-            flags: Bytes::from(events.flags),
+            all: Framed::new(events.all),
+            flags: Framed::new(events.flags),
         }));
         events.count
     }

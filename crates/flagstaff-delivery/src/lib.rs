@@ -27,6 +27,7 @@ mod events;
 mod feed;
 mod http;
 mod polling;
+mod raw;
 mod stream;
 mod worker;
 
@@ -41,6 +42,7 @@ use flagstaff_app::App;
 use tokio::sync::{OnceCell, mpsc};
 
 pub use feed::EnvironmentId;
+pub use raw::serve;
 
 /// Tuning of the delivery plane.
 #[derive(Clone, Debug)]

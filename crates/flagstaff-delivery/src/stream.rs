@@ -12,14 +12,14 @@ use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::Bytes;
 use flagstaff_app::CredentialKind;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Delivery;
-use crate::feed::{EnvFeed, Frame, HEARTBEAT};
+use crate::feed::{EnvFeed, Frame, Framed, HEARTBEAT, HEARTBEAT_CHUNK};
 use crate::http::{unavailable, with_env_id};
 
 /// Which stream format a subscription speaks.
@@ -51,6 +51,8 @@ pub(crate) struct Subscription {
     open: OpenStream,
     changes: tokio::sync::broadcast::Receiver<Arc<Frame>>,
     format: Format,
+    /// Whether to hand out bytes already framed as HTTP/1.1 chunks.
+    chunked: bool,
     /// The sequence number of the state this stream has been sent.
     seen: u64,
     /// The opening `put`, until it is sent.
@@ -58,13 +60,23 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    fn put(feed: &EnvFeed, format: Format) -> (u64, Bytes) {
+    fn put(feed: &EnvFeed, format: Format, chunked: bool) -> (u64, Bytes) {
         let state = feed.current();
         let put = match format {
             Format::All => state.put_all(),
             Format::FlagsOnly => state.put_flags(),
         };
-        (state.seq, put)
+        (state.seq, pick(put, chunked))
+    }
+
+    /// Hands out pre-framed HTTP/1.1 chunks from now on (the connection writes them as they
+    /// are) instead of bare event bytes (for hyper, which frames them itself).
+    pub fn into_chunked(mut self) -> Subscription {
+        self.chunked = true;
+        let (seen, put) = Self::put(&self.open.feed, self.format, true);
+        self.seen = seen;
+        self.first = Some(put);
+        self
     }
 
     /// The next bytes to write, or `None` when the stream must end.
@@ -80,15 +92,21 @@ impl Subscription {
                             continue; // Already in the `put` this stream started with.
                         }
                         self.seen = *seq;
-                        let bytes = match self.format {
+                        let framed = match self.format {
                             Format::All => all,
                             Format::FlagsOnly => flags,
                         };
-                        if !bytes.is_empty() {
-                            return Some(bytes.clone());
+                        if !framed.is_empty() {
+                            return Some(pick(framed, self.chunked));
                         }
                     }
-                    Frame::Heartbeat => return Some(Bytes::from_static(HEARTBEAT)),
+                    Frame::Heartbeat => {
+                        return Some(Bytes::from_static(if self.chunked {
+                            HEARTBEAT_CHUNK
+                        } else {
+                            HEARTBEAT
+                        }));
+                    }
                     Frame::Close { fingerprints: None } => return None,
                     Frame::Close {
                         fingerprints: Some(closed),
@@ -102,7 +120,7 @@ impl Subscription {
                     // Too slow to keep up with the changes: send the whole state again, which
                     // SDKs apply as a replacement of their store.
                     tracing::debug!(missed, environment = %self.open.feed.id, "slow stream sent a fresh put");
-                    let (seq, put) = Self::put(&self.open.feed, self.format);
+                    let (seq, put) = Self::put(&self.open.feed, self.format, self.chunked);
                     self.seen = seq;
                     return Some(put);
                 }
@@ -139,19 +157,36 @@ impl Delivery {
         };
         // Subscribe first, then read the state: every later change is in the broadcast.
         let changes = feed.subscribe();
-        let (seen, put) = Subscription::put(&feed, format);
+        let (seen, put) = Subscription::put(&feed, format, false);
         Ok((
             feed,
             Subscription {
                 open,
                 changes,
                 format,
+                chunked: false,
                 seen,
                 first: Some(put),
             },
         ))
     }
 }
+
+fn pick(framed: &Framed, chunked: bool) -> Bytes {
+    if chunked {
+        framed.chunk.clone()
+    } else {
+        framed.plain.clone()
+    }
+}
+
+/// The response headers of a stream, for hyper and for `raw.rs` alike.
+pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream; charset=utf-8"),
+    ("cache-control", "no-cache, no-store, must-revalidate"),
+    // Tells nginx not to buffer the stream (§4.2, §7.2 item 9).
+    ("x-accel-buffering", "no"),
+];
 
 fn sse_response(feed: &EnvFeed, subscription: Subscription) -> Response {
     let body = futures_util::stream::unfold(subscription, |mut s| async move {
@@ -161,16 +196,9 @@ fn sse_response(feed: &EnvFeed, subscription: Subscription) -> Response {
     });
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
-    // Tells nginx not to buffer the stream (§4.2, §7.2 item 9).
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    for (name, value) in STREAM_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     with_env_id(response, feed)
 }
 

@@ -143,13 +143,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     .await?;
     let router = flagstaff_api::router(app, Some(render))
         .merge(flagstaff_delivery::router(Arc::clone(&delivery)));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // SDK streams never end by themselves; end them so the server can stop.
-            delivery.shutdown();
-        })
-        .await?;
+    // Our own accept loop: SDK streams take a lean path, everything else goes to the router.
+    // On shutdown it ends SDK streams (which never end by themselves) and drains requests.
+    flagstaff_delivery::serve(listener, router, delivery, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -221,3 +221,53 @@ async fn many_streams_receive_one_change() {
         assert!(stream.read_until("event: patch").await);
     }
 }
+
+#[tokio::test]
+async fn a_stream_requested_on_a_reused_connection_is_served_too() {
+    // The lean path sees only a connection's first request; later ones reach the router.
+    let server = start(fast()).await;
+    let pooled = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let first = pooled
+        .get(format!("{}/sdk/latest-all", server.base))
+        .header("Authorization", &server.sdk_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    first.bytes().await.unwrap();
+    let mut stream = pooled
+        .get(format!("{}/all", server.base))
+        .header("Authorization", &server.sdk_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&chunk).starts_with("event: put"));
+}
+
+#[tokio::test]
+async fn a_malformed_stream_request_gets_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(fast()).await;
+    let address = server.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    socket
+        .write_all(b"GET /all HTTP/1.1\r\nBad Header Line\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}

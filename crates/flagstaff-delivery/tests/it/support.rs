@@ -30,8 +30,11 @@ pub async fn start(config: DeliveryConfig) -> Server {
     let router = flagstaff_delivery::router(Arc::clone(&delivery));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let serving = Arc::clone(&delivery);
     tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
+        flagstaff_delivery::serve(listener, router, serving, std::future::pending())
+            .await
+            .unwrap();
     });
     Server {
         base,

@@ -1,0 +1,266 @@
+//! The HTTP server loop, with a lean path for SDK streams.
+//!
+//! An idle SDK stream should cost little more than its socket: the goal is under 4 KiB of our
+//! own memory per stream at 10,000 streams (BENCHMARKS.md). A stream served through hyper keeps
+//! hyper's per-connection read and write buffers (8 KiB and more) for as long as it is open,
+//! about 48 KiB per stream as measured. So [`serve`] looks at the first bytes of every new
+//! connection without consuming them (`peek`): a `GET /all` or `GET /flags` is served here,
+//! with a small head buffer that is freed once the head is parsed and frames written as
+//! pre-built HTTP/1.1 chunks shared by every stream; anything else goes to hyper and the axum
+//! router untouched. A stream request that arrives later on a keep-alive connection is still
+//! served, by the router's own `/all` route.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use flagstaff_app::CredentialKind;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::Delivery;
+use crate::stream::{Format, STREAM_HEADERS};
+
+/// The longest request head accepted on the stream path.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which stream a request line asks for, if any.
+fn stream_format(head: &[u8]) -> Option<Format> {
+    let rest = head.strip_prefix(b"GET ")?;
+    let end = rest.iter().position(|b| *b == b' ')?;
+    let target = &rest[..end];
+    let path = target.split(|b| *b == b'?').next().unwrap_or_default();
+    match path {
+        b"/all" => Some(Format::All),
+        b"/flags" => Some(Format::FlagsOnly),
+        _ => None,
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then ends SDK streams, stops
+/// accepting and waits (up to 30 s) for requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    delivery: Arc<Delivery>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper::server::conn::http1::Builder::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (socket, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let (delivery, router, builder) = (Arc::clone(&delivery), router.clone(), builder.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // Looking at the first bytes may wait for the client: never in the accept loop.
+            if let Some(format) = peek_stream_request(&socket).await {
+                delivery.serve_stream_connection(socket, format).await;
+                return;
+            }
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(socket), service);
+            let _ = watcher.watch(connection).await;
+        });
+    }
+    drop(listener);
+    delivery.shutdown();
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after 30 s; stopping anyway");
+    }
+    Ok(())
+}
+
+/// Waits for the first bytes of a connection and says whether it asks for an SDK stream.
+async fn peek_stream_request(socket: &TcpStream) -> Option<Format> {
+    // A request line split across packets, or one with a long query, is not recognised here
+    // and goes to hyper, which serves `/all` and `/flags` too.
+    let mut first = [0u8; 64];
+    let peeked = tokio::time::timeout(HEAD_TIMEOUT, socket.peek(&mut first))
+        .await
+        .ok()?
+        .ok()?;
+    stream_format(&first[..peeked])
+}
+
+impl Delivery {
+    /// Serves one SDK stream connection whose request line asked for `format`.
+    async fn serve_stream_connection(self: Arc<Self>, mut socket: TcpStream, format: Format) {
+        let Some(headers) = read_head(&mut socket).await else {
+            return;
+        };
+        let subscription = match self.subscribe(&headers, CredentialKind::Sdk, format).await {
+            Ok((feed, subscription)) => {
+                let mut head = String::from("HTTP/1.1 200 OK\r\n");
+                for (name, value) in STREAM_HEADERS {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str(&format!(
+                    "x-ld-envid: {}\r\ndate: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+                    feed.env_id(),
+                    httpdate::fmt_http_date(std::time::SystemTime::now())
+                ));
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                subscription.into_chunked()
+            }
+            Err(refusal) => {
+                write_refusal(&mut socket, refusal).await;
+                return;
+            }
+        };
+        stream_until_closed(socket, subscription).await;
+    }
+}
+
+/// Reads and parses the request head; `None` (after answering 400 where possible) when it is
+/// malformed, too long or too slow.
+async fn read_head(socket: &mut TcpStream) -> Option<HeaderMap> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::io::AsyncReadExt::read(socket, &mut chunk)
+                .await
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut parsed = [httparse::EMPTY_HEADER; 64];
+            let mut request = httparse::Request::new(&mut parsed);
+            match request.parse(&buf) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let mut headers = HeaderMap::new();
+                    for header in request.headers.iter() {
+                        if let (Ok(name), Ok(value)) = (
+                            HeaderName::from_bytes(header.name.as_bytes()),
+                            HeaderValue::from_bytes(header.value),
+                        ) {
+                            headers.append(name, value);
+                        }
+                    }
+                    return Some(headers);
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+                _ => return None,
+            }
+        }
+    };
+    match tokio::time::timeout(HEAD_TIMEOUT, read).await {
+        Ok(Some(headers)) => Some(headers),
+        _ => {
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            None
+        }
+    }
+}
+
+/// Writes a refusal (401, 503) built by the shared handlers, then closes.
+async fn write_refusal(socket: &mut TcpStream, refusal: axum::response::Response) {
+    let (parts, body) = refusal.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in &parts.headers {
+        if let Ok(value) = value.to_str() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\ndate: {}\r\nconnection: close\r\n\r\n",
+        body.len(),
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    ));
+    let _ = socket.write_all(head.as_bytes()).await;
+    let _ = socket.write_all(&body).await;
+    let _ = socket.shutdown().await;
+}
+
+/// Writes the subscription's chunks until it ends (then the final chunk) or the client leaves.
+async fn stream_until_closed(mut socket: TcpStream, mut subscription: crate::stream::Subscription) {
+    loop {
+        tokio::select! {
+            next = subscription.next() => match next {
+                Some(chunk) => {
+                    if socket.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = socket.write_all(b"0\r\n\r\n").await;
+                    let _ = socket.shutdown().await;
+                    return;
+                }
+            },
+            // The client sends nothing after its request; readable means it closed (or broke
+            // the protocol): either way the stream is over.
+            readable = socket.readable() => {
+                if readable.is_err() {
+                    return;
+                }
+                let mut scratch = [0u8; 64];
+                match socket.try_read(&mut scratch) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stream_request_lines_take_the_lean_path() {
+        assert_eq!(stream_format(b"GET /all HTTP/1.1\r\n"), Some(Format::All));
+        assert_eq!(
+            stream_format(b"GET /all?filter=x HTTP/1.1"),
+            Some(Format::All)
+        );
+        assert_eq!(
+            stream_format(b"GET /flags HTTP/1.1"),
+            Some(Format::FlagsOnly)
+        );
+        assert_eq!(stream_format(b"GET /all/x HTTP/1.1"), None);
+        assert_eq!(stream_format(b"POST /all HTTP/1.1"), None);
+        assert_eq!(stream_format(b"GET /sdk/latest-all HTTP/1.1"), None);
+        assert_eq!(stream_format(b"GET /al"), None);
+    }
+}

@@ -1,0 +1,246 @@
+//! `flagstaff-loadgen streams`: opens N `/all` streams against a Flagstaff server, then makes
+//! changes through the management API and records, for every stream, when each change arrived.
+//! Prints propagation latency (p50/p99/max, from the moment the API request is sent to the
+//! moment a stream has read the `patch`) and the server's memory per idle stream (from its
+//! `/proc/<pid>/status`, when `--server-pid` is given).
+//!
+//! Bounded by design: it talks only to 127.0.0.1, opens at most `--streams` connections, makes
+//! `--changes` changes and gives up after `--timeout-seconds`. See `scripts/bench-streams`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The server, `127.0.0.1:port` (only loopback addresses are accepted).
+    #[arg(long)]
+    address: String,
+    /// The environment's SDK key.
+    #[arg(long)]
+    sdk_key: String,
+    /// An API token that may change the flag's targeting.
+    #[arg(long)]
+    api_token: String,
+    /// Targeting path of the flag to toggle, under /api/v1.
+    #[arg(
+        long,
+        default_value = "/projects/default/environments/production/flags/load"
+    )]
+    targeting: String,
+    /// Streams to open.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// Changes to make once every stream is open.
+    #[arg(long, default_value_t = 20)]
+    changes: usize,
+    /// Pause between changes.
+    #[arg(long, default_value_t = 250)]
+    pause_ms: u64,
+    /// The server's process id, to read its memory before and after opening the streams.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 300)]
+    timeout_seconds: u64,
+}
+
+/// Resident memory of a process in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// CPU time a process has used, in seconds (user + system, from `/proc/<pid>/stat`).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Counts `needle` in `data`, given the last bytes of the previous read (`carry`).
+fn count_occurrences(carry: &mut Vec<u8>, data: &[u8], needle: &[u8]) -> usize {
+    let mut joined = std::mem::take(carry);
+    joined.extend_from_slice(data);
+    let count = joined
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count();
+    let keep = needle.len() - 1;
+    *carry = joined[joined.len().saturating_sub(keep)..].to_vec();
+    count
+}
+
+/// One stream: connects, reads the `put`, reports ready, then timestamps every `patch`.
+async fn stream(
+    address: String,
+    sdk_key: String,
+    ready: mpsc::UnboundedSender<()>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    expected: usize,
+) -> anyhow::Result<Vec<Instant>> {
+    let mut permit = Some(permit);
+    let mut socket = TcpStream::connect(&address).await?;
+    socket
+        .write_all(
+            format!(
+                "GET /all HTTP/1.1\r\nHost: {address}\r\nAuthorization: {sdk_key}\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut buf = vec![0u8; 4096];
+    let mut carry = Vec::new();
+    let mut seen_put = false;
+    let mut arrivals = Vec::with_capacity(expected);
+    while arrivals.len() < expected {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            bail!("the server closed a stream");
+        }
+        let now = Instant::now();
+        let data = &buf[..n];
+        if !seen_put {
+            if data.windows(10).any(|w| w == b"event: put") {
+                seen_put = true;
+                permit.take();
+                let _ = ready.send(());
+            }
+            continue;
+        }
+        for _ in 0..count_occurrences(&mut carry, data, b"event: patch") {
+            arrivals.push(now);
+        }
+    }
+    Ok(arrivals)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.address.starts_with("127.0.0.1:") {
+        bail!("the load tool only talks to 127.0.0.1");
+    }
+    let deadline = Duration::from_secs(args.timeout_seconds);
+    let before = args.server_pid.and_then(rss_kib);
+
+    // Open the streams, a few hundred connection attempts at a time.
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let gate = std::sync::Arc::new(Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(args.streams);
+    for _ in 0..args.streams {
+        let permit = std::sync::Arc::clone(&gate).acquire_owned().await?;
+        tasks.push(tokio::spawn(stream(
+            args.address.clone(),
+            args.sdk_key.clone(),
+            ready_tx.clone(),
+            permit,
+            args.changes,
+        )));
+    }
+    drop(ready_tx);
+    let opening = Instant::now();
+    let mut open = 0;
+    while open < args.streams {
+        match tokio::time::timeout(deadline, ready_rx.recv()).await {
+            Ok(Some(())) => open += 1,
+            _ => bail!("only {open} of {} streams opened", args.streams),
+        }
+    }
+    let opened_in = opening.elapsed();
+    // Let the server settle, then read its memory with every stream idle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = args.server_pid.and_then(rss_kib);
+
+    // Make the changes.
+    let api = reqwest::Client::new();
+    let url = format!("http://{}/api/v1{}", args.address, args.targeting);
+    let current: Value = api
+        .get(&url)
+        .bearer_auth(&args.api_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut version = current["version"].as_u64().context("targeting version")?;
+    let server_cpu = args
+        .server_pid
+        .and_then(|pid| cpu_seconds(&pid.to_string()));
+    let own_cpu = cpu_seconds("self");
+    let mut sent = Vec::with_capacity(args.changes);
+    for i in 0..args.changes {
+        let body = json!({"on": i % 2 == 0, "fallthrough": {"variation": 0}, "offVariation": 1});
+        sent.push(Instant::now());
+        let response: Value = api
+            .put(&url)
+            .bearer_auth(&args.api_token)
+            .header("If-Match", format!("\"{version}\""))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        version = response["version"].as_u64().context("new version")?;
+        tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+    }
+    let mut latencies = Vec::with_capacity(args.streams * args.changes);
+    for task in tasks {
+        let arrivals = tokio::time::timeout(deadline, task).await???;
+        for (arrival, sent) in arrivals.iter().zip(&sent) {
+            latencies.push(arrival.saturating_duration_since(*sent));
+        }
+    }
+    let server_cpu = server_cpu.zip(
+        args.server_pid
+            .and_then(|pid| cpu_seconds(&pid.to_string())),
+    );
+    let own_cpu = own_cpu.zip(cpu_seconds("self"));
+    latencies.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "streams={} changes={} deliveries={} opened_in={:.1}s",
+        args.streams,
+        args.changes,
+        latencies.len(),
+        opened_in.as_secs_f64()
+    );
+    println!(
+        "latency_ms p50={:.1} p99={:.1} max={:.1}",
+        ms(percentile(&latencies, 50.0)),
+        ms(percentile(&latencies, 99.0)),
+        ms(*latencies.last().unwrap_or(&Duration::ZERO))
+    );
+    if let (Some((s0, s1)), Some((c0, c1))) = (server_cpu, own_cpu) {
+        println!(
+            "cpu_ms_per_change server={:.1} loadgen={:.1}",
+            (s1 - s0) * 1000.0 / args.changes as f64,
+            (c1 - c0) * 1000.0 / args.changes as f64
+        );
+    }
+    if let (Some(before), Some(after)) = (before, after) {
+        println!(
+            "server_rss_kib before={before} after={after} per_stream_bytes={:.0}",
+            (after.saturating_sub(before) as f64 * 1024.0) / args.streams as f64
+        );
+    }
+    Ok(())
+}
