@@ -805,3 +805,58 @@ async fn projects_and_environments_are_renamed_and_deleted_with_everything_in_th
         ["project.create", "project.update", "project.delete"]
     );
 }
+
+#[tokio::test]
+async fn launchdarkly_data_imports_with_its_salts_and_unevaluable_details_intact() {
+    let api = TestApi::new().await;
+    let import = "/api/v1/projects/default/environments/production/import";
+    // A clause value the flag endpoints would refuse (not a date) is kept: LaunchDarkly
+    // evaluates it as a non-match, and migration must not change results.
+    let data = json!({"flags": {"imported": {
+        "key": "imported", "version": 7, "on": true, "salt": "original-salt",
+        "variations": ["a", "b"], "offVariation": 0, "fallthrough": {"variation": 1},
+        "rules": [{"id": "r1", "variation": 0,
+                   "clauses": [{"attribute": "since", "op": "before", "values": ["not a date"]}]}]}},
+        "segments": {"beta": {"key": "beta", "version": 3, "included": ["bob"], "salt": "seg-salt"}}});
+    let reply = api.post(import, data.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, json!({"flags": 1, "segments": 1}));
+    let targeting = api
+        .get("/api/v1/projects/default/environments/production/flags/imported")
+        .await;
+    assert_eq!(targeting.body["salt"], "original-salt");
+    assert_eq!(targeting.body["rules"][0]["id"], "r1");
+    let definition = api.get(&format!("{FLAGS}/imported")).await;
+    assert_eq!(definition.body["variations"], json!([{"value": "a"}, {"value": "b"}]));
+    // The project's other environment got the flag too, off.
+    let test_env = api
+        .get("/api/v1/projects/default/environments/test/flags/imported")
+        .await;
+    assert_eq!(test_env.body["on"], json!(false));
+    let segment = api
+        .get("/api/v1/projects/default/environments/production/segments/beta")
+        .await;
+    assert_eq!(segment.body["salt"], "seg-salt");
+
+    // Importing the same flag with other variations would break the other environments.
+    let mut changed = data.clone();
+    changed["flags"]["imported"]["variations"] = json!(["a", "b", "c"]);
+    let refused = api.post(import, changed).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body["field"], "flags.imported.variations");
+    // Malformed data names the field.
+    let refused = api
+        .post(import, json!({"flags": {"x": {"key": "x", "version": "one"}}}))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.body["field"], "flags.x.version");
+    // The import is audited as one entry.
+    let audit = api.get("/api/v1/audit?kind=environment").await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "environment.import").count(), 1, "{actions:?}");
+}
