@@ -827,7 +827,10 @@ async fn launchdarkly_data_imports_with_its_salts_and_unevaluable_details_intact
     assert_eq!(targeting.body["salt"], "original-salt");
     assert_eq!(targeting.body["rules"][0]["id"], "r1");
     let definition = api.get(&format!("{FLAGS}/imported")).await;
-    assert_eq!(definition.body["variations"], json!([{"value": "a"}, {"value": "b"}]));
+    assert_eq!(
+        definition.body["variations"],
+        json!([{"value": "a"}, {"value": "b"}])
+    );
     // The project's other environment got the flag too, off.
     let test_env = api
         .get("/api/v1/projects/default/environments/test/flags/imported")
@@ -846,7 +849,10 @@ async fn launchdarkly_data_imports_with_its_salts_and_unevaluable_details_intact
     assert_eq!(refused.body["field"], "flags.imported.variations");
     // Malformed data names the field.
     let refused = api
-        .post(import, json!({"flags": {"x": {"key": "x", "version": "one"}}}))
+        .post(
+            import,
+            json!({"flags": {"x": {"key": "x", "version": "one"}}}),
+        )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(refused.body["field"], "flags.x.version");
@@ -858,5 +864,12 @@ async fn launchdarkly_data_imports_with_its_salts_and_unevaluable_details_intact
         .iter()
         .filter_map(|e| e["action"].as_str())
         .collect();
-    assert_eq!(actions.iter().filter(|a| **a == "environment.import").count(), 1, "{actions:?}");
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "environment.import")
+            .count(),
+        1,
+        "{actions:?}"
+    );
 }
