@@ -26,12 +26,13 @@ pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// What credential fingerprints granted when last looked up. Lookups are by SHA-256 of the
-/// secret (what the store keeps), so this cache holds no secrets. It is emptied whenever any
-/// environment, project or credential changes, and an entry is re-checked against its expiry on
-/// every use, so a revoked or expired key stops working at once.
+/// secret (what the store keeps), so this cache holds no secrets. An entry is used only while
+/// this process has committed nothing since it was read (so a key revoked through this node is
+/// refused by the very next request) and only until its expiry; the change-feed worker also
+/// empties the cache when a credential changes, which covers changes made on other nodes.
 #[derive(Debug, Default)]
 pub(crate) struct GrantCache {
-    entries: Mutex<HashMap<(String, u8), Grant>>,
+    entries: Mutex<HashMap<(String, u8), (Grant, u64)>>,
 }
 
 fn kind_tag(kind: CredentialKind) -> u8 {
@@ -52,15 +53,15 @@ impl GrantCache {
     ) -> Result<Option<Grant>, AppError> {
         let cache_key = (fingerprint.to_owned(), kind_tag(kind));
         let now = flagstaff_app::now_millis();
-        if let Some(grant) = self
+        let commit = app.store().last_commit();
+        if let Some((grant, _)) = self
             .entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&cache_key)
-            .filter(|g| g.valid_at(now))
-            .cloned()
+            .filter(|(grant, read_at)| *read_at == commit && grant.valid_at(now))
         {
-            return Ok(Some(grant));
+            return Ok(Some(grant.clone()));
         }
         // Unknown keys are not remembered: a key created a moment ago must work at once.
         let grant = app.grant(fingerprint, kind).await?;
@@ -68,7 +69,7 @@ impl GrantCache {
             self.entries
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(cache_key, grant.clone());
+                .insert(cache_key, (grant.clone(), commit));
         }
         Ok(grant)
     }

@@ -297,6 +297,13 @@ impl Store {
             .collect()
     }
 
+    /// The audit sequence number of the last commit made through this store handle (or the
+    /// head when it was opened). Changes synchronously with each commit, so a cache stamped with
+    /// it can tell at once that this process has written since.
+    pub fn last_commit(&self) -> u64 {
+        *self.committed.borrow()
+    }
+
     /// Watches the sequence number of commits made through this store handle: it changes right
     /// after each commit. Pair with [`Store::changes_after`], and poll [`Store::head`] too when
     /// other processes write to the same database.

@@ -192,3 +192,37 @@ async fn fdv2_probes_are_told_to_fall_back() {
         assert_eq!(response.status(), 503, "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_by_the_very_next_request() {
+    let server = start(fast()).await;
+    let url = format!("{}/sdk/latest-all", server.base);
+    let poll = |key: String| {
+        let url = url.clone();
+        async move {
+            client()
+                .get(url)
+                .header("Authorization", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(poll(server.sdk_key.clone()).await, 200, "and now cached");
+    let new_key = server
+        .app
+        .rotate_key(
+            &server.admin,
+            "default",
+            "production",
+            flagstaff_app::KeyKind::Sdk,
+            0,
+            "",
+        )
+        .await
+        .unwrap();
+    // No wait for the change-feed worker: the cache knows this process committed since.
+    assert_eq!(poll(server.sdk_key.clone()).await, 401);
+    assert_eq!(poll(new_key).await, 200);
+}
