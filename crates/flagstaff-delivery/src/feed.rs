@@ -85,7 +85,7 @@ impl Framed {
 }
 
 /// A serialized JSON document with its entity tag and, made on first request, its gzip form.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Payload {
     pub json: Bytes,
     pub etag: String,
@@ -242,20 +242,12 @@ struct Events {
 impl Events {
     fn patch_flag(&mut self, flag: &Flag) {
         let data = to_json(flag);
-        let mut all = Vec::with_capacity(data.len() + flag.key.len() + 24);
-        all.extend_from_slice(br#"{"path":"/flags/"#);
-        push_json_string_contents(&mut all, &flag.key);
-        all.extend_from_slice(br#"","data":"#);
-        all.extend_from_slice(&data);
-        all.push(b'}');
-        sse_event(&mut self.all, "patch", &all);
-        let mut legacy = Vec::with_capacity(data.len() + flag.key.len() + 24);
-        legacy.extend_from_slice(br#"{"path":"/"#);
-        push_json_string_contents(&mut legacy, &flag.key);
-        legacy.extend_from_slice(br#"","data":"#);
-        legacy.extend_from_slice(&data);
-        legacy.push(b'}');
-        sse_event(&mut self.flags, "patch", &legacy);
+        sse_event(
+            &mut self.all,
+            "patch",
+            &patch_data("/flags/", &flag.key, &data),
+        );
+        sse_event(&mut self.flags, "patch", &patch_data("/", &flag.key, &data));
         self.count += 1;
     }
 
@@ -282,6 +274,18 @@ impl Events {
         sse_event(&mut self.all, "delete", &data);
         self.count += 1;
     }
+}
+
+/// `{"path":"<prefix><key>","data":<data>}` around already serialized data.
+fn patch_data(prefix: &str, key: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + prefix.len() + key.len() + 24);
+    out.extend_from_slice(br#"{"path":""#);
+    out.extend_from_slice(prefix.as_bytes());
+    push_json_string_contents(&mut out, key);
+    out.extend_from_slice(br#"","data":"#);
+    out.extend_from_slice(data);
+    out.push(b'}');
+    out
 }
 
 /// Appends `s` as the inside of a JSON string literal.

@@ -5,6 +5,7 @@
 //! it back in `If-None-Match` and get `304 Not Modified` while nothing changed (real SDKs do, see
 //! `real-sdk-observations.md` trap 4).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -76,40 +77,37 @@ fn document(headers: &HeaderMap, payload: &Payload) -> Response {
     response
 }
 
-/// Serves a document computed from the published state of the caller's environment.
+/// Serves a document taken from (or made from) the published state of the caller's
+/// environment; `None` from `select` is `404`.
 async fn serve(
     delivery: &Delivery,
     headers: &HeaderMap,
-    select: impl FnOnce(&Published) -> Option<Payload>,
-    select_shared: impl FnOnce(&Published) -> Option<&Payload>,
+    select: impl FnOnce(&Published) -> Option<Cow<'_, Payload>>,
 ) -> Response {
     let authorized = match delivery.authorize(headers, CredentialKind::Sdk).await {
         Ok(a) => a,
         Err(refusal) => return refusal,
     };
     let state = authorized.feed.current();
-    let response = if let Some(payload) = select_shared(&state) {
-        document(headers, payload)
-    } else if let Some(payload) = select(&state) {
-        document(headers, &payload)
-    } else {
-        error(
+    let response = match select(&state) {
+        Some(payload) => document(headers, &payload),
+        None => error(
             StatusCode::NOT_FOUND,
             "not_found",
             "no such flag or segment in this environment",
-        )
+        ),
     };
     with_env_id(response, &authorized.feed)
 }
 
 /// `GET /sdk/latest-all`: `{"flags": {...}, "segments": {...}}`.
 pub(crate) async fn latest_all(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
-    serve(&d, &headers, |_| None, |s| Some(s.all())).await
+    serve(&d, &headers, |s| Some(Cow::Borrowed(s.all()))).await
 }
 
 /// `GET /sdk/latest-flags` (and the PHP SDK's `/sdk/flags`): `{<key>: <flag>, ...}`.
 pub(crate) async fn latest_flags(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
-    serve(&d, &headers, |_| None, |s| Some(s.flags_only())).await
+    serve(&d, &headers, |s| Some(Cow::Borrowed(s.flags_only()))).await
 }
 
 /// `GET /sdk/latest-segments`: `{<key>: <segment>, ...}`.
@@ -117,12 +115,9 @@ pub(crate) async fn latest_segments(
     State(d): State<Arc<Delivery>>,
     headers: HeaderMap,
 ) -> Response {
-    serve(
-        &d,
-        &headers,
-        |s| Some(item_payload(&items_json(&s.segments))),
-        |_| None,
-    )
+    serve(&d, &headers, |s| {
+        Some(Cow::Owned(item_payload(&items_json(&s.segments))))
+    })
     .await
 }
 
@@ -132,12 +127,11 @@ pub(crate) async fn latest_flag(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    serve(
-        &d,
-        &headers,
-        |s| s.flags.get(&key).map(|f| item_payload(f.as_ref())),
-        |_| None,
-    )
+    serve(&d, &headers, |s| {
+        s.flags
+            .get(&key)
+            .map(|f| Cow::Owned(item_payload(f.as_ref())))
+    })
     .await
 }
 
@@ -147,12 +141,11 @@ pub(crate) async fn latest_segment(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    serve(
-        &d,
-        &headers,
-        |s| s.segments.get(&key).map(|seg| item_payload(seg.as_ref())),
-        |_| None,
-    )
+    serve(&d, &headers, |s| {
+        s.segments
+            .get(&key)
+            .map(|seg| Cow::Owned(item_payload(seg.as_ref())))
+    })
     .await
 }
 

@@ -111,7 +111,10 @@ impl Delivery {
         let Some(headers) = read_head(&mut socket).await else {
             return;
         };
-        let subscription = match self.subscribe(&headers, CredentialKind::Sdk, format).await {
+        let subscription = match self
+            .subscribe(&headers, CredentialKind::Sdk, format, true)
+            .await
+        {
             Ok((feed, subscription)) => {
                 let mut head = String::from("HTTP/1.1 200 OK\r\n");
                 for (name, value) in STREAM_HEADERS {
@@ -125,7 +128,7 @@ impl Delivery {
                 if socket.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
-                subscription.into_chunked()
+                subscription
             }
             Err(refusal) => {
                 write_refusal(&mut socket, refusal).await;

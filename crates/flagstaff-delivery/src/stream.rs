@@ -51,7 +51,8 @@ pub(crate) struct Subscription {
     open: OpenStream,
     changes: tokio::sync::broadcast::Receiver<Arc<Frame>>,
     format: Format,
-    /// Whether to hand out bytes already framed as HTTP/1.1 chunks.
+    /// Whether to hand out bytes already framed as HTTP/1.1 chunks (for `raw.rs`, which
+    /// writes them as they are) rather than bare event bytes (for hyper, which frames them).
     chunked: bool,
     /// The sequence number of the state this stream has been sent.
     seen: u64,
@@ -67,16 +68,6 @@ impl Subscription {
             Format::FlagsOnly => state.put_flags(),
         };
         (state.seq, pick(put, chunked))
-    }
-
-    /// Hands out pre-framed HTTP/1.1 chunks from now on (the connection writes them as they
-    /// are) instead of bare event bytes (for hyper, which frames them itself).
-    pub fn into_chunked(mut self) -> Subscription {
-        self.chunked = true;
-        let (seen, put) = Self::put(&self.open.feed, self.format, true);
-        self.seen = seen;
-        self.first = Some(put);
-        self
     }
 
     /// The next bytes to write, or `None` when the stream must end.
@@ -137,6 +128,7 @@ impl Delivery {
         headers: &HeaderMap,
         kind: CredentialKind,
         format: Format,
+        chunked: bool,
     ) -> Result<(Arc<EnvFeed>, Subscription), Response> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(unavailable("the server is shutting down"));
@@ -157,14 +149,14 @@ impl Delivery {
         };
         // Subscribe first, then read the state: every later change is in the broadcast.
         let changes = feed.subscribe();
-        let (seen, put) = Subscription::put(&feed, format, false);
+        let (seen, put) = Subscription::put(&feed, format, chunked);
         Ok((
             feed,
             Subscription {
                 open,
                 changes,
                 format,
-                chunked: false,
+                chunked,
                 seen,
                 first: Some(put),
             },
@@ -205,7 +197,7 @@ fn sse_response(feed: &EnvFeed, subscription: Subscription) -> Response {
 /// `GET /all`.
 pub(crate) async fn all(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
     match d
-        .subscribe(&headers, CredentialKind::Sdk, Format::All)
+        .subscribe(&headers, CredentialKind::Sdk, Format::All, false)
         .await
     {
         Ok((feed, subscription)) => sse_response(&feed, subscription),
@@ -216,7 +208,7 @@ pub(crate) async fn all(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> R
 /// `GET /flags`: the stream of SDKs that predate segments.
 pub(crate) async fn flags_only(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
     match d
-        .subscribe(&headers, CredentialKind::Sdk, Format::FlagsOnly)
+        .subscribe(&headers, CredentialKind::Sdk, Format::FlagsOnly, false)
         .await
     {
         Ok((feed, subscription)) => sse_response(&feed, subscription),

@@ -34,6 +34,15 @@ struct Plan {
     deleted: Vec<(String, Option<String>)>,
 }
 
+impl Plan {
+    /// Whether the environment was deleted (itself or with its project).
+    fn deletes(&self, id: &EnvironmentId) -> bool {
+        self.deleted.iter().any(|(project, environment)| {
+            *project == id.project && environment.as_ref().is_none_or(|e| *e == id.environment)
+        })
+    }
+}
+
 fn split_scope(scope: &str) -> Option<(&str, &str)> {
     scope.split_once('/')
 }
@@ -162,8 +171,8 @@ impl Delivery {
     /// Applies one batch of change records.
     async fn apply_records(&self, records: &[ChangeRecord]) -> Result<(), AppError> {
         let feeds = self.loaded_feeds();
-        let plan = plan(records, &feeds);
-        for (id, work) in plan.environments {
+        let mut plan = plan(records, &feeds);
+        for (id, work) in std::mem::take(&mut plan.environments) {
             let Some(feed) = feeds.iter().find(|f| f.id == id) else {
                 continue;
             };
@@ -180,23 +189,10 @@ impl Delivery {
             self.recheck_credentials().await?;
         }
         if !plan.deleted.is_empty() {
-            for feed in &feeds {
-                let gone = plan.deleted.iter().any(|(project, environment)| {
-                    *project == feed.id.project
-                        && environment
-                            .as_ref()
-                            .is_none_or(|e| *e == feed.id.environment)
-                });
-                if gone {
-                    feed.close_all();
-                }
+            for feed in feeds.iter().filter(|f| plan.deletes(&f.id)) {
+                feed.close_all();
             }
-            self.drop_feeds(|id| {
-                plan.deleted.iter().any(|(project, environment)| {
-                    *project == id.project
-                        && environment.as_ref().is_none_or(|e| *e == id.environment)
-                })
-            });
+            self.drop_feeds(|id| plan.deletes(id));
         }
         Ok(())
     }
