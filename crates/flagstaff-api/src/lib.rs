@@ -9,6 +9,8 @@
 //! - The reason for a change goes in the `X-Flagstaff-Comment` header and lands in the audit log.
 //! - Errors are `{"code", "message", "field"?}` (see `error.rs` for the table).
 #![forbid(unsafe_code)]
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
 
 mod error;
 pub mod openapi;
@@ -354,6 +356,18 @@ struct Rename {
     name: String,
 }
 
+/// The body of `PUT .../environments/{environment}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EnvironmentUpdate {
+    #[serde(default)]
+    key: Option<String>,
+    name: String,
+    /// Absent: unchanged.
+    #[serde(default)]
+    secure_mode: Option<bool>,
+}
+
 impl Rename {
     fn check(&self, key: &str) -> Result<()> {
         match &self.key {
@@ -443,16 +457,21 @@ async fn update_environment(
     IfMatch(version): IfMatch,
     Comment(comment): Comment,
     Path((project, environment)): Path<(String, String)>,
-    Body(rename): Body<Rename>,
+    Body(update): Body<EnvironmentUpdate>,
 ) -> Result<Response> {
-    rename.check(&environment)?;
+    Rename {
+        key: update.key,
+        name: String::new(),
+    }
+    .check(&environment)?;
     Ok(versioned(
         StatusCode::OK,
         &app.update_environment(
             &actor,
             &project,
             &environment,
-            &rename.name,
+            &update.name,
+            update.secure_mode,
             version,
             &comment,
         )

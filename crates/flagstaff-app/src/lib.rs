@@ -10,6 +10,7 @@ mod access;
 mod error;
 mod members;
 pub mod model;
+mod secure_mode;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ pub use members::{Member, SESSION_HOURS, Session};
 use model::{
     Environment, EnvironmentKeys, FlagDefinition, FlagKind, Project, Targeting, kinds, merge_flag,
 };
+pub use secure_mode::{HmacKey, SecureMode};
 use validate::Neighbourhood;
 
 /// A value with the version it was read at; send the version back to update it.
@@ -60,6 +62,17 @@ pub struct EnvironmentWithKeys {
     pub environment: Environment,
     /// Its keys.
     pub keys: EnvironmentKeys,
+}
+
+/// The stored form of an SDK credential: what it grants, never the secret. An SDK key also keeps
+/// its HMAC key schedule, so that secure-mode hashes made with it can be checked (see
+/// `secure_mode.rs` for why that is not the key).
+fn credential_body(type_name: &str, project: &str, environment: &str, secret: &str) -> Value {
+    let mut body = json!({"type": type_name, "project": project, "environment": environment});
+    if type_name == "sdk" {
+        body["secureModeKey"] = json!(HmacKey::new(secret.as_bytes()).to_hex());
+    }
+    body
 }
 
 /// Which environment key to rotate.
@@ -515,13 +528,15 @@ impl App {
         Ok(writes)
     }
 
-    /// Renames an environment (admins).
+    /// Renames an environment and turns secure mode on or off (admins).
+    #[allow(clippy::too_many_arguments)]
     pub async fn update_environment(
         &self,
         actor: &Actor,
         project: &str,
         key: &str,
         name: &str,
+        secure_mode: Option<bool>,
         expected: u64,
         comment: &str,
     ) -> Result<Versioned<Environment>> {
@@ -532,8 +547,21 @@ impl App {
                 current: Some(current.version),
             });
         }
+        let secure_mode = secure_mode.unwrap_or(current.value.secure_mode);
+        if secure_mode
+            && !current.value.secure_mode
+            && self.sdk_key_schedules(project, key).await?.is_empty()
+        {
+            return Err(AppError::invalid(
+                validate::codes::SECURE_MODE_NEEDS_ROTATION,
+                "secureMode",
+                "this environment's SDK key was made before Flagstaff kept what secure mode \
+                 needs; rotate the SDK key once, then turn secure mode on",
+            ));
+        }
         let environment = Environment {
             name: name.to_owned(),
+            secure_mode,
             ..current.value.clone()
         };
         let after = body(&environment);
@@ -624,6 +652,7 @@ impl App {
             client_side_id: keys.client_side_id.clone(),
             sdk_key_hint: hint(&keys.sdk_key),
             mobile_key_hint: hint(&keys.mobile_key),
+            secure_mode: false,
         };
         let after = body(&environment);
         let mut writes = vec![Write::Put {
@@ -642,7 +671,7 @@ impl App {
                 kind: kinds::CREDENTIAL.into(),
                 scope: String::new(),
                 key: access::fingerprint(secret),
-                body: json!({"type": kind, "project": project, "environment": key}),
+                body: credential_body(kind, project, key, secret),
                 expect: Expect::Absent,
             });
         }
@@ -750,7 +779,7 @@ impl App {
                 kind: kinds::CREDENTIAL.into(),
                 scope: String::new(),
                 key: access::fingerprint(&new_key),
-                body: json!({"type": type_name, "project": project, "environment": environment}),
+                body: credential_body(type_name, project, environment, &new_key),
                 expect: Expect::Absent,
             },
         ];
@@ -1645,6 +1674,50 @@ impl App {
             Some(doc) => Ok(Some(decode(&doc)?)),
             None => Ok(None),
         }
+    }
+
+    /// The HMAC key schedules of an environment's valid SDK keys, with their expiry.
+    async fn sdk_key_schedules(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Vec<(HmacKey, Option<i64>)>> {
+        let now = access::now_millis();
+        let mut keys = Vec::new();
+        for credential in self.store.list(kinds::CREDENTIAL, "").await? {
+            let body = &credential.body;
+            if body["type"] != "sdk"
+                || body["project"] != project
+                || body["environment"] != environment
+            {
+                continue;
+            }
+            let expires_at = body.get("expiresAt").and_then(Value::as_i64);
+            if expires_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            if let Some(key) = body["secureModeKey"].as_str().and_then(HmacKey::from_hex) {
+                keys.push((key, expires_at));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// An environment's secure mode as delivery enforces it: `None` when it is off.
+    pub async fn secure_mode(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<SecureMode>> {
+        let Some(env) = self.sdk_environment(project, environment).await? else {
+            return Ok(None);
+        };
+        if !env.secure_mode {
+            return Ok(None);
+        }
+        Ok(Some(SecureMode {
+            keys: self.sdk_key_schedules(project, environment).await?,
+        }))
     }
 
     /// Evaluates every flag of an environment for a context: "why does this user get this?".

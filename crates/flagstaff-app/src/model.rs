@@ -61,6 +61,9 @@ pub struct Environment {
     pub sdk_key_hint: String,
     /// The last characters of the mobile key.
     pub mobile_key_hint: String,
+    /// Browser requests must carry the context's secure-mode hash (`ld-protocol.md` §5.7).
+    #[serde(default)]
+    pub secure_mode: bool,
 }
 
 /// The credentials of an environment, shown once.

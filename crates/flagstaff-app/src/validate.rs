@@ -49,6 +49,9 @@ pub mod codes {
     pub const UNKNOWN_PREREQUISITE: &str = "unknown_prerequisite";
     /// Prerequisites would form a cycle.
     pub const PREREQUISITE_CYCLE: &str = "prerequisite_cycle";
+    /// Secure mode cannot be turned on: no SDK key has a stored HMAC key schedule (keys made
+    /// before Flagstaff kept one); rotating the SDK key once fixes it.
+    pub const SECURE_MODE_NEEDS_ROTATION: &str = "secure_mode_needs_rotation";
 }
 
 /// Longest key accepted.

@@ -80,20 +80,24 @@ const KNOWN_KINDS: [&str; 10] = [
     "migration_op",
 ];
 
-async fn intake(
+/// Reads, checks and counts an authorized events payload.
+pub(crate) async fn accept(
     delivery: &Delivery,
     headers: &HeaderMap,
     body: Body,
     diagnostic: bool,
 ) -> Response {
-    if let Err(refusal) = delivery.authorize(headers, CredentialKind::Sdk).await {
-        return refusal;
-    }
     let bytes = match read_body(headers, body, delivery.config.max_event_payload_bytes).await {
         Ok(bytes) => bytes,
         Err(refusal) => return refusal,
     };
-    let payload: Value = match serde_json::from_slice(&bytes) {
+    count(headers, &bytes, diagnostic)
+}
+
+/// Counts the events of a payload that was read: `202`, or `400` when it is not what the
+/// endpoint takes.
+pub(crate) fn count(headers: &HeaderMap, bytes: &[u8], diagnostic: bool) -> Response {
+    let payload: Value = match serde_json::from_slice(bytes) {
         Ok(payload) => payload,
         Err(e) => {
             return error(
@@ -135,6 +139,18 @@ async fn intake(
         }
     }
     StatusCode::ACCEPTED.into_response()
+}
+
+async fn intake(
+    delivery: &Delivery,
+    headers: &HeaderMap,
+    body: Body,
+    diagnostic: bool,
+) -> Response {
+    if let Err(refusal) = delivery.authorize(headers, CredentialKind::Sdk).await {
+        return refusal;
+    }
+    accept(delivery, headers, body, diagnostic).await
 }
 
 /// `POST /bulk`: analytics events.

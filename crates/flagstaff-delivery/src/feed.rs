@@ -1,15 +1,16 @@
 //! One environment as SDKs see it: the published flags and segments, their serialized forms
 //! (made once, shared by every request and stream), and the broadcast of changes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
-use flagstaff_app::{App, AppError, CredentialKind};
-use flagstaff_protocol::{Flag, FlagData, Segment};
+use flagstaff_app::{App, AppError, CredentialKind, SecureMode};
+use flagstaff_eval::{EvalOptions, Snapshot};
+use flagstaff_protocol::{Clause, Flag, FlagData, Segment};
 use serde::ser::{SerializeMap, Serializer};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
@@ -43,12 +44,25 @@ pub(crate) enum Frame {
         seq: u64,
         all: Framed,
         flags: Framed,
+        /// What client-side streams re-evaluate; set when any are open.
+        client: Option<ClientChange>,
     },
     /// A comment line that keeps idle connections open.
     Heartbeat,
     /// Streams authorized by these credential fingerprints must end (all streams when `None`):
     /// the key was revoked, rotated out or expired, or the environment deleted.
     Close { fingerprints: Option<Vec<String>> },
+}
+
+/// A change as client-side streams see it: the states before and after, and the flags whose
+/// result may differ for some context (the changed flags, the flags that use a changed segment
+/// and the flags that have those as prerequisites). Each stream re-evaluates only these, for its
+/// own context, in its own task.
+#[derive(Debug)]
+pub(crate) struct ClientChange {
+    pub before: Arc<Published>,
+    pub after: Arc<Published>,
+    pub flags: Vec<String>,
 }
 
 /// The SSE comment sent as a heartbeat (§4.2: any line starting with `:`).
@@ -122,12 +136,17 @@ impl Payload {
 pub(crate) struct Published {
     /// Counts the changes published for this environment in this process.
     pub seq: u64,
+    /// The change-feed position this state reflects. It grows with every change on every node
+    /// (the store orders commits), so client-side payloads use it as their `version`: a segment
+    /// or prerequisite change then still reaches SDKs that order updates by version (§5.5).
+    pub data_version: u64,
     pub flags: BTreeMap<String, Arc<Flag>>,
     pub segments: BTreeMap<String, Arc<Segment>>,
     all: OnceLock<Payload>,
     flags_only: OnceLock<Payload>,
     put_all: OnceLock<Framed>,
     put_flags: OnceLock<Framed>,
+    snapshot: OnceLock<Snapshot>,
 }
 
 /// Serializes a map of shared items in key order without copying them.
@@ -158,9 +177,10 @@ pub(crate) fn sse_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
 }
 
 impl Published {
-    pub fn from_data(seq: u64, data: FlagData) -> Published {
+    pub fn from_data(seq: u64, data_version: u64, data: FlagData) -> Published {
         Published {
             seq,
+            data_version,
             flags: data
                 .flags
                 .into_iter()
@@ -177,11 +197,13 @@ impl Published {
 
     fn next(
         &self,
+        data_version: u64,
         flags: BTreeMap<String, Arc<Flag>>,
         segments: BTreeMap<String, Arc<Segment>>,
     ) -> Published {
         Published {
             seq: self.seq + 1,
+            data_version: data_version.max(self.data_version),
             flags,
             segments,
             ..Published::default()
@@ -201,6 +223,90 @@ impl Published {
                 segments: Items(&self.segments),
             }))
         })
+    }
+
+    /// The state compiled for evaluation, on first use. Client-side evaluation enables the
+    /// legacy secondary-key bucketing that LaunchDarkly applies only there (§3.8.4, §5.4).
+    pub fn snapshot(&self) -> &Snapshot {
+        self.snapshot.get_or_init(|| {
+            let data = FlagData {
+                flags: self
+                    .flags
+                    .iter()
+                    .map(|(k, f)| (k.clone(), Flag::clone(f)))
+                    .collect(),
+                segments: self
+                    .segments
+                    .iter()
+                    .map(|(k, s)| (k.clone(), Segment::clone(s)))
+                    .collect(),
+            };
+            Snapshot::compile_with(
+                &data,
+                EvalOptions {
+                    secondary_key_bucketing: true,
+                },
+            )
+        })
+    }
+
+    /// The flags whose result may change when `flags` and `segments` change: those, the flags
+    /// whose rules use one of those segments (directly or through other segments) and, again
+    /// and again, the flags that have an affected flag as a prerequisite.
+    pub fn affected_flags(
+        &self,
+        flags: &BTreeSet<String>,
+        segments: &BTreeSet<String>,
+    ) -> Vec<String> {
+        fn uses_segment(clauses: &[Clause], affected: &BTreeSet<String>) -> bool {
+            clauses.iter().any(|c| {
+                c.op == "segmentMatch"
+                    && c.values
+                        .iter()
+                        .any(|v| v.as_str().is_some_and(|k| affected.contains(k)))
+            })
+        }
+        let mut segments = segments.clone();
+        if !segments.is_empty() {
+            loop {
+                let before = segments.len();
+                for (key, segment) in &self.segments {
+                    if !segments.contains(key)
+                        && segment
+                            .rules
+                            .iter()
+                            .any(|r| uses_segment(&r.clauses, &segments))
+                    {
+                        segments.insert(key.clone());
+                    }
+                }
+                if segments.len() == before {
+                    break;
+                }
+            }
+        }
+        let mut affected = flags.clone();
+        loop {
+            let before = affected.len();
+            for (key, flag) in &self.flags {
+                if affected.contains(key) {
+                    continue;
+                }
+                let uses = (!segments.is_empty()
+                    && flag
+                        .rules
+                        .iter()
+                        .any(|r| uses_segment(&r.clauses, &segments)))
+                    || flag.prerequisites.iter().any(|p| affected.contains(&p.key));
+                if uses {
+                    affected.insert(key.clone());
+                }
+            }
+            if affected.len() == before {
+                break;
+            }
+        }
+        affected.into_iter().collect()
     }
 
     /// `{<key>: <flag>, ...}`: the `/sdk/latest-flags` body and the legacy `/flags` put data.
@@ -313,6 +419,10 @@ pub(crate) struct EnvFeed {
     loaded_at: AtomicU64,
     /// Credentials that authorized open streams, with how many streams and when they expire.
     grants: Mutex<HashMap<String, GrantUse>>,
+    /// Secure mode (§5.7): `None` when off. Re-read when environments or credentials change.
+    secure_mode: RwLock<Option<Arc<SecureMode>>>,
+    /// Client-side streams open now; changes are prepared for them only when there are some.
+    pub client_streams: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -332,28 +442,40 @@ impl fmt::Debug for EnvFeed {
 }
 
 impl EnvFeed {
-    /// Reads an environment's flags and segments from the store.
-    pub async fn load(app: &App, id: EnvironmentId) -> Result<EnvFeed, AppError> {
+    /// Reads an environment's flags and segments from the store; `head` is the change-feed
+    /// position read just before.
+    pub async fn load(app: &App, id: EnvironmentId, head: u64) -> Result<EnvFeed, AppError> {
         let env_id = app
             .sdk_environment(&id.project, &id.environment)
             .await?
             .map(|e| e.client_side_id)
             .unwrap_or_default();
+        let secure_mode = app.secure_mode(&id.project, &id.environment).await?;
         let data = app.flag_data(&id.project, &id.environment).await?;
         let (changes, _) = broadcast::channel(BACKLOG);
         Ok(EnvFeed {
             id,
             env_id: RwLock::new(env_id),
-            state: RwLock::new(Arc::new(Published::from_data(0, data))),
+            state: RwLock::new(Arc::new(Published::from_data(0, head, data))),
             changes,
-            loaded_at: AtomicU64::new(0),
+            loaded_at: AtomicU64::new(head),
             grants: Mutex::new(HashMap::new()),
+            secure_mode: RwLock::new(secure_mode.map(Arc::new)),
+            client_streams: AtomicUsize::new(0),
         })
     }
 
-    pub fn with_loaded_at(self, head: u64) -> EnvFeed {
-        self.loaded_at.store(head, Ordering::SeqCst);
-        self
+    /// The environment's secure mode, `None` when off.
+    pub fn secure_mode(&self) -> Option<Arc<SecureMode>> {
+        self.secure_mode
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the secure-mode setting (after environment or credential changes).
+    pub fn set_secure_mode(&self, secure_mode: Option<SecureMode>) {
+        *self.secure_mode.write().unwrap_or_else(|e| e.into_inner()) = secure_mode.map(Arc::new);
     }
 
     pub fn loaded_at(&self) -> u64 {
@@ -378,24 +500,28 @@ impl EnvFeed {
             .clone()
     }
 
-    /// Publishes the changed items (only those whose version grew, or that disappeared) and
-    /// broadcasts their events. Returns how many events were sent. Only the change-feed worker
-    /// calls this, so publications never race.
-    pub fn apply(&self, changes: Vec<ItemChange>) -> usize {
+    /// Publishes the changed items (only those whose version grew, or that disappeared) as the
+    /// state at change-feed `position`, and broadcasts their events. Returns how many events
+    /// were sent. Only the change-feed worker calls this, so publications never race.
+    pub fn apply(&self, changes: Vec<ItemChange>, position: u64) -> usize {
         let current = self.current();
         let mut flags = current.flags.clone();
         let mut segments = current.segments.clone();
         let mut events = Events::default();
+        let mut changed_flags = BTreeSet::new();
+        let mut changed_segments = BTreeSet::new();
         for change in changes {
             match change {
                 ItemChange::Flag(key, Some(flag)) => {
                     if flags.get(&key).is_none_or(|old| flag.version > old.version) {
                         events.patch_flag(&flag);
+                        changed_flags.insert(key.clone());
                         flags.insert(key, Arc::new(flag));
                     }
                 }
                 ItemChange::Flag(key, None) => {
                     if let Some(old) = flags.remove(&key) {
+                        changed_flags.insert(key.clone());
                         // The store's tombstone (or the archived flag's rewritten targeting) is
                         // at least one version above what SDKs hold, and any later incarnation
                         // of the key is above that, so `old + 1` never blocks a future patch
@@ -409,11 +535,13 @@ impl EnvFeed {
                         .is_none_or(|old| segment.version > old.version)
                     {
                         events.patch_segment(&segment);
+                        changed_segments.insert(key.clone());
                         segments.insert(key, Arc::new(segment));
                     }
                 }
                 ItemChange::Segment(key, None) => {
                     if let Some(old) = segments.remove(&key) {
+                        changed_segments.insert(key.clone());
                         events.delete_segment(&key, old.version + 1);
                     }
                 }
@@ -422,20 +550,31 @@ impl EnvFeed {
         if events.count == 0 {
             return 0;
         }
-        let next = Arc::new(current.next(flags, segments));
+        let next = Arc::new(current.next(position, flags, segments));
         let seq = next.seq;
+        let client = (self.client_streams.load(Ordering::Relaxed) > 0).then(|| {
+            // Compiled here, once, rather than by the first stream task to need it.
+            next.snapshot();
+            current.snapshot();
+            ClientChange {
+                flags: next.affected_flags(&changed_flags, &changed_segments),
+                before: Arc::clone(&current),
+                after: Arc::clone(&next),
+            }
+        });
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = next;
         // No receivers is not an error: polling SDKs read the new state on their next request.
         let _ = self.changes.send(Arc::new(Frame::Changes {
             seq,
             all: Framed::new(events.all),
             flags: Framed::new(events.flags),
+            client,
         }));
         events.count
     }
 
     /// Compares a complete reload with what is published and applies the difference.
-    pub fn apply_full(&self, data: FlagData) -> usize {
+    pub fn apply_full(&self, data: FlagData, position: u64) -> usize {
         let current = self.current();
         let mut changes = Vec::new();
         for key in current.flags.keys() {
@@ -458,7 +597,7 @@ impl EnvFeed {
                 .into_iter()
                 .map(|(k, s)| ItemChange::Segment(k, Some(s))),
         );
-        self.apply(changes)
+        self.apply(changes, position)
     }
 
     pub fn heartbeat(&self) {

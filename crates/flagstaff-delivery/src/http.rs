@@ -62,10 +62,22 @@ impl Delivery {
         let Some(secret) = credentials::presented_key(headers) else {
             return Err(unauthorized());
         };
+        self.authorize_secret(secret, kind)
+            .await?
+            .ok_or_else(unauthorized)
+    }
+
+    /// Checks a credential of `kind` and loads its environment; `Ok(None)` when the credential
+    /// does not exist (or no longer does), which each route answers in its own way.
+    pub(crate) async fn authorize_secret(
+        &self,
+        secret: &str,
+        kind: CredentialKind,
+    ) -> Result<Option<Authorized>, Refusal> {
         let fingerprint = flagstaff_app::fingerprint(secret);
         let grant = match self.grants.lookup(&self.app, &fingerprint, kind).await {
             Ok(Some(grant)) => grant,
-            Ok(None) => return Err(unauthorized()),
+            Ok(None) => return Ok(None),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check an SDK credential");
                 return Err(unavailable("the server cannot check credentials right now"));
@@ -76,11 +88,11 @@ impl Delivery {
             environment: grant.environment.clone(),
         };
         match self.feed(&id).await {
-            Ok(feed) => Ok(Authorized {
+            Ok(feed) => Ok(Some(Authorized {
                 feed,
                 fingerprint,
                 grant,
-            }),
+            })),
             Err(e) => {
                 tracing::warn!(environment = %id, error = %e, "cannot load an environment");
                 Err(unavailable("the environment's data is not ready"))

@@ -22,6 +22,7 @@
 //! stays the source of truth: a lost wake-up delays a change by at most the poll interval.
 #![forbid(unsafe_code)]
 
+mod client;
 mod credentials;
 mod events;
 mod feed;
@@ -37,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use flagstaff_app::App;
 use tokio::sync::{OnceCell, mpsc};
 
@@ -150,8 +151,8 @@ impl Delivery {
                 // The change-feed position is read before the data, so every change after it
                 // is either in the data or applied later by the worker (see below).
                 let head = self.app.store().head().await?;
-                let feed = feed::EnvFeed::load(&self.app, id.clone()).await?;
-                Ok::<_, flagstaff_app::AppError>(Arc::new(feed.with_loaded_at(head)))
+                let feed = feed::EnvFeed::load(&self.app, id.clone(), head).await?;
+                Ok::<_, flagstaff_app::AppError>(Arc::new(feed))
             })
             .await?;
         if loaded_now && self.applying.load(Ordering::SeqCst) > feed.loaded_at() {
@@ -186,7 +187,59 @@ pub struct StartError(flagstaff_store::StoreError);
 
 /// The routes SDKs use. Merge them into the server's router.
 pub fn router(delivery: Arc<Delivery>) -> Router {
+    use client::Caller;
+    // Browser routes: the client-side ID is in the path, and every response carries CORS
+    // headers (§5.8).
+    let browser = Router::new()
+        .route(
+            "/sdk/evalx/{env}/contexts/{context}",
+            get(client::browser_get),
+        )
+        .route("/sdk/evalx/{env}/users/{context}", get(client::browser_get))
+        .route("/sdk/evalx/{env}/context", any(client::browser_report))
+        .route("/sdk/evalx/{env}/contexts", any(client::browser_report))
+        .route("/sdk/evalx/{env}/user", any(client::browser_report))
+        .route("/sdk/evalx/{env}/users", any(client::browser_report))
+        .route("/eval/{env}/{context}", get(client::browser_stream))
+        .route("/eval/{env}", any(client::browser_stream_report))
+        .route("/ping/{env}", get(client::browser_ping))
+        .route("/sdk/goals/{env}", get(client::goals))
+        .route("/events/bulk/{env}", post(client::browser_bulk))
+        .route("/events/diagnostic/{env}", post(client::browser_diagnostic))
+        .route("/a/{file}", get(client::beacon))
+        .layer(axum::middleware::from_fn(client::cors));
+    let mobile_get = |caller: Caller| move |s, p, q, h| client::keyed_get(caller, s, p, q, h);
+    let mobile_report =
+        |caller: Caller| move |s, q, m, h, b| client::keyed_report(caller, s, q, m, h, b);
     Router::new()
+        .merge(browser)
+        .route(
+            "/msdk/evalx/contexts/{context}",
+            get(mobile_get(Caller::Mobile)),
+        )
+        .route(
+            "/msdk/evalx/users/{context}",
+            get(mobile_get(Caller::Mobile)),
+        )
+        .route("/msdk/evalx/context", any(mobile_report(Caller::Mobile)))
+        .route("/msdk/evalx/user", any(mobile_report(Caller::Mobile)))
+        .route(
+            "/sdk/evalx/contexts/{context}",
+            get(mobile_get(Caller::Server)),
+        )
+        .route(
+            "/sdk/evalx/users/{context}",
+            get(mobile_get(Caller::Server)),
+        )
+        .route("/sdk/evalx/context", any(mobile_report(Caller::Server)))
+        .route("/sdk/evalx/user", any(mobile_report(Caller::Server)))
+        .route("/meval/{context}", get(client::mobile_stream))
+        .route("/meval", any(client::mobile_stream_report))
+        .route("/mping", get(client::mobile_ping))
+        .route("/mobile", post(client::mobile_bulk))
+        .route("/mobile/events", post(client::mobile_bulk))
+        .route("/mobile/events/bulk", post(client::mobile_bulk))
+        .route("/mobile/events/diagnostic", post(client::mobile_diagnostic))
         .route("/all", get(stream::all))
         .route("/flags", get(stream::flags_only))
         .route("/sdk/latest-all", get(polling::latest_all))

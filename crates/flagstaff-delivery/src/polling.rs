@@ -49,7 +49,7 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 /// A JSON document response honouring `If-None-Match` and `Accept-Encoding`.
-fn document(headers: &HeaderMap, payload: &Payload) -> Response {
+pub(crate) fn document(headers: &HeaderMap, payload: &Payload) -> Response {
     let etag = HeaderValue::from_str(&payload.etag).unwrap_or(HeaderValue::from_static("\"\""));
     let mut response = if not_modified(headers, &payload.etag) {
         StatusCode::NOT_MODIFIED.into_response()

@@ -7,6 +7,10 @@
 //! length, so HTTP/1.1 sends it with chunked transfer encoding, which the Python SDK needs
 //! (`real-sdk-observations.md` trap 1); every event is written as soon as it is produced.
 
+// Refusals are HTTP responses, built only on the refusal path and returned straight to axum;
+// boxing them would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::Delivery;
 use crate::feed::{EnvFeed, Frame, Framed, HEARTBEAT, HEARTBEAT_CHUNK};
-use crate::http::{unavailable, with_env_id};
+use crate::http::{Authorized, unavailable, with_env_id};
 
 /// Which stream format a subscription speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,14 +36,19 @@ pub(crate) enum Format {
 }
 
 /// Counts an open stream and releases its place when dropped, however the stream ends.
-struct OpenStream {
-    delivery: Arc<Delivery>,
-    feed: Arc<EnvFeed>,
-    fingerprint: String,
+pub(crate) struct OpenStream {
+    pub delivery: Arc<Delivery>,
+    pub feed: Arc<EnvFeed>,
+    pub fingerprint: String,
+    /// A client-side stream, counted in [`EnvFeed::client_streams`].
+    pub client: bool,
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
+        if self.client {
+            self.feed.client_streams.fetch_sub(1, Ordering::Relaxed);
+        }
         self.feed.grant_closed(&self.fingerprint);
         self.delivery.open_streams.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("flagstaff_sdk_streams").decrement(1.0);
@@ -78,7 +87,9 @@ impl Subscription {
         loop {
             match self.changes.recv().await {
                 Ok(frame) => match frame.as_ref() {
-                    Frame::Changes { seq, all, flags } => {
+                    Frame::Changes {
+                        seq, all, flags, ..
+                    } => {
                         if *seq <= self.seen {
                             continue; // Already in the `put` this stream started with.
                         }
@@ -134,19 +145,8 @@ impl Delivery {
             return Err(unavailable("the server is shutting down"));
         }
         let authorized = self.authorize(headers, kind).await?;
-        if self.open_streams.fetch_add(1, Ordering::Relaxed) >= self.config.max_streams {
-            self.open_streams.fetch_sub(1, Ordering::Relaxed);
-            metrics::counter!("flagstaff_sdk_streams_refused_total").increment(1);
-            return Err(unavailable("too many open streams on this server"));
-        }
-        metrics::gauge!("flagstaff_sdk_streams").increment(1.0);
-        let feed = authorized.feed;
-        feed.grant_opened(&authorized.fingerprint, kind, authorized.grant.expires_at);
-        let open = OpenStream {
-            delivery: Arc::clone(self),
-            feed: Arc::clone(&feed),
-            fingerprint: authorized.fingerprint,
-        };
+        let open = self.admit(authorized, kind, false)?;
+        let feed = Arc::clone(&open.feed);
         // Subscribe first, then read the state: every later change is in the broadcast.
         let changes = feed.subscribe();
         let (seen, put) = Subscription::put(&feed, format, chunked);
@@ -161,6 +161,38 @@ impl Delivery {
                 first: Some(put),
             },
         ))
+    }
+}
+
+impl Delivery {
+    /// Counts a new stream of an authorized request, or refuses it when shutting down or over
+    /// the limit (`503`, which SDKs retry with backoff).
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        authorized: Authorized,
+        kind: CredentialKind,
+        client: bool,
+    ) -> Result<OpenStream, Response> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(unavailable("the server is shutting down"));
+        }
+        if self.open_streams.fetch_add(1, Ordering::Relaxed) >= self.config.max_streams {
+            self.open_streams.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("flagstaff_sdk_streams_refused_total").increment(1);
+            return Err(unavailable("too many open streams on this server"));
+        }
+        metrics::gauge!("flagstaff_sdk_streams").increment(1.0);
+        let feed = authorized.feed;
+        if client {
+            feed.client_streams.fetch_add(1, Ordering::Relaxed);
+        }
+        feed.grant_opened(&authorized.fingerprint, kind, authorized.grant.expires_at);
+        Ok(OpenStream {
+            delivery: Arc::clone(self),
+            feed,
+            fingerprint: authorized.fingerprint,
+            client,
+        })
     }
 }
 
@@ -180,9 +212,22 @@ pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
     ("x-accel-buffering", "no"),
 ];
 
-fn sse_response(feed: &EnvFeed, subscription: Subscription) -> Response {
-    let body = futures_util::stream::unfold(subscription, |mut s| async move {
-        s.next()
+/// Something that produces the bytes of an SSE response until it ends.
+pub(crate) trait EventSource: Send + 'static {
+    /// The next bytes to write, or `None` when the stream must end.
+    fn next_bytes(&mut self) -> impl std::future::Future<Output = Option<Bytes>> + Send;
+}
+
+impl EventSource for Subscription {
+    fn next_bytes(&mut self) -> impl std::future::Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
+}
+
+/// An SSE response carrying what `source` produces.
+pub(crate) fn sse_response(feed: &EnvFeed, source: impl EventSource) -> Response {
+    let body = futures_util::stream::unfold(source, |mut s| async move {
+        s.next_bytes()
             .await
             .map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), s))
     });

@@ -118,12 +118,13 @@ fn plan(records: &[ChangeRecord], feeds: &[Arc<EnvFeed>]) -> Plan {
 }
 
 impl Delivery {
-    /// Re-reads what `work` names for one environment and publishes the difference.
-    async fn refresh(&self, feed: &EnvFeed, work: Work) -> Result<usize, AppError> {
+    /// Re-reads what `work` names for one environment and publishes the difference as the
+    /// state at change-feed `position`.
+    async fn refresh(&self, feed: &EnvFeed, work: Work, position: u64) -> Result<usize, AppError> {
         let id = &feed.id;
         if work.everything {
             let data = self.app.flag_data(&id.project, &id.environment).await?;
-            return Ok(feed.apply_full(data));
+            return Ok(feed.apply_full(data, position));
         }
         let mut changes = Vec::with_capacity(work.flags.len() + work.segments.len());
         for key in work.flags {
@@ -140,7 +141,7 @@ impl Delivery {
                 .await?;
             changes.push(ItemChange::Segment(key, segment));
         }
-        Ok(feed.apply(changes))
+        Ok(feed.apply(changes, position))
     }
 
     /// Ends the streams whose credential no longer grants their environment, and notes new
@@ -148,6 +149,11 @@ impl Delivery {
     async fn recheck_credentials(&self) -> Result<(), AppError> {
         self.grants.clear();
         for feed in self.loaded_feeds() {
+            feed.set_secure_mode(
+                self.app
+                    .secure_mode(&feed.id.project, &feed.id.environment)
+                    .await?,
+            );
             let mut revoked = Vec::new();
             for (fingerprint, kind, _) in feed.grants_in_use() {
                 match self.app.grant(&fingerprint, kind).await? {
@@ -177,7 +183,8 @@ impl Delivery {
                 continue;
             };
             let started = std::time::Instant::now();
-            let events = self.refresh(feed, work).await?;
+            let position = records.last().map_or(0, |r| r.seq);
+            let events = self.refresh(feed, work, position).await?;
             if events > 0 {
                 metrics::counter!("flagstaff_sdk_change_events_total").increment(events as u64);
                 metrics::histogram!("flagstaff_sdk_publish_seconds")
@@ -221,7 +228,8 @@ pub(crate) async fn follow_changes(
             Some(feed) = resync.recv() => {
                 let id = feed.id.clone();
                 let work = Work { everything: true, ..Work::default() };
-                if let Err(e) = delivery.refresh(&feed, work).await {
+                let position = delivery.applying.load(Ordering::SeqCst);
+                if let Err(e) = delivery.refresh(&feed, work, position).await {
                     tracing::warn!(environment = %id, error = %e, "cannot re-read an environment");
                 }
                 continue;

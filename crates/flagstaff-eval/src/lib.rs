@@ -23,6 +23,7 @@
 
 mod bucket;
 mod clause;
+mod client;
 mod evaluate;
 mod keyset;
 mod semver;
@@ -31,6 +32,7 @@ mod time;
 mod typed;
 pub mod values;
 
+pub use client::{Audience, ClientResult, is_experiment};
 pub use evaluate::{Detail, MAX_DEPTH, Observer, Trace};
 pub use snapshot::{CompiledFlag, EvalOptions, FlagId, Snapshot};
 pub use typed::{TypedDetail, ValueType};

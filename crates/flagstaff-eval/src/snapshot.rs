@@ -213,6 +213,19 @@ impl Snapshot {
         self.flags.iter()
     }
 
+    /// Every flag with its id, in key order.
+    pub fn flag_ids(&self) -> impl ExactSizeIterator<Item = (FlagId, &CompiledFlag)> {
+        self.flags
+            .iter()
+            .enumerate()
+            .map(|(i, flag)| (FlagId(i as u32), flag))
+    }
+
+    /// The options the snapshot was compiled with.
+    pub fn options(&self) -> EvalOptions {
+        self.options
+    }
+
     pub(crate) fn segment(&self, id: SegmentId) -> &CompiledSegment {
         &self.segments[id.0 as usize]
     }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod attr_ref;
+mod client;
 mod context;
 mod data;
 mod flag;
@@ -19,6 +20,7 @@ mod reason;
 mod segment;
 
 pub use attr_ref::{AttrRef, AttrRefError};
+pub use client::{EvaluatedFlag, FlagState};
 pub use context::{AttrValue, Context, ContextError, IndividualContext, Kind};
 pub use data::{DataError, FlagData};
 pub use flag::{

@@ -16,6 +16,7 @@ pub struct Server {
     pub admin: Actor,
     pub sdk_key: String,
     pub mobile_key: String,
+    pub client_side_id: String,
     pub delivery: Arc<Delivery>,
     _dir: tempfile::TempDir,
 }
@@ -42,6 +43,7 @@ pub async fn start(config: DeliveryConfig) -> Server {
         admin,
         sdk_key: init.environments[0].keys.sdk_key.clone(),
         mobile_key: init.environments[0].keys.mobile_key.clone(),
+        client_side_id: init.environments[0].keys.client_side_id.clone(),
         delivery,
         _dir: dir,
     }
@@ -74,12 +76,14 @@ pub struct Stream {
 
 impl Stream {
     pub async fn open(base: &str, path: &str, key: &str) -> Stream {
-        let response = client()
+        let request = client()
             .get(format!("{base}{path}"))
-            .header("Authorization", key)
-            .send()
-            .await
-            .unwrap();
+            .header("Authorization", key);
+        Stream::from_request(request, path).await
+    }
+
+    pub async fn from_request(request: reqwest::RequestBuilder, path: &str) -> Stream {
+        let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         Stream {
             response_headers: response.headers().clone(),
@@ -152,15 +156,15 @@ pub async fn create_flag(server: &Server, key: &str) {
         .unwrap();
 }
 
-/// Turns a flag on in `default/production`.
-pub async fn turn_on(server: &Server, key: &str) {
+/// Changes a flag's targeting in `default/production`.
+pub async fn set_targeting(server: &Server, key: &str, change: impl FnOnce(&mut Targeting)) {
     let current = server
         .app
         .targeting(&server.admin, "default", "production", key)
         .await
         .unwrap();
     let mut targeting: Targeting = current.value.clone();
-    targeting.on = true;
+    change(&mut targeting);
     server
         .app
         .update_targeting(
@@ -174,4 +178,9 @@ pub async fn turn_on(server: &Server, key: &str) {
         )
         .await
         .unwrap();
+}
+
+/// Turns a flag on in `default/production`.
+pub async fn turn_on(server: &Server, key: &str) {
+    set_targeting(server, key, |t| t.on = true).await;
 }
