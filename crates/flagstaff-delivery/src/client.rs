@@ -761,15 +761,22 @@ const ALLOWED_HEADERS: &str = "Cache-Control, Content-Type, Content-Length, Acce
      If-None-Match, X-LaunchDarkly-User-Agent, X-LaunchDarkly-Payload-ID, X-LaunchDarkly-Wrapper, \
      X-LaunchDarkly-Event-Schema, X-LaunchDarkly-Tags";
 
+/// What OFREP's web provider sends.
+const OFREP_ALLOWED_HEADERS: &str =
+    "Authorization, X-API-Key, Content-Type, If-None-Match, Cache-Control";
+
 /// CORS for the browser routes (§5.8), on every response including errors, and preflights
 /// answered here without authentication (a preflight carries no credential).
 pub(crate) async fn cors(request: Request, next: Next) -> Response {
     let origin = request.headers().get(header::ORIGIN).cloned();
     let path = request.uri().path();
-    let methods = if path.starts_with("/events/") {
-        "POST, OPTIONS"
+    let (methods, allowed_headers) = if path.starts_with("/ofrep/") {
+        // OpenFeature's web provider sends the credential in a header.
+        ("GET, POST, OPTIONS", OFREP_ALLOWED_HEADERS)
+    } else if path.starts_with("/events/") {
+        ("POST, OPTIONS", ALLOWED_HEADERS)
     } else {
-        "GET, REPORT, OPTIONS"
+        ("GET, REPORT, OPTIONS", ALLOWED_HEADERS)
     };
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()
@@ -785,7 +792,7 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static(ALLOWED_HEADERS),
+        HeaderValue::from_static(allowed_headers),
     );
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_CREDENTIALS,

@@ -27,6 +27,7 @@ mod credentials;
 mod events;
 mod feed;
 mod http;
+mod ofrep;
 mod polling;
 mod raw;
 mod stream;
@@ -207,6 +208,9 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
         .route("/events/bulk/{env}", post(client::browser_bulk))
         .route("/events/diagnostic/{env}", post(client::browser_diagnostic))
         .route("/a/{file}", get(client::beacon))
+        .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_flags))
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
+        .route("/ofrep/v1/configuration", get(ofrep::configuration))
         .layer(axum::middleware::from_fn(client::cors));
     let mobile_get = |caller: Caller| move |s, p, q, h| client::keyed_get(caller, s, p, q, h);
     let mobile_report =

@@ -65,6 +65,38 @@ impl Sdk {
     }
 }
 
+/// Runs `sdk-clients/node/<script>` with `input` as JSON on stdin and returns the JSON it
+/// prints (the OpenFeature OFREP provider runs this way, `ofrep.mjs`). Panics with the script's
+/// stderr when it fails.
+pub fn run_node_script(script: &str, input: &Value) -> Value {
+    let path = workspace_root().join("sdk-clients/node").join(script);
+    let mut child = Command::new("node")
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start node {}: {e}", path.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.to_string().as_bytes())
+        .expect("write the script's input");
+    let output = child.wait_with_output().expect("the script's output");
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
 /// A running SDK driver process.
 #[derive(Debug)]
 pub struct Driver {

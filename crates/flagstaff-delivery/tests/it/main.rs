@@ -5,6 +5,7 @@
 
 mod client;
 mod events;
+mod ofrep;
 mod polling;
 mod streaming;
 mod support;

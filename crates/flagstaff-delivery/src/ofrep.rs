@@ -1,0 +1,352 @@
+//! The OpenFeature Remote Evaluation Protocol (OFREP, `open-feature/protocol`
+//! `service/openapi.yaml`): `POST /ofrep/v1/evaluate/flags/{key}` and the bulk
+//! `POST /ofrep/v1/evaluate/flags` (with `ETag`/`304`), plus the optional
+//! `GET /ofrep/v1/configuration`. OpenFeature's OFREP providers (server and web) work against
+//! Flagstaff with its base URL and an environment credential.
+//!
+//! The credential decides the flags visible, as for LaunchDarkly's client endpoints (§5.6): the
+//! SDK key sees every flag, the mobile key the flags marked for mobile, the client-side ID the
+//! flags marked for browsers. It travels as `Authorization: Bearer <key>`, `X-API-Key: <key>` or a
+//! bare `Authorization`. A client-side ID is refused while the environment is in secure mode,
+//! since OFREP has no place for the context hash.
+//!
+//! The OpenFeature context maps onto a LaunchDarkly context the way LaunchDarkly's own
+//! OpenFeature providers map it: `targetingKey` (or `key`) is the key, `kind` the kind (default
+//! `user`), every other property an attribute; `kind: "multi"` takes one object per kind.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flagstaff_app::CredentialKind;
+use flagstaff_eval::{Audience, ClientResult};
+use flagstaff_protocol::{Context, ErrorKind, ReasonKind};
+use serde_json::{Map, Value, json};
+
+use crate::Delivery;
+use crate::feed::Payload;
+use crate::http::{Authorized, with_env_id};
+use crate::polling::document;
+
+/// An OFREP error body (`evaluationFailure`, `flagNotFound`, `bulkEvaluationFailure`).
+fn failure(status: StatusCode, key: Option<&str>, code: &str, details: &str) -> Response {
+    let mut body = json!({"errorCode": code, "errorDetails": details});
+    if let Some(key) = key {
+        body["key"] = json!(key);
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// The environment credential of an OFREP request.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim()).filter(|k| !k.is_empty());
+    }
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let key = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("api_key") => rest.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+/// Finds which of the environment's credentials was presented.
+async fn authorize(
+    delivery: &Delivery,
+    headers: &HeaderMap,
+) -> Result<(Authorized, Audience), Response> {
+    let unauthorized = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"errorDetails": "send an environment's SDK key, mobile key or client-side ID as a Bearer token or X-API-Key"})),
+        )
+            .into_response()
+    };
+    let Some(key) = presented_key(headers) else {
+        return Err(unauthorized());
+    };
+    for (kind, audience) in [
+        (CredentialKind::Sdk, Audience::Server),
+        (CredentialKind::Mobile, Audience::Mobile),
+        (CredentialKind::ClientSide, Audience::Browser),
+    ] {
+        if let Some(authorized) = delivery.authorize_secret(key, kind).await? {
+            if audience == Audience::Browser && authorized.feed.secure_mode().is_some() {
+                return Err(failure(
+                    StatusCode::FORBIDDEN,
+                    None,
+                    "GENERAL",
+                    "this environment is in secure mode: use the SDK key or the mobile key",
+                ));
+            }
+            return Ok((authorized, audience));
+        }
+    }
+    Err(unauthorized())
+}
+
+/// Maps an OpenFeature evaluation context onto a LaunchDarkly context. `Err` is
+/// `(errorCode, errorDetails)`.
+pub(crate) fn context_from_openfeature(
+    context: Option<&Value>,
+) -> Result<Context, (&'static str, String)> {
+    let Some(Value::Object(object)) = context else {
+        return Err((
+            "INVALID_CONTEXT",
+            "the request needs a context object".to_owned(),
+        ));
+    };
+    fn single(kind: &str, object: &Map<String, Value>) -> Result<Value, (&'static str, String)> {
+        let key = match object.get("targetingKey").or_else(|| object.get("key")) {
+            Some(Value::String(key)) if !key.is_empty() => key.clone(),
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err((
+                    "TARGETING_KEY_MISSING",
+                    format!("the {kind} context has no targetingKey"),
+                ));
+            }
+            Some(_) => {
+                return Err((
+                    "INVALID_CONTEXT",
+                    "targetingKey must be a string".to_owned(),
+                ));
+            }
+        };
+        let mut out = Map::new();
+        for (name, value) in object {
+            if !matches!(name.as_str(), "targetingKey" | "key" | "kind") {
+                out.insert(name.clone(), value.clone());
+            }
+        }
+        out.insert("kind".into(), json!(kind));
+        out.insert("key".into(), json!(key));
+        Ok(Value::Object(out))
+    }
+    let kind = match object.get("kind") {
+        None | Some(Value::Null) => "user",
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(_) => return Err(("INVALID_CONTEXT", "kind must be a string".to_owned())),
+    };
+    let ld = if kind == "multi" {
+        let mut multi = Map::new();
+        multi.insert("kind".into(), json!("multi"));
+        for (name, value) in object {
+            if name == "kind" || name == "targetingKey" {
+                continue;
+            }
+            let Value::Object(nested) = value else {
+                return Err((
+                    "INVALID_CONTEXT",
+                    format!("{name}: each kind of a multi context is an object"),
+                ));
+            };
+            multi.insert(name.clone(), single(name, nested)?);
+        }
+        Value::Object(multi)
+    } else {
+        single(kind, object)?
+    };
+    Context::from_json(&ld).map_err(|e| ("INVALID_CONTEXT", format!("{}: {}", e.field, e.message)))
+}
+
+/// The OpenFeature reason for a LaunchDarkly reason.
+fn reason(result: &ClientResult<'_>) -> &'static str {
+    match &result.detail.reason.kind {
+        ReasonKind::Off => "DISABLED",
+        ReasonKind::TargetMatch | ReasonKind::RuleMatch { .. } => "TARGETING_MATCH",
+        ReasonKind::Fallthrough { .. } => "DEFAULT",
+        ReasonKind::PrerequisiteFailed { .. } => "PREREQUISITE_FAILED",
+        ReasonKind::Error { .. } => "ERROR",
+    }
+}
+
+/// One flag's OFREP result: `evaluationSuccess` or `evaluationFailure` (an evaluation error).
+fn evaluation(key: &str, result: &ClientResult<'_>) -> Result<Value, Value> {
+    if let ReasonKind::Error { error_kind } = &result.detail.reason.kind {
+        let details = match error_kind {
+            ErrorKind::MalformedFlag => "the flag's configuration cannot be evaluated",
+            _ => "the flag could not be evaluated",
+        };
+        return Err(json!({"key": key, "errorCode": "GENERAL", "errorDetails": details}));
+    }
+    let mut metadata = json!({"flagVersion": result.flag.version});
+    if let ReasonKind::RuleMatch {
+        rule_index,
+        rule_id,
+        ..
+    } = &result.detail.reason.kind
+    {
+        metadata["ruleIndex"] = json!(rule_index);
+        if !rule_id.is_empty() {
+            metadata["ruleId"] = json!(rule_id);
+        }
+    }
+    if let ReasonKind::PrerequisiteFailed { prerequisite_key } = &result.detail.reason.kind {
+        metadata["prerequisiteKey"] = json!(prerequisite_key);
+    }
+    let mut out = json!({"key": key, "reason": reason(result), "metadata": metadata});
+    // No variation (an off flag without an off variation): no value, which tells the provider
+    // to use the application's default (OFREP ADR 0006).
+    if let (Some(value), Some(index)) = (result.detail.value, result.detail.variation_index) {
+        out["value"] = value.clone();
+        out["variant"] = json!(index.to_string());
+    }
+    Ok(out)
+}
+
+async fn read_context(body: Body, key: Option<&str>) -> Result<Context, Response> {
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            "PARSE_ERROR",
+            "the request body is limited to 64 KiB",
+        )
+    })?;
+    let request: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        failure(
+            StatusCode::BAD_REQUEST,
+            key,
+            "PARSE_ERROR",
+            &format!("the request body is not JSON: {e}"),
+        )
+    })?;
+    context_from_openfeature(request.get("context"))
+        .map_err(|(code, details)| failure(StatusCode::BAD_REQUEST, key, code, &details))
+}
+
+/// `POST /ofrep/v1/evaluate/flags/{key}`.
+pub(crate) async fn evaluate_flag(
+    State(d): State<Arc<Delivery>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (authorized, audience) = match authorize(&d, &headers).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal,
+    };
+    let context = match read_context(body, Some(&key)).await {
+        Ok(context) => context,
+        Err(refusal) => return refusal,
+    };
+    let state = authorized.feed.current();
+    let snapshot = state.snapshot();
+    let Some(id) = snapshot
+        .flag_id(&key)
+        .filter(|id| audience.sees(snapshot.flag(*id).source()))
+    else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            Some(&key),
+            "FLAG_NOT_FOUND",
+            "no such flag for this credential",
+        );
+    };
+    let result = snapshot.evaluate_for_client(id, &context);
+    let response = match evaluation(&key, &result) {
+        Ok(success) => axum::Json(success).into_response(),
+        Err(failed) => (StatusCode::BAD_REQUEST, axum::Json(failed)).into_response(),
+    };
+    with_env_id(response, &authorized.feed)
+}
+
+/// `POST /ofrep/v1/evaluate/flags`: every visible flag, with an `ETag` of the body.
+pub(crate) async fn evaluate_flags(
+    State(d): State<Arc<Delivery>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let (authorized, audience) = match authorize(&d, &headers).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal,
+    };
+    let context = match read_context(body, None).await {
+        Ok(context) => context,
+        Err(refusal) => return refusal,
+    };
+    let state = authorized.feed.current();
+    let flags: Vec<Value> = state
+        .snapshot()
+        .evaluate_all_for_client(audience, &context)
+        .iter()
+        .map(|(key, result)| evaluation(key, result).unwrap_or_else(|failed| failed))
+        .collect();
+    let body = serde_json::to_vec(&json!({"flags": flags})).unwrap_or_default();
+    with_env_id(document(&headers, &Payload::new(body)), &authorized.feed)
+}
+
+/// `GET /ofrep/v1/configuration`: what providers may rely on.
+pub(crate) async fn configuration() -> Response {
+    axum::Json(json!({
+        "name": "Flagstaff",
+        "capabilities": {
+            "cacheInvalidation": {"polling": {"enabled": true, "minPollingIntervalMs": 1000}},
+            "flagEvaluation": {"supportedTypes": ["boolean", "string", "int", "float", "object"]}
+        }
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(context: Value) -> Result<Value, &'static str> {
+        context_from_openfeature(Some(&context))
+            .map(|c| json!({"kind": c.kind_name(), "key": c.fully_qualified_key()}))
+            .map_err(|(code, _)| code)
+    }
+
+    #[test]
+    fn openfeature_contexts_become_launchdarkly_contexts() {
+        assert_eq!(
+            map(json!({"targetingKey": "u1", "plan": "pro"})),
+            Ok(json!({"kind": "user", "key": "u1"}))
+        );
+        assert_eq!(
+            map(json!({"kind": "org", "targetingKey": "acme"})),
+            Ok(json!({"kind": "org", "key": "org:acme"}))
+        );
+        assert_eq!(
+            map(json!({"kind": "multi", "user": {"targetingKey": "u"}, "org": {"key": "o"}})),
+            Ok(json!({"kind": "multi", "key": "org:o:user:u"}))
+        );
+        let attributes =
+            context_from_openfeature(Some(&json!({"targetingKey": "u", "plan": "pro"}))).unwrap();
+        assert_eq!(
+            attributes.individuals()[0].attributes().get("plan"),
+            Some(&json!("pro"))
+        );
+    }
+
+    #[test]
+    fn missing_keys_and_bad_shapes_have_openfeature_error_codes() {
+        assert_eq!(map(json!({"plan": "pro"})), Err("TARGETING_KEY_MISSING"));
+        assert_eq!(
+            map(json!({"targetingKey": ""})),
+            Err("TARGETING_KEY_MISSING")
+        );
+        assert_eq!(map(json!({"targetingKey": 5})), Err("INVALID_CONTEXT"));
+        assert_eq!(
+            map(json!({"kind": 5, "targetingKey": "u"})),
+            Err("INVALID_CONTEXT")
+        );
+        assert_eq!(
+            map(json!({"kind": "multi", "user": "u"})),
+            Err("INVALID_CONTEXT")
+        );
+        assert_eq!(
+            map(json!({"kind": "kind", "targetingKey": "u"})),
+            Err("INVALID_CONTEXT")
+        );
+        assert_eq!(
+            context_from_openfeature(None).map_err(|(c, _)| c).err(),
+            Some("INVALID_CONTEXT")
+        );
+    }
+}
