@@ -3,7 +3,7 @@
 //! `sdk-clients/install` (run by `scripts/test`) installs them into ignored folders.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use serde_json::{Value, json};
@@ -97,31 +97,29 @@ pub fn run_node_script(script: &str, input: &Value) -> Value {
     })
 }
 
-/// A running SDK driver process.
+/// A child process that answers one JSON line per JSON command line.
 #[derive(Debug)]
-pub struct Driver {
-    /// Which SDK it runs.
-    pub sdk: Sdk,
+pub struct LineProcess {
+    name: &'static str,
     child: Child,
     input: ChildStdin,
     output: BufReader<ChildStdout>,
 }
 
-impl Driver {
-    /// Starts the driver of `sdk`.
-    pub fn start(sdk: Sdk) -> Driver {
-        let (program, script) = sdk.command();
+impl LineProcess {
+    /// Starts `program script`.
+    pub fn start(name: &'static str, program: &Path, script: &Path) -> LineProcess {
         let mut child = Command::new(program)
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start the {} driver: {e}", sdk.name()));
+            .unwrap_or_else(|e| panic!("cannot start the {name} driver: {e}"));
         let input = child.stdin.take().expect("stdin is piped");
         let output = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        Driver {
-            sdk,
+        LineProcess {
+            name,
             child,
             input,
             output,
@@ -137,11 +135,87 @@ impl Driver {
             .read_line(&mut line)
             .expect("read from the driver");
         let answer: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("{} driver answered {line:?}: {e}", self.sdk.name()));
+            .unwrap_or_else(|e| panic!("{} driver answered {line:?} to {command}: {e}", self.name));
         if let Some(error) = answer.get("error") {
-            panic!("{} driver failed on {command}: {error}", self.sdk.name());
+            panic!("{} driver failed on {command}: {error}", self.name);
         }
         answer
+    }
+}
+
+impl Drop for LineProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// LaunchDarkly's browser SDK in headless chromium (`sdk-clients/browser/driver.mjs`).
+#[derive(Debug)]
+pub struct Browser;
+
+impl Browser {
+    /// Whether the browser SDK, playwright-core and chromium are installed; like
+    /// [`Sdk::available`], a loud skip, or a failure when `FLAGSTAFF_REQUIRE_SDKS` is set.
+    pub fn available() -> bool {
+        let installed = workspace_root()
+            .join("sdk-clients/browser/node_modules/.installed")
+            .exists()
+            && Path::new(&chromium()).exists();
+        if installed {
+            return true;
+        }
+        let message = "the browser SDK or chromium is not installed: run sdk-clients/install";
+        if std::env::var_os("FLAGSTAFF_REQUIRE_SDKS").is_some() {
+            panic!("{message} (FLAGSTAFF_REQUIRE_SDKS is set)");
+        }
+        eprintln!("\n!!! SKIPPING BROWSER TESTS: {message} !!!\n");
+        false
+    }
+
+    /// Starts the driver (one chromium for all pages).
+    pub fn start() -> LineProcess {
+        LineProcess::start(
+            "browser",
+            Path::new("node"),
+            &workspace_root().join("sdk-clients/browser/driver.mjs"),
+        )
+    }
+
+    /// The browser SDK's UMD build, served to test pages.
+    pub fn sdk_script() -> Vec<u8> {
+        std::fs::read(workspace_root().join(
+            "sdk-clients/browser/node_modules/launchdarkly-js-client-sdk/dist/ldclient.min.js",
+        ))
+        .expect("the browser SDK is installed")
+    }
+}
+
+fn chromium() -> String {
+    std::env::var("FLAGSTAFF_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// A running SDK driver process.
+#[derive(Debug)]
+pub struct Driver {
+    /// Which SDK it runs.
+    pub sdk: Sdk,
+    process: LineProcess,
+}
+
+impl Driver {
+    /// Starts the driver of `sdk`.
+    pub fn start(sdk: Sdk) -> Driver {
+        let (program, script) = sdk.command();
+        Driver {
+            sdk,
+            process: LineProcess::start(sdk.name(), &program, &script),
+        }
+    }
+
+    /// Sends one command and returns the answer; panics on a driver error.
+    pub fn send(&mut self, command: &Value) -> Value {
+        self.process.send(command)
     }
 
     /// Opens a client `id` for an SDK key against `base`; returns whether it initialized.
@@ -181,12 +255,5 @@ impl Driver {
     /// Closes client `id`.
     pub fn close(&mut self, id: &str) {
         self.send(&json!({"cmd": "close", "id": id}));
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,215 @@
+//! LaunchDarkly's browser SDK (npm `launchdarkly-js-client-sdk` v3) in headless Debian chromium,
+//! driven by playwright-core, against `flagstaff serve`: the page is served from another
+//! origin on 127.0.0.1 (so CORS is exercised), initializes against Flagstaff, shows the right
+//! values for several contexts, receives a live change made through the management API over
+//! its stream, and never receives rule data.
+
+use std::path::Path;
+
+use flagstaff_testkit::sdk::Browser;
+use flagstaff_testkit::server::{self, Api, TestServer};
+use serde_json::{Value, json};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_flagstaff"))
+}
+
+/// Serves the test page and the browser SDK on a port of its own (another origin than
+/// Flagstaff's). Returns the page's base URL.
+async fn serve_page() -> String {
+    let page = include_str!("browser/page.html");
+    let sdk = Browser::sdk_script();
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        )
+        .route(
+            "/ldclient.min.js",
+            axum::routing::get(move || async move {
+                ([("content-type", "text/javascript")], sdk.clone())
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
+fn page_url(page: &str, base: &str, client_side_id: &str, context: &Value) -> String {
+    let config = json!({"base": base, "clientSideId": client_side_id, "context": context});
+    let fragment: String = config
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("{page}/#{fragment}")
+}
+
+/// Property names that only rules carry: none may reach a browser.
+const RULE_PROPERTIES: [&str; 9] = [
+    "rules",
+    "clauses",
+    "targets",
+    "contextTargets",
+    "fallthrough",
+    "offVariation",
+    "variations",
+    "salt",
+    "included",
+];
+
+fn assert_no_rules(what: &str, text: &str) {
+    for property in RULE_PROPERTIES {
+        assert!(
+            !text.contains(&format!("\"{property}\"")),
+            "{what} carries rule data ({property}): {text}"
+        );
+    }
+    assert!(
+        !text.contains("@example.com"),
+        "{what} leaks a clause value: {text}"
+    );
+}
+
+#[test]
+fn the_browser_sdk_gets_values_and_live_changes_but_never_rules() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(
+        binary(),
+        dir.path(),
+        "127.0.0.1:0",
+        &["--sdk-heartbeat-seconds", "1", "--change-poll-ms", "200"],
+    );
+    let base = server.base();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = Api::new(&base, &credentials.admin_token);
+    let env = rt.block_on(api.get("/projects/default/environments/production"));
+    let client_side_id = env["clientSideId"].as_str().unwrap().to_owned();
+    let targeting = |key: &str| format!("/projects/default/environments/production/flags/{key}");
+
+    // `banner`: staff (by email domain) see "purple", everyone else "plain".
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "banner", "name": "Banner", "kind": "multivariate",
+            "variations": [{"value": "plain"}, {"value": "purple"}],
+            "clientSideAvailability": {"usingEnvironmentId": true, "usingMobileKey": true}}),
+    ));
+    let current = rt.block_on(api.get(&targeting("banner")));
+    rt.block_on(api.put(
+        &targeting("banner"),
+        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 0,
+            "rules": [{"id": "staff", "variation": 1,
+                "clauses": [{"attribute": "email", "op": "endsWith", "values": ["@example.com"]}]}]}),
+        current["version"].as_u64(),
+    ));
+    // `checkout`: a boolean flag for browsers, off for now (false).
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "checkout", "name": "Checkout",
+            "clientSideAvailability": {"usingEnvironmentId": true, "usingMobileKey": false}}),
+    ));
+    // `billing-engine`: not for browsers; the page must never see it.
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "billing-engine", "name": "Billing engine"}),
+    ));
+
+    let page = rt.block_on(serve_page());
+    let mut browser = Browser::start();
+    let staff = json!({"kind": "user", "key": "ann", "email": "ann@example.com"});
+    let visitor = json!({"kind": "user", "key": "bob", "email": "bob@elsewhere.org"});
+    let device =
+        json!({"kind": "multi", "user": {"key": "cy"}, "device": {"key": "d-1", "os": "linux"}});
+    let expectations = [
+        ("staff", &staff, "purple"),
+        ("visitor", &visitor, "plain"),
+        ("device", &device, "plain"),
+    ];
+    for (id, context, banner) in expectations {
+        let opened = browser.send(&json!({"cmd": "open", "id": id,
+            "url": page_url(&page, &base, &client_side_id, context)}));
+        assert_eq!(opened["ready"], json!(true), "{id}: {opened}");
+        let flags = &browser.send(&json!({"cmd": "flags", "id": id}))["flags"];
+        assert_eq!(
+            flags,
+            &json!({"banner": banner, "checkout": false}),
+            "{id} sees its own values and only client-side flags"
+        );
+    }
+    let details = browser.send(&json!({"cmd": "details", "id": "staff",
+        "evaluations": [{"flagKey": "banner", "default": "none"}, {"flagKey": "billing-engine", "default": "none"}]}));
+    assert_eq!(
+        details["results"][0],
+        json!({"value": "purple", "variationIndex": 1, "reason": {"kind": "RULE_MATCH", "ruleIndex": 0, "ruleId": "staff"}})
+    );
+    assert_eq!(details["results"][1]["value"], "none");
+
+    // A change through the API reaches the open pages over their streams.
+    let current = rt.block_on(api.get(&targeting("checkout")));
+    rt.block_on(api.put(
+        &targeting("checkout"),
+        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1}),
+        current["version"].as_u64(),
+    ));
+    for (id, _, _) in expectations {
+        let reached = browser.send(&json!({"cmd": "waitFor", "id": id, "flagKey": "checkout",
+            "value": true, "timeoutMs": 5000}));
+        assert_eq!(
+            reached["reached"],
+            json!(true),
+            "{id} receives the change live"
+        );
+    }
+    // Switching context re-evaluates on the server.
+    let identified = browser.send(&json!({"cmd": "identify", "id": "visitor", "context": staff}));
+    assert_eq!(identified["flags"]["banner"], "purple");
+
+    // What reached the pages: evaluated flags only, over polling and over the stream.
+    for (id, _, _) in expectations {
+        let received = browser.send(&json!({"cmd": "received", "id": id}));
+        let responses = received["responses"].as_array().unwrap();
+        assert!(
+            responses
+                .iter()
+                .any(|r| r["url"].as_str().unwrap().contains("/sdk/evalx/")),
+            "{id} polled: {received}"
+        );
+        for response in responses {
+            assert_eq!(response["status"], 200, "{response}");
+            assert_no_rules(id, response["body"].as_str().unwrap_or_default());
+        }
+        let events = received["events"].as_array().unwrap();
+        assert!(
+            events.iter().any(|e| e["name"] == "put"),
+            "{id} streamed: {received}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e["name"] == "patch" && e["data"].as_str().unwrap().contains("checkout")),
+            "{id} received the change as a patch: {received}"
+        );
+        for event in events {
+            let data = event["data"].as_str().unwrap_or_default();
+            assert_no_rules(id, data);
+            assert!(
+                !data.contains("billing-engine"),
+                "{id} saw a server-only flag"
+            );
+        }
+    }
+    browser.send(&json!({"cmd": "quit"}));
+    drop(server);
+}
