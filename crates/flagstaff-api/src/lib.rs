@@ -850,9 +850,27 @@ async fn rotate_key(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct EvaluateRequest {
     context: Value,
+    /// `explain` (the default): every flag with its reason; `bootstrap`: LaunchDarkly's
+    /// `allFlagsState` document for a browser SDK's `bootstrap` option.
+    #[serde(default)]
+    format: EvaluateFormat,
+    #[serde(default)]
+    client_side_only: bool,
+    #[serde(default)]
+    with_reasons: bool,
+    #[serde(default)]
+    details_only_for_tracked_flags: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum EvaluateFormat {
+    #[default]
+    Explain,
+    Bootstrap,
 }
 
 async fn evaluate(
@@ -861,10 +879,22 @@ async fn evaluate(
     Path((project, environment)): Path<(String, String)>,
     Body(request): Body<EvaluateRequest>,
 ) -> Result<Json<Value>> {
-    Ok(Json(
-        app.evaluate(&actor, &project, &environment, &request.context)
-            .await?,
-    ))
+    let result = match request.format {
+        EvaluateFormat::Explain => {
+            app.evaluate(&actor, &project, &environment, &request.context)
+                .await?
+        }
+        EvaluateFormat::Bootstrap => {
+            let options = flagstaff_app::BootstrapOptions {
+                client_side_only: request.client_side_only,
+                with_reasons: request.with_reasons,
+                details_only_for_tracked_flags: request.details_only_for_tracked_flags,
+            };
+            app.bootstrap(&actor, &project, &environment, &request.context, options)
+                .await?
+        }
+    };
+    Ok(Json(result))
 }
 
 #[derive(Deserialize)]

@@ -160,7 +160,9 @@ fn schemas() -> Value {
         "JsonPatch": {"type": "array", "description": "RFC 6902 operations", "items": {"type": "object", "required": ["op", "path"], "properties": {
             "op": {"enum": ["add", "remove", "replace", "move", "copy", "test"]}, "path": string, "from": string, "value": {}}}},
         "EvaluateRequest": {"type": "object", "required": ["context"], "properties": {"context": {"type": "object",
-            "description": "A single-kind, multi-kind or legacy user context"}}},
+            "description": "A single-kind, multi-kind or legacy user context"},
+            "format": {"enum": ["explain", "bootstrap"], "description": "bootstrap: LaunchDarkly's allFlagsState document ({flag: value, $flagsState, $valid}) for a browser SDK's bootstrap option"},
+            "clientSideOnly": {"type": "boolean"}, "withReasons": {"type": "boolean"}, "detailsOnlyForTrackedFlags": {"type": "boolean"}}},
         "EvaluateResponse": {"type": "object", "properties": {"flags": {"type": "object", "additionalProperties": {"type": "object", "properties": {
             "value": {}, "variationIndex": {"type": ["integer", "null"]}, "reason": {"type": "object"}, "version": {"type": "integer"}}}}}},
         "AuditEntry": {"type": "object", "properties": {"seq": {"type": "integer"}, "at": {"type": "integer", "description": "Unix ms"},

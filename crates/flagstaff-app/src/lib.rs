@@ -75,6 +75,17 @@ fn credential_body(type_name: &str, project: &str, environment: &str, secret: &s
     body
 }
 
+/// Options of [`App::bootstrap`], named as LaunchDarkly's `allFlagsState` names them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BootstrapOptions {
+    /// Only flags marked for browsers (`usingEnvironmentId`).
+    pub client_side_only: bool,
+    /// Include every flag's reason.
+    pub with_reasons: bool,
+    /// Leave out the version and reason of flags that send no feature events.
+    pub details_only_for_tracked_flags: bool,
+}
+
 /// Which environment key to rotate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1743,6 +1754,50 @@ impl App {
             flags.insert(flag.key().to_owned(), json!({"value": detail.value, "variationIndex": detail.variation_index, "reason": detail.reason, "version": flag.source().version}));
         }
         Ok(json!({"flags": flags}))
+    }
+
+    /// An `allFlagsState` bootstrap document (`ld-protocol.md` §5.10) for a context: what a
+    /// server renders into a page so that the browser SDK starts with its flags (`bootstrap`
+    /// option) instead of waiting for a request. With `client_side_only`, only flags marked
+    /// for browsers; `details_only_for_tracked_flags` leaves out the version and reason of
+    /// flags that send no feature events.
+    pub async fn bootstrap(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        context: &Value,
+        options: BootstrapOptions,
+    ) -> Result<Value> {
+        self.environment(actor, project, environment).await?;
+        let context = Context::from_json(context).map_err(|e| {
+            AppError::invalid(
+                validate::codes::INVALID_FIELD,
+                format!("context.{}", e.field),
+                e.message,
+            )
+        })?;
+        let snapshot = Snapshot::compile(&self.flag_data(project, environment).await?);
+        let audience = if options.client_side_only {
+            flagstaff_eval::Audience::Browser
+        } else {
+            flagstaff_eval::Audience::Server
+        };
+        let results = snapshot.evaluate_all_for_client(audience, &context);
+        let mut document = serde_json::Map::new();
+        let mut states = serde_json::Map::new();
+        for (key, result) in &results {
+            document.insert(
+                (*key).to_owned(),
+                result.detail.value.cloned().unwrap_or(Value::Null),
+            );
+            let state =
+                result.flag_state(options.with_reasons, options.details_only_for_tracked_flags);
+            states.insert((*key).to_owned(), json!(state));
+        }
+        document.insert("$flagsState".to_owned(), Value::Object(states));
+        document.insert("$valid".to_owned(), json!(true));
+        Ok(Value::Object(document))
     }
 
     // ----- audit -----------------------------------------------------------------------------

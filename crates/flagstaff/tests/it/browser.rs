@@ -2,7 +2,8 @@
 //! driven by playwright-core, against `flagstaff serve`: the page is served from another
 //! origin on 127.0.0.1 (so CORS is exercised), initializes against Flagstaff, shows the right
 //! values for several contexts, receives a live change made through the management API over
-//! its stream, and never receives rule data.
+//! its stream, never receives rule data, and starts from a bootstrap document rendered by the
+//! evaluate endpoint.
 
 use std::path::Path;
 
@@ -36,8 +37,7 @@ async fn serve_page() -> String {
     base
 }
 
-fn page_url(page: &str, base: &str, client_side_id: &str, context: &Value) -> String {
-    let config = json!({"base": base, "clientSideId": client_side_id, "context": context});
+fn page_url(page: &str, config: &Value) -> String {
     let fragment: String = config
         .to_string()
         .bytes()
@@ -139,7 +139,7 @@ fn the_browser_sdk_gets_values_and_live_changes_but_never_rules() {
     ];
     for (id, context, banner) in expectations {
         let opened = browser.send(&json!({"cmd": "open", "id": id,
-            "url": page_url(&page, &base, &client_side_id, context)}));
+            "url": page_url(&page, &json!({"base": base, "clientSideId": client_side_id, "context": context}))}));
         assert_eq!(opened["ready"], json!(true), "{id}: {opened}");
         let flags = &browser.send(&json!({"cmd": "flags", "id": id}))["flags"];
         assert_eq!(
@@ -210,6 +210,39 @@ fn the_browser_sdk_gets_values_and_live_changes_but_never_rules() {
             );
         }
     }
+
+    // A server renders the page with the flags already in it: the evaluate endpoint's bootstrap
+    // document, which the browser SDK accepts as is. With streaming off and the bootstrap
+    // given, the page makes no request for flags at all.
+    let (status, bootstrap) = rt.block_on(api.call(
+        reqwest::Method::POST,
+        "/projects/default/environments/production/evaluate",
+        Some(&json!({"context": staff, "format": "bootstrap", "clientSideOnly": true, "withReasons": true})),
+        None,
+    ));
+    assert_eq!(status, 200, "{bootstrap}");
+    assert_eq!(bootstrap["$valid"], json!(true));
+    assert_eq!(bootstrap["banner"], "purple");
+    assert!(bootstrap.get("billing-engine").is_none());
+    let config = json!({"base": base, "clientSideId": client_side_id, "context": staff,
+        "bootstrap": bootstrap, "streaming": false});
+    let opened = browser
+        .send(&json!({"cmd": "open", "id": "bootstrapped", "url": page_url(&page, &config)}));
+    assert_eq!(opened["ready"], json!(true), "{opened}");
+    let flags = &browser.send(&json!({"cmd": "flags", "id": "bootstrapped"}))["flags"];
+    assert_eq!(flags, &json!({"banner": "purple", "checkout": true}));
+    let details = browser.send(&json!({"cmd": "details", "id": "bootstrapped",
+        "evaluations": [{"flagKey": "banner", "default": "none"}]}));
+    assert_eq!(details["results"][0]["reason"]["ruleId"], "staff");
+    let received = browser.send(&json!({"cmd": "received", "id": "bootstrapped"}));
+    assert!(
+        !received["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["url"].as_str().unwrap().contains("/sdk/evalx/")),
+        "a bootstrapped page does not ask for flags: {received}"
+    );
     browser.send(&json!({"cmd": "quit"}));
     drop(server);
 }
