@@ -50,7 +50,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::Delivery;
 use crate::events;
-use crate::feed::{Frame, Payload, Published, sse_event};
+use crate::feed::{EnvFeed, Frame, Payload, Published, sse_event};
 use crate::http::{Authorized, error, with_env_id};
 use crate::polling::document;
 use crate::stream::{EventSource, OpenStream, sse_response};
@@ -515,31 +515,21 @@ impl EventSource for ClientStream {
     }
 }
 
-/// Opens a client stream: authorizes, reads the context, checks secure mode.
-async fn open_stream(
+/// Opens a client stream: authorizes, reads the context, checks secure mode, counts it.
+async fn open_client_stream(
     delivery: &Arc<Delivery>,
     caller: Caller,
     env_id: Option<&str>,
     source: Option<ContextIn>,
     query: &ClientQuery,
     headers: &HeaderMap,
-) -> Response {
-    let authorized = match authorize(delivery, caller, env_id, headers).await {
-        Ok(a) => a,
-        Err(refusal) => return refusal,
-    };
+) -> Result<(Arc<EnvFeed>, ClientStream), Response> {
+    let authorized = authorize(delivery, caller, env_id, headers).await?;
     let mode = match source {
         None => Mode::Ping,
         Some(source) => {
-            let context = match read_context(source, headers).await {
-                Ok(context) => context,
-                Err(refusal) => return refusal,
-            };
-            if let Err(refusal) =
-                check_secure_mode(&authorized, caller, &context, query.h.as_deref())
-            {
-                return refusal;
-            }
+            let context = read_context(source, headers).await?;
+            check_secure_mode(&authorized, caller, &context, query.h.as_deref())?;
             Mode::Push {
                 context: Box::new(context),
                 audience: caller.audience(),
@@ -547,10 +537,7 @@ async fn open_stream(
             }
         }
     };
-    let open = match delivery.admit(authorized, caller.kind(), true) {
-        Ok(open) => open,
-        Err(refusal) => return refusal,
-    };
+    let open = delivery.admit(authorized, caller.kind(), true)?;
     let feed = Arc::clone(&open.feed);
     // Subscribe first, then read the state: every later change is in the broadcast.
     let changes = feed.subscribe();
@@ -563,7 +550,65 @@ async fn open_stream(
         first: None,
     };
     stream.first = Some(stream.opening(&state));
-    sse_response(&feed, stream)
+    Ok((feed, stream))
+}
+
+/// A client stream as an SSE response.
+async fn open_stream(
+    delivery: &Arc<Delivery>,
+    caller: Caller,
+    env_id: Option<&str>,
+    source: Option<ContextIn>,
+    query: &ClientQuery,
+    headers: &HeaderMap,
+) -> Response {
+    match open_client_stream(delivery, caller, env_id, source, query, headers).await {
+        Ok((feed, stream)) => sse_response(&feed, stream),
+        Err(refusal) => refusal,
+    }
+}
+
+/// Browser streams without sockets, for the fan-out benchmark (`benches/client_fanout.rs`):
+/// the same admission, re-evaluation and serialization as `/eval/{id}/{context}`.
+#[doc(hidden)]
+pub mod simulation {
+    use super::*;
+
+    /// One simulated browser stream.
+    pub struct SimulatedStream(ClientStream);
+
+    impl std::fmt::Debug for SimulatedStream {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("SimulatedStream")
+        }
+    }
+
+    impl SimulatedStream {
+        /// The next bytes the stream would write (the first is the `put`).
+        pub async fn next(&mut self) -> Option<Bytes> {
+            self.0.next().await
+        }
+    }
+
+    /// Opens a browser stream for `context` with `client_side_id`.
+    pub async fn open(
+        delivery: &Arc<Delivery>,
+        client_side_id: &str,
+        context: &serde_json::Value,
+    ) -> Result<SimulatedStream, StatusCode> {
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context.to_string());
+        open_client_stream(
+            delivery,
+            Caller::Browser,
+            Some(client_side_id),
+            Some(ContextIn::Path(encoded)),
+            &ClientQuery::default(),
+            &HeaderMap::new(),
+        )
+        .await
+        .map(|(_, stream)| SimulatedStream(stream))
+        .map_err(|refusal| refusal.status())
+    }
 }
 
 /// `GET /eval/{clientSideId}/{ctx}`.

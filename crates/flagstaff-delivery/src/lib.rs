@@ -43,6 +43,7 @@ use axum::routing::{any, get, post};
 use flagstaff_app::App;
 use tokio::sync::{OnceCell, mpsc};
 
+pub use client::simulation;
 pub use feed::EnvironmentId;
 pub use raw::serve;
 

@@ -1,4 +1,5 @@
-//! `flagstaff-loadgen streams`: opens N `/all` streams against a Flagstaff server, then makes
+//! `flagstaff-loadgen streams`: opens N `/all` streams (or, with `--client-side-id`, N browser
+//! streams `/eval/{id}/{context}`, each for its own context) against a Flagstaff server, then makes
 //! changes through the management API and records, for every stream, when each change arrived.
 //! Prints propagation latency (p50/p99/max, from the moment the API request is sent to the
 //! moment a stream has read the `patch`) and the server's memory per idle stream (from its
@@ -10,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
 use clap::Parser;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -45,6 +47,10 @@ struct Args {
     /// The server's process id, to read its memory before and after opening the streams.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Open browser streams (`/eval/{id}/{context}`, one context per stream) with this
+    /// client-side ID instead of `/all` streams.
+    #[arg(long)]
+    client_side_id: Option<String>,
     /// Give up after this long.
     #[arg(long, default_value_t = 300)]
     timeout_seconds: u64,
@@ -85,21 +91,14 @@ fn count_occurrences(carry: &mut Vec<u8>, data: &[u8], needle: &[u8]) -> usize {
 /// One stream: connects, reads the `put`, reports ready, then timestamps every `patch`.
 async fn stream(
     address: String,
-    sdk_key: String,
+    request: String,
     ready: mpsc::UnboundedSender<()>,
     permit: tokio::sync::OwnedSemaphorePermit,
     expected: usize,
 ) -> anyhow::Result<Vec<Instant>> {
     let mut permit = Some(permit);
     let mut socket = TcpStream::connect(&address).await?;
-    socket
-        .write_all(
-            format!(
-                "GET /all HTTP/1.1\r\nHost: {address}\r\nAuthorization: {sdk_key}\r\nAccept: text/event-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await?;
+    socket.write_all(request.as_bytes()).await?;
     let mut buf = vec![0u8; 4096];
     let mut carry = Vec::new();
     let mut seen_put = false;
@@ -147,11 +146,29 @@ async fn main() -> anyhow::Result<()> {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let gate = std::sync::Arc::new(Semaphore::new(256));
     let mut tasks = Vec::with_capacity(args.streams);
-    for _ in 0..args.streams {
+    for i in 0..args.streams {
         let permit = std::sync::Arc::clone(&gate).acquire_owned().await?;
+        let address = &args.address;
+        let request = match &args.client_side_id {
+            // A browser's request: no credential header, the context in the path.
+            Some(id) => {
+                let country = ["NZ", "CA", "FR"][i % 3];
+                let context =
+                    json!({"kind": "user", "key": format!("user-{i}"), "country": country});
+                let encoded =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context.to_string());
+                format!(
+                    "GET /eval/{id}/{encoded} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+                )
+            }
+            None => format!(
+                "GET /all HTTP/1.1\r\nHost: {address}\r\nAuthorization: {}\r\nAccept: text/event-stream\r\n\r\n",
+                args.sdk_key
+            ),
+        };
         tasks.push(tokio::spawn(stream(
             args.address.clone(),
-            args.sdk_key.clone(),
+            request,
             ready_tx.clone(),
             permit,
             args.changes,
@@ -203,12 +220,17 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
     }
     let mut latencies = Vec::with_capacity(args.streams * args.changes);
+    // Per change, when the last stream received it.
+    let mut last = vec![Duration::ZERO; args.changes];
     for task in tasks {
         let arrivals = tokio::time::timeout(deadline, task).await???;
-        for (arrival, sent) in arrivals.iter().zip(&sent) {
-            latencies.push(arrival.saturating_duration_since(*sent));
+        for (i, (arrival, sent)) in arrivals.iter().zip(&sent).enumerate() {
+            let latency = arrival.saturating_duration_since(*sent);
+            latencies.push(latency);
+            last[i] = last[i].max(latency);
         }
     }
+    last.sort();
     let server_cpu = server_cpu.zip(
         args.server_pid
             .and_then(|pid| cpu_seconds(&pid.to_string())),
@@ -228,6 +250,11 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&latencies, 50.0)),
         ms(percentile(&latencies, 99.0)),
         ms(*latencies.last().unwrap_or(&Duration::ZERO))
+    );
+    println!(
+        "last_stream_ms median={:.1} max={:.1}",
+        ms(percentile(&last, 50.0)),
+        ms(*last.last().unwrap_or(&Duration::ZERO))
     );
     if let (Some((s0, s1)), Some((c0, c1))) = (server_cpu, own_cpu) {
         println!(
