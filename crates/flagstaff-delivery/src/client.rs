@@ -489,11 +489,8 @@ impl ClientStream {
                         }
                     }
                     Frame::Heartbeat => return Some(Bytes::from_static(crate::feed::HEARTBEAT)),
-                    Frame::Close { fingerprints: None } => return None,
-                    Frame::Close {
-                        fingerprints: Some(closed),
-                    } => {
-                        if closed.contains(&self.open.fingerprint) {
+                    Frame::Close { .. } => {
+                        if self.open.is_closed_by(&frame) {
                             return None;
                         }
                     }

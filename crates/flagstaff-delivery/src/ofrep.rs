@@ -69,24 +69,29 @@ async fn authorize(
     let Some(key) = presented_key(headers) else {
         return Err(unauthorized());
     };
-    for (kind, audience) in [
-        (CredentialKind::Sdk, Audience::Server),
-        (CredentialKind::Mobile, Audience::Mobile),
-        (CredentialKind::ClientSide, Audience::Browser),
-    ] {
-        if let Some(authorized) = delivery.authorize_secret(key, kind).await? {
-            if audience == Audience::Browser && authorized.feed.secure_mode().is_some() {
-                return Err(failure(
-                    StatusCode::FORBIDDEN,
-                    None,
-                    "GENERAL",
-                    "this environment is in secure mode: use the SDK key or the mobile key",
-                ));
-            }
-            return Ok((authorized, audience));
-        }
+    // Which credential this is follows from its form (Flagstaff makes SDK keys `sdk-…`,
+    // mobile keys `mob-…`, client-side IDs hex), so one lookup suffices: lookups that miss are
+    // not cached and would reach the database on every request.
+    let (kind, audience) = if key.starts_with("sdk-") {
+        (CredentialKind::Sdk, Audience::Server)
+    } else if key.starts_with("mob-") {
+        (CredentialKind::Mobile, Audience::Mobile)
+    } else {
+        (CredentialKind::ClientSide, Audience::Browser)
+    };
+    let authorized = delivery
+        .authorize_secret(key, kind)
+        .await?
+        .ok_or_else(unauthorized)?;
+    if audience == Audience::Browser && authorized.feed.secure_mode().is_some() {
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            None,
+            "GENERAL",
+            "this environment is in secure mode: use the SDK key or the mobile key",
+        ));
     }
-    Err(unauthorized())
+    Ok((authorized, audience))
 }
 
 /// Maps an OpenFeature evaluation context onto a LaunchDarkly context. `Err` is

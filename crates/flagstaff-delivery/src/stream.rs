@@ -44,6 +44,19 @@ pub(crate) struct OpenStream {
     pub client: bool,
 }
 
+impl OpenStream {
+    /// Whether a `Close` frame ends this stream: all streams, or those of its credential.
+    pub fn is_closed_by(&self, frame: &Frame) -> bool {
+        match frame {
+            Frame::Close { fingerprints: None } => true,
+            Frame::Close {
+                fingerprints: Some(closed),
+            } => closed.contains(&self.fingerprint),
+            _ => false,
+        }
+    }
+}
+
 impl Drop for OpenStream {
     fn drop(&mut self) {
         if self.client {
@@ -109,11 +122,8 @@ impl Subscription {
                             HEARTBEAT
                         }));
                     }
-                    Frame::Close { fingerprints: None } => return None,
-                    Frame::Close {
-                        fingerprints: Some(closed),
-                    } => {
-                        if closed.contains(&self.open.fingerprint) {
+                    Frame::Close { .. } => {
+                        if self.open.is_closed_by(&frame) {
                             return None;
                         }
                     }
