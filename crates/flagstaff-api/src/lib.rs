@@ -366,6 +366,9 @@ struct EnvironmentUpdate {
     /// Absent: unchanged.
     #[serde(default)]
     secure_mode: Option<bool>,
+    /// Absent: unchanged.
+    #[serde(default)]
+    critical: Option<bool>,
 }
 
 impl Rename {
@@ -471,7 +474,10 @@ async fn update_environment(
             &project,
             &environment,
             &update.name,
-            update.secure_mode,
+            flagstaff_app::EnvironmentSettings {
+                secure_mode: update.secure_mode,
+                critical: update.critical,
+            },
             version,
             &comment,
         )
@@ -923,6 +929,7 @@ async fn audit(
         until: p.until,
         after_seq: p.after,
         limit: p.limit.unwrap_or(100).clamp(1, 1000),
+        ..AuditQuery::default()
     };
     let entries = app.audit(&actor, &query).await?;
     let next = (entries.len() == query.limit as usize)

@@ -117,10 +117,11 @@ fn schemas() -> Value {
         "Project": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
         "Rename": {"type": "object", "required": ["name"], "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string}},
         "EnvironmentUpdate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string,
-            "secureMode": {"type": "boolean", "description": "Browser requests must carry h = hex(HMAC-SHA256(SDK key, fully-qualified context key)); absent: unchanged"}}},
+            "secureMode": {"type": "boolean", "description": "Browser requests must carry h = hex(HMAC-SHA256(SDK key, fully-qualified context key)); absent: unchanged"},
+            "critical": {"type": "boolean", "description": "The dashboard asks for a typed confirmation of changes here; absent: unchanged"}}},
         "NewEnvironment": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
         "Environment": {"type": "object", "properties": {"key": key, "name": string, "project": string,
-            "clientSideId": string, "sdkKeyHint": string, "mobileKeyHint": string, "secureMode": {"type": "boolean"}}},
+            "clientSideId": string, "sdkKeyHint": string, "mobileKeyHint": string, "secureMode": {"type": "boolean"}, "critical": {"type": "boolean"}}},
         "EnvironmentWithKeys": {"allOf": [reference("Environment"), {"type": "object", "properties": {"keys": {"type": "object", "properties": {
             "sdkKey": string, "mobileKey": string, "clientSideId": string}}}}]},
         "Variation": {"type": "object", "required": ["value"], "properties": {"value": {}, "name": string, "description": string}},

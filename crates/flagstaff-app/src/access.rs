@@ -334,6 +334,54 @@ impl App {
         Ok(())
     }
 
+    /// Ends a sign-in session: its token stops working at once. Only session tokens can be
+    /// ended this way (API tokens are revoked by an admin), and ending an unknown or expired
+    /// session is not an error, so that signing out always succeeds.
+    pub async fn sign_out(&self, secret: &str) -> Result<()> {
+        let Some(credential) = self
+            .store
+            .get_live(kinds::CREDENTIAL, "", &fingerprint(secret))
+            .await?
+        else {
+            return Ok(());
+        };
+        let id = credential.body["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(doc) = self.store.get_live(kinds::TOKEN, "", &id).await? else {
+            return Ok(());
+        };
+        let info: TokenInfo = decode(&doc)?;
+        let Some(member) = info.member.clone() else {
+            return Err(AppError::Forbidden(
+                "only sign-in sessions can be ended by signing out".into(),
+            ));
+        };
+        let actor = Actor {
+            id: format!("member:{member}"),
+            role: info.role,
+            projects: info.projects,
+            environments: None,
+        };
+        let writes = self.token_removal(&id).await?;
+        self.commit(
+            &actor,
+            writes,
+            draft(
+                "session.end",
+                kinds::TOKEN,
+                "",
+                &id,
+                "sign-out",
+                Some(doc.body),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// The actor behind an API token. Anything else (unknown secrets, revoked tokens, and SDK,
     /// mobile or client-side keys) is `Unauthorized`.
     pub async fn authenticate(&self, secret: &str) -> Result<Actor> {
@@ -359,8 +407,14 @@ impl App {
         if token.expires_at.is_some_and(|at| at <= now_millis()) {
             return Err(AppError::Unauthorized);
         }
+        // A sign-in session acts as its member, so that the audit log names a person (the
+        // session token itself is short-lived and means nothing to a reader of the history).
+        let id = match &token.member {
+            Some(email) => format!("member:{email}"),
+            None => format!("token:{}", token.id),
+        };
         Ok(Actor {
-            id: format!("token:{}", token.id),
+            id,
             role: token.role,
             projects: token.projects,
             environments: token.environments,

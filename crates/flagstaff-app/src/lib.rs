@@ -10,6 +10,7 @@ mod access;
 mod error;
 mod members;
 pub mod model;
+mod overview;
 mod secure_mode;
 pub mod validate;
 
@@ -25,9 +26,11 @@ use serde_json::{Value, json};
 pub use access::{Actor, Role, TokenInfo};
 pub use error::{AppError, Result};
 pub use members::{Member, SESSION_HOURS, Session};
+pub use model::EnvironmentSettings;
 use model::{
     Environment, EnvironmentKeys, FlagDefinition, FlagKind, Project, Targeting, kinds, merge_flag,
 };
+pub use overview::{FlagInEnvironment, FlagOverview, FlagRow};
 pub use secure_mode::{HmacKey, SecureMode};
 use validate::Neighbourhood;
 
@@ -539,7 +542,7 @@ impl App {
         Ok(writes)
     }
 
-    /// Renames an environment and turns secure mode on or off (admins).
+    /// Renames an environment and changes its settings (admins).
     #[allow(clippy::too_many_arguments)]
     pub async fn update_environment(
         &self,
@@ -547,7 +550,7 @@ impl App {
         project: &str,
         key: &str,
         name: &str,
-        secure_mode: Option<bool>,
+        settings: EnvironmentSettings,
         expected: u64,
         comment: &str,
     ) -> Result<Versioned<Environment>> {
@@ -558,7 +561,7 @@ impl App {
                 current: Some(current.version),
             });
         }
-        let secure_mode = secure_mode.unwrap_or(current.value.secure_mode);
+        let secure_mode = settings.secure_mode.unwrap_or(current.value.secure_mode);
         if secure_mode
             && !current.value.secure_mode
             && self.sdk_key_schedules(project, key).await?.is_empty()
@@ -573,6 +576,7 @@ impl App {
         let environment = Environment {
             name: name.to_owned(),
             secure_mode,
+            critical: settings.critical.unwrap_or(current.value.critical),
             ..current.value.clone()
         };
         let after = body(&environment);
@@ -664,6 +668,7 @@ impl App {
             sdk_key_hint: hint(&keys.sdk_key),
             mobile_key_hint: hint(&keys.mobile_key),
             secure_mode: false,
+            critical: matches!(key, "production" | "prod"),
         };
         let after = body(&environment);
         let mut writes = vec![Write::Put {

@@ -64,6 +64,19 @@ pub struct Environment {
     /// Browser requests must carry the context's secure-mode hash (`ld-protocol.md` §5.7).
     #[serde(default)]
     pub secure_mode: bool,
+    /// Changes here matter most (production): the dashboard asks people to confirm them by
+    /// typing the flag's key. New environments named `production` or `prod` start critical.
+    #[serde(default)]
+    pub critical: bool,
+}
+
+/// Settings of an environment that an update may change; `None` leaves one as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnvironmentSettings {
+    /// Secure mode for browser SDKs.
+    pub secure_mode: Option<bool>,
+    /// Whether changes need a typed confirmation in the dashboard.
+    pub critical: Option<bool>,
 }
 
 /// The credentials of an environment, shown once.

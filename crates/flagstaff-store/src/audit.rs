@@ -64,6 +64,10 @@ pub struct AuditQuery {
     pub until: Option<i64>,
     /// Only entries after this sequence number (for paging).
     pub after_seq: Option<u64>,
+    /// Only entries before this sequence number (for paging backwards, newest first).
+    pub before_seq: Option<u64>,
+    /// Newest entries first (history pages) instead of oldest first (the feed).
+    pub newest_first: bool,
     /// At most this many entries.
     pub limit: u32,
 }
@@ -199,7 +203,7 @@ const COLUMNS: &str =
     "seq, at, actor, action, kind, scope, key, comment, before, after, prev_hash, hash";
 
 impl Store {
-    /// Reads audit entries matching `query`, oldest first.
+    /// Reads audit entries matching `query`, oldest first unless `newest_first`.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         let mut conditions = Vec::new();
         let mut text_binds: Vec<&str> = Vec::new();
@@ -225,6 +229,12 @@ impl Store {
                     .after_seq
                     .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
             ),
+            (
+                "seq < ",
+                query
+                    .before_seq
+                    .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+            ),
         ] {
             if let Some(value) = value {
                 next += 1;
@@ -238,7 +248,8 @@ impl Store {
             format!(" WHERE {}", conditions.join(" AND "))
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM audit_log{filter} ORDER BY seq LIMIT {}",
+            "SELECT {COLUMNS} FROM audit_log{filter} ORDER BY seq{} LIMIT {}",
+            if query.newest_first { " DESC" } else { "" },
             query.limit.max(1)
         );
         let sql = self.backend.sql(&sql);

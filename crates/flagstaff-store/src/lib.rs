@@ -199,6 +199,8 @@ pub struct ChangeRecord {
     pub seq: u64,
     /// What was done, e.g. `flag.targeting.update`.
     pub action: String,
+    /// Who did it, as the audit log names them (e.g. `member:ada@example.com`).
+    pub actor: String,
     /// The kind of the document the change is about.
     pub kind: String,
     /// Its scope.
@@ -274,7 +276,7 @@ impl Store {
     /// SDK delivery remember the last `seq` they applied.
     pub async fn changes_after(&self, seq: u64, limit: u32) -> Result<Vec<ChangeRecord>> {
         let sql = format!(
-            "SELECT seq, action, kind, scope, key FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT {}",
+            "SELECT seq, action, actor, kind, scope, key FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT {}",
             limit.max(1)
         );
         let sql = self.backend.sql(&sql);
@@ -289,6 +291,7 @@ impl Store {
                     seq: u64::try_from(seq)
                         .map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
                     action: row.try_get("action")?,
+                    actor: row.try_get("actor")?,
                     kind: row.try_get("kind")?,
                     scope: row.try_get("scope")?,
                     key: row.try_get("key")?,

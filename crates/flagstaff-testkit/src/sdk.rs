@@ -69,7 +69,11 @@ impl Sdk {
 /// prints (the OpenFeature OFREP provider runs this way, `ofrep.mjs`). Panics with the script's
 /// stderr when it fails.
 pub fn run_node_script(script: &str, input: &Value) -> Value {
-    let path = workspace_root().join("sdk-clients/node").join(script);
+    run_script_in("sdk-clients/node", script, input)
+}
+
+fn run_script_in(folder: &str, script: &str, input: &Value) -> Value {
+    let path = workspace_root().join(folder).join(script);
     let mut child = Command::new("node")
         .arg(&path)
         .stdin(Stdio::piped())
@@ -180,6 +184,12 @@ impl Browser {
             Path::new("node"),
             &workspace_root().join("sdk-clients/browser/driver.mjs"),
         )
+    }
+
+    /// Runs `sdk-clients/browser/<script>` (a playwright-core script that drives chromium
+    /// itself, like `dashboard.mjs`) with `input` as JSON on stdin; returns the JSON it prints.
+    pub fn run_script(script: &str, input: &Value) -> Value {
+        run_script_in("sdk-clients/browser", script, input)
     }
 
     /// The browser SDK's UMD build, served to test pages.

@@ -130,7 +130,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "listening on http://{address}");
+    tracing::info!(%address, "listening on http://{address} (dashboard at http://{address}/)");
     let delivery = flagstaff_delivery::Delivery::start(
         app.clone(),
         flagstaff_delivery::DeliveryConfig {
@@ -141,11 +141,18 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let dashboard = flagstaff_dashboard::Dashboard::new(app.clone());
     let router = flagstaff_api::router(app, Some(render))
-        .merge(flagstaff_delivery::router(Arc::clone(&delivery)));
+        .merge(flagstaff_delivery::router(Arc::clone(&delivery)))
+        .merge(flagstaff_dashboard::router(Arc::clone(&dashboard)));
+    // The dashboard's live-update streams end with the server, like SDK streams.
+    let shutdown = async move {
+        shutdown_signal().await;
+        dashboard.shutdown();
+    };
     // Our own accept loop: SDK streams take a lean path, everything else goes to the router.
     // On shutdown it ends SDK streams (which never end by themselves) and drains requests.
-    flagstaff_delivery::serve(listener, router, delivery, shutdown_signal()).await?;
+    flagstaff_delivery::serve(listener, router, delivery, shutdown).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -429,7 +429,10 @@ async fn secure_mode_requires_the_context_hash() {
             "default",
             "production",
             &env.value.name,
-            Some(true),
+            flagstaff_app::EnvironmentSettings {
+                secure_mode: Some(true),
+                critical: None,
+            },
             env.version,
             "",
         )

@@ -211,6 +211,25 @@ async fn audit_entries_are_queryable_and_chained() {
             .await
             .unwrap();
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        let newest = s
+            .audit(&AuditQuery {
+                limit: 2,
+                newest_first: true,
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(newest.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 2]);
+        let older = s
+            .audit(&AuditQuery {
+                limit: 10,
+                newest_first: true,
+                before_seq: Some(2),
+                ..AuditQuery::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(older.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
         assert_eq!(all[0].prev_hash, flagstaff_store::GENESIS_HASH);
         assert_eq!(all[1].prev_hash, all[0].hash);
         assert_eq!(all[0].after, Some(json!({"x": 1})));

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod dashboard;
 mod eval_command;
 mod sdks;
 mod serve;

@@ -1,0 +1,132 @@
+// Flagstaff dashboard: small behaviours every page shares. No framework, no build step.
+// - copy buttons (data-copy), confirmations of destructive forms (data-confirm)
+// - the environment switcher, the new-flag form's key suggestion
+// - live updates: an EventSource on the project's change stream; a page that shows what changed
+//   reloads, or, when it holds unsaved edits, says who changed what instead.
+"use strict";
+
+window.Flagstaff = window.Flagstaff || {};
+
+Flagstaff.csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+// Unsaved edits register a check here; live updates never throw them away.
+Flagstaff.dirtyChecks = [];
+Flagstaff.isDirty = () => Flagstaff.dirtyChecks.some((check) => check());
+
+document.addEventListener("click", async (event) => {
+  const copy = event.target.closest("[data-copy]");
+  if (copy) {
+    try {
+      await navigator.clipboard.writeText(copy.dataset.copy);
+      const label = copy.textContent;
+      copy.textContent = "Copied";
+      setTimeout(() => { copy.textContent = label; }, 1500);
+    } catch (_) {
+      window.prompt("Copy this:", copy.dataset.copy);
+    }
+  }
+});
+
+document.addEventListener("submit", (event) => {
+  const button = event.submitter || event.target.querySelector("[data-confirm]");
+  const message = button?.dataset?.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});
+
+function setUpEnvironmentSwitch() {
+  const select = document.getElementById("environment-switch");
+  if (!select) return;
+  select.addEventListener("change", () => {
+    const url = new URL(window.location.href);
+    url.pathname = select.dataset.path || url.pathname;
+    url.searchParams.set("env", select.value);
+    url.searchParams.delete("page");
+    window.location.assign(url.toString());
+  });
+}
+
+// The key follows the name until someone edits the key itself.
+function setUpNewFlagForm() {
+  const name = document.getElementById("flag-name");
+  const key = document.getElementById("flag-key");
+  if (!name || !key) return;
+  let touched = key.value !== "";
+  key.addEventListener("input", () => { touched = key.value !== ""; });
+  name.addEventListener("input", () => {
+    if (touched) return;
+    key.value = name.value.trim().toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "");
+  });
+  const multivariate = document.getElementById("multivariate");
+  const sync = () => {
+    const kind = document.querySelector('input[name="kind"]:checked')?.value;
+    multivariate.hidden = kind !== "multivariate";
+  };
+  document.querySelectorAll('input[name="kind"]').forEach((r) => r.addEventListener("change", sync));
+  sync();
+}
+
+// Which changes matter to this page: the body says what it shows.
+function affects(change) {
+  const body = document.body;
+  const env = body.dataset.environment;
+  const project = body.dataset.project;
+  switch (body.dataset.watch) {
+    case "flags":
+      return change.kind === "flag" || (change.kind === "targeting" && change.scope === `${project}/${env}`)
+        || change.kind === "environment";
+    case "flag":
+      return change.key === body.dataset.flag
+        && (change.kind === "flag" || (change.kind === "targeting" && change.scope === `${project}/${env}`));
+    case "segments":
+      return change.kind === "segment" && change.scope === `${project}/${env}`;
+    case "segment":
+      return change.kind === "segment" && change.key === body.dataset.segment && change.scope === `${project}/${env}`;
+    case "history":
+      return true;
+    default:
+      return false;
+  }
+}
+
+function showBanner(html, withReload) {
+  const banner = document.getElementById("live-banner");
+  if (!banner) return;
+  banner.textContent = html;
+  if (withReload) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary small";
+    button.textContent = "Reload";
+    button.addEventListener("click", () => window.location.reload());
+    banner.appendChild(button);
+  }
+  banner.hidden = false;
+}
+
+Flagstaff.ownSaves = new Set();
+
+function setUpLiveUpdates() {
+  const url = document.body.dataset.live;
+  if (!url || !document.body.dataset.watch || !window.EventSource) return;
+  const source = new EventSource(url);
+  Flagstaff.live = source;
+  source.addEventListener("change", (event) => {
+    let change;
+    try { change = JSON.parse(event.data); } catch (_) { return; }
+    if (!affects(change)) return;
+    // Our own save reloads the page itself.
+    if (Flagstaff.saving) return;
+    if (Flagstaff.isDirty()) {
+      showBanner(`${change.actor} changed this ${change.kind === "segment" ? "segment" : "flag"} while you were editing. Your edits are not saved; saving will show you the difference first.`, true);
+    } else {
+      showBanner(`Updated: ${change.actor} made a change.`, false);
+      window.location.reload();
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpEnvironmentSwitch();
+  setUpNewFlagForm();
+  setUpLiveUpdates();
+});

@@ -1,0 +1,286 @@
+//! First run, sign-in and sign-out.
+//!
+//! The first-run page exists only while no member exists. It asks for the admin API token that
+//! `flagstaff serve` prints once on first start, so that whoever reaches a fresh server first
+//! cannot make themselves its administrator (Jenkins' "initial admin password" idea, with a
+//! credential we already have).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use flagstaff_app::{AppError, Member, Role, SESSION_HOURS};
+use serde::Deserialize;
+
+use crate::session::{self, SESSION_COOKIE, SIGN_IN_COOKIE, Viewer};
+use crate::{DashState, Dashboard, PageError, render};
+
+#[derive(Template)]
+#[template(path = "sign_in.html")]
+struct SignInPage {
+    next: String,
+    email: String,
+    error: Option<String>,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    email: String,
+    name: String,
+    error: Option<String>,
+    field: String,
+    csrf: String,
+}
+
+/// Only local paths may be the target after sign-in (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+/// A fresh random value (from the operating system) for the sign-in form's double-submit
+/// cookie.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::Rng::fill(&mut rand::rngs::OsRng, &mut bytes);
+    hex::encode(bytes)
+}
+
+/// `/`: the flags of the first project, or sign-in, or first run.
+pub(crate) async fn home(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    if !dashboard.app.has_members().await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let secret = session::cookie(&headers, SESSION_COOKIE).unwrap_or_default();
+    let Ok(actor) = dashboard.app.authenticate(secret).await else {
+        return Ok(Redirect::to("/sign-in").into_response());
+    };
+    let projects = dashboard.app.list_projects(&actor).await?;
+    match projects.first() {
+        Some(p) => Ok(Redirect::to(&format!("/projects/{}/flags", p.key)).into_response()),
+        None => Err(PageError(AppError::NotFound(
+            "a project you may see (ask an admin to create one or give you access)".into(),
+        ))),
+    }
+}
+
+fn with_sign_in_cookie(headers: &HeaderMap, page: Response, token: &str) -> Response {
+    let mut page = page;
+    page.headers_mut().append(
+        header::SET_COOKIE,
+        session::set_cookie(headers, SIGN_IN_COOKIE, token, 3600),
+    );
+    page
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+pub(crate) async fn sign_in_page(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, PageError> {
+    if !dashboard.app.has_members().await? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let csrf = random_token();
+    let page = render(&SignInPage {
+        next: safe_next(q.next.as_deref()),
+        email: String::new(),
+        error: None,
+        csrf: csrf.clone(),
+    });
+    Ok(with_sign_in_cookie(&headers, page, &csrf))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignInForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The double-submit check of forms shown before anyone is signed in.
+fn form_is_ours(headers: &HeaderMap, csrf: &str) -> bool {
+    session::same_origin(headers)
+        && session::cookie(headers, SIGN_IN_COOKIE)
+            .is_some_and(|cookie| !cookie.is_empty() && session::same_token(cookie, csrf))
+}
+
+fn signed_in(headers: &HeaderMap, token: &str, next: &str) -> Response {
+    let mut response = Redirect::to(next).into_response();
+    let h = response.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        session::set_cookie(headers, SESSION_COOKIE, token, SESSION_HOURS * 3600),
+    );
+    h.append(
+        header::SET_COOKIE,
+        session::set_cookie(headers, SIGN_IN_COOKIE, "", 0),
+    );
+    response
+}
+
+pub(crate) async fn sign_in(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Result<Response, PageError> {
+    let next = safe_next(form.next.as_deref());
+    let failed = |message: &str, status: StatusCode| {
+        let csrf = random_token();
+        let page = render(&SignInPage {
+            next: next.clone(),
+            email: form.email.clone(),
+            error: Some(message.to_owned()),
+            csrf: csrf.clone(),
+        });
+        let mut page = with_sign_in_cookie(&headers, page, &csrf);
+        *page.status_mut() = status;
+        page
+    };
+    if !form_is_ours(&headers, &form.csrf) {
+        return Ok(failed(
+            "This form expired or did not come from this server. Try again.",
+            StatusCode::FORBIDDEN,
+        ));
+    }
+    match dashboard.app.sign_in(&form.email, &form.password).await {
+        Ok(session) => Ok(signed_in(&headers, &session.token, &next)),
+        Err(AppError::Unauthorized) => Ok(failed(
+            "That email and password do not match a member.",
+            StatusCode::UNAUTHORIZED,
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SignOutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(crate) async fn sign_out(
+    State(dashboard): State<Arc<Dashboard>>,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Form(form): Form<SignOutForm>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, Some(&form.csrf))?;
+    // Sessions end on the server too, so a copied cookie stops working at once.
+    if let Err(e) = dashboard.app.sign_out(&viewer.secret).await {
+        tracing::warn!(error = %e, "sign-out could not end the session");
+    }
+    let mut response = Redirect::to("/sign-in").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        session::set_cookie(&headers, SESSION_COOKIE, "", 0),
+    );
+    Ok(response)
+}
+
+pub(crate) async fn setup_page(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    if dashboard.app.has_members().await? {
+        return Ok(Redirect::to("/sign-in").into_response());
+    }
+    let csrf = random_token();
+    let page = render(&SetupPage {
+        email: String::new(),
+        name: String::new(),
+        error: None,
+        field: String::new(),
+        csrf: csrf.clone(),
+    });
+    Ok(with_sign_in_cookie(&headers, page, &csrf))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SetupForm {
+    token: String,
+    email: String,
+    name: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+pub(crate) async fn setup(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    Form(form): Form<SetupForm>,
+) -> Result<Response, PageError> {
+    if dashboard.app.has_members().await? {
+        return Ok(Redirect::to("/sign-in").into_response());
+    }
+    let failed = |message: String, field: &str, status: StatusCode| {
+        let csrf = random_token();
+        let page = render(&SetupPage {
+            email: form.email.clone(),
+            name: form.name.clone(),
+            error: Some(message),
+            field: field.to_owned(),
+            csrf: csrf.clone(),
+        });
+        let mut page = with_sign_in_cookie(&headers, page, &csrf);
+        *page.status_mut() = status;
+        page
+    };
+    if !form_is_ours(&headers, &form.csrf) {
+        return Ok(failed(
+            "This form expired or did not come from this server. Try again.".into(),
+            "",
+            StatusCode::FORBIDDEN,
+        ));
+    }
+    let actor = match dashboard.app.authenticate(form.token.trim()).await {
+        Ok(actor) if actor.role == Role::Admin && actor.projects.is_none() => actor,
+        _ => {
+            return Ok(failed(
+                "That is not an admin API token of this server. Use the one `flagstaff serve` \
+                 printed when it first started."
+                    .into(),
+                "token",
+                StatusCode::UNAUTHORIZED,
+            ));
+        }
+    };
+    let member = Member {
+        email: form.email.clone(),
+        name: form.name.clone(),
+        role: Role::Admin,
+        projects: None,
+    };
+    match dashboard
+        .app
+        .create_member(&actor, member, &form.password, "first run: the first admin")
+        .await
+    {
+        Ok(_) => {}
+        Err(AppError::Invalid { field, message, .. }) => {
+            return Ok(failed(message, &field, StatusCode::BAD_REQUEST));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let session = dashboard.app.sign_in(&form.email, &form.password).await?;
+    Ok(signed_in(&headers, &session.token, "/"))
+}

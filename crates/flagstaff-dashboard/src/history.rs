@@ -1,0 +1,302 @@
+//! History: the audit log as people read it, for a project and for one flag, with each change's
+//! readable diff, who made it, when and why; and "restore this version" for a flag's targeting
+//! (which goes through the same review-and-save as any other edit, so restoring is audited and
+//! conflict-checked like one).
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use flagstaff_app::model::{FlagDefinition, Targeting, Variation, kinds};
+use flagstaff_protocol::Segment;
+use flagstaff_store::{AuditEntry, AuditQuery};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::describe::{self, DiffLine};
+use crate::session::Viewer;
+use crate::{DashState, Dashboard, Nav, PageError, render, script_json, time};
+
+/// Entries per page.
+const PAGE: usize = 30;
+
+pub(crate) struct Change {
+    pub seq: u64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub link: String,
+    pub comment: String,
+    pub lines: Vec<DiffLine>,
+    /// For targeting changes in the page's environment: the targeting after the change, as
+    /// JSON for "restore this version".
+    pub restore: String,
+}
+
+#[derive(Template)]
+#[template(path = "history.html")]
+struct HistoryPage {
+    nav: Nav,
+    title: String,
+    flag: String,
+    changes: Vec<Change>,
+    older: Option<u64>,
+    editor_json: String,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct HistoryQuery {
+    env: Option<String>,
+    before: Option<u64>,
+}
+
+fn action_text(action: &str) -> String {
+    match action {
+        "flag.create" => "created the flag".into(),
+        "flag.update" => "changed the flag's settings".into(),
+        "flag.archive" => "archived the flag".into(),
+        "flag.restore" => "restored the flag from the archive".into(),
+        "flag.delete" => "deleted the flag".into(),
+        "flag.targeting.update" => "changed targeting".into(),
+        "segment.create" => "created the segment".into(),
+        "segment.update" => "changed the segment".into(),
+        "segment.delete" => "deleted the segment".into(),
+        "environment.create" => "created the environment".into(),
+        "environment.update" => "changed the environment".into(),
+        "environment.key.rotate" => "rotated a key".into(),
+        other => other.replace('.', " "),
+    }
+}
+
+/// Describes both sides of an entry and diffs them. Targeting needs its flag's variations,
+/// looked up once per flag.
+async fn diff_of(
+    dashboard: &Dashboard,
+    viewer: &Viewer,
+    project: &str,
+    entry: &AuditEntry,
+    variations: &mut HashMap<String, Vec<Variation>>,
+) -> Vec<DiffLine> {
+    let describe_side = |side: &Option<Value>, vars: &[Variation]| -> Vec<String> {
+        let Some(v) = side else { return Vec::new() };
+        match entry.kind.as_str() {
+            kinds::TARGETING => serde_json::from_value::<Targeting>(v.clone())
+                .map(|t| describe::targeting(vars, &t))
+                .unwrap_or_else(|_| describe::json(v)),
+            kinds::FLAG => serde_json::from_value::<FlagDefinition>(v.clone())
+                .map(|d| describe::definition(&d))
+                .unwrap_or_else(|_| describe::json(v)),
+            kinds::SEGMENT => serde_json::from_value::<Segment>(v.clone())
+                .map(|s| describe::segment(&s))
+                .unwrap_or_else(|_| describe::json(v)),
+            _ => describe::json(v),
+        }
+    };
+    if entry.kind == kinds::TARGETING && !variations.contains_key(&entry.key) {
+        let found = dashboard
+            .app
+            .flag(&viewer.actor, project, &entry.key)
+            .await
+            .map(|d| d.value.variations)
+            .unwrap_or_default();
+        variations.insert(entry.key.clone(), found);
+    }
+    let vars = variations.get(&entry.key).map(Vec::as_slice).unwrap_or(&[]);
+    describe::diff(
+        &describe_side(&entry.before, vars),
+        &describe_side(&entry.after, vars),
+    )
+}
+
+/// Entries newest first, filtered by `keep`, reading the log in batches until a page is full.
+async fn entries(
+    dashboard: &Dashboard,
+    viewer: &Viewer,
+    key: Option<&str>,
+    before: Option<u64>,
+    keep: impl Fn(&AuditEntry) -> bool,
+) -> Result<(Vec<AuditEntry>, Option<u64>), PageError> {
+    let mut found = Vec::new();
+    let mut cursor = before;
+    for _ in 0..20 {
+        let batch = dashboard
+            .app
+            .audit(
+                &viewer.actor,
+                &AuditQuery {
+                    key: key.map(str::to_owned),
+                    before_seq: cursor,
+                    newest_first: true,
+                    limit: 200,
+                    ..AuditQuery::default()
+                },
+            )
+            .await?;
+        let exhausted = batch.len() < 200;
+        for entry in batch {
+            cursor = Some(entry.seq);
+            if keep(&entry) {
+                found.push(entry);
+                if found.len() == PAGE {
+                    return Ok((found, cursor));
+                }
+            }
+        }
+        if exhausted {
+            return Ok((found, None));
+        }
+    }
+    Ok((found, cursor))
+}
+
+async fn changes(
+    dashboard: &Dashboard,
+    viewer: &Viewer,
+    nav: &Nav,
+    list: Vec<AuditEntry>,
+    restorable_scope: Option<&str>,
+) -> Vec<Change> {
+    let mut variations = HashMap::new();
+    let mut out = Vec::new();
+    for entry in list {
+        let lines = diff_of(dashboard, viewer, &nav.project, &entry, &mut variations).await;
+        let env = entry.scope.split_once('/').map(|(_, e)| e.to_owned());
+        let (subject, link) = match entry.kind.as_str() {
+            kinds::FLAG | kinds::TARGETING => (
+                format!(
+                    "flag {}{}",
+                    entry.key,
+                    env.as_deref()
+                        .map(|e| format!(" in {e}"))
+                        .unwrap_or_default()
+                ),
+                format!(
+                    "/projects/{}/flags/{}?env={}",
+                    nav.project,
+                    entry.key,
+                    env.as_deref().unwrap_or(&nav.environment)
+                ),
+            ),
+            kinds::SEGMENT => (
+                format!(
+                    "segment {}{}",
+                    entry.key,
+                    env.as_deref()
+                        .map(|e| format!(" in {e}"))
+                        .unwrap_or_default()
+                ),
+                format!(
+                    "/projects/{}/segments/{}?env={}",
+                    nav.project,
+                    entry.key,
+                    env.as_deref().unwrap_or(&nav.environment)
+                ),
+            ),
+            other => (format!("{other} {}", entry.key), String::new()),
+        };
+        let restore = match (&entry.after, restorable_scope) {
+            (Some(after), Some(scope))
+                if entry.kind == kinds::TARGETING && entry.scope == scope =>
+            {
+                script_json(after)
+            }
+            _ => String::new(),
+        };
+        out.push(Change {
+            seq: entry.seq,
+            at: time(entry.at),
+            actor: entry
+                .actor
+                .strip_prefix("member:")
+                .unwrap_or(&entry.actor)
+                .to_owned(),
+            action: action_text(&entry.action),
+            subject,
+            link,
+            comment: entry.comment,
+            lines,
+            restore,
+        });
+    }
+    out
+}
+
+pub(crate) async fn project(
+    State(dashboard): DashState,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(
+        &dashboard,
+        &viewer,
+        &project,
+        q.env.as_deref(),
+        "history",
+        format!("/projects/{project}/history"),
+    )
+    .await?;
+    let prefix = format!("{project}/");
+    let (list, older) = entries(&dashboard, &viewer, None, q.before, |e| {
+        e.scope == project || e.scope.starts_with(&prefix)
+    })
+    .await?;
+    let changes = changes(&dashboard, &viewer, &nav, list, None).await;
+    Ok(render(&HistoryPage {
+        title: "History".into(),
+        flag: String::new(),
+        changes,
+        older,
+        editor_json: "{}".into(),
+        nav,
+    }))
+}
+
+pub(crate) async fn flag(
+    State(dashboard): DashState,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(
+        &dashboard,
+        &viewer,
+        &project,
+        q.env.as_deref(),
+        "flags",
+        format!("/projects/{project}/flags/{key}/history"),
+    )
+    .await?;
+    let app = &dashboard.app;
+    let targeting = app
+        .targeting(&viewer.actor, &project, &nav.environment, &key)
+        .await?;
+    let scope = format!("{project}/{}", nav.environment);
+    let (list, older) = entries(&dashboard, &viewer, Some(&key), q.before, |e| {
+        (e.kind == kinds::FLAG && e.scope == project)
+            || (e.kind == kinds::TARGETING && e.scope == scope)
+    })
+    .await?;
+    let restorable = viewer.can_write().then_some(scope.as_str());
+    let changes = changes(&dashboard, &viewer, &nav, list, restorable).await;
+    let editor = serde_json::json!({
+        "flagKey": key,
+        "environment": nav.environment,
+        "critical": nav.critical(),
+        "canEdit": viewer.can_write(),
+        "version": targeting.version,
+        "targeting": targeting.value,
+        "reviewUrl": format!("/projects/{project}/flags/{key}/review"),
+        "saveUrl": format!("/projects/{project}/flags/{key}/targeting"),
+    });
+    Ok(render(&HistoryPage {
+        title: format!("History of {key}"),
+        flag: key,
+        changes,
+        older,
+        editor_json: script_json(&editor),
+        nav,
+    }))
+}

@@ -1,0 +1,431 @@
+//! The web dashboard: flag management for people who are not developers.
+//!
+//! Server-rendered HTML (askama templates under `templates/`, checked at compile time) with the
+//! project's own small JavaScript (`assets/`) for what HTML alone cannot do: the targeting
+//! editor, the review-before-save dialog, copying keys and live updates over EventSource. There
+//! is no build step and no third-party front-end code.
+//!
+//! Every page goes through the same use cases as the API (`flagstaff-app`), as the signed-in
+//! member: the dashboard never gets more rights than the person using it, and a reader's
+//! missing buttons are a courtesy, not the protection (the application refuses the change).
+//!
+//! Map:
+//! - [`session`]: cookie, viewer, CSRF.
+//! - [`describe`]: flags, targeting and segments in words, and the diff people review.
+//! - `auth.rs` first run, sign-in, sign-out; `flags.rs` list, create, flag page, saves;
+//!   `segments.rs`; `context.rs` ("test a context"); `history.rs`; `admin.rs` environments and
+//!   keys, members, tokens; `live.rs` the change stream pages listen to.
+
+#![forbid(unsafe_code)]
+
+mod admin;
+mod auth;
+mod context;
+pub mod describe;
+mod flags;
+mod history;
+mod live;
+mod segments;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use flagstaff_app::model::Environment;
+use flagstaff_app::{App, AppError};
+use serde_json::json;
+
+pub use session::Viewer;
+
+/// The dashboard's shared state.
+#[derive(Debug)]
+pub struct Dashboard {
+    app: App,
+    /// Set when the server shuts down, so that live streams end instead of holding it up.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl Dashboard {
+    /// A dashboard over `app`.
+    pub fn new(app: App) -> Arc<Dashboard> {
+        Arc::new(Dashboard {
+            app,
+            closing: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Ends the live-update streams (call when the server starts shutting down).
+    pub fn shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+}
+
+type DashState = State<Arc<Dashboard>>;
+
+/// The dashboard's routes, to merge beside the API and SDK delivery.
+pub fn router(dashboard: Arc<Dashboard>) -> Router {
+    Router::new()
+        .route("/", get(auth::home))
+        .route("/setup", get(auth::setup_page).post(auth::setup))
+        .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
+        .route("/sign-out", post(auth::sign_out))
+        .route("/assets/{name}", get(asset))
+        .route(
+            "/projects/{project}/flags",
+            get(flags::list).post(flags::create),
+        )
+        .route("/projects/{project}/flags-new", get(flags::new_page))
+        .route("/projects/{project}/flags/{key}", get(flags::page))
+        .route(
+            "/projects/{project}/flags/{key}/review",
+            post(flags::review),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/targeting",
+            post(flags::save),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/archive",
+            post(flags::archive),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/history",
+            get(history::flag),
+        )
+        .route(
+            "/projects/{project}/segments",
+            get(segments::list).post(segments::create),
+        )
+        .route("/projects/{project}/segments/{key}", get(segments::page))
+        .route(
+            "/projects/{project}/segments/{key}/review",
+            post(segments::review),
+        )
+        .route(
+            "/projects/{project}/segments/{key}/save",
+            post(segments::save),
+        )
+        .route("/projects/{project}/test", get(context::page))
+        .route("/projects/{project}/history", get(history::project))
+        .route("/projects/{project}/environments", get(admin::environments))
+        .route(
+            "/projects/{project}/environments/{environment}/rotate",
+            post(admin::rotate),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/settings",
+            post(admin::environment_settings),
+        )
+        .route("/projects/{project}/live", get(live::stream))
+        .route("/members", get(admin::members).post(admin::add_member))
+        .route("/members/{email}/remove", post(admin::remove_member))
+        .route("/tokens", get(admin::tokens).post(admin::create_token))
+        .route("/tokens/{id}/revoke", post(admin::revoke_token))
+        .layer(axum::middleware::from_fn(server_timing))
+        .with_state(dashboard)
+}
+
+/// Adds `Server-Timing: app;dur=…` (milliseconds) so that browsers' developer tools and the
+/// dashboard benchmark see how long the server spent on a page, and forbids framing
+/// (clickjacking) and caching of pages that show private data.
+async fn server_timing(request: Request, next: axum::middleware::Next) -> Response {
+    let started = Instant::now();
+    let is_asset = request.uri().path().starts_with("/assets/");
+    let mut response = next.run(request).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.2}")) {
+        headers.insert("server-timing", v);
+    }
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        ),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    if !is_asset && !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The stylesheet and scripts, compiled into the binary.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_str!("../assets/app.css"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/app.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../assets/favicon.svg"),
+    ),
+    (
+        "editor.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/editor.js"),
+    ),
+];
+
+async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// JSON for a `<script type="application/json">` block: `<`, `>` and `&` are escaped so that no
+/// value (a flag name, a clause value) can end the script element.
+pub(crate) fn script_json(value: &serde_json::Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// A time (Unix ms) as UTC text, `2026-11-21 14:03`.
+pub(crate) fn time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian, UTC.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// What every page's frame shows: where we are and who is looking.
+#[derive(Clone, Debug)]
+pub(crate) struct Nav {
+    pub project: String,
+    pub environment: String,
+    pub environments: Vec<Environment>,
+    pub viewer: String,
+    pub role: String,
+    pub csrf: String,
+    pub admin: bool,
+    pub writer: bool,
+    /// Which tab is current.
+    pub tab: &'static str,
+    /// The change-feed position the page was rendered at (for live updates).
+    pub seq: u64,
+    /// The page's own path without the query, for the environment switcher.
+    pub path: String,
+}
+
+impl Nav {
+    /// The frame for `viewer` on `tab` of `project`, in `environment` (or the project's first).
+    pub(crate) async fn new(
+        dashboard: &Dashboard,
+        viewer: &Viewer,
+        project: &str,
+        environment: Option<&str>,
+        tab: &'static str,
+        path: String,
+    ) -> Result<Nav, PageError> {
+        let environments = dashboard
+            .app
+            .list_environments(&viewer.actor, project)
+            .await?;
+        let environment = match environment {
+            Some(e) if environments.iter().any(|x| x.key == e) => e.to_owned(),
+            Some(e) => {
+                return Err(PageError(AppError::NotFound(format!("environment {e:?}"))));
+            }
+            None => environments
+                .iter()
+                .find(|e| e.critical)
+                .or(environments.first())
+                .map(|e| e.key.clone())
+                .unwrap_or_default(),
+        };
+        Ok(Nav {
+            project: project.to_owned(),
+            environment,
+            environments,
+            viewer: viewer.name.clone(),
+            role: format!("{:?}", viewer.actor.role).to_lowercase(),
+            csrf: viewer.csrf.clone(),
+            admin: viewer.is_admin(),
+            writer: viewer.can_write(),
+            tab,
+            seq: dashboard.app.store().last_commit(),
+            path,
+        })
+    }
+
+    /// The current environment, if the project has any.
+    pub(crate) fn current(&self) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.key == self.environment)
+    }
+
+    /// Whether the current environment asks for a typed confirmation.
+    pub(crate) fn critical(&self) -> bool {
+        self.current().is_some_and(|e| e.critical)
+    }
+}
+
+/// An error shown as a page.
+#[derive(Debug)]
+pub(crate) struct PageError(pub AppError);
+
+impl From<AppError> for PageError {
+    fn from(e: AppError) -> PageError {
+        PageError(e)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    status: u16,
+    title: &'static str,
+    message: String,
+}
+
+pub(crate) fn status_of(error: &AppError) -> (StatusCode, &'static str) {
+    match error {
+        AppError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code),
+        AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+        AppError::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+        AppError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
+        AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+fn public_message(error: &AppError) -> String {
+    match status_of(error).0 {
+        StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(%error, "dashboard request failed");
+            "Something went wrong on the server; it has been logged. Try again.".into()
+        }
+        _ => error.to_string(),
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, _) = status_of(&self.0);
+        let title = match status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::FORBIDDEN => "Not allowed",
+            StatusCode::UNAUTHORIZED => "Signed out",
+            StatusCode::CONFLICT => "Changed meanwhile",
+            StatusCode::BAD_REQUEST => "Not valid",
+            _ => "Something went wrong",
+        };
+        let page = ErrorPage {
+            status: status.as_u16(),
+            title,
+            message: public_message(&self.0),
+        };
+        (status, render(&page)).into_response()
+    }
+}
+
+/// An error answered as JSON to the page's scripts: `{"code", "message", "field"?,
+/// "currentVersion"?}`, the same shape and codes as the API.
+#[derive(Debug)]
+pub(crate) struct JsonError(pub AppError);
+
+impl From<AppError> for JsonError {
+    fn from(e: AppError) -> JsonError {
+        JsonError(e)
+    }
+}
+
+impl IntoResponse for JsonError {
+    fn into_response(self) -> Response {
+        let (status, code) = status_of(&self.0);
+        let mut body = json!({"code": code, "message": public_message(&self.0)});
+        match &self.0 {
+            AppError::Invalid { field, message, .. } => {
+                body["field"] = json!(field);
+                body["message"] = json!(message);
+            }
+            AppError::Conflict { current } => body["currentVersion"] = json!(current),
+            _ => {}
+        }
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// Renders a template to an HTML response.
+pub(crate) fn render<T: Template>(template: &T) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "template error").into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(time(1_795_000_000_000), "2026-11-18 11:06 UTC");
+        assert_eq!(time(951_782_400_000), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn script_json_cannot_close_the_script() {
+        let s = script_json(&json!({"name": "</script><script>alert(1)</script>"}));
+        assert!(!s.contains("</script"));
+        let back: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(back["name"], "</script><script>alert(1)</script>");
+    }
+}

@@ -1,0 +1,267 @@
+//! Segments: reusable groups of contexts (pasted key lists and rules), per environment. Saving
+//! follows the flag page: review the readable diff, then save with the version read.
+
+use askama::Template;
+use axum::Form;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use flagstaff_app::AppError;
+use flagstaff_protocol::Segment;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::describe;
+use crate::flags::{DiffFragment, EnvQuery};
+use crate::session::Viewer;
+use crate::{DashState, JsonError, Nav, PageError, render, script_json};
+
+pub(crate) struct ListedSegment {
+    pub key: String,
+    pub summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "segments.html")]
+struct ListPage {
+    nav: Nav,
+    segments: Vec<ListedSegment>,
+    error: Option<String>,
+}
+
+async fn list_page(
+    dashboard: &crate::Dashboard,
+    viewer: &Viewer,
+    project: &str,
+    env: Option<&str>,
+    error: Option<String>,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(
+        dashboard,
+        viewer,
+        project,
+        env,
+        "segments",
+        format!("/projects/{project}/segments"),
+    )
+    .await?;
+    let segments = dashboard
+        .app
+        .list_segments(&viewer.actor, project, &nav.environment)
+        .await?
+        .into_iter()
+        .map(|s| ListedSegment {
+            summary: describe::segment(&s.value).join("; "),
+            key: s.value.key,
+        })
+        .collect();
+    let status = if error.is_some() {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let mut page = render(&ListPage {
+        nav,
+        segments,
+        error,
+    });
+    *page.status_mut() = status;
+    Ok(page)
+}
+
+pub(crate) async fn list(
+    State(dashboard): DashState,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Query(q): Query<EnvQuery>,
+) -> Result<Response, PageError> {
+    list_page(&dashboard, &viewer, &project, q.env.as_deref(), None).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewSegment {
+    #[serde(default)]
+    csrf: String,
+    env: String,
+    key: String,
+}
+
+pub(crate) async fn create(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Form(form): Form<NewSegment>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, Some(&form.csrf))?;
+    let segment: Segment =
+        serde_json::from_value(json!({"key": form.key.trim()})).map_err(|e| {
+            PageError(AppError::invalid("invalid_field", "key", e.to_string())).into_response()
+        })?;
+    match dashboard
+        .app
+        .put_segment(
+            &viewer.actor,
+            &project,
+            &form.env,
+            segment,
+            None,
+            "created in the dashboard",
+        )
+        .await
+    {
+        Ok(created) => Ok(Redirect::to(&format!(
+            "/projects/{project}/segments/{}?env={}",
+            created.value.key,
+            crate::url_encode(&form.env)
+        ))
+        .into_response()),
+        Err(e @ (AppError::Invalid { .. } | AppError::AlreadyExists(_))) => list_page(
+            &dashboard,
+            &viewer,
+            &project,
+            Some(&form.env),
+            Some(e.to_string()),
+        )
+        .await
+        .map_err(IntoResponse::into_response),
+        Err(e) => Err(PageError(e).into_response()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "segment.html")]
+struct SegmentPage {
+    nav: Nav,
+    key: String,
+    summary: Vec<String>,
+    editor_json: String,
+}
+
+pub(crate) async fn page(
+    State(dashboard): DashState,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    Query(q): Query<EnvQuery>,
+) -> Result<Response, PageError> {
+    let nav = Nav::new(
+        &dashboard,
+        &viewer,
+        &project,
+        q.env.as_deref(),
+        "segments",
+        format!("/projects/{project}/segments/{key}"),
+    )
+    .await?;
+    let segment = dashboard
+        .app
+        .segment(&viewer.actor, &project, &nav.environment, &key)
+        .await?;
+    let segments = dashboard
+        .app
+        .segment_keys(&viewer.actor, &project, &nav.environment)
+        .await?;
+    let editor = json!({
+        "segmentKey": key,
+        "environment": nav.environment,
+        "critical": nav.critical(),
+        "canEdit": viewer.can_write(),
+        "version": segment.version,
+        "segment": segment.value,
+        "segments": segments.into_iter().filter(|s| *s != key).collect::<Vec<_>>(),
+        "reviewUrl": format!("/projects/{project}/segments/{key}/review"),
+        "saveUrl": format!("/projects/{project}/segments/{key}/save"),
+    });
+    Ok(render(&SegmentPage {
+        summary: describe::segment(&segment.value),
+        key,
+        editor_json: script_json(&editor),
+        nav,
+    }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Proposal {
+    environment: String,
+    segment: Value,
+    #[serde(default)]
+    version: u64,
+    #[serde(default)]
+    comment: String,
+}
+
+fn parse_segment(value: Value, key: &str) -> Result<Segment, AppError> {
+    let segment: Segment = serde_path_to_error::deserialize(value).map_err(|e| {
+        AppError::invalid(
+            "invalid_body",
+            format!("segment.{}", e.path()),
+            e.inner().to_string(),
+        )
+    })?;
+    if segment.key != key {
+        return Err(AppError::invalid(
+            "invalid_field",
+            "segment.key",
+            "a segment's key cannot change",
+        ));
+    }
+    Ok(segment)
+}
+
+pub(crate) async fn review(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    Json(proposal): Json<Proposal>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, None)?;
+    let run = async {
+        let proposed = parse_segment(proposal.segment, &key)?;
+        let current = dashboard
+            .app
+            .segment(&viewer.actor, &project, &proposal.environment, &key)
+            .await?;
+        let lines = describe::diff(
+            &describe::segment(&current.value),
+            &describe::segment(&proposed),
+        );
+        Ok::<_, AppError>(json!({
+            "changed": describe::changes(&lines),
+            "version": current.version,
+            "html": DiffFragment { lines }.render().unwrap_or_default(),
+        }))
+    };
+    run.await
+        .map(|v| Json(v).into_response())
+        .map_err(|e| JsonError(e).into_response())
+}
+
+pub(crate) async fn save(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    Json(proposal): Json<Proposal>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, None)?;
+    let run = async {
+        let proposed = parse_segment(proposal.segment, &key)?;
+        let saved = dashboard
+            .app
+            .put_segment(
+                &viewer.actor,
+                &project,
+                &proposal.environment,
+                proposed,
+                Some(proposal.version),
+                proposal.comment.trim(),
+            )
+            .await?;
+        Ok::<_, AppError>(json!({"version": saved.version}))
+    };
+    run.await
+        .map(|v| Json(v).into_response())
+        .map_err(|e| JsonError(e).into_response())
+}
