@@ -70,6 +70,7 @@ const provoked = /^Failed to load resource: the server responded with a status o
 page.on('console', (m) => { if (m.type() === 'error' && !provoked.test(m.text())) consoleErrors.push(m.text()); });
 page.on('pageerror', (e) => consoleErrors.push(String(e)));
 
+try {
 // 1. First run: the server has no member, so / leads to the setup page.
 await page.goto(`${base}/`);
 expect(page.url().endsWith('/setup'), `a fresh server asks for the first admin (at ${page.url()})`);
@@ -162,7 +163,22 @@ report.restoreDiff = await reviewAndSave(page, {
 await page.goto(report.flagUrl);
 report.stateAfterRestore = await text(page, '[data-testid=flag-state]');
 
+// 7b. A segment from a pasted list of keys.
+await page.goto(`${base}/projects/default/segments?env=production`);
+await page.fill('input[name=key]', 'beta-testers');
+await Promise.all([page.waitForNavigation(), page.click('form[action$="/segments"] button[type=submit]')]);
+await page.waitForSelector('[aria-label="Always include user keys"]');
+await page.fill('[aria-label="Always include user keys"]', 'anna\nbob, carla');
+await page.click('#segment-editor .ed-footer button.primary');
+report.segmentDiff = await reviewAndSave(page, {
+  expectInDiff: ['Includes user anna, bob, carla'],
+  comment: 'Beta testers',
+  confirmKey: 'beta-testers',
+});
+report.segmentSummary = await text(page, '[data-testid=summary]');
+
 // 8. Live: a change made elsewhere (the API) reaches the open page, which reloads itself.
+await page.goto(report.flagUrl);
 const before = await api('GET', '/projects/default/environments/production/flags/new-checkout');
 await page.waitForTimeout(300); // the page's EventSource is open
 await api('PUT', '/projects/default/environments/production/flags/new-checkout', { ...withoutVersion(before), on: true }, before.version);
@@ -222,7 +238,11 @@ report.readerCreateFlagLink = await page.locator('[data-testid=new-flag]').count
 report.listRow = await text(page, 'tr[data-flag="new-checkout"]');
 await shot(page, '08-flags-list');
 
-// Without the CSRF token, even the admin's own session cannot change anything.
+} catch (e) {
+  // Say where it happened and what the page showed.
+  const shown = await page.locator('body').innerText().catch(() => '');
+  throw new Error(`${e.stack}\nat ${page.url()}\npage: ${shown.slice(0, 3000)}\nconsole: ${consoleErrors.join('\n')}`);
+}
 report.consoleErrors = consoleErrors;
 await browser.close();
 process.stdout.write(JSON.stringify(report));

@@ -31,6 +31,12 @@ document.addEventListener("submit", (event) => {
   const button = event.submitter || event.target.querySelector("[data-confirm]");
   const message = button?.dataset?.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
+  // A form on its way to the server is our own change: a live update about it must not
+  // reload the page and cancel the navigation the form started.
+  if (!event.defaultPrevented) {
+    Flagstaff.saving = true;
+    Flagstaff.live?.close();
+  }
 });
 
 function setUpEnvironmentSwitch() {

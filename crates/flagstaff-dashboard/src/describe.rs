@@ -79,12 +79,13 @@ pub fn diff(before: &[String], after: &[String]) -> Vec<DiffLine> {
             out.push(DiffLine::Same(before[i].clone()));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(DiffLine::Added(after[j].clone()));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // On a tie the old line goes first, as readers of diffs expect.
             out.push(DiffLine::Removed(before[i].clone()));
             i += 1;
+        } else {
+            out.push(DiffLine::Added(after[j].clone()));
+            j += 1;
         }
     }
     out

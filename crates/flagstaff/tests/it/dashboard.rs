@@ -134,6 +134,12 @@ fn people_manage_flags_in_the_dashboard_and_readers_cannot_change_them() {
     );
     assert!(s(&report, "highlightedRule").starts_with("Rule 1: if user country"));
 
+    // A segment from a pasted list.
+    assert_eq!(
+        s(&report, "segmentSummary"),
+        "Includes user anna, bob, carla"
+    );
+
     // Restore, live update, conflict.
     assert_eq!(s(&report, "stateAfterRestore"), "OFF");
     assert_eq!(s(&report, "liveState"), "ON");
