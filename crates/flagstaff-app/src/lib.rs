@@ -196,6 +196,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone)]
 pub struct App {
     store: Arc<Store>,
+    /// Flag overviews per project, kept up to date from the change feed (see `overview.rs`).
+    overviews: Arc<std::sync::Mutex<HashMap<String, overview::Cached>>>,
 }
 
 fn env_scope(project: &str, environment: &str) -> String {
@@ -203,7 +205,9 @@ fn env_scope(project: &str, environment: &str) -> String {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T> {
-    serde_json::from_value(doc.body.clone()).map_err(|e| {
+    // Deserializing from a borrowed `Value` avoids copying the whole document first, which
+    // matters when a page reads a thousand of them.
+    T::deserialize(&doc.body).map_err(|e| {
         AppError::Store(flagstaff_store::StoreError::Corrupt(format!(
             "{} {}/{}: {e}",
             doc.kind, doc.scope, doc.key
@@ -273,7 +277,10 @@ fn default_targeting(definition: &FlagDefinition) -> Targeting {
 impl App {
     /// Use cases over `store`.
     pub fn new(store: Arc<Store>) -> App {
-        App { store }
+        App {
+            store,
+            overviews: Arc::default(),
+        }
     }
 
     /// The live document at an address with its version, or `NotFound` naming `what`.
@@ -1744,6 +1751,21 @@ impl App {
         environment: &str,
         context: &Value,
     ) -> Result<Value> {
+        Ok(self
+            .evaluate_with_data(actor, project, environment, context)
+            .await?
+            .1)
+    }
+
+    /// [`App::evaluate`], also returning the flag data it evaluated, so that a caller can show
+    /// the rule behind each result without reading the environment twice.
+    pub async fn evaluate_with_data(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        context: &Value,
+    ) -> Result<(FlagData, Value)> {
         self.environment(actor, project, environment).await?;
         let context = Context::from_json(context).map_err(|e| {
             AppError::invalid(
@@ -1752,13 +1774,14 @@ impl App {
                 e.message,
             )
         })?;
-        let snapshot = Snapshot::compile(&self.flag_data(project, environment).await?);
+        let data = self.cached_flag_data(project, environment).await?;
+        let snapshot = Snapshot::compile(&data);
         let mut flags = serde_json::Map::new();
         for flag in snapshot.flags() {
             let detail = snapshot.evaluate(flag.key(), &context);
             flags.insert(flag.key().to_owned(), json!({"value": detail.value, "variationIndex": detail.variation_index, "reason": detail.reason, "version": flag.source().version}));
         }
-        Ok(json!({"flags": flags}))
+        Ok((data, json!({"flags": flags})))
     }
 
     /// An `allFlagsState` bootstrap document (`ld-protocol.md` §5.10) for a context: what a

@@ -95,7 +95,7 @@ pub(crate) async fn page(
     let result = match parsed {
         Err(e) => Err(e),
         Ok(context) => match app
-            .evaluate(&viewer.actor, &project, &nav.environment, &context)
+            .evaluate_with_data(&viewer.actor, &project, &nav.environment, &context)
             .await
         {
             Ok(v) => Ok(v),
@@ -105,14 +105,16 @@ pub(crate) async fn page(
     };
     let (outcomes, error) = match result {
         Err(e) => (Vec::new(), Some(e)),
-        Ok(evaluation) => {
+        Ok((data, evaluation)) => {
+            // The overview is cached between changes; reading the definitions again would
+            // cost a third of the page's budget with 1,000 flags.
             let definitions: HashMap<String, _> = app
-                .flag_definitions(&viewer.actor, &project)
+                .flag_overview(&viewer.actor, &project)
                 .await?
+                .flags
                 .into_iter()
-                .map(|d| (d.value.key.clone(), d.value))
+                .map(|row| (row.definition.key.clone(), row.definition))
                 .collect();
-            let data = app.flag_data(&project, &nav.environment).await?;
             let mut outcomes = Vec::new();
             if let Some(flags) = evaluation["flags"].as_object() {
                 for (key, result) in flags {

@@ -513,16 +513,20 @@ pub(crate) async fn page(
         });
     }
     let variations = &definition.value.variations;
+    // Prerequisite candidates come from the cached overview (reading every definition again
+    // would cost half the page's budget with 1,000 flags).
     let others: Vec<Value> = app
-        .flag_definitions(&viewer.actor, &project)
+        .flag_overview(&viewer.actor, &project)
         .await?
+        .flags
         .into_iter()
-        .filter(|f| f.value.key != key && !f.value.archived)
+        .map(|row| row.definition)
+        .filter(|f| f.key != key && !f.archived)
         .map(|f| {
-            let labels: Vec<String> = (0..f.value.variations.len())
-                .map(|i| describe::variation(&f.value.variations, i as i64))
+            let labels: Vec<String> = (0..f.variations.len())
+                .map(|i| describe::variation(&f.variations, i as i64))
                 .collect();
-            json!({"key": f.value.key, "variations": labels})
+            json!({"key": f.key, "variations": labels})
         })
         .collect();
     let segments = app

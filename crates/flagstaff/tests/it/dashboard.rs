@@ -454,6 +454,24 @@ fn sessions_csrf_and_first_run_protect_the_dashboard() {
         assert_eq!(stale["code"], json!("version_conflict"));
         assert!(stale["currentVersion"].as_u64().unwrap() > 1);
 
+        // The list follows every change (it is cached between changes): on in test, off in
+        // production; archived, it moves to the archived view.
+        let list = ada.get("/projects/default/flags?env=test&q=dark").await;
+        let row = &list.body[list.body.find("data-flag=\"dark-mode\"").unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(row.contains("title=\"On in test\"") && row.contains("title=\"Off in production\""), "{row}");
+        let archived = ada
+            .form(
+                "/projects/default/flags/dark-mode/archive",
+                &[("csrf", csrf.as_str()), ("env", "test"), ("archived", "true")],
+            )
+            .await;
+        assert_eq!(archived.status, 303);
+        let live = ada.get("/projects/default/flags?env=test").await;
+        assert!(!live.body.contains("data-flag=\"dark-mode\""));
+        let archive_view = ada.get("/projects/default/flags?env=test&archived=1").await;
+        assert!(archive_view.body.contains("data-flag=\"dark-mode\""));
+
         // Signed out: the session ends on the server, so the old cookie is useless.
         let old_cookie = ada.cookies.clone();
         let out = ada.form("/sign-out", &[("csrf", csrf.as_str())]).await;
