@@ -141,7 +141,11 @@ pub fn operator(op: &str, negate: bool) -> String {
         match op {
             "in" => "is not one of".into(),
             "segmentMatch" => "is not in segment".into(),
-            _ => format!("not: {words}"),
+            "startsWith" => "does not start with".into(),
+            "endsWith" => "does not end with".into(),
+            "contains" => "does not contain".into(),
+            "matches" => "does not match the pattern".into(),
+            _ => words.replacen("is ", "is not ", 1),
         }
     } else {
         words.into()
@@ -422,5 +426,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(clause(&s), "context is in segment beta");
+        assert_eq!(operator("lessThan", true), "is not less than");
+        assert_eq!(operator("semVerLessThan", true), "is not a version before");
+        assert_eq!(operator("contains", true), "does not contain");
     }
 }

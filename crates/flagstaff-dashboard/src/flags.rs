@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::describe::{self, DiffLine};
 use crate::session::Viewer;
-use crate::{DashState, JsonError, Nav, PageError, render, script_json, time};
+use crate::{DashState, JsonBody, JsonError, Nav, PageError, render, script_json, time};
 
 /// Flags shown per page of the list.
 const PAGE_SIZE: usize = 100;
@@ -601,7 +601,7 @@ pub(crate) async fn review(
     headers: HeaderMap,
     viewer: Viewer,
     Path((project, key)): Path<(String, String)>,
-    Json(proposal): Json<Proposal>,
+    JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
     let run = async {
@@ -640,7 +640,7 @@ pub(crate) async fn save(
     headers: HeaderMap,
     viewer: Viewer,
     Path((project, key)): Path<(String, String)>,
-    Json(proposal): Json<Proposal>,
+    JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
     let run = async {

@@ -399,6 +399,46 @@ impl IntoResponse for JsonError {
     }
 }
 
+/// A JSON request body from the page's scripts. Malformed JSON or a wrong shape is answered
+/// like every other error, as `{"code": "invalid_body", "message", "field"}` with the path of
+/// the offending field, rather than axum's plain-text rejection.
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub T);
+
+/// Largest body a script may send (a targeting document with thousands of target keys fits).
+const MAX_BODY: usize = 1 << 20;
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, Response> {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| {
+                JsonError(AppError::invalid(
+                    "invalid_body",
+                    "",
+                    "the body is unreadable or larger than 1 MiB",
+                ))
+                .into_response()
+            })?;
+        let _ = state;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map(JsonBody)
+            .map_err(|e| {
+                let field = e.path().to_string();
+                let field = if field == "." { String::new() } else { field };
+                JsonError(AppError::invalid(
+                    "invalid_body",
+                    field,
+                    e.inner().to_string(),
+                ))
+                .into_response()
+            })
+    }
+}
+
 /// Renders a template to an HTML response.
 pub(crate) fn render<T: Template>(template: &T) -> Response {
     match template.render() {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::describe;
 use crate::flags::{DiffFragment, EnvQuery};
 use crate::session::Viewer;
-use crate::{DashState, JsonError, Nav, PageError, render, script_json};
+use crate::{DashState, JsonBody, JsonError, Nav, PageError, render, script_json};
 
 pub(crate) struct ListedSegment {
     pub key: String,
@@ -214,7 +214,7 @@ pub(crate) async fn review(
     headers: HeaderMap,
     viewer: Viewer,
     Path((project, key)): Path<(String, String)>,
-    Json(proposal): Json<Proposal>,
+    JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
     let run = async {
@@ -243,7 +243,7 @@ pub(crate) async fn save(
     headers: HeaderMap,
     viewer: Viewer,
     Path((project, key)): Path<(String, String)>,
-    Json(proposal): Json<Proposal>,
+    JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
     let run = async {

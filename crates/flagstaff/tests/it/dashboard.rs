@@ -444,6 +444,28 @@ fn sessions_csrf_and_first_run_protect_the_dashboard() {
         assert_eq!(invalid.status, 400);
         let invalid: Value = serde_json::from_str(&invalid.body).unwrap();
         assert_eq!(invalid["field"], json!("offVariation"), "{invalid}");
+        // Malformed JSON gets the same structured error, never a plain-text rejection.
+        let request = ada
+            .http
+            .post(format!("{base}{review_path}"))
+            .header("content-type", "application/json")
+            .header("x-csrf-token", &csrf)
+            .body("{\"environment\": \"test\", \"targeting\": {\"on\": \"yes\"}}");
+        let malformed = ada.send(request).await;
+        assert_eq!(malformed.status, 400);
+        let malformed: Value = serde_json::from_str(&malformed.body).unwrap();
+        assert_eq!(malformed["code"], json!("invalid_body"), "{malformed}");
+        assert_eq!(malformed["field"], json!("targeting.on"), "{malformed}");
+        let request = ada
+            .http
+            .post(format!("{base}{review_path}"))
+            .header("content-type", "application/json")
+            .header("x-csrf-token", &csrf)
+            .body("{\"environment\": \"test\", \"targeting\": ");
+        let truncated = ada.send(request).await;
+        assert_eq!(truncated.status, 400);
+        let truncated: Value = serde_json::from_str(&truncated.body).unwrap();
+        assert_eq!(truncated["code"], json!("invalid_body"), "{truncated}");
         // A stale version is a conflict with the current version.
         let save_path = "/projects/default/flags/dark-mode/targeting";
         let saved = ada.json(save_path, &proposal, Some(&csrf), None).await;
