@@ -494,30 +494,34 @@ pub(crate) async fn page(
     let targeting = app
         .targeting(&viewer.actor, &project, &nav.environment, &key)
         .await?;
-    let mut envs = Vec::new();
-    for e in &nav.environments {
-        let on = if e.key == nav.environment {
-            targeting.value.on
-        } else {
-            app.targeting(&viewer.actor, &project, &e.key, &key)
-                .await
-                .map(|t| t.value.on)
-                .unwrap_or(false)
-        };
-        envs.push(EnvSummary {
-            key: e.key.clone(),
-            name: e.name.clone(),
-            on,
-            current: e.key == nav.environment,
-            critical: e.critical,
-        });
-    }
     let variations = &definition.value.variations;
     // Prerequisite candidates come from the cached overview (reading every definition again
     // would cost half the page's budget with 1,000 flags).
-    let others: Vec<Value> = app
-        .flag_overview(&viewer.actor, &project)
-        .await?
+    let overview = app.flag_overview(&viewer.actor, &project).await?;
+    // Each environment's on/off for the tabs, from the same overview.
+    let states = overview
+        .flags
+        .iter()
+        .find(|row| row.definition.key == key)
+        .map(|row| row.environments.clone())
+        .unwrap_or_default();
+    let envs: Vec<EnvSummary> = overview
+        .environments
+        .iter()
+        .enumerate()
+        .map(|(i, e)| EnvSummary {
+            key: e.key.clone(),
+            name: e.name.clone(),
+            on: if e.key == nav.environment {
+                targeting.value.on
+            } else {
+                states.get(i).and_then(Option::as_ref).is_some_and(|s| s.on)
+            },
+            current: e.key == nav.environment,
+            critical: e.critical,
+        })
+        .collect();
+    let others: Vec<Value> = overview
         .flags
         .into_iter()
         .map(|row| row.definition)

@@ -296,7 +296,15 @@ impl Nav {
             admin: viewer.is_admin(),
             writer: viewer.can_write(),
             tab,
-            seq: dashboard.app.store().last_commit(),
+            // The feed's head, not this node's last commit: with several nodes sharing a
+            // database the page already shows their changes, and a live stream starting
+            // before them would report them again and reload the page over and over.
+            seq: dashboard
+                .app
+                .store()
+                .head()
+                .await
+                .map_err(|e| PageError(e.into()))?,
             path,
         })
     }
