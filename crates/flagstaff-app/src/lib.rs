@@ -78,16 +78,8 @@ fn credential_body(type_name: &str, project: &str, environment: &str, secret: &s
     body
 }
 
-/// Options of [`App::bootstrap`], named as LaunchDarkly's `allFlagsState` names them.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BootstrapOptions {
-    /// Only flags marked for browsers (`usingEnvironmentId`).
-    pub client_side_only: bool,
-    /// Include every flag's reason.
-    pub with_reasons: bool,
-    /// Leave out the version and reason of flags that send no feature events.
-    pub details_only_for_tracked_flags: bool,
-}
+/// Options of [`App::bootstrap`] (shared with the Rust SDK's `all_flags_state`).
+pub use flagstaff_eval::BootstrapOptions;
 
 /// Which environment key to rotate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -1806,26 +1798,7 @@ impl App {
             )
         })?;
         let snapshot = Snapshot::compile(&self.flag_data(project, environment).await?);
-        let audience = if options.client_side_only {
-            flagstaff_eval::Audience::Browser
-        } else {
-            flagstaff_eval::Audience::Server
-        };
-        let results = snapshot.evaluate_all_for_client(audience, &context);
-        let mut document = serde_json::Map::new();
-        let mut states = serde_json::Map::new();
-        for (key, result) in &results {
-            document.insert(
-                (*key).to_owned(),
-                result.detail.value.cloned().unwrap_or(Value::Null),
-            );
-            let state =
-                result.flag_state(options.with_reasons, options.details_only_for_tracked_flags);
-            states.insert((*key).to_owned(), json!(state));
-        }
-        document.insert("$flagsState".to_owned(), Value::Object(states));
-        document.insert("$valid".to_owned(), json!(true));
-        Ok(Value::Object(document))
+        Ok(snapshot.bootstrap(&context, options))
     }
 
     // ----- audit -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 //! remote evaluation and server-rendered bootstrap documents (`ld-protocol.md` §5.3–5.6, §5.10).
 
 use flagstaff_protocol::{Context, EvaluatedFlag, Flag, FlagState, Reason, ReasonKind};
+use serde_json::{Map, Value};
 
 use crate::evaluate::{Detail, Observer};
 use crate::snapshot::{CompiledFlag, FlagId, Snapshot};
@@ -169,6 +170,51 @@ impl Snapshot {
             .filter(|(_, flag)| audience.sees(&flag.source))
             .map(|(id, flag)| (flag.key(), self.evaluate_for_client(id, context)))
             .collect()
+    }
+}
+
+/// Options of an `allFlagsState` bootstrap document (§5.10), named as LaunchDarkly's SDKs name
+/// them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootstrapOptions {
+    /// Only flags marked for browsers (`usingEnvironmentId`).
+    pub client_side_only: bool,
+    /// Include every flag's reason.
+    pub with_reasons: bool,
+    /// Leave out the version and reason of flags that send no feature events.
+    pub details_only_for_tracked_flags: bool,
+}
+
+impl Snapshot {
+    /// The `allFlagsState` document for `context` (§5.10): every flag's value by key, plus
+    /// `$flagsState` (variation, version, reason and event settings per flag) and
+    /// `"$valid": true`. A server renders it into a page so that the browser SDK starts with its
+    /// flags (`bootstrap` option); the server's evaluate endpoint and the Rust SDK's
+    /// `all_flags_state` both build it here.
+    pub fn bootstrap(&self, context: &Context, options: BootstrapOptions) -> Value {
+        let audience = if options.client_side_only {
+            Audience::Browser
+        } else {
+            Audience::Server
+        };
+        let results = self.evaluate_all_for_client(audience, context);
+        let mut document = Map::new();
+        let mut states = Map::new();
+        for (key, result) in &results {
+            document.insert(
+                (*key).to_owned(),
+                result.detail.value.cloned().unwrap_or(Value::Null),
+            );
+            let state =
+                result.flag_state(options.with_reasons, options.details_only_for_tracked_flags);
+            states.insert(
+                (*key).to_owned(),
+                serde_json::to_value(state).unwrap_or(Value::Null),
+            );
+        }
+        document.insert("$flagsState".to_owned(), Value::Object(states));
+        document.insert("$valid".to_owned(), Value::Bool(true));
+        Value::Object(document)
     }
 }
 

@@ -32,7 +32,7 @@ mod time;
 mod typed;
 pub mod values;
 
-pub use client::{Audience, ClientResult, is_experiment};
+pub use client::{Audience, BootstrapOptions, ClientResult, is_experiment};
 pub use evaluate::{Detail, MAX_DEPTH, Observer, Trace};
 pub use snapshot::{CompiledFlag, EvalOptions, FlagId, Snapshot};
 pub use typed::{TypedDetail, ValueType};

@@ -6,5 +6,6 @@
 mod browser;
 mod dashboard;
 mod eval_command;
+mod rust_sdk;
 mod sdks;
 mod serve;
