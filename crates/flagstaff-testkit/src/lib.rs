@@ -3,10 +3,14 @@
 //! - [`conformance`]: LaunchDarkly's public evaluation vectors, read in place.
 //! - [`server`]: `flagstaff serve` as a real process, and a client for its management API.
 //! - [`sdk`]: the real LaunchDarkly Python and Node SDKs, driven over a line protocol.
+//! - [`generate`]: random flag data and contexts for differential and property tests.
+//! - [`peer`]: a minimal LaunchDarkly-protocol server whose answers a test controls.
 // A test helper that cannot do its job panics with the reason: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod conformance;
+pub mod generate;
+pub mod peer;
 pub mod sdk;
 pub mod server;
 

@@ -17,8 +17,8 @@ use flagstaff_protocol::{Context, FlagData};
 use launchdarkly_server_sdk_evaluation as ld;
 use serde_json::Value;
 
-use crate::generate::{self, Rng, Shape};
 use crate::support::json_equal;
+use flagstaff_testkit::generate::{self, Rng, Shape};
 
 /// One result as comparable JSON: `[value, variationIndex, reason]`.
 fn ours(snapshot: &Snapshot, key: &str, context: &Context) -> Value {

@@ -7,6 +7,5 @@ mod allocations;
 mod cases;
 mod conformance;
 mod differential;
-mod generate;
 mod properties;
 mod support;

@@ -7,7 +7,7 @@ use flagstaff_protocol::{Context, FlagData};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::generate::{self, Rng, Shape};
+use flagstaff_testkit::generate::{self, Rng, Shape};
 
 /// A boolean flag whose fallthrough serves `true` to `percent_true` thousandths of a percent.
 fn rollout_flag(key: &str, salt: &str, weight_true: u32, seed: Option<u32>) -> FlagData {

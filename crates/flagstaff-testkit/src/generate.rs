@@ -11,6 +11,7 @@
 use serde_json::{Map, Value, json};
 
 /// SplitMix64: tiny, fast, and good enough to explore.
+#[derive(Debug, Clone)]
 pub struct Rng(u64);
 
 impl Rng {
@@ -40,7 +41,7 @@ impl Rng {
 }
 
 /// How adventurous the generated data is.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
     /// Only data on which the Go and Rust reference engines agree.
     Common,
