@@ -13,7 +13,9 @@ use flagstaff_sdk::{Client, Config, ContextBuilder};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sdk_key = std::env::var("FLAGSTAFF_SDK_KEY").map_err(|_| "set FLAGSTAFF_SDK_KEY")?;
     let url = std::env::var("FLAGSTAFF_URL").unwrap_or_else(|_| "http://127.0.0.1:8030".into());
-    let flag = std::env::args().nth(1).unwrap_or_else(|| "new-checkout".into());
+    let flag = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "new-checkout".into());
 
     let client = Client::new(Config::builder(sdk_key).base_uri(&url).build()?)?;
     if let Err(e) = client.wait_for_initialization(Duration::from_secs(5)).await {
