@@ -342,6 +342,41 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Untrusted bytes never panic the parser, and how the network splits them never
+        /// changes what comes out.
+        #[test]
+        fn any_bytes_in_any_chunks_parse_the_same(
+            input in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            cuts in proptest::collection::vec(1usize..40, 1..20),
+        ) {
+            let whole = parse_with(&input, usize::MAX);
+            let mut parser = Parser::new(1 << 20, String::new());
+            let mut out = Vec::new();
+            let mut rest = &input[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (piece, tail) = rest.split_at((*cut).min(rest.len()));
+                parser.push(piece, &mut out).unwrap();
+                rest = tail;
+            }
+            proptest::prop_assert_eq!(out, whole);
+        }
+
+        /// Events made of the SSE alphabet (fields, colons, line endings) survive too.
+        #[test]
+        fn sse_shaped_input_parses_the_same_byte_by_byte(
+            input in "((event|data|id|retry|:)(: ?[a-z0-9{}\"]{0,8})?(\r\n|\n|\r)){0,30}",
+        ) {
+            proptest::prop_assert_eq!(
+                parse_with(input.as_bytes(), 1),
+                parse_with(input.as_bytes(), usize::MAX)
+            );
+        }
+    }
+
     #[test]
     fn an_overlong_line_is_an_error() {
         let mut parser = Parser::new(8, String::new());
