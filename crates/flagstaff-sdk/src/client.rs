@@ -95,6 +95,7 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     offline: bool,
+    sdk_key: String,
 }
 
 /// A Flagstaff client: cheap to clone (clones share everything), evaluates flags in memory.
@@ -186,6 +187,7 @@ impl Client {
                 tasks: Mutex::new(tasks),
                 closed: AtomicBool::new(false),
                 offline: config.offline,
+                sdk_key: config.sdk_key.clone(),
             }),
         })
     }
@@ -518,6 +520,17 @@ impl Client {
                 .snapshot()
                 .bootstrap(context, options),
         }
+    }
+
+    /// The secure-mode hash of `context` (`ld-protocol.md` §5.7): what a page passes to
+    /// LaunchDarkly's browser SDK as `hash` when its environment is in secure mode, so that a
+    /// browser cannot ask for another user's flags. Lowercase hex of HMAC-SHA256 keyed with the
+    /// SDK key over the context's fully-qualified key.
+    pub fn secure_mode_hash(&self, context: &Context) -> String {
+        crate::hmac::hmac_sha256_hex(
+            self.inner.sdk_key.as_bytes(),
+            context.fully_qualified_key().as_bytes(),
+        )
     }
 
     /// Records a custom event (`track`), with optional data and a numeric metric value for

@@ -46,6 +46,7 @@ mod client;
 mod config;
 mod context;
 mod events;
+mod hmac;
 mod http;
 mod source;
 pub mod sse;

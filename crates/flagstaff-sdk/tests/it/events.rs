@@ -208,3 +208,38 @@ fn live_patches_notify_listeners_of_dependent_flags() {
     assert_eq!(peer.stream_connections(), 1);
     rt.block_on(client.close());
 }
+
+#[test]
+fn secure_mode_hashes_match_the_specification_vectors() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let hash = |sdk_key: &str, context: flagstaff_sdk::Context| {
+        let config = Config::builder(sdk_key).offline(true).build().unwrap();
+        Client::new(config).unwrap().secure_mode_hash(&context)
+    };
+    let user = |key: &str| ContextBuilder::new(key).set("name", "any").build().unwrap();
+    let key0 = "sdk-01234567-89ab-cdef-0123-456789abcdef";
+    assert_eq!(
+        hash(key0, user("user-key-123")),
+        "73df666a13f2c474e50aa34ca5a761e89abb737fb139ff65fdde7fa85c9dcacd"
+    );
+    assert_eq!(
+        hash(
+            "sdk-11234567-89ab-cdef-0123-456789abcdef",
+            user("user-key-123")
+        ),
+        "63538426a9845721a5547b4715f4284b060c21743702a896e1ff8a9a5b57215d"
+    );
+    assert_eq!(
+        hash(key0, user("user-key-456")),
+        "55be6b5ceb2a11acc6a7e9c60dbee5022d9c7084baf9ecd8cf69d12bce5a92fb"
+    );
+    let other = ContextBuilder::new("user-key-123")
+        .kind("other")
+        .build()
+        .unwrap();
+    assert_eq!(
+        hash(key0, other),
+        "98a933ca26d2951547fc021981ebcdeda95fbca2ac3f767ae67f7042d5458f72"
+    );
+}
