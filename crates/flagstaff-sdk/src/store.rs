@@ -69,33 +69,41 @@ impl Store {
     /// to a tombstone). Returns the affected flag keys; empty when the update was stale.
     pub(crate) fn apply(&self, update: Update) -> BTreeSet<String> {
         let mut data = self.lock();
-        let mut next = data.clone();
-        match update {
+        // Whether a result can change: a tombstone replacing a tombstone (or nothing) cannot.
+        let (changed, key, is_flag) = match update {
             Update::Flag(flag) => {
-                if next
-                    .flags
-                    .get(&flag.key)
-                    .is_some_and(|f| f.version >= flag.version)
-                {
+                let old = data.flags.get(&flag.key);
+                if old.is_some_and(|f| f.version >= flag.version) {
                     return BTreeSet::new();
                 }
-                next.flags.insert(flag.key.clone(), flag);
+                let changed = old.is_some_and(|f| !f.deleted) || !flag.deleted;
+                let key = flag.key.clone();
+                data.flags.insert(key.clone(), flag);
+                (changed, key, true)
             }
             Update::Segment(segment) => {
-                if next
-                    .segments
-                    .get(&segment.key)
-                    .is_some_and(|s| s.version >= segment.version)
-                {
+                let old = data.segments.get(&segment.key);
+                if old.is_some_and(|s| s.version >= segment.version) {
                     return BTreeSet::new();
                 }
-                next.segments.insert(segment.key.clone(), segment);
+                let changed = old.is_some_and(|s| !s.deleted) || !segment.deleted;
+                let key = segment.key.clone();
+                data.segments.insert(key.clone(), segment);
+                (changed, key, false)
             }
-        }
-        let changed = changed_flags(&data, &next);
-        *data = next;
+        };
         self.snapshot.store(Arc::new(Snapshot::compile(&data)));
-        changed
+        if !changed {
+            return BTreeSet::new();
+        }
+        // Who refers to the changed item is read from the current data alone: the item's own
+        // old references only matter for the item itself, which is already counted.
+        let (flags, segments) = if is_flag {
+            (BTreeSet::from([key]), BTreeSet::new())
+        } else {
+            (BTreeSet::new(), BTreeSet::from([key]))
+        };
+        spread(&[&data], flags, segments)
     }
 }
 
@@ -103,34 +111,45 @@ impl Store {
 /// prerequisite or a segment they use (transitively), which is what LaunchDarkly's flag-change
 /// listeners report.
 pub(crate) fn changed_flags(old: &FlagData, new: &FlagData) -> BTreeSet<String> {
-    fn differs<T: PartialEq>(a: Option<&T>, b: Option<&T>) -> bool {
-        a != b
+    fn live_flag<'a>(d: &'a FlagData, k: &str) -> Option<&'a Flag> {
+        d.flags.get(k).filter(|f| !f.deleted)
     }
-    let live_flag = |d: &FlagData, k: &str| d.flags.get(k).filter(|f| !f.deleted).cloned();
-    let live_segment = |d: &FlagData, k: &str| d.segments.get(k).filter(|s| !s.deleted).cloned();
-    let mut changed_flags: BTreeSet<String> = BTreeSet::new();
-    for key in old.flags.keys().chain(new.flags.keys()) {
-        if differs(live_flag(old, key).as_ref(), live_flag(new, key).as_ref()) {
-            changed_flags.insert(key.clone());
-        }
+    fn live_segment<'a>(d: &'a FlagData, k: &str) -> Option<&'a Segment> {
+        d.segments.get(k).filter(|s| !s.deleted)
     }
-    let mut changed_segments: BTreeSet<String> = BTreeSet::new();
-    for key in old.segments.keys().chain(new.segments.keys()) {
-        if differs(
-            live_segment(old, key).as_ref(),
-            live_segment(new, key).as_ref(),
-        ) {
-            changed_segments.insert(key.clone());
-        }
-    }
+    let changed_flags: BTreeSet<String> = old
+        .flags
+        .keys()
+        .chain(new.flags.keys())
+        .filter(|key| live_flag(old, key) != live_flag(new, key))
+        .cloned()
+        .collect();
+    let changed_segments: BTreeSet<String> = old
+        .segments
+        .keys()
+        .chain(new.segments.keys())
+        .filter(|key| live_segment(old, key) != live_segment(new, key))
+        .cloned()
+        .collect();
+    // Dependencies are read from both versions, so that a dependency that was just removed
+    // still counts.
+    spread(&[old, new], changed_flags, changed_segments)
+}
+
+/// Adds to `changed_flags` every flag that uses a changed flag (as a prerequisite) or a changed
+/// segment (in a `segmentMatch` clause, also through segments that include it), transitively,
+/// with the references read from `sources`.
+fn spread(
+    sources: &[&FlagData],
+    mut changed_flags: BTreeSet<String>,
+    mut changed_segments: BTreeSet<String>,
+) -> BTreeSet<String> {
     if changed_segments.is_empty() && changed_flags.is_empty() {
         return changed_flags;
     }
-    // Dependencies are read from both versions, so that a dependency that was just removed
-    // still counts.
     let mut segment_users: BTreeMap<&str, Vec<User<'_>>> = BTreeMap::new();
     let mut flag_users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for data in [old, new] {
+    for data in sources {
         for segment in data.segments.values() {
             for rule in &segment.rules {
                 for key in segment_refs(&rule.clauses) {
