@@ -163,6 +163,9 @@ pub enum ConfigError {
     /// The file data source has no files.
     #[error("the file data source needs at least one path")]
     NoFiles,
+    /// The HTTP client could not be set up (for example, TLS could not load root certificates).
+    #[error("the HTTP client could not be built: {0}")]
+    HttpClient(String),
     /// [`crate::Client::new`] was called outside a Tokio runtime.
     #[error("the client must be created inside a Tokio runtime (it runs its connections there)")]
     NoRuntime,

@@ -40,7 +40,7 @@ impl Http {
             .default_headers(headers)
             .connect_timeout(config.connect_timeout)
             .build()
-            .map_err(|e| ConfigError::InvalidUri(e.to_string()))?;
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
         Ok(Http {
             client,
             endpoints: config

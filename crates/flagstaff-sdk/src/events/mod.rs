@@ -110,6 +110,14 @@ enum QueuedEvent {
     },
 }
 
+/// What the lock protects: the counters and queue that each flush takes, and the contexts seen,
+/// which outlive flushes.
+#[derive(Debug, Default)]
+struct State {
+    pending: Pending,
+    seen: SeenContexts,
+}
+
 /// Context keys already sent in an `index` or `identify` event, as 64-bit hashes of the
 /// fully-qualified key (so evaluations allocate nothing to check). Two generations approximate
 /// LaunchDarkly's LRU: a key is "seen" if in either; when the current one is full it becomes the
@@ -152,8 +160,9 @@ pub(crate) struct EventStats {
 #[derive(Debug)]
 pub(crate) struct EventProcessor {
     config: EventsConfig,
-    pending: Mutex<Pending>,
-    seen: Mutex<SeenContexts>,
+    /// Everything an evaluation touches, behind one lock so that recording costs one short
+    /// critical section.
+    state: Mutex<State>,
     hasher: foldhash::fast::FixedState,
     /// The server's clock from the last event post's `Date` header (ms); debug events stop when
     /// either clock passes `debugEventsUntilDate` (§6.6).
@@ -168,8 +177,7 @@ impl EventProcessor {
     pub(crate) fn new(config: EventsConfig) -> EventProcessor {
         EventProcessor {
             config,
-            pending: Mutex::new(Pending::default()),
-            seen: Mutex::new(SeenContexts::default()),
+            state: Mutex::new(State::default()),
             hasher: foldhash::fast::FixedState::with_seed(rand::random()),
             last_server_time: AtomicU64::new(0),
             disabled: AtomicBool::new(false),
@@ -181,8 +189,8 @@ impl EventProcessor {
         &self.config
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn context_hash(&self, context: &Context) -> u64 {
@@ -194,17 +202,12 @@ impl EventProcessor {
         hasher.finish()
     }
 
-    /// Queues an `index` event for a context not seen recently.
-    fn notice_context(&self, context: &Context, pending: &mut Pending) {
-        let hash = self.context_hash(context);
-        let new = self
-            .seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .notice(hash, self.config.context_keys_capacity);
+    /// Queues an `index` event for a context (whose hash is `hash`) not seen recently.
+    fn notice_context(&self, context: &Context, hash: u64, state: &mut State) {
+        let new = state.seen.notice(hash, self.config.context_keys_capacity);
         if new {
             self.push(
-                pending,
+                &mut state.pending,
                 QueuedEvent::Index {
                     creation_date: now_ms(),
                     context: context.clone(),
@@ -240,21 +243,24 @@ impl EventProcessor {
             let now = now_ms();
             debug_until > now && debug_until > self.last_server_time.load(Ordering::Relaxed)
         };
-        let mut pending = self.lock();
+        // The feature event would carry the context inline; without one, an index event tells
+        // the server about the context.
+        let full = full && sampled(flag.and_then(|f| f.sampling_ratio));
+        let hash = (!full).then(|| self.context_hash(evaluation.context));
+        let mut state = self.lock();
         if !flag.is_some_and(|f| f.exclude_from_summaries) {
-            self.count(&mut pending, evaluation);
+            self.count(&mut state.pending, evaluation);
         }
-        if full && sampled(flag.and_then(|f| f.sampling_ratio)) {
-            let event = feature_event(evaluation, false);
-            self.push(&mut pending, event);
-        } else {
-            // The feature event would carry the context inline; without one, an index event
-            // tells the server about the context.
-            self.notice_context(evaluation.context, &mut pending);
+        match hash {
+            None => {
+                let event = feature_event(evaluation, false);
+                self.push(&mut state.pending, event);
+            }
+            Some(hash) => self.notice_context(evaluation.context, hash, &mut state),
         }
         if debug {
             let event = feature_event(evaluation, true);
-            self.push(&mut pending, event);
+            self.push(&mut state.pending, event);
         }
     }
 
@@ -306,7 +312,7 @@ impl EventProcessor {
         if self.disabled.load(Ordering::Relaxed) {
             return;
         }
-        let mut pending = self.lock();
+        let mut state = self.lock();
         let event = QueuedEvent::Custom {
             creation_date: now_ms(),
             key: key.to_owned(),
@@ -314,7 +320,7 @@ impl EventProcessor {
             data: data.filter(|d| !d.is_null()),
             metric_value,
         };
-        self.push(&mut pending, event);
+        self.push(&mut state.pending, event);
     }
 
     /// An identify event; the context counts as seen afterwards.
@@ -323,29 +329,23 @@ impl EventProcessor {
             return;
         }
         let hash = self.context_hash(context);
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .notice(hash, self.config.context_keys_capacity);
-        let mut pending = self.lock();
+        let mut state = self.lock();
+        state.seen.notice(hash, self.config.context_keys_capacity);
         let event = QueuedEvent::Identify {
             creation_date: now_ms(),
             context: context.clone(),
         };
-        self.push(&mut pending, event);
+        self.push(&mut state.pending, event);
     }
 
     /// Forgets the contexts seen (every `context_keys_flush_interval`).
     pub(crate) fn forget_contexts(&self) {
-        self.seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.lock().seen.clear();
     }
 
     /// Takes everything pending and returns the payload to post (empty: nothing to send).
     pub(crate) fn take_payload(&self) -> Vec<Value> {
-        let pending = std::mem::take(&mut *self.lock());
+        let pending = std::mem::take(&mut self.lock().pending);
         let mut out: Vec<Value> = pending
             .queue
             .into_iter()
