@@ -22,6 +22,15 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
     include_str!("../migrations/postgres/0001_documents_and_audit.sql"),
 )];
 
+const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../migrations/events/sqlite/0001_insights.sql"),
+)];
+const POSTGRES_EVENT_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../migrations/events/postgres/0001_insights.sql"),
+)];
+
 impl Backend {
     pub(crate) fn from_url(url: &str) -> Result<Backend> {
         if url.starts_with("sqlite:") {
@@ -62,6 +71,28 @@ impl Backend {
                 "PRAGMA busy_timeout = 5000",
             ],
             Backend::Postgres => &[],
+        }
+    }
+
+    /// Connection setup of the events database. Analytics are acknowledged before they are
+    /// stored (`ld-protocol.md` §6.3: `202` at once), so fsyncing each of their commits would buy
+    /// nothing: SQLite's `NORMAL` in WAL mode keeps the database consistent after a crash and
+    /// may lose only the last commits, which the acknowledgement never promised.
+    pub(crate) fn event_connection_setup(self) -> &'static [&'static str] {
+        match self {
+            Backend::Sqlite => &[
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+                "PRAGMA busy_timeout = 5000",
+            ],
+            Backend::Postgres => &[],
+        }
+    }
+
+    pub(crate) fn event_migrations(self) -> &'static [(i64, &'static str)] {
+        match self {
+            Backend::Sqlite => SQLITE_EVENT_MIGRATIONS,
+            Backend::Postgres => POSTGRES_EVENT_MIGRATIONS,
         }
     }
 

@@ -23,6 +23,7 @@
 
 mod audit;
 mod backend;
+pub mod events;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditEntry, AuditQuery, AuditVerification, GENESIS_HASH};
 pub use backend::Backend;
+pub use events::EventStore;
 
 /// A stored document.
 #[derive(Clone, Debug, PartialEq)]
@@ -332,43 +334,13 @@ impl Store {
 
     async fn migrate(&self) -> Result<()> {
         let _guard = self.commit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7268023)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let applied: i64 =
-            sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("v")?;
-        for (version, sql) in self.backend.migrations() {
-            if *version <= applied {
-                continue;
-            }
-            for statement in sql
-                .split(';')
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--")))
-            {
-                sqlx::query(statement).execute(&mut *tx).await?;
-            }
-            sqlx::query(
-                &self
-                    .backend
-                    .sql("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)"),
-            )
-            .bind(*version)
-            .bind(now_millis())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        migrate(
+            &self.pool,
+            self.backend,
+            "schema_migrations",
+            self.backend.migrations(),
+        )
+        .await
     }
 
     /// The document at an address, tombstones included (check [`Document::deleted`]).
@@ -500,4 +472,53 @@ impl Store {
             audit_seq,
         })
     }
+}
+
+/// Brings a database's schema up to date with `migrations`, recording what was applied in
+/// `table`. On PostgreSQL an advisory lock keeps several nodes starting at once from applying
+/// the same migration twice.
+async fn migrate(
+    pool: &AnyPool,
+    backend: Backend,
+    table: &str,
+    migrations: &[(i64, &str)],
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(7268023)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let applied: i64 = sqlx::query(&format!(
+        "SELECT COALESCE(MAX(version), 0) AS v FROM {table}"
+    ))
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("v")?;
+    for (version, sql) in migrations {
+        if *version <= applied {
+            continue;
+        }
+        for statement in sql
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !s.lines().all(|l| l.trim_start().starts_with("--")))
+        {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query(&backend.sql(&format!(
+            "INSERT INTO {table} (version, applied_at) VALUES ($1, $2)"
+        )))
+        .bind(*version)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

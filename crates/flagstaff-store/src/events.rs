@@ -1,0 +1,838 @@
+//! The events database: what SDKs reported (`ld-protocol.md` §6), aggregated for insights.
+//!
+//! It is a database of its own (for SQLite a second file beside the main one; for PostgreSQL
+//! the same database through its own small pool and tables), written by one task in large
+//! batches. The management API's commits therefore never wait behind analytics for SQLite's
+//! single writer lock, and a flood of events costs the main pool no connections.
+//!
+//! Nothing here is a change in the sense of the main store: no versions, no audit entries.
+//! Rows are counters that only grow, "last seen" times that only move forward, and samples
+//! that expire.
+
+use serde_json::Value;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+use crate::{Backend, Result, StoreError, migrate};
+
+/// The width of a time bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resolution {
+    /// One minute.
+    Minute,
+    /// One hour.
+    Hour,
+    /// One day (UTC).
+    Day,
+}
+
+impl Resolution {
+    /// Every resolution, finest first.
+    pub const ALL: [Resolution; 3] = [Resolution::Minute, Resolution::Hour, Resolution::Day];
+
+    /// The bucket's width in milliseconds.
+    pub fn millis(self) -> i64 {
+        match self {
+            Resolution::Minute => 60_000,
+            Resolution::Hour => 3_600_000,
+            Resolution::Day => 86_400_000,
+        }
+    }
+
+    /// The start of the bucket holding `at` (Unix ms).
+    pub fn bucket(self, at: i64) -> i64 {
+        at.div_euclid(self.millis()) * self.millis()
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Resolution::Minute => "m",
+            Resolution::Hour => "h",
+            Resolution::Day => "d",
+        }
+    }
+}
+
+/// Evaluations of one flag variation at one flag version in one bucket, to be added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluationCount {
+    /// `project/environment`.
+    pub environment: String,
+    /// The flag key.
+    pub flag: String,
+    /// The bucket's width.
+    pub resolution: Resolution,
+    /// The bucket's start (Unix ms).
+    pub bucket: i64,
+    /// The variation served; `None` when the SDK served the application's default.
+    pub variation: Option<u32>,
+    /// The flag version evaluated; `None` when the SDK did not know the flag.
+    pub version: Option<u64>,
+    /// The value served (JSON), as last reported.
+    pub value: String,
+    /// How many evaluations.
+    pub count: u64,
+}
+
+/// When a flag was evaluated, to be merged into what is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagUsage {
+    /// `project/environment`.
+    pub environment: String,
+    /// The flag key.
+    pub flag: String,
+    /// The first evaluation (Unix ms).
+    pub first_evaluated: i64,
+    /// The last evaluation (Unix ms).
+    pub last_evaluated: i64,
+    /// How many evaluations in all.
+    pub evaluations: u64,
+}
+
+/// Evaluations of a flag by one SDK name and version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagSdk {
+    /// `project/environment`.
+    pub environment: String,
+    /// The flag key.
+    pub flag: String,
+    /// The SDK's name, e.g. `PythonClient`.
+    pub sdk: String,
+    /// Its version, e.g. `9.12.0` (empty when it did not say).
+    pub sdk_version: String,
+    /// When last seen (Unix ms).
+    pub last_seen: i64,
+    /// How many evaluations.
+    pub evaluations: u64,
+}
+
+/// An SDK that reported to an environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SdkReport {
+    /// `project/environment`.
+    pub environment: String,
+    /// The SDK's name.
+    pub sdk: String,
+    /// Its version.
+    pub sdk_version: String,
+    /// A wrapper library (`X-LaunchDarkly-Wrapper`, diagnostics), `name/version` or empty.
+    pub wrapper: String,
+    /// What the SDK said about its platform in a diagnostic event (JSON, or empty).
+    pub platform: String,
+    /// When first seen (Unix ms).
+    pub first_seen: i64,
+    /// When last seen (Unix ms).
+    pub last_seen: i64,
+}
+
+/// A context seen in events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeenContext {
+    /// `project/environment`.
+    pub environment: String,
+    /// Its kind, e.g. `user`.
+    pub kind: String,
+    /// Its key.
+    pub key: String,
+    /// Its attributes other than kind and key, private ones already removed (a JSON object).
+    pub attributes: Value,
+    /// The names of attributes the SDK reported as redacted (never their values).
+    pub redacted: Vec<String>,
+    /// When first seen (Unix ms).
+    pub first_seen: i64,
+    /// When last seen (Unix ms).
+    pub last_seen: i64,
+}
+
+/// Custom events (`track`) of one key in one bucket, to be added.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomEventCount {
+    /// `project/environment`.
+    pub environment: String,
+    /// The event key the application tracked.
+    pub event_key: String,
+    /// The bucket's width.
+    pub resolution: Resolution,
+    /// The bucket's start (Unix ms).
+    pub bucket: i64,
+    /// How many events.
+    pub count: u64,
+    /// How many carried a `metricValue`.
+    pub metric_count: u64,
+    /// The sum of their metric values.
+    pub metric_sum: f64,
+}
+
+/// A full event kept as a sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventSample {
+    /// `project/environment`.
+    pub environment: String,
+    /// `feature`, `debug` or `custom`.
+    pub kind: String,
+    /// The flag or event key.
+    pub key: String,
+    /// When the SDK created it, or when it arrived (Unix ms).
+    pub at: i64,
+    /// The event as stored (private attributes removed).
+    pub body: Value,
+}
+
+/// Everything one flush of the writer adds, written in one transaction.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventWrite {
+    /// Counters to add.
+    pub evaluations: Vec<EvaluationCount>,
+    /// First/last evaluation times to merge.
+    pub usage: Vec<FlagUsage>,
+    /// Flag evaluations per SDK to merge.
+    pub flag_sdks: Vec<FlagSdk>,
+    /// SDK reports to merge.
+    pub sdks: Vec<SdkReport>,
+    /// Contexts to insert or refresh (the newest attributes win).
+    pub contexts: Vec<SeenContext>,
+    /// Custom event counters to add.
+    pub custom: Vec<CustomEventCount>,
+    /// Samples to append.
+    pub samples: Vec<EventSample>,
+}
+
+impl EventWrite {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.evaluations.is_empty()
+            && self.usage.is_empty()
+            && self.flag_sdks.is_empty()
+            && self.sdks.is_empty()
+            && self.contexts.is_empty()
+            && self.custom.is_empty()
+            && self.samples.is_empty()
+    }
+}
+
+/// How long each kind of row is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Minute buckets (ms).
+    pub minute_buckets: i64,
+    /// Hour buckets (ms).
+    pub hour_buckets: i64,
+    /// Day buckets (ms).
+    pub day_buckets: i64,
+    /// Event samples (ms).
+    pub samples: i64,
+    /// At most this many samples per environment; older ones go first.
+    pub max_samples_per_environment: u64,
+    /// Contexts not seen for this long are forgotten (ms).
+    pub contexts: i64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: i64 = 86_400_000;
+        Retention {
+            minute_buckets: 2 * DAY,
+            hour_buckets: 90 * DAY,
+            day_buckets: 400 * DAY,
+            samples: 7 * DAY,
+            max_samples_per_environment: 10_000,
+            contexts: 30 * DAY,
+        }
+    }
+}
+
+impl Retention {
+    /// How long buckets of a resolution are kept (ms).
+    pub fn of(&self, resolution: Resolution) -> i64 {
+        match resolution {
+            Resolution::Minute => self.minute_buckets,
+            Resolution::Hour => self.hour_buckets,
+            Resolution::Day => self.day_buckets,
+        }
+    }
+}
+
+/// Evaluations of a flag in one bucket for one variation, summed over flag versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesPoint {
+    /// The bucket's start (Unix ms).
+    pub bucket: i64,
+    /// The variation, `None` for the application default.
+    pub variation: Option<u32>,
+    /// How many evaluations.
+    pub count: u64,
+}
+
+/// Evaluations of a flag per variation over a period, summed over buckets and versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariationTotal {
+    /// `project/environment`.
+    pub environment: String,
+    /// The flag key.
+    pub flag: String,
+    /// The variation, `None` for the application default.
+    pub variation: Option<u32>,
+    /// How many evaluations.
+    pub count: u64,
+}
+
+/// A search of the contexts seen in an environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContextSearch {
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Text found in the key or in an attribute's name or value (case-insensitive).
+    pub text: Option<String>,
+    /// At most this many, most recently seen first.
+    pub limit: u32,
+}
+
+/// What pruning removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Bucket rows (evaluations and custom events).
+    pub buckets: u64,
+    /// Samples.
+    pub samples: u64,
+    /// Contexts.
+    pub contexts: u64,
+}
+
+/// The events database.
+#[derive(Debug)]
+pub struct EventStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_i64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn optional_index(value: i64) -> Option<u32> {
+    u32::try_from(value).ok()
+}
+
+/// Escapes `%`, `_` and the escape character itself for a `LIKE … ESCAPE '\'` pattern.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+impl EventStore {
+    /// Opens (creating if needed) the events database at `url` and brings its schema up to
+    /// date. The URL forms are those of [`Store::open`](crate::Store::open); for PostgreSQL it
+    /// may be the main database, whose tables do not overlap.
+    pub async fn open(url: &str) -> Result<EventStore> {
+        let backend = Backend::from_url(url)?;
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            // One writer task and the insight pages' reads.
+            .max_connections(3)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    for pragma in backend.event_connection_setup() {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&backend.connect_url(url))
+            .await?;
+        migrate(
+            &pool,
+            backend,
+            "event_schema_migrations",
+            backend.event_migrations(),
+        )
+        .await?;
+        Ok(EventStore { pool, backend })
+    }
+
+    /// Closes the connections, waiting for running queries.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Adds a flush's worth of aggregated events, all or nothing.
+    pub async fn write(&self, write: &EventWrite) -> Result<()> {
+        if write.is_empty() {
+            return Ok(());
+        }
+        let sql = |s: &str| self.backend.sql(s).into_owned();
+        let mut tx = self.pool.begin().await?;
+        let evaluation = sql(
+            "INSERT INTO flag_evaluations (environment, flag, resolution, bucket, variation, version, value, count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (environment, flag, resolution, bucket, variation, version) \
+             DO UPDATE SET count = flag_evaluations.count + excluded.count, value = excluded.value",
+        );
+        for row in &write.evaluations {
+            sqlx::query(&evaluation)
+                .bind(&row.environment)
+                .bind(&row.flag)
+                .bind(row.resolution.code())
+                .bind(row.bucket)
+                .bind(row.variation.map_or(-1, i64::from))
+                .bind(row.version.map_or(-1, to_i64))
+                .bind(&row.value)
+                .bind(to_i64(row.count))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let usage = sql(
+            "INSERT INTO flag_usage (environment, flag, first_evaluated, last_evaluated, evaluations) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (environment, flag) DO UPDATE SET \
+             first_evaluated = CASE WHEN excluded.first_evaluated < flag_usage.first_evaluated \
+                 THEN excluded.first_evaluated ELSE flag_usage.first_evaluated END, \
+             last_evaluated = CASE WHEN excluded.last_evaluated > flag_usage.last_evaluated \
+                 THEN excluded.last_evaluated ELSE flag_usage.last_evaluated END, \
+             evaluations = flag_usage.evaluations + excluded.evaluations",
+        );
+        for row in &write.usage {
+            sqlx::query(&usage)
+                .bind(&row.environment)
+                .bind(&row.flag)
+                .bind(row.first_evaluated)
+                .bind(row.last_evaluated)
+                .bind(to_i64(row.evaluations))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let flag_sdk = sql(
+            "INSERT INTO flag_sdks (environment, flag, sdk, sdk_version, last_seen, evaluations) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (environment, flag, sdk, sdk_version) DO UPDATE SET \
+             last_seen = CASE WHEN excluded.last_seen > flag_sdks.last_seen \
+                 THEN excluded.last_seen ELSE flag_sdks.last_seen END, \
+             evaluations = flag_sdks.evaluations + excluded.evaluations",
+        );
+        for row in &write.flag_sdks {
+            sqlx::query(&flag_sdk)
+                .bind(&row.environment)
+                .bind(&row.flag)
+                .bind(&row.sdk)
+                .bind(&row.sdk_version)
+                .bind(row.last_seen)
+                .bind(to_i64(row.evaluations))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let sdk = sql(
+            "INSERT INTO sdk_reports (environment, sdk, sdk_version, wrapper, platform, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (environment, sdk, sdk_version, wrapper) DO UPDATE SET \
+             platform = CASE WHEN excluded.platform = '' THEN sdk_reports.platform ELSE excluded.platform END, \
+             last_seen = CASE WHEN excluded.last_seen > sdk_reports.last_seen \
+                 THEN excluded.last_seen ELSE sdk_reports.last_seen END",
+        );
+        for row in &write.sdks {
+            sqlx::query(&sdk)
+                .bind(&row.environment)
+                .bind(&row.sdk)
+                .bind(&row.sdk_version)
+                .bind(&row.wrapper)
+                .bind(&row.platform)
+                .bind(row.first_seen)
+                .bind(row.last_seen)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let context = sql(
+            "INSERT INTO contexts_seen (environment, kind, key, attributes, redacted, first_seen, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (environment, kind, key) DO UPDATE SET \
+             attributes = excluded.attributes, redacted = excluded.redacted, \
+             last_seen = CASE WHEN excluded.last_seen > contexts_seen.last_seen \
+                 THEN excluded.last_seen ELSE contexts_seen.last_seen END",
+        );
+        for row in &write.contexts {
+            sqlx::query(&context)
+                .bind(&row.environment)
+                .bind(&row.kind)
+                .bind(&row.key)
+                .bind(row.attributes.to_string())
+                .bind(Value::from(row.redacted.clone()).to_string())
+                .bind(row.first_seen)
+                .bind(row.last_seen)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let custom = sql(
+            "INSERT INTO custom_events (environment, event_key, resolution, bucket, count, metric_count, metric_sum) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (environment, event_key, resolution, bucket) DO UPDATE SET \
+             count = custom_events.count + excluded.count, \
+             metric_count = custom_events.metric_count + excluded.metric_count, \
+             metric_sum = custom_events.metric_sum + excluded.metric_sum",
+        );
+        for row in &write.custom {
+            sqlx::query(&custom)
+                .bind(&row.environment)
+                .bind(&row.event_key)
+                .bind(row.resolution.code())
+                .bind(row.bucket)
+                .bind(to_i64(row.count))
+                .bind(to_i64(row.metric_count))
+                .bind(row.metric_sum)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let sample = sql(
+            "INSERT INTO event_samples (environment, kind, key, at, body) VALUES ($1, $2, $3, $4, $5)",
+        );
+        for row in &write.samples {
+            sqlx::query(&sample)
+                .bind(&row.environment)
+                .bind(&row.kind)
+                .bind(&row.key)
+                .bind(row.at)
+                .bind(row.body.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes what is older than `retention` allows, as of `now` (Unix ms).
+    pub async fn prune(&self, retention: &Retention, now: i64) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
+        for resolution in Resolution::ALL {
+            let cutoff = now - retention.of(resolution);
+            for table in ["flag_evaluations", "custom_events"] {
+                let sql = format!("DELETE FROM {table} WHERE resolution = $1 AND bucket < $2");
+                let sql = self.backend.sql(&sql);
+                pruned.buckets += sqlx::query(&sql)
+                    .bind(resolution.code())
+                    .bind(cutoff)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        let sql = self.backend.sql("DELETE FROM event_samples WHERE at < $1");
+        pruned.samples += sqlx::query(&sql)
+            .bind(now - retention.samples)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        // Per environment, keep only the newest samples. The sample ids grow with insertion,
+        // so "newest" is "largest id".
+        let environments = sqlx::query("SELECT DISTINCT environment FROM event_samples")
+            .fetch_all(&self.pool)
+            .await?;
+        let trim = self.backend.sql(
+            "DELETE FROM event_samples WHERE environment = $1 AND id <= \
+             (SELECT id FROM event_samples WHERE environment = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        );
+        for row in environments {
+            let environment: String = row.try_get("environment")?;
+            pruned.samples += sqlx::query(&trim)
+                .bind(&environment)
+                .bind(to_i64(retention.max_samples_per_environment))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        let sql = self
+            .backend
+            .sql("DELETE FROM contexts_seen WHERE last_seen < $1");
+        pruned.contexts += sqlx::query(&sql)
+            .bind(now - retention.contexts)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(pruned)
+    }
+
+    /// Evaluations of a flag per bucket and variation in `[from, to)`, oldest first.
+    pub async fn evaluation_series(
+        &self,
+        environment: &str,
+        flag: &str,
+        resolution: Resolution,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<SeriesPoint>> {
+        let sql = self.backend.sql(
+            "SELECT bucket, variation, CAST(SUM(count) AS BIGINT) AS total FROM flag_evaluations \
+             WHERE environment = $1 AND flag = $2 AND resolution = $3 AND bucket >= $4 AND bucket < $5 \
+             GROUP BY bucket, variation ORDER BY bucket, variation",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(environment)
+            .bind(flag)
+            .bind(resolution.code())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SeriesPoint {
+                    bucket: row.try_get("bucket")?,
+                    variation: optional_index(row.try_get("variation")?),
+                    count: from_i64(row.try_get("total")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Evaluations per flag and variation since `since` (Unix ms, rounded down to the hour) in
+    /// the environments of `project`, from the hour buckets.
+    pub async fn variation_totals(&self, project: &str, since: i64) -> Result<Vec<VariationTotal>> {
+        let sql = self.backend.sql(
+            "SELECT environment, flag, variation, CAST(SUM(count) AS BIGINT) AS total FROM flag_evaluations \
+             WHERE environment LIKE $1 ESCAPE '\\' AND resolution = 'h' AND bucket >= $2 \
+             GROUP BY environment, flag, variation ORDER BY environment, flag, variation",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(project_prefix(project))
+            .bind(Resolution::Hour.bucket(since))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(VariationTotal {
+                    environment: row.try_get("environment")?,
+                    flag: row.try_get("flag")?,
+                    variation: optional_index(row.try_get("variation")?),
+                    count: from_i64(row.try_get("total")?),
+                })
+            })
+            .collect()
+    }
+
+    /// When each flag of `project` was first and last evaluated, per environment.
+    pub async fn usage(&self, project: &str) -> Result<Vec<FlagUsage>> {
+        let sql = self.backend.sql(
+            "SELECT environment, flag, first_evaluated, last_evaluated, evaluations FROM flag_usage \
+             WHERE environment LIKE $1 ESCAPE '\\' ORDER BY environment, flag",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(project_prefix(project))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FlagUsage {
+                    environment: row.try_get("environment")?,
+                    flag: row.try_get("flag")?,
+                    first_evaluated: row.try_get("first_evaluated")?,
+                    last_evaluated: row.try_get("last_evaluated")?,
+                    evaluations: from_i64(row.try_get("evaluations")?),
+                })
+            })
+            .collect()
+    }
+
+    /// The SDKs that evaluated a flag in an environment, most recently seen first.
+    pub async fn flag_sdks(&self, environment: &str, flag: &str) -> Result<Vec<FlagSdk>> {
+        let sql = self.backend.sql(
+            "SELECT environment, flag, sdk, sdk_version, last_seen, evaluations FROM flag_sdks \
+             WHERE environment = $1 AND flag = $2 ORDER BY last_seen DESC, sdk, sdk_version",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(environment)
+            .bind(flag)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(FlagSdk {
+                    environment: row.try_get("environment")?,
+                    flag: row.try_get("flag")?,
+                    sdk: row.try_get("sdk")?,
+                    sdk_version: row.try_get("sdk_version")?,
+                    last_seen: row.try_get("last_seen")?,
+                    evaluations: from_i64(row.try_get("evaluations")?),
+                })
+            })
+            .collect()
+    }
+
+    /// The SDKs that reported to an environment, most recently seen first.
+    pub async fn sdks(&self, environment: &str) -> Result<Vec<SdkReport>> {
+        let sql = self.backend.sql(
+            "SELECT environment, sdk, sdk_version, wrapper, platform, first_seen, last_seen FROM sdk_reports \
+             WHERE environment = $1 ORDER BY last_seen DESC, sdk, sdk_version",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SdkReport {
+                    environment: row.try_get("environment")?,
+                    sdk: row.try_get("sdk")?,
+                    sdk_version: row.try_get("sdk_version")?,
+                    wrapper: row.try_get("wrapper")?,
+                    platform: row.try_get("platform")?,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Contexts seen in an environment, most recently seen first.
+    pub async fn contexts(
+        &self,
+        environment: &str,
+        search: &ContextSearch,
+    ) -> Result<Vec<SeenContext>> {
+        let mut sql = String::from(
+            "SELECT environment, kind, key, attributes, redacted, first_seen, last_seen FROM contexts_seen \
+             WHERE environment = $1",
+        );
+        let mut next = 2;
+        if search.kind.is_some() {
+            sql.push_str(&format!(" AND kind = ${next}"));
+            next += 1;
+        }
+        if search.text.is_some() {
+            sql.push_str(&format!(
+                " AND (LOWER(key) LIKE ${next} ESCAPE '\\' OR LOWER(attributes) LIKE ${next} ESCAPE '\\')"
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY last_seen DESC, kind, key LIMIT {}",
+            search.limit.clamp(1, 1000)
+        ));
+        let sql = self.backend.sql(&sql);
+        let mut query = sqlx::query(&sql).bind(environment);
+        if let Some(kind) = &search.kind {
+            query = query.bind(kind);
+        }
+        if let Some(text) = &search.text {
+            query = query.bind(like_pattern(text));
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                let attributes: String = row.try_get("attributes")?;
+                let redacted: String = row.try_get("redacted")?;
+                Ok(SeenContext {
+                    environment: row.try_get("environment")?,
+                    kind: row.try_get("kind")?,
+                    key: row.try_get("key")?,
+                    attributes: serde_json::from_str(&attributes)
+                        .map_err(|e| StoreError::Corrupt(format!("context attributes: {e}")))?,
+                    redacted: serde_json::from_str(&redacted)
+                        .map_err(|e| StoreError::Corrupt(format!("redacted attributes: {e}")))?,
+                    first_seen: row.try_get("first_seen")?,
+                    last_seen: row.try_get("last_seen")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Custom events per key since `since` (Unix ms, rounded down to the hour), from the hour
+    /// buckets, most frequent first.
+    pub async fn custom_event_totals(
+        &self,
+        environment: &str,
+        since: i64,
+    ) -> Result<Vec<CustomEventCount>> {
+        let sql = self.backend.sql(
+            "SELECT event_key, CAST(SUM(count) AS BIGINT) AS total, CAST(SUM(metric_count) AS BIGINT) AS metrics, SUM(metric_sum) AS metric_sum, \
+             MIN(bucket) AS first_bucket FROM custom_events \
+             WHERE environment = $1 AND resolution = 'h' AND bucket >= $2 \
+             GROUP BY event_key ORDER BY total DESC, event_key",
+        );
+        let rows = sqlx::query(&sql)
+            .bind(environment)
+            .bind(Resolution::Hour.bucket(since))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CustomEventCount {
+                    environment: environment.to_owned(),
+                    event_key: row.try_get("event_key")?,
+                    resolution: Resolution::Hour,
+                    bucket: row.try_get("first_bucket")?,
+                    count: from_i64(row.try_get("total")?),
+                    metric_count: from_i64(row.try_get("metrics")?),
+                    metric_sum: row.try_get("metric_sum")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest samples of an environment, optionally only of one kind and key.
+    pub async fn samples(
+        &self,
+        environment: &str,
+        kind: Option<&str>,
+        key: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventSample>> {
+        let sql = format!(
+            "SELECT environment, kind, key, at, body FROM event_samples WHERE environment = $1 \
+             AND ($2 = '' OR kind = $2) AND ($3 = '' OR key = $3) ORDER BY id DESC LIMIT {}",
+            limit.clamp(1, 1000)
+        );
+        let sql = self.backend.sql(&sql);
+        let rows = sqlx::query(&sql)
+            .bind(environment)
+            .bind(kind.unwrap_or(""))
+            .bind(key.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let body: String = row.try_get("body")?;
+                Ok(EventSample {
+                    environment: row.try_get("environment")?,
+                    kind: row.try_get("kind")?,
+                    key: row.try_get("key")?,
+                    at: row.try_get("at")?,
+                    body: serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("event sample: {e}")))?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `LIKE` pattern matching the environments of a project (`project/…`).
+fn project_prefix(project: &str) -> String {
+    let mut pattern = String::with_capacity(project.len() + 2);
+    for c in project.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str("/%");
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_round_down_including_before_1970() {
+        assert_eq!(Resolution::Minute.bucket(119_999), 60_000);
+        assert_eq!(Resolution::Hour.bucket(3_600_000), 3_600_000);
+        assert_eq!(Resolution::Day.bucket(-1), -86_400_000);
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("A_b%"), "%a\\_b\\%%");
+        assert_eq!(project_prefix("my_app"), "my\\_app/%");
+    }
+}
