@@ -135,6 +135,8 @@ pub struct SeenContext {
     /// Its key.
     pub key: String,
     /// Its attributes other than kind and key, private ones already removed (a JSON object).
+    /// When written, `Null` means "not known" (the event named only the key) and keeps the
+    /// attributes stored before.
     pub attributes: Value,
     /// The names of attributes the SDK reported as redacted (never their values).
     pub redacted: Vec<String>,
@@ -451,7 +453,8 @@ impl EventStore {
         let context = sql(
             "INSERT INTO contexts_seen (environment, kind, key, attributes, redacted, first_seen, last_seen) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (environment, kind, key) DO UPDATE SET \
-             attributes = excluded.attributes, redacted = excluded.redacted, \
+             attributes = CASE WHEN excluded.attributes = '' THEN contexts_seen.attributes ELSE excluded.attributes END, \
+             redacted = CASE WHEN excluded.attributes = '' THEN contexts_seen.redacted ELSE excluded.redacted END, \
              last_seen = CASE WHEN excluded.last_seen > contexts_seen.last_seen \
                  THEN excluded.last_seen ELSE contexts_seen.last_seen END",
         );
@@ -460,7 +463,12 @@ impl EventStore {
                 .bind(&row.environment)
                 .bind(&row.kind)
                 .bind(&row.key)
-                .bind(row.attributes.to_string())
+                // Unknown attributes (an event that named only the key) keep the known ones.
+                .bind(if row.attributes.is_null() {
+                    String::new()
+                } else {
+                    row.attributes.to_string()
+                })
                 .bind(Value::from(row.redacted.clone()).to_string())
                 .bind(row.first_seen)
                 .bind(row.last_seen)
@@ -726,8 +734,12 @@ impl EventStore {
                     environment: row.try_get("environment")?,
                     kind: row.try_get("kind")?,
                     key: row.try_get("key")?,
-                    attributes: serde_json::from_str(&attributes)
-                        .map_err(|e| StoreError::Corrupt(format!("context attributes: {e}")))?,
+                    attributes: if attributes.is_empty() {
+                        Value::Object(serde_json::Map::new())
+                    } else {
+                        serde_json::from_str(&attributes)
+                            .map_err(|e| StoreError::Corrupt(format!("context attributes: {e}")))?
+                    },
                     redacted: serde_json::from_str(&redacted)
                         .map_err(|e| StoreError::Corrupt(format!("redacted attributes: {e}")))?,
                     first_seen: row.try_get("first_seen")?,

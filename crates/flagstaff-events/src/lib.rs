@@ -1,0 +1,422 @@
+//! The analytics events pipeline (`ld-protocol.md` §6): what SDKs report becomes flag insights.
+//!
+//! ```text
+//!  HTTP intake (flagstaff-delivery)        this crate                         flagstaff-store
+//!  read + gunzip ─▶ payload::parse_* ─▶ Pipeline::submit ─▶ [bounded queue] ─▶ writer task ─▶ EventStore
+//!                    (400 if not JSON)   (dedupe, shed)      (events, not       (aggregate,    (its own
+//!                                                             payloads)          one txn/tick)  database)
+//! ```
+//!
+//! The request path parses and queues, then answers `202` (§6.3); it never waits for the
+//! database. One writer task drains the queue every `flush_interval`, folds everything drained
+//! into one [`aggregate::Aggregate`] (summary counters summed per flag, variation, version and
+//! minute) and writes it in one transaction. When the queue is full a payload is dropped whole,
+//! counted in [`Health::dropped_events`] and logged at most every ten seconds: SDKs are never
+//! blocked or refused for it, since a refusal makes them stop sending for good (§6.3).
+//! A payload whose `X-LaunchDarkly-Payload-ID` was seen in the last ten minutes for the same
+//! environment is a retry of one already accepted and is dropped as a duplicate.
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod payload;
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flagstaff_store::EventStore;
+use flagstaff_store::events::Retention;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+pub use aggregate::{Aggregate, Limits};
+pub use payload::{Batch, PayloadError, SdkIdentity, Source, parse_analytics, parse_diagnostic};
+
+/// Tuning of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// The most events waiting to be written; payloads beyond it are shed.
+    pub queue_capacity: usize,
+    /// How often the writer drains the queue.
+    pub flush_interval: Duration,
+    /// Per-flush caps on contexts and samples.
+    pub limits: Limits,
+    /// How long rows are kept.
+    pub retention: Retention,
+    /// How often old rows are removed.
+    pub prune_interval: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            queue_capacity: 100_000,
+            flush_interval: Duration::from_secs(1),
+            limits: Limits::default(),
+            retention: Retention::default(),
+            prune_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What became of a submitted payload. All three are answered `202`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    /// Queued for writing.
+    Queued,
+    /// A retry of a payload already accepted (same payload ID), dropped.
+    Duplicate,
+    /// The queue was full; dropped and counted.
+    Shed,
+}
+
+/// Ingestion health, for the API, the dashboard and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// Events accepted into the queue since start.
+    pub accepted_events: u64,
+    /// Events dropped because the queue was full, since start.
+    pub dropped_events: u64,
+    /// Payloads dropped as retries of accepted ones, since start.
+    pub duplicate_payloads: u64,
+    /// Payloads refused as malformed (not JSON, wrong shape), since start.
+    pub rejected_payloads: u64,
+    /// Events inside accepted payloads skipped as meaningless, since start.
+    pub skipped_events: u64,
+    /// Events written to the database, since start.
+    pub written_events: u64,
+    /// Events lost because a write failed, since start.
+    pub failed_events: u64,
+    /// Events waiting in the queue now.
+    pub queue_depth: usize,
+    /// The queue's capacity in events.
+    pub queue_capacity: usize,
+    /// Events accepted per second over the last ten seconds.
+    pub accepted_per_second: f64,
+    /// Events dropped per second over the last ten seconds.
+    pub dropped_per_second: f64,
+    /// When the last write finished (Unix ms).
+    pub last_write_at: Option<i64>,
+    /// How long the last write took (ms).
+    pub last_write_millis: Option<f64>,
+    /// The last write error, if the last write failed.
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    batches: VecDeque<Batch>,
+    events: usize,
+    /// Batches queued since start; the writer reports how far it has written.
+    queued: u64,
+}
+
+/// Payload IDs seen recently: two generations of hashes, rotated every ten minutes or when
+/// full, so memory stays bounded while a retry (one second after the original, §6.3) is
+/// always caught.
+#[derive(Debug)]
+struct PayloadIds {
+    hasher: foldhash::fast::FixedState,
+    current: HashSet<u64>,
+    previous: HashSet<u64>,
+    rotated: Instant,
+}
+
+const PAYLOAD_ID_GENERATION: Duration = Duration::from_secs(600);
+const PAYLOAD_ID_CAPACITY: usize = 100_000;
+
+impl PayloadIds {
+    /// Remembers the ID; `false` if it was already known.
+    fn insert(&mut self, environment: &str, id: &str) -> bool {
+        let mut hasher = self.hasher.build_hasher();
+        environment.hash(&mut hasher);
+        id.hash(&mut hasher);
+        let hash = hasher.finish();
+        if self.current.contains(&hash) || self.previous.contains(&hash) {
+            return false;
+        }
+        if self.current.len() >= PAYLOAD_ID_CAPACITY
+            || self.rotated.elapsed() >= PAYLOAD_ID_GENERATION
+        {
+            self.previous = std::mem::take(&mut self.current);
+            self.rotated = Instant::now();
+        }
+        self.current.insert(hash);
+        true
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    dropped: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: AtomicU64,
+    skipped: AtomicU64,
+    written: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    last_write_at: Option<i64>,
+    last_write_millis: Option<f64>,
+    last_error: Option<String>,
+    /// (when, accepted, dropped) once per writer tick over the last minute, for rates.
+    samples: VecDeque<(Instant, u64, u64)>,
+    /// When the last "shedding" line was logged.
+    last_shed_log: Option<Instant>,
+}
+
+/// The pipeline of one server process.
+#[derive(Debug)]
+pub struct Pipeline {
+    store: Arc<EventStore>,
+    config: PipelineConfig,
+    queue: Mutex<Queue>,
+    wake: Notify,
+    payload_ids: Mutex<PayloadIds>,
+    counters: Counters,
+    state: Mutex<WriterState>,
+    /// How many queued batches have been written (or given up on).
+    written: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+    stopped: watch::Sender<bool>,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Pipeline {
+    /// Starts the pipeline's writer task (inside a Tokio runtime).
+    pub fn start(store: Arc<EventStore>, config: PipelineConfig) -> Arc<Pipeline> {
+        let pipeline = Arc::new(Pipeline {
+            store,
+            config,
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            payload_ids: Mutex::new(PayloadIds {
+                hasher: foldhash::fast::FixedState::default(),
+                current: HashSet::new(),
+                previous: HashSet::new(),
+                rotated: Instant::now(),
+            }),
+            counters: Counters::default(),
+            state: Mutex::new(WriterState::default()),
+            written: watch::Sender::new(0),
+            stop: watch::Sender::new(false),
+            stopped: watch::Sender::new(false),
+        });
+        tokio::spawn(writer(Arc::clone(&pipeline)));
+        pipeline
+    }
+
+    /// The events database.
+    pub fn store(&self) -> &Arc<EventStore> {
+        &self.store
+    }
+
+    /// Queues a parsed payload unless it is a retry of one already accepted or the queue is
+    /// full. Never waits.
+    pub fn submit(&self, batch: Batch, payload_id: Option<&str>) -> Submitted {
+        if let Some(id) = payload_id.filter(|id| !id.is_empty())
+            && !lock(&self.payload_ids).insert(&batch.source.environment, id)
+        {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("flagstaff_events_duplicate_payloads_total").increment(1);
+            return Submitted::Duplicate;
+        }
+        let events = usize::try_from(batch.events).unwrap_or(usize::MAX);
+        let skipped = batch.skipped;
+        let mut queue = lock(&self.queue);
+        if queue.events.saturating_add(events) > self.config.queue_capacity {
+            let depth = queue.events;
+            drop(queue);
+            self.shed(batch.events, depth);
+            return Submitted::Shed;
+        }
+        queue.events += events;
+        queue.queued += 1;
+        queue.batches.push_back(batch);
+        let depth = queue.events;
+        drop(queue);
+        self.counters
+            .accepted
+            .fetch_add(events as u64, Ordering::Relaxed);
+        self.counters.skipped.fetch_add(skipped, Ordering::Relaxed);
+        metrics::counter!("flagstaff_events_accepted_total").increment(events as u64);
+        metrics::gauge!("flagstaff_events_queue_depth").set(depth as f64);
+        // Half full: write now rather than at the next tick.
+        if depth >= self.config.queue_capacity / 2 {
+            self.wake.notify_one();
+        }
+        Submitted::Queued
+    }
+
+    fn shed(&self, events: u64, depth: usize) {
+        let dropped = self.counters.dropped.fetch_add(events, Ordering::Relaxed) + events;
+        metrics::counter!("flagstaff_events_dropped_total").increment(events);
+        let mut state = lock(&self.state);
+        if state
+            .last_shed_log
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(10))
+        {
+            state.last_shed_log = Some(Instant::now());
+            tracing::warn!(
+                dropped_total = dropped,
+                queue_depth = depth,
+                queue_capacity = self.config.queue_capacity,
+                "events queue full: shedding analytics payloads (SDKs are answered 202 and keep sending)"
+            );
+        }
+    }
+
+    /// Counts a payload refused as malformed.
+    pub fn record_rejected(&self) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("flagstaff_events_rejected_payloads_total").increment(1);
+    }
+
+    /// Writes everything queued before this call, and returns once it is in the database (or
+    /// its write failed, which [`Health`] reports).
+    pub async fn flush(&self) {
+        let target = lock(&self.queue).queued;
+        let mut written = self.written.subscribe();
+        self.wake.notify_one();
+        let _ = written.wait_for(|done| *done >= target).await;
+    }
+
+    /// Writes what is queued and stops the writer.
+    pub async fn close(&self) {
+        let mut stopped = self.stopped.subscribe();
+        self.stop.send_replace(true);
+        self.wake.notify_one();
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    }
+
+    /// The pipeline's health now.
+    pub fn health(&self) -> Health {
+        let queue_depth = lock(&self.queue).events;
+        let accepted = self.counters.accepted.load(Ordering::Relaxed);
+        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        let state = lock(&self.state);
+        let window = Duration::from_secs(10);
+        let (accepted_per_second, dropped_per_second) = state
+            .samples
+            .iter()
+            .find(|(at, _, _)| at.elapsed() <= window)
+            .map_or((0.0, 0.0), |(at, a, d)| {
+                let seconds = at.elapsed().as_secs_f64().max(1.0);
+                (
+                    (accepted - a) as f64 / seconds,
+                    (dropped - d) as f64 / seconds,
+                )
+            });
+        Health {
+            accepted_events: accepted,
+            dropped_events: dropped,
+            duplicate_payloads: self.counters.duplicates.load(Ordering::Relaxed),
+            rejected_payloads: self.counters.rejected.load(Ordering::Relaxed),
+            skipped_events: self.counters.skipped.load(Ordering::Relaxed),
+            written_events: self.counters.written.load(Ordering::Relaxed),
+            failed_events: self.counters.failed.load(Ordering::Relaxed),
+            queue_depth,
+            queue_capacity: self.config.queue_capacity,
+            accepted_per_second,
+            dropped_per_second,
+            last_write_at: state.last_write_at,
+            last_write_millis: state.last_write_millis,
+            last_error: state.last_error.clone(),
+        }
+    }
+
+    /// Drains the queue, aggregates and writes once.
+    async fn write_once(&self) {
+        let (batches, queued) = {
+            let mut queue = lock(&self.queue);
+            queue.events = 0;
+            (std::mem::take(&mut queue.batches), queue.queued)
+        };
+        metrics::gauge!("flagstaff_events_queue_depth").set(0.0);
+        if !batches.is_empty() {
+            let started = Instant::now();
+            let mut aggregate = Aggregate::default();
+            for batch in batches {
+                aggregate.add(batch, self.config.limits);
+            }
+            let events = aggregate.events;
+            let write = aggregate.into_write(&self.config.retention, now_millis());
+            let result = self.store.write(&write).await;
+            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
+            let mut state = lock(&self.state);
+            state.last_write_millis = Some(elapsed);
+            match result {
+                Ok(()) => {
+                    self.counters.written.fetch_add(events, Ordering::Relaxed);
+                    metrics::counter!("flagstaff_events_written_total").increment(events);
+                    state.last_write_at = Some(now_millis());
+                    state.last_error = None;
+                }
+                Err(e) => {
+                    self.counters.failed.fetch_add(events, Ordering::Relaxed);
+                    metrics::counter!("flagstaff_events_write_failures_total").increment(1);
+                    tracing::error!(error = %e, events, "cannot write analytics events; they are lost");
+                    state.last_error = Some(e.to_string());
+                }
+            }
+        }
+        self.written.send_replace(queued);
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        state.samples.push_back((
+            now,
+            self.counters.accepted.load(Ordering::Relaxed),
+            self.counters.dropped.load(Ordering::Relaxed),
+        ));
+        while state
+            .samples
+            .front()
+            .is_some_and(|(at, _, _)| now.duration_since(*at) > Duration::from_secs(60))
+        {
+            state.samples.pop_front();
+        }
+    }
+
+    async fn prune(&self) {
+        match self.store.prune(&self.config.retention, now_millis()).await {
+            Ok(pruned) => tracing::debug!(?pruned, "old analytics removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove old analytics"),
+        }
+    }
+}
+
+async fn writer(pipeline: Arc<Pipeline>) {
+    let mut stop = pipeline.stop.subscribe();
+    let mut next_prune = Instant::now();
+    loop {
+        if Instant::now() >= next_prune {
+            pipeline.prune().await;
+            next_prune = Instant::now() + pipeline.config.prune_interval;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pipeline.config.flush_interval) => {}
+            () = pipeline.wake.notified() => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+        pipeline.write_once().await;
+        if *stop.borrow() {
+            break;
+        }
+    }
+    pipeline.stopped.send_replace(true);
+}

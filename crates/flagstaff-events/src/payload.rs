@@ -1,0 +1,870 @@
+//! Reading one events payload (`ld-protocol.md` §6.2, §6.4) into a [`Batch`]: what it adds to
+//! the counters, which contexts it shows, which events are worth keeping as samples.
+//!
+//! SDKs stop sending for good after most 4xx answers (§6.3), so only a payload that is not what
+//! the endpoint takes at all (not JSON, not an array) is refused. Inside it everything is
+//! lenient: unknown kinds, events without the fields a kind needs and counters with nonsense
+//! counts are skipped and counted in [`Batch::skipped`], never a reason to reject the rest.
+//!
+//! Private attributes never go further than this module. SDKs redact them before sending
+//! (§6.5), but an unsummarised source such as the PHP SDK (§6.8) or an older SDK can send a
+//! context that still lists `_meta.privateAttributes` or `privateAttributeNames`; those
+//! attributes are removed here, and only their names are kept, in `redacted`.
+
+use std::sync::Arc;
+
+use flagstaff_protocol::AttrRef;
+use serde_json::{Map, Value};
+
+/// How far in the past an SDK's own timestamp is believed (older ones are taken as "when it
+/// arrived"): the longest retention of any bucket.
+const MAX_PAST_MILLIS: i64 = 400 * 86_400_000;
+/// How far in the future an SDK's clock may be before its timestamps are not believed.
+const MAX_FUTURE_MILLIS: i64 = 5 * 60_000;
+/// Longer flag keys, event keys, context kinds or keys are not kept (no real SDK sends them;
+/// they would only bloat the database).
+const MAX_KEY_LEN: usize = 512;
+/// A context whose attributes serialize to more than this is kept with its key only.
+const MAX_ATTRIBUTES_LEN: usize = 16 * 1024;
+/// SDK names, versions and wrappers are cut to this many characters.
+const MAX_LABEL_LEN: usize = 64;
+
+/// Which SDK sent a payload, from its headers (§4.1, §6.2) or its diagnostic event (§6.7).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SdkIdentity {
+    /// `PythonClient`, `NodeJSClient`, `JSClient`, ... or `unknown`.
+    pub name: String,
+    /// Its version, or empty.
+    pub version: String,
+    /// `X-LaunchDarkly-Wrapper`, e.g. `react-client-sdk/3.0.0`, or empty.
+    pub wrapper: String,
+}
+
+fn label(text: &str) -> String {
+    text.trim().chars().take(MAX_LABEL_LEN).collect()
+}
+
+impl SdkIdentity {
+    /// Reads the SDK from request headers: `X-LaunchDarkly-User-Agent` (browser SDKs, whose
+    /// `User-Agent` is the browser's), else `User-Agent`, each `Name/version`.
+    pub fn from_headers(
+        user_agent: Option<&str>,
+        ld_user_agent: Option<&str>,
+        wrapper: Option<&str>,
+    ) -> SdkIdentity {
+        let agent = ld_user_agent
+            .or(user_agent)
+            .and_then(|agent| agent.split_whitespace().next())
+            // A browser's own agent names the browser, not the SDK.
+            .filter(|agent| !agent.starts_with("Mozilla/"));
+        let (name, version) = match agent {
+            Some(agent) => match agent.split_once('/') {
+                Some((name, version)) => (label(name), label(version)),
+                None => (label(agent), String::new()),
+            },
+            None => (String::new(), String::new()),
+        };
+        SdkIdentity {
+            name: if name.is_empty() {
+                "unknown".into()
+            } else {
+                name
+            },
+            version,
+            wrapper: wrapper.map(label).unwrap_or_default(),
+        }
+    }
+}
+
+/// Where a payload came from and how to read it.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// `project/environment` of the credential it was sent with.
+    pub environment: Arc<str>,
+    /// The SDK that sent it.
+    pub sdk: SdkIdentity,
+    /// `X-LaunchDarkly-Event-Schema` (absent = 1).
+    pub schema: u32,
+    /// `X-LaunchDarkly-Unsummarized` was present (§6.8).
+    pub unsummarized: bool,
+    /// When it arrived (Unix ms).
+    pub received_at: i64,
+}
+
+impl Source {
+    /// Whether `feature` events must be summarised here because the SDK did not (§6.8: PHP,
+    /// and like LaunchDarkly's Relay, any schema below 3).
+    fn summarise_features(&self) -> bool {
+        self.unsummarized || self.schema < 3
+    }
+
+    /// An SDK timestamp, if it is believable; otherwise when the payload arrived.
+    fn time(&self, value: Option<&Value>) -> i64 {
+        value
+            .and_then(Value::as_i64)
+            .filter(|at| {
+                *at >= self.received_at - MAX_PAST_MILLIS
+                    && *at <= self.received_at + MAX_FUTURE_MILLIS
+            })
+            .unwrap_or(self.received_at)
+    }
+}
+
+/// Evaluations counted by an SDK (one summary counter, or one unsummarised feature event).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counter {
+    /// The flag key.
+    pub flag: String,
+    /// The flag version, `None` when the flag was unknown to the SDK.
+    pub version: Option<u64>,
+    /// The variation served, `None` when the SDK served the application's default.
+    pub variation: Option<u32>,
+    /// The value served.
+    pub value: Value,
+    /// How many evaluations.
+    pub count: u64,
+    /// When (the summary's end, or the event's creation; Unix ms).
+    pub at: i64,
+}
+
+/// A context an event showed, private attributes removed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContextSeen {
+    /// Its kind.
+    pub kind: String,
+    /// Its key.
+    pub key: String,
+    /// Its attributes other than kind and key; `None` when the event named only the key
+    /// (`contextKeys`), which must not erase attributes known from earlier events.
+    pub attributes: Option<Map<String, Value>>,
+    /// Names of attributes that were private (redacted by the SDK or removed here).
+    pub redacted: Vec<String>,
+    /// When (Unix ms).
+    pub at: i64,
+}
+
+/// A custom event (`track`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Custom {
+    /// The event key.
+    pub key: String,
+    /// Its `metricValue`, if numeric.
+    pub metric: Option<f64>,
+    /// When (Unix ms).
+    pub at: i64,
+}
+
+/// A full event worth keeping as a sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// `feature`, `debug` or `custom`.
+    pub kind: &'static str,
+    /// The flag or event key.
+    pub key: String,
+    /// When (Unix ms).
+    pub at: i64,
+    /// The event, its context with private attributes removed.
+    pub body: Value,
+}
+
+/// What one payload adds.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Where it came from.
+    pub source: Source,
+    /// How many events it held (diagnostic payloads count as one).
+    pub events: u64,
+    /// Events or counters skipped because they made no sense.
+    pub skipped: u64,
+    /// Counters to add.
+    pub counters: Vec<Counter>,
+    /// Contexts seen.
+    pub contexts: Vec<ContextSeen>,
+    /// Custom events.
+    pub custom: Vec<Custom>,
+    /// Events to keep as samples.
+    pub samples: Vec<Sample>,
+    /// The SDK as its diagnostic event describes it, with its platform (JSON), if this was one.
+    pub diagnostic: Option<(SdkIdentity, String)>,
+}
+
+impl Batch {
+    fn new(source: Source) -> Batch {
+        Batch {
+            source,
+            events: 0,
+            skipped: 0,
+            counters: Vec::new(),
+            contexts: Vec::new(),
+            custom: Vec::new(),
+            samples: Vec::new(),
+            diagnostic: None,
+        }
+    }
+}
+
+/// Why a payload was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// The body is not JSON.
+    #[error("the event payload is not JSON: {0}")]
+    NotJson(String),
+    /// An analytics body that is not an array.
+    #[error("an analytics payload is a JSON array of events")]
+    NotArray,
+    /// A diagnostic body that is not an object.
+    #[error("a diagnostic payload is one JSON object")]
+    NotObject,
+}
+
+impl PayloadError {
+    /// The stable error code of the API's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PayloadError::NotJson(_) => "invalid_json",
+            PayloadError::NotArray | PayloadError::NotObject => "invalid_payload",
+        }
+    }
+}
+
+/// Reads an analytics payload (a JSON array of events).
+pub fn parse_analytics(source: Source, bytes: &[u8]) -> Result<Batch, PayloadError> {
+    let payload: Value =
+        serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let Value::Array(events) = payload else {
+        return Err(PayloadError::NotArray);
+    };
+    let mut batch = Batch::new(source);
+    batch.events = events.len() as u64;
+    for event in events {
+        if !read_event(&mut batch, event) {
+            batch.skipped += 1;
+        }
+    }
+    Ok(batch)
+}
+
+/// Reads a diagnostic payload (one JSON object, §6.7).
+pub fn parse_diagnostic(source: Source, bytes: &[u8]) -> Result<Batch, PayloadError> {
+    let payload: Value =
+        serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let Value::Object(object) = payload else {
+        return Err(PayloadError::NotObject);
+    };
+    let mut batch = Batch::new(source);
+    batch.events = 1;
+    if object.get("kind").and_then(Value::as_str) == Some("diagnostic-init") {
+        let sdk = object.get("sdk");
+        let text = |field: &str| {
+            sdk.and_then(|s| s.get(field))
+                .and_then(Value::as_str)
+                .map(label)
+                .unwrap_or_default()
+        };
+        let wrapper = match (text("wrapperName"), text("wrapperVersion")) {
+            (name, _) if name.is_empty() => batch.source.sdk.wrapper.clone(),
+            (name, version) if version.is_empty() => name,
+            (name, version) => format!("{name}/{version}"),
+        };
+        let mut identity = SdkIdentity {
+            name: text("name"),
+            version: text("version"),
+            wrapper,
+        };
+        if identity.name.is_empty() {
+            identity.name.clone_from(&batch.source.sdk.name);
+            identity.version.clone_from(&batch.source.sdk.version);
+        }
+        let platform = object
+            .get("platform")
+            .filter(|p| p.is_object())
+            .map(Value::to_string)
+            .filter(|p| p.len() <= MAX_ATTRIBUTES_LEN)
+            .unwrap_or_default();
+        batch.diagnostic = Some((identity, platform));
+    }
+    Ok(batch)
+}
+
+fn short_key(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .filter(|key| !key.is_empty() && key.len() <= MAX_KEY_LEN)
+        .map(str::to_owned)
+}
+
+/// Reads one event into the batch; `false` when it was skipped.
+fn read_event(batch: &mut Batch, event: Value) -> bool {
+    let Value::Object(mut event) = event else {
+        return false;
+    };
+    let kind = event.get("kind").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "summary" => {
+            let at = batch.source.time(event.get("endDate"));
+            let ok = read_summary(batch, &event, at);
+            if let Some(context) = event.get("context") {
+                read_context(batch, context, at);
+            }
+            ok
+        }
+        "feature" | "debug" => {
+            let kind: &'static str = if kind == "feature" {
+                "feature"
+            } else {
+                "debug"
+            };
+            let Some(flag) = short_key(event.get("key")) else {
+                return false;
+            };
+            let at = batch.source.time(event.get("creationDate"));
+            read_event_contexts(batch, &mut event, at);
+            if batch.source.summarise_features() && kind == "feature" {
+                let counter = Counter {
+                    flag: flag.clone(),
+                    version: event.get("version").and_then(Value::as_u64),
+                    variation: event
+                        .get("variation")
+                        .and_then(Value::as_u64)
+                        .and_then(|v| u32::try_from(v).ok()),
+                    value: event.get("value").cloned().unwrap_or(Value::Null),
+                    count: 1,
+                    at,
+                };
+                batch.counters.push(counter);
+                // An unsummarised source sends every evaluation; only those the flag asked
+                // to track (or debug) are full events (§6.8).
+                let tracked = event.get("trackEvents").and_then(Value::as_bool) == Some(true)
+                    || event
+                        .get("debugEventsUntilDate")
+                        .and_then(Value::as_i64)
+                        .is_some_and(|until| until > batch.source.received_at);
+                if !tracked {
+                    return true;
+                }
+            }
+            batch.samples.push(Sample {
+                kind,
+                key: flag,
+                at,
+                body: Value::Object(event),
+            });
+            true
+        }
+        "custom" => {
+            let Some(key) = short_key(event.get("key")) else {
+                return false;
+            };
+            let at = batch.source.time(event.get("creationDate"));
+            read_event_contexts(batch, &mut event, at);
+            batch.custom.push(Custom {
+                key: key.clone(),
+                metric: event
+                    .get("metricValue")
+                    .and_then(Value::as_f64)
+                    .filter(|m| m.is_finite()),
+                at,
+            });
+            batch.samples.push(Sample {
+                kind: "custom",
+                key,
+                at,
+                body: Value::Object(event),
+            });
+            true
+        }
+        "identify" | "index" | "click" | "pageview" | "migration_op" => {
+            let at = batch.source.time(event.get("creationDate"));
+            read_event_contexts(batch, &mut event, at);
+            true
+        }
+        // Legacy (§6.4): nothing to aggregate, but a real kind.
+        "alias" => true,
+        _ => false,
+    }
+}
+
+/// Reads the counters of a summary event.
+fn read_summary(batch: &mut Batch, event: &Map<String, Value>, at: i64) -> bool {
+    let Some(features) = event.get("features").and_then(Value::as_object) else {
+        return false;
+    };
+    for (flag, feature) in features {
+        if flag.is_empty() || flag.len() > MAX_KEY_LEN {
+            batch.skipped += 1;
+            continue;
+        }
+        let Some(counters) = feature.get("counters").and_then(Value::as_array) else {
+            batch.skipped += 1;
+            continue;
+        };
+        for counter in counters {
+            let count = counter.get("count").and_then(Value::as_u64);
+            let Some(count) = count.filter(|c| *c > 0) else {
+                batch.skipped += 1;
+                continue;
+            };
+            let unknown = counter.get("unknown").and_then(Value::as_bool) == Some(true);
+            batch.counters.push(Counter {
+                flag: flag.clone(),
+                version: if unknown {
+                    None
+                } else {
+                    counter.get("version").and_then(Value::as_u64)
+                },
+                variation: counter
+                    .get("variation")
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok()),
+                value: counter.get("value").cloned().unwrap_or(Value::Null),
+                count,
+                at,
+            });
+        }
+    }
+    true
+}
+
+/// Reads the context of an event (`context`, `contextKeys`, or the legacy `user`/`userKey`)
+/// and removes private attributes from the event itself (a context that cannot be read is
+/// removed from the event).
+fn read_event_contexts(batch: &mut Batch, event: &mut Map<String, Value>, at: i64) {
+    for field in ["context", "user"] {
+        let Some(context) = event.get(field) else {
+            continue;
+        };
+        match read_context(batch, context, at) {
+            Some(cleaned) => {
+                event.insert(field.into(), cleaned);
+            }
+            None => {
+                event.remove(field);
+            }
+        }
+        return;
+    }
+    if let Some(keys) = event.get("contextKeys").and_then(Value::as_object) {
+        for (kind, key) in keys {
+            if let Some(key) = short_key(Some(key)).filter(|_| kind.len() <= MAX_KEY_LEN) {
+                batch.contexts.push(ContextSeen {
+                    kind: kind.clone(),
+                    key,
+                    attributes: None,
+                    redacted: Vec::new(),
+                    at,
+                });
+            }
+        }
+    } else if let Some(key) = short_key(event.get("userKey")) {
+        batch.contexts.push(ContextSeen {
+            kind: "user".into(),
+            key,
+            attributes: None,
+            redacted: Vec::new(),
+            at,
+        });
+    }
+}
+
+/// Records the individual contexts of a context object and returns it without private
+/// attributes (`None` when it is not a context at all).
+fn read_context(batch: &mut Batch, context: &Value, at: i64) -> Option<Value> {
+    let object = context.as_object()?;
+    match object.get("kind").and_then(Value::as_str) {
+        Some("multi") => {
+            let mut cleaned = Map::new();
+            cleaned.insert("kind".into(), Value::from("multi"));
+            for (kind, individual) in object {
+                if kind == "kind" {
+                    continue;
+                }
+                let Some(individual) = individual.as_object() else {
+                    continue;
+                };
+                if let Some(seen) = clean_individual(kind, individual, at) {
+                    cleaned.insert(kind.clone(), individual_json(&seen));
+                    batch.contexts.push(seen);
+                }
+            }
+            Some(Value::Object(cleaned))
+        }
+        Some(kind) => {
+            let seen = clean_individual(kind, object, at)?;
+            let cleaned = individual_json(&seen);
+            batch.contexts.push(seen);
+            let mut cleaned = cleaned;
+            if let Value::Object(map) = &mut cleaned {
+                map.insert("kind".into(), Value::from(kind));
+            }
+            Some(cleaned)
+        }
+        None => {
+            let seen = clean_legacy_user(object, at)?;
+            let cleaned = individual_json(&seen);
+            batch.contexts.push(seen);
+            Some(cleaned)
+        }
+    }
+}
+
+/// The stored JSON of one individual context: key, attributes and the names redacted.
+fn individual_json(seen: &ContextSeen) -> Value {
+    let mut map = seen.attributes.clone().unwrap_or_default();
+    map.insert("key".into(), Value::from(seen.key.clone()));
+    if !seen.redacted.is_empty() {
+        let mut meta = Map::new();
+        meta.insert(
+            "redactedAttributes".into(),
+            Value::from(seen.redacted.clone()),
+        );
+        map.insert("_meta".into(), Value::Object(meta));
+    }
+    Value::Object(map)
+}
+
+fn strings(value: Option<&Value>) -> impl Iterator<Item = &str> {
+    value
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// One context of a kind: everything but kind, key and `_meta`, with the attributes its own
+/// `_meta.privateAttributes` names removed.
+fn clean_individual(kind: &str, object: &Map<String, Value>, at: i64) -> Option<ContextSeen> {
+    if kind.is_empty() || kind.len() > MAX_KEY_LEN {
+        return None;
+    }
+    let key = short_key(object.get("key"))?;
+    let meta = object.get("_meta");
+    let mut attributes: Map<String, Value> = object
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "kind" | "key" | "_meta"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    let mut redacted: Vec<String> = strings(meta.and_then(|m| m.get("redactedAttributes")))
+        .map(str::to_owned)
+        .collect();
+    for reference in strings(meta.and_then(|m| m.get("privateAttributes"))) {
+        if redact(&mut attributes, &AttrRef::new(reference)) {
+            redacted.push(reference.to_owned());
+        }
+    }
+    Some(finish(kind.to_owned(), key, attributes, redacted, at))
+}
+
+/// A pre-context user (schema 2 and 3, §6.4): built-in attributes at the top, the rest under
+/// `custom`, private ones named in `privateAttributeNames` (unredacted) or `privateAttrs`
+/// (already redacted by the SDK).
+fn clean_legacy_user(object: &Map<String, Value>, at: i64) -> Option<ContextSeen> {
+    let key = short_key(object.get("key"))?;
+    let mut attributes = Map::new();
+    for (name, value) in object {
+        match name.as_str() {
+            "key" | "privateAttributeNames" | "privateAttrs" => {}
+            "custom" => {
+                if let Some(custom) = value.as_object() {
+                    for (name, value) in custom {
+                        attributes
+                            .entry(name.clone())
+                            .or_insert_with(|| value.clone());
+                    }
+                }
+            }
+            _ => {
+                attributes.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    let mut redacted: Vec<String> = strings(object.get("privateAttrs"))
+        .map(str::to_owned)
+        .collect();
+    for name in strings(object.get("privateAttributeNames")) {
+        if attributes.remove(name).is_some() {
+            redacted.push(name.to_owned());
+        }
+    }
+    Some(finish("user".into(), key, attributes, redacted, at))
+}
+
+fn finish(
+    kind: String,
+    key: String,
+    attributes: Map<String, Value>,
+    mut redacted: Vec<String>,
+    at: i64,
+) -> ContextSeen {
+    redacted.sort();
+    redacted.dedup();
+    redacted.truncate(100);
+    let too_large =
+        serde_json::to_string(&attributes).map_or(true, |s| s.len() > MAX_ATTRIBUTES_LEN);
+    ContextSeen {
+        kind,
+        key,
+        attributes: Some(if too_large { Map::new() } else { attributes }),
+        redacted,
+        at,
+    }
+}
+
+/// Removes the attribute `reference` points at; `true` if there was one. `kind`, `key`,
+/// `anonymous` and `_meta` are never private (§6.5).
+fn redact(attributes: &mut Map<String, Value>, reference: &AttrRef) -> bool {
+    if reference.error().is_some() {
+        return false;
+    }
+    let Some((last, path)) = reference.components().split_last() else {
+        return false;
+    };
+    if path.is_empty() && matches!(last.as_str(), "kind" | "key" | "anonymous" | "_meta") {
+        return false;
+    }
+    let mut object = attributes;
+    for component in path {
+        match object.get_mut(component.as_str()) {
+            Some(Value::Object(inner)) => object = inner,
+            _ => return false,
+        }
+    }
+    object.remove(last.as_str()).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn source(schema: u32) -> Source {
+        Source {
+            environment: Arc::from("shop/production"),
+            sdk: SdkIdentity::default(),
+            schema,
+            unsummarized: false,
+            received_at: NOW,
+        }
+    }
+
+    fn parse(schema: u32, events: Value) -> Batch {
+        parse_analytics(source(schema), events.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn summary_counters_become_counters_and_nonsense_is_skipped() {
+        let batch = parse(
+            4,
+            json!([{
+                "kind": "summary", "startDate": NOW - 5000, "endDate": NOW - 1000,
+                "features": {
+                    "checkout": {"default": false, "contextKinds": ["user"], "counters": [
+                        {"variation": 1, "version": 7, "value": true, "count": 42},
+                        {"variation": 0, "version": 7, "value": false, "count": 3},
+                        {"value": false, "unknown": true, "version": 3, "count": 1},
+                        {"variation": 0, "version": 7, "value": false, "count": 0},
+                        {"variation": 0, "version": 7, "value": false, "count": -2},
+                        {"variation": 0, "version": 7, "value": false}
+                    ]},
+                    "broken": {"counters": "no"}
+                },
+                "context": {"kind": "user", "key": "u1", "plan": "gold"}
+            }]),
+        );
+        assert_eq!(batch.events, 1);
+        assert_eq!(batch.skipped, 4);
+        assert_eq!(batch.counters.len(), 3);
+        assert_eq!(
+            batch.counters[0],
+            Counter {
+                flag: "checkout".into(),
+                version: Some(7),
+                variation: Some(1),
+                value: json!(true),
+                count: 42,
+                at: NOW - 1000,
+            }
+        );
+        assert_eq!(
+            batch.counters[2].version, None,
+            "unknown flags have no version"
+        );
+        assert_eq!(batch.counters[2].variation, None);
+        assert_eq!(batch.contexts.len(), 1);
+        assert_eq!(
+            batch.contexts[0].attributes,
+            Some(json!({"plan": "gold"}).as_object().unwrap().clone())
+        );
+    }
+
+    #[test]
+    fn implausible_sdk_clocks_fall_back_to_the_arrival_time() {
+        let summary = |end: i64| {
+            json!([{"kind": "summary", "endDate": end, "features": {"f": {"counters": [
+                {"variation": 0, "version": 1, "value": 1, "count": 1}]}}}])
+        };
+        assert_eq!(parse(4, summary(NOW + 3_600_000)).counters[0].at, NOW);
+        assert_eq!(
+            parse(4, summary(NOW - 500 * 86_400_000)).counters[0].at,
+            NOW
+        );
+        assert_eq!(
+            parse(4, summary(NOW - 86_400_000)).counters[0].at,
+            NOW - 86_400_000
+        );
+    }
+
+    #[test]
+    fn feature_events_are_samples_unless_the_sdk_did_not_summarise() {
+        let events = json!([
+            {"kind": "feature", "creationDate": NOW, "key": "checkout", "version": 7,
+             "variation": 1, "value": true, "default": false,
+             "context": {"kind": "user", "key": "u1"}},
+            {"kind": "feature", "creationDate": NOW, "key": "checkout", "version": 7,
+             "variation": 0, "value": false, "default": false, "trackEvents": true,
+             "context": {"kind": "user", "key": "u2"}}
+        ]);
+        let summarised = parse(4, events.clone());
+        assert!(summarised.counters.is_empty());
+        assert_eq!(summarised.samples.len(), 2);
+        for (schema, unsummarized) in [(2, false), (1, false), (4, true)] {
+            let mut source = source(schema);
+            source.unsummarized = unsummarized;
+            let batch = parse_analytics(source, events.to_string().as_bytes()).unwrap();
+            assert_eq!(batch.counters.len(), 2, "schema {schema}");
+            assert_eq!(batch.counters[0].variation, Some(1));
+            assert_eq!(batch.counters[0].count, 1);
+            // Only the tracked one is kept in full.
+            assert_eq!(batch.samples.len(), 1, "schema {schema}");
+            assert_eq!(batch.samples[0].body["context"]["key"], "u2");
+        }
+    }
+
+    #[test]
+    fn private_attributes_are_removed_wherever_a_context_appears() {
+        let batch = parse(
+            4,
+            json!([
+                {"kind": "custom", "creationDate": NOW, "key": "purchase", "metricValue": 9.5,
+                 "data": {"sku": "a"},
+                 "context": {"kind": "user", "key": "u1", "name": "Ann", "email": "ann@example.com",
+                   "address": {"city": "Oslo", "street": "Main 1"},
+                   "_meta": {"privateAttributes": ["email", "/address/street", "key"],
+                             "redactedAttributes": ["phone"]}}},
+                {"kind": "identify", "creationDate": NOW,
+                 "context": {"kind": "multi",
+                   "user": {"key": "u2", "ssn": "123", "_meta": {"privateAttributes": ["ssn"]}},
+                   "org": {"key": "o1", "name": "Acme"}}}
+            ]),
+        );
+        let text = format!("{:?}", batch);
+        for secret in ["ann@example.com", "Main 1", "123"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let ann = &batch.contexts[0];
+        assert_eq!(ann.key, "u1");
+        assert_eq!(ann.redacted, ["/address/street", "email", "phone"]);
+        assert_eq!(
+            Value::Object(ann.attributes.clone().unwrap()),
+            json!({"name": "Ann", "address": {"city": "Oslo"}})
+        );
+        let sample = &batch.samples[0];
+        assert_eq!(sample.kind, "custom");
+        assert_eq!(sample.body["context"]["key"], "u1");
+        assert_eq!(sample.body["context"]["kind"], "user");
+        assert_eq!(sample.body["data"], json!({"sku": "a"}));
+        assert_eq!(batch.custom[0].metric, Some(9.5));
+        let kinds: Vec<&str> = batch.contexts.iter().map(|c| c.kind.as_str()).collect();
+        assert_eq!(kinds, ["user", "org", "user"]);
+        assert_eq!(batch.contexts[2].redacted, ["ssn"]);
+    }
+
+    #[test]
+    fn legacy_users_and_context_keys_are_read() {
+        let batch = parse(
+            3,
+            json!([
+                {"kind": "index", "creationDate": NOW,
+                 "user": {"key": "u1", "name": "Ann", "email": "a@x", "custom": {"plan": "gold"},
+                          "privateAttrs": ["phone"], "privateAttributeNames": ["email"]}},
+                {"kind": "custom", "creationDate": NOW, "key": "view", "userKey": "u2"},
+                {"kind": "custom", "creationDate": NOW, "key": "view",
+                 "contextKeys": {"user": "u3", "org": "o1"}}
+            ]),
+        );
+        assert_eq!(batch.contexts[0].kind, "user");
+        assert_eq!(
+            Value::Object(batch.contexts[0].attributes.clone().unwrap()),
+            json!({"name": "Ann", "plan": "gold"})
+        );
+        assert_eq!(batch.contexts[0].redacted, ["email", "phone"]);
+        let keyed: Vec<(&str, &str, bool)> = batch.contexts[1..]
+            .iter()
+            .map(|c| (c.kind.as_str(), c.key.as_str(), c.attributes.is_none()))
+            .collect();
+        assert_eq!(
+            keyed,
+            [
+                ("user", "u2", true),
+                ("org", "o1", true),
+                ("user", "u3", true)
+            ]
+        );
+        assert_eq!(batch.custom.len(), 2);
+    }
+
+    #[test]
+    fn only_the_payload_shape_can_refuse_a_payload() {
+        assert!(matches!(
+            parse_analytics(source(4), b"[{\"kind\": "),
+            Err(PayloadError::NotJson(_))
+        ));
+        assert_eq!(
+            parse_analytics(source(4), b"{}").unwrap_err(),
+            PayloadError::NotArray
+        );
+        assert_eq!(
+            parse_diagnostic(source(4), b"[]").unwrap_err(),
+            PayloadError::NotObject
+        );
+        let batch = parse(
+            4,
+            json!([1, "x", null, {"kind": "new-kind-from-the-future"}, {"kind": "alias"},
+                   {"kind": "custom"}, {"kind": "feature", "key": ""}]),
+        );
+        assert_eq!(batch.events, 7);
+        assert_eq!(batch.skipped, 6);
+    }
+
+    #[test]
+    fn sdks_are_named_from_headers_and_diagnostics() {
+        let sdk = SdkIdentity::from_headers(Some("PythonClient/9.12.0"), None, None);
+        assert_eq!(
+            (sdk.name.as_str(), sdk.version.as_str()),
+            ("PythonClient", "9.12.0")
+        );
+        let browser = SdkIdentity::from_headers(
+            Some("Mozilla/5.0 (X11; Linux x86_64)"),
+            Some("JSClient/3.4.0"),
+            Some("react-client-sdk/3.0.0"),
+        );
+        assert_eq!(browser.name, "JSClient");
+        assert_eq!(browser.wrapper, "react-client-sdk/3.0.0");
+        let unknown = SdkIdentity::from_headers(Some("Mozilla/5.0"), None, None);
+        assert_eq!(unknown.name, "unknown");
+        let diagnostic = parse_diagnostic(
+            source(4),
+            json!({"kind": "diagnostic-init", "sdk": {"name": "go-server-sdk", "version": "7.1.0",
+                   "wrapperName": "relay"}, "platform": {"name": "Go", "osName": "linux"}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let (identity, platform) = diagnostic.diagnostic.unwrap();
+        assert_eq!(identity.name, "go-server-sdk");
+        assert_eq!(identity.wrapper, "relay");
+        assert!(platform.contains("linux"));
+    }
+}
