@@ -20,6 +20,7 @@ async function handle(command) {
         stream: command.stream ?? true,
         pollInterval: command.pollInterval ?? 30,
         flushInterval: 1,
+        privateAttributes: command.privateAttributes ?? [],
         streamInitialReconnectDelay: command.initialReconnectDelay ?? 0.2,
         logger: basicLogger({ level: 'warn', destination: (line) => process.stderr.write(`${line}\n`) }),
       });
@@ -52,6 +53,11 @@ async function handle(command) {
         });
       }
       return { results };
+    }
+    case 'track': {
+      const client = clients.get(command.id);
+      client.track(command.key, command.context, command.data ?? undefined, command.metricValue ?? undefined);
+      return {};
     }
     case 'flush': {
       await clients.get(command.id).flush();

@@ -9,6 +9,9 @@ One JSON command per line on stdin, one JSON answer per line on stdout (the same
   {"cmd": "evaluate", "id": "c1", "evaluations": [{"flagKey": "f", "context": {...},
    "default": <json>, "valueType": "bool"|"int"|"double"|"string"|"any"}]}
       -> {"results": [{"value": ..., "variationIndex": n|null, "reason": {...}}]}
+  {"cmd": "track", "id": "c1", "key": "purchase", "context": {...}, "data": <json>,
+   "metricValue": 9.5} -> {}
+  {"cmd": "flush", "id": "c1"} -> {}
   {"cmd": "close", "id": "c1"} -> {}
 
 The Python SDK has no typed variation methods, so `valueType` is ignored: results are what
@@ -48,6 +51,7 @@ def handle(command):
             initial_reconnect_delay=command.get("initialReconnectDelay", 0.2),
             poll_interval=command.get("pollInterval", 30),
             diagnostic_opt_out=False,
+            private_attributes=set(command.get("privateAttributes", [])),
         )
         client = LDClient(config=config, start_wait=command.get("startWait", 5))
         clients[command["id"]] = client
@@ -69,6 +73,14 @@ def handle(command):
                 }
             )
         return {"results": results}
+    if cmd == "track":
+        clients[command["id"]].track(
+            command["key"],
+            context_of(command.get("context")),
+            data=command.get("data"),
+            metric_value=command.get("metricValue"),
+        )
+        return {}
     if cmd == "flush":
         clients[command["id"]].flush()
         return {}

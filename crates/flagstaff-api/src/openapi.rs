@@ -184,6 +184,31 @@ fn schemas() -> Value {
         "Session": {"type": "object", "properties": {"token": string, "expiresAt": {"type": "integer"}, "member": reference("Member")}},
         "FlagData": {"type": "object", "description": "LaunchDarkly flag data as its SDKs receive it (ld-protocol.md §2): flags and segments by key", "properties": {"flags": {"type": "object"}, "segments": {"type": "object"}}},
         "ImportSummary": {"type": "object", "properties": {"flags": {"type": "integer"}, "segments": {"type": "integer"}}},
+        "FlagStatus": {"enum": ["new", "active", "launched", "inactive"]},
+        "EnvironmentStatus": {"type": "object", "properties": {"environment": string, "status": reference("FlagStatus"),
+            "firstEvaluated": {"type": ["integer", "null"]}, "lastEvaluated": {"type": ["integer", "null"]},
+            "served": {"type": "array", "description": "[variation index or null for the default, evaluations] in the window", "items": {"type": "array"}},
+            "evidence": string}},
+        "FlagStatusRow": {"type": "object", "properties": {"key": string, "name": string, "temporary": {"type": "boolean"},
+            "archived": {"type": "boolean"}, "environments": {"type": "array", "items": reference("EnvironmentStatus")},
+            "safeToRemove": {"type": "boolean"}}},
+        "FlagInsights": {"type": "object", "properties": {"flag": string, "environment": string, "range": string,
+            "bucketMillis": {"type": "integer"},
+            "variations": {"type": "array", "items": {"type": "object", "properties": {"index": {"type": ["integer", "null"]}, "label": string, "total": {"type": "integer"}}}},
+            "series": {"type": "array", "items": {"type": "object", "properties": {"start": {"type": "integer"}, "counts": {"type": "array", "items": {"type": "integer"}}}}},
+            "total": {"type": "integer"}, "environments": {"type": "array", "items": reference("EnvironmentStatus")},
+            "sdks": {"type": "array", "items": {"type": "object", "properties": {"sdk": string, "version": string, "lastSeen": {"type": "integer"}, "evaluations": {"type": "integer"}}}},
+            "statusDays": {"type": "integer"}}},
+        "SeenContext": {"type": "object", "properties": {"kind": string, "key": string, "attributes": {"type": "object"},
+            "redacted": {"type": "array", "items": string}, "firstSeen": {"type": "integer"}, "lastSeen": {"type": "integer"}}},
+        "CustomEventCount": {"type": "object", "properties": {"key": string, "count": {"type": "integer"}, "metricCount": {"type": "integer"}, "metricSum": {"type": "number"}}},
+        "SdkReport": {"type": "object", "properties": {"sdk": string, "version": string, "wrapper": string, "platform": {"type": ["object", "null"]},
+            "firstSeen": {"type": "integer"}, "lastSeen": {"type": "integer"}}},
+        "EventsHealth": {"type": "object", "properties": {"acceptedEvents": {"type": "integer"}, "droppedEvents": {"type": "integer"},
+            "duplicatePayloads": {"type": "integer"}, "rejectedPayloads": {"type": "integer"}, "skippedEvents": {"type": "integer"},
+            "writtenEvents": {"type": "integer"}, "failedEvents": {"type": "integer"}, "queueDepth": {"type": "integer"},
+            "queueCapacity": {"type": "integer"}, "acceptedPerSecond": {"type": "number"}, "droppedPerSecond": {"type": "number"},
+            "lastWriteAt": {"type": ["integer", "null"]}, "lastWriteMillis": {"type": ["number", "null"]}, "lastError": {"type": ["string", "null"]}}},
         "RotateKey": {"type": "object", "properties": {"oldKeyValidForSeconds": {"type": "integer", "minimum": 0}}},
         "RotatedKey": {"type": "object", "description": "The new key, shown once", "properties": {"sdkKey": string, "mobileKey": string,
             "oldKeyValidForSeconds": {"type": "integer"}}},
@@ -224,6 +249,84 @@ pub fn document() -> Value {
         false,
     );
     sign_in["security"] = json!([]);
+    let query = |names: &[(&str, &str)]| {
+        Value::Array(
+            names
+                .iter()
+                .map(|(name, description)| json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}}))
+                .collect(),
+        )
+    };
+    let mut flag_insights = operation(
+        "A flag's evaluations per variation over time in one environment, its status in every environment, and the SDKs that evaluated it",
+        "insights",
+        None,
+        ("200", ok("Insights", reference("FlagInsights"))),
+        false,
+    );
+    flag_insights["parameters"] = query(&[
+        ("environment", "The environment to chart (required)"),
+        (
+            "range",
+            "1h (per minute), 24h (default) or 7d (per hour), 30d or 90d (per day)",
+        ),
+        ("days", "The status window in days (default 7)"),
+    ]);
+    let days = query(&[("days", "The status window in days (default 7)")]);
+    let mut flag_statuses = operation(
+        "Every flag's status (new, active, launched, inactive) per environment, with evidence",
+        "insights",
+        None,
+        ("200", ok("Statuses", list("FlagStatusRow"))),
+        false,
+    );
+    flag_statuses["parameters"] = days.clone();
+    let mut stale_flags = operation(
+        "Temporary flags launched or inactive in every environment: safe to remove",
+        "insights",
+        None,
+        ("200", ok("Stale flags", list("FlagStatusRow"))),
+        false,
+    );
+    stale_flags["parameters"] = days.clone();
+    let mut contexts = operation(
+        "Contexts seen in events, most recent first (private attributes are never stored)",
+        "insights",
+        None,
+        ("200", ok("Contexts", list("SeenContext"))),
+        false,
+    );
+    contexts["parameters"] = query(&[
+        ("q", "Text in the key or attributes"),
+        ("kind", "Only this context kind"),
+        ("limit", "At most this many (default 100, at most 1000)"),
+    ]);
+    let mut custom_events = operation(
+        "Custom events (track) per key",
+        "insights",
+        None,
+        ("200", ok("Counts", list("CustomEventCount"))),
+        false,
+    );
+    custom_events["parameters"] = days;
+    let mut samples = operation(
+        "The newest sampled feature, debug and custom events",
+        "insights",
+        None,
+        (
+            "200",
+            ok(
+                "Events",
+                json!({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}}}),
+            ),
+        ),
+        false,
+    );
+    samples["parameters"] = query(&[
+        ("kind", "feature, debug or custom"),
+        ("key", "A flag or event key"),
+        ("limit", "At most this many (default 50)"),
+    ]);
     let paths = json!({
         "/projects": {"get": operation("List projects", "projects", None, ("200", ok("Projects", list("Project"))), false),
                       "post": create("Create a project (admin)", "projects", "Project", "Project")},
@@ -257,6 +360,14 @@ pub fn document() -> Value {
             "patch": patch("Patch a segment (writer)", "segments", "Segment"),
             "delete": delete("Delete a segment (writer)", "segments")},
         format!("{e}/evaluate"): {"post": operation("Evaluate every flag for a context, with reasons", "evaluation", Some(body(reference("EvaluateRequest"))), ("200", ok("Results", reference("EvaluateResponse"))), false)},
+        format!("{p}/flags/{{key}}/insights"): {"get": flag_insights},
+        format!("{p}/flag-statuses"): {"get": flag_statuses},
+        format!("{p}/stale-flags"): {"get": stale_flags},
+        format!("{e}/contexts"): {"get": contexts},
+        format!("{e}/custom-events"): {"get": custom_events},
+        format!("{e}/sdks"): {"get": operation("SDKs (name, version, wrapper, platform) that reported to the environment", "insights", None, ("200", ok("SDKs", list("SdkReport"))), false)},
+        format!("{e}/event-samples"): {"get": samples},
+        "/events/health": {"get": operation("Events ingestion health: accepted, dropped, queue depth, writes", "insights", None, ("200", ok("Health", reference("EventsHealth"))), false)},
         "/audit": {"get": get_audit},
         "/tokens": {"get": operation("List API tokens (admin)", "tokens", None, ("200", ok("Tokens", list("Token"))), false),
                     "post": create("Create an API token; the secret is shown once (admin)", "tokens", "NewToken", "CreatedToken")},

@@ -8,6 +8,7 @@
 
 mod access;
 mod error;
+pub mod insights;
 mod members;
 pub mod model;
 mod overview;
@@ -190,6 +191,8 @@ pub struct App {
     store: Arc<Store>,
     /// Flag overviews per project, kept up to date from the change feed (see `overview.rs`).
     overviews: Arc<std::sync::Mutex<HashMap<String, overview::Cached>>>,
+    /// The analytics events pipeline and its database, when insights are on.
+    pipeline: Option<Arc<flagstaff_events::Pipeline>>,
 }
 
 fn env_scope(project: &str, environment: &str) -> String {
@@ -272,7 +275,19 @@ impl App {
         App {
             store,
             overviews: Arc::default(),
+            pipeline: None,
         }
+    }
+
+    /// The same use cases with flag insights from this events pipeline.
+    pub fn with_pipeline(mut self, pipeline: Arc<flagstaff_events::Pipeline>) -> App {
+        self.pipeline = Some(pipeline);
+        self
+    }
+
+    /// The events pipeline SDK events go to, when insights are on.
+    pub fn pipeline(&self) -> Option<&Arc<flagstaff_events::Pipeline>> {
+        self.pipeline.as_ref()
     }
 
     /// The live document at an address with its version, or `NotFound` naming `what`.

@@ -703,10 +703,10 @@ async fn browser_events(
     body: Body,
     diagnostic: bool,
 ) -> Response {
-    if let Err(refusal) = authorize(d, Caller::Browser, Some(env_id), headers).await {
-        return refusal;
+    match authorize(d, Caller::Browser, Some(env_id), headers).await {
+        Ok(authorized) => events::accept(d, &authorized.grant, headers, body, diagnostic).await,
+        Err(refusal) => refusal,
     }
-    events::accept(d, headers, body, diagnostic).await
 }
 
 pub(crate) async fn browser_bulk(
@@ -751,16 +751,17 @@ pub(crate) async fn beacon(
     let Some(env_id) = file.strip_suffix(".gif") else {
         return unknown_environment();
     };
-    if let Err(refusal) = authorize(&d, Caller::Browser, Some(env_id), &headers).await {
-        return refusal;
-    }
+    let authorized = match authorize(&d, Caller::Browser, Some(env_id), &headers).await {
+        Ok(authorized) => authorized,
+        Err(refusal) => return refusal,
+    };
     if let Some(decoded) = query.d.as_deref().and_then(|data| {
         base64::engine::general_purpose::STANDARD
             .decode(data)
             .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(data))
             .ok()
     }) {
-        let _ = events::count(&headers, &decoded, false);
+        let _ = events::ingest(&d, &authorized.grant, &headers, &decoded, false);
     }
     let mut response = Response::new(Body::from(Bytes::from_static(PIXEL)));
     response
@@ -778,10 +779,10 @@ pub(crate) async fn mobile_bulk(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refusal) = d.authorize(&headers, CredentialKind::Mobile).await {
-        return refusal;
+    match d.authorize(&headers, CredentialKind::Mobile).await {
+        Ok(authorized) => events::accept(&d, &authorized.grant, &headers, body, false).await,
+        Err(refusal) => refusal,
     }
-    events::accept(&d, &headers, body, false).await
 }
 
 /// `POST /mobile/events/diagnostic` (mobile key).
@@ -790,10 +791,10 @@ pub(crate) async fn mobile_diagnostic(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refusal) = d.authorize(&headers, CredentialKind::Mobile).await {
-        return refusal;
+    match d.authorize(&headers, CredentialKind::Mobile).await {
+        Ok(authorized) => events::accept(&d, &authorized.grant, &headers, body, true).await,
+        Err(refusal) => refusal,
     }
-    events::accept(&d, &headers, body, true).await
 }
 
 // ----- CORS ------------------------------------------------------------------------------------

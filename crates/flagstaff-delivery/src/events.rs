@@ -4,7 +4,8 @@
 //! `413` and `429` (§6.3), so this intake accepts everything an SDK may legitimately send:
 //! schemas 2 to 4, unknown event kinds, gzip bodies (the Rust SDK compresses) and chunked
 //! bodies (Node sends no `Content-Length`). It answers `202 Accepted` once the body is read and
-//! parses. What is accepted is counted; storing and aggregating events is a later stage.
+//! parses, and hands the parsed payload to the events pipeline (`flagstaff-events`), which
+//! queues it with a bound and writes it in batches: the request never waits for a database.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flagstaff_app::CredentialKind;
-use serde_json::Value;
+use flagstaff_app::{CredentialKind, Grant};
+use flagstaff_events::{KINDS, SdkIdentity, Source};
 
 use crate::Delivery;
 use crate::http::error;
@@ -66,77 +67,86 @@ fn schema(headers: &HeaderMap) -> u32 {
         .unwrap_or(1)
 }
 
-/// Event kinds of schemas 2 to 4 (§6.4), the only values the kind label of the metric takes.
-const KNOWN_KINDS: [&str; 10] = [
-    "feature",
-    "summary",
-    "index",
-    "identify",
-    "custom",
-    "debug",
-    "alias",
-    "click",
-    "pageview",
-    "migration_op",
-];
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
 
-/// Reads, checks and counts an authorized events payload.
+/// Where a payload sent with `grant` came from, as the pipeline needs to know.
+fn source(grant: &Grant, headers: &HeaderMap) -> Source {
+    Source {
+        environment: Arc::from(format!("{}/{}", grant.project, grant.environment)),
+        sdk: SdkIdentity::from_headers(
+            header(headers, "user-agent"),
+            header(headers, "x-launchdarkly-user-agent"),
+            header(headers, "x-launchdarkly-wrapper"),
+        ),
+        schema: schema(headers),
+        unsummarized: headers.contains_key("x-launchdarkly-unsummarized"),
+        received_at: flagstaff_app::now_millis(),
+    }
+}
+
+/// Reads and queues an authorized events payload: `202` once it is read and parses (§6.3).
 pub(crate) async fn accept(
     delivery: &Delivery,
+    grant: &Grant,
     headers: &HeaderMap,
     body: Body,
     diagnostic: bool,
 ) -> Response {
     let bytes = match read_body(headers, body, delivery.config.max_event_payload_bytes).await {
         Ok(bytes) => bytes,
-        Err(refusal) => return refusal,
+        Err(refusal) => {
+            if let Some(pipeline) = delivery.app.pipeline() {
+                pipeline.record_rejected();
+            }
+            return refusal;
+        }
     };
-    count(headers, &bytes, diagnostic)
+    ingest(delivery, grant, headers, &bytes, diagnostic)
 }
 
-/// Counts the events of a payload that was read: `202`, or `400` when it is not what the
-/// endpoint takes.
-pub(crate) fn count(headers: &HeaderMap, bytes: &[u8], diagnostic: bool) -> Response {
-    let payload: Value = match serde_json::from_slice(bytes) {
-        Ok(payload) => payload,
+/// Parses a payload that was read, counts it and hands it to the pipeline: `202`, or `400`
+/// when it is not what the endpoint takes.
+pub(crate) fn ingest(
+    delivery: &Delivery,
+    grant: &Grant,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    diagnostic: bool,
+) -> Response {
+    let source = source(grant, headers);
+    let schema = source.schema;
+    let parsed = if diagnostic {
+        flagstaff_events::parse_diagnostic(source, bytes)
+    } else {
+        flagstaff_events::parse_analytics(source, bytes)
+    };
+    let pipeline = delivery.app.pipeline();
+    let batch = match parsed {
+        Ok(batch) => batch,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                &format!("the event payload is not JSON: {e}"),
-            );
+            if let Some(pipeline) = pipeline {
+                pipeline.record_rejected();
+            }
+            return error(StatusCode::BAD_REQUEST, e.code(), &e.to_string());
         }
     };
     if diagnostic {
         metrics::counter!("flagstaff_events_diagnostic_total").increment(1);
     } else {
-        let schema = schema(headers).to_string();
-        match &payload {
-            Value::Array(events) => {
-                for event in events {
-                    let kind = event
-                        .get("kind")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown");
-                    // Only known kinds become label values, so a client cannot grow the
-                    // metric without bound.
-                    let kind: &'static str = KNOWN_KINDS
-                        .iter()
-                        .find(|known| **known == kind)
-                        .copied()
-                        .unwrap_or("other");
-                    metrics::counter!("flagstaff_events_received_total", "kind" => kind, "schema" => schema.clone())
-                        .increment(1);
-                }
-            }
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_payload",
-                    "an analytics payload is a JSON array of events",
-                );
+        let schema = schema.to_string();
+        for (kind, count) in KINDS.iter().zip(batch.kinds) {
+            if count > 0 {
+                // Only known kinds become label values, so a client cannot grow the metric
+                // without bound.
+                metrics::counter!("flagstaff_events_received_total", "kind" => *kind, "schema" => schema.clone())
+                    .increment(count);
             }
         }
+    }
+    if let Some(pipeline) = pipeline {
+        pipeline.submit(batch, header(headers, "x-launchdarkly-payload-id"));
     }
     StatusCode::ACCEPTED.into_response()
 }
@@ -147,10 +157,11 @@ async fn intake(
     body: Body,
     diagnostic: bool,
 ) -> Response {
-    if let Err(refusal) = delivery.authorize(headers, CredentialKind::Sdk).await {
-        return refusal;
-    }
-    accept(delivery, headers, body, diagnostic).await
+    let authorized = match delivery.authorize(headers, CredentialKind::Sdk).await {
+        Ok(authorized) => authorized,
+        Err(refusal) => return refusal,
+    };
+    accept(delivery, &authorized.grant, headers, body, diagnostic).await
 }
 
 /// `POST /bulk`: analytics events.

@@ -5,8 +5,9 @@
 //!   `delete` for each change (`ld-protocol.md` §4.2, §4.4).
 //! - `GET /sdk/latest-all` and friends: the same data for polling SDKs, with `ETag`/`304` and
 //!   gzip (§4.3, §4.4).
-//! - `POST /bulk` and `/diagnostic`: analytics and diagnostic events, accepted with `202` so
-//!   that SDKs never stop sending (§6.3). Stored and aggregated in a later stage.
+//! - `POST /bulk` and `/diagnostic` (and the browser and mobile event paths): analytics and
+//!   diagnostic events, parsed, accepted with `202` so that SDKs never stop sending (§6.3) and
+//!   handed to the events pipeline (`flagstaff-events`) that aggregates them for insights.
 //! - `/sdk/stream`, `/sdk/poll`: the newer FDv2 protocol is not implemented; these answer with
 //!   `X-LD-FD-Fallback: true` so that SDKs probing it fall back to the above (§10).
 //!

@@ -32,7 +32,9 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 pub use aggregate::{Aggregate, Limits};
-pub use payload::{Batch, PayloadError, SdkIdentity, Source, parse_analytics, parse_diagnostic};
+pub use payload::{
+    Batch, KINDS, PayloadError, SdkIdentity, Source, parse_analytics, parse_diagnostic,
+};
 
 /// Tuning of the pipeline.
 #[derive(Clone, Debug)]

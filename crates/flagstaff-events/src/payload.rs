@@ -167,6 +167,22 @@ pub struct Sample {
     pub body: Value,
 }
 
+/// Event kinds of schemas 1 to 4 (§6.4), in the order of [`Batch::kinds`]; anything else
+/// counts as `other`.
+pub const KINDS: [&str; 11] = [
+    "feature",
+    "summary",
+    "index",
+    "identify",
+    "custom",
+    "debug",
+    "alias",
+    "click",
+    "pageview",
+    "migration_op",
+    "other",
+];
+
 /// What one payload adds.
 #[derive(Clone, Debug)]
 pub struct Batch {
@@ -176,6 +192,8 @@ pub struct Batch {
     pub events: u64,
     /// Events or counters skipped because they made no sense.
     pub skipped: u64,
+    /// How many events of each kind of [`KINDS`].
+    pub kinds: [u64; KINDS.len()],
     /// Counters to add.
     pub counters: Vec<Counter>,
     /// Contexts seen.
@@ -194,6 +212,7 @@ impl Batch {
             source,
             events: 0,
             skipped: 0,
+            kinds: [0; KINDS.len()],
             counters: Vec::new(),
             contexts: Vec::new(),
             custom: Vec::new(),
@@ -296,9 +315,15 @@ fn short_key(value: Option<&Value>) -> Option<String> {
 /// Reads one event into the batch; `false` when it was skipped.
 fn read_event(batch: &mut Batch, event: Value) -> bool {
     let Value::Object(mut event) = event else {
+        batch.kinds[KINDS.len() - 1] += 1;
         return false;
     };
     let kind = event.get("kind").and_then(Value::as_str).unwrap_or("");
+    let index = KINDS
+        .iter()
+        .position(|known| *known == kind)
+        .unwrap_or(KINDS.len() - 1);
+    batch.kinds[index] += 1;
     match kind {
         "summary" => {
             let at = batch.source.time(event.get("endDate"));

@@ -257,6 +257,31 @@ impl Driver {
         .unwrap_or(Value::Null)
     }
 
+    /// Opens a client `id` like [`Driver::open`] (streaming) that treats `private` attributes
+    /// as private in the events it sends.
+    pub fn open_with_private(
+        &mut self,
+        id: &str,
+        sdk_key: &str,
+        base: &str,
+        private: &[&str],
+    ) -> bool {
+        self.send(
+            &json!({"cmd": "open", "id": id, "sdkKey": sdk_key, "baseUri": base,
+            "stream": true, "startWait": 10, "privateAttributes": private}),
+        )["initialized"]
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// Tracks a custom event on client `id`.
+    pub fn track(&mut self, id: &str, key: &str, context: &Value, metric_value: Option<f64>) {
+        self.send(
+            &json!({"cmd": "track", "id": id, "key": key, "context": context,
+            "metricValue": metric_value}),
+        );
+    }
+
     /// Flushes client `id`'s events.
     pub fn flush(&mut self, id: &str) {
         self.send(&json!({"cmd": "flush", "id": id}));

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use flagstaff_app::{App, Initialized};
-use flagstaff_store::Store;
+use flagstaff_events::{Pipeline, PipelineConfig};
+use flagstaff_store::{EventStore, Store};
 
 /// Where the data lives; shared by every command that opens the store.
 #[derive(Debug, clap::Args)]
@@ -21,6 +22,19 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The events database: a second SQLite file beside the main one, or the same PostgreSQL
+    /// database (its tables do not overlap), unless `explicit` names another.
+    fn events_url(&self, explicit: Option<&str>) -> String {
+        match (explicit, &self.database_url) {
+            (Some(url), _) => url.to_owned(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => format!(
+                "sqlite://{}",
+                self.data_dir.join("flagstaff-events.db").display()
+            ),
+        }
+    }
+
     async fn open(&self) -> anyhow::Result<Store> {
         let url = match &self.database_url {
             Some(url) => url.clone(),
@@ -56,6 +70,21 @@ pub struct ServeArgs {
     /// database (changes made through this node reach SDKs at once).
     #[arg(long, env = "FLAGSTAFF_CHANGE_POLL_MS", default_value_t = 1000)]
     change_poll_ms: u64,
+    /// Database for analytics events (flag insights). Default: flagstaff-events.db under
+    /// --data-dir, or the --database-url PostgreSQL database.
+    #[arg(long, env = "FLAGSTAFF_EVENTS_DATABASE_URL")]
+    events_database_url: Option<String>,
+    /// Most analytics events waiting to be written; payloads beyond it are dropped and
+    /// counted (SDKs are still answered 202).
+    #[arg(
+        long,
+        env = "FLAGSTAFF_EVENTS_QUEUE_CAPACITY",
+        default_value_t = 100_000
+    )]
+    events_queue_capacity: usize,
+    /// Milliseconds between writes of aggregated analytics events.
+    #[arg(long, env = "FLAGSTAFF_EVENTS_FLUSH_MS", default_value_t = 1000)]
+    events_flush_ms: u64,
 }
 
 fn init_logging(json: bool) {
@@ -118,7 +147,20 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
     let store = Arc::new(args.store.open().await?);
     tracing::info!(backend = ?store.backend(), "database open");
-    let app = App::new(Arc::clone(&store));
+    let events = Arc::new(
+        EventStore::open(&args.store.events_url(args.events_database_url.as_deref()))
+            .await
+            .context("cannot open the events database")?,
+    );
+    let pipeline = Pipeline::start(
+        Arc::clone(&events),
+        PipelineConfig {
+            queue_capacity: args.events_queue_capacity.max(1),
+            flush_interval: Duration::from_millis(args.events_flush_ms.max(10)),
+            ..PipelineConfig::default()
+        },
+    );
+    let app = App::new(Arc::clone(&store)).with_pipeline(Arc::clone(&pipeline));
     if !app.is_initialized().await? {
         print_credentials(&app.initialize().await?);
     }
@@ -153,6 +195,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Our own accept loop: SDK streams take a lean path, everything else goes to the router.
     // On shutdown it ends SDK streams (which never end by themselves) and drains requests.
     flagstaff_delivery::serve(listener, router, delivery, shutdown).await?;
+    // Events accepted before the listener closed are written before the process ends.
+    pipeline.close().await;
+    events.close().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

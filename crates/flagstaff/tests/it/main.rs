@@ -6,6 +6,7 @@
 mod browser;
 mod dashboard;
 mod eval_command;
+mod insights;
 mod rust_sdk;
 mod sdks;
 mod serve;
