@@ -24,6 +24,7 @@ mod context;
 pub mod describe;
 mod flags;
 mod history;
+mod insights;
 mod live;
 mod segments;
 pub mod session;
@@ -112,6 +113,13 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             post(segments::save),
         )
         .route("/projects/{project}/test", get(context::page))
+        .route(
+            "/projects/{project}/flags/{key}/insights",
+            get(insights::flag),
+        )
+        .route("/projects/{project}/stale-flags", get(insights::stale))
+        .route("/projects/{project}/contexts", get(insights::contexts))
+        .route("/projects/{project}/events", get(insights::events))
         .route("/projects/{project}/history", get(history::project))
         .route("/projects/{project}/environments", get(admin::environments))
         .route(

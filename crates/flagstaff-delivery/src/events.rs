@@ -33,6 +33,14 @@ pub(crate) async fn read_body(
             &format!("event payloads are limited to {limit} bytes"),
         )
     };
+    // A declared length over the limit is refused before reading a byte of the body.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
     let raw = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| too_large())?;

@@ -222,21 +222,21 @@ fn people_manage_flags_in_the_dashboard_and_readers_cannot_change_them() {
 }
 
 /// A browser-less client of the dashboard: no redirects followed, cookies kept by hand.
-struct Visitor {
+pub(crate) struct Visitor {
     http: reqwest::Client,
     base: String,
     cookies: std::collections::BTreeMap<String, String>,
 }
 
-struct Page {
-    status: u16,
-    location: String,
+pub(crate) struct Page {
+    pub status: u16,
+    pub location: String,
     set_cookies: Vec<String>,
-    body: String,
+    pub body: String,
 }
 
 impl Visitor {
-    fn new(base: &str) -> Visitor {
+    pub(crate) fn new(base: &str) -> Visitor {
         Visitor {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -287,12 +287,12 @@ impl Visitor {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.http.get(format!("{}{path}", self.base));
         self.send(request).await
     }
 
-    async fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+    pub(crate) async fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let request = self.http.post(format!("{}{path}", self.base)).form(fields);
         self.send(request).await
     }
@@ -321,7 +321,7 @@ impl Visitor {
 }
 
 /// The value of `<input type="hidden" name="csrf" value="...">` or the csrf meta tag.
-fn csrf_of(body: &str) -> String {
+pub(crate) fn csrf_of(body: &str) -> String {
     for marker in ["name=\"csrf\" value=\"", "name=\"csrf-token\" content=\""] {
         if let Some(start) = body.find(marker) {
             let rest = &body[start + marker.len()..];
