@@ -572,7 +572,7 @@ fn clean_individual(kind: &str, object: &Map<String, Value>, at: i64) -> Option<
         .map(str::to_owned)
         .collect();
     for reference in strings(meta.and_then(|m| m.get("privateAttributes"))) {
-        if redact(&mut attributes, &AttrRef::new(reference)) {
+        if AttrRef::new(reference).remove_from(&mut attributes) {
             redacted.push(reference.to_owned());
         }
     }
@@ -632,28 +632,6 @@ fn finish(
         redacted,
         at,
     }
-}
-
-/// Removes the attribute `reference` points at; `true` if there was one. `kind`, `key`,
-/// `anonymous` and `_meta` are never private (§6.5).
-fn redact(attributes: &mut Map<String, Value>, reference: &AttrRef) -> bool {
-    if reference.error().is_some() {
-        return false;
-    }
-    let Some((last, path)) = reference.components().split_last() else {
-        return false;
-    };
-    if path.is_empty() && matches!(last.as_str(), "kind" | "key" | "anonymous" | "_meta") {
-        return false;
-    }
-    let mut object = attributes;
-    for component in path {
-        match object.get_mut(component.as_str()) {
-            Some(Value::Object(inner)) => object = inner,
-            _ => return false,
-        }
-    }
-    object.remove(last.as_str()).is_some()
 }
 
 #[cfg(test)]

@@ -35,6 +35,30 @@ pub struct AttrRef {
 }
 
 impl AttrRef {
+    /// Removes the attribute this reference points at from a context's attributes, for
+    /// redaction (§6.5): a nested reference (`/address/city`) removes only that sub-property.
+    /// Returns whether there was one. `kind`, `key`, `anonymous` and `_meta` are never removed,
+    /// and an invalid reference removes nothing.
+    pub fn remove_from(&self, attributes: &mut serde_json::Map<String, serde_json::Value>) -> bool {
+        if self.error().is_some() {
+            return false;
+        }
+        let Some((last, path)) = self.components().split_last() else {
+            return false;
+        };
+        if path.is_empty() && matches!(last.as_str(), "kind" | "key" | "anonymous" | "_meta") {
+            return false;
+        }
+        let mut object = attributes;
+        for component in path {
+            match object.get_mut(component.as_str()) {
+                Some(serde_json::Value::Object(inner)) => object = inner,
+                _ => return false,
+            }
+        }
+        object.remove(last.as_str()).is_some()
+    }
+
     /// Parses `s` in reference syntax: a leading `/` makes it a path, anything else a literal name.
     pub fn new(s: &str) -> AttrRef {
         let parsed = if s.is_empty() || s == "/" {

@@ -7,7 +7,7 @@
 //! (`/address/city`) removes only that property. For an anonymous context, feature events leave
 //! out every optional attribute ("anonymous redaction" of newer LaunchDarkly SDKs).
 
-use flagstaff_protocol::{AttrRef, Context, IndividualContext};
+use flagstaff_protocol::{Context, IndividualContext};
 use serde_json::{Map, Value, json};
 
 use crate::config::EventsConfig;
@@ -65,7 +65,8 @@ fn individual_json(
             .iter()
             .chain(individual.private_attributes())
         {
-            if redact(&mut optional, reference) && !redacted.iter().any(|r| r == reference.as_str())
+            if reference.remove_from(&mut optional)
+                && !redacted.iter().any(|r| r == reference.as_str())
             {
                 redacted.push(reference.as_str().to_owned());
             }
@@ -81,29 +82,10 @@ fn individual_json(
     object
 }
 
-/// Removes what `reference` points at; whether anything was there.
-fn redact(attributes: &mut Map<String, Value>, reference: &AttrRef) -> bool {
-    if reference.error().is_some() {
-        return false;
-    }
-    let Some((last, path)) = reference.components().split_last() else {
-        return false;
-    };
-    if path.is_empty() && matches!(last.as_str(), "kind" | "key" | "anonymous" | "_meta") {
-        return false;
-    }
-    let mut object = attributes;
-    for component in path {
-        match object.get_mut(component.as_str()) {
-            Some(Value::Object(inner)) => object = inner,
-            _ => return false,
-        }
-    }
-    object.remove(last.as_str()).is_some()
-}
-
 #[cfg(test)]
 mod tests {
+    use flagstaff_protocol::AttrRef;
+
     use super::*;
 
     fn context(value: Value) -> Context {
