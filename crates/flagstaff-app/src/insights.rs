@@ -433,6 +433,18 @@ impl App {
         project: &str,
         days: u32,
     ) -> Result<Vec<FlagStatusRow>> {
+        self.statuses(actor, project, days, None).await
+    }
+
+    /// Statuses of every flag of a project, or only of the flag `only` (a flag's insights page
+    /// must not read the creation time of every unevaluated flag of the project).
+    async fn statuses(
+        &self,
+        actor: &Actor,
+        project: &str,
+        days: u32,
+        only: Option<&str>,
+    ) -> Result<Vec<FlagStatusRow>> {
         let days = check_days(days)?;
         let overview = self.flag_overview(actor, project).await?;
         let events = self.event_store()?;
@@ -449,6 +461,9 @@ impl App {
         let mut rows = Vec::with_capacity(overview.flags.len());
         for flag in &overview.flags {
             let definition = &flag.definition;
+            if only.is_some_and(|key| key != definition.key) {
+                continue;
+            }
             let mut environments = Vec::with_capacity(overview.environments.len());
             let mut created_at = None;
             for environment in &overview.environments {
@@ -543,7 +558,7 @@ impl App {
             }
         }
         let total = variations.iter().map(|v| v.total).sum();
-        let statuses = self.flag_statuses(actor, project, days).await?;
+        let statuses = self.statuses(actor, project, days, Some(flag)).await?;
         let environments = statuses
             .into_iter()
             .find(|row| row.key == flag)
