@@ -27,7 +27,8 @@ use serde_json::Value;
 use crate::access::Role;
 use crate::error::{AppError, Result};
 use crate::model::FlagDefinition;
-use crate::{Actor, App, env_scope, kinds, now_millis};
+use crate::model::kinds;
+use crate::{Actor, App, env_scope, now_millis};
 
 const DAY: i64 = 86_400_000;
 

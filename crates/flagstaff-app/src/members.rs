@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use flagstaff_store::{Expect, Write};
 
-use crate::access::{Actor, Role, TokenInfo, TokenSpec, now_millis};
+use crate::access::{Actor, Role, now_millis};
 use crate::error::{AppError, Result};
 use crate::model::kinds;
+use crate::tokens::{TokenInfo, TokenSpec};
 use crate::validate::codes;
 use crate::{App, decode, draft};
 

@@ -1,0 +1,276 @@
+//! Environments: creation (with fresh keys and default targeting for every flag), settings,
+//! deletion with everything in them.
+
+use flagstaff_store::{Expect, Write};
+use serde::Serialize;
+
+use crate::flags::default_targeting;
+use crate::keys::credential_body;
+use crate::model::{Environment, EnvironmentKeys, EnvironmentSettings, FlagDefinition, kinds};
+use crate::{
+    Actor, App, AppError, Result, Role, Versioned, access, already_exists, body, decode, draft,
+    env_scope, hint, random_hex, uuid_v4, validate,
+};
+
+/// An environment with its keys, as returned once on creation.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentWithKeys {
+    /// The environment.
+    #[serde(flatten)]
+    pub environment: Environment,
+    /// Its keys.
+    pub keys: EnvironmentKeys,
+}
+
+impl App {
+    /// The writes that remove an environment with its targeting, segments and keys.
+    pub(crate) async fn environment_removal(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Vec<Write>> {
+        let scope = env_scope(project, environment);
+        let mut writes = vec![Write::Delete {
+            kind: kinds::ENVIRONMENT.into(),
+            scope: project.into(),
+            key: environment.into(),
+            expect: Expect::Any,
+        }];
+        for kind in [kinds::TARGETING, kinds::SEGMENT] {
+            for doc in self.store.list(kind, &scope).await? {
+                writes.push(Write::Delete {
+                    kind: kind.into(),
+                    scope: scope.clone(),
+                    key: doc.key,
+                    expect: Expect::Any,
+                });
+            }
+        }
+        for credential in self.store.list(kinds::CREDENTIAL, "").await? {
+            if credential.body["project"] == project
+                && credential.body["environment"] == environment
+            {
+                writes.push(Write::Delete {
+                    kind: kinds::CREDENTIAL.into(),
+                    scope: String::new(),
+                    key: credential.key,
+                    expect: Expect::Any,
+                });
+            }
+        }
+        Ok(writes)
+    }
+
+    /// Renames an environment and changes its settings (admins).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        name: &str,
+        settings: EnvironmentSettings,
+        expected: u64,
+        comment: &str,
+    ) -> Result<Versioned<Environment>> {
+        actor.require_env(Role::Admin, project, key)?;
+        let current = self.environment(actor, project, key).await?;
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        let secure_mode = settings.secure_mode.unwrap_or(current.value.secure_mode);
+        if secure_mode
+            && !current.value.secure_mode
+            && self.sdk_key_schedules(project, key).await?.is_empty()
+        {
+            return Err(AppError::invalid(
+                validate::codes::SECURE_MODE_NEEDS_ROTATION,
+                "secureMode",
+                "this environment's SDK key was made before Flagstaff kept what secure mode \
+                 needs; rotate the SDK key once, then turn secure mode on",
+            ));
+        }
+        let environment = Environment {
+            name: name.to_owned(),
+            secure_mode,
+            critical: settings.critical.unwrap_or(current.value.critical),
+            ..current.value.clone()
+        };
+        let after = body(&environment);
+        let write = Write::Put {
+            kind: kinds::ENVIRONMENT.into(),
+            scope: project.into(),
+            key: key.into(),
+            body: after.clone(),
+            expect: Expect::Version(expected),
+        };
+        let versions = self
+            .commit(
+                actor,
+                vec![write],
+                draft(
+                    "environment.update",
+                    kinds::ENVIRONMENT,
+                    project,
+                    key,
+                    comment,
+                    Some(body(&current.value)),
+                    Some(after),
+                ),
+            )
+            .await?;
+        Ok(Versioned {
+            version: versions[0],
+            value: environment,
+        })
+    }
+
+    /// Deletes an environment with its targeting, segments and keys (admins). SDKs using its
+    /// keys are refused from then on.
+    pub async fn delete_environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        expected: u64,
+        comment: &str,
+    ) -> Result<()> {
+        actor.require_env(Role::Admin, project, key)?;
+        let current = self.environment(actor, project, key).await?;
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        let writes = self.environment_removal(project, key).await?;
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "environment.delete",
+                kinds::ENVIRONMENT,
+                project,
+                key,
+                comment,
+                Some(body(&current.value)),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an environment with fresh keys (admins); the keys are returned only now.
+    pub async fn create_environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        name: &str,
+        comment: &str,
+    ) -> Result<EnvironmentWithKeys> {
+        actor.require(Role::Admin, Some(project))?;
+        validate::key("key", key)?;
+        self.project(&Actor::system(), project).await?;
+        let keys = EnvironmentKeys {
+            sdk_key: format!("sdk-{}", uuid_v4()),
+            mobile_key: format!("mob-{}", uuid_v4()),
+            client_side_id: random_hex(12),
+        };
+        let environment = Environment {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            project: project.to_owned(),
+            client_side_id: keys.client_side_id.clone(),
+            sdk_key_hint: hint(&keys.sdk_key),
+            mobile_key_hint: hint(&keys.mobile_key),
+            secure_mode: false,
+            critical: matches!(key, "production" | "prod"),
+        };
+        let after = body(&environment);
+        let mut writes = vec![Write::Put {
+            kind: kinds::ENVIRONMENT.into(),
+            scope: project.into(),
+            key: key.into(),
+            body: after.clone(),
+            expect: Expect::Absent,
+        }];
+        for (kind, secret) in [
+            ("sdk", &keys.sdk_key),
+            ("mobile", &keys.mobile_key),
+            ("client-side", &keys.client_side_id),
+        ] {
+            writes.push(Write::Put {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: access::fingerprint(secret),
+                body: credential_body(kind, project, key, secret),
+                expect: Expect::Absent,
+            });
+        }
+        // Every existing flag gets default (off) targeting in the new environment.
+        for flag in self.store.list(kinds::FLAG, project).await? {
+            let definition: FlagDefinition = decode(&flag)?;
+            writes.push(Write::Put {
+                kind: kinds::TARGETING.into(),
+                scope: env_scope(project, key),
+                key: definition.key.clone(),
+                body: body(&default_targeting(&definition)),
+                expect: Expect::Any,
+            });
+        }
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "environment.create",
+                kinds::ENVIRONMENT,
+                project,
+                key,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await
+        .map_err(|e| already_exists(e, format!("environment {key:?}")))?;
+        Ok(EnvironmentWithKeys { environment, keys })
+    }
+
+    /// The environments of a project.
+    pub async fn list_environments(
+        &self,
+        actor: &Actor,
+        project: &str,
+    ) -> Result<Vec<Environment>> {
+        self.project(actor, project).await?;
+        let environments: Vec<Environment> = self
+            .store
+            .list(kinds::ENVIRONMENT, project)
+            .await?
+            .iter()
+            .map(decode)
+            .collect::<Result<_>>()?;
+        Ok(environments
+            .into_iter()
+            .filter(|e| actor.may_see_environment(project, &e.key))
+            .collect())
+    }
+
+    /// One environment.
+    pub async fn environment(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+    ) -> Result<Versioned<Environment>> {
+        actor.require_env(Role::Reader, project, key)?;
+        self.load(kinds::ENVIRONMENT, project, key, || {
+            format!("environment {project}/{key}")
+        })
+        .await
+    }
+}

@@ -1,0 +1,179 @@
+//! Import of LaunchDarkly flag data into one environment: the migration path.
+
+use flagstaff_protocol::FlagData;
+use flagstaff_store::{Expect, Write};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::flags::default_targeting;
+use crate::model::{self, FlagDefinition, FlagKind, Targeting, kinds};
+use crate::{
+    Actor, App, AppError, Result, Role, body, decode, draft, env_scope, random_hex, validate,
+};
+
+/// What an import wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Flags imported (created or replaced).
+    pub flags: usize,
+    /// Segments imported (created or replaced).
+    pub segments: usize,
+}
+
+impl App {
+    // ----- migration -------------------------------------------------------------------------
+
+    /// Imports LaunchDarkly flag data (what its SDKs receive: `{"flags", "segments"}`) into one
+    /// environment, in one transaction with one audit entry. This is the migration path: salts,
+    /// rule ids and targets are kept, so every context keeps its variation and its bucket.
+    ///
+    /// Import accepts what LaunchDarkly's evaluators accept, which is more than the flag and
+    /// segment endpoints do: a malformed clause value, an unknown prerequisite or an invalid
+    /// attribute reference evaluates (as a non-match, `PREREQUISITE_FAILED` or
+    /// `MALFORMED_FLAG`, exactly as in LaunchDarkly) and is kept so that results do not change
+    /// on migration; the regular endpoints then ask for it to be fixed at the next edit.
+    /// A flag new to the project gets a multivariate definition with the imported variations and
+    /// is off in the project's other environments; an existing flag must have the same
+    /// variations (they are shared by every environment).
+    pub async fn import_flag_data(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        data: FlagData,
+        comment: &str,
+    ) -> Result<ImportSummary> {
+        actor.require(Role::Writer, Some(project))?;
+        actor.require_env(Role::Writer, project, environment)?;
+        self.environment(actor, project, environment).await?;
+        let scope = env_scope(project, environment);
+        let environments = self.store.list(kinds::ENVIRONMENT, project).await?;
+        let mut writes = Vec::new();
+        for (key, flag) in &data.flags {
+            validate::key(&format!("flags.{key}"), key)?;
+            let variations: Vec<model::Variation> = flag
+                .variations
+                .iter()
+                .map(|value| model::Variation {
+                    value: value.clone(),
+                    name: None,
+                    description: None,
+                })
+                .collect();
+            match self.store.get_live(kinds::FLAG, project, key).await? {
+                Some(doc) => {
+                    let existing: FlagDefinition = decode(&doc)?;
+                    let same = existing.variations.len() == variations.len()
+                        && existing
+                            .variations
+                            .iter()
+                            .zip(&variations)
+                            .all(|(a, b)| a.value == b.value);
+                    if !same {
+                        return Err(AppError::invalid(
+                            validate::codes::INVALID_FIELD,
+                            format!("flags.{key}.variations"),
+                            "the project already has this flag with other variations; variations are shared by all environments",
+                        ));
+                    }
+                }
+                None => {
+                    let definition = FlagDefinition {
+                        key: key.clone(),
+                        name: key.clone(),
+                        description: String::new(),
+                        tags: vec!["imported".into()],
+                        kind: FlagKind::Multivariate,
+                        variations,
+                        temporary: true,
+                        maintainer: None,
+                        // LaunchDarkly's default when the object is absent: mobile yes,
+                        // browsers as `clientSide` says.
+                        client_side_availability: flag.client_side_availability.unwrap_or(
+                            flagstaff_protocol::ClientSideAvailability {
+                                using_mobile_key: true,
+                                using_environment_id: flag.client_side,
+                            },
+                        ),
+                        archived: false,
+                    };
+                    writes.push(Write::Put {
+                        kind: kinds::FLAG.into(),
+                        scope: project.into(),
+                        key: key.clone(),
+                        body: body(&definition),
+                        expect: Expect::Absent,
+                    });
+                    for env in environments.iter().filter(|e| e.key != environment) {
+                        writes.push(Write::Put {
+                            kind: kinds::TARGETING.into(),
+                            scope: env_scope(project, &env.key),
+                            key: key.clone(),
+                            body: body(&default_targeting(&definition)),
+                            expect: Expect::Any,
+                        });
+                    }
+                }
+            }
+            let targeting = Targeting {
+                on: flag.on,
+                off_variation: flag.off_variation,
+                fallthrough: flag.fallthrough.clone(),
+                targets: flag.targets.clone(),
+                context_targets: flag.context_targets.clone(),
+                rules: flag.rules.clone(),
+                prerequisites: flag.prerequisites.clone(),
+                track_events: flag.track_events,
+                track_events_fallthrough: flag.track_events_fallthrough,
+                salt: if flag.salt.is_empty() {
+                    random_hex(16)
+                } else {
+                    flag.salt.clone()
+                },
+            };
+            writes.push(Write::Put {
+                kind: kinds::TARGETING.into(),
+                scope: scope.clone(),
+                key: key.clone(),
+                body: body(&targeting),
+                expect: Expect::Any,
+            });
+        }
+        for (key, segment) in &data.segments {
+            validate::key(&format!("segments.{key}"), key)?;
+            let mut segment = segment.clone();
+            segment.key = key.clone();
+            segment.version = 0;
+            segment.deleted = false;
+            if segment.salt.is_empty() {
+                segment.salt = random_hex(16);
+            }
+            writes.push(Write::Put {
+                kind: kinds::SEGMENT.into(),
+                scope: scope.clone(),
+                key: key.clone(),
+                body: body(&segment),
+                expect: Expect::Any,
+            });
+        }
+        let summary = ImportSummary {
+            flags: data.flags.len(),
+            segments: data.segments.len(),
+        };
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "environment.import",
+                kinds::ENVIRONMENT,
+                project,
+                environment,
+                comment,
+                None,
+                Some(json!({"flags": data.flags.keys().collect::<Vec<_>>(), "segments": data.segments.keys().collect::<Vec<_>>()})),
+            ),
+        )
+        .await?;
+        Ok(summary)
+    }
+}

@@ -1,0 +1,218 @@
+//! Environment keys: rotation with a grace period, and what a presented SDK credential grants
+//! (`ld-protocol.md` §1).
+
+use flagstaff_store::{Expect, Write};
+use serde_json::{Value, json};
+
+use crate::model::{Environment, kinds};
+use crate::{
+    Actor, App, AppError, HmacKey, Result, Role, access, body, decode, draft, hint, uuid_v4,
+};
+
+/// The stored form of an SDK credential: what it grants, never the secret. An SDK key also keeps
+/// its HMAC key schedule, so that secure-mode hashes made with it can be checked (see
+/// `secure_mode.rs` for why that is not the key).
+pub(crate) fn credential_body(
+    type_name: &str,
+    project: &str,
+    environment: &str,
+    secret: &str,
+) -> Value {
+    let mut body = json!({"type": type_name, "project": project, "environment": environment});
+    if type_name == "sdk" {
+        body["secureModeKey"] = json!(HmacKey::new(secret.as_bytes()).to_hex());
+    }
+    body
+}
+
+/// Which environment key to rotate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum KeyKind {
+    /// The server-side SDK key.
+    Sdk,
+    /// The mobile key.
+    Mobile,
+}
+
+impl KeyKind {
+    fn type_name(self) -> &'static str {
+        match self {
+            KeyKind::Sdk => "sdk",
+            KeyKind::Mobile => "mobile",
+        }
+    }
+}
+
+/// Which SDK credential is presented (each grants different data, `ld-protocol.md` §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// Server-side SDK key.
+    Sdk,
+    /// Mobile key.
+    Mobile,
+    /// Browser client-side ID.
+    ClientSide,
+}
+
+impl CredentialKind {
+    fn type_name(self) -> &'static str {
+        match self {
+            CredentialKind::Sdk => "sdk",
+            CredentialKind::Mobile => "mobile",
+            CredentialKind::ClientSide => "client-side",
+        }
+    }
+}
+
+/// What a valid SDK credential grants: one environment, until an optional expiry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The project key.
+    pub project: String,
+    /// The environment key.
+    pub environment: String,
+    /// When a rotated-out key stops working (Unix milliseconds); `None` for current keys.
+    pub expires_at: Option<i64>,
+}
+
+impl Grant {
+    /// Whether the grant is still valid at `now` (Unix milliseconds).
+    pub fn valid_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+impl App {
+    /// Replaces an environment's SDK or mobile key (admins). The old key keeps working for
+    /// `old_key_valid_for_seconds` (0: it stops at once), so deployed services can move to the
+    /// new key without downtime. The new key is returned only now.
+    pub async fn rotate_key(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        kind: KeyKind,
+        old_key_valid_for_seconds: u64,
+        comment: &str,
+    ) -> Result<String> {
+        actor.require_env(Role::Admin, project, environment)?;
+        let env_doc = self
+            .store
+            .get_live(kinds::ENVIRONMENT, project, environment)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("environment {project}/{environment}")))?;
+        let mut env: Environment = decode(&env_doc)?;
+        let type_name = kind.type_name();
+        let new_key = match kind {
+            KeyKind::Sdk => format!("sdk-{}", uuid_v4()),
+            KeyKind::Mobile => format!("mob-{}", uuid_v4()),
+        };
+        let before = body(&env);
+        match kind {
+            KeyKind::Sdk => env.sdk_key_hint = hint(&new_key),
+            KeyKind::Mobile => env.mobile_key_hint = hint(&new_key),
+        }
+        let mut writes = vec![
+            Write::Put {
+                kind: kinds::ENVIRONMENT.into(),
+                scope: project.into(),
+                key: environment.into(),
+                body: body(&env),
+                expect: Expect::Version(env_doc.version),
+            },
+            Write::Put {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: access::fingerprint(&new_key),
+                body: credential_body(type_name, project, environment, &new_key),
+                expect: Expect::Absent,
+            },
+        ];
+        let expires_at = access::now_millis().saturating_add(
+            i64::try_from(old_key_valid_for_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+        );
+        for credential in self.store.list(kinds::CREDENTIAL, "").await? {
+            let current = credential.body["type"] == type_name
+                && credential.body["project"] == project
+                && credential.body["environment"] == environment
+                && credential.body.get("expiresAt").is_none();
+            if !current {
+                continue;
+            }
+            writes.push(if old_key_valid_for_seconds == 0 {
+                Write::Delete {
+                    kind: kinds::CREDENTIAL.into(),
+                    scope: String::new(),
+                    key: credential.key.clone(),
+                    expect: Expect::Version(credential.version),
+                }
+            } else {
+                let mut expiring = credential.body.clone();
+                expiring["expiresAt"] = json!(expires_at);
+                Write::Put {
+                    kind: kinds::CREDENTIAL.into(),
+                    scope: String::new(),
+                    key: credential.key.clone(),
+                    body: expiring,
+                    expect: Expect::Version(credential.version),
+                }
+            });
+        }
+        let action = format!("environment.{type_name}_key.rotate");
+        let after =
+            json!({"environment": body(&env), "oldKeyValidForSeconds": old_key_valid_for_seconds});
+        self.commit(
+            actor,
+            writes,
+            draft(
+                &action,
+                kinds::ENVIRONMENT,
+                project,
+                environment,
+                comment,
+                Some(before),
+                Some(after),
+            ),
+        )
+        .await?;
+        Ok(new_key)
+    }
+
+    /// The environment an SDK credential belongs to, if it is valid now: an SDK key, mobile key
+    /// or client-side ID (`kind`), honouring the expiry of rotated keys. Used by SDK delivery.
+    pub async fn environment_for_key(
+        &self,
+        secret: &str,
+        kind: CredentialKind,
+    ) -> Result<Option<(String, String)>> {
+        Ok(self
+            .grant(&access::fingerprint(secret), kind)
+            .await?
+            .map(|grant| (grant.project, grant.environment)))
+    }
+
+    /// What the credential with this [`fingerprint`] grants, if it exists, is of `kind` and has
+    /// not expired. Delivery re-checks open streams with it after credential changes.
+    pub async fn grant(&self, fingerprint: &str, kind: CredentialKind) -> Result<Option<Grant>> {
+        let Some(doc) = self
+            .store
+            .get_live(kinds::CREDENTIAL, "", fingerprint)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let grant = Grant {
+            project: doc.body["project"].as_str().unwrap_or_default().to_owned(),
+            environment: doc.body["environment"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            expires_at: doc.body.get("expiresAt").and_then(Value::as_i64),
+        };
+        if doc.body["type"] != kind.type_name() || !grant.valid_at(access::now_millis()) {
+            return Ok(None);
+        }
+        Ok(Some(grant))
+    }
+}

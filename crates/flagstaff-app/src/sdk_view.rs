@@ -1,0 +1,215 @@
+//! What SDKs and the evaluate/bootstrap endpoints read: an environment's flag data as SDKs
+//! receive it, single flags and segments for delivery's incremental updates, secure mode, and
+//! evaluation for people ("why does this context get this?").
+
+use std::collections::HashMap;
+
+use flagstaff_eval::Snapshot;
+use flagstaff_protocol::{Context, FlagData, Segment};
+use serde_json::{Value, json};
+
+use crate::model::{Environment, FlagDefinition, Targeting, kinds, merge_flag};
+use crate::{
+    Actor, App, AppError, HmacKey, Result, SecureMode, access, decode, env_scope, validate,
+};
+
+/// Options of [`App::bootstrap`] (shared with the Rust SDK's `all_flags_state`).
+pub use flagstaff_eval::BootstrapOptions;
+
+impl App {
+    // ----- what SDKs see ---------------------------------------------------------------------
+
+    /// Every live, unarchived flag and segment of an environment, as SDKs receive them.
+    pub async fn flag_data(&self, project: &str, environment: &str) -> Result<FlagData> {
+        let scope = env_scope(project, environment);
+        let mut definitions = HashMap::new();
+        for doc in self.store.list(kinds::FLAG, project).await? {
+            let definition: FlagDefinition = decode(&doc)?;
+            if !definition.archived {
+                definitions.insert(definition.key.clone(), definition);
+            }
+        }
+        let mut data = FlagData::default();
+        for doc in self.store.list(kinds::TARGETING, &scope).await? {
+            if let Some(definition) = definitions.get(&doc.key) {
+                let targeting: Targeting = decode(&doc)?;
+                data.flags.insert(
+                    doc.key.clone(),
+                    merge_flag(definition, &targeting, doc.version),
+                );
+            }
+        }
+        for doc in self.store.list(kinds::SEGMENT, &scope).await? {
+            let mut segment: Segment = decode(&doc)?;
+            segment.version = doc.version;
+            data.segments.insert(doc.key.clone(), segment);
+        }
+        Ok(data)
+    }
+
+    /// One flag as SDKs of an environment receive it; `None` when it does not exist there, is
+    /// archived or deleted. Delivery uses it to follow single changes without reloading
+    /// everything.
+    pub async fn sdk_flag(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<flagstaff_protocol::Flag>> {
+        let Some(definition) = self.store.get_live(kinds::FLAG, project, key).await? else {
+            return Ok(None);
+        };
+        let definition: FlagDefinition = decode(&definition)?;
+        if definition.archived {
+            return Ok(None);
+        }
+        let scope = env_scope(project, environment);
+        let Some(doc) = self.store.get_live(kinds::TARGETING, &scope, key).await? else {
+            return Ok(None);
+        };
+        let targeting: Targeting = decode(&doc)?;
+        Ok(Some(merge_flag(&definition, &targeting, doc.version)))
+    }
+
+    /// One segment as SDKs of an environment receive it; `None` when it does not exist.
+    pub async fn sdk_segment(
+        &self,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<Segment>> {
+        let scope = env_scope(project, environment);
+        let Some(doc) = self.store.get_live(kinds::SEGMENT, &scope, key).await? else {
+            return Ok(None);
+        };
+        let mut segment: Segment = decode(&doc)?;
+        segment.version = doc.version;
+        Ok(Some(segment))
+    }
+
+    /// An environment by key, for delivery (no actor: the caller holds an SDK credential).
+    pub async fn sdk_environment(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<Environment>> {
+        match self
+            .store
+            .get_live(kinds::ENVIRONMENT, project, environment)
+            .await?
+        {
+            Some(doc) => Ok(Some(decode(&doc)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The HMAC key schedules of an environment's valid SDK keys, with their expiry.
+    pub(crate) async fn sdk_key_schedules(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Vec<(HmacKey, Option<i64>)>> {
+        let now = access::now_millis();
+        let mut keys = Vec::new();
+        for credential in self.store.list(kinds::CREDENTIAL, "").await? {
+            let body = &credential.body;
+            if body["type"] != "sdk"
+                || body["project"] != project
+                || body["environment"] != environment
+            {
+                continue;
+            }
+            let expires_at = body.get("expiresAt").and_then(Value::as_i64);
+            if expires_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            if let Some(key) = body["secureModeKey"].as_str().and_then(HmacKey::from_hex) {
+                keys.push((key, expires_at));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// An environment's secure mode as delivery enforces it: `None` when it is off.
+    pub async fn secure_mode(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Option<SecureMode>> {
+        let Some(env) = self.sdk_environment(project, environment).await? else {
+            return Ok(None);
+        };
+        if !env.secure_mode {
+            return Ok(None);
+        }
+        Ok(Some(SecureMode {
+            keys: self.sdk_key_schedules(project, environment).await?,
+        }))
+    }
+
+    /// Evaluates every flag of an environment for a context: "why does this user get this?".
+    pub async fn evaluate(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        context: &Value,
+    ) -> Result<Value> {
+        Ok(self
+            .evaluate_with_data(actor, project, environment, context)
+            .await?
+            .1)
+    }
+
+    /// [`App::evaluate`], also returning the flag data it evaluated, so that a caller can show
+    /// the rule behind each result without reading the environment twice.
+    pub async fn evaluate_with_data(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        context: &Value,
+    ) -> Result<(FlagData, Value)> {
+        self.environment(actor, project, environment).await?;
+        let context = Context::from_json(context).map_err(|e| {
+            AppError::invalid(
+                validate::codes::INVALID_FIELD,
+                format!("context.{}", e.field),
+                e.message,
+            )
+        })?;
+        let data = self.cached_flag_data(project, environment).await?;
+        let snapshot = Snapshot::compile(&data);
+        let mut flags = serde_json::Map::new();
+        for flag in snapshot.flags() {
+            let detail = snapshot.evaluate(flag.key(), &context);
+            flags.insert(flag.key().to_owned(), json!({"value": detail.value, "variationIndex": detail.variation_index, "reason": detail.reason, "version": flag.source().version}));
+        }
+        Ok((data, json!({"flags": flags})))
+    }
+
+    /// An `allFlagsState` bootstrap document (`ld-protocol.md` §5.10) for a context: what a
+    /// server renders into a page so that the browser SDK starts with its flags (`bootstrap`
+    /// option) instead of waiting for a request. With `client_side_only`, only flags marked
+    /// for browsers; `details_only_for_tracked_flags` leaves out the version and reason of
+    /// flags that send no feature events.
+    pub async fn bootstrap(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        context: &Value,
+        options: BootstrapOptions,
+    ) -> Result<Value> {
+        self.environment(actor, project, environment).await?;
+        let context = Context::from_json(context).map_err(|e| {
+            AppError::invalid(
+                validate::codes::INVALID_FIELD,
+                format!("context.{}", e.field),
+                e.message,
+            )
+        })?;
+        let snapshot = Snapshot::compile(&self.flag_data(project, environment).await?);
+        Ok(snapshot.bootstrap(&context, options))
+    }
+}

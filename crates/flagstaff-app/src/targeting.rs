@@ -1,0 +1,157 @@
+//! A flag's targeting in one environment (on/off, targets, rules, fallthrough, prerequisites),
+//! and the neighbourhood validation needs: the project's variation counts, the environment's
+//! prerequisite and segment graph.
+
+use std::collections::HashMap;
+
+use flagstaff_protocol::Segment;
+use flagstaff_store::{Expect, Write};
+
+use crate::model::{FlagDefinition, Targeting, kinds};
+use crate::validate::Neighbourhood;
+use crate::{
+    Actor, App, AppError, Result, Role, Versioned, body, decode, draft, env_scope, random_hex,
+    validate,
+};
+
+impl App {
+    // ----- flags -----------------------------------------------------------------------------
+
+    /// The number of variations of every flag of a project (the project-wide part of a
+    /// [`Neighbourhood`]).
+    pub(crate) async fn variation_counts(&self, project: &str) -> Result<HashMap<String, usize>> {
+        let mut counts = HashMap::new();
+        for doc in self.store.list(kinds::FLAG, project).await? {
+            let definition: FlagDefinition = decode(&doc)?;
+            counts.insert(definition.key, definition.variations.len());
+        }
+        Ok(counts)
+    }
+
+    pub(crate) async fn neighbourhood(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<Neighbourhood> {
+        let variations = self.variation_counts(project).await?;
+        self.neighbourhood_with(project, environment, variations)
+            .await
+    }
+
+    /// What validation needs to know about one environment, given the project's variation counts.
+    pub(crate) async fn neighbourhood_with(
+        &self,
+        project: &str,
+        environment: &str,
+        variations: HashMap<String, usize>,
+    ) -> Result<Neighbourhood> {
+        let mut n = Neighbourhood {
+            variations,
+            ..Neighbourhood::default()
+        };
+        for doc in self
+            .store
+            .list(kinds::TARGETING, &env_scope(project, environment))
+            .await?
+        {
+            let targeting: Targeting = decode(&doc)?;
+            n.prerequisites.insert(
+                doc.key.clone(),
+                targeting.prerequisites.into_iter().map(|p| p.key).collect(),
+            );
+        }
+        for doc in self
+            .store
+            .list(kinds::SEGMENT, &env_scope(project, environment))
+            .await?
+        {
+            let segment: Segment = decode(&doc)?;
+            n.segments
+                .insert(doc.key.clone(), validate::referenced_segments(&segment));
+        }
+        Ok(n)
+    }
+
+    /// A flag's targeting in one environment.
+    pub async fn targeting(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Versioned<Targeting>> {
+        actor.require_env(Role::Reader, project, environment)?;
+        self.load(
+            kinds::TARGETING,
+            &env_scope(project, environment),
+            key,
+            || format!("flag {key:?} in environment {environment:?}"),
+        )
+        .await
+    }
+
+    /// Replaces a flag's targeting in one environment (writers).
+    // Each argument is a distinct part of the request; a struct would only move the list.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_targeting(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+        mut targeting: Targeting,
+        expected: u64,
+        comment: &str,
+    ) -> Result<Versioned<Targeting>> {
+        actor.require_env(Role::Writer, project, environment)?;
+        let current = self.targeting(actor, project, environment, key).await?;
+        if current.version != expected {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        // The salt is kept unless the caller names another one. Changing it reshuffles every
+        // rollout, so the dashboard always sends the stored one back; an explicit salt exists
+        // for migrations from LaunchDarkly, whose users must keep their buckets.
+        if targeting.salt.is_empty() {
+            targeting.salt = current.value.salt.clone();
+        }
+        // Rules get stable ids (reported as `ruleId` in reasons) when the caller gives none.
+        for rule in targeting.rules.iter_mut().filter(|r| r.id.is_empty()) {
+            rule.id = random_hex(8);
+        }
+        validate::targeting(
+            key,
+            &targeting,
+            &self.neighbourhood(project, environment).await?,
+        )?;
+        let after = body(&targeting);
+        let scope = env_scope(project, environment);
+        let write = Write::Put {
+            kind: kinds::TARGETING.into(),
+            scope: scope.clone(),
+            key: key.into(),
+            body: after.clone(),
+            expect: Expect::Version(expected),
+        };
+        let versions = self
+            .commit(
+                actor,
+                vec![write],
+                draft(
+                    "flag.targeting.update",
+                    kinds::TARGETING,
+                    &scope,
+                    key,
+                    comment,
+                    Some(body(&current.value)),
+                    Some(after),
+                ),
+            )
+            .await?;
+        Ok(Versioned {
+            version: versions[0],
+            value: targeting,
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! API tokens and sign-in sessions: creation (the secret shown once), listing, revocation,
+//! and authentication of a presented secret.
+//!
+//! An API token is a random secret shown once. The store keeps only its SHA-256 (a
+//! `credential` document keyed by that fingerprint) and a description (`token` document), so a
+//! leaked database does not leak usable tokens. Authentication looks the fingerprint up; nothing
+//! secret is compared in application code, so there is no timing side channel to protect.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use flagstaff_store::{Expect, Write};
+
+use crate::access::{Actor, Role, fingerprint, now_millis};
+use crate::error::{AppError, Result};
+use crate::model::kinds;
+use crate::{App, decode, draft, random_hex};
+
+/// A token's description (never its secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    /// The token's id (not secret).
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The projects it is limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
+    /// The environments (`project/environment`) it is limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<String>>,
+    /// The last characters of the secret, to recognise it.
+    pub hint: String,
+    /// When it stops working (Unix ms); sign-in sessions expire, API tokens do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// The member a sign-in session belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+}
+
+/// What a new token is.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenSpec {
+    pub(crate) name: String,
+    pub(crate) role: Role,
+    pub(crate) projects: Option<Vec<String>>,
+    pub(crate) environments: Option<Vec<String>>,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) member: Option<String>,
+}
+
+/// The prefix of API tokens, so that secret scanners and people recognise them.
+const TOKEN_PREFIX: &str = "fst_";
+
+impl App {
+    /// Creates an API token (admins); the secret is returned only now.
+    /// `environments` entries are `project/environment`; they must exist.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+        projects: Option<Vec<String>>,
+        environments: Option<Vec<String>>,
+        comment: &str,
+    ) -> Result<(TokenInfo, String)> {
+        for (i, scope) in environments.iter().flatten().enumerate() {
+            let exists = match scope.split_once('/') {
+                Some((project, environment)) => self
+                    .store
+                    .get_live(kinds::ENVIRONMENT, project, environment)
+                    .await?
+                    .is_some(),
+                None => false,
+            };
+            if !exists {
+                return Err(AppError::invalid(
+                    crate::validate::codes::INVALID_FIELD,
+                    format!("environments[{i}]"),
+                    format!("{scope:?} is not an existing project/environment"),
+                ));
+            }
+        }
+        actor.require(Role::Admin, None)?;
+        let spec = TokenSpec {
+            name: name.to_owned(),
+            role,
+            projects,
+            environments,
+            expires_at: None,
+            member: None,
+        };
+        self.issue_token(actor, spec, comment).await
+    }
+
+    /// Stores a new token for `spec`, audited as `actor`'s action (authorization is the
+    /// caller's business: an admin creating a token, or a member signing in).
+    pub(crate) async fn issue_token(
+        &self,
+        actor: &Actor,
+        spec: TokenSpec,
+        comment: &str,
+    ) -> Result<(TokenInfo, String)> {
+        if spec.name.trim().is_empty() {
+            return Err(AppError::invalid(
+                crate::validate::codes::INVALID_FIELD,
+                "name",
+                "a token needs a name",
+            ));
+        }
+        let secret = format!("{TOKEN_PREFIX}{}", random_hex(32));
+        let info = TokenInfo {
+            id: format!("tok-{}", random_hex(4)),
+            name: spec.name,
+            role: spec.role,
+            projects: spec.projects,
+            environments: spec.environments,
+            hint: crate::hint(&secret),
+            expires_at: spec.expires_at,
+            member: spec.member,
+        };
+        let after = serde_json::to_value(&info).unwrap_or_default();
+        let writes = vec![
+            Write::Put {
+                kind: kinds::TOKEN.into(),
+                scope: String::new(),
+                key: info.id.clone(),
+                body: after.clone(),
+                expect: Expect::Absent,
+            },
+            Write::Put {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: fingerprint(&secret),
+                body: json!({"type": "token", "token": info.id}),
+                expect: Expect::Absent,
+            },
+        ];
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "token.create",
+                kinds::TOKEN,
+                "",
+                &info.id,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await?;
+        Ok((info, secret))
+    }
+
+    /// The writes that remove a token and its credential.
+    pub(crate) async fn token_removal(&self, id: &str) -> Result<Vec<Write>> {
+        let mut writes = vec![Write::Delete {
+            kind: kinds::TOKEN.into(),
+            scope: String::new(),
+            key: id.into(),
+            expect: Expect::Any,
+        }];
+        for credential in self
+            .store
+            .list(kinds::CREDENTIAL, "")
+            .await?
+            .iter()
+            .filter(|c| c.body["type"] == "token" && c.body["token"] == id)
+        {
+            writes.push(Write::Delete {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: credential.key.clone(),
+                expect: Expect::Any,
+            });
+        }
+        Ok(writes)
+    }
+
+    /// The tokens (admins).
+    pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<TokenInfo>> {
+        actor.require(Role::Admin, None)?;
+        self.store
+            .list(kinds::TOKEN, "")
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// Revokes a token (admins): it stops working at once.
+    pub async fn revoke_token(&self, actor: &Actor, id: &str, comment: &str) -> Result<()> {
+        actor.require(Role::Admin, None)?;
+        let doc = self
+            .store
+            .get_live(kinds::TOKEN, "", id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("token {id:?}")))?;
+        let writes = self.token_removal(id).await?;
+        self.commit(
+            actor,
+            writes,
+            draft(
+                "token.revoke",
+                kinds::TOKEN,
+                "",
+                id,
+                comment,
+                Some(doc.body),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a sign-in session: its token stops working at once. Only session tokens can be
+    /// ended this way (API tokens are revoked by an admin), and ending an unknown or expired
+    /// session is not an error, so that signing out always succeeds.
+    pub async fn sign_out(&self, secret: &str) -> Result<()> {
+        let Some(credential) = self
+            .store
+            .get_live(kinds::CREDENTIAL, "", &fingerprint(secret))
+            .await?
+        else {
+            return Ok(());
+        };
+        let id = credential.body["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some(doc) = self.store.get_live(kinds::TOKEN, "", &id).await? else {
+            return Ok(());
+        };
+        let info: TokenInfo = decode(&doc)?;
+        let Some(member) = info.member.clone() else {
+            return Err(AppError::Forbidden(
+                "only sign-in sessions can be ended by signing out".into(),
+            ));
+        };
+        let actor = Actor {
+            id: format!("member:{member}"),
+            role: info.role,
+            projects: info.projects,
+            environments: None,
+        };
+        let writes = self.token_removal(&id).await?;
+        self.commit(
+            &actor,
+            writes,
+            draft(
+                "session.end",
+                kinds::TOKEN,
+                "",
+                &id,
+                "sign-out",
+                Some(doc.body),
+                None,
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The actor behind an API token. Anything else (unknown secrets, revoked tokens, and SDK,
+    /// mobile or client-side keys) is `Unauthorized`.
+    pub async fn authenticate(&self, secret: &str) -> Result<Actor> {
+        if !secret.starts_with(TOKEN_PREFIX) {
+            return Err(AppError::Unauthorized);
+        }
+        let credential = self
+            .store
+            .get_live(kinds::CREDENTIAL, "", &fingerprint(secret))
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        if credential.body["type"] != "token" {
+            return Err(AppError::Unauthorized);
+        }
+        let id = credential.body["token"].as_str().unwrap_or_default();
+        let token: TokenInfo = decode(
+            &self
+                .store
+                .get_live(kinds::TOKEN, "", id)
+                .await?
+                .ok_or(AppError::Unauthorized)?,
+        )?;
+        if token.expires_at.is_some_and(|at| at <= now_millis()) {
+            return Err(AppError::Unauthorized);
+        }
+        // A sign-in session acts as its member, so that the audit log names a person (the
+        // session token itself is short-lived and means nothing to a reader of the history).
+        let id = match &token.member {
+            Some(email) => format!("member:{email}"),
+            None => format!("token:{}", token.id),
+        };
+        Ok(Actor {
+            id,
+            role: token.role,
+            projects: token.projects,
+            environments: token.environments,
+        })
+    }
+}
