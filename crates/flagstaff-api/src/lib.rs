@@ -24,9 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flagstaff_app::model::{FlagDefinition, Project, Targeting};
-use flagstaff_app::{Actor, App, FlagFilter, KeyKind, Member, Role, Versioned};
+use flagstaff_app::{Actor, App, AuditQuery, FlagFilter, KeyKind, Member, Role, Versioned};
 use flagstaff_protocol::{FlagData, Segment};
-use flagstaff_store::AuditQuery;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -173,7 +172,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
 type AppState = State<Arc<App>>;
 
 async fn ready(State(app): AppState) -> Response {
-    match app.store().ping().await {
+    match app.ping().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready: the database does not answer");
@@ -1153,7 +1152,7 @@ async fn contexts_seen(
     Path((project, environment)): Path<(String, String)>,
     Query(p): Query<InsightParams>,
 ) -> Result<Json<Value>> {
-    let search = flagstaff_store::events::ContextSearch {
+    let search = flagstaff_app::insights::ContextSearch {
         kind: p.kind.filter(|k| !k.is_empty()),
         text: p.q.filter(|q| !q.is_empty()),
         limit: number(p.limit.as_deref(), "limit", 100)?,

@@ -1,31 +1,26 @@
-//! The audit log as a use case: who may read which entry.
+//! The audit log as a use case: who may read which entry, and the entry every change writes.
 
 use flagstaff_store::{AuditDraft, AuditEntry, AuditQuery};
 use serde_json::Value;
 
+use crate::changes::{Action, Scope};
 use crate::{Actor, App, Result, Role};
 
 impl App {
-    // ----- audit -----------------------------------------------------------------------------
-
-    /// Audit entries (admins see everything; others only their projects).
+    /// Audit entries the actor may read ([`Actor::may_read_change`]).
     pub async fn audit(&self, actor: &Actor, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
         actor.require(Role::Reader, None)?;
         let entries = self.store.audit(query).await?;
         Ok(entries
             .into_iter()
-            .filter(|e| {
-                actor.role == Role::Admin
-                    || actor.may_see(e.scope.split('/').next().unwrap_or_default())
-            })
+            .filter(|e| actor.may_read_change(&Scope::parse(&e.scope)))
             .collect())
     }
 }
 
 /// The audit entry of a change (the actor is filled in by `App::commit`).
 pub(crate) fn draft(
-    action: &str,
-    kind: &str,
+    action: Action,
     scope: &str,
     key: &str,
     comment: &str,
@@ -34,8 +29,8 @@ pub(crate) fn draft(
 ) -> AuditDraft {
     AuditDraft {
         actor: String::new(),
-        action: action.to_owned(),
-        kind: kind.to_owned(),
+        action: action.as_str().to_owned(),
+        kind: action.subject().as_str().to_owned(),
         scope: scope.to_owned(),
         key: key.to_owned(),
         comment: comment.to_owned(),

@@ -4,6 +4,7 @@
 use flagstaff_store::{Expect, Write};
 use serde::Serialize;
 
+use crate::changes::Action;
 use crate::flags::default_targeting;
 use crate::keys::credential_body;
 use crate::model::{Environment, EnvironmentKeys, EnvironmentSettings, FlagDefinition, kinds};
@@ -112,8 +113,7 @@ impl App {
                 actor,
                 vec![write],
                 draft(
-                    "environment.update",
-                    kinds::ENVIRONMENT,
+                    Action::EnvironmentUpdate,
                     project,
                     key,
                     comment,
@@ -150,8 +150,7 @@ impl App {
             actor,
             writes,
             draft(
-                "environment.delete",
-                kinds::ENVIRONMENT,
+                Action::EnvironmentDelete,
                 project,
                 key,
                 comment,
@@ -226,8 +225,7 @@ impl App {
             actor,
             writes,
             draft(
-                "environment.create",
-                kinds::ENVIRONMENT,
+                Action::EnvironmentCreate,
                 project,
                 key,
                 comment,

@@ -4,6 +4,7 @@
 use flagstaff_store::{Expect, Write};
 use serde_json::Value;
 
+use crate::changes::Action;
 use crate::model::{FlagDefinition, FlagKind, Targeting, kinds};
 use crate::{
     Actor, App, AppError, Page, Result, Role, Versioned, already_exists, body, decode, draft,
@@ -90,8 +91,7 @@ impl App {
                 actor,
                 writes,
                 draft(
-                    "flag.create",
-                    kinds::FLAG,
+                    Action::FlagCreate,
                     project,
                     &definition.key,
                     comment,
@@ -193,8 +193,15 @@ impl App {
         }
         definition.archived = current.value.archived;
         validate::definition(&mut definition)?;
-        self.write_definition(actor, project, &current, definition, "flag.update", comment)
-            .await
+        self.write_definition(
+            actor,
+            project,
+            &current,
+            definition,
+            Action::FlagUpdate,
+            comment,
+        )
+        .await
     }
 
     /// Archives or restores a flag (writers). Archived flags are hidden from SDKs.
@@ -211,9 +218,9 @@ impl App {
         let mut definition = current.value.clone();
         definition.archived = archived;
         let action = if archived {
-            "flag.archive"
+            Action::FlagArchive
         } else {
-            "flag.restore"
+            Action::FlagRestore
         };
         self.write_definition(actor, project, &current, definition, action, comment)
             .await
@@ -225,7 +232,7 @@ impl App {
         project: &str,
         current: &Versioned<FlagDefinition>,
         definition: FlagDefinition,
-        action: &str,
+        action: Action,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
         let key = definition.key.clone();
@@ -265,7 +272,6 @@ impl App {
                 writes,
                 draft(
                     action,
-                    kinds::FLAG,
                     project,
                     &key,
                     comment,
@@ -318,8 +324,7 @@ impl App {
             actor,
             writes,
             draft(
-                "flag.delete",
-                kinds::FLAG,
+                Action::FlagDelete,
                 project,
                 key,
                 comment,

@@ -5,6 +5,7 @@ use flagstaff_store::{Expect, Write};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::changes::Action;
 use crate::flags::default_targeting;
 use crate::model::{self, FlagDefinition, FlagKind, Targeting, kinds};
 use crate::{
@@ -164,8 +165,7 @@ impl App {
             actor,
             writes,
             draft(
-                "environment.import",
-                kinds::ENVIRONMENT,
+ Action::EnvironmentImport,
                 project,
                 environment,
                 comment,

@@ -19,8 +19,10 @@
 
 use std::collections::HashMap;
 
+pub use flagstaff_events::Health;
 use flagstaff_store::AuditQuery;
-use flagstaff_store::events::{ContextSearch, Resolution, VariationTotal};
+pub use flagstaff_store::events::ContextSearch;
+use flagstaff_store::events::{Resolution, VariationTotal};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -406,7 +408,7 @@ impl App {
     }
 
     /// The events pipeline's health (any reader).
-    pub fn events_health(&self, actor: &Actor) -> Result<Option<flagstaff_events::Health>> {
+    pub fn events_health(&self, actor: &Actor) -> Result<Option<Health>> {
         // Any reader, project-limited ones included: the health names no project.
         actor.require(Role::Reader, None)?;
         Ok(self.pipeline.as_ref().map(|p| p.health()))

@@ -4,6 +4,7 @@
 use flagstaff_store::{Expect, Write};
 use serde_json::{Value, json};
 
+use crate::changes::Action;
 use crate::model::{Environment, kinds};
 use crate::{
     Actor, App, AppError, HmacKey, Result, Role, access, body, decode, draft, hint, uuid_v4,
@@ -159,15 +160,17 @@ impl App {
                 }
             });
         }
-        let action = format!("environment.{type_name}_key.rotate");
+        let action = match kind {
+            KeyKind::Sdk => Action::SdkKeyRotate,
+            KeyKind::Mobile => Action::MobileKeyRotate,
+        };
         let after =
             json!({"environment": body(&env), "oldKeyValidForSeconds": old_key_valid_for_seconds});
         self.commit(
             actor,
             writes,
             draft(
-                &action,
-                kinds::ENVIRONMENT,
+                action,
                 project,
                 environment,
                 comment,

@@ -28,11 +28,13 @@
 
 mod access;
 mod audit;
+mod changes;
 mod environments;
 mod error;
 mod flags;
 mod import;
 pub mod insights;
+pub mod intake;
 mod keys;
 mod members;
 pub mod model;
@@ -48,14 +50,16 @@ pub mod validate;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use flagstaff_store::{AuditDraft, Change, Document, Store, Write};
+use flagstaff_store::{AuditDraft, Document, Store, Write};
 use serde::Serialize;
 use serde_json::Value;
 
 pub use access::{Actor, Role};
+pub use changes::{Action, Change, Scope, Subject};
 pub use environments::EnvironmentWithKeys;
 pub use error::{AppError, Result};
 pub use flags::FlagFilter;
+pub use flagstaff_store::{AuditEntry, AuditQuery};
 pub use import::ImportSummary;
 pub use keys::{CredentialKind, Grant, KeyKind};
 pub use members::{Member, SESSION_HOURS, Session};
@@ -171,11 +175,6 @@ impl App {
         self
     }
 
-    /// The events pipeline SDK events go to, when insights are on.
-    pub fn pipeline(&self) -> Option<&Arc<flagstaff_events::Pipeline>> {
-        self.pipeline.as_ref()
-    }
-
     /// The live document at an address with its version, or `NotFound` naming `what`.
     async fn load<T: serde::de::DeserializeOwned>(
         &self,
@@ -195,11 +194,6 @@ impl App {
         })
     }
 
-    /// The store (for health checks and shutdown).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Commits `writes` with the audit entry `audit`, signed by `actor`.
     async fn commit(
         &self,
@@ -208,7 +202,11 @@ impl App {
         mut audit: AuditDraft,
     ) -> Result<Vec<u64>> {
         audit.actor = actor.id.clone();
-        Ok(self.store.commit(Change { writes, audit }).await?.versions)
+        Ok(self
+            .store
+            .commit(flagstaff_store::Change { writes, audit })
+            .await?
+            .versions)
     }
 }
 

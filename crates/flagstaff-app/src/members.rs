@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use flagstaff_store::{Expect, Write};
 
 use crate::access::{Actor, Role, now_millis};
+use crate::changes::Action;
 use crate::error::{AppError, Result};
 use crate::model::kinds;
 use crate::tokens::{TokenInfo, TokenSpec};
@@ -155,15 +156,7 @@ impl App {
         self.commit(
             actor,
             vec![write],
-            draft(
-                "member.create",
-                kinds::MEMBER,
-                "",
-                &email,
-                comment,
-                None,
-                Some(after),
-            ),
+            draft(Action::MemberCreate, "", &email, comment, None, Some(after)),
         )
         .await
         .map_err(|e| match e {
@@ -209,8 +202,7 @@ impl App {
             actor,
             writes,
             draft(
-                "member.delete",
-                kinds::MEMBER,
+                Action::MemberDelete,
                 "",
                 &email,
                 comment,

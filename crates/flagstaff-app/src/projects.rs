@@ -4,6 +4,7 @@
 use flagstaff_store::{Expect, Write};
 use serde::Serialize;
 
+use crate::changes::Action;
 use crate::environments::EnvironmentWithKeys;
 use crate::model::{Project, kinds};
 use crate::{
@@ -95,8 +96,7 @@ impl App {
             actor,
             vec![write],
             draft(
-                "project.create",
-                kinds::PROJECT,
+                Action::ProjectCreate,
                 "",
                 &project.key,
                 comment,
@@ -159,8 +159,7 @@ impl App {
                 actor,
                 vec![write],
                 draft(
-                    "project.update",
-                    kinds::PROJECT,
+                    Action::ProjectUpdate,
                     "",
                     key,
                     comment,
@@ -207,8 +206,7 @@ impl App {
             actor,
             writes,
             draft(
-                "project.delete",
-                kinds::PROJECT,
+                Action::ProjectDelete,
                 "",
                 key,
                 comment,

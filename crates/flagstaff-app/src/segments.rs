@@ -3,6 +3,7 @@
 use flagstaff_protocol::Segment;
 use flagstaff_store::{Expect, Write};
 
+use crate::changes::Action;
 use crate::model::kinds;
 use crate::{
     Actor, App, Result, Role, Versioned, already_exists, body, decode, draft, env_scope,
@@ -49,9 +50,9 @@ impl App {
             expect,
         };
         let action = if expected.is_some() {
-            "segment.update"
+            Action::SegmentUpdate
         } else {
-            "segment.create"
+            Action::SegmentCreate
         };
         let versions = self
             .commit(
@@ -59,7 +60,6 @@ impl App {
                 vec![write],
                 draft(
                     action,
-                    kinds::SEGMENT,
                     &scope,
                     &segment.key,
                     comment,
@@ -149,8 +149,7 @@ impl App {
             actor,
             vec![write],
             draft(
-                "segment.delete",
-                kinds::SEGMENT,
+                Action::SegmentDelete,
                 &scope,
                 key,
                 comment,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use flagstaff_protocol::Segment;
 use flagstaff_store::{Expect, Write};
 
+use crate::changes::Action;
 use crate::model::{FlagDefinition, Targeting, kinds};
 use crate::validate::Neighbourhood;
 use crate::{
@@ -139,8 +140,7 @@ impl App {
                 actor,
                 vec![write],
                 draft(
-                    "flag.targeting.update",
-                    kinds::TARGETING,
+                    Action::TargetingUpdate,
                     &scope,
                     key,
                     comment,

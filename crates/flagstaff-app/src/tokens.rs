@@ -12,6 +12,7 @@ use serde_json::json;
 use flagstaff_store::{Expect, Write};
 
 use crate::access::{Actor, Role, fingerprint, now_millis};
+use crate::changes::Action;
 use crate::error::{AppError, Result};
 use crate::model::kinds;
 use crate::{App, decode, draft, random_hex};
@@ -144,8 +145,7 @@ impl App {
             actor,
             writes,
             draft(
-                "token.create",
-                kinds::TOKEN,
+                Action::TokenCreate,
                 "",
                 &info.id,
                 comment,
@@ -205,15 +205,7 @@ impl App {
         self.commit(
             actor,
             writes,
-            draft(
-                "token.revoke",
-                kinds::TOKEN,
-                "",
-                id,
-                comment,
-                Some(doc.body),
-                None,
-            ),
+            draft(Action::TokenRevoke, "", id, comment, Some(doc.body), None),
         )
         .await?;
         Ok(())
@@ -254,8 +246,7 @@ impl App {
             &actor,
             writes,
             draft(
-                "session.end",
-                kinds::TOKEN,
+                Action::SessionEnd,
                 "",
                 &id,
                 "sign-out",

@@ -9,8 +9,8 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use flagstaff_app::model::{FlagDefinition, Targeting, Variation, kinds};
+use flagstaff_app::{Action, AuditEntry, AuditQuery};
 use flagstaff_protocol::Segment;
-use flagstaff_store::{AuditEntry, AuditQuery};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -52,22 +52,38 @@ pub(crate) struct HistoryQuery {
     before: Option<u64>,
 }
 
-fn action_text(action: &str) -> String {
+/// A change in words. Exhaustive: a new action does not compile until it has its words.
+fn action_text(stored: &str) -> String {
+    let Some(action) = Action::parse(stored) else {
+        // Written by a newer Flagstaff sharing the database.
+        return stored.replace(['.', '_'], " ");
+    };
     match action {
-        "flag.create" => "created the flag".into(),
-        "flag.update" => "changed the flag's settings".into(),
-        "flag.archive" => "archived the flag".into(),
-        "flag.restore" => "restored the flag from the archive".into(),
-        "flag.delete" => "deleted the flag".into(),
-        "flag.targeting.update" => "changed targeting".into(),
-        "segment.create" => "created the segment".into(),
-        "segment.update" => "changed the segment".into(),
-        "segment.delete" => "deleted the segment".into(),
-        "environment.create" => "created the environment".into(),
-        "environment.update" => "changed the environment".into(),
-        "environment.key.rotate" => "rotated a key".into(),
-        other => other.replace('.', " "),
+        Action::ProjectCreate => "created the project",
+        Action::ProjectUpdate => "renamed the project",
+        Action::ProjectDelete => "deleted the project",
+        Action::EnvironmentCreate => "created the environment",
+        Action::EnvironmentUpdate => "changed the environment",
+        Action::EnvironmentDelete => "deleted the environment",
+        Action::EnvironmentImport => "imported LaunchDarkly flag data",
+        Action::SdkKeyRotate => "rotated the SDK key",
+        Action::MobileKeyRotate => "rotated the mobile key",
+        Action::FlagCreate => "created the flag",
+        Action::FlagUpdate => "changed the flag's settings",
+        Action::FlagArchive => "archived the flag",
+        Action::FlagRestore => "restored the flag from the archive",
+        Action::FlagDelete => "deleted the flag",
+        Action::TargetingUpdate => "changed targeting",
+        Action::SegmentCreate => "created the segment",
+        Action::SegmentUpdate => "changed the segment",
+        Action::SegmentDelete => "deleted the segment",
+        Action::MemberCreate => "added a member",
+        Action::MemberDelete => "removed a member",
+        Action::TokenCreate => "created an API token",
+        Action::TokenRevoke => "revoked an API token",
+        Action::SessionEnd => "signed out",
     }
+    .to_owned()
 }
 
 /// Describes both sides of an entry and diffs them. Targeting needs its flag's variations,
@@ -299,4 +315,32 @@ pub(crate) async fn flag(
         editor_json: script_json(&editor),
         nav,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_rotations_read_in_words() {
+        assert_eq!(
+            action_text("environment.sdk_key.rotate"),
+            "rotated the SDK key"
+        );
+        assert_eq!(
+            action_text("environment.mobile_key.rotate"),
+            "rotated the mobile key"
+        );
+    }
+
+    #[test]
+    fn every_action_has_words_of_its_own_and_unknown_ones_fall_back() {
+        let mut seen = std::collections::HashSet::new();
+        for action in Action::ALL {
+            let words = action_text(action.as_str());
+            assert!(!words.contains('.') && !words.contains('_'), "{words}");
+            assert!(seen.insert(words), "{action} shares its words");
+        }
+        assert_eq!(action_text("flag.frobnicate"), "flag frobnicate");
+    }
 }

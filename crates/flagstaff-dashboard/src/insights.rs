@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use flagstaff_app::insights::{ContextSearch, Health};
 use flagstaff_app::insights::{
     ContextSeenView, CustomEventView, FlagInsights, FlagStatusRow, InsightsRange, SdkReportView,
 };
-use flagstaff_store::events::ContextSearch;
 use serde::Deserialize;
 
 use crate::session::Viewer;
@@ -365,7 +365,7 @@ pub(crate) async fn contexts(
 #[template(path = "events.html")]
 struct EventsPage {
     nav: Nav,
-    health: Option<flagstaff_events::Health>,
+    health: Option<Health>,
     last_write: String,
     custom: Vec<CustomEventView>,
     sdks: Vec<SdkReportView>,

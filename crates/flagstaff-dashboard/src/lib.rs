@@ -307,12 +307,7 @@ impl Nav {
             // The feed's head, not this node's last commit: with several nodes sharing a
             // database the page already shows their changes, and a live stream starting
             // before them would report them again and reload the page over and over.
-            seq: dashboard
-                .app
-                .store()
-                .head()
-                .await
-                .map_err(|e| PageError(e.into()))?,
+            seq: dashboard.app.head().await.map_err(PageError)?,
             path,
         })
     }

@@ -40,31 +40,28 @@ pub(crate) async fn stream(
         .and_then(|v| v.parse().ok());
     let start = match resume.or(q.after) {
         Some(seq) => seq,
-        None => dashboard
-            .app
-            .store()
-            .head()
-            .await
-            .map_err(|e| PageError(e.into()))?,
+        None => dashboard.app.head().await?,
     };
-    let events = changes(dashboard, project, start);
+    let events = changes(dashboard, viewer.actor, project, start);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(25)))
         .into_response())
 }
 
+/// The project's changes the viewer may read, as `change` events, from position `start` on.
+/// Which changes a viewer may read is decided by the app (`App::changes`), as for the history.
 fn changes(
     dashboard: std::sync::Arc<crate::Dashboard>,
+    actor: flagstaff_app::Actor,
     project: String,
     start: u64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let prefix = format!("{project}/");
     let state = (dashboard, start, Vec::<Event>::new());
     futures_util::stream::unfold(state, move |(dashboard, mut last, mut pending)| {
         let project = project.clone();
-        let prefix = prefix.clone();
+        let actor = actor.clone();
         async move {
-            let mut commits = dashboard.app.store().watch_commits();
+            let mut commits = dashboard.app.watch();
             let mut closing = dashboard.closing.subscribe();
             loop {
                 if let Some(event) = pending.pop() {
@@ -73,26 +70,24 @@ fn changes(
                 if *closing.borrow() {
                     return None;
                 }
-                match dashboard.app.store().changes_after(last, 100).await {
-                    Ok(records) => {
-                        for record in records {
-                            last = record.seq;
-                            if record.scope == project || record.scope.starts_with(&prefix) {
-                                let data = json!({
-                                    "seq": record.seq,
-                                    "action": record.action,
-                                    "kind": record.kind,
-                                    "scope": record.scope,
-                                    "key": record.key,
-                                    "actor": record.actor.strip_prefix("member:").unwrap_or(&record.actor),
-                                });
-                                pending.push(
-                                    Event::default()
-                                        .event("change")
-                                        .id(record.seq.to_string())
-                                        .data(data.to_string()),
-                                );
-                            }
+                match dashboard.app.changes(&actor, &project, last, 100).await {
+                    Ok((visible, read_up_to)) => {
+                        last = read_up_to;
+                        for change in visible {
+                            let data = json!({
+                                "seq": change.seq,
+                                "action": change.action_text,
+                                "kind": change.kind,
+                                "scope": change.scope.to_string(),
+                                "key": change.key,
+                                "actor": change.actor.strip_prefix("member:").unwrap_or(&change.actor),
+                            });
+                            pending.push(
+                                Event::default()
+                                    .event("change")
+                                    .id(change.seq.to_string())
+                                    .data(data.to_string()),
+                            );
                         }
                         // Oldest first: `pop` takes from the end.
                         pending.reverse();

@@ -53,7 +53,7 @@ impl GrantCache {
     ) -> Result<Option<Grant>, AppError> {
         let cache_key = (fingerprint.to_owned(), kind_tag(kind));
         let now = flagstaff_app::now_millis();
-        let commit = app.store().last_commit();
+        let commit = app.last_commit();
         if let Some((grant, _)) = self
             .entries
             .lock()

@@ -14,8 +14,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use flagstaff_app::intake::{EVENT_KINDS, EventSource, SdkIdentity};
 use flagstaff_app::{CredentialKind, Grant};
-use flagstaff_events::{KINDS, SdkIdentity, Source};
 
 use crate::Delivery;
 use crate::http::error;
@@ -80,8 +80,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Where a payload sent with `grant` came from, as the pipeline needs to know.
-fn source(grant: &Grant, headers: &HeaderMap) -> Source {
-    Source {
+fn source(grant: &Grant, headers: &HeaderMap) -> EventSource {
+    EventSource {
         environment: Arc::from(format!("{}/{}", grant.project, grant.environment)),
         sdk: SdkIdentity::from_headers(
             header(headers, "user-agent"),
@@ -105,9 +105,7 @@ pub(crate) async fn accept(
     let bytes = match read_body(headers, body, delivery.config.max_event_payload_bytes).await {
         Ok(bytes) => bytes,
         Err(refusal) => {
-            if let Some(pipeline) = delivery.app.pipeline() {
-                pipeline.record_rejected();
-            }
+            delivery.app.record_rejected_events();
             return refusal;
         }
     };
@@ -125,26 +123,19 @@ pub(crate) fn ingest(
 ) -> Response {
     let source = source(grant, headers);
     let schema = source.schema;
-    let parsed = if diagnostic {
-        flagstaff_events::parse_diagnostic(source, bytes)
-    } else {
-        flagstaff_events::parse_analytics(source, bytes)
-    };
-    let pipeline = delivery.app.pipeline();
-    let batch = match parsed {
-        Ok(batch) => batch,
-        Err(e) => {
-            if let Some(pipeline) = pipeline {
-                pipeline.record_rejected();
-            }
-            return error(StatusCode::BAD_REQUEST, e.code(), &e.to_string());
-        }
+    let payload_id = header(headers, "x-launchdarkly-payload-id");
+    let counts = match delivery
+        .app
+        .ingest_events(source, bytes, diagnostic, payload_id)
+    {
+        Ok(counts) => counts,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
     };
     if diagnostic {
         metrics::counter!("flagstaff_events_diagnostic_total").increment(1);
     } else {
         let schema = schema.to_string();
-        for (kind, count) in KINDS.iter().zip(batch.kinds) {
+        for (kind, count) in EVENT_KINDS.iter().zip(counts) {
             if count > 0 {
                 // Only known kinds become label values, so a client cannot grow the metric
                 // without bound.
@@ -152,9 +143,6 @@ pub(crate) fn ingest(
                     .increment(count);
             }
         }
-    }
-    if let Some(pipeline) = pipeline {
-        pipeline.submit(batch, header(headers, "x-launchdarkly-payload-id"));
     }
     StatusCode::ACCEPTED.into_response()
 }

@@ -101,7 +101,7 @@ impl Delivery {
     /// Starts delivery over `app`: spawns the change-feed follower and the heartbeat. Call
     /// [`Delivery::shutdown`] before stopping the HTTP server, or open streams keep it waiting.
     pub async fn start(app: App, config: DeliveryConfig) -> Result<Arc<Delivery>, StartError> {
-        let head = app.store().head().await.map_err(StartError)?;
+        let head = app.head().await.map_err(StartError)?;
         let (resync, resync_rx) = mpsc::unbounded_channel();
         let delivery = Arc::new(Delivery {
             app,
@@ -153,7 +153,7 @@ impl Delivery {
                 loaded_now = true;
                 // The change-feed position is read before the data, so every change after it
                 // is either in the data or applied later by the worker (see below).
-                let head = self.app.store().head().await?;
+                let head = self.app.head().await?;
                 let feed = feed::EnvFeed::load(&self.app, id.clone(), head).await?;
                 Ok::<_, flagstaff_app::AppError>(Arc::new(feed))
             })
@@ -186,7 +186,7 @@ impl Delivery {
 /// Delivery could not start because the store did not answer.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the change feed: {0}")]
-pub struct StartError(flagstaff_store::StoreError);
+pub struct StartError(flagstaff_app::AppError);
 
 /// The routes SDKs use. Merge them into the server's router.
 pub fn router(delivery: Arc<Delivery>) -> Router {

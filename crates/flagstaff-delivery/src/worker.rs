@@ -5,14 +5,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use flagstaff_app::AppError;
-use flagstaff_store::ChangeRecord;
+use flagstaff_app::{Action, AppError, Change, Scope};
 use tokio::sync::mpsc;
 
 use crate::Delivery;
 use crate::feed::{EnvFeed, EnvironmentId, ItemChange};
 
-/// Change records read per query.
+/// Changes read per query.
 const BATCH: u32 = 500;
 
 /// What a batch of change records asks of one environment.
@@ -43,75 +42,110 @@ impl Plan {
     }
 }
 
-fn split_scope(scope: &str) -> Option<(&str, &str)> {
-    scope.split_once('/')
+/// The loaded environments of a project.
+fn in_project<'a>(
+    feeds: &'a [Arc<EnvFeed>],
+    project: &'a str,
+) -> impl Iterator<Item = EnvironmentId> + 'a {
+    feeds
+        .iter()
+        .filter(move |f| f.id.project == project)
+        .map(|f| f.id.clone())
 }
 
-/// Maps change records (audit entries' subjects) to work on the loaded feeds.
-fn plan(records: &[ChangeRecord], feeds: &[Arc<EnvFeed>]) -> Plan {
+/// Maps changes to work on the loaded feeds. The match on [`Action`] is exhaustive on purpose:
+/// a new action does not compile until someone decides what SDKs must hear about it.
+fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
     let mut plan = Plan::default();
-    for record in records {
-        match record.kind.as_str() {
+    for change in changes {
+        let Some(action) = change.action else {
+            // Written by a newer Flagstaff: it might change anything.
+            plan.recheck_credentials = true;
+            for feed in feeds {
+                plan.environments
+                    .entry(feed.id.clone())
+                    .or_default()
+                    .everything = true;
+            }
+            continue;
+        };
+        match action {
             // A flag definition is project-wide: every environment of the project serves it.
-            "flag" => {
-                for feed in feeds.iter().filter(|f| f.id.project == record.scope) {
+            Action::FlagCreate
+            | Action::FlagUpdate
+            | Action::FlagArchive
+            | Action::FlagRestore
+            | Action::FlagDelete => {
+                let Scope::Project(project) = &change.scope else {
+                    continue;
+                };
+                for id in in_project(feeds, project) {
                     plan.environments
-                        .entry(feed.id.clone())
+                        .entry(id)
                         .or_default()
                         .flags
-                        .insert(record.key.clone());
+                        .insert(change.key.clone());
                 }
             }
-            "targeting" | "segment" => {
-                let Some((project, environment)) = split_scope(&record.scope) else {
+            Action::TargetingUpdate
+            | Action::SegmentCreate
+            | Action::SegmentUpdate
+            | Action::SegmentDelete => {
+                let Scope::Environment {
+                    project,
+                    environment,
+                } = &change.scope
+                else {
                     continue;
                 };
                 let id = EnvironmentId {
-                    project: project.to_owned(),
-                    environment: environment.to_owned(),
+                    project: project.clone(),
+                    environment: environment.clone(),
                 };
                 if !feeds.iter().any(|f| f.id == id) {
                     continue;
                 }
                 let work = plan.environments.entry(id).or_default();
-                if record.kind == "targeting" {
-                    work.flags.insert(record.key.clone());
+                if action == Action::TargetingUpdate {
+                    work.flags.insert(change.key.clone());
                 } else {
-                    work.segments.insert(record.key.clone());
+                    work.segments.insert(change.key.clone());
                 }
             }
             // An import writes many flags and segments of one environment, and may add
             // flags (off) to the project's other environments.
-            "environment" if record.action == "environment.import" => {
-                for feed in feeds.iter().filter(|f| f.id.project == record.scope) {
-                    plan.environments
-                        .entry(feed.id.clone())
-                        .or_default()
-                        .everything = true;
+            Action::EnvironmentImport => {
+                if let Scope::Project(project) = &change.scope {
+                    for id in in_project(feeds, project) {
+                        plan.environments.entry(id).or_default().everything = true;
+                    }
                 }
             }
-            "environment" | "project" | "credential" => {
+            // Keys, secure mode and existence decide which streams may stay open.
+            Action::ProjectCreate
+            | Action::ProjectUpdate
+            | Action::ProjectDelete
+            | Action::EnvironmentCreate
+            | Action::EnvironmentUpdate
+            | Action::EnvironmentDelete
+            | Action::SdkKeyRotate
+            | Action::MobileKeyRotate => {
                 plan.recheck_credentials = true;
-                if record.action.ends_with(".delete") {
-                    let deleted = if record.kind == "project" {
-                        (record.key.clone(), None)
-                    } else {
-                        (record.scope.clone(), Some(record.key.clone()))
-                    };
-                    plan.deleted.push(deleted);
+                if action == Action::ProjectDelete {
+                    plan.deleted.push((change.key.clone(), None));
+                } else if action == Action::EnvironmentDelete
+                    && let Scope::Project(project) = &change.scope
+                {
+                    plan.deleted
+                        .push((project.clone(), Some(change.key.clone())));
                 }
             }
             // People and API tokens do not change what SDKs see.
-            "member" | "token" => {}
-            // Anything we do not know about might: compare every loaded environment.
-            _ => {
-                for feed in feeds {
-                    plan.environments
-                        .entry(feed.id.clone())
-                        .or_default()
-                        .everything = true;
-                }
-            }
+            Action::MemberCreate
+            | Action::MemberDelete
+            | Action::TokenCreate
+            | Action::TokenRevoke
+            | Action::SessionEnd => {}
         }
     }
     plan
@@ -175,7 +209,7 @@ impl Delivery {
     }
 
     /// Applies one batch of change records.
-    async fn apply_records(&self, records: &[ChangeRecord]) -> Result<(), AppError> {
+    async fn apply_records(&self, records: &[Change]) -> Result<(), AppError> {
         let feeds = self.loaded_feeds();
         let mut plan = plan(records, &feeds);
         for (id, work) in std::mem::take(&mut plan.environments) {
@@ -211,7 +245,7 @@ pub(crate) async fn follow_changes(
     mut position: u64,
     mut resync: mpsc::UnboundedReceiver<Arc<EnvFeed>>,
 ) {
-    let mut commits = delivery.app.store().watch_commits();
+    let mut commits = delivery.app.watch();
     let mut poll = tokio::time::interval(delivery.config.change_poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -236,7 +270,7 @@ pub(crate) async fn follow_changes(
             }
         }
         loop {
-            let records = match delivery.app.store().changes_after(position, BATCH).await {
+            let records = match delivery.app.changes_after(position, BATCH).await {
                 Ok(records) => records,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the change feed; retrying");

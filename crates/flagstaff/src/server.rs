@@ -217,7 +217,7 @@ pub async fn admin_init(store: &StoreArgs, json: bool) -> anyhow::Result<()> {
     } else {
         print_credentials(&init);
     }
-    app.store().close().await;
+    app.close().await;
     Ok(())
 }
 

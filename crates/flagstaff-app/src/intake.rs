@@ -1,0 +1,52 @@
+//! Analytics and diagnostic events from SDKs (`ld-protocol.md` §6), as a use case: parse a
+//! payload that delivery authorized and read, then hand it to the events pipeline, which queues
+//! it with a bound and writes it in batches (ARCHITECTURE.md, invariant 16). Nothing here waits
+//! for a database.
+
+pub use flagstaff_events::{
+    KINDS as EVENT_KINDS, PayloadError, SdkIdentity, Source as EventSource,
+};
+
+use crate::App;
+
+/// How many events of each kind (in [`EVENT_KINDS`] order) a payload held.
+pub type EventCounts = [u64; EVENT_KINDS.len()];
+
+impl App {
+    /// Parses an analytics payload (or, with `diagnostic`, one diagnostic event) and queues it
+    /// for insights when the pipeline is on. A payload that is not JSON or not the shape the
+    /// endpoint takes is refused, and counted as rejected.
+    pub fn ingest_events(
+        &self,
+        source: EventSource,
+        bytes: &[u8],
+        diagnostic: bool,
+        payload_id: Option<&str>,
+    ) -> Result<EventCounts, PayloadError> {
+        let parsed = if diagnostic {
+            flagstaff_events::parse_diagnostic(source, bytes)
+        } else {
+            flagstaff_events::parse_analytics(source, bytes)
+        };
+        let batch = match parsed {
+            Ok(batch) => batch,
+            Err(e) => {
+                self.record_rejected_events();
+                return Err(e);
+            }
+        };
+        let counts = batch.kinds;
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.submit(batch, payload_id);
+        }
+        Ok(counts)
+    }
+
+    /// Counts a payload refused before it could be parsed (too large, bad gzip), for the
+    /// ingestion health that insights show.
+    pub fn record_rejected_events(&self) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.record_rejected();
+        }
+    }
+}
