@@ -1,0 +1,172 @@
+//! Extractors and response helpers shared by every route: the authenticated caller, the
+//! size-limited JSON body, `If-Match`, the change comment, versioned responses, JSON Patch.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flagstaff_app::{Actor, App, Versioned};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::{MAX_BODY_BYTES, Result};
+
+/// The authenticated caller.
+pub(crate) struct Caller(pub(crate) Actor);
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send an API token: Authorization: Bearer <token>",
+            )
+        };
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(unauthorized)?;
+        let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
+        Ok(Caller(app.authenticate(token).await?))
+    }
+}
+
+/// A JSON body, size-limited, with the path of the offending field in errors.
+pub(crate) struct Body<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Body<T>> {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body is over {MAX_BODY_BYTES} bytes"),
+                )
+            })?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map(Body)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    e.inner().to_string(),
+                )
+                .with_field(if path == "." { String::new() } else { path })
+            })
+    }
+}
+
+/// The `If-Match` version an update must name.
+pub(crate) struct IfMatch(pub(crate) u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfMatch> {
+        let value = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            ApiError::new(StatusCode::PRECONDITION_REQUIRED, "version_required", "send If-Match: \"<version>\" with the version you read, so that no change is overwritten unseen")
+        })?;
+        let version = value.trim().trim_start_matches("W/").trim_matches('"');
+        version.parse().map(IfMatch).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                format!("If-Match {value:?} is not a version"),
+            )
+            .with_field("If-Match")
+        })
+    }
+}
+
+/// The reason for a change, from `X-Flagstaff-Comment` (may be empty).
+pub(crate) struct Comment(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Comment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Comment> {
+        Ok(Comment(
+            parts
+                .headers
+                .get("x-flagstaff-comment")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        ))
+    }
+}
+
+/// A response with the resource's version as its ETag.
+pub(crate) fn versioned<T: serde::Serialize>(status: StatusCode, value: &Versioned<T>) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", value.version)) {
+        headers.insert(header::ETAG, etag);
+    }
+    // The version is set on the object rather than flattened beside it: a segment carries its
+    // own `version` field, and one object must not hold the key twice.
+    let mut body = serde_json::to_value(&value.value).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut body {
+        fields.insert("version".into(), json!(value.version));
+    }
+    (status, headers, Json(body)).into_response()
+}
+
+/// A JSON Patch (RFC 6902) request: the operations, or LaunchDarkly's envelope
+/// `{"comment": "...", "patch": [...]}` whose comment then overrides the header.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum PatchRequest {
+    Operations(json_patch::Patch),
+    Envelope {
+        patch: json_patch::Patch,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+}
+
+impl PatchRequest {
+    pub(crate) fn split(self, header_comment: String) -> (json_patch::Patch, String) {
+        match self {
+            PatchRequest::Operations(patch) => (patch, header_comment),
+            PatchRequest::Envelope { patch, comment } => (patch, comment.unwrap_or(header_comment)),
+        }
+    }
+}
+
+/// Applies `patch` to the JSON form of `current` and reads the result back as a `T`. A failed
+/// operation is reported with its index (`field: "[2]"`), a result of the wrong shape with the
+/// field path, both as 400s; nothing is written in either case.
+pub(crate) fn apply_patch<T: serde::Serialize + DeserializeOwned>(
+    current: &T,
+    patch: &json_patch::Patch,
+) -> Result<T> {
+    let mut document = serde_json::to_value(current)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    json_patch::patch(&mut document, patch).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_patch", e.to_string())
+            .with_field(format!("[{}]", e.operation))
+    })?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("after the patch: {}", e.inner()),
+        )
+        .with_field(e.path().to_string())
+    })
+}

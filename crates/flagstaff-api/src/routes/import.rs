@@ -1,0 +1,40 @@
+//! `POST .../environments/{environment}/import`: LaunchDarkly flag data into an environment.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use flagstaff_app::App;
+use flagstaff_protocol::FlagData;
+use serde_json::{Value, json};
+
+use crate::Result;
+use crate::error::ApiError;
+use crate::extract::{Body, Caller, Comment};
+use crate::routes::AppState;
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new().route(
+        "/projects/{project}/environments/{environment}/import",
+        post(import_flag_data),
+    )
+}
+
+async fn import_flag_data(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment)): Path<(String, String)>,
+    Body(data): Body<Value>,
+) -> Result<Json<Value>> {
+    let data = FlagData::from_json(data).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.message).with_field(e.path)
+    })?;
+    let summary = app
+        .import_flag_data(&actor, &project, &environment, data, &comment)
+        .await?;
+    Ok(Json(json!(summary)))
+}

@@ -1,0 +1,22 @@
+//! The handlers, one module per resource. Each module's `routes()` lists its paths; `router()` in
+//! `lib.rs` merges them. Handlers only translate HTTP into `App` calls and back.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use flagstaff_app::App;
+
+pub(crate) mod audit;
+pub(crate) mod environments;
+pub(crate) mod evaluate;
+pub(crate) mod flags;
+pub(crate) mod import;
+pub(crate) mod insights;
+pub(crate) mod members;
+pub(crate) mod projects;
+pub(crate) mod segments;
+pub(crate) mod targeting;
+pub(crate) mod tokens;
+
+/// The state every handler reads.
+pub(crate) type AppState = State<Arc<App>>;

@@ -1,0 +1,86 @@
+//! `/projects/{project}/environments/{environment}/flags/{key}`: a flag's targeting in one
+//! environment.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use flagstaff_app::App;
+use flagstaff_app::model::Targeting;
+
+use crate::Result;
+use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
+use crate::routes::AppState;
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new().route(
+        "/projects/{project}/environments/{environment}/flags/{key}",
+        get(get_targeting)
+            .put(update_targeting)
+            .patch(patch_targeting),
+    )
+}
+
+async fn get_targeting(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.targeting(&actor, &project, &environment, &key).await?,
+    ))
+}
+
+async fn update_targeting(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+    Body(targeting): Body<Targeting>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_targeting(
+            &actor,
+            &project,
+            &environment,
+            &key,
+            targeting,
+            version,
+            &comment,
+        )
+        .await?,
+    ))
+}
+
+async fn patch_targeting(
+    State(app): AppState,
+    Caller(actor): Caller,
+    IfMatch(version): IfMatch,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+    Body(request): Body<PatchRequest>,
+) -> Result<Response> {
+    let (patch, comment) = request.split(comment);
+    let current = app.targeting(&actor, &project, &environment, &key).await?;
+    let targeting = apply_patch(&current.value, &patch)?;
+    Ok(versioned(
+        StatusCode::OK,
+        &app.update_targeting(
+            &actor,
+            &project,
+            &environment,
+            &key,
+            targeting,
+            version,
+            &comment,
+        )
+        .await?,
+    ))
+}

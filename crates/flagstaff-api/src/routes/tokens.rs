@@ -1,0 +1,72 @@
+//! `/tokens`: API tokens.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use flagstaff_app::{App, Role};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Result;
+use crate::extract::{Body, Caller, Comment};
+use crate::routes::AppState;
+
+/// The routes of this resource.
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+}
+
+async fn list_tokens(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {
+    Ok(Json(json!({"items": app.list_tokens(&actor).await?})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    role: Role,
+    #[serde(default)]
+    projects: Option<Vec<String>>,
+    /// `project/environment` entries.
+    #[serde(default)]
+    environments: Option<Vec<String>>,
+}
+
+async fn create_token(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Body(new): Body<NewToken>,
+) -> Result<Response> {
+    let (info, secret) = app
+        .create_token(
+            &actor,
+            &new.name,
+            new.role,
+            new.projects,
+            new.environments,
+            &comment,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": info, "secret": secret})),
+    )
+        .into_response())
+}
+
+async fn revoke_token(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    app.revoke_token(&actor, &id, &comment).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
