@@ -110,13 +110,6 @@ impl Actor {
     }
 }
 
-/// Now, in Unix milliseconds.
-pub(crate) fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// The SHA-256 of a secret, in hex: how credentials are stored and found.
 pub(crate) fn fingerprint(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))

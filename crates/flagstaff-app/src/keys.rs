@@ -130,7 +130,7 @@ impl App {
                 expect: Expect::Absent,
             },
         ];
-        let expires_at = access::now_millis().saturating_add(
+        let expires_at = self.now_millis().saturating_add(
             i64::try_from(old_key_valid_for_seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
         );
         for credential in self.store.list(kinds::CREDENTIAL, "").await? {
@@ -213,7 +213,7 @@ impl App {
                 .to_owned(),
             expires_at: doc.body.get("expiresAt").and_then(Value::as_i64),
         };
-        if doc.body["type"] != kind.type_name() || !grant.valid_at(access::now_millis()) {
+        if doc.body["type"] != kind.type_name() || !grant.valid_at(self.now_millis()) {
             return Ok(None);
         }
         Ok(Some(grant))

@@ -59,7 +59,7 @@ pub use changes::{Action, Change, Scope, Subject};
 pub use environments::EnvironmentWithKeys;
 pub use error::{AppError, Result};
 pub use flags::FlagFilter;
-pub use flagstaff_store::{AuditEntry, AuditQuery};
+pub use flagstaff_store::{AuditEntry, AuditQuery, Clock};
 pub use import::ImportSummary;
 pub use keys::{CredentialKind, Grant, KeyKind};
 pub use members::{Member, SESSION_HOURS, Session};
@@ -86,11 +86,6 @@ pub struct Versioned<T> {
 /// never the secrets, of the keys its open streams were authorized with.
 pub fn fingerprint(secret: &str) -> String {
     access::fingerprint(secret)
-}
-
-/// The current time in Unix milliseconds, as credential expiry is measured.
-pub fn now_millis() -> i64 {
-    access::now_millis()
 }
 
 /// One page of a list.
@@ -173,6 +168,16 @@ impl App {
     pub fn with_pipeline(mut self, pipeline: Arc<flagstaff_events::Pipeline>) -> App {
         self.pipeline = Some(pipeline);
         self
+    }
+
+    /// The clock every expiry and timestamp reads (the store's; see `Clock`).
+    pub fn clock(&self) -> &Clock {
+        self.store.clock()
+    }
+
+    /// Now, in Unix milliseconds, by [`App::clock`].
+    pub fn now_millis(&self) -> i64 {
+        self.store.clock().now_millis()
     }
 
     /// The live document at an address with its version, or `NotFound` naming `what`.

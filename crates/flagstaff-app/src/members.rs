@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use flagstaff_store::{Expect, Write};
 
-use crate::access::{Actor, Role, now_millis};
+use crate::access::{Actor, Role};
 use crate::changes::Action;
 use crate::error::{AppError, Result};
 use crate::model::kinds;
@@ -232,7 +232,7 @@ impl App {
         let Some(member) = stored.filter(|_| verified) else {
             return Err(AppError::Unauthorized);
         };
-        let expires_at = now_millis() + SESSION_HOURS * 3_600_000;
+        let expires_at = self.now_millis() + SESSION_HOURS * 3_600_000;
         let actor = Actor {
             id: format!("member:{email}"),
             role: member.role,

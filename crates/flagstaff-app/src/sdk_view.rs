@@ -9,9 +9,7 @@ use flagstaff_protocol::{Context, FlagData, Segment};
 use serde_json::{Value, json};
 
 use crate::model::{Environment, FlagDefinition, Targeting, kinds, merge_flag};
-use crate::{
-    Actor, App, AppError, HmacKey, Result, SecureMode, access, decode, env_scope, validate,
-};
+use crate::{Actor, App, AppError, HmacKey, Result, SecureMode, decode, env_scope, validate};
 
 /// Options of [`App::bootstrap`] (shared with the Rust SDK's `all_flags_state`).
 pub use flagstaff_eval::BootstrapOptions;
@@ -109,7 +107,7 @@ impl App {
         project: &str,
         environment: &str,
     ) -> Result<Vec<(HmacKey, Option<i64>)>> {
-        let now = access::now_millis();
+        let now = self.now_millis();
         let mut keys = Vec::new();
         for credential in self.store.list(kinds::CREDENTIAL, "").await? {
             let body = &credential.body;

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use flagstaff_store::{Expect, Write};
 
-use crate::access::{Actor, Role, fingerprint, now_millis};
+use crate::access::{Actor, Role, fingerprint};
 use crate::changes::Action;
 use crate::error::{AppError, Result};
 use crate::model::kinds;
@@ -280,7 +280,7 @@ impl App {
                 .await?
                 .ok_or(AppError::Unauthorized)?,
         )?;
-        if token.expires_at.is_some_and(|at| at <= now_millis()) {
+        if token.expires_at.is_some_and(|at| at <= self.now_millis()) {
             return Err(AppError::Unauthorized);
         }
         // A sign-in session acts as its member, so that the audit log names a person (the

@@ -52,6 +52,27 @@ pub mod codes {
     /// Secure mode cannot be turned on: no SDK key has a stored HMAC key schedule (keys made
     /// before Flagstaff kept one); rotating the SDK key once fixes it.
     pub const SECURE_MODE_NEEDS_ROTATION: &str = "secure_mode_needs_rotation";
+
+    /// Every code above. The use-case tests produce each one; the API's error table lists them.
+    pub const ALL: &[&str] = &[
+        INVALID_KEY,
+        INVALID_FIELD,
+        INVALID_VARIATIONS,
+        VARIATION_OUT_OF_RANGE,
+        MISSING_VARIATION,
+        INVALID_ROLLOUT,
+        UNKNOWN_OPERATOR,
+        INVALID_ATTRIBUTE_REFERENCE,
+        INVALID_CLAUSE_VALUES,
+        INVALID_REGEX,
+        INVALID_CONTEXT_KIND,
+        INVALID_TARGET,
+        UNKNOWN_SEGMENT,
+        SEGMENT_CYCLE,
+        UNKNOWN_PREREQUISITE,
+        PREREQUISITE_CYCLE,
+        SECURE_MODE_NEEDS_ROTATION,
+    ];
 }
 
 /// Longest key accepted.
@@ -369,6 +390,21 @@ fn clause(field: &str, clause: &Clause, segments: &HashMap<String, Vec<String>>)
 }
 
 /// Whether following `edges` from `start` comes back to `start`.
+/// Whether `target` can be reached from `from` along `edges` (`from` itself counts).
+fn leads_to(from: &str, target: &str, edges: &HashMap<String, Vec<String>>) -> bool {
+    let mut stack = vec![from];
+    let mut seen = HashSet::new();
+    while let Some(next) = stack.pop() {
+        if next == target {
+            return true;
+        }
+        if seen.insert(next) {
+            stack.extend(edges.get(next).into_iter().flatten().map(String::as_str));
+        }
+    }
+    false
+}
+
 fn reaches_itself(start: &str, edges: &HashMap<String, Vec<String>>) -> bool {
     let mut stack: Vec<&str> = edges
         .get(start)
@@ -533,9 +569,28 @@ pub fn segment(segment: &Segment, neighbourhood: &Neighbourhood) -> Result<()> {
         }
     }
     if reaches_itself(&segment.key, &graph) {
+        // Name the reference that closes the cycle, as prerequisite cycles do.
+        let field = segment
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, rule)| {
+                rule.clauses
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.op == "segmentMatch")
+                    .flat_map(move |(j, c)| {
+                        c.values.iter().enumerate().filter_map(move |(k, v)| {
+                            v.as_str()
+                                .map(|key| (key, format!("rules[{i}].clauses[{j}].values[{k}]")))
+                        })
+                    })
+            })
+            .find(|(key, _)| *key == segment.key || leads_to(key, &segment.key, &graph))
+            .map_or_else(|| "rules".to_owned(), |(_, field)| field);
         return Err(invalid(
             codes::SEGMENT_CYCLE,
-            "rules",
+            field,
             "segments would include each other in a cycle",
         ));
     }

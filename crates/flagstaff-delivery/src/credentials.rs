@@ -52,7 +52,7 @@ impl GrantCache {
         kind: CredentialKind,
     ) -> Result<Option<Grant>, AppError> {
         let cache_key = (fingerprint.to_owned(), kind_tag(kind));
-        let now = flagstaff_app::now_millis();
+        let now = app.now_millis();
         let commit = app.last_commit();
         if let Some((grant, _)) = self
             .entries

@@ -80,7 +80,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Where a payload sent with `grant` came from, as the pipeline needs to know.
-fn source(grant: &Grant, headers: &HeaderMap) -> EventSource {
+fn source(delivery: &Delivery, grant: &Grant, headers: &HeaderMap) -> EventSource {
     EventSource {
         environment: Arc::from(format!("{}/{}", grant.project, grant.environment)),
         sdk: SdkIdentity::from_headers(
@@ -90,7 +90,7 @@ fn source(grant: &Grant, headers: &HeaderMap) -> EventSource {
         ),
         schema: schema(headers),
         unsummarized: headers.contains_key("x-launchdarkly-unsummarized"),
-        received_at: flagstaff_app::now_millis(),
+        received_at: delivery.app.now_millis(),
     }
 }
 
@@ -121,7 +121,7 @@ pub(crate) fn ingest(
     bytes: &[u8],
     diagnostic: bool,
 ) -> Response {
-    let source = source(grant, headers);
+    let source = source(delivery, grant, headers);
     let schema = source.schema;
     let payload_id = header(headers, "x-launchdarkly-payload-id");
     let counts = match delivery

@@ -23,7 +23,7 @@
 //! stays the source of truth: a lost wake-up delays a change by at most the poll interval.
 #![forbid(unsafe_code)]
 
-mod client;
+mod client_side;
 mod credentials;
 mod events;
 mod feed;
@@ -44,7 +44,7 @@ use axum::routing::{any, get, post};
 use flagstaff_app::App;
 use tokio::sync::{OnceCell, mpsc};
 
-pub use client::simulation;
+pub use client_side::simulation;
 pub use feed::EnvironmentId;
 pub use raw::serve;
 
@@ -190,33 +190,42 @@ pub struct StartError(flagstaff_app::AppError);
 
 /// The routes SDKs use. Merge them into the server's router.
 pub fn router(delivery: Arc<Delivery>) -> Router {
-    use client::Caller;
+    use client_side::Caller;
     // Browser routes: the client-side ID is in the path, and every response carries CORS
     // headers (§5.8).
     let browser = Router::new()
         .route(
             "/sdk/evalx/{env}/contexts/{context}",
-            get(client::browser_get),
+            get(client_side::browser_get),
         )
-        .route("/sdk/evalx/{env}/users/{context}", get(client::browser_get))
-        .route("/sdk/evalx/{env}/context", any(client::browser_report))
-        .route("/sdk/evalx/{env}/contexts", any(client::browser_report))
-        .route("/sdk/evalx/{env}/user", any(client::browser_report))
-        .route("/sdk/evalx/{env}/users", any(client::browser_report))
-        .route("/eval/{env}/{context}", get(client::browser_stream))
-        .route("/eval/{env}", any(client::browser_stream_report))
-        .route("/ping/{env}", get(client::browser_ping))
-        .route("/sdk/goals/{env}", get(client::goals))
-        .route("/events/bulk/{env}", post(client::browser_bulk))
-        .route("/events/diagnostic/{env}", post(client::browser_diagnostic))
-        .route("/a/{file}", get(client::beacon))
+        .route(
+            "/sdk/evalx/{env}/users/{context}",
+            get(client_side::browser_get),
+        )
+        .route("/sdk/evalx/{env}/context", any(client_side::browser_report))
+        .route(
+            "/sdk/evalx/{env}/contexts",
+            any(client_side::browser_report),
+        )
+        .route("/sdk/evalx/{env}/user", any(client_side::browser_report))
+        .route("/sdk/evalx/{env}/users", any(client_side::browser_report))
+        .route("/eval/{env}/{context}", get(client_side::browser_stream))
+        .route("/eval/{env}", any(client_side::browser_stream_report))
+        .route("/ping/{env}", get(client_side::browser_ping))
+        .route("/sdk/goals/{env}", get(client_side::goals))
+        .route("/events/bulk/{env}", post(client_side::browser_bulk))
+        .route(
+            "/events/diagnostic/{env}",
+            post(client_side::browser_diagnostic),
+        )
+        .route("/a/{file}", get(client_side::beacon))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_flags))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
         .route("/ofrep/v1/configuration", get(ofrep::configuration))
-        .layer(axum::middleware::from_fn(client::cors));
-    let mobile_get = |caller: Caller| move |s, p, q, h| client::keyed_get(caller, s, p, q, h);
+        .layer(axum::middleware::from_fn(client_side::cors));
+    let mobile_get = |caller: Caller| move |s, p, q, h| client_side::keyed_get(caller, s, p, q, h);
     let mobile_report =
-        |caller: Caller| move |s, q, m, h, b| client::keyed_report(caller, s, q, m, h, b);
+        |caller: Caller| move |s, q, m, h, b| client_side::keyed_report(caller, s, q, m, h, b);
     Router::new()
         .merge(browser)
         .route(
@@ -239,13 +248,16 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
         )
         .route("/sdk/evalx/context", any(mobile_report(Caller::Server)))
         .route("/sdk/evalx/user", any(mobile_report(Caller::Server)))
-        .route("/meval/{context}", get(client::mobile_stream))
-        .route("/meval", any(client::mobile_stream_report))
-        .route("/mping", get(client::mobile_ping))
-        .route("/mobile", post(client::mobile_bulk))
-        .route("/mobile/events", post(client::mobile_bulk))
-        .route("/mobile/events/bulk", post(client::mobile_bulk))
-        .route("/mobile/events/diagnostic", post(client::mobile_diagnostic))
+        .route("/meval/{context}", get(client_side::mobile_stream))
+        .route("/meval", any(client_side::mobile_stream_report))
+        .route("/mping", get(client_side::mobile_ping))
+        .route("/mobile", post(client_side::mobile_bulk))
+        .route("/mobile/events", post(client_side::mobile_bulk))
+        .route("/mobile/events/bulk", post(client_side::mobile_bulk))
+        .route(
+            "/mobile/events/diagnostic",
+            post(client_side::mobile_diagnostic),
+        )
         .route("/all", get(stream::all))
         .route("/flags", get(stream::flags_only))
         .route("/sdk/latest-all", get(polling::latest_all))

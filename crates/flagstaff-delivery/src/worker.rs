@@ -306,7 +306,7 @@ pub(crate) async fn heartbeat(delivery: Arc<Delivery>) {
         if delivery.shutting_down.load(Ordering::SeqCst) {
             return;
         }
-        let now = flagstaff_app::now_millis();
+        let now = delivery.app.now_millis();
         for feed in delivery.loaded_feeds() {
             let expired: Vec<String> = feed
                 .grants_in_use()

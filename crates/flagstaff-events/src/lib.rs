@@ -24,10 +24,10 @@ use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use flagstaff_store::EventStore;
 use flagstaff_store::events::Retention;
+use flagstaff_store::{Clock, EventStore};
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
@@ -49,6 +49,8 @@ pub struct PipelineConfig {
     pub retention: Retention,
     /// How often old rows are removed.
     pub prune_interval: Duration,
+    /// What "now" is for buckets, "last written" and retention (the server's clock).
+    pub clock: Clock,
 }
 
 impl Default for PipelineConfig {
@@ -59,6 +61,7 @@ impl Default for PipelineConfig {
             limits: Limits::default(),
             retention: Retention::default(),
             prune_interval: Duration::from_secs(3600),
+            clock: Clock::system(),
         }
     }
 }
@@ -187,12 +190,6 @@ pub struct Pipeline {
     written: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     stopped: watch::Sender<bool>,
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -357,7 +354,8 @@ impl Pipeline {
                 aggregate.add(batch, self.config.limits);
             }
             let events = aggregate.events;
-            let write = aggregate.into_write(&self.config.retention, now_millis());
+            let write =
+                aggregate.into_write(&self.config.retention, self.config.clock.now_millis());
             let result = self.store.write(&write).await;
             let elapsed = started.elapsed().as_secs_f64() * 1000.0;
             let mut state = lock(&self.state);
@@ -366,7 +364,7 @@ impl Pipeline {
                 Ok(()) => {
                     self.counters.written.fetch_add(events, Ordering::Relaxed);
                     metrics::counter!("flagstaff_events_written_total").increment(events);
-                    state.last_write_at = Some(now_millis());
+                    state.last_write_at = Some(self.config.clock.now_millis());
                     state.last_error = None;
                 }
                 Err(e) => {
@@ -395,7 +393,11 @@ impl Pipeline {
     }
 
     async fn prune(&self) {
-        match self.store.prune(&self.config.retention, now_millis()).await {
+        match self
+            .store
+            .prune(&self.config.retention, self.config.clock.now_millis())
+            .await
+        {
             Ok(pruned) => tracing::debug!(?pruned, "old analytics removed"),
             Err(e) => tracing::warn!(error = %e, "cannot remove old analytics"),
         }

@@ -23,6 +23,7 @@
 
 mod audit;
 mod backend;
+mod clock;
 pub mod events;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,6 +34,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditEntry, AuditQuery, AuditVerification, GENESIS_HASH};
 pub use backend::Backend;
+pub use clock::Clock;
 pub use events::EventStore;
 
 /// A stored document.
@@ -191,6 +193,8 @@ pub struct Store {
     /// A hint only: changes from other nodes sharing a PostgreSQL database are found by polling
     /// [`Store::head`].
     committed: tokio::sync::watch::Sender<u64>,
+    /// What the audit log's timestamps read.
+    clock: Clock,
 }
 
 /// One entry of the change feed: what an audit entry says changed (its primary subject), without
@@ -256,11 +260,23 @@ impl Store {
             backend,
             commit_lock: tokio::sync::Mutex::new(()),
             committed: tokio::sync::watch::Sender::new(0),
+            clock: Clock::system(),
         };
         store.migrate().await?;
         let head = store.head().await?;
         store.committed.send_replace(head);
         Ok(store)
+    }
+
+    /// The same store with audit timestamps read from `clock` (tests pass a manual one).
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the store's timestamps read; the app and delivery read the same one.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The sequence number of the newest audit entry (0 when there is none): the position of
@@ -396,7 +412,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let mut versions = Vec::with_capacity(change.writes.len());
         let select = self.backend.sql("SELECT version, deleted, body FROM documents WHERE kind = $1 AND scope = $2 AND key = $3");
         let upsert = self.backend.sql(
@@ -515,6 +531,7 @@ async fn migrate(
             "INSERT INTO {table} (version, applied_at) VALUES ($1, $2)"
         )))
         .bind(*version)
+        // When the migration ran, by the wall clock: a record for operators, not domain time.
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;

@@ -157,6 +157,8 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         PipelineConfig {
             queue_capacity: args.events_queue_capacity.max(1),
             flush_interval: Duration::from_millis(args.events_flush_ms.max(10)),
+            // One clock for the server: the store's timestamps and the events' buckets agree.
+            clock: store.clock().clone(),
             ..PipelineConfig::default()
         },
     );

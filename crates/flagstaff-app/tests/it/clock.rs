@@ -1,0 +1,103 @@
+//! Expiry with a manual clock: nothing sleeps.
+
+use flagstaff_app::{
+    Actor, AppError, AuditQuery, CredentialKind, KeyKind, Member, Role, SESSION_HOURS,
+};
+
+use crate::support::{Fixture, START};
+
+#[tokio::test]
+async fn a_session_ends_when_its_hours_are_up() {
+    let fixture = Fixture::new().await;
+    let member = Member {
+        email: "ada@example.com".into(),
+        name: "Ada".into(),
+        role: Role::Writer,
+        projects: None,
+    };
+    fixture
+        .app
+        .create_member(&Actor::system(), member, "correct horse battery", "")
+        .await
+        .expect("member");
+    let session = fixture
+        .app
+        .sign_in("ada@example.com", "correct horse battery")
+        .await
+        .expect("signed in");
+    assert_eq!(session.expires_at, START + SESSION_HOURS * 3_600_000);
+    fixture.clock.advance(SESSION_HOURS * 3_600_000 - 1);
+    let actor = fixture
+        .app
+        .authenticate(&session.token)
+        .await
+        .expect("still valid");
+    assert_eq!(actor.role, Role::Writer);
+    fixture.clock.advance(1);
+    assert!(matches!(
+        fixture.app.authenticate(&session.token).await,
+        Err(AppError::Unauthorized)
+    ));
+}
+
+#[tokio::test]
+async fn a_rotated_key_works_for_its_grace_period_and_not_a_millisecond_longer() {
+    let fixture = Fixture::new().await;
+    let old = fixture.initialized.environments[0].keys.sdk_key.clone();
+    let environment = fixture.initialized.environments[0].environment.key.clone();
+    let new = fixture
+        .app
+        .rotate_key(
+            &Actor::system(),
+            "default",
+            &environment,
+            KeyKind::Sdk,
+            60,
+            "",
+        )
+        .await
+        .expect("rotated");
+    let grant = |key: String| {
+        let app = fixture.app.clone();
+        async move {
+            app.environment_for_key(&key, CredentialKind::Sdk)
+                .await
+                .expect("lookup")
+        }
+    };
+    let here = Some(("default".to_owned(), environment.clone()));
+    assert_eq!(grant(old.clone()).await, here);
+    assert_eq!(grant(new.clone()).await, here);
+    fixture.clock.advance(59_999);
+    assert_eq!(grant(old.clone()).await, here);
+    fixture.clock.advance(1);
+    assert_eq!(grant(old).await, None, "expired at exactly 60 s");
+    assert_eq!(grant(new).await, here);
+}
+
+#[tokio::test]
+async fn audit_entries_carry_the_clock_s_time() {
+    let fixture = Fixture::new().await;
+    fixture.clock.advance(3_600_000);
+    fixture
+        .flag(crate::support::boolean("timed"))
+        .await
+        .expect("flag");
+    let entries = fixture
+        .app
+        .audit(
+            &Actor::system(),
+            &AuditQuery {
+                key: Some("timed".into()),
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .expect("audit");
+    let created = entries
+        .iter()
+        .find(|e| e.key == "timed")
+        .expect("the flag's entry");
+    assert_eq!(created.at, START + 3_600_000);
+}

@@ -1,0 +1,60 @@
+//! CORS for the browser routes (§5.8).
+
+use super::*;
+
+// ----- CORS ------------------------------------------------------------------------------------
+
+/// Request headers browser SDKs send (§5.8).
+const ALLOWED_HEADERS: &str = "Cache-Control, Content-Type, Content-Length, Accept-Encoding, \
+     If-None-Match, X-LaunchDarkly-User-Agent, X-LaunchDarkly-Payload-ID, X-LaunchDarkly-Wrapper, \
+     X-LaunchDarkly-Event-Schema, X-LaunchDarkly-Tags";
+
+/// What OFREP's web provider sends.
+const OFREP_ALLOWED_HEADERS: &str =
+    "Authorization, X-API-Key, Content-Type, If-None-Match, Cache-Control";
+
+/// CORS for the browser routes (§5.8), on every response including errors, and preflights
+/// answered here without authentication (a preflight carries no credential).
+pub(crate) async fn cors(request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let path = request.uri().path();
+    let (methods, allowed_headers) = if path.starts_with("/ofrep/") {
+        // OpenFeature's web provider sends the credential in a header.
+        ("GET, POST, OPTIONS", OFREP_ALLOWED_HEADERS)
+    } else if path.starts_with("/events/") {
+        ("POST, OPTIONS", ALLOWED_HEADERS)
+    } else {
+        ("GET, REPORT, OPTIONS", ALLOWED_HEADERS)
+    };
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    let allow_origin = origin.unwrap_or(HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(allowed_headers),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("false"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("300"),
+    );
+    // Browser SDKs read `Date` from event responses to bound debug events (§5.8, §6.6).
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Date, ETag"),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    response
+}

@@ -1,0 +1,298 @@
+//! Browser and mobile SDKs (`ld-protocol.md` §5): they receive flags evaluated for their own
+//! context, never rules, targets or segment membership.
+//!
+//! - Polling: `GET /sdk/evalx/{clientSideId}/contexts/{ctx}` (and `/users/`), `REPORT
+//!   /sdk/evalx/{clientSideId}/context` (and `/contexts`, `/user`, `/users`), the mobile
+//!   `/msdk/evalx/...` with the mobile key, and Relay's `/sdk/evalx/contexts/...` with the SDK
+//!   key (§5.11). `{ctx}` is base64url context JSON, padded or not (§5.2).
+//! - Streams: `/eval/{clientSideId}/{ctx}`, `REPORT /eval/{clientSideId}`, `/meval/{ctx}`,
+//!   `REPORT /meval` use the push model of §5.5: a `put` of the evaluated flags, then a
+//!   `patch` or `delete` for each flag whose result changed *for this context*. `/ping/...` and
+//!   `/mping` send `ping` on every change instead; the SDK then polls.
+//! - `GET /sdk/goals/{clientSideId}` (`[]`: Flagstaff has no click or page-view goals), and the
+//!   browser and mobile event endpoints (§6.1), counted like server-side events.
+//!
+//! # Versions
+//!
+//! Every evaluated flag carries `version` = the environment's data version (the change-feed
+//! position of the published state) and `flagVersion` = the flag's own. SDKs apply a `patch`
+//! only if its `version` is greater than what they hold, and a segment or prerequisite change
+//! alters results without touching the flag's version (§13 pitfall 2); the data version grows
+//! with every change.
+//!
+//! # Re-evaluation on change
+//!
+//! A change is turned into the list of flags whose result may differ (the changed flags, the
+//! flags using a changed segment and their dependents through prerequisites, see
+//! `Published::affected_flags`) once, by the change-feed worker. Each open stream then
+//! evaluates only those flags for its own context, before and after, in its own task, and sends
+//! an event only when its result changed. Nothing is kept per stream but the context: the state
+//! before the change is still at hand in the frame.
+
+// Refusals are HTTP responses, built only on the refusal path and returned straight to axum;
+// boxing them would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+mod cors;
+mod evalx;
+mod intake;
+mod streams;
+
+pub(crate) use cors::cors;
+pub(crate) use evalx::{browser_get, browser_report, keyed_get, keyed_report};
+pub(crate) use intake::{
+    beacon, browser_bulk, browser_diagnostic, goals, mobile_bulk, mobile_diagnostic,
+};
+pub use streams::simulation;
+pub(crate) use streams::{
+    browser_ping, browser_stream, browser_stream_report, mobile_ping, mobile_stream,
+    mobile_stream_report,
+};
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use flagstaff_app::CredentialKind;
+use flagstaff_eval::{Audience, ClientResult};
+use flagstaff_protocol::{Context, EvaluatedFlag};
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::Delivery;
+use crate::events;
+use crate::feed::{EnvFeed, Frame, Payload, Published, sse_event};
+use crate::http::{Authorized, error, with_env_id};
+use crate::polling::document;
+use crate::stream::{EventSource, OpenStream, sse_response};
+
+/// Who is asking, by the credential they present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Caller {
+    /// A browser: the client-side ID in the path.
+    Browser,
+    /// A mobile app: the mobile key in `Authorization`.
+    Mobile,
+    /// A server: the SDK key in `Authorization` (Relay's evaluation endpoints, §5.11).
+    Server,
+}
+
+impl Caller {
+    pub fn audience(self) -> Audience {
+        match self {
+            Caller::Browser => Audience::Browser,
+            Caller::Mobile => Audience::Mobile,
+            Caller::Server => Audience::Server,
+        }
+    }
+
+    pub fn kind(self) -> CredentialKind {
+        match self {
+            Caller::Browser => CredentialKind::ClientSide,
+            Caller::Mobile => CredentialKind::Mobile,
+            Caller::Server => CredentialKind::Sdk,
+        }
+    }
+}
+
+/// The query parameters client SDKs send (§5.2).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct ClientQuery {
+    #[serde(rename = "withReasons")]
+    with_reasons: Option<String>,
+    /// The secure-mode hash (§5.7).
+    h: Option<String>,
+}
+
+impl ClientQuery {
+    fn with_reasons(&self) -> bool {
+        self.with_reasons
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}
+
+/// A `400` in the shape client SDKs log (`{"message": ...}`, plus our stable code).
+fn bad_request(code: &str, message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// An unknown client-side ID. Browser SDKs report a `404` as "invalid environment ID" (§5.3).
+fn unknown_environment() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_environment",
+        "no environment has this client-side ID",
+    )
+}
+
+/// Checks the caller's credential and loads its environment.
+pub(crate) async fn authorize(
+    delivery: &Delivery,
+    caller: Caller,
+    env_id: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Authorized, Response> {
+    match (caller, env_id) {
+        (Caller::Browser, Some(env_id)) => delivery
+            .authorize_secret(env_id, CredentialKind::ClientSide)
+            .await?
+            .ok_or_else(unknown_environment),
+        (Caller::Browser, None) => Err(unknown_environment()),
+        _ => delivery.authorize(headers, caller.kind()).await,
+    }
+}
+
+/// Decodes `{ctx}` of a GET path: base64url, with or without padding (§5.2). The standard
+/// alphabet is accepted too, since some older SDKs used it.
+pub(crate) fn decode_context_path(encoded: &str) -> Result<Context, Response> {
+    let normalized: String = encoded
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(normalized.as_bytes())
+        .map_err(|_| {
+            bad_request(
+                "invalid_context",
+                "the context in the path is not base64url-encoded JSON",
+            )
+        })?;
+    parse_context(&bytes)
+}
+
+/// Parses context JSON (the new format or a legacy user, §2.7).
+pub(crate) fn parse_context(bytes: &[u8]) -> Result<Context, Response> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        bad_request(
+            "invalid_context",
+            &format!("the context is not valid JSON: {e}"),
+        )
+    })?;
+    Context::from_json(&value).map_err(|e| {
+        bad_request(
+            "invalid_context",
+            &format!("invalid context: {}: {}", e.field, e.message),
+        )
+    })
+}
+
+/// The context of a `REPORT` body. Relay answers `415` for anything but JSON (§5.2).
+async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, Response> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the context as JSON with Content-Type: application/json",
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "a context is limited to 64 KiB",
+        )
+    })?;
+    parse_context(&bytes)
+}
+
+/// Secure mode (§5.7): browser requests must carry the context's hash when it is on.
+fn check_secure_mode(
+    delivery: &Delivery,
+    authorized: &Authorized,
+    caller: Caller,
+    context: &Context,
+    hash: Option<&str>,
+) -> Result<(), Response> {
+    if caller != Caller::Browser {
+        return Ok(());
+    }
+    let Some(secure_mode) = authorized.feed.secure_mode() else {
+        return Ok(());
+    };
+    let accepted = hash.is_some_and(|h| {
+        secure_mode.accepts(&context.fully_qualified_key(), h, delivery.app.now_millis())
+    });
+    if accepted {
+        Ok(())
+    } else {
+        Err(bad_request(
+            "secure_mode_hash_mismatch",
+            "Environment is in secure mode, and context hash does not match.",
+        ))
+    }
+}
+
+/// Every flag the audience sees, evaluated for one context: the body of §5.3.
+struct EvaluatedFlags<'a> {
+    results: &'a [(&'a str, ClientResult<'a>)],
+    version: u64,
+    with_reasons: bool,
+}
+
+impl Serialize for EvaluatedFlags<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.results.len()))?;
+        for (key, result) in self.results {
+            map.serialize_entry(key, &result.payload(self.version, self.with_reasons))?;
+        }
+        map.end()
+    }
+}
+
+/// The evaluated-flags JSON for a context.
+pub(crate) fn evaluate_all(
+    state: &Published,
+    audience: Audience,
+    context: &Context,
+    with_reasons: bool,
+) -> Vec<u8> {
+    let results = state.snapshot().evaluate_all_for_client(audience, context);
+    serde_json::to_vec(&EvaluatedFlags {
+        results: &results,
+        version: state.data_version,
+        with_reasons,
+    })
+    .unwrap_or_default()
+}
+
+/// Where a request's context is.
+enum ContextIn {
+    Path(String),
+    Body(Body),
+}
+
+async fn read_context(source: ContextIn, headers: &HeaderMap) -> Result<Context, Response> {
+    match source {
+        ContextIn::Path(encoded) => decode_context_path(&encoded),
+        ContextIn::Body(body) => context_from_body(headers, body).await,
+    }
+}
+
+/// `REPORT` is not a method axum routes by name; the REPORT routes take any method and check.
+fn require_report(method: &Method) -> Result<(), Response> {
+    if method.as_str() == "REPORT" {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint takes REPORT with the context as a JSON body",
+        ))
+    }
+}

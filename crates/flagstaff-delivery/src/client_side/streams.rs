@@ -1,0 +1,316 @@
+//! Client-side streams (§5.5–5.6): the push model (`/eval`, `/meval`: a `put` of evaluated flags,
+//! then only what changed for this context) and the ping model (`/ping`, `/mping`).
+
+use super::*;
+
+// ----- streams ---------------------------------------------------------------------------------
+
+/// The `ping` event. Its data must not be empty: EventSource implementations drop events
+/// without data (§5.5); Relay sends a single space, and so do we.
+const PING: &[u8] = b"event: ping\ndata:  \n\n";
+
+/// What a client stream sends.
+enum Mode {
+    /// `ping` on every change; the SDK polls.
+    Ping,
+    /// The evaluated flags for this context, then what changes for it.
+    Push {
+        context: Box<Context>,
+        audience: Audience,
+        with_reasons: bool,
+    },
+}
+
+/// One client stream's position in its environment's broadcast.
+pub(crate) struct ClientStream {
+    open: OpenStream,
+    changes: tokio::sync::broadcast::Receiver<Arc<Frame>>,
+    /// The sequence number of the state this stream reflects.
+    seen: u64,
+    mode: Mode,
+    first: Option<Bytes>,
+}
+
+impl ClientStream {
+    /// The opening event: the evaluated flags (`put`) or a `ping` (§5.5 option 1: the SDK
+    /// polled before it opened the stream, and polls again on a ping).
+    fn opening(&self, state: &Published) -> Bytes {
+        match &self.mode {
+            Mode::Ping => Bytes::from_static(PING),
+            Mode::Push {
+                context,
+                audience,
+                with_reasons,
+            } => {
+                let data = evaluate_all(state, *audience, context, *with_reasons);
+                let mut out = Vec::with_capacity(data.len() + 24);
+                sse_event(&mut out, "put", &data);
+                Bytes::from(out)
+            }
+        }
+    }
+
+    /// The events a change causes for this stream's context, if any.
+    fn changed(&self, frame: &Frame) -> Option<Bytes> {
+        let Frame::Changes { client, .. } = frame else {
+            return None;
+        };
+        let Mode::Push {
+            context,
+            audience,
+            with_reasons,
+        } = &self.mode
+        else {
+            return Some(Bytes::from_static(PING));
+        };
+        let Some(change) = client else {
+            // The stream opened while this change was being prepared without client data:
+            // send everything again, which SDKs apply as a replacement.
+            return Some(self.opening(&self.open.feed.current()));
+        };
+        let (before, after) = (change.before.snapshot(), change.after.snapshot());
+        let version = change.after.data_version;
+        let mut out = Vec::new();
+        for key in &change.flags {
+            let old = before
+                .flag_id(key)
+                .filter(|id| audience.sees(before.flag(*id).source()))
+                .map(|id| before.evaluate_for_client(id, context));
+            let new = after
+                .flag_id(key)
+                .filter(|id| audience.sees(after.flag(*id).source()))
+                .map(|id| after.evaluate_for_client(id, context));
+            match (old, new) {
+                (old, Some(new)) => {
+                    if old.is_some_and(|old| old.same_result(&new, *with_reasons)) {
+                        continue;
+                    }
+                    let payload = EvaluatedFlag {
+                        key: Some(key),
+                        ..new.payload(version, *with_reasons)
+                    };
+                    sse_event(
+                        &mut out,
+                        "patch",
+                        &serde_json::to_vec(&payload).unwrap_or_default(),
+                    );
+                }
+                (Some(_), None) => {
+                    let data = serde_json::json!({"key": key, "version": version});
+                    sse_event(
+                        &mut out,
+                        "delete",
+                        &serde_json::to_vec(&data).unwrap_or_default(),
+                    );
+                }
+                (None, None) => {}
+            }
+        }
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+
+    /// The next bytes to write, or `None` when the stream must end.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            match self.changes.recv().await {
+                Ok(frame) => match frame.as_ref() {
+                    Frame::Changes { seq, .. } => {
+                        if *seq <= self.seen {
+                            continue;
+                        }
+                        self.seen = *seq;
+                        if let Some(bytes) = self.changed(&frame) {
+                            return Some(bytes);
+                        }
+                    }
+                    Frame::Heartbeat => return Some(Bytes::from_static(crate::feed::HEARTBEAT)),
+                    Frame::Close { .. } => {
+                        if self.open.is_closed_by(&frame) {
+                            return None;
+                        }
+                    }
+                },
+                Err(RecvError::Lagged(_)) => {
+                    let state = self.open.feed.current();
+                    self.seen = state.seq;
+                    return Some(self.opening(&state));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+impl EventSource for ClientStream {
+    fn next_bytes(&mut self) -> impl std::future::Future<Output = Option<Bytes>> + Send {
+        self.next()
+    }
+}
+
+/// Opens a client stream: authorizes, reads the context, checks secure mode, counts it.
+async fn open_client_stream(
+    delivery: &Arc<Delivery>,
+    caller: Caller,
+    env_id: Option<&str>,
+    source: Option<ContextIn>,
+    query: &ClientQuery,
+    headers: &HeaderMap,
+) -> Result<(Arc<EnvFeed>, ClientStream), Response> {
+    let authorized = authorize(delivery, caller, env_id, headers).await?;
+    let mode = match source {
+        None => Mode::Ping,
+        Some(source) => {
+            let context = read_context(source, headers).await?;
+            check_secure_mode(delivery, &authorized, caller, &context, query.h.as_deref())?;
+            Mode::Push {
+                context: Box::new(context),
+                audience: caller.audience(),
+                with_reasons: query.with_reasons(),
+            }
+        }
+    };
+    let open = delivery.admit(authorized, caller.kind(), true)?;
+    let feed = Arc::clone(&open.feed);
+    // Subscribe first, then read the state: every later change is in the broadcast.
+    let changes = feed.subscribe();
+    let state = feed.current();
+    let mut stream = ClientStream {
+        open,
+        changes,
+        seen: state.seq,
+        mode,
+        first: None,
+    };
+    stream.first = Some(stream.opening(&state));
+    Ok((feed, stream))
+}
+
+/// A client stream as an SSE response.
+async fn open_stream(
+    delivery: &Arc<Delivery>,
+    caller: Caller,
+    env_id: Option<&str>,
+    source: Option<ContextIn>,
+    query: &ClientQuery,
+    headers: &HeaderMap,
+) -> Response {
+    match open_client_stream(delivery, caller, env_id, source, query, headers).await {
+        Ok((feed, stream)) => sse_response(&feed, stream),
+        Err(refusal) => refusal,
+    }
+}
+
+/// Browser streams without sockets, for the fan-out benchmark (`benches/client_fanout.rs`):
+/// the same admission, re-evaluation and serialization as `/eval/{id}/{context}`.
+#[doc(hidden)]
+pub mod simulation {
+    use super::*;
+
+    /// One simulated browser stream.
+    pub struct SimulatedStream(ClientStream);
+
+    impl std::fmt::Debug for SimulatedStream {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("SimulatedStream")
+        }
+    }
+
+    impl SimulatedStream {
+        /// The next bytes the stream would write (the first is the `put`).
+        pub async fn next(&mut self) -> Option<Bytes> {
+            self.0.next().await
+        }
+    }
+
+    /// Opens a browser stream for `context` with `client_side_id`.
+    pub async fn open(
+        delivery: &Arc<Delivery>,
+        client_side_id: &str,
+        context: &serde_json::Value,
+    ) -> Result<SimulatedStream, StatusCode> {
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context.to_string());
+        open_client_stream(
+            delivery,
+            Caller::Browser,
+            Some(client_side_id),
+            Some(ContextIn::Path(encoded)),
+            &ClientQuery::default(),
+            &HeaderMap::new(),
+        )
+        .await
+        .map(|(_, stream)| SimulatedStream(stream))
+        .map_err(|refusal| refusal.status())
+    }
+}
+
+/// `GET /eval/{clientSideId}/{ctx}`.
+pub(crate) async fn browser_stream(
+    State(d): State<Arc<Delivery>>,
+    Path((env_id, context)): Path<(String, String)>,
+    Query(query): Query<ClientQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let source = Some(ContextIn::Path(context));
+    open_stream(&d, Caller::Browser, Some(&env_id), source, &query, &headers).await
+}
+
+/// `REPORT /eval/{clientSideId}`.
+pub(crate) async fn browser_stream_report(
+    State(d): State<Arc<Delivery>>,
+    Path(env_id): Path<String>,
+    Query(query): Query<ClientQuery>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(refusal) = require_report(&method) {
+        return refusal;
+    }
+    let source = Some(ContextIn::Body(body));
+    open_stream(&d, Caller::Browser, Some(&env_id), source, &query, &headers).await
+}
+
+/// `GET /ping/{clientSideId}`.
+pub(crate) async fn browser_ping(
+    State(d): State<Arc<Delivery>>,
+    Path(env_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let query = ClientQuery::default();
+    open_stream(&d, Caller::Browser, Some(&env_id), None, &query, &headers).await
+}
+
+/// `GET /meval/{ctx}`.
+pub(crate) async fn mobile_stream(
+    State(d): State<Arc<Delivery>>,
+    Path(context): Path<String>,
+    Query(query): Query<ClientQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let source = Some(ContextIn::Path(context));
+    open_stream(&d, Caller::Mobile, None, source, &query, &headers).await
+}
+
+/// `REPORT /meval`.
+pub(crate) async fn mobile_stream_report(
+    State(d): State<Arc<Delivery>>,
+    Query(query): Query<ClientQuery>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(refusal) = require_report(&method) {
+        return refusal;
+    }
+    let source = Some(ContextIn::Body(body));
+    open_stream(&d, Caller::Mobile, None, source, &query, &headers).await
+}
+
+/// `GET /mping`.
+pub(crate) async fn mobile_ping(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
+    let query = ClientQuery::default();
+    open_stream(&d, Caller::Mobile, None, None, &query, &headers).await
+}

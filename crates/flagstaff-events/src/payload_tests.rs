@@ -1,0 +1,235 @@
+//! Unit tests of `payload.rs`.
+use serde_json::json;
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn source(schema: u32) -> Source {
+    Source {
+        environment: Arc::from("shop/production"),
+        sdk: SdkIdentity::default(),
+        schema,
+        unsummarized: false,
+        received_at: NOW,
+    }
+}
+
+fn parse(schema: u32, events: Value) -> Batch {
+    parse_analytics(source(schema), events.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn summary_counters_become_counters_and_nonsense_is_skipped() {
+    let batch = parse(
+        4,
+        json!([{
+            "kind": "summary", "startDate": NOW - 5000, "endDate": NOW - 1000,
+            "features": {
+                "checkout": {"default": false, "contextKinds": ["user"], "counters": [
+                    {"variation": 1, "version": 7, "value": true, "count": 42},
+                    {"variation": 0, "version": 7, "value": false, "count": 3},
+                    {"value": false, "unknown": true, "version": 3, "count": 1},
+                    {"variation": 0, "version": 7, "value": false, "count": 0},
+                    {"variation": 0, "version": 7, "value": false, "count": -2},
+                    {"variation": 0, "version": 7, "value": false}
+                ]},
+                "broken": {"counters": "no"}
+            },
+            "context": {"kind": "user", "key": "u1", "plan": "gold"}
+        }]),
+    );
+    assert_eq!(batch.events, 1);
+    assert_eq!(batch.skipped, 4);
+    assert_eq!(batch.counters.len(), 3);
+    assert_eq!(
+        batch.counters[0],
+        Counter {
+            flag: "checkout".into(),
+            version: Some(7),
+            variation: Some(1),
+            value: json!(true),
+            count: 42,
+            at: NOW - 1000,
+        }
+    );
+    assert_eq!(
+        batch.counters[2].version, None,
+        "unknown flags have no version"
+    );
+    assert_eq!(batch.counters[2].variation, None);
+    assert_eq!(batch.contexts.len(), 1);
+    assert_eq!(
+        batch.contexts[0].attributes,
+        Some(json!({"plan": "gold"}).as_object().unwrap().clone())
+    );
+}
+
+#[test]
+fn implausible_sdk_clocks_fall_back_to_the_arrival_time() {
+    let summary = |end: i64| {
+        json!([{"kind": "summary", "endDate": end, "features": {"f": {"counters": [
+            {"variation": 0, "version": 1, "value": 1, "count": 1}]}}}])
+    };
+    assert_eq!(parse(4, summary(NOW + 3_600_000)).counters[0].at, NOW);
+    assert_eq!(
+        parse(4, summary(NOW - 500 * 86_400_000)).counters[0].at,
+        NOW
+    );
+    assert_eq!(
+        parse(4, summary(NOW - 86_400_000)).counters[0].at,
+        NOW - 86_400_000
+    );
+}
+
+#[test]
+fn feature_events_are_samples_unless_the_sdk_did_not_summarise() {
+    let events = json!([
+        {"kind": "feature", "creationDate": NOW, "key": "checkout", "version": 7,
+         "variation": 1, "value": true, "default": false,
+         "context": {"kind": "user", "key": "u1"}},
+        {"kind": "feature", "creationDate": NOW, "key": "checkout", "version": 7,
+         "variation": 0, "value": false, "default": false, "trackEvents": true,
+         "context": {"kind": "user", "key": "u2"}}
+    ]);
+    let summarised = parse(4, events.clone());
+    assert!(summarised.counters.is_empty());
+    assert_eq!(summarised.samples.len(), 2);
+    for (schema, unsummarized) in [(2, false), (1, false), (4, true)] {
+        let mut source = source(schema);
+        source.unsummarized = unsummarized;
+        let batch = parse_analytics(source, events.to_string().as_bytes()).unwrap();
+        assert_eq!(batch.counters.len(), 2, "schema {schema}");
+        assert_eq!(batch.counters[0].variation, Some(1));
+        assert_eq!(batch.counters[0].count, 1);
+        // Only the tracked one is kept in full.
+        assert_eq!(batch.samples.len(), 1, "schema {schema}");
+        assert_eq!(batch.samples[0].body["context"]["key"], "u2");
+    }
+}
+
+#[test]
+fn private_attributes_are_removed_wherever_a_context_appears() {
+    let batch = parse(
+        4,
+        json!([
+            {"kind": "custom", "creationDate": NOW, "key": "purchase", "metricValue": 9.5,
+             "data": {"sku": "a"},
+             "context": {"kind": "user", "key": "u1", "name": "Ann", "email": "ann@example.com",
+               "address": {"city": "Oslo", "street": "Main 1"},
+               "_meta": {"privateAttributes": ["email", "/address/street", "key"],
+                         "redactedAttributes": ["phone"]}}},
+            {"kind": "identify", "creationDate": NOW,
+             "context": {"kind": "multi",
+               "user": {"key": "u2", "ssn": "123", "_meta": {"privateAttributes": ["ssn"]}},
+               "org": {"key": "o1", "name": "Acme"}}}
+        ]),
+    );
+    let text = format!("{:?}", batch);
+    for secret in ["ann@example.com", "Main 1", "123"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    let ann = &batch.contexts[0];
+    assert_eq!(ann.key, "u1");
+    assert_eq!(ann.redacted, ["/address/street", "email", "phone"]);
+    assert_eq!(
+        Value::Object(ann.attributes.clone().unwrap()),
+        json!({"name": "Ann", "address": {"city": "Oslo"}})
+    );
+    let sample = &batch.samples[0];
+    assert_eq!(sample.kind, "custom");
+    assert_eq!(sample.body["context"]["key"], "u1");
+    assert_eq!(sample.body["context"]["kind"], "user");
+    assert_eq!(sample.body["data"], json!({"sku": "a"}));
+    assert_eq!(batch.custom[0].metric, Some(9.5));
+    let kinds: Vec<&str> = batch.contexts.iter().map(|c| c.kind.as_str()).collect();
+    assert_eq!(kinds, ["user", "org", "user"]);
+    assert_eq!(batch.contexts[2].redacted, ["ssn"]);
+}
+
+#[test]
+fn legacy_users_and_context_keys_are_read() {
+    let batch = parse(
+        3,
+        json!([
+            {"kind": "index", "creationDate": NOW,
+             "user": {"key": "u1", "name": "Ann", "email": "a@x", "custom": {"plan": "gold"},
+                      "privateAttrs": ["phone"], "privateAttributeNames": ["email"]}},
+            {"kind": "custom", "creationDate": NOW, "key": "view", "userKey": "u2"},
+            {"kind": "custom", "creationDate": NOW, "key": "view",
+             "contextKeys": {"user": "u3", "org": "o1"}}
+        ]),
+    );
+    assert_eq!(batch.contexts[0].kind, "user");
+    assert_eq!(
+        Value::Object(batch.contexts[0].attributes.clone().unwrap()),
+        json!({"name": "Ann", "plan": "gold"})
+    );
+    assert_eq!(batch.contexts[0].redacted, ["email", "phone"]);
+    let keyed: Vec<(&str, &str, bool)> = batch.contexts[1..]
+        .iter()
+        .map(|c| (c.kind.as_str(), c.key.as_str(), c.attributes.is_none()))
+        .collect();
+    assert_eq!(
+        keyed,
+        [
+            ("user", "u2", true),
+            ("org", "o1", true),
+            ("user", "u3", true)
+        ]
+    );
+    assert_eq!(batch.custom.len(), 2);
+}
+
+#[test]
+fn only_the_payload_shape_can_refuse_a_payload() {
+    assert!(matches!(
+        parse_analytics(source(4), b"[{\"kind\": "),
+        Err(PayloadError::NotJson(_))
+    ));
+    assert_eq!(
+        parse_analytics(source(4), b"{}").unwrap_err(),
+        PayloadError::NotArray
+    );
+    assert_eq!(
+        parse_diagnostic(source(4), b"[]").unwrap_err(),
+        PayloadError::NotObject
+    );
+    let batch = parse(
+        4,
+        json!([1, "x", null, {"kind": "new-kind-from-the-future"}, {"kind": "alias"},
+               {"kind": "custom"}, {"kind": "feature", "key": ""}]),
+    );
+    assert_eq!(batch.events, 7);
+    assert_eq!(batch.skipped, 6);
+}
+
+#[test]
+fn sdks_are_named_from_headers_and_diagnostics() {
+    let sdk = SdkIdentity::from_headers(Some("PythonClient/9.12.0"), None, None);
+    assert_eq!(
+        (sdk.name.as_str(), sdk.version.as_str()),
+        ("PythonClient", "9.12.0")
+    );
+    let browser = SdkIdentity::from_headers(
+        Some("Mozilla/5.0 (X11; Linux x86_64)"),
+        Some("JSClient/3.4.0"),
+        Some("react-client-sdk/3.0.0"),
+    );
+    assert_eq!(browser.name, "JSClient");
+    assert_eq!(browser.wrapper, "react-client-sdk/3.0.0");
+    let unknown = SdkIdentity::from_headers(Some("Mozilla/5.0"), None, None);
+    assert_eq!(unknown.name, "unknown");
+    let diagnostic = parse_diagnostic(
+        source(4),
+        json!({"kind": "diagnostic-init", "sdk": {"name": "go-server-sdk", "version": "7.1.0",
+               "wrapperName": "relay"}, "platform": {"name": "Go", "osName": "linux"}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let (identity, platform) = diagnostic.diagnostic.unwrap();
+    assert_eq!(identity.name, "go-server-sdk");
+    assert_eq!(identity.wrapper, "relay");
+    assert!(platform.contains("linux"));
+}
