@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,8 +13,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
-use crate::{MAX_BODY_BYTES, Result};
+use crate::Result;
+use flagstaff_app::ErrorCode;
+use flagstaff_http::ApiError;
 
 /// The authenticated caller.
 pub(crate) struct Caller(pub(crate) Actor);
@@ -25,8 +26,7 @@ impl FromRequestParts<Arc<App>> for Caller {
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Caller> {
         let unauthorized = || {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 "send an API token: Authorization: Bearer <token>",
             )
         };
@@ -40,36 +40,9 @@ impl FromRequestParts<Arc<App>> for Caller {
     }
 }
 
-/// A JSON body, size-limited, with the path of the offending field in errors.
-pub(crate) struct Body<T>(pub(crate) T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, _state: &S) -> Result<Body<T>> {
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("the body is over {MAX_BODY_BYTES} bytes"),
-                )
-            })?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map(Body)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_body",
-                    e.inner().to_string(),
-                )
-                .with_field(if path == "." { String::new() } else { path })
-            })
-    }
-}
+/// A JSON body, size-limited, with the path of the offending field in errors (shared with the
+/// dashboard, so the same mistake gets the same answer).
+pub(crate) use flagstaff_http::JsonBody as Body;
 
 /// The `If-Match` version an update must name.
 pub(crate) struct IfMatch(pub(crate) u64);
@@ -79,13 +52,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfMatch> {
         let value = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-            ApiError::new(StatusCode::PRECONDITION_REQUIRED, "version_required", "send If-Match: \"<version>\" with the version you read, so that no change is overwritten unseen")
+            ApiError::new(ErrorCode::VersionRequired, "send If-Match: \"<version>\" with the version you read, so that no change is overwritten unseen")
         })?;
         let version = value.trim().trim_start_matches("W/").trim_matches('"');
         version.parse().map(IfMatch).map_err(|_| {
             ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 format!("If-Match {value:?} is not a version"),
             )
             .with_field("If-Match")
@@ -156,15 +128,14 @@ pub(crate) fn apply_patch<T: serde::Serialize + DeserializeOwned>(
     patch: &json_patch::Patch,
 ) -> Result<T> {
     let mut document = serde_json::to_value(current)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
     json_patch::patch(&mut document, patch).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_patch", e.to_string())
+        ApiError::new(ErrorCode::InvalidPatch, e.to_string())
             .with_field(format!("[{}]", e.operation))
     })?;
     serde_path_to_error::deserialize(document).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("after the patch: {}", e.inner()),
         )
         .with_field(e.path().to_string())

@@ -7,16 +7,17 @@
 //! - Updates and deletes require `If-Match: "<version>"`: a stale version is a 409 with the
 //!   current version, and a missing one a 428, so no write ever silently overwrites another.
 //! - The reason for a change goes in the `X-Flagstaff-Comment` header and lands in the audit log.
-//! - Errors are `{"code", "message", "field"?}` (see `error.rs` for the table).
+//! - Errors are `{"code", "message", "field"?}` with stable codes (`flagstaff-http`; the
+//!   table is `docs/errors.md`, generated from `flagstaff_app::ErrorCode`).
 #![forbid(unsafe_code)]
 // The OpenAPI document is one large `json!` literal.
 #![recursion_limit = "256"]
 
-mod error;
 mod extract;
 pub mod openapi;
 mod routes;
 
+use flagstaff_app::ErrorCode;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -27,10 +28,7 @@ use axum::{Json, Router};
 use flagstaff_app::App;
 use serde_json::json;
 
-pub use error::ApiError;
-
-/// Largest request body accepted (413 beyond).
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+pub use flagstaff_http::{ApiError, MAX_BODY_BYTES};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -69,9 +67,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .merge(routes::members::routes())
         .merge(routes::tokens::routes())
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
-        });
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API endpoint") });
     let mut router = Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))

@@ -100,7 +100,7 @@ impl App {
             critical: settings.critical.unwrap_or(current.value.critical),
             ..current.value.clone()
         };
-        let after = body(&environment);
+        let after = body(&environment)?;
         let write = Write::Put {
             kind: kinds::ENVIRONMENT.into(),
             scope: project.into(),
@@ -117,7 +117,7 @@ impl App {
                     project,
                     key,
                     comment,
-                    Some(body(&current.value)),
+                    Some(body(&current.value)?),
                     Some(after),
                 ),
             )
@@ -154,7 +154,7 @@ impl App {
                 project,
                 key,
                 comment,
-                Some(body(&current.value)),
+                Some(body(&current.value)?),
                 None,
             ),
         )
@@ -189,7 +189,7 @@ impl App {
             secure_mode: false,
             critical: matches!(key, "production" | "prod"),
         };
-        let after = body(&environment);
+        let after = body(&environment)?;
         let mut writes = vec![Write::Put {
             kind: kinds::ENVIRONMENT.into(),
             scope: project.into(),
@@ -217,7 +217,7 @@ impl App {
                 kind: kinds::TARGETING.into(),
                 scope: env_scope(project, key),
                 key: definition.key.clone(),
-                body: body(&default_targeting(&definition)),
+                body: body(&default_targeting(&definition))?,
                 expect: Expect::Any,
             });
         }

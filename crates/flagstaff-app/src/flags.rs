@@ -68,7 +68,7 @@ impl App {
         self.project(&Actor::system(), project).await?;
         definition.archived = false;
         validate::definition(&mut definition)?;
-        let after = body(&definition);
+        let after = body(&definition)?;
         let mut writes = vec![Write::Put {
             kind: kinds::FLAG.into(),
             scope: project.into(),
@@ -82,7 +82,7 @@ impl App {
                 kind: kinds::TARGETING.into(),
                 scope: env_scope(project, &env.key),
                 key: definition.key.clone(),
-                body: body(&default_targeting(&definition)),
+                body: body(&default_targeting(&definition))?,
                 expect: Expect::Any,
             });
         }
@@ -236,7 +236,7 @@ impl App {
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
         let key = definition.key.clone();
-        let after = body(&definition);
+        let after = body(&definition)?;
         let mut writes = vec![Write::Put {
             kind: kinds::FLAG.into(),
             scope: project.into(),
@@ -275,7 +275,7 @@ impl App {
                     project,
                     &key,
                     comment,
-                    Some(body(&current.value)),
+                    Some(body(&current.value)?),
                     Some(after),
                 ),
             )
@@ -328,7 +328,7 @@ impl App {
                 project,
                 key,
                 comment,
-                Some(body(&current.value)),
+                Some(body(&current.value)?),
                 None,
             ),
         )

@@ -102,7 +102,7 @@ impl App {
                         kind: kinds::FLAG.into(),
                         scope: project.into(),
                         key: key.clone(),
-                        body: body(&definition),
+                        body: body(&definition)?,
                         expect: Expect::Absent,
                     });
                     for env in environments.iter().filter(|e| e.key != environment) {
@@ -110,7 +110,7 @@ impl App {
                             kind: kinds::TARGETING.into(),
                             scope: env_scope(project, &env.key),
                             key: key.clone(),
-                            body: body(&default_targeting(&definition)),
+                            body: body(&default_targeting(&definition))?,
                             expect: Expect::Any,
                         });
                     }
@@ -136,7 +136,7 @@ impl App {
                 kind: kinds::TARGETING.into(),
                 scope: scope.clone(),
                 key: key.clone(),
-                body: body(&targeting),
+                body: body(&targeting)?,
                 expect: Expect::Any,
             });
         }
@@ -153,7 +153,7 @@ impl App {
                 kind: kinds::SEGMENT.into(),
                 scope: scope.clone(),
                 key: key.clone(),
-                body: body(&segment),
+                body: body(&segment)?,
                 expect: Expect::Any,
             });
         }

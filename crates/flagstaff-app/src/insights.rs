@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::access::Role;
-use crate::error::{AppError, Result};
+use crate::error::{AppError, ErrorCode, Result};
 use crate::model::FlagDefinition;
 use crate::model::kinds;
 use crate::{Actor, App, env_scope};
@@ -71,7 +71,7 @@ impl InsightsRange {
             .find(|range| range.as_str() == text)
             .ok_or_else(|| {
                 AppError::invalid(
-                    "invalid_range",
+                    ErrorCode::InvalidRange,
                     "range",
                     format!("{text:?} is not one of 1h, 24h, 7d, 30d, 90d"),
                 )
@@ -392,7 +392,7 @@ fn check_days(days: u32) -> Result<u32> {
         Ok(days)
     } else {
         Err(AppError::invalid(
-            "invalid_days",
+            ErrorCode::InvalidDays,
             "days",
             "the status window is 1 to 365 days",
         ))

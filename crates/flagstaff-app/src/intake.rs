@@ -3,11 +3,9 @@
 //! it with a bound and writes it in batches (ARCHITECTURE.md, invariant 16). Nothing here waits
 //! for a database.
 
-pub use flagstaff_events::{
-    KINDS as EVENT_KINDS, PayloadError, SdkIdentity, Source as EventSource,
-};
+pub use flagstaff_events::{KINDS as EVENT_KINDS, SdkIdentity, Source as EventSource};
 
-use crate::App;
+use crate::{App, AppError, ErrorCode};
 
 /// How many events of each kind (in [`EVENT_KINDS`] order) a payload held.
 pub type EventCounts = [u64; EVENT_KINDS.len()];
@@ -22,7 +20,7 @@ impl App {
         bytes: &[u8],
         diagnostic: bool,
         payload_id: Option<&str>,
-    ) -> Result<EventCounts, PayloadError> {
+    ) -> Result<EventCounts, AppError> {
         let parsed = if diagnostic {
             flagstaff_events::parse_diagnostic(source, bytes)
         } else {
@@ -32,7 +30,12 @@ impl App {
             Ok(batch) => batch,
             Err(e) => {
                 self.record_rejected_events();
-                return Err(e);
+                let code = match e {
+                    flagstaff_events::PayloadError::NotJson(_) => ErrorCode::InvalidJson,
+                    flagstaff_events::PayloadError::NotArray
+                    | flagstaff_events::PayloadError::NotObject => ErrorCode::InvalidPayload,
+                };
+                return Err(AppError::invalid(code, "", e.to_string()));
             }
         };
         let counts = batch.kinds;

@@ -109,7 +109,7 @@ impl App {
             KeyKind::Sdk => format!("sdk-{}", uuid_v4()),
             KeyKind::Mobile => format!("mob-{}", uuid_v4()),
         };
-        let before = body(&env);
+        let before = body(&env)?;
         match kind {
             KeyKind::Sdk => env.sdk_key_hint = hint(&new_key),
             KeyKind::Mobile => env.mobile_key_hint = hint(&new_key),
@@ -119,7 +119,7 @@ impl App {
                 kind: kinds::ENVIRONMENT.into(),
                 scope: project.into(),
                 key: environment.into(),
-                body: body(&env),
+                body: body(&env)?,
                 expect: Expect::Version(env_doc.version),
             },
             Write::Put {
@@ -165,7 +165,7 @@ impl App {
             KeyKind::Mobile => Action::MobileKeyRotate,
         };
         let after =
-            json!({"environment": body(&env), "oldKeyValidForSeconds": old_key_valid_for_seconds});
+            json!({"environment": body(&env)?, "oldKeyValidForSeconds": old_key_valid_for_seconds});
         self.commit(
             actor,
             writes,

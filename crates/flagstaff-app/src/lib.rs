@@ -57,7 +57,7 @@ use serde_json::Value;
 pub use access::{Actor, Role};
 pub use changes::{Action, Change, Scope, Subject};
 pub use environments::EnvironmentWithKeys;
-pub use error::{AppError, Result};
+pub use error::{AppError, ErrorCode, Result};
 pub use flags::FlagFilter;
 pub use flagstaff_store::{AuditEntry, AuditQuery, Clock};
 pub use import::ImportSummary;
@@ -123,8 +123,14 @@ fn decode<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T> {
     })
 }
 
-fn body<T: Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+/// A document's stored JSON. Our documents serialize infallibly (derived `Serialize`, string
+/// keys); should one ever fail, the write is refused rather than `null` committed in its place.
+fn body<T: Serialize>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| {
+        AppError::Store(flagstaff_store::StoreError::Corrupt(format!(
+            "a document does not serialize: {e}"
+        )))
+    })
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -145,12 +145,12 @@ impl App {
             password_hash: hash_password(password)?,
         };
         let shown = Member::from(&stored);
-        let after = serde_json::to_value(&shown).unwrap_or_default();
+        let after = crate::body(&shown)?;
         let write = Write::Put {
             kind: kinds::MEMBER.into(),
             scope: String::new(),
             key: email.clone(),
-            body: serde_json::to_value(&stored).unwrap_or_default(),
+            body: crate::body(&stored)?,
             expect: Expect::Absent,
         };
         self.commit(
@@ -184,8 +184,7 @@ impl App {
             .get_live(kinds::MEMBER, "", &email)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("member {email:?}")))?;
-        let before =
-            serde_json::to_value(Member::from(&decode::<StoredMember>(&doc)?)).unwrap_or_default();
+        let before = crate::body(&Member::from(&decode::<StoredMember>(&doc)?))?;
         let mut writes = vec![Write::Delete {
             kind: kinds::MEMBER.into(),
             scope: String::new(),

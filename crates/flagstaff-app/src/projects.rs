@@ -84,7 +84,7 @@ impl App {
     ) -> Result<Project> {
         actor.require(Role::Admin, None)?;
         validate::key("key", &project.key)?;
-        let after = body(&project);
+        let after = body(&project)?;
         let write = Write::Put {
             kind: kinds::PROJECT.into(),
             scope: String::new(),
@@ -146,7 +146,7 @@ impl App {
             key: key.to_owned(),
             name: name.to_owned(),
         };
-        let after = body(&project);
+        let after = body(&project)?;
         let write = Write::Put {
             kind: kinds::PROJECT.into(),
             scope: String::new(),
@@ -163,7 +163,7 @@ impl App {
                     "",
                     key,
                     comment,
-                    Some(body(&current.value)),
+                    Some(body(&current.value)?),
                     Some(after),
                 ),
             )
@@ -210,7 +210,7 @@ impl App {
                 "",
                 key,
                 comment,
-                Some(body(&current.value)),
+                Some(body(&current.value)?),
                 None,
             ),
         )

@@ -40,7 +40,7 @@ impl App {
         segment.version = 0;
         segment.deleted = false;
         validate::segment(&segment, &self.neighbourhood(project, environment).await?)?;
-        let after = body(&segment);
+        let after = body(&segment)?;
         let expect = expected.map_or(Expect::Absent, Expect::Version);
         let write = Write::Put {
             kind: kinds::SEGMENT.into(),
@@ -153,7 +153,7 @@ impl App {
                 &scope,
                 key,
                 comment,
-                Some(body(&current.value)),
+                Some(body(&current.value)?),
                 None,
             ),
         )

@@ -126,7 +126,7 @@ impl App {
             &targeting,
             &self.neighbourhood(project, environment).await?,
         )?;
-        let after = body(&targeting);
+        let after = body(&targeting)?;
         let scope = env_scope(project, environment);
         let write = Write::Put {
             kind: kinds::TARGETING.into(),
@@ -144,7 +144,7 @@ impl App {
                     &scope,
                     key,
                     comment,
-                    Some(body(&current.value)),
+                    Some(body(&current.value)?),
                     Some(after),
                 ),
             )

@@ -124,7 +124,7 @@ impl App {
             expires_at: spec.expires_at,
             member: spec.member,
         };
-        let after = serde_json::to_value(&info).unwrap_or_default();
+        let after = crate::body(&info)?;
         let writes = vec![
             Write::Put {
                 kind: kinds::TOKEN.into(),

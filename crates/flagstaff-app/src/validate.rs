@@ -12,49 +12,50 @@ use flagstaff_eval::values;
 use flagstaff_protocol::{AttrRef, Clause, Kind, Segment, VariationOrRollout};
 use serde_json::Value;
 
-use crate::error::{AppError, Result};
+use crate::error::{AppError, ErrorCode, Result};
 use crate::model::{FlagDefinition, FlagKind, Targeting, Variation};
 
-/// Stable error codes (the API's error table lists them with their HTTP status).
+/// The validation codes, as constants (each an [`ErrorCode`]; the table is in `error.rs`).
 pub mod codes {
-    /// A key has characters other than letters, digits, `.`, `_`, `-`, or is empty or too long.
-    pub const INVALID_KEY: &str = "invalid_key";
-    /// A field has the wrong shape or value.
-    pub const INVALID_FIELD: &str = "invalid_field";
-    /// The variations do not fit the flag kind, or repeat a value.
-    pub const INVALID_VARIATIONS: &str = "invalid_variations";
-    /// A variation index points outside the flag's variations.
-    pub const VARIATION_OUT_OF_RANGE: &str = "variation_out_of_range";
-    /// A rule or fallthrough serves neither a variation nor a rollout.
-    pub const MISSING_VARIATION: &str = "missing_variation";
-    /// A rollout's buckets are empty, weights are out of range or do not add up to 100%.
-    pub const INVALID_ROLLOUT: &str = "invalid_rollout";
-    /// A clause names an operator the evaluator does not know.
-    pub const UNKNOWN_OPERATOR: &str = "unknown_operator";
-    /// An attribute reference is empty or malformed.
-    pub const INVALID_ATTRIBUTE_REFERENCE: &str = "invalid_attribute_reference";
-    /// A clause's values are empty or of the wrong type for its operator.
-    pub const INVALID_CLAUSE_VALUES: &str = "invalid_clause_values";
-    /// A `matches` pattern does not compile.
-    pub const INVALID_REGEX: &str = "invalid_regex";
-    /// A context kind name is invalid.
-    pub const INVALID_CONTEXT_KIND: &str = "invalid_context_kind";
-    /// An individual target is malformed.
-    pub const INVALID_TARGET: &str = "invalid_target";
-    /// A `segmentMatch` clause names a segment that does not exist.
-    pub const UNKNOWN_SEGMENT: &str = "unknown_segment";
-    /// Segments would include each other in a cycle.
-    pub const SEGMENT_CYCLE: &str = "segment_cycle";
-    /// A prerequisite names a flag that does not exist.
-    pub const UNKNOWN_PREREQUISITE: &str = "unknown_prerequisite";
-    /// Prerequisites would form a cycle.
-    pub const PREREQUISITE_CYCLE: &str = "prerequisite_cycle";
-    /// Secure mode cannot be turned on: no SDK key has a stored HMAC key schedule (keys made
-    /// before Flagstaff kept one); rotating the SDK key once fixes it.
-    pub const SECURE_MODE_NEEDS_ROTATION: &str = "secure_mode_needs_rotation";
+    use crate::error::ErrorCode;
 
-    /// Every code above. The use-case tests produce each one; the API's error table lists them.
-    pub const ALL: &[&str] = &[
+    /// `invalid_key`.
+    pub const INVALID_KEY: ErrorCode = ErrorCode::InvalidKey;
+    /// `invalid_field`.
+    pub const INVALID_FIELD: ErrorCode = ErrorCode::InvalidField;
+    /// `invalid_variations`.
+    pub const INVALID_VARIATIONS: ErrorCode = ErrorCode::InvalidVariations;
+    /// `variation_out_of_range`.
+    pub const VARIATION_OUT_OF_RANGE: ErrorCode = ErrorCode::VariationOutOfRange;
+    /// `missing_variation`.
+    pub const MISSING_VARIATION: ErrorCode = ErrorCode::MissingVariation;
+    /// `invalid_rollout`.
+    pub const INVALID_ROLLOUT: ErrorCode = ErrorCode::InvalidRollout;
+    /// `unknown_operator`.
+    pub const UNKNOWN_OPERATOR: ErrorCode = ErrorCode::UnknownOperator;
+    /// `invalid_attribute_reference`.
+    pub const INVALID_ATTRIBUTE_REFERENCE: ErrorCode = ErrorCode::InvalidAttributeReference;
+    /// `invalid_clause_values`.
+    pub const INVALID_CLAUSE_VALUES: ErrorCode = ErrorCode::InvalidClauseValues;
+    /// `invalid_regex`.
+    pub const INVALID_REGEX: ErrorCode = ErrorCode::InvalidRegex;
+    /// `invalid_context_kind`.
+    pub const INVALID_CONTEXT_KIND: ErrorCode = ErrorCode::InvalidContextKind;
+    /// `invalid_target`.
+    pub const INVALID_TARGET: ErrorCode = ErrorCode::InvalidTarget;
+    /// `unknown_segment`.
+    pub const UNKNOWN_SEGMENT: ErrorCode = ErrorCode::UnknownSegment;
+    /// `segment_cycle`.
+    pub const SEGMENT_CYCLE: ErrorCode = ErrorCode::SegmentCycle;
+    /// `unknown_prerequisite`.
+    pub const UNKNOWN_PREREQUISITE: ErrorCode = ErrorCode::UnknownPrerequisite;
+    /// `prerequisite_cycle`.
+    pub const PREREQUISITE_CYCLE: ErrorCode = ErrorCode::PrerequisiteCycle;
+    /// `secure_mode_needs_rotation`.
+    pub const SECURE_MODE_NEEDS_ROTATION: ErrorCode = ErrorCode::SecureModeNeedsRotation;
+
+    /// Every validation code. The use-case tests produce each one.
+    pub const ALL: &[ErrorCode] = &[
         INVALID_KEY,
         INVALID_FIELD,
         INVALID_VARIATIONS,
@@ -98,7 +99,7 @@ pub fn key(field: &str, key: &str) -> Result<()> {
     }
 }
 
-fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> AppError {
+fn invalid(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> AppError {
     AppError::invalid(code, field, message)
 }
 

@@ -15,14 +15,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use flagstaff_app::model::{FlagDefinition, FlagKind, Targeting, Variation};
-use flagstaff_app::{AppError, FlagRow, validate};
+use flagstaff_app::{AppError, ErrorCode, FlagRow, validate};
 use flagstaff_protocol::ClientSideAvailability;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::describe::{self, DiffLine};
 use crate::session::Viewer;
-use crate::{DashState, JsonBody, JsonError, Nav, PageError, render, script_json, time};
+use crate::{DashState, JsonBody, Nav, PageError, json_error, render, script_json, time};
 
 /// Flags shown per page of the list.
 const PAGE_SIZE: usize = 100;
@@ -587,7 +587,7 @@ fn parse_targeting(value: Value) -> Result<Targeting, AppError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         AppError::invalid(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("targeting.{path}").trim_end_matches(".."),
             e.inner().to_string(),
         )
@@ -598,6 +598,20 @@ fn parse_targeting(value: Value) -> Result<Targeting, AppError> {
 #[template(path = "diff.html")]
 pub(crate) struct DiffFragment {
     pub lines: Vec<DiffLine>,
+}
+
+/// The review dialog's diff as HTML. A template failure is answered `500 internal`, never an
+/// empty diff that would look like "nothing changes".
+// The refusal is the response itself, built only on the failure path (as in the handlers).
+#[allow(clippy::result_large_err)]
+pub(crate) fn diff_html(lines: Vec<DiffLine>) -> Result<String, Response> {
+    DiffFragment { lines }.render().map_err(|error| {
+        tracing::error!(%error, "the diff template failed");
+        flagstaff_http::error(
+            ErrorCode::Internal,
+            "the change could not be shown; it has been logged",
+        )
+    })
 }
 
 pub(crate) async fn review(
@@ -628,15 +642,15 @@ pub(crate) async fn review(
             &describe::targeting(variations, &current.value),
             &describe::targeting(variations, &proposed),
         );
-        Ok::<_, AppError>(json!({
-            "changed": describe::changes(&lines),
-            "version": current.version,
-            "html": DiffFragment { lines }.render().unwrap_or_default(),
-        }))
+        Ok::<_, AppError>((lines, current.version))
     };
-    run.await
-        .map(|v| Json(v).into_response())
-        .map_err(|e| JsonError(e).into_response())
+    let (lines, version) = run.await.map_err(json_error)?;
+    Ok(Json(json!({
+        "changed": describe::changes(&lines),
+        "version": version,
+        "html": diff_html(lines)?,
+    }))
+    .into_response())
 }
 
 pub(crate) async fn save(
@@ -665,7 +679,7 @@ pub(crate) async fn save(
     };
     run.await
         .map(|v| Json(v).into_response())
-        .map_err(|e| JsonError(e).into_response())
+        .map_err(json_error)
 }
 
 #[derive(Deserialize)]

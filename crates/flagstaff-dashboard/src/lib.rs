@@ -40,7 +40,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use flagstaff_app::model::Environment;
 use flagstaff_app::{App, AppError};
-use serde_json::json;
 
 pub use session::Viewer;
 
@@ -341,20 +340,13 @@ struct ErrorPage {
     message: String,
 }
 
-pub(crate) fn status_of(error: &AppError) -> (StatusCode, &'static str) {
-    match error {
-        AppError::Invalid { code, .. } => (StatusCode::BAD_REQUEST, code),
-        AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-        AppError::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
-        AppError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
-        AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-        AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-    }
+/// The status an error is answered with: its code's (`flagstaff_app::ErrorCode`).
+pub(crate) fn status_of(error: &AppError) -> StatusCode {
+    StatusCode::from_u16(error.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn public_message(error: &AppError) -> String {
-    match status_of(error).0 {
+    match status_of(error) {
         StatusCode::INTERNAL_SERVER_ERROR => {
             tracing::error!(%error, "dashboard request failed");
             "Something went wrong on the server; it has been logged. Try again.".into()
@@ -365,7 +357,7 @@ fn public_message(error: &AppError) -> String {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let (status, _) = status_of(&self.0);
+        let status = status_of(&self.0);
         let title = match status {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::FORBIDDEN => "Not allowed",
@@ -383,71 +375,13 @@ impl IntoResponse for PageError {
     }
 }
 
-/// An error answered as JSON to the page's scripts: `{"code", "message", "field"?,
-/// "currentVersion"?}`, the same shape and codes as the API.
-#[derive(Debug)]
-pub(crate) struct JsonError(pub AppError);
+/// A JSON request body from the page's scripts: the same extractor as the API's, so a malformed
+/// body is `400 invalid_body` naming the field and an oversized one `413 payload_too_large`.
+pub(crate) use flagstaff_http::JsonBody;
 
-impl From<AppError> for JsonError {
-    fn from(e: AppError) -> JsonError {
-        JsonError(e)
-    }
-}
-
-impl IntoResponse for JsonError {
-    fn into_response(self) -> Response {
-        let (status, code) = status_of(&self.0);
-        let mut body = json!({"code": code, "message": public_message(&self.0)});
-        match &self.0 {
-            AppError::Invalid { field, message, .. } => {
-                body["field"] = json!(field);
-                body["message"] = json!(message);
-            }
-            AppError::Conflict { current } => body["currentVersion"] = json!(current),
-            _ => {}
-        }
-        (status, axum::Json(body)).into_response()
-    }
-}
-
-/// A JSON request body from the page's scripts. Malformed JSON or a wrong shape is answered
-/// like every other error, as `{"code": "invalid_body", "message", "field"}` with the path of
-/// the offending field, rather than axum's plain-text rejection.
-#[derive(Debug)]
-pub(crate) struct JsonBody<T>(pub T);
-
-/// Largest body a script may send (a targeting document with thousands of target keys fits).
-const MAX_BODY: usize = 1 << 20;
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, Response> {
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| {
-                JsonError(AppError::invalid(
-                    "invalid_body",
-                    "",
-                    "the body is unreadable or larger than 1 MiB",
-                ))
-                .into_response()
-            })?;
-        let _ = state;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map(JsonBody)
-            .map_err(|e| {
-                let field = e.path().to_string();
-                let field = if field == "." { String::new() } else { field };
-                JsonError(AppError::invalid(
-                    "invalid_body",
-                    field,
-                    e.inner().to_string(),
-                ))
-                .into_response()
-            })
-    }
+/// An error answered as JSON to the page's scripts: the API's shape and codes.
+pub(crate) fn json_error(error: AppError) -> Response {
+    flagstaff_http::ApiError::from(error).into_response()
 }
 
 /// Renders a template to an HTML response.
@@ -474,7 +408,7 @@ mod tests {
 
     #[test]
     fn script_json_cannot_close_the_script() {
-        let s = script_json(&json!({"name": "</script><script>alert(1)</script>"}));
+        let s = script_json(&serde_json::json!({"name": "</script><script>alert(1)</script>"}));
         assert!(!s.contains("</script"));
         let back: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(back["name"], "</script><script>alert(1)</script>");

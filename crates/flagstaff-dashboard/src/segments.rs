@@ -7,15 +7,15 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use flagstaff_app::AppError;
+use flagstaff_app::{AppError, ErrorCode};
 use flagstaff_protocol::Segment;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::describe;
-use crate::flags::{DiffFragment, EnvQuery};
+use crate::flags::{EnvQuery, diff_html};
 use crate::session::Viewer;
-use crate::{DashState, JsonBody, JsonError, Nav, PageError, render, script_json};
+use crate::{DashState, JsonBody, Nav, PageError, json_error, render, script_json};
 
 pub(crate) struct ListedSegment {
     pub key: String,
@@ -97,7 +97,12 @@ pub(crate) async fn create(
     viewer.check_csrf(&headers, Some(&form.csrf))?;
     let segment: Segment =
         serde_json::from_value(json!({"key": form.key.trim()})).map_err(|e| {
-            PageError(AppError::invalid("invalid_field", "key", e.to_string())).into_response()
+            PageError(AppError::invalid(
+                ErrorCode::InvalidField,
+                "key",
+                e.to_string(),
+            ))
+            .into_response()
         })?;
     match dashboard
         .app
@@ -194,14 +199,14 @@ pub(crate) struct Proposal {
 fn parse_segment(value: Value, key: &str) -> Result<Segment, AppError> {
     let segment: Segment = serde_path_to_error::deserialize(value).map_err(|e| {
         AppError::invalid(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("segment.{}", e.path()),
             e.inner().to_string(),
         )
     })?;
     if segment.key != key {
         return Err(AppError::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             "segment.key",
             "a segment's key cannot change",
         ));
@@ -227,15 +232,15 @@ pub(crate) async fn review(
             &describe::segment(&current.value),
             &describe::segment(&proposed),
         );
-        Ok::<_, AppError>(json!({
-            "changed": describe::changes(&lines),
-            "version": current.version,
-            "html": DiffFragment { lines }.render().unwrap_or_default(),
-        }))
+        Ok::<_, AppError>((lines, current.version))
     };
-    run.await
-        .map(|v| Json(v).into_response())
-        .map_err(|e| JsonError(e).into_response())
+    let (lines, version) = run.await.map_err(json_error)?;
+    Ok(Json(json!({
+        "changed": describe::changes(&lines),
+        "version": version,
+        "html": diff_html(lines)?,
+    }))
+    .into_response())
 }
 
 pub(crate) async fn save(
@@ -263,5 +268,5 @@ pub(crate) async fn save(
     };
     run.await
         .map(|v| Json(v).into_response())
-        .map_err(|e| JsonError(e).into_response())
+        .map_err(json_error)
 }

@@ -146,14 +146,10 @@ pub struct CsrfRefused;
 
 impl IntoResponse for CsrfRefused {
     fn into_response(self) -> Response {
-        (
-            StatusCode::FORBIDDEN,
-            axum::Json(serde_json::json!({
-                "code": "csrf",
-                "message": "this request did not come from a Flagstaff page; reload the page and try again"
-            })),
+        flagstaff_http::error(
+            flagstaff_app::ErrorCode::Csrf,
+            "this request did not come from a Flagstaff page; reload the page and try again",
         )
-            .into_response()
     }
 }
 

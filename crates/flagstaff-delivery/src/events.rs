@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flagstaff_app::intake::{EVENT_KINDS, EventSource, SdkIdentity};
-use flagstaff_app::{CredentialKind, Grant};
+use flagstaff_app::{AppError, CredentialKind, ErrorCode, Grant};
 
 use crate::Delivery;
 use crate::http::error;
@@ -28,8 +28,7 @@ pub(crate) async fn read_body(
 ) -> Result<Bytes, Response> {
     let too_large = || {
         error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             &format!("event payloads are limited to {limit} bytes"),
         )
     };
@@ -59,8 +58,7 @@ pub(crate) async fn read_body(
         Ok(n) if n > limit => Err(too_large()),
         Ok(_) => Ok(Bytes::from(decoded)),
         Err(e) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_gzip",
+            ErrorCode::InvalidGzip,
             &format!("the body says Content-Encoding: gzip but does not decompress: {e}"),
         )),
     }
@@ -129,7 +127,13 @@ pub(crate) fn ingest(
         .ingest_events(source, bytes, diagnostic, payload_id)
     {
         Ok(counts) => counts,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+        Err(e) => {
+            let message = match &e {
+                AppError::Invalid { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            return error(e.code(), &message);
+        }
     };
     if diagnostic {
         metrics::counter!("flagstaff_events_diagnostic_total").increment(1);

@@ -123,9 +123,13 @@ impl Payload {
         self.gzip.get_or_init(|| {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            // Writing to a Vec cannot fail.
-            let _ = encoder.write_all(&self.json);
-            Bytes::from(encoder.finish().unwrap_or_default())
+            // Compressing into a Vec cannot fail: its writes never do.
+            #[allow(clippy::expect_used)]
+            let compressed = encoder
+                .write_all(&self.json)
+                .and_then(|()| encoder.finish())
+                .expect("gzip into memory");
+            Bytes::from(compressed)
         })
     }
 }
@@ -162,9 +166,12 @@ impl<T: serde::Serialize> serde::Serialize for Items<'_, T> {
     }
 }
 
-fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
-    // Our wire types serialize infallibly (string keys, no non-finite floats survive parsing).
-    serde_json::to_vec(value).unwrap_or_default()
+/// The JSON bytes of a wire value. Our wire types serialize infallibly: derived `Serialize`,
+/// string keys, and no non-finite float survives parsing into a `serde_json::Value`. Sending
+/// empty bytes instead would look like data to an SDK, so a failure is a bug worth a panic.
+pub(crate) fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
+    #[allow(clippy::expect_used)]
+    serde_json::to_vec(value).expect("wire values serialize")
 }
 
 /// One SSE event: `event: <name>\ndata: <json>\n\n`. Our JSON never contains a line break.

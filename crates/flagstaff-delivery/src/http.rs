@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flagstaff_app::{CredentialKind, Grant};
+use flagstaff_app::{CredentialKind, ErrorCode, Grant};
 use serde_json::json;
 
 use crate::feed::{EnvFeed, EnvironmentId};
@@ -19,18 +19,20 @@ use crate::{Delivery, credentials};
 /// A request that cannot be served, as the response to send.
 pub(crate) type Refusal = Response;
 
-/// A JSON error body with a stable code, like the management API's.
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
+/// A JSON error body with a stable code and the code's status, like the management API's
+/// (without its `WWW-Authenticate`: SDKs are not asked for a bearer token).
+pub(crate) fn error(code: ErrorCode, message: &str) -> Response {
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
-        axum::Json(json!({"code": code, "message": message})),
+        axum::Json(json!({"code": code.as_str(), "message": message})),
     )
         .into_response()
 }
 
 /// `503` with `Retry-After`: "try again soon", which SDKs do with backoff.
 pub(crate) fn unavailable(message: &str) -> Response {
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    let mut response = error(ErrorCode::Unavailable, message);
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -39,8 +41,7 @@ pub(crate) fn unavailable(message: &str) -> Response {
 
 pub(crate) fn unauthorized() -> Response {
     error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        ErrorCode::Unauthorized,
         "unknown or revoked SDK key: send the environment's key in the Authorization header",
     )
 }

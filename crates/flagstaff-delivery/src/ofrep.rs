@@ -281,7 +281,7 @@ pub(crate) async fn evaluate_flags(
         .iter()
         .map(|(key, result)| evaluation(key, result).unwrap_or_else(|failed| failed))
         .collect();
-    let body = serde_json::to_vec(&json!({"flags": flags})).unwrap_or_default();
+    let body = crate::feed::to_json(&json!({"flags": flags}));
     with_env_id(document(&headers, &Payload::new(body)), &authorized.feed)
 }
 

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use flagstaff_app::CredentialKind;
+use flagstaff_app::{CredentialKind, ErrorCode};
 
 use crate::Delivery;
 use crate::feed::{Payload, Published};
@@ -92,8 +92,7 @@ async fn serve(
     let response = match select(&state) {
         Some(payload) => document(headers, &payload),
         None => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "no such flag or segment in this environment",
         ),
     };
@@ -159,7 +158,7 @@ fn items_json<T: serde::Serialize>(
 }
 
 fn item_payload(item: &impl serde::Serialize) -> Payload {
-    Payload::new(serde_json::to_vec(item).unwrap_or_default())
+    Payload::new(crate::feed::to_json(item))
 }
 
 #[cfg(test)]

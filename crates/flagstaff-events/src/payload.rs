@@ -236,16 +236,6 @@ pub enum PayloadError {
     NotObject,
 }
 
-impl PayloadError {
-    /// The stable error code of the API's error body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PayloadError::NotJson(_) => "invalid_json",
-            PayloadError::NotArray | PayloadError::NotObject => "invalid_payload",
-        }
-    }
-}
-
 /// Reads an analytics payload (a JSON array of events).
 pub fn parse_analytics(source: Source, bytes: &[u8]) -> Result<Batch, PayloadError> {
     let payload: Value =

@@ -12,10 +12,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::error::ApiError;
 use crate::extract::{Body, Caller, Comment, IfMatch, versioned};
 use crate::routes::AppState;
 use crate::routes::projects::Rename;
+use flagstaff_app::ErrorCode;
+use flagstaff_http::ApiError;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -155,8 +156,7 @@ async fn rotate_key(
         "mobile" => KeyKind::Mobile,
         _ => {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
+                ErrorCode::NotFound,
                 "rotate keys/sdk or keys/mobile; the client-side ID is public and does not rotate",
             ));
         }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use flagstaff_app::App;
@@ -11,9 +10,10 @@ use flagstaff_protocol::FlagData;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::error::ApiError;
 use crate::extract::{Body, Caller, Comment};
 use crate::routes::AppState;
+use flagstaff_app::ErrorCode;
+use flagstaff_http::ApiError;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -30,9 +30,8 @@ async fn import_flag_data(
     Path((project, environment)): Path<(String, String)>,
     Body(data): Body<Value>,
 ) -> Result<Json<Value>> {
-    let data = FlagData::from_json(data).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", e.message).with_field(e.path)
-    })?;
+    let data = FlagData::from_json(data)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.message).with_field(e.path))?;
     let summary = app
         .import_flag_data(&actor, &project, &environment, data, &comment)
         .await?;

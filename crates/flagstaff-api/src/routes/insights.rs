@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::routes::AppState;
+use flagstaff_http::ApiError;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -61,7 +61,7 @@ fn number<T: std::str::FromStr>(text: Option<&str>, field: &str, default: T) -> 
         None | Some("") => Ok(default),
         Some(text) => text.parse().map_err(|_| {
             ApiError::from(flagstaff_app::AppError::invalid(
-                "invalid_query",
+                flagstaff_app::ErrorCode::InvalidQuery,
                 field,
                 format!("{text:?} is not a number"),
             ))
@@ -82,7 +82,7 @@ async fn flag_insights(
 ) -> Result<Json<Value>> {
     let Some(environment) = p.environment.as_deref().filter(|e| !e.is_empty()) else {
         return Err(flagstaff_app::AppError::invalid(
-            "missing_environment",
+            flagstaff_app::ErrorCode::MissingEnvironment,
             "environment",
             "say which environment to chart: ?environment=<key>",
         )

@@ -13,9 +13,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::error::ApiError;
 use crate::extract::{Body, Caller, Comment, IfMatch, versioned};
 use crate::routes::AppState;
+use flagstaff_app::ErrorCode;
+use flagstaff_http::ApiError;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -64,12 +65,9 @@ pub(crate) struct Rename {
 impl Rename {
     pub(crate) fn check(&self, key: &str) -> Result<()> {
         match &self.key {
-            Some(given) if given != key => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "keys cannot change",
-            )
-            .with_field("key")),
+            Some(given) if given != key => {
+                Err(ApiError::new(ErrorCode::InvalidField, "keys cannot change").with_field("key"))
+            }
             _ => Ok(()),
         }
     }

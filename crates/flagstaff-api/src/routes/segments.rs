@@ -12,9 +12,10 @@ use flagstaff_protocol::Segment;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::error::ApiError;
 use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
 use crate::routes::AppState;
+use flagstaff_app::ErrorCode;
+use flagstaff_http::ApiError;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -77,8 +78,7 @@ async fn update_segment(
 ) -> Result<Response> {
     if segment.key != key {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "the body's key must match the path",
         )
         .with_field("key"));
@@ -109,12 +109,10 @@ async fn patch_segment(
     let current = app.segment(&actor, &project, &environment, &key).await?;
     let segment = apply_patch(&current.value, &patch)?;
     if segment.key != key {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            "a segment's key cannot change",
-        )
-        .with_field("key"));
+        return Err(
+            ApiError::new(ErrorCode::InvalidField, "a segment's key cannot change")
+                .with_field("key"),
+        );
     }
     Ok(versioned(
         StatusCode::OK,

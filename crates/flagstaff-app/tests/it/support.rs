@@ -112,7 +112,7 @@ pub fn boolean(key: &str) -> Value {
 /// The code and field of a validation error, or a description of what came instead.
 pub fn invalid(result: Result<(), AppError>) -> (String, String) {
     match result {
-        Err(AppError::Invalid { code, field, .. }) => (code.to_owned(), field),
+        Err(AppError::Invalid { code, field, .. }) => (code.as_str().to_owned(), field),
         other => (format!("not invalid: {other:?}"), String::new()),
     }
 }

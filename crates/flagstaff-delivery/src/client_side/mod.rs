@@ -57,7 +57,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use flagstaff_app::CredentialKind;
+use flagstaff_app::{CredentialKind, ErrorCode};
 use flagstaff_eval::{Audience, ClientResult};
 use flagstaff_protocol::{Context, EvaluatedFlag};
 use serde::Serialize;
@@ -118,15 +118,14 @@ impl ClientQuery {
 }
 
 /// A `400` in the shape client SDKs log (`{"message": ...}`, plus our stable code).
-fn bad_request(code: &str, message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, code, message)
+fn bad_request(code: ErrorCode, message: &str) -> Response {
+    error(code, message)
 }
 
 /// An unknown client-side ID. Browser SDKs report a `404` as "invalid environment ID" (§5.3).
 fn unknown_environment() -> Response {
     error(
-        StatusCode::NOT_FOUND,
-        "unknown_environment",
+        ErrorCode::UnknownEnvironment,
         "no environment has this client-side ID",
     )
 }
@@ -164,7 +163,7 @@ pub(crate) fn decode_context_path(encoded: &str) -> Result<Context, Response> {
         .decode(normalized.as_bytes())
         .map_err(|_| {
             bad_request(
-                "invalid_context",
+                ErrorCode::InvalidContext,
                 "the context in the path is not base64url-encoded JSON",
             )
         })?;
@@ -175,13 +174,13 @@ pub(crate) fn decode_context_path(encoded: &str) -> Result<Context, Response> {
 pub(crate) fn parse_context(bytes: &[u8]) -> Result<Context, Response> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         bad_request(
-            "invalid_context",
+            ErrorCode::InvalidContext,
             &format!("the context is not valid JSON: {e}"),
         )
     })?;
     Context::from_json(&value).map_err(|e| {
         bad_request(
-            "invalid_context",
+            ErrorCode::InvalidContext,
             &format!("invalid context: {}: {}", e.field, e.message),
         )
     })
@@ -196,18 +195,13 @@ async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, R
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !json {
         return Err(error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the context as JSON with Content-Type: application/json",
         ));
     }
-    let bytes = axum::body::to_bytes(body, 64 * 1024).await.map_err(|_| {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "a context is limited to 64 KiB",
-        )
-    })?;
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|_| error(ErrorCode::PayloadTooLarge, "a context is limited to 64 KiB"))?;
     parse_context(&bytes)
 }
 
@@ -232,7 +226,7 @@ fn check_secure_mode(
         Ok(())
     } else {
         Err(bad_request(
-            "secure_mode_hash_mismatch",
+            ErrorCode::SecureModeHashMismatch,
             "Environment is in secure mode, and context hash does not match.",
         ))
     }
@@ -290,8 +284,7 @@ fn require_report(method: &Method) -> Result<(), Response> {
         Ok(())
     } else {
         Err(error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this endpoint takes REPORT with the context as a JSON body",
         ))
     }

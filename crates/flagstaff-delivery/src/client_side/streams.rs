@@ -89,19 +89,11 @@ impl ClientStream {
                         key: Some(key),
                         ..new.payload(version, *with_reasons)
                     };
-                    sse_event(
-                        &mut out,
-                        "patch",
-                        &serde_json::to_vec(&payload).unwrap_or_default(),
-                    );
+                    sse_event(&mut out, "patch", &crate::feed::to_json(&payload));
                 }
                 (Some(_), None) => {
                     let data = serde_json::json!({"key": key, "version": version});
-                    sse_event(
-                        &mut out,
-                        "delete",
-                        &serde_json::to_vec(&data).unwrap_or_default(),
-                    );
+                    sse_event(&mut out, "delete", &crate::feed::to_json(&data));
                 }
                 (None, None) => {}
             }

@@ -466,6 +466,18 @@ fn sessions_csrf_and_first_run_protect_the_dashboard() {
         assert_eq!(truncated.status, 400);
         let truncated: Value = serde_json::from_str(&truncated.body).unwrap();
         assert_eq!(truncated["code"], json!("invalid_body"), "{truncated}");
+        // An oversized body gets the API's answer (the extractor is shared): 413, not 400.
+        let huge = format!("{{\"environment\": \"test\", \"targeting\": {{\"salt\": \"{}\"}}}}", "x".repeat(1 << 20));
+        let request = ada
+            .http
+            .post(format!("{base}{review_path}"))
+            .header("content-type", "application/json")
+            .header("x-csrf-token", &csrf)
+            .body(huge);
+        let oversized = ada.send(request).await;
+        assert_eq!(oversized.status, 413, "{}", oversized.body);
+        let oversized: Value = serde_json::from_str(&oversized.body).unwrap();
+        assert_eq!(oversized["code"], json!("payload_too_large"), "{oversized}");
         // A stale version is a conflict with the current version.
         let save_path = "/projects/default/flags/dark-mode/targeting";
         let saved = ada.json(save_path, &proposal, Some(&csrf), None).await;

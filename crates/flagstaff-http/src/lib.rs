@@ -1,0 +1,136 @@
+//! The HTTP edge that the management API, the dashboard's JSON endpoints and SDK delivery share,
+//! so that the same mistake gets the same answer wherever it is made:
+//!
+//! - [`ApiError`]: every error body is `{"code", "message", "field"?, "currentVersion"?}` with
+//!   the status its [`ErrorCode`] carries (the table is `docs/errors.md`, generated from
+//!   `ErrorCode`). Storage failures are logged and answered `internal` without details.
+//! - [`JsonBody`]: a JSON request body read up to [`MAX_BODY_BYTES`] (`413 payload_too_large`
+//!   beyond, before the rest is read), with serde's errors as `400 invalid_body` naming the
+//!   path of the offending field.
+#![forbid(unsafe_code)]
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flagstaff_app::{AppError, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// Largest JSON body the API and the dashboard accept (a targeting document with thousands of
+/// target keys fits).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: String,
+    field: Option<String>,
+    current_version: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with `code` and a message for people.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            field: None,
+            current_version: None,
+        }
+    }
+
+    /// Names the offending field (a JSON path, a parameter or a header).
+    pub fn with_field(mut self, field: impl Into<String>) -> ApiError {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// The code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> ApiError {
+        let code = error.code();
+        match error {
+            AppError::Invalid { message, field, .. } => {
+                ApiError::new(code, message).with_field(field)
+            }
+            AppError::Conflict { current } => ApiError {
+                current_version: current,
+                ..ApiError::new(code, error.to_string())
+            },
+            AppError::Store(e) => {
+                tracing::error!(error = %e, "storage failure");
+                ApiError::new(code, "internal error; see the server log")
+            }
+            other => ApiError::new(code, other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code.as_str(), "message": self.message});
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        if let Some(version) = self.current_version {
+            body["currentVersion"] = json!(version);
+        }
+        let status =
+            StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// `{"code", "message"}` with the code's status: the shape SDK delivery answers in.
+pub fn error(code: ErrorCode, message: &str) -> Response {
+    ApiError::new(code, message).into_response()
+}
+
+/// A JSON body, size-limited, with the path of the offending field in errors.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<JsonBody<T>, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is over {MAX_BODY_BYTES} bytes"),
+            )
+        };
+        // A declared length over the limit is refused before a byte of the body is read.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| too_large())?;
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(&mut deserializer)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::new(ErrorCode::InvalidBody, e.inner().to_string())
+                    .with_field(if path == "." { String::new() } else { path })
+            })
+    }
+}
