@@ -61,16 +61,25 @@ fn operation(
 }
 
 fn versioned_update(summary: &str, tag: &str, schema: &str) -> Value {
+    versioned_update_as(summary, tag, schema, schema)
+}
+
+/// An update whose request and response schemas differ (a rename answers the whole resource).
+fn versioned_update_as(summary: &str, tag: &str, request: &str, response: &str) -> Value {
     let mut op = operation(
         summary,
         tag,
-        Some(body(reference(schema))),
-        ("200", ok("Updated", reference(schema))),
+        Some(body(reference(request))),
+        ("200", ok("Updated", reference(response))),
         true,
     );
     op["parameters"] = json!([{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/Comment"}]);
-    op["responses"]["428"] = json!({"description": "If-Match is missing", "content": {"application/json": {"schema": reference("Error")}}});
+    op["responses"]["428"] = version_required();
     op
+}
+
+fn version_required() -> Value {
+    json!({"description": "If-Match is missing", "content": {"application/json": {"schema": reference("Error")}}})
 }
 
 fn patch(summary: &str, tag: &str, schema: &str) -> Value {
@@ -91,6 +100,7 @@ fn delete(summary: &str, tag: &str) -> Value {
         true,
     );
     op["parameters"] = json!([{"$ref": "#/components/parameters/IfMatch"}, {"$ref": "#/components/parameters/Comment"}]);
+    op["responses"]["428"] = version_required();
     op
 }
 
@@ -106,22 +116,77 @@ fn create(summary: &str, tag: &str, schema: &str, response: &str) -> Value {
     op
 }
 
+/// Every stable error code, from the one table (`flagstaff_app::ErrorCode`).
+fn error_codes() -> Vec<&'static str> {
+    flagstaff_app::ErrorCode::ALL
+        .iter()
+        .map(|code| code.as_str())
+        .collect()
+}
+
+/// Declares every `{name}` of each path as a required path parameter of each of its operations
+/// (OpenAPI 3.1, "Parameter Object": path parameters must be declared). Derived from the path
+/// itself, so no operation can forget one.
+fn declare_path_parameters(paths: &mut Value) {
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let declared: Vec<Value> = path
+            .split('{')
+            .skip(1)
+            .filter_map(|rest| rest.split_once('}').map(|(name, _)| name))
+            .map(|name| {
+                json!({"name": name, "in": "path", "required": true,
+                       "description": path_parameter_description(name), "schema": {"type": "string"}})
+            })
+            .collect();
+        if declared.is_empty() {
+            continue;
+        }
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            let mut parameters = declared.clone();
+            if let Some(Value::Array(others)) = operation.get("parameters") {
+                parameters.extend(others.iter().cloned());
+            }
+            operation["parameters"] = Value::Array(parameters);
+        }
+    }
+}
+
+fn path_parameter_description(name: &str) -> &'static str {
+    match name {
+        "project" => "The project's key",
+        "environment" => "The environment's key",
+        "key" => "The flag's or segment's key",
+        "kind" => "Which key: sdk or mobile",
+        "id" => "The token's id",
+        "email" => "The member's email address",
+        _ => "A key",
+    }
+}
+
 fn schemas() -> Value {
     let string = json!({"type": "string"});
     let key = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,256}$"});
     json!({
         "Error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string", "description": "Stable machine-readable code, e.g. variation_out_of_range"},
+            "code": {"type": "string", "enum": error_codes(), "description": "Stable machine-readable code (docs/errors.md)"},
             "message": string, "field": {"type": "string", "description": "JSON path of the offending field, e.g. rules[2].clauses[0].op"},
             "currentVersion": {"type": "integer", "description": "On version_conflict: the version now stored"}}},
-        "Project": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
+        "Project": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string, "version": {"type": "integer", "readOnly": true}}},
         "Rename": {"type": "object", "required": ["name"], "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string}},
         "EnvironmentUpdate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string,
             "secureMode": {"type": "boolean", "description": "Browser requests must carry h = hex(HMAC-SHA256(SDK key, fully-qualified context key)); absent: unchanged"},
             "critical": {"type": "boolean", "description": "The dashboard asks for a typed confirmation of changes here; absent: unchanged"}}},
         "NewEnvironment": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
         "Environment": {"type": "object", "properties": {"key": key, "name": string, "project": string,
-            "clientSideId": string, "sdkKeyHint": string, "mobileKeyHint": string, "secureMode": {"type": "boolean"}, "critical": {"type": "boolean"}}},
+            "clientSideId": string, "sdkKeyHint": string, "mobileKeyHint": string, "secureMode": {"type": "boolean"}, "critical": {"type": "boolean"},
+            "version": {"type": "integer", "readOnly": true}}},
         "EnvironmentWithKeys": {"allOf": [reference("Environment"), {"type": "object", "properties": {"keys": {"type": "object", "properties": {
             "sdkKey": string, "mobileKey": string, "clientSideId": string}}}}]},
         "Variation": {"type": "object", "required": ["value"], "properties": {"value": {}, "name": string, "description": string}},
@@ -151,7 +216,7 @@ fn schemas() -> Value {
             "targets": {"type": "array", "items": reference("Target")}, "contextTargets": {"type": "array", "items": reference("Target")},
             "rules": {"type": "array", "items": reference("Rule")}, "prerequisites": {"type": "array", "items": reference("Prerequisite")},
             "trackEvents": {"type": "boolean"}, "trackEventsFallthrough": {"type": "boolean"},
-            "salt": {"type": "string", "readOnly": true}, "version": {"type": "integer", "readOnly": true}}},
+            "salt": {"type": "string", "description": "Bucketing salt; kept when absent or empty. Give LaunchDarkly's to keep every context's bucket on migration"}, "version": {"type": "integer", "readOnly": true}}},
         "Segment": {"type": "object", "required": ["key"], "properties": {"key": key,
             "included": {"type": "array", "items": string}, "excluded": {"type": "array", "items": string},
             "includedContexts": {"type": "array", "items": reference("Target")}, "excludedContexts": {"type": "array", "items": reference("Target")},
@@ -327,16 +392,16 @@ pub fn document() -> Value {
         ("key", "A flag or event key"),
         ("limit", "At most this many (default 50)"),
     ]);
-    let paths = json!({
+    let mut paths = json!({
         "/projects": {"get": operation("List projects", "projects", None, ("200", ok("Projects", list("Project"))), false),
                       "post": create("Create a project (admin)", "projects", "Project", "Project")},
         p: {"get": operation("Get a project", "projects", None, ("200", ok("The project", reference("Project"))), false),
-            "put": versioned_update("Rename a project (admin)", "projects", "Rename"),
+            "put": versioned_update_as("Rename a project (admin)", "projects", "Rename", "Project"),
             "delete": delete("Delete a project and everything in it (admin)", "projects")},
         format!("{p}/environments"): {"get": operation("List environments", "environments", None, ("200", ok("Environments", list("Environment"))), false),
                                       "post": create("Create an environment with fresh keys, shown once (admin)", "environments", "NewEnvironment", "EnvironmentWithKeys")},
         e: {"get": operation("Get an environment", "environments", None, ("200", ok("The environment", reference("Environment"))), false),
-            "put": versioned_update("Rename an environment or turn secure mode on or off (admin)", "environments", "EnvironmentUpdate"),
+            "put": versioned_update_as("Rename an environment or turn secure mode on or off (admin)", "environments", "EnvironmentUpdate", "Environment"),
             "delete": delete("Delete an environment with its targeting, segments and keys (admin)", "environments")},
         format!("{e}/keys/{{kind}}/rotate"): {"post": create("Rotate the sdk or mobile key; the old one works for oldKeyValidForSeconds (admin)", "environments", "RotateKey", "RotatedKey")},
         format!("{e}/import"): {"post": operation("Import LaunchDarkly flag data into the environment, keeping salts so every context keeps its variation (writer)", "environments", Some(body(reference("FlagData"))), ("200", ok("What was imported", reference("ImportSummary"))), true)},
@@ -377,6 +442,7 @@ pub fn document() -> Value {
         "/members/{email}": {"delete": operation("Remove a member and end their sessions (admin)", "members", None, ("204", json!({"description": "Removed"})), true)},
         "/sessions": {"post": sign_in},
     });
+    declare_path_parameters(&mut paths);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Flagstaff management API", "version": env!("CARGO_PKG_VERSION"),

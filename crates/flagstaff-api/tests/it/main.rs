@@ -5,4 +5,5 @@
 
 mod flows;
 mod openapi;
+mod schemas;
 mod support;

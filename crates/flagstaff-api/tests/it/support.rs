@@ -5,7 +5,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use flagstaff_app::{App, Initialized};
-use flagstaff_store::Store;
+use flagstaff_events::{Pipeline, PipelineConfig};
+use flagstaff_store::{EventStore, Store};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -13,6 +14,8 @@ pub struct TestApi {
     pub router: axum::Router,
     pub app: App,
     pub init: Initialized,
+    /// The events pipeline, when built `with_insights`.
+    pub pipeline: Option<Arc<Pipeline>>,
     _dir: tempfile::TempDir,
 }
 
@@ -24,6 +27,15 @@ pub struct Reply {
 
 impl TestApi {
     pub async fn new() -> TestApi {
+        TestApi::build(false).await
+    }
+
+    /// With an events pipeline and its own events database, as `flagstaff serve` runs.
+    pub async fn with_insights() -> TestApi {
+        TestApi::build(true).await
+    }
+
+    async fn build(insights: bool) -> TestApi {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&format!(
             "sqlite://{}",
@@ -31,12 +43,25 @@ impl TestApi {
         ))
         .await
         .unwrap();
-        let app = App::new(Arc::new(store));
+        let mut app = App::new(Arc::new(store));
+        let mut pipeline = None;
+        if insights {
+            let events = EventStore::open(&format!(
+                "sqlite://{}",
+                dir.path().join("events.sqlite").display()
+            ))
+            .await
+            .unwrap();
+            let started = Pipeline::start(Arc::new(events), PipelineConfig::default());
+            app = app.with_pipeline(Arc::clone(&started));
+            pipeline = Some(started);
+        }
         let init = app.initialize().await.unwrap();
         TestApi {
             router: flagstaff_api::router(app.clone(), None),
             app,
             init,
+            pipeline,
             _dir: dir,
         }
     }
