@@ -1,13 +1,15 @@
 //! Environment keys: rotation with a grace period, and what a presented SDK credential grants
 //! (`ld-protocol.md` §1).
 
+use flagstaff_protocol::CredentialKind;
 use flagstaff_store::{Expect, Write};
 use serde_json::{Value, json};
 
 use crate::changes::Action;
 use crate::model::{Environment, kinds};
 use crate::{
-    Actor, App, AppError, HmacKey, Result, Role, access, body, decode, draft, hint, uuid_v4,
+    Actor, App, AppError, ErrorCode, HmacKey, Result, Role, access, body, decode, draft, hint,
+    uuid_v4,
 };
 
 /// The stored form of an SDK credential: what it grants, never the secret. An SDK key also keeps
@@ -24,46 +26,6 @@ pub(crate) fn credential_body(
         body["secureModeKey"] = json!(HmacKey::new(secret.as_bytes()).to_hex());
     }
     body
-}
-
-/// Which environment key to rotate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum KeyKind {
-    /// The server-side SDK key.
-    Sdk,
-    /// The mobile key.
-    Mobile,
-}
-
-impl KeyKind {
-    fn type_name(self) -> &'static str {
-        match self {
-            KeyKind::Sdk => "sdk",
-            KeyKind::Mobile => "mobile",
-        }
-    }
-}
-
-/// Which SDK credential is presented (each grants different data, `ld-protocol.md` §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CredentialKind {
-    /// Server-side SDK key.
-    Sdk,
-    /// Mobile key.
-    Mobile,
-    /// Browser client-side ID.
-    ClientSide,
-}
-
-impl CredentialKind {
-    fn type_name(self) -> &'static str {
-        match self {
-            CredentialKind::Sdk => "sdk",
-            CredentialKind::Mobile => "mobile",
-            CredentialKind::ClientSide => "client-side",
-        }
-    }
 }
 
 /// What a valid SDK credential grants: one environment, until an optional expiry.
@@ -93,7 +55,7 @@ impl App {
         actor: &Actor,
         project: &str,
         environment: &str,
-        kind: KeyKind,
+        kind: CredentialKind,
         old_key_valid_for_seconds: u64,
         comment: &str,
     ) -> Result<String> {
@@ -104,15 +66,22 @@ impl App {
             .await?
             .ok_or_else(|| AppError::NotFound(format!("environment {project}/{environment}")))?;
         let mut env: Environment = decode(&env_doc)?;
-        let type_name = kind.type_name();
-        let new_key = match kind {
-            KeyKind::Sdk => format!("sdk-{}", uuid_v4()),
-            KeyKind::Mobile => format!("mob-{}", uuid_v4()),
+        let type_name = kind.as_str();
+        let (new_key, action) = match kind {
+            CredentialKind::Sdk => (format!("sdk-{}", uuid_v4()), Action::SdkKeyRotate),
+            CredentialKind::Mobile => (format!("mob-{}", uuid_v4()), Action::MobileKeyRotate),
+            CredentialKind::ClientSide => {
+                return Err(AppError::invalid(
+                    ErrorCode::InvalidField,
+                    "kind",
+                    "the client-side ID is public and does not rotate",
+                ));
+            }
         };
         let before = body(&env)?;
         match kind {
-            KeyKind::Sdk => env.sdk_key_hint = hint(&new_key),
-            KeyKind::Mobile => env.mobile_key_hint = hint(&new_key),
+            CredentialKind::Sdk => env.sdk_key_hint = hint(&new_key),
+            _ => env.mobile_key_hint = hint(&new_key),
         }
         let mut writes = vec![
             Write::Put {
@@ -160,10 +129,6 @@ impl App {
                 }
             });
         }
-        let action = match kind {
-            KeyKind::Sdk => Action::SdkKeyRotate,
-            KeyKind::Mobile => Action::MobileKeyRotate,
-        };
         let after =
             json!({"environment": body(&env)?, "oldKeyValidForSeconds": old_key_valid_for_seconds});
         self.commit(
@@ -213,7 +178,7 @@ impl App {
                 .to_owned(),
             expires_at: doc.body.get("expiresAt").and_then(Value::as_i64),
         };
-        if doc.body["type"] != kind.type_name() || !grant.valid_at(self.now_millis()) {
+        if doc.body["type"] != kind.as_str() || !grant.valid_at(self.now_millis()) {
             return Ok(None);
         }
         Ok(Some(grant))

@@ -9,7 +9,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use flagstaff_app::{AppError, EnvironmentSettings, KeyKind, Member, Role, TokenInfo};
+use flagstaff_app::{AppError, CredentialKind, EnvironmentSettings, Member, Role, TokenInfo};
 use serde::Deserialize;
 
 use crate::session::Viewer;
@@ -103,8 +103,8 @@ pub(crate) async fn rotate(
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, Some(&form.csrf))?;
     let (kind, label) = match form.kind.as_str() {
-        "mobile" => (KeyKind::Mobile, "mobile key"),
-        _ => (KeyKind::Sdk, "SDK key"),
+        "mobile" => (CredentialKind::Mobile, "mobile key"),
+        _ => (CredentialKind::Sdk, "SDK key"),
     };
     let result = dashboard
         .app

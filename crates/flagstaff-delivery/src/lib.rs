@@ -190,7 +190,7 @@ pub struct StartError(flagstaff_app::AppError);
 
 /// The routes SDKs use. Merge them into the server's router.
 pub fn router(delivery: Arc<Delivery>) -> Router {
-    use client_side::Caller;
+    use flagstaff_app::CredentialKind;
     // Browser routes: the client-side ID is in the path, and every response carries CORS
     // headers (§5.8).
     let browser = Router::new()
@@ -223,31 +223,42 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
         .route("/ofrep/v1/configuration", get(ofrep::configuration))
         .layer(axum::middleware::from_fn(client_side::cors));
-    let mobile_get = |caller: Caller| move |s, p, q, h| client_side::keyed_get(caller, s, p, q, h);
-    let mobile_report =
-        |caller: Caller| move |s, q, m, h, b| client_side::keyed_report(caller, s, q, m, h, b);
+    let mobile_get =
+        |caller: CredentialKind| move |s, p, q, h| client_side::keyed_get(caller, s, p, q, h);
+    let mobile_report = |caller: CredentialKind| {
+        move |s, q, m, h, b| client_side::keyed_report(caller, s, q, m, h, b)
+    };
     Router::new()
         .merge(browser)
         .route(
             "/msdk/evalx/contexts/{context}",
-            get(mobile_get(Caller::Mobile)),
+            get(mobile_get(CredentialKind::Mobile)),
         )
         .route(
             "/msdk/evalx/users/{context}",
-            get(mobile_get(Caller::Mobile)),
+            get(mobile_get(CredentialKind::Mobile)),
         )
-        .route("/msdk/evalx/context", any(mobile_report(Caller::Mobile)))
-        .route("/msdk/evalx/user", any(mobile_report(Caller::Mobile)))
+        .route(
+            "/msdk/evalx/context",
+            any(mobile_report(CredentialKind::Mobile)),
+        )
+        .route(
+            "/msdk/evalx/user",
+            any(mobile_report(CredentialKind::Mobile)),
+        )
         .route(
             "/sdk/evalx/contexts/{context}",
-            get(mobile_get(Caller::Server)),
+            get(mobile_get(CredentialKind::Sdk)),
         )
         .route(
             "/sdk/evalx/users/{context}",
-            get(mobile_get(Caller::Server)),
+            get(mobile_get(CredentialKind::Sdk)),
         )
-        .route("/sdk/evalx/context", any(mobile_report(Caller::Server)))
-        .route("/sdk/evalx/user", any(mobile_report(Caller::Server)))
+        .route(
+            "/sdk/evalx/context",
+            any(mobile_report(CredentialKind::Sdk)),
+        )
+        .route("/sdk/evalx/user", any(mobile_report(CredentialKind::Sdk)))
         .route("/meval/{context}", get(client_side::mobile_stream))
         .route("/meval", any(client_side::mobile_stream_report))
         .route("/mping", get(client_side::mobile_ping))

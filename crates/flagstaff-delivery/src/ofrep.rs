@@ -21,7 +21,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flagstaff_app::CredentialKind;
-use flagstaff_eval::{Audience, ClientResult};
+use flagstaff_eval::ClientResult;
 use flagstaff_protocol::{Context, ErrorKind, ReasonKind};
 use serde_json::{Map, Value, json};
 
@@ -58,7 +58,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 async fn authorize(
     delivery: &Delivery,
     headers: &HeaderMap,
-) -> Result<(Authorized, Audience), Response> {
+) -> Result<(Authorized, CredentialKind), Response> {
     let unauthorized = || {
         (
             StatusCode::UNAUTHORIZED,
@@ -72,18 +72,18 @@ async fn authorize(
     // Which credential this is follows from its form (Flagstaff makes SDK keys `sdk-…`,
     // mobile keys `mob-…`, client-side IDs hex), so one lookup suffices: lookups that miss are
     // not cached and would reach the database on every request.
-    let (kind, audience) = if key.starts_with("sdk-") {
-        (CredentialKind::Sdk, Audience::Server)
+    let kind = if key.starts_with("sdk-") {
+        CredentialKind::Sdk
     } else if key.starts_with("mob-") {
-        (CredentialKind::Mobile, Audience::Mobile)
+        CredentialKind::Mobile
     } else {
-        (CredentialKind::ClientSide, Audience::Browser)
+        CredentialKind::ClientSide
     };
     let authorized = delivery
         .authorize_secret(key, kind)
         .await?
         .ok_or_else(unauthorized)?;
-    if audience == Audience::Browser && authorized.feed.secure_mode().is_some() {
+    if kind == CredentialKind::ClientSide && authorized.feed.secure_mode().is_some() {
         return Err(failure(
             StatusCode::FORBIDDEN,
             None,
@@ -91,7 +91,7 @@ async fn authorize(
             "this environment is in secure mode: use the SDK key or the mobile key",
         ));
     }
-    Ok((authorized, audience))
+    Ok((authorized, kind))
 }
 
 /// Maps an OpenFeature evaluation context onto a LaunchDarkly context. `Err` is
@@ -231,7 +231,7 @@ pub(crate) async fn evaluate_flag(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (authorized, audience) = match authorize(&d, &headers).await {
+    let (authorized, credential) = match authorize(&d, &headers).await {
         Ok(a) => a,
         Err(refusal) => return refusal,
     };
@@ -243,7 +243,7 @@ pub(crate) async fn evaluate_flag(
     let snapshot = state.snapshot();
     let Some(id) = snapshot
         .flag_id(&key)
-        .filter(|id| audience.sees(snapshot.flag(*id).source()))
+        .filter(|id| credential.sees(snapshot.flag(*id).source()))
     else {
         return failure(
             StatusCode::NOT_FOUND,
@@ -266,7 +266,7 @@ pub(crate) async fn evaluate_flags(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (authorized, audience) = match authorize(&d, &headers).await {
+    let (authorized, credential) = match authorize(&d, &headers).await {
         Ok(a) => a,
         Err(refusal) => return refusal,
     };
@@ -277,7 +277,7 @@ pub(crate) async fn evaluate_flags(
     let state = authorized.feed.current();
     let flags: Vec<Value> = state
         .snapshot()
-        .evaluate_all_for_client(audience, &context)
+        .evaluate_all_for_client(credential, &context)
         .iter()
         .map(|(key, result)| evaluation(key, result).unwrap_or_else(|failed| failed))
         .collect();

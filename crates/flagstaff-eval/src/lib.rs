@@ -23,7 +23,7 @@
 
 mod bucket;
 mod clause;
-mod client;
+mod client_side;
 mod evaluate;
 mod keyset;
 mod semver;
@@ -32,7 +32,7 @@ mod time;
 mod typed;
 pub mod values;
 
-pub use client::{Audience, BootstrapOptions, ClientResult, is_experiment};
+pub use client_side::{BootstrapOptions, ClientResult, is_experiment};
 pub use evaluate::{Detail, MAX_DEPTH, Observer, Trace};
 pub use snapshot::{CompiledFlag, EvalOptions, FlagId, Snapshot};
 pub use typed::{TypedDetail, ValueType};

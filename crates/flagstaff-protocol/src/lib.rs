@@ -12,16 +12,18 @@
 #![forbid(unsafe_code)]
 
 mod attr_ref;
-mod client;
+mod evaluated;
 mod context;
+mod credential;
 mod data;
 mod flag;
 mod reason;
 mod segment;
 
 pub use attr_ref::{AttrRef, AttrRefError};
-pub use client::{EvaluatedFlag, FlagState};
+pub use evaluated::{EvaluatedFlag, FlagState};
 pub use context::{AttrValue, Context, ContextError, IndividualContext, Kind};
+pub use credential::CredentialKind;
 pub use data::{DataError, FlagData};
 pub use flag::{
     Clause, ClientSideAvailability, Flag, FlagRule, Migration, Prerequisite, Rollout, RolloutKind,

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flagstaff_app::{App, KeyKind};
+use flagstaff_app::{App, CredentialKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -152,8 +152,8 @@ async fn rotate_key(
     Body(request): Body<RotateRequest>,
 ) -> Result<Response> {
     let kind = match kind.as_str() {
-        "sdk" => KeyKind::Sdk,
-        "mobile" => KeyKind::Mobile,
+        "sdk" => CredentialKind::Sdk,
+        "mobile" => CredentialKind::Mobile,
         _ => {
             return Err(ApiError::new(
                 ErrorCode::NotFound,
@@ -171,7 +171,7 @@ async fn rotate_key(
             &comment,
         )
         .await?;
-    let field = if kind == KeyKind::Sdk {
+    let field = if kind == CredentialKind::Sdk {
         "sdkKey"
     } else {
         "mobileKey"

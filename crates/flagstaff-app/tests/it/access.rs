@@ -2,7 +2,7 @@
 //! expected answer written from the rules (ARCHITECTURE.md, `access.rs`), not from a run.
 
 use flagstaff_app::model::Project;
-use flagstaff_app::{Actor, AppError, EnvironmentSettings, KeyKind, Role};
+use flagstaff_app::{Actor, AppError, CredentialKind, EnvironmentSettings, Role};
 use serde_json::json;
 
 use crate::support::{Fixture, boolean};
@@ -107,7 +107,7 @@ async fn allowed(fixture: &Fixture, case: &str, actor: &Actor, n: usize) -> Resu
                 .map(|_| ())
         }
         "rotate production's SDK key" => app
-            .rotate_key(actor, "default", "production", KeyKind::Sdk, 60, "")
+            .rotate_key(actor, "default", "production", CredentialKind::Sdk, 60, "")
             .await
             .map(|_| ()),
         "change production's settings" => {

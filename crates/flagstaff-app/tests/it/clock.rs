@@ -1,8 +1,6 @@
 //! Expiry with a manual clock: nothing sleeps.
 
-use flagstaff_app::{
-    Actor, AppError, AuditQuery, CredentialKind, KeyKind, Member, Role, SESSION_HOURS,
-};
+use flagstaff_app::{Actor, AppError, AuditQuery, CredentialKind, Member, Role, SESSION_HOURS};
 
 use crate::support::{Fixture, START};
 
@@ -51,7 +49,7 @@ async fn a_rotated_key_works_for_its_grace_period_and_not_a_millisecond_longer()
             &Actor::system(),
             "default",
             &environment,
-            KeyKind::Sdk,
+            CredentialKind::Sdk,
             60,
             "",
         )

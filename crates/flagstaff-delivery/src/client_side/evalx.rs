@@ -6,7 +6,7 @@ use super::*;
 /// A polling request: every visible flag evaluated for the context.
 async fn poll(
     delivery: &Delivery,
-    caller: Caller,
+    caller: CredentialKind,
     env_id: Option<&str>,
     source: ContextIn,
     query: &ClientQuery,
@@ -26,7 +26,7 @@ async fn poll(
         return refusal;
     }
     let state = authorized.feed.current();
-    let body = evaluate_all(&state, caller.audience(), &context, query.with_reasons());
+    let body = evaluate_all(&state, caller, &context, query.with_reasons());
     // The tag is derived from the exact body, so a client that cached these flags for this
     // context gets `304` only when nothing it would receive changed (§5.3 "ETag").
     let response = document(headers, &Payload::new(body));
@@ -41,7 +41,15 @@ pub(crate) async fn browser_get(
     headers: HeaderMap,
 ) -> Response {
     let source = ContextIn::Path(context);
-    poll(&d, Caller::Browser, Some(&env_id), source, &query, &headers).await
+    poll(
+        &d,
+        CredentialKind::ClientSide,
+        Some(&env_id),
+        source,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 /// `REPORT /sdk/evalx/{clientSideId}/context` (and `/contexts`, `/user`, `/users`).
@@ -57,12 +65,20 @@ pub(crate) async fn browser_report(
         return refusal;
     }
     let source = ContextIn::Body(body);
-    poll(&d, Caller::Browser, Some(&env_id), source, &query, &headers).await
+    poll(
+        &d,
+        CredentialKind::ClientSide,
+        Some(&env_id),
+        source,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 /// `GET /msdk/evalx/contexts/{ctx}` (mobile key) and `/sdk/evalx/contexts/{ctx}` (SDK key).
 pub(crate) async fn keyed_get(
-    caller: Caller,
+    caller: CredentialKind,
     State(d): State<Arc<Delivery>>,
     Path(context): Path<String>,
     Query(query): Query<ClientQuery>,
@@ -73,7 +89,7 @@ pub(crate) async fn keyed_get(
 
 /// `REPORT /msdk/evalx/context` (mobile key) and `/sdk/evalx/context` (SDK key).
 pub(crate) async fn keyed_report(
-    caller: Caller,
+    caller: CredentialKind,
     State(d): State<Arc<Delivery>>,
     Query(query): Query<ClientQuery>,
     method: Method,

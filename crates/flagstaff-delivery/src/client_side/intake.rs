@@ -11,7 +11,7 @@ pub(crate) async fn goals(
     Path(env_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match authorize(&d, Caller::Browser, Some(&env_id), &headers).await {
+    match authorize(&d, CredentialKind::ClientSide, Some(&env_id), &headers).await {
         Ok(authorized) => with_env_id(
             axum::Json(serde_json::json!([])).into_response(),
             &authorized.feed,
@@ -28,7 +28,7 @@ async fn browser_events(
     body: Body,
     diagnostic: bool,
 ) -> Response {
-    match authorize(d, Caller::Browser, Some(env_id), headers).await {
+    match authorize(d, CredentialKind::ClientSide, Some(env_id), headers).await {
         Ok(authorized) => events::accept(d, &authorized.grant, headers, body, diagnostic).await,
         Err(refusal) => refusal,
     }
@@ -76,7 +76,7 @@ pub(crate) async fn beacon(
     let Some(env_id) = file.strip_suffix(".gif") else {
         return unknown_environment();
     };
-    let authorized = match authorize(&d, Caller::Browser, Some(env_id), &headers).await {
+    let authorized = match authorize(&d, CredentialKind::ClientSide, Some(env_id), &headers).await {
         Ok(authorized) => authorized,
         Err(refusal) => return refusal,
     };

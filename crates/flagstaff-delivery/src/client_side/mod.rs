@@ -58,7 +58,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use flagstaff_app::{CredentialKind, ErrorCode};
-use flagstaff_eval::{Audience, ClientResult};
+use flagstaff_eval::ClientResult;
 use flagstaff_protocol::{Context, EvaluatedFlag};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -70,35 +70,6 @@ use crate::feed::{EnvFeed, Frame, Payload, Published, sse_event};
 use crate::http::{Authorized, error, with_env_id};
 use crate::polling::document;
 use crate::stream::{EventSource, OpenStream, sse_response};
-
-/// Who is asking, by the credential they present.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Caller {
-    /// A browser: the client-side ID in the path.
-    Browser,
-    /// A mobile app: the mobile key in `Authorization`.
-    Mobile,
-    /// A server: the SDK key in `Authorization` (Relay's evaluation endpoints, §5.11).
-    Server,
-}
-
-impl Caller {
-    pub fn audience(self) -> Audience {
-        match self {
-            Caller::Browser => Audience::Browser,
-            Caller::Mobile => Audience::Mobile,
-            Caller::Server => Audience::Server,
-        }
-    }
-
-    pub fn kind(self) -> CredentialKind {
-        match self {
-            Caller::Browser => CredentialKind::ClientSide,
-            Caller::Mobile => CredentialKind::Mobile,
-            Caller::Server => CredentialKind::Sdk,
-        }
-    }
-}
 
 /// The query parameters client SDKs send (§5.2).
 #[derive(Debug, Default, serde::Deserialize)]
@@ -133,17 +104,17 @@ fn unknown_environment() -> Response {
 /// Checks the caller's credential and loads its environment.
 pub(crate) async fn authorize(
     delivery: &Delivery,
-    caller: Caller,
+    caller: CredentialKind,
     env_id: Option<&str>,
     headers: &HeaderMap,
 ) -> Result<Authorized, Response> {
     match (caller, env_id) {
-        (Caller::Browser, Some(env_id)) => delivery
+        (CredentialKind::ClientSide, Some(env_id)) => delivery
             .authorize_secret(env_id, CredentialKind::ClientSide)
             .await?
             .ok_or_else(unknown_environment),
-        (Caller::Browser, None) => Err(unknown_environment()),
-        _ => delivery.authorize(headers, caller.kind()).await,
+        (CredentialKind::ClientSide, None) => Err(unknown_environment()),
+        _ => delivery.authorize(headers, caller).await,
     }
 }
 
@@ -209,11 +180,11 @@ async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, R
 fn check_secure_mode(
     delivery: &Delivery,
     authorized: &Authorized,
-    caller: Caller,
+    caller: CredentialKind,
     context: &Context,
     hash: Option<&str>,
 ) -> Result<(), Response> {
-    if caller != Caller::Browser {
+    if caller != CredentialKind::ClientSide {
         return Ok(());
     }
     let Some(secure_mode) = authorized.feed.secure_mode() else {
@@ -232,7 +203,7 @@ fn check_secure_mode(
     }
 }
 
-/// Every flag the audience sees, evaluated for one context: the body of §5.3.
+/// Every flag the credential sees, evaluated for one context: the body of §5.3.
 struct EvaluatedFlags<'a> {
     results: &'a [(&'a str, ClientResult<'a>)],
     version: u64,
@@ -252,11 +223,13 @@ impl Serialize for EvaluatedFlags<'_> {
 /// The evaluated-flags JSON for a context.
 pub(crate) fn evaluate_all(
     state: &Published,
-    audience: Audience,
+    credential: CredentialKind,
     context: &Context,
     with_reasons: bool,
 ) -> Vec<u8> {
-    let results = state.snapshot().evaluate_all_for_client(audience, context);
+    let results = state
+        .snapshot()
+        .evaluate_all_for_client(credential, context);
     serde_json::to_vec(&EvaluatedFlags {
         results: &results,
         version: state.data_version,

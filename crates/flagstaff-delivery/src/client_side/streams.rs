@@ -16,7 +16,7 @@ enum Mode {
     /// The evaluated flags for this context, then what changes for it.
     Push {
         context: Box<Context>,
-        audience: Audience,
+        credential: CredentialKind,
         with_reasons: bool,
     },
 }
@@ -39,10 +39,10 @@ impl ClientStream {
             Mode::Ping => Bytes::from_static(PING),
             Mode::Push {
                 context,
-                audience,
+                credential,
                 with_reasons,
             } => {
-                let data = evaluate_all(state, *audience, context, *with_reasons);
+                let data = evaluate_all(state, *credential, context, *with_reasons);
                 let mut out = Vec::with_capacity(data.len() + 24);
                 sse_event(&mut out, "put", &data);
                 Bytes::from(out)
@@ -57,7 +57,7 @@ impl ClientStream {
         };
         let Mode::Push {
             context,
-            audience,
+            credential,
             with_reasons,
         } = &self.mode
         else {
@@ -74,11 +74,11 @@ impl ClientStream {
         for key in &change.flags {
             let old = before
                 .flag_id(key)
-                .filter(|id| audience.sees(before.flag(*id).source()))
+                .filter(|id| credential.sees(before.flag(*id).source()))
                 .map(|id| before.evaluate_for_client(id, context));
             let new = after
                 .flag_id(key)
-                .filter(|id| audience.sees(after.flag(*id).source()))
+                .filter(|id| credential.sees(after.flag(*id).source()))
                 .map(|id| after.evaluate_for_client(id, context));
             match (old, new) {
                 (old, Some(new)) => {
@@ -145,7 +145,7 @@ impl EventSource for ClientStream {
 /// Opens a client stream: authorizes, reads the context, checks secure mode, counts it.
 async fn open_client_stream(
     delivery: &Arc<Delivery>,
-    caller: Caller,
+    caller: CredentialKind,
     env_id: Option<&str>,
     source: Option<ContextIn>,
     query: &ClientQuery,
@@ -159,12 +159,12 @@ async fn open_client_stream(
             check_secure_mode(delivery, &authorized, caller, &context, query.h.as_deref())?;
             Mode::Push {
                 context: Box::new(context),
-                audience: caller.audience(),
+                credential: caller,
                 with_reasons: query.with_reasons(),
             }
         }
     };
-    let open = delivery.admit(authorized, caller.kind(), true)?;
+    let open = delivery.admit(authorized, caller, true)?;
     let feed = Arc::clone(&open.feed);
     // Subscribe first, then read the state: every later change is in the broadcast.
     let changes = feed.subscribe();
@@ -183,7 +183,7 @@ async fn open_client_stream(
 /// A client stream as an SSE response.
 async fn open_stream(
     delivery: &Arc<Delivery>,
-    caller: Caller,
+    caller: CredentialKind,
     env_id: Option<&str>,
     source: Option<ContextIn>,
     query: &ClientQuery,
@@ -226,7 +226,7 @@ pub mod simulation {
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context.to_string());
         open_client_stream(
             delivery,
-            Caller::Browser,
+            CredentialKind::ClientSide,
             Some(client_side_id),
             Some(ContextIn::Path(encoded)),
             &ClientQuery::default(),
@@ -246,7 +246,15 @@ pub(crate) async fn browser_stream(
     headers: HeaderMap,
 ) -> Response {
     let source = Some(ContextIn::Path(context));
-    open_stream(&d, Caller::Browser, Some(&env_id), source, &query, &headers).await
+    open_stream(
+        &d,
+        CredentialKind::ClientSide,
+        Some(&env_id),
+        source,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 /// `REPORT /eval/{clientSideId}`.
@@ -262,7 +270,15 @@ pub(crate) async fn browser_stream_report(
         return refusal;
     }
     let source = Some(ContextIn::Body(body));
-    open_stream(&d, Caller::Browser, Some(&env_id), source, &query, &headers).await
+    open_stream(
+        &d,
+        CredentialKind::ClientSide,
+        Some(&env_id),
+        source,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 /// `GET /ping/{clientSideId}`.
@@ -272,7 +288,15 @@ pub(crate) async fn browser_ping(
     headers: HeaderMap,
 ) -> Response {
     let query = ClientQuery::default();
-    open_stream(&d, Caller::Browser, Some(&env_id), None, &query, &headers).await
+    open_stream(
+        &d,
+        CredentialKind::ClientSide,
+        Some(&env_id),
+        None,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 /// `GET /meval/{ctx}`.
@@ -283,7 +307,7 @@ pub(crate) async fn mobile_stream(
     headers: HeaderMap,
 ) -> Response {
     let source = Some(ContextIn::Path(context));
-    open_stream(&d, Caller::Mobile, None, source, &query, &headers).await
+    open_stream(&d, CredentialKind::Mobile, None, source, &query, &headers).await
 }
 
 /// `REPORT /meval`.
@@ -298,11 +322,11 @@ pub(crate) async fn mobile_stream_report(
         return refusal;
     }
     let source = Some(ContextIn::Body(body));
-    open_stream(&d, Caller::Mobile, None, source, &query, &headers).await
+    open_stream(&d, CredentialKind::Mobile, None, source, &query, &headers).await
 }
 
 /// `GET /mping`.
 pub(crate) async fn mobile_ping(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
     let query = ClientQuery::default();
-    open_stream(&d, Caller::Mobile, None, None, &query, &headers).await
+    open_stream(&d, CredentialKind::Mobile, None, None, &query, &headers).await
 }

@@ -216,7 +216,7 @@ async fn a_revoked_key_is_refused_by_the_very_next_request() {
             &server.admin,
             "default",
             "production",
-            flagstaff_app::KeyKind::Sdk,
+            flagstaff_app::CredentialKind::Sdk,
             0,
             "",
         )

@@ -1,6 +1,6 @@
 //! `GET /all` and the legacy `GET /flags` (`ld-protocol.md` §4.2, §4.4).
 
-use flagstaff_app::KeyKind;
+use flagstaff_app::CredentialKind;
 use flagstaff_delivery::DeliveryConfig;
 use flagstaff_protocol::Segment;
 use serde_json::json;
@@ -99,7 +99,7 @@ async fn rotating_a_key_without_grace_ends_its_streams_and_refuses_it() {
             &server.admin,
             "default",
             "production",
-            KeyKind::Sdk,
+            CredentialKind::Sdk,
             0,
             "leaked",
         )
@@ -132,7 +132,7 @@ async fn a_rotated_key_keeps_streaming_during_its_grace_period() {
             &server.admin,
             "default",
             "production",
-            KeyKind::Sdk,
+            CredentialKind::Sdk,
             3600,
             "",
         )

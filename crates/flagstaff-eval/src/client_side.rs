@@ -1,35 +1,13 @@
 //! Evaluation for clients that receive results, never rules: browser and mobile SDKs, OpenFeature
 //! remote evaluation and server-rendered bootstrap documents (`ld-protocol.md` §5.3–5.6, §5.10).
 
-use flagstaff_protocol::{Context, EvaluatedFlag, Flag, FlagState, Reason, ReasonKind};
+use flagstaff_protocol::{
+    Context, CredentialKind, EvaluatedFlag, Flag, FlagState, Reason, ReasonKind,
+};
 use serde_json::{Map, Value};
 
 use crate::evaluate::{Detail, Observer};
 use crate::snapshot::{CompiledFlag, FlagId, Snapshot};
-
-/// Who asks for evaluated flags, which decides the flags they may see (§5.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Audience {
-    /// A browser SDK, identified by the environment's client-side ID: only flags marked
-    /// `usingEnvironmentId`.
-    Browser,
-    /// A mobile SDK, with the mobile key: only flags marked `usingMobileKey`.
-    Mobile,
-    /// A trusted server with the SDK key: every flag.
-    Server,
-}
-
-impl Audience {
-    /// Whether a flag is visible to this audience.
-    pub fn sees(self, flag: &Flag) -> bool {
-        let availability = flag.client_side_availability();
-        match self {
-            Audience::Browser => availability.using_environment_id,
-            Audience::Mobile => availability.using_mobile_key,
-            Audience::Server => true,
-        }
-    }
-}
 
 /// `isExperiment` (§3.10): whether this result must be reported with full feature events and
 /// its reason.
@@ -160,14 +138,14 @@ impl Snapshot {
         }
     }
 
-    /// Evaluates every flag `audience` may see, in key order.
+    /// Evaluates every flag `credential` may see, in key order.
     pub fn evaluate_all_for_client<'a>(
         &'a self,
-        audience: Audience,
+        credential: CredentialKind,
         context: &Context,
     ) -> Vec<(&'a str, ClientResult<'a>)> {
         self.flag_ids()
-            .filter(|(_, flag)| audience.sees(&flag.source))
+            .filter(|(_, flag)| credential.sees(&flag.source))
             .map(|(id, flag)| (flag.key(), self.evaluate_for_client(id, context)))
             .collect()
     }
@@ -192,12 +170,12 @@ impl Snapshot {
     /// flags (`bootstrap` option); the server's evaluate endpoint and the Rust SDK's
     /// `all_flags_state` both build it here.
     pub fn bootstrap(&self, context: &Context, options: BootstrapOptions) -> Value {
-        let audience = if options.client_side_only {
-            Audience::Browser
+        let credential = if options.client_side_only {
+            CredentialKind::ClientSide
         } else {
-            Audience::Server
+            CredentialKind::Sdk
         };
-        let results = self.evaluate_all_for_client(audience, context);
+        let results = self.evaluate_all_for_client(credential, context);
         let mut document = Map::new();
         let mut states = Map::new();
         for (key, result) in &results {
@@ -293,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn audiences_see_what_availability_allows() {
+    fn credentials_see_what_availability_allows() {
         let snapshot = snapshot(json!({"flags": {
             "browser": {"key": "browser", "on": false, "variations": [true],
                         "clientSideAvailability": {"usingEnvironmentId": true, "usingMobileKey": false}},
@@ -303,18 +281,18 @@ mod tests {
             "server": {"key": "server", "on": false, "variations": [true],
                        "clientSideAvailability": {"usingEnvironmentId": false, "usingMobileKey": false}}
         }}));
-        let keys = |audience| {
+        let keys = |credential| {
             snapshot
-                .evaluate_all_for_client(audience, &user("u"))
+                .evaluate_all_for_client(credential, &user("u"))
                 .into_iter()
                 .map(|(k, _)| k)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(keys(Audience::Browser), vec!["browser"]);
+        assert_eq!(keys(CredentialKind::ClientSide), vec!["browser"]);
         // Flags from before `clientSideAvailability` are visible to mobile keys (§5.6).
-        assert_eq!(keys(Audience::Mobile), vec!["legacy", "mobile"]);
+        assert_eq!(keys(CredentialKind::Mobile), vec!["legacy", "mobile"]);
         assert_eq!(
-            keys(Audience::Server),
+            keys(CredentialKind::Sdk),
             vec!["browser", "legacy", "mobile", "server"]
         );
     }
