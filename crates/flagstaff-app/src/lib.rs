@@ -142,19 +142,7 @@ fn random_hex(bytes: usize) -> String {
 
 /// A random UUID (version 4) in LaunchDarkly's key format.
 fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    rand::Rng::fill(&mut rand::rngs::OsRng, &mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn hint(secret: &str) -> String {

@@ -12,6 +12,7 @@
 
 use sha2::Digest;
 use sha2::digest::generic_array::GenericArray;
+use subtle::ConstantTimeEq;
 
 const BLOCK: usize = 64;
 
@@ -97,12 +98,8 @@ impl HmacKey {
             return false;
         };
         let expected = self.sign(message);
-        given.len() == expected.len()
-            && given
-                .iter()
-                .zip(expected.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        // The length is public (a SHA-256 is 32 bytes); the bytes are compared in constant time.
+        given.len() == expected.len() && bool::from(given.as_slice().ct_eq(&expected))
     }
 
     /// The stored form: 128 hex digits.

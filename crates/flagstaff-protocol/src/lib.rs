@@ -12,19 +12,19 @@
 #![forbid(unsafe_code)]
 
 mod attr_ref;
-mod evaluated;
 mod context;
 mod credential;
 mod data;
+mod evaluated;
 mod flag;
 mod reason;
 mod segment;
 
 pub use attr_ref::{AttrRef, AttrRefError};
-pub use evaluated::{EvaluatedFlag, FlagState};
 pub use context::{AttrValue, Context, ContextError, IndividualContext, Kind};
 pub use credential::CredentialKind;
 pub use data::{DataError, FlagData};
+pub use evaluated::{EvaluatedFlag, FlagState};
 pub use flag::{
     Clause, ClientSideAvailability, Flag, FlagRule, Migration, Prerequisite, Rollout, RolloutKind,
     Target, VariationOrRollout, WeightedVariation,

@@ -1,28 +1,16 @@
-//! HMAC-SHA256 (RFC 2104) for the secure-mode hash (`ld-protocol.md` §5.7). Small enough to
-//! write out rather than add a crate for one call.
+//! HMAC-SHA256 (RFC 2104) for the secure-mode hash (`ld-protocol.md` §5.7), with RustCrypto's
+//! `hmac`.
 
-use sha2::{Digest, Sha256};
-
-const BLOCK: usize = 64;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// Lowercase hex of HMAC-SHA256(`key`, `message`).
 pub(crate) fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    let outer = Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize();
-    outer.iter().map(|b| format!("{b:02x}")).collect()
+    // HMAC takes keys of any length (longer ones are hashed first), so this cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]
