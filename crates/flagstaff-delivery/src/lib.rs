@@ -92,6 +92,8 @@ pub struct Delivery {
     open_streams: AtomicUsize,
     /// The change-feed position the worker is applying or has applied (see `EnvFeed` loading).
     applying: AtomicU64,
+    /// The change-feed position whose changes have all been published to the loaded feeds.
+    published: AtomicU64,
     /// Feeds loaded while the worker was applying later changes; reloaded by the worker.
     resync: mpsc::UnboundedSender<Arc<feed::EnvFeed>>,
     shutting_down: AtomicBool,
@@ -110,6 +112,7 @@ impl Delivery {
             grants: credentials::GrantCache::default(),
             open_streams: AtomicUsize::new(0),
             applying: AtomicU64::new(head),
+            published: AtomicU64::new(head),
             resync,
             shutting_down: AtomicBool::new(false),
         });
@@ -130,6 +133,12 @@ impl Delivery {
         for feed in self.loaded_feeds() {
             feed.close_all();
         }
+    }
+
+    /// The change-feed position up to which every change has been published to SDKs (compare
+    /// with `App::head`: equal means delivery has caught up).
+    pub fn position(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
     }
 
     /// How many streams are open now.

@@ -284,7 +284,10 @@ pub(crate) async fn follow_changes(
             // concurrently either is seen here or sees this position and asks for a resync.
             delivery.applying.store(last, Ordering::SeqCst);
             match delivery.apply_records(&records).await {
-                Ok(()) => position = last,
+                Ok(()) => {
+                    position = last;
+                    delivery.published.store(last, Ordering::SeqCst);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot publish changes; retrying");
                     break;

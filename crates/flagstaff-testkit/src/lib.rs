@@ -18,6 +18,28 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+/// Polls `check` every 10 ms until it returns `Some`, and returns that; panics naming `what`
+/// when `within` passes first. Tests wait for a condition this way instead of sleeping a fixed
+/// time before a positive assertion: fast when the system is fast, and still patient on a
+/// loaded CI machine.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

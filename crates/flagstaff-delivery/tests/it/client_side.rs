@@ -163,7 +163,7 @@ async fn browsers_get_evaluated_client_side_flags_and_nothing_else() {
         .unwrap();
     assert_eq!(unchanged.status(), 304);
     set_targeting(&server, "web", |t| t.targets.clear()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.caught_up().await;
     let changed = client()
         .get(format!("{}{path}", server.base))
         .header("If-None-Match", &etag)
@@ -438,7 +438,7 @@ async fn secure_mode_requires_the_context_hash() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.caught_up().await;
     let cid = &server.client_side_id;
     let context = encode(&json!({"kind": "org", "key": "acme"}));
     let hash = hex::encode(HmacKey::new(server.sdk_key.as_bytes()).sign(b"org:acme"));
@@ -498,7 +498,7 @@ async fn streams_send_only_what_changed_for_their_context() {
         ];
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.caught_up().await;
     let cid = &server.client_side_id;
     let ann = encode(&json!({"kind": "user", "key": "ann"}));
     let bob = encode(&json!({"kind": "user", "key": "bob"}));

@@ -51,7 +51,7 @@ async fn flags(server: &Server) {
         t.fallthrough = serde_json::from_value(json!({"variation": 1})).unwrap();
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.caught_up().await;
 }
 
 #[tokio::test]

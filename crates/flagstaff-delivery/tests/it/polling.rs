@@ -39,22 +39,21 @@ async fn latest_all_serves_every_flag_with_an_etag_and_304_until_a_change() {
 
     turn_on(&server, "alpha").await;
     // The change reaches the published state through the change feed.
-    let mut changed = None;
-    for _ in 0..100 {
-        let response = client()
-            .get(&url)
-            .header("Authorization", &server.sdk_key)
-            .header("If-None-Match", &etag)
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            changed = Some(response);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let changed = changed.expect("the change is published");
+    let changed = flagstaff_testkit::eventually(
+        std::time::Duration::from_secs(5),
+        "the change is published",
+        || async {
+            let response = client()
+                .get(&url)
+                .header("Authorization", &server.sdk_key)
+                .header("If-None-Match", &etag)
+                .send()
+                .await
+                .unwrap();
+            (response.status() == 200).then_some(response)
+        },
+    )
+    .await;
     assert_ne!(changed.headers()["etag"], etag.as_str());
     let body: Value = changed.json().await.unwrap();
     assert_eq!(body["flags"]["alpha"]["on"], true);

@@ -193,12 +193,12 @@ async fn over_the_stream_limit_and_after_shutdown_streams_are_told_to_retry() {
         .unwrap();
     assert_eq!(refused.status(), 503);
     drop(first);
-    for _ in 0..100 {
-        if server.delivery.open_streams() == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    flagstaff_testkit::eventually(
+        std::time::Duration::from_secs(5),
+        "closed streams release their place",
+        || async { (server.delivery.open_streams() == 0).then_some(()) },
+    )
+    .await;
     assert_eq!(
         server.delivery.open_streams(),
         0,

@@ -49,6 +49,18 @@ pub async fn start(config: DeliveryConfig) -> Server {
     }
 }
 
+impl Server {
+    /// Waits until delivery has published every change committed so far (its position reaches
+    /// the change feed's head), instead of sleeping a fixed time.
+    pub async fn caught_up(&self) {
+        let head = self.app.head().await.unwrap();
+        flagstaff_testkit::eventually(Duration::from_secs(10), "delivery catches up", || async {
+            (self.delivery.position() >= head).then_some(())
+        })
+        .await;
+    }
+}
+
 pub fn fast() -> DeliveryConfig {
     DeliveryConfig {
         heartbeat_interval: Duration::from_millis(200),
