@@ -9,8 +9,8 @@ use crate::flags::default_targeting;
 use crate::keys::credential_body;
 use crate::model::{Environment, EnvironmentKeys, EnvironmentSettings, FlagDefinition, kinds};
 use crate::{
-    Actor, App, AppError, Result, Role, Versioned, access, already_exists, body, decode, draft,
-    env_scope, hint, random_hex, uuid_v4, validate,
+    Actor, App, AppError, EnvRef, Result, Role, Versioned, WriteMeta, access, already_exists, body,
+    decode, draft, env_scope, hint, random_hex, uuid_v4, validate,
 };
 
 /// An environment with its keys, as returned once on creation.
@@ -64,17 +64,22 @@ impl App {
     }
 
     /// Renames an environment and changes its settings (admins).
-    #[allow(clippy::too_many_arguments)]
     pub async fn update_environment(
         &self,
-        actor: &Actor,
-        project: &str,
-        key: &str,
+        env: EnvRef<'_>,
         name: &str,
         settings: EnvironmentSettings,
-        expected: u64,
-        comment: &str,
+        write: WriteMeta<'_>,
     ) -> Result<Versioned<Environment>> {
+        let EnvRef {
+            project,
+            environment: key,
+        } = env;
+        let WriteMeta {
+            actor,
+            expected,
+            comment,
+        } = write;
         actor.require_env(Role::Admin, project, key)?;
         let current = self.environment(actor, project, key).await?;
         if current.version != expected {

@@ -89,6 +89,38 @@ pub fn fingerprint(secret: &str) -> String {
     access::fingerprint(secret)
 }
 
+/// An environment of a project: where targeting and segments live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvRef<'a> {
+    /// The project's key.
+    pub project: &'a str,
+    /// The environment's key.
+    pub environment: &'a str,
+}
+
+/// A flag in one environment: where its targeting lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlagRef<'a> {
+    /// The project's key.
+    pub project: &'a str,
+    /// The environment's key.
+    pub environment: &'a str,
+    /// The flag's key.
+    pub key: &'a str,
+}
+
+/// What every update carries besides its content: who writes, the version they read (a stale
+/// one is a conflict, never an overwrite) and why (recorded in the audit log).
+#[derive(Clone, Copy, Debug)]
+pub struct WriteMeta<'a> {
+    /// Who writes.
+    pub actor: &'a Actor,
+    /// The version the writer read.
+    pub expected: u64,
+    /// Why, for the audit log.
+    pub comment: &'a str,
+}
+
 /// One page of a list.
 #[derive(Clone, Debug, Serialize)]
 pub struct Page<T> {

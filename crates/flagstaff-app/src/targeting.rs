@@ -11,8 +11,8 @@ use crate::changes::Action;
 use crate::model::{FlagDefinition, Targeting, kinds};
 use crate::validate::Neighbourhood;
 use crate::{
-    Actor, App, AppError, Result, Role, Versioned, body, decode, draft, env_scope, random_hex,
-    validate,
+    Actor, App, AppError, FlagRef, Result, Role, Versioned, WriteMeta, body, decode, draft,
+    env_scope, random_hex, validate,
 };
 
 impl App {
@@ -92,18 +92,22 @@ impl App {
     }
 
     /// Replaces a flag's targeting in one environment (writers).
-    // Each argument is a distinct part of the request; a struct would only move the list.
-    #[allow(clippy::too_many_arguments)]
     pub async fn update_targeting(
         &self,
-        actor: &Actor,
-        project: &str,
-        environment: &str,
-        key: &str,
+        flag: FlagRef<'_>,
         mut targeting: Targeting,
-        expected: u64,
-        comment: &str,
+        write: WriteMeta<'_>,
     ) -> Result<Versioned<Targeting>> {
+        let FlagRef {
+            project,
+            environment,
+            key,
+        } = flag;
+        let WriteMeta {
+            actor,
+            expected,
+            comment,
+        } = write;
         actor.require_env(Role::Writer, project, environment)?;
         let current = self.targeting(actor, project, environment, key).await?;
         if current.version != expected {

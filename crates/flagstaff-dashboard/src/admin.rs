@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use flagstaff_app::{AppError, CredentialKind, EnvironmentSettings, Member, Role, TokenInfo};
+use flagstaff_app::{EnvRef, WriteMeta};
 use serde::Deserialize;
 
 use crate::session::Viewer;
@@ -158,16 +159,20 @@ pub(crate) async fn environment_settings(
             .environment(&viewer.actor, &project, &environment)
             .await?;
         app.update_environment(
-            &viewer.actor,
-            &project,
-            &environment,
+            EnvRef {
+                project: &project,
+                environment: &environment,
+            },
             &current.value.name,
             EnvironmentSettings {
                 secure_mode: Some(form.secure_mode.is_some()),
                 critical: Some(form.critical.is_some()),
             },
-            current.version,
-            "changed in the dashboard",
+            WriteMeta {
+                actor: &viewer.actor,
+                expected: current.version,
+                comment: "changed in the dashboard",
+            },
         )
         .await
     }

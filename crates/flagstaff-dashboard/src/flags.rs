@@ -16,6 +16,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use flagstaff_app::model::{FlagDefinition, FlagKind, Targeting, Variation};
 use flagstaff_app::{AppError, ErrorCode, FlagRow, validate};
+use flagstaff_app::{FlagRef, WriteMeta};
 use flagstaff_protocol::ClientSideAvailability;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -666,13 +667,17 @@ pub(crate) async fn save(
         let saved = dashboard
             .app
             .update_targeting(
-                &viewer.actor,
-                &project,
-                &proposal.environment,
-                &key,
+                FlagRef {
+                    project: &project,
+                    environment: &proposal.environment,
+                    key: &key,
+                },
                 proposed,
-                proposal.version,
-                proposal.comment.trim(),
+                WriteMeta {
+                    actor: &viewer.actor,
+                    expected: proposal.version,
+                    comment: proposal.comment.trim(),
+                },
             )
             .await?;
         Ok::<_, AppError>(json!({"version": saved.version}))

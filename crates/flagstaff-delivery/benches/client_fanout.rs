@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use flagstaff_app::model::{FlagDefinition, Targeting};
 use flagstaff_app::{Actor, App};
+use flagstaff_app::{FlagRef, WriteMeta};
 use flagstaff_delivery::{Delivery, DeliveryConfig, simulation};
 use flagstaff_store::Store;
 use serde_json::json;
@@ -26,13 +27,17 @@ async fn set_targeting(app: &App, admin: &Actor, change: impl FnOnce(&mut Target
     let mut targeting = current.value.clone();
     change(&mut targeting);
     app.update_targeting(
-        admin,
-        "default",
-        "production",
-        "load",
+        FlagRef {
+            project: "default",
+            environment: "production",
+            key: "load",
+        },
         targeting,
-        current.version,
-        "",
+        WriteMeta {
+            actor: admin,
+            expected: current.version,
+            comment: "",
+        },
     )
     .await
     .unwrap();

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flagstaff_app::{App, CredentialKind};
+use flagstaff_app::{EnvRef, WriteMeta};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -109,16 +110,20 @@ async fn update_environment(
     Ok(versioned(
         StatusCode::OK,
         &app.update_environment(
-            &actor,
-            &project,
-            &environment,
+            EnvRef {
+                project: &project,
+                environment: &environment,
+            },
             &update.name,
             flagstaff_app::EnvironmentSettings {
                 secure_mode: update.secure_mode,
                 critical: update.critical,
             },
-            version,
-            &comment,
+            WriteMeta {
+                actor: &actor,
+                expected: version,
+                comment: &comment,
+            },
         )
         .await?,
     ))

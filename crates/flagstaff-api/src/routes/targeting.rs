@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use flagstaff_app::App;
 use flagstaff_app::model::Targeting;
+use flagstaff_app::{FlagRef, WriteMeta};
 
 use crate::Result;
 use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
@@ -47,13 +48,17 @@ async fn update_targeting(
     Ok(versioned(
         StatusCode::OK,
         &app.update_targeting(
-            &actor,
-            &project,
-            &environment,
-            &key,
+            FlagRef {
+                project: &project,
+                environment: &environment,
+                key: &key,
+            },
             targeting,
-            version,
-            &comment,
+            WriteMeta {
+                actor: &actor,
+                expected: version,
+                comment: &comment,
+            },
         )
         .await?,
     ))
@@ -73,13 +78,17 @@ async fn patch_targeting(
     Ok(versioned(
         StatusCode::OK,
         &app.update_targeting(
-            &actor,
-            &project,
-            &environment,
-            &key,
+            FlagRef {
+                project: &project,
+                environment: &environment,
+                key: &key,
+            },
             targeting,
-            version,
-            &comment,
+            WriteMeta {
+                actor: &actor,
+                expected: version,
+                comment: &comment,
+            },
         )
         .await?,
     ))

@@ -3,6 +3,7 @@
 
 use flagstaff_app::model::Project;
 use flagstaff_app::{Actor, AppError, CredentialKind, EnvironmentSettings, Role};
+use flagstaff_app::{EnvRef, FlagRef, WriteMeta};
 use serde_json::json;
 
 use crate::support::{Fixture, boolean};
@@ -89,13 +90,17 @@ async fn allowed(fixture: &Fixture, case: &str, actor: &Actor, n: usize) -> Resu
                 .await
                 .expect("targeting");
             app.update_targeting(
-                actor,
-                "default",
-                environment,
-                "f",
+                FlagRef {
+                    project: "default",
+                    environment,
+                    key: "f",
+                },
                 current.value,
-                current.version,
-                "",
+                WriteMeta {
+                    actor,
+                    expected: current.version,
+                    comment: "",
+                },
             )
             .await
             .map(|_| ())
@@ -116,13 +121,17 @@ async fn allowed(fixture: &Fixture, case: &str, actor: &Actor, n: usize) -> Resu
                 .await
                 .expect("environment");
             app.update_environment(
-                actor,
-                "default",
-                "production",
+                EnvRef {
+                    project: "default",
+                    environment: "production",
+                },
                 "Production",
                 EnvironmentSettings::default(),
-                current.version,
-                "",
+                WriteMeta {
+                    actor,
+                    expected: current.version,
+                    comment: "",
+                },
             )
             .await
             .map(|_| ())

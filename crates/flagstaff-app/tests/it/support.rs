@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use flagstaff_app::model::{FlagDefinition, Targeting};
 use flagstaff_app::{Actor, App, AppError, Clock, Initialized};
+use flagstaff_app::{FlagRef, WriteMeta};
 use flagstaff_store::Store;
 use serde_json::{Value, json};
 
@@ -68,13 +69,17 @@ impl Fixture {
         let targeting: Targeting = serde_json::from_value(document).expect("targeting's shape");
         self.app
             .update_targeting(
-                &Actor::system(),
-                "default",
-                environment,
-                key,
+                FlagRef {
+                    project: "default",
+                    environment,
+                    key,
+                },
                 targeting,
-                current.version,
-                "test",
+                WriteMeta {
+                    actor: &Actor::system(),
+                    expected: current.version,
+                    comment: "test",
+                },
             )
             .await
             .map(|_| ())

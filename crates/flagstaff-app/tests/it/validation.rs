@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use flagstaff_app::validate::codes;
 use flagstaff_app::{Actor, EnvironmentSettings};
+use flagstaff_app::{EnvRef, WriteMeta};
 use serde_json::{Value, json};
 
 use crate::support::{Fixture, boolean, invalid};
@@ -203,13 +204,17 @@ async fn cases() -> Vec<(&'static str, (String, String), (&'static str, &'static
         invalid(
             old.app
                 .update_environment(
-                    &Actor::system(),
-                    "default",
-                    "test",
+                    EnvRef {
+                        project: "default",
+                        environment: "test",
+                    },
                     "Test",
                     settings,
-                    environment.version,
-                    "test",
+                    WriteMeta {
+                        actor: &Actor::system(),
+                        expected: environment.version,
+                        comment: "test",
+                    },
                 )
                 .await
                 .map(|_| ()),

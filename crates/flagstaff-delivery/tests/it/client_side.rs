@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use flagstaff_app::HmacKey;
 use flagstaff_app::model::FlagDefinition;
+use flagstaff_app::{EnvRef, WriteMeta};
 use flagstaff_protocol::Segment;
 use serde_json::{Value, json};
 
@@ -425,16 +426,20 @@ async fn secure_mode_requires_the_context_hash() {
     server
         .app
         .update_environment(
-            &server.admin,
-            "default",
-            "production",
+            EnvRef {
+                project: "default",
+                environment: "production",
+            },
             &env.value.name,
             flagstaff_app::EnvironmentSettings {
                 secure_mode: Some(true),
                 critical: None,
             },
-            env.version,
-            "",
+            WriteMeta {
+                actor: &server.admin,
+                expected: env.version,
+                comment: "",
+            },
         )
         .await
         .unwrap();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use flagstaff_app::model::{FlagDefinition, Targeting};
 use flagstaff_app::{Actor, App};
+use flagstaff_app::{FlagRef, WriteMeta};
 use flagstaff_delivery::{Delivery, DeliveryConfig};
 use flagstaff_store::Store;
 use futures_util::StreamExt;
@@ -180,13 +181,17 @@ pub async fn set_targeting(server: &Server, key: &str, change: impl FnOnce(&mut 
     server
         .app
         .update_targeting(
-            &server.admin,
-            "default",
-            "production",
-            key,
+            FlagRef {
+                project: "default",
+                environment: "production",
+                key,
+            },
             targeting,
-            current.version,
-            "",
+            WriteMeta {
+                actor: &server.admin,
+                expected: current.version,
+                comment: "",
+            },
         )
         .await
         .unwrap();
