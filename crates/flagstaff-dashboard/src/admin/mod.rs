@@ -1,0 +1,69 @@
+//! Administration: environments and their keys, members and API tokens, one module each.
+//!
+//! Keys are stored only as hashes, so the SDK and mobile keys can be shown (and copied) exactly
+//! once: when they are rotated here. The client-side ID is public by design (it is in every web
+//! page that uses the browser SDK) and can be copied at any time.
+
+mod environments;
+mod members;
+mod tokens;
+
+pub(crate) use environments::{environment_settings, environments, rotate};
+pub(crate) use members::{add_member, members, remove_member};
+pub(crate) use tokens::{create_token, revoke_token, tokens};
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use flagstaff_app::{AppError, CredentialKind, EnvironmentSettings, Member, Role, TokenInfo};
+use flagstaff_app::{EnvRef, WriteMeta};
+use serde::Deserialize;
+
+use crate::session::Viewer;
+use crate::{DashState, Dashboard, Nav, PageError, render, time};
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ProjectQuery {
+    project: Option<String>,
+}
+
+/// The frame for pages outside any project: the viewer's first project (or the one named).
+async fn admin_nav(
+    dashboard: &Dashboard,
+    viewer: &Viewer,
+    project: Option<String>,
+    tab: &'static str,
+) -> Result<Nav, PageError> {
+    if !viewer.is_admin() {
+        return Err(PageError(AppError::Forbidden(
+            "members and API tokens are managed by admins".into(),
+        )));
+    }
+    let project = match project {
+        Some(p) => p,
+        None => dashboard
+            .app
+            .list_projects(&viewer.actor)
+            .await?
+            .first()
+            .map(|p| p.key.clone())
+            .unwrap_or_default(),
+    };
+    Nav::new(dashboard, viewer, &project, None, tab, format!("/{tab}")).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+fn role(text: &str) -> Role {
+    match text {
+        "admin" => Role::Admin,
+        "writer" => Role::Writer,
+        _ => Role::Reader,
+    }
+}
