@@ -19,11 +19,14 @@
 //! | `sdk_view` | what SDKs and the evaluate/bootstrap endpoints read |
 //! | `overview` | read models for people: every flag with its state per environment |
 //! | `audit` | the audit log |
-//! | `members`, `tokens` | people and API tokens |
+//! | `changes` | the change feed, typed (`Action`, `Scope`), and who may read which change |
+//! | `members`, `tokens` | people, API tokens and sign-in sessions |
 //! | `insights` | what SDK events say about flags (the events database) |
+//! | `intake` | SDK event payloads, parsed and handed to the events pipeline |
 //!
-//! Beside them: `access` (roles and actors), `validate` (stable error codes and JSON paths),
-//! `model` (the stored documents), `secure_mode` (HMAC key schedules).
+//! Beside them: `access` (roles and actors), `validate` (validation and its codes), `error`
+//! (`AppError` and `ErrorCode`, the one table of stable error codes), `model` (the stored
+//! documents), `secure_mode` (HMAC key schedules). Time comes from the store's `Clock`.
 #![forbid(unsafe_code)]
 
 mod access;
