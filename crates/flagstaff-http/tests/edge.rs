@@ -20,6 +20,14 @@ struct Thing {
 }
 
 async fn post_thing(body: Body, length: Option<usize>) -> (StatusCode, Value) {
+    let (status, _, body) = post_thing_with_headers(body, length).await;
+    (status, body)
+}
+
+async fn post_thing_with_headers(
+    body: Body,
+    length: Option<usize>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let router: Router = Router::new().route(
         "/",
         post(|JsonBody(_): JsonBody<Thing>| async { StatusCode::NO_CONTENT }),
@@ -33,11 +41,13 @@ async fn post_thing(body: Body, length: Option<usize>) -> (StatusCode, Value) {
         .await
         .expect("response");
     let status = response.status();
+    let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .expect("body");
     (
         status,
+        headers,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
 }
@@ -70,9 +80,12 @@ async fn an_oversized_body_is_413_whether_declared_or_streamed() {
         "x".repeat(MAX_BODY_BYTES)
     );
     let declared = big.len();
-    let (status, error) = post_thing(Body::from(big.clone()), Some(declared)).await;
+    let (status, headers, error) =
+        post_thing_with_headers(Body::from(big.clone()), Some(declared)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error["code"], "payload_too_large");
+    // The unread rest of the body makes the connection unusable: clients are told to close it.
+    assert_eq!(headers["connection"], "close");
     // Without a length (chunked), the reader stops at the limit.
     let stream = futures_like_stream(big);
     let (status, error) = post_thing(stream, None).await;
