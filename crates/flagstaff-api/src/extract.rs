@@ -120,19 +120,77 @@ impl PatchRequest {
     }
 }
 
+/// The most operations one JSON Patch may have.
+pub const MAX_PATCH_OPERATIONS: usize = 1_000;
+
+/// The largest document a patch may produce: what a `PUT` of the same resource may send.
+pub const MAX_PATCHED_BYTES: usize = flagstaff_http::MAX_BODY_BYTES;
+
+/// The length of a value's JSON, without keeping the text.
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 /// Applies `patch` to the JSON form of `current` and reads the result back as a `T`. A failed
 /// operation is reported with its index (`field: "[2]"`), a result of the wrong shape with the
 /// field path, both as 400s; nothing is written in either case.
+///
+/// A patch is bounded before it can build anything large: at most [`MAX_PATCH_OPERATIONS`]
+/// operations, and the document may never grow past [`MAX_PATCHED_BYTES`]. Operations are
+/// applied one at a time and the growth of each (the value an `add` or `replace` brings, the
+/// value a `copy` duplicates) is added up before it is applied, so that `copy` cannot double
+/// the document again and again until the server runs out of memory.
 pub(crate) fn apply_patch<T: serde::Serialize + DeserializeOwned>(
     current: &T,
     patch: &json_patch::Patch,
 ) -> Result<T> {
+    if patch.0.len() > MAX_PATCH_OPERATIONS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPatch,
+            format!("a patch has at most {MAX_PATCH_OPERATIONS} operations"),
+        ));
+    }
     let mut document = serde_json::to_value(current)
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    json_patch::patch(&mut document, patch).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidPatch, e.to_string())
-            .with_field(format!("[{}]", e.operation))
-    })?;
+    let mut size = json_len(&document);
+    for (i, operation) in patch.0.iter().enumerate() {
+        let growth = match operation {
+            json_patch::PatchOperation::Add(op) => json_len(&op.value),
+            json_patch::PatchOperation::Replace(op) => json_len(&op.value),
+            json_patch::PatchOperation::Copy(op) => {
+                document.pointer(&op.from.to_string()).map_or(0, json_len)
+            }
+            _ => 0,
+        };
+        size = size.saturating_add(growth);
+        if size > MAX_PATCHED_BYTES {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the patched document would be over {MAX_PATCHED_BYTES} bytes"),
+            )
+            .with_field(format!("[{i}]")));
+        }
+        json_patch::patch(&mut document, std::slice::from_ref(operation)).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidPatch,
+                format!("operation '/{i}' failed at path '{}': {}", e.path, e.kind),
+            )
+            .with_field(format!("[{i}]"))
+        })?;
+    }
     serde_path_to_error::deserialize(document).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidBody,

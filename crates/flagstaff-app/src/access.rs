@@ -114,3 +114,30 @@ impl Actor {
 pub(crate) fn fingerprint(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
+
+/// The rights each kind of write needs, named once: the write use cases check them first, and
+/// the HTTP edges call them before they parse or apply a body (a JSON Patch, an import, a review),
+/// so a caller without the right costs the server nothing.
+impl crate::App {
+    /// Changing flag definitions of `project` (create, update, archive, delete): writers of the
+    /// whole project (definitions are shared by every environment).
+    pub fn authorize_flag_change(&self, actor: &Actor, project: &str) -> Result<()> {
+        actor.require(Role::Writer, Some(project))
+    }
+
+    /// Changing targeting or segments in one environment: writers of that environment.
+    pub fn authorize_environment_change(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+    ) -> Result<()> {
+        actor.require_env(Role::Writer, project, environment)
+    }
+
+    /// Importing flag data into an environment, which may add flags to the whole project.
+    pub fn authorize_import(&self, actor: &Actor, project: &str, environment: &str) -> Result<()> {
+        self.authorize_flag_change(actor, project)?;
+        self.authorize_environment_change(actor, project, environment)
+    }
+}

@@ -64,7 +64,7 @@ impl App {
         mut definition: FlagDefinition,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
-        actor.require(Role::Writer, Some(project))?;
+        self.authorize_flag_change(actor, project)?;
         self.project(&Actor::system(), project).await?;
         definition.archived = false;
         validate::definition(&mut definition)?;
@@ -177,7 +177,7 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
-        actor.require(Role::Writer, Some(project))?;
+        self.authorize_flag_change(actor, project)?;
         let current = self.flag(actor, project, key).await?;
         if definition.key != key {
             return Err(AppError::invalid(
@@ -213,7 +213,7 @@ impl App {
         archived: bool,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
-        actor.require(Role::Writer, Some(project))?;
+        self.authorize_flag_change(actor, project)?;
         let current = self.flag(actor, project, key).await?;
         let mut definition = current.value.clone();
         definition.archived = archived;
@@ -296,7 +296,7 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<()> {
-        actor.require(Role::Writer, Some(project))?;
+        self.authorize_flag_change(actor, project)?;
         let current = self.flag(actor, project, key).await?;
         let mut writes = vec![Write::Delete {
             kind: kinds::FLAG.into(),

@@ -8,9 +8,7 @@ use serde_json::json;
 use crate::changes::Action;
 use crate::flags::default_targeting;
 use crate::model::{self, FlagDefinition, FlagKind, Targeting, kinds};
-use crate::{
-    Actor, App, AppError, Result, Role, body, decode, draft, env_scope, random_hex, validate,
-};
+use crate::{Actor, App, AppError, Result, body, decode, draft, env_scope, random_hex, validate};
 
 /// What an import wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,8 +42,7 @@ impl App {
         data: FlagData,
         comment: &str,
     ) -> Result<ImportSummary> {
-        actor.require(Role::Writer, Some(project))?;
-        actor.require_env(Role::Writer, project, environment)?;
+        self.authorize_import(actor, project, environment)?;
         self.environment(actor, project, environment).await?;
         let scope = env_scope(project, environment);
         let environments = self.store.list(kinds::ENVIRONMENT, project).await?;

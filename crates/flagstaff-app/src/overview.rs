@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::access::{Actor, Role};
+use crate::access::Actor;
 use crate::error::Result;
 use flagstaff_store::Document;
 
@@ -356,7 +356,7 @@ impl App {
         key: &str,
         targeting: &Targeting,
     ) -> Result<()> {
-        actor.require_env(Role::Writer, project, environment)?;
+        self.authorize_environment_change(actor, project, environment)?;
         self.targeting(actor, project, environment, key).await?;
         validate::targeting(
             key,

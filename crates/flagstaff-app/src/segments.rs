@@ -24,7 +24,7 @@ impl App {
         expected: Option<u64>,
         comment: &str,
     ) -> Result<Versioned<Segment>> {
-        actor.require_env(Role::Writer, project, environment)?;
+        self.authorize_environment_change(actor, project, environment)?;
         self.environment(actor, project, environment).await?;
         let scope = env_scope(project, environment);
         let current = self
@@ -136,7 +136,7 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<()> {
-        actor.require_env(Role::Writer, project, environment)?;
+        self.authorize_environment_change(actor, project, environment)?;
         let current = self.segment(actor, project, environment, key).await?;
         let scope = env_scope(project, environment);
         let write = Write::Delete {

@@ -108,7 +108,7 @@ impl App {
             expected,
             comment,
         } = write;
-        actor.require_env(Role::Writer, project, environment)?;
+        self.authorize_environment_change(actor, project, environment)?;
         let current = self.targeting(actor, project, environment, key).await?;
         if current.version != expected {
             return Err(AppError::Conflict {

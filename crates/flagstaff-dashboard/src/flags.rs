@@ -623,6 +623,11 @@ pub(crate) async fn review(
     JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
+    // Authorized before the proposal is parsed or compared with anything.
+    dashboard
+        .app
+        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .map_err(json_error)?;
     let run = async {
         let proposed = parse_targeting(proposal.targeting)?;
         let app = &dashboard.app;
@@ -662,6 +667,11 @@ pub(crate) async fn save(
     JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
+    // Authorized before the proposal is parsed or compared with anything.
+    dashboard
+        .app
+        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .map_err(json_error)?;
     let run = async {
         let proposed = parse_targeting(proposal.targeting)?;
         let saved = dashboard

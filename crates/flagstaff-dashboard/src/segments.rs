@@ -222,6 +222,11 @@ pub(crate) async fn review(
     JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
+    // Authorized before the proposal is parsed or compared with anything.
+    dashboard
+        .app
+        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .map_err(json_error)?;
     let run = async {
         let proposed = parse_segment(proposal.segment, &key)?;
         let current = dashboard
@@ -251,6 +256,11 @@ pub(crate) async fn save(
     JsonBody(proposal): JsonBody<Proposal>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, None)?;
+    // Authorized before the proposal is parsed or compared with anything.
+    dashboard
+        .app
+        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .map_err(json_error)?;
     let run = async {
         let proposed = parse_segment(proposal.segment, &key)?;
         let saved = dashboard

@@ -113,7 +113,21 @@ pub struct JsonBody<T>(pub T);
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, _state: &S) -> Result<JsonBody<T>, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A request body read up to [`MAX_BODY_BYTES`] and not parsed yet: for handlers that must
+/// authorize the caller before they spend anything on the content (JSON Patch, import).
+#[derive(Debug)]
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<RawBody, ApiError> {
         let too_large = || {
             ApiError::new(
                 ErrorCode::PayloadTooLarge,
@@ -129,16 +143,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
             .await
-            .map_err(|_| too_large())?;
-        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map(JsonBody)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                ApiError::new(ErrorCode::InvalidBody, e.inner().to_string())
-                    .with_field(if path == "." { String::new() } else { path })
-            })
+            .map(RawBody)
+            .map_err(|_| too_large())
     }
+}
+
+/// Reads JSON as a `T`; a wrong shape is `400 invalid_body` naming the path of the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::new(ErrorCode::InvalidBody, e.inner().to_string()).with_field(if path == "." {
+            String::new()
+        } else {
+            path
+        })
+    })
 }

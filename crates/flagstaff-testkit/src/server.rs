@@ -90,6 +90,19 @@ impl TestServer {
         }
     }
 
+    /// The server's resident memory now (KiB, from `/proc`), for tests that check an attack
+    /// does not make it grow.
+    pub fn resident_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
     /// `http://127.0.0.1:port`.
     pub fn base(&self) -> String {
         format!("http://{}", self.address)

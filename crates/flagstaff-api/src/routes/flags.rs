@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use crate::Result;
 use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
 use crate::routes::AppState;
+use flagstaff_http::{RawBody, parse_json};
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -114,9 +115,11 @@ async fn patch_flag(
     IfMatch(version): IfMatch,
     Comment(comment): Comment,
     Path((project, key)): Path<(String, String)>,
-    Body(request): Body<PatchRequest>,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
-    let (patch, comment) = request.split(comment);
+    // Authorized before the patch is parsed or applied.
+    app.authorize_flag_change(&actor, &project)?;
+    let (patch, comment) = parse_json::<PatchRequest>(&body)?.split(comment);
     let current = app.flag(&actor, &project, &key).await?;
     let definition = apply_patch(&current.value, &patch)?;
     Ok(versioned(

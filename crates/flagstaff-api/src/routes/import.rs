@@ -10,10 +10,10 @@ use flagstaff_protocol::FlagData;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::extract::{Body, Caller, Comment};
+use crate::extract::{Caller, Comment};
 use crate::routes::AppState;
 use flagstaff_app::ErrorCode;
-use flagstaff_http::ApiError;
+use flagstaff_http::{ApiError, RawBody, parse_json};
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -28,8 +28,11 @@ async fn import_flag_data(
     Caller(actor): Caller,
     Comment(comment): Comment,
     Path((project, environment)): Path<(String, String)>,
-    Body(data): Body<Value>,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>> {
+    // Authorized before the payload is parsed: a caller without the right costs nothing.
+    app.authorize_import(&actor, &project, &environment)?;
+    let data: Value = parse_json(&body)?;
     let data = FlagData::from_json(data)
         .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.message).with_field(e.path))?;
     let summary = app

@@ -15,7 +15,7 @@ use crate::Result;
 use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
 use crate::routes::AppState;
 use flagstaff_app::ErrorCode;
-use flagstaff_http::ApiError;
+use flagstaff_http::{ApiError, RawBody, parse_json};
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -103,9 +103,11 @@ async fn patch_segment(
     IfMatch(version): IfMatch,
     Comment(comment): Comment,
     Path((project, environment, key)): Path<(String, String, String)>,
-    Body(request): Body<PatchRequest>,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
-    let (patch, comment) = request.split(comment);
+    // Authorized before the patch is parsed or applied.
+    app.authorize_environment_change(&actor, &project, &environment)?;
+    let (patch, comment) = parse_json::<PatchRequest>(&body)?.split(comment);
     let current = app.segment(&actor, &project, &environment, &key).await?;
     let segment = apply_patch(&current.value, &patch)?;
     if segment.key != key {

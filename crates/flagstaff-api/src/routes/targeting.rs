@@ -15,6 +15,7 @@ use flagstaff_app::{FlagRef, WriteMeta};
 use crate::Result;
 use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
 use crate::routes::AppState;
+use flagstaff_http::{RawBody, parse_json};
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -70,9 +71,11 @@ async fn patch_targeting(
     IfMatch(version): IfMatch,
     Comment(comment): Comment,
     Path((project, environment, key)): Path<(String, String, String)>,
-    Body(request): Body<PatchRequest>,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
-    let (patch, comment) = request.split(comment);
+    // Authorized before the patch is parsed or applied.
+    app.authorize_environment_change(&actor, &project, &environment)?;
+    let (patch, comment) = parse_json::<PatchRequest>(&body)?.split(comment);
     let current = app.targeting(&actor, &project, &environment, &key).await?;
     let targeting = apply_patch(&current.value, &patch)?;
     Ok(versioned(

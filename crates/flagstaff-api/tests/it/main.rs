@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod flows;
+mod hardening;
 mod openapi;
 mod schemas;
 mod support;

@@ -6,6 +6,7 @@
 mod browser;
 mod dashboard;
 mod eval_command;
+mod hardening;
 mod insights;
 mod rust_sdk;
 mod sdks;
