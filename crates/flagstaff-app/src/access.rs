@@ -43,10 +43,21 @@ impl Actor {
         }
     }
 
+    /// Whether the actor may see anything of `project`. A token limited to environments sees
+    /// only the projects those environments belong to (and there, project-wide definitions).
     pub(crate) fn may_see(&self, project: &str) -> bool {
         self.projects
             .as_ref()
             .is_none_or(|ps| ps.iter().any(|p| p == project))
+            && self.environments.as_ref().is_none_or(|envs| {
+                envs.iter()
+                    .any(|e| e.split_once('/').is_some_and(|(p, _)| p == project))
+            })
+    }
+
+    /// Whether the actor holds no project or environment limit.
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.projects.is_none() && self.environments.is_none()
     }
 
     fn check(&self, role: Role, project: Option<&str>) -> Result<()> {

@@ -13,7 +13,7 @@ impl App {
         let entries = self.store.audit(query).await?;
         Ok(entries
             .into_iter()
-            .filter(|e| actor.may_read_change(&Scope::parse(&e.scope)))
+            .filter(|e| actor.may_read_change(&e.kind, &Scope::parse(&e.scope), &e.key))
             .collect())
     }
 }

@@ -244,11 +244,35 @@ impl From<ChangeRecord> for Change {
 }
 
 impl Actor {
-    /// Whether the actor may read an audit entry or change record in `scope`: admins read
-    /// everything, others what lies in the projects they may see. This is the one rule the
-    /// audit log, the dashboard's history and its live stream share.
-    pub fn may_read_change(&self, scope: &Scope) -> bool {
-        self.role == Role::Admin || self.may_see(scope.project().unwrap_or_default())
+    /// Whether the actor may read an audit entry or change record about a document of `kind`
+    /// at `scope`/`key`. This is the one rule the audit log, the dashboard's history and its
+    /// live stream share; an entry shows the document before and after, so it is visible only
+    /// to whoever may read that document:
+    /// - members, API tokens and sessions: administrators without limits (listing them is theirs);
+    /// - a project (stored at the global scope, keyed by the project): whoever may see it;
+    /// - an environment (stored at its project's scope, keyed by the environment) and anything
+    ///   in one (targeting, segments): whoever may see that environment, admins included;
+    /// - flag definitions (project-wide): whoever may see the project.
+    pub fn may_read_change(&self, kind: &str, scope: &Scope, key: &str) -> bool {
+        match (kind, scope) {
+            (kinds::MEMBER | kinds::TOKEN | kinds::CREDENTIAL, _) => {
+                self.role == Role::Admin && self.is_unlimited()
+            }
+            (kinds::PROJECT, _) => self.may_see(key),
+            (kinds::ENVIRONMENT, Scope::Project(project)) => {
+                self.may_see(project) && self.may_see_environment(project, key)
+            }
+            (
+                _,
+                Scope::Environment {
+                    project,
+                    environment,
+                },
+            ) => self.may_see(project) && self.may_see_environment(project, environment),
+            (_, Scope::Project(project)) => self.may_see(project),
+            // Anything else at the global scope is server-wide administration.
+            (_, Scope::Global) => self.role == Role::Admin && self.is_unlimited(),
+        }
     }
 }
 
@@ -296,7 +320,9 @@ impl App {
         let mut visible = Vec::new();
         for change in self.changes_after(after, limit).await? {
             position = change.seq;
-            if change.scope.project() == Some(project) && actor.may_read_change(&change.scope) {
+            if change.scope.project() == Some(project)
+                && actor.may_read_change(&change.kind, &change.scope, &change.key)
+            {
                 visible.push(change);
             }
         }

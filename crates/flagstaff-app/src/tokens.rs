@@ -69,6 +69,9 @@ impl App {
         environments: Option<Vec<String>>,
         comment: &str,
     ) -> Result<(TokenInfo, String)> {
+        // Authorized first, so that a caller who may not create tokens cannot learn which
+        // projects and environments exist from the answers.
+        actor.require(Role::Admin, None)?;
         for (i, scope) in environments.iter().flatten().enumerate() {
             let exists = match scope.split_once('/') {
                 Some((project, environment)) => self
@@ -86,7 +89,6 @@ impl App {
                 ));
             }
         }
-        actor.require(Role::Admin, None)?;
         let spec = TokenSpec {
             name: name.to_owned(),
             role,

@@ -134,3 +134,66 @@ async fn a_patch_is_bounded_in_operations_and_in_what_it_builds() {
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
 }
+
+#[tokio::test]
+async fn an_environment_limited_token_reads_no_other_environment_in_the_audit_log() {
+    let api = TestApi::new().await;
+    api.post(
+        "/api/v1/projects/default/flags",
+        json!({"key": "x", "name": "X"}),
+    )
+    .await;
+    let secret_rule = json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1,
+        "rules": [{"variation": 0, "clauses": [{"attribute": "email", "op": "in", "values": ["ceo@example.com"]}]}]});
+    for environment in ["production", "test"] {
+        let path = format!("/api/v1/projects/default/environments/{environment}/flags/x");
+        let current = api.get(&path).await;
+        let version = format!("\"{}\"", current.body["version"]);
+        let saved = api.put(&path, &version, secret_rule.clone()).await;
+        assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    }
+    api.post(
+        "/api/v1/members",
+        json!({"email": "m@example.com", "name": "M", "role": "reader", "password": "long enough password"}),
+    )
+    .await;
+    let limited = token(
+        &api,
+        json!({"name": "test only", "role": "reader", "environments": ["default/test"]}),
+    )
+    .await;
+    // The exploit: production's rules were readable from the audit log.
+    let refused = api
+        .call(
+            Method::GET,
+            "/api/v1/projects/default/environments/production/flags/x",
+            Some(&limited),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let log = api
+        .call(
+            Method::GET,
+            "/api/v1/audit?limit=500",
+            Some(&limited),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(log.status, StatusCode::OK);
+    let entries = log.body["items"].as_array().expect("entries");
+    assert!(
+        entries.iter().any(|e| e["scope"] == "default/test"),
+        "{entries:?}"
+    );
+    for entry in entries {
+        assert_ne!(entry["scope"], "default/production", "{entry}");
+        assert!(
+            !["member", "token"].contains(&entry["kind"].as_str().unwrap_or_default()),
+            "{entry}"
+        );
+        assert!(!entry.to_string().contains("ceo@example.com") || entry["scope"] == "default/test");
+    }
+}

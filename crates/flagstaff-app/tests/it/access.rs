@@ -199,3 +199,231 @@ async fn every_role_and_limit_against_every_guarded_use_case() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Who may read which audit entry (the audit log, the dashboard's history and its live stream
+/// share the rule): an entry shows a document before and after, so it is readable by whoever
+/// may read that document. Expectations written from that rule.
+#[tokio::test]
+async fn audit_entries_are_visible_only_to_who_may_read_their_document() {
+    use flagstaff_app::{AuditQuery, Member};
+
+    let fixture = Fixture::new().await;
+    let system = Actor::system();
+    let app = &fixture.app;
+    app.create_project(
+        &system,
+        Project {
+            key: "other".into(),
+            name: "Other".into(),
+        },
+        "",
+    )
+    .await
+    .expect("project other");
+    app.create_environment(&system, "other", "prod", "Prod", "")
+        .await
+        .expect("other/prod");
+    fixture.flag(boolean("f")).await.expect("flag f");
+    fixture
+        .targeting("production", "f", json!({"on": true}))
+        .await
+        .expect("production");
+    fixture
+        .targeting("test", "f", json!({"on": true}))
+        .await
+        .expect("test");
+    app.create_member(
+        &system,
+        Member {
+            email: "m@example.com".into(),
+            name: "M".into(),
+            role: Role::Reader,
+            projects: None,
+        },
+        "long enough password",
+        "",
+    )
+    .await
+    .expect("member");
+    let segment = serde_json::from_value(json!({"key": "s"})).expect("segment");
+    app.put_segment(&system, "other", "prod", segment, None, "")
+        .await
+        .expect("segment");
+
+    // Each entry by a label: (kind, scope, key).
+    let label = |kind: &str, scope: &str, key: &str| -> &'static str {
+        match (kind, scope, key) {
+            ("project", "", "default") => "project default",
+            ("project", "", "other") => "project other",
+            ("environment", "default", "production") => "env production",
+            ("environment", "default", "test") => "env test",
+            ("environment", "other", "prod") => "env other/prod",
+            ("flag", "default", "f") => "flag f",
+            ("targeting", "default/production", "f") => "targeting production",
+            ("targeting", "default/test", "f") => "targeting test",
+            ("segment", "other/prod", "s") => "segment other/prod",
+            ("member", _, _) => "member",
+            ("token", _, _) => "token",
+            _ => "unexpected",
+        }
+    };
+    let all = [
+        "project default",
+        "env production",
+        "env test",
+        "token",
+        "project other",
+        "env other/prod",
+        "flag f",
+        "targeting production",
+        "targeting test",
+        "member",
+        "segment other/prod",
+    ];
+    let cases: &[(Actor, &[&str])] = &[
+        (actor("admin", Role::Admin, None, None), &all),
+        (
+            actor("admin@default", Role::Admin, Some(&["default"]), None),
+            &[
+                "project default",
+                "env production",
+                "env test",
+                "flag f",
+                "targeting production",
+                "targeting test",
+            ],
+        ),
+        (
+            actor(
+                "admin@default/test",
+                Role::Admin,
+                None,
+                Some(&["default/test"]),
+            ),
+            &["project default", "env test", "flag f", "targeting test"],
+        ),
+        (
+            actor("reader", Role::Reader, None, None),
+            &[
+                "project default",
+                "env production",
+                "env test",
+                "project other",
+                "env other/prod",
+                "flag f",
+                "targeting production",
+                "targeting test",
+                "segment other/prod",
+            ],
+        ),
+        (
+            actor(
+                "reader@default/test",
+                Role::Reader,
+                None,
+                Some(&["default/test"]),
+            ),
+            &["project default", "env test", "flag f", "targeting test"],
+        ),
+        (
+            actor("reader@other", Role::Reader, Some(&["other"]), None),
+            &["project other", "env other/prod", "segment other/prod"],
+        ),
+    ];
+    let query = AuditQuery {
+        limit: 1000,
+        ..AuditQuery::default()
+    };
+    for (actor, expected) in cases {
+        let mut seen: Vec<&str> = app
+            .audit(actor, &query)
+            .await
+            .expect("audit")
+            .iter()
+            .map(|e| label(&e.kind, &e.scope, &e.key))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let mut want = expected.to_vec();
+        want.sort_unstable();
+        assert_eq!(seen, want, "what {} reads", actor.id);
+    }
+    // The dashboard's live stream applies the same rule.
+    let limited = actor(
+        "reader@default/test",
+        Role::Reader,
+        None,
+        Some(&["default/test"]),
+    );
+    let (changes, _) = app
+        .changes(&limited, "default", 0, 1000)
+        .await
+        .expect("changes");
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.scope.to_string() != "default/production"),
+        "{changes:?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.scope.to_string() == "default/test")
+    );
+}
+
+#[tokio::test]
+async fn token_creation_refuses_before_it_says_what_exists() {
+    let fixture = Fixture::new().await;
+    let writer = actor("writer", Role::Writer, None, None);
+    for environments in [
+        vec!["default/production".to_owned()],
+        vec!["nope/nothing".to_owned()],
+    ] {
+        let refused = fixture
+            .app
+            .create_token(&writer, "t", Role::Reader, None, Some(environments), "")
+            .await;
+        assert!(
+            matches!(refused, Err(AppError::Forbidden(_))),
+            "{refused:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn environment_limited_tokens_see_only_their_projects() {
+    let fixture = Fixture::new().await;
+    let system = Actor::system();
+    fixture
+        .app
+        .create_project(
+            &system,
+            Project {
+                key: "other".into(),
+                name: "Other".into(),
+            },
+            "",
+        )
+        .await
+        .expect("project other");
+    let limited = actor(
+        "reader@default/test",
+        Role::Reader,
+        None,
+        Some(&["default/test"]),
+    );
+    assert!(matches!(
+        fixture.app.project(&limited, "other").await,
+        Err(AppError::Forbidden(_))
+    ));
+    let visible: Vec<String> = fixture
+        .app
+        .list_projects(&limited)
+        .await
+        .expect("projects")
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(visible, ["default"]);
+}
