@@ -22,7 +22,7 @@ pub enum Role {
 /// Someone acting: a token, or the server itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
-    /// How the audit log names them, e.g. `token:tok-1a2b3c4d`.
+    /// How the audit log names them, e.g. `token:tok-` and 32 hex digits.
     pub id: String,
     /// Their role.
     pub role: Role,

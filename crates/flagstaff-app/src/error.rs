@@ -121,6 +121,8 @@ error_codes! {
     UnsupportedMediaType => "unsupported_media_type", 415;
     /// An update or delete without `If-Match`.
     VersionRequired => "version_required", 428;
+    /// Too many failed sign-ins for this account or from this address; wait `Retry-After` seconds.
+    TooManyRequests => "too_many_requests", 429;
     /// A storage failure (details are logged, not returned).
     Internal => "internal", 500;
     /// Something transient (the database did not answer); retry after `Retry-After`.
@@ -195,6 +197,12 @@ pub enum AppError {
     /// The credential may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Too many attempts (sign-in): try again after `retry_after_ms`.
+    #[error("too many attempts; try again in {} s", retry_after_ms.saturating_add(999) / 1000)]
+    RateLimited {
+        /// How long to wait, in milliseconds.
+        retry_after_ms: i64,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
@@ -225,6 +233,7 @@ impl AppError {
             AppError::Conflict { .. } => ErrorCode::VersionConflict,
             AppError::Unauthorized => ErrorCode::Unauthorized,
             AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::RateLimited { .. } => ErrorCode::TooManyRequests,
             AppError::Store(_) => ErrorCode::Internal,
         }
     }

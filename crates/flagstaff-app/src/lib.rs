@@ -47,6 +47,7 @@ mod sdk_view;
 mod secure_mode;
 mod segments;
 mod targeting;
+mod throttle;
 mod tokens;
 pub mod validate;
 
@@ -134,6 +135,9 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Password checks (argon2) that may run at once; the rest wait their turn.
+pub const PASSWORD_CHECKS_AT_ONCE: usize = 2;
+
 /// The use cases, over one store.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -142,6 +146,11 @@ pub struct App {
     overviews: Arc<std::sync::Mutex<HashMap<String, overview::Cached>>>,
     /// The analytics events pipeline and its database, when insights are on.
     pipeline: Option<Arc<flagstaff_events::Pipeline>>,
+    /// Failed sign-ins per account and address (`throttle.rs`).
+    sign_in_throttle: Arc<throttle::SignInThrottle>,
+    /// Password checks running at once: argon2 is deliberately expensive, so a flood of
+    /// sign-ins may use at most this share of the CPU, on the blocking pool.
+    password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 fn env_scope(project: &str, environment: &str) -> String {
@@ -191,6 +200,8 @@ impl App {
             store,
             overviews: Arc::default(),
             pipeline: None,
+            sign_in_throttle: Arc::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_AT_ONCE)),
         }
     }
 

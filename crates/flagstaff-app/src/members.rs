@@ -92,14 +92,28 @@ fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| AppError::invalid(codes::INVALID_FIELD, "password", e.to_string()))
 }
 
-/// A fixed hash to verify against when the email is unknown (equal cost, always fails).
-fn decoy_hash() -> String {
-    let salt = SaltString::encode_b64(b"flagstaff-decoy!")
-        .unwrap_or_else(|_| SaltString::generate(&mut OsRng));
-    Argon2::default()
-        .hash_password(b"no such member", &salt)
-        .map(|h| h.to_string())
-        .unwrap_or_default()
+/// A fixed hash to verify against when the email is unknown, so that an unknown email costs one
+/// argon2 verification like a known one (and always fails). Made once: making it is itself an
+/// argon2 hash, which would make unknown emails take twice as long and tell them apart.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| {
+        let salt = SaltString::encode_b64(b"flagstaff-decoy!")
+            .unwrap_or_else(|_| SaltString::generate(&mut OsRng));
+        Argon2::default()
+            .hash_password(b"no such member", &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether `password` matches `hash` (argon2id; CPU-bound, run on the blocking pool).
+fn password_matches(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
 }
 
 fn normalise_email(email: &str) -> Result<String> {
@@ -213,24 +227,42 @@ impl App {
         Ok(())
     }
 
-    /// Signs a member in: checks the password and issues a session token.
-    pub async fn sign_in(&self, email: &str, password: &str) -> Result<Session> {
+    /// Signs a member in: checks the password and issues a session token. `from` is the
+    /// client's address when known: failures are throttled per account and per address
+    /// (`throttle.rs`), and a throttled attempt is refused before its password is checked.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<Session> {
         let email = email.trim().to_lowercase();
+        if let Err(retry_after_ms) = self.sign_in_throttle.check(&email, from, self.now_millis()) {
+            return Err(AppError::RateLimited { retry_after_ms });
+        }
         let stored = match self.store.get_live(kinds::MEMBER, "", &email).await? {
             Some(doc) => Some(decode::<StoredMember>(&doc)?),
             None => None,
         };
         let hash = stored
             .as_ref()
-            .map_or_else(decoy_hash, |m| m.password_hash.clone());
-        let verified = PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        });
+            .map_or_else(|| decoy_hash().to_owned(), |m| m.password_hash.clone());
+        let verified = {
+            // A closed semaphore never happens (the app owns it); treat it as a failed check.
+            let Ok(_permit) = self.password_checks.acquire().await else {
+                return Err(AppError::Unauthorized);
+            };
+            let password = password.to_owned();
+            tokio::task::spawn_blocking(move || password_matches(&hash, &password))
+                .await
+                .unwrap_or(false)
+        };
         let Some(member) = stored.filter(|_| verified) else {
+            self.sign_in_throttle
+                .failed(&email, from, self.now_millis());
             return Err(AppError::Unauthorized);
         };
+        self.sign_in_throttle.succeeded(&email, from);
         let expires_at = self.now_millis() + SESSION_HOURS * 3_600_000;
         let actor = Actor {
             id: format!("member:{email}"),

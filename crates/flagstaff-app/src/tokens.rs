@@ -117,7 +117,9 @@ impl App {
         }
         let secret = format!("{TOKEN_PREFIX}{}", random_hex(32));
         let info = TokenInfo {
-            id: format!("tok-{}", random_hex(4)),
+            // 128 random bits: an id must not be guessable from another (it names the token
+            // in revocation and in the audit log).
+            id: format!("tok-{}", random_hex(16)),
             name: spec.name,
             role: spec.role,
             projects: spec.projects,

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::session::{self, SESSION_COOKIE, SIGN_IN_COOKIE, Viewer};
 use crate::{DashState, Dashboard, PageError, render};
+use flagstaff_http::ClientAddress;
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]
@@ -37,12 +38,22 @@ struct SetupPage {
     csrf: String,
 }
 
-/// Only local paths may be the target after sign-in (no open redirect).
+/// Where to go after signing in: a path on this server, or `/`. A path is `/` followed by
+/// anything but a second `/` or a `\` (which browsers read as another host), and has no
+/// whitespace or control characters: browsers strip those, so `/\t/evil.example` would become
+/// `//evil.example`.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n) if is_local_path(n) => n.to_owned(),
         _ => "/".to_owned(),
     }
+}
+
+fn is_local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path[1..].starts_with('/')
+        && !path.contains('\\')
+        && path.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// A fresh random value (from the operating system) for the sign-in form's double-submit
@@ -140,6 +151,7 @@ fn signed_in(headers: &HeaderMap, token: &str, next: &str) -> Response {
 pub(crate) async fn sign_in(
     State(dashboard): DashState,
     headers: HeaderMap,
+    ClientAddress(from): ClientAddress,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, PageError> {
     let next = safe_next(form.next.as_deref());
@@ -161,12 +173,27 @@ pub(crate) async fn sign_in(
             StatusCode::FORBIDDEN,
         ));
     }
-    match dashboard.app.sign_in(&form.email, &form.password).await {
+    match dashboard
+        .app
+        .sign_in(&form.email, &form.password, from)
+        .await
+    {
         Ok(session) => Ok(signed_in(&headers, &session.token, &next)),
         Err(AppError::Unauthorized) => Ok(failed(
             "That email and password do not match a member.",
             StatusCode::UNAUTHORIZED,
         )),
+        Err(AppError::RateLimited { retry_after_ms }) => {
+            let seconds = retry_after_ms.saturating_add(999) / 1000;
+            let mut page = failed(
+                &format!("Too many failed attempts. Try again in {seconds} s."),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Ok(page)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -281,6 +308,41 @@ pub(crate) async fn setup(
         }
         Err(e) => return Err(e.into()),
     }
-    let session = dashboard.app.sign_in(&form.email, &form.password).await?;
+    let session = dashboard
+        .app
+        .sign_in(&form.email, &form.password, None)
+        .await?;
     Ok(signed_in(&headers, &session.token, "/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_server() {
+        for path in [
+            "/",
+            "/projects/default/flags",
+            "/projects/default/flags?env=test&q=a%20b",
+        ] {
+            assert_eq!(safe_next(Some(path)), path);
+        }
+        for path in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/ /evil.example",
+            "/\u{0}/evil.example",
+            "/\u{a0}/evil.example",
+            "https://evil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(path)), "/", "{path:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

@@ -215,8 +215,9 @@ fn pick(framed: &Framed, chunked: bool) -> Bytes {
 }
 
 /// The response headers of a stream, for hyper and for `raw.rs` alike.
-pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
+pub(crate) const STREAM_HEADERS: [(&str, &str); 4] = [
     ("content-type", "text/event-stream; charset=utf-8"),
+    ("x-content-type-options", "nosniff"),
     ("cache-control", "no-cache, no-store, must-revalidate"),
     // Tells nginx not to buffer the stream (§4.2, §7.2 item 9).
     ("x-accel-buffering", "no"),

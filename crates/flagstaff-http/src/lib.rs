@@ -27,6 +27,7 @@ pub struct ApiError {
     message: String,
     field: Option<String>,
     current_version: Option<u64>,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -37,6 +38,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             current_version: None,
+            retry_after_secs: None,
         }
     }
 
@@ -61,6 +63,12 @@ impl From<AppError> for ApiError {
             }
             AppError::Conflict { current } => ApiError {
                 current_version: current,
+                ..ApiError::new(code, error.to_string())
+            },
+            AppError::RateLimited { retry_after_ms } => ApiError {
+                retry_after_secs: Some(
+                    u64::try_from(retry_after_ms.saturating_add(999) / 1000).unwrap_or(1),
+                ),
                 ..ApiError::new(code, error.to_string())
             },
             AppError::Store(e) => {
@@ -89,6 +97,11 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = self.retry_after_secs
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of the body was never read, so the connection cannot carry another
             // request; saying so keeps clients from reusing it and failing their next request
@@ -99,6 +112,43 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The client's address, when the server knows it: the connection's peer, which
+/// `flagstaff_delivery::serve` attaches to every request. `None` in process (tests) and behind
+/// whatever does not attach it. Never a reason to refuse a request.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<ClientAddress, std::convert::Infallible> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+/// The router with `X-Content-Type-Options: nosniff` on every response: no browser may guess a
+/// type other than the one declared (a JSON error or an event payload read as HTML would be a
+/// script injection waiting to happen). SDK streams served without the router set it too.
+pub fn with_nosniff(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::map_response(
+        |mut response: Response| async move {
+            response.headers_mut().insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            response
+        },
+    ))
 }
 
 /// `{"code", "message"}` with the code's status: the shape SDK delivery answers in.

@@ -41,10 +41,17 @@ impl StoreArgs {
             None => {
                 std::fs::create_dir_all(&self.data_dir)
                     .with_context(|| format!("cannot create {}", self.data_dir.display()))?;
+                restrict_data_dir(&self.data_dir)?;
                 format!("sqlite://{}", self.data_dir.join("flagstaff.db").display())
             }
         };
-        Store::open(&url).await.context("cannot open the database")
+        let store = Store::open(&url)
+            .await
+            .context("cannot open the database")?;
+        if self.database_url.is_none() {
+            restrict_data_dir(&self.data_dir)?;
+        }
+        Ok(store)
     }
 }
 
@@ -142,6 +149,22 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// Limits the data directory to the server's own user: it holds the database, whose audit log
+/// and HMAC key schedules are not for other users of the machine. The directory becomes `0700`
+/// and every file in it `0600` (SQLite creates its files with the process's umask).
+fn restrict_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot restrict {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
@@ -162,6 +185,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             ..PipelineConfig::default()
         },
     );
+    if args.store.database_url.is_none() {
+        restrict_data_dir(&args.store.data_dir)?;
+    }
     let app = App::new(Arc::clone(&store)).with_pipeline(Arc::clone(&pipeline));
     if !app.is_initialized().await? {
         print_credentials(&app.initialize().await?);
@@ -189,6 +215,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let router = flagstaff_api::router(app, Some(render))
         .merge(flagstaff_delivery::router(Arc::clone(&delivery)))
         .merge(flagstaff_dashboard::router(Arc::clone(&dashboard)));
+    let router = flagstaff_http::with_nosniff(router);
     // The dashboard's live-update streams end with the server, like SDK streams.
     let shutdown = async move {
         shutdown_signal().await;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::Result;
 use crate::extract::{Body, Caller, Comment};
 use crate::routes::AppState;
+use flagstaff_http::ClientAddress;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -74,7 +75,11 @@ struct SignIn {
 }
 
 /// Signs a member in; the only `/api/v1` route that needs no token.
-async fn sign_in(State(app): AppState, Body(request): Body<SignIn>) -> Result<Response> {
-    let session = app.sign_in(&request.email, &request.password).await?;
+async fn sign_in(
+    State(app): AppState,
+    ClientAddress(from): ClientAddress,
+    Body(request): Body<SignIn>,
+) -> Result<Response> {
+    let session = app.sign_in(&request.email, &request.password, from).await?;
     Ok((StatusCode::CREATED, Json(session)).into_response())
 }

@@ -9,6 +9,14 @@ use crate::support::TestApi;
 async fn token(api: &TestApi, body: Value) -> String {
     let created = api.post("/api/v1/tokens", body).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    // Token ids carry 128 random bits.
+    let id = created.body["token"]["id"]
+        .as_str()
+        .or(created.body["id"].as_str())
+        .expect("the token's id");
+    let digits = id.strip_prefix("tok-").expect("tok- prefix");
+    assert_eq!(digits.len(), 32, "{id}");
+    assert!(digits.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
     created.body["secret"].as_str().unwrap().to_owned()
 }
 

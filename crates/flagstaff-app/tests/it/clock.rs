@@ -20,7 +20,7 @@ async fn a_session_ends_when_its_hours_are_up() {
         .expect("member");
     let session = fixture
         .app
-        .sign_in("ada@example.com", "correct horse battery")
+        .sign_in("ada@example.com", "correct horse battery", None)
         .await
         .expect("signed in");
     assert_eq!(session.expires_at, START + SESSION_HOURS * 3_600_000);
@@ -98,4 +98,69 @@ async fn audit_entries_carry_the_clock_s_time() {
         .find(|e| e.key == "timed")
         .expect("the flag's entry");
     assert_eq!(created.at, START + 3_600_000);
+}
+
+#[tokio::test]
+async fn password_guessing_waits_longer_and_longer_and_a_success_starts_afresh() {
+    let fixture = Fixture::new().await;
+    let member = Member {
+        email: "ada@example.com".into(),
+        name: "Ada".into(),
+        role: Role::Writer,
+        projects: None,
+    };
+    fixture
+        .app
+        .create_member(&Actor::system(), member, "correct horse battery", "")
+        .await
+        .expect("member");
+    let from = Some(std::net::IpAddr::from([198, 51, 100, 7]));
+    let attempt = |password: &'static str| {
+        let app = fixture.app.clone();
+        async move { app.sign_in("ada@example.com", password, from).await }
+    };
+    // Six wrong passwords are checked and refused; the sixth makes the next attempt wait 1 s.
+    for _ in 0..6 {
+        assert!(matches!(
+            attempt("wrong").await,
+            Err(AppError::Unauthorized)
+        ));
+    }
+    // Now even the right password is refused, without being checked, until the wait is over.
+    match attempt("correct horse battery").await {
+        Err(AppError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 1_000),
+        other => panic!("{other:?}"),
+    }
+    fixture.clock.advance(1_000);
+    assert!(matches!(
+        attempt("wrong").await,
+        Err(AppError::Unauthorized)
+    ));
+    match attempt("correct horse battery").await {
+        Err(AppError::RateLimited { retry_after_ms }) => assert_eq!(retry_after_ms, 2_000),
+        other => panic!("{other:?}"),
+    }
+    fixture.clock.advance(2_000);
+    assert!(attempt("correct horse battery").await.is_ok());
+    // A success starts afresh: one wrong password is again just a wrong password.
+    assert!(matches!(
+        attempt("wrong").await,
+        Err(AppError::Unauthorized)
+    ));
+    assert!(attempt("correct horse battery").await.is_ok());
+    // Unknown emails are throttled too (per account and per address).
+    let other = Some(std::net::IpAddr::from([198, 51, 100, 8]));
+    for _ in 0..6 {
+        assert!(matches!(
+            fixture.app.sign_in("nobody@example.com", "x", other).await,
+            Err(AppError::Unauthorized)
+        ));
+    }
+    assert!(matches!(
+        fixture
+            .app
+            .sign_in("someone-else@example.com", "x", other)
+            .await,
+        Err(AppError::RateLimited { .. })
+    ));
 }

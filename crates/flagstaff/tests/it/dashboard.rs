@@ -530,5 +530,14 @@ fn sessions_csrf_and_first_run_protect_the_dashboard() {
             .form("/sign-in", &[("email", "ada@example.com"), ("password", "correct horse battery"), ("csrf", csrf.as_str()), ("next", "//evil.example/x")])
             .await;
         assert_eq!((signed_in.status, signed_in.location.as_str()), (303, "/"));
+        // Variants that browsers turn into another host once they strip whitespace.
+        for next in ["/\t/evil.example", "/\n/evil.example", "/ /evil.example", "/\\evil.example"] {
+            let form = ada.get("/sign-in").await;
+            let csrf = csrf_of(&form.body);
+            let signed_in = ada
+                .form("/sign-in", &[("email", "ada@example.com"), ("password", "correct horse battery"), ("csrf", csrf.as_str()), ("next", next)])
+                .await;
+            assert_eq!((signed_in.status, signed_in.location.as_str()), (303, "/"), "{next:?}");
+        }
     });
 }

@@ -147,3 +147,123 @@ fn a_patch_bomb_is_refused_before_it_grows_the_server() {
         assert_eq!(unchanged["version"], 1);
     });
 }
+
+#[test]
+fn sign_in_guessing_is_throttled_per_client_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = format!("{}/api/v1", server.base());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let (status, _) = send(
+            &http,
+            reqwest::Method::POST,
+            &format!("{base}/members"),
+            &credentials.admin_token,
+            None,
+            json!({"email": "ada@example.com", "name": "Ada", "role": "reader", "password": "correct horse battery"}).to_string(),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let sign_in = |email: String, password: &'static str| {
+            let http = http.clone();
+            let url = format!("{base}/sessions");
+            async move {
+                let response = http
+                    .post(url)
+                    .json(&json!({"email": email, "password": password}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                (status, retry_after)
+            }
+        };
+        // Six guesses, each at another account, all from this address.
+        for i in 0..6 {
+            assert_eq!(sign_in(format!("guess{i}@example.com"), "password1").await.0, 401);
+        }
+        // The address now waits, whatever account it tries, with a Retry-After to say how long.
+        let (status, retry_after) = sign_in("ada@example.com".into(), "correct horse battery").await;
+        assert_eq!(status, 429);
+        assert_eq!(retry_after, Some(1));
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
+        assert_eq!(sign_in("ada@example.com".into(), "correct horse battery").await.0, 201);
+    });
+}
+
+#[test]
+fn the_data_directory_is_private_and_no_response_can_be_sniffed() {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let credentials = server::init(binary(), &data);
+    let server = TestServer::start(binary(), &data, "127.0.0.1:0", &[]);
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "the data directory");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        if entry.file_type().unwrap().is_file() {
+            files += 1;
+            assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+        }
+    }
+    assert!(files >= 2, "the main and the events database");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        for path in [
+            "/health",
+            "/api/v1/projects",
+            "/sign-in",
+            "/nowhere",
+            "/sdk/latest-all",
+        ] {
+            let response = http
+                .get(format!("{}{path}", server.base()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response
+                    .headers()
+                    .get("x-content-type-options")
+                    .map(|v| v.to_str().unwrap()),
+                Some("nosniff"),
+                "{path}"
+            );
+        }
+    });
+    // An SDK stream takes the lean path, without the router: it says nosniff too.
+    let mut socket = std::net::TcpStream::connect(&server.address).unwrap();
+    write!(
+        socket,
+        "GET /all HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+        credentials.sdk_key
+    )
+    .unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut head = [0u8; 1024];
+    let n = socket.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+}
