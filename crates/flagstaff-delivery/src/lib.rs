@@ -28,6 +28,7 @@ mod credentials;
 mod events;
 mod feed;
 mod http;
+mod limits;
 mod ofrep;
 mod polling;
 mod raw;
@@ -62,6 +63,13 @@ pub struct DeliveryConfig {
     pub max_streams: usize,
     /// The largest events payload accepted, after decompression.
     pub max_event_payload_bytes: usize,
+    /// How long a client may take to send a request's head (the first, and each next one on a
+    /// kept-alive connection); slower connections are closed.
+    pub header_read_timeout: Duration,
+    /// The most connections held at once; more are answered `503` and closed.
+    pub max_connections: usize,
+    /// The most connections held at once from one client address.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -71,6 +79,12 @@ impl Default for DeliveryConfig {
             change_poll_interval: Duration::from_secs(1),
             max_streams: 50_000,
             max_event_payload_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            // Below the 20,000 open files a process may have on common systems, leaving room
+            // for the database and logs.
+            max_connections: 15_000,
+            // Many SDKs may share one address behind a NAT or a proxy.
+            max_connections_per_address: 2_000,
         }
     }
 }
@@ -97,6 +111,8 @@ pub struct Delivery {
     /// Feeds loaded while the worker was applying later changes; reloaded by the worker.
     resync: mpsc::UnboundedSender<Arc<feed::EnvFeed>>,
     shutting_down: AtomicBool,
+    /// Connections held, in all and per client address (`limits.rs`).
+    connections: Arc<limits::ConnectionLimits>,
 }
 
 impl Delivery {
@@ -105,9 +121,14 @@ impl Delivery {
     pub async fn start(app: App, config: DeliveryConfig) -> Result<Arc<Delivery>, StartError> {
         let head = app.head().await.map_err(StartError)?;
         let (resync, resync_rx) = mpsc::unbounded_channel();
+        let connections = limits::ConnectionLimits::new(
+            config.max_connections,
+            config.max_connections_per_address,
+        );
         let delivery = Arc::new(Delivery {
             app,
             config,
+            connections,
             feeds: Mutex::new(HashMap::new()),
             grants: credentials::GrantCache::default(),
             open_streams: AtomicUsize::new(0),

@@ -25,8 +25,6 @@ use crate::stream::{Format, STREAM_HEADERS};
 
 /// The longest request head accepted on the stream path.
 const MAX_HEAD: usize = 16 * 1024;
-/// How long a client may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a graceful shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,10 +50,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper::server::conn::http1::Builder::new();
+    // Without a timer hyper never times out a request head: a client that sends half a header
+    // would hold its connection (and a file descriptor) forever.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(delivery.config.header_read_timeout);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let (socket, _) = tokio::select! {
+        let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -68,14 +71,47 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = socket.set_nodelay(true);
+        let place = match delivery.connections.admit(peer.ip()) {
+            Ok(place) => place,
+            Err(_) => {
+                // Answered without reading the request, off the accept loop.
+                tokio::spawn(async move {
+                    let mut socket = socket;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        socket.write_all(crate::limits::REFUSAL),
+                    )
+                    .await;
+                });
+                continue;
+            }
+        };
         let (delivery, router, builder) = (Arc::clone(&delivery), router.clone(), builder.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // The connection's place is held until this task ends.
+            let _place = place;
             // Looking at the first bytes may wait for the client: never in the accept loop.
-            if let Some(format) = peek_stream_request(&socket).await {
-                delivery.serve_stream_connection(socket, format).await;
-                return;
+            let timeout = delivery.config.header_read_timeout;
+            match peek_stream_request(&socket, timeout).await {
+                Peeked::Stream(format) => {
+                    delivery.serve_stream_connection(socket, format).await;
+                    return;
+                }
+                // A client that says nothing within the head timeout is let go.
+                Peeked::Silent => return,
+                Peeked::Other => {}
             }
+            // Requests carry the client's address (`ConnectInfo`), for sign-in throttling.
+            let router = tower::ServiceExt::map_request(
+                router,
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    request
+                },
+            );
             let service = hyper_util::service::TowerToHyperService::new(router);
             let connection =
                 builder.serve_connection(hyper_util::rt::TokioIo::new(socket), service);
@@ -93,22 +129,34 @@ pub async fn serve(
     Ok(())
 }
 
+/// What the first bytes of a connection say.
+enum Peeked {
+    /// An SDK stream request, served on the lean path.
+    Stream(Format),
+    /// Anything else, served by hyper.
+    Other,
+    /// Nothing within the head timeout, or the connection failed.
+    Silent,
+}
+
 /// Waits for the first bytes of a connection and says whether it asks for an SDK stream.
-async fn peek_stream_request(socket: &TcpStream) -> Option<Format> {
+async fn peek_stream_request(socket: &TcpStream, timeout: Duration) -> Peeked {
     // A request line split across packets, or one with a long query, is not recognised here
     // and goes to hyper, which serves `/all` and `/flags` too.
     let mut first = [0u8; 64];
-    let peeked = tokio::time::timeout(HEAD_TIMEOUT, socket.peek(&mut first))
-        .await
-        .ok()?
-        .ok()?;
-    stream_format(&first[..peeked])
+    match tokio::time::timeout(timeout, socket.peek(&mut first)).await {
+        Ok(Ok(peeked)) if peeked > 0 => match stream_format(&first[..peeked]) {
+            Some(format) => Peeked::Stream(format),
+            None => Peeked::Other,
+        },
+        _ => Peeked::Silent,
+    }
 }
 
 impl Delivery {
     /// Serves one SDK stream connection whose request line asked for `format`.
     async fn serve_stream_connection(self: Arc<Self>, mut socket: TcpStream, format: Format) {
-        let Some(headers) = read_head(&mut socket).await else {
+        let Some(headers) = read_head(&mut socket, self.config.header_read_timeout).await else {
             return;
         };
         let subscription = match self
@@ -141,7 +189,7 @@ impl Delivery {
 
 /// Reads and parses the request head; `None` (after answering 400 where possible) when it is
 /// malformed, too long or too slow.
-async fn read_head(socket: &mut TcpStream) -> Option<HeaderMap> {
+async fn read_head(socket: &mut TcpStream, timeout: Duration) -> Option<HeaderMap> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {
@@ -173,7 +221,7 @@ async fn read_head(socket: &mut TcpStream) -> Option<HeaderMap> {
             }
         }
     };
-    match tokio::time::timeout(HEAD_TIMEOUT, read).await {
+    match tokio::time::timeout(timeout, read).await {
         Ok(Some(headers)) => Some(headers),
         _ => {
             let _ = socket

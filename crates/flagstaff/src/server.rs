@@ -73,6 +73,24 @@ pub struct ServeArgs {
     /// Most SDK streams served at once; more are told to retry later (503).
     #[arg(long, env = "FLAGSTAFF_MAX_SDK_STREAMS", default_value_t = 50_000)]
     max_sdk_streams: usize,
+    /// Milliseconds a client may take to send a request's head (also the idle time allowed
+    /// between requests on a kept-alive connection); slower connections are closed.
+    #[arg(
+        long,
+        env = "FLAGSTAFF_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_read_timeout_ms: u64,
+    /// Most connections held at once; more are answered 503 with Retry-After and closed.
+    #[arg(long, env = "FLAGSTAFF_MAX_CONNECTIONS", default_value_t = 15_000)]
+    max_connections: usize,
+    /// Most connections held at once from one client address.
+    #[arg(
+        long,
+        env = "FLAGSTAFF_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 2_000
+    )]
+    max_connections_per_address: usize,
     /// Milliseconds between checks for changes made by other Flagstaff nodes sharing the
     /// database (changes made through this node reach SDKs at once).
     #[arg(long, env = "FLAGSTAFF_CHANGE_POLL_MS", default_value_t = 1000)]
@@ -207,6 +225,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             heartbeat_interval: Duration::from_secs(args.sdk_heartbeat_seconds.max(1)),
             change_poll_interval: Duration::from_millis(args.change_poll_ms.max(10)),
             max_streams: args.max_sdk_streams,
+            header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(100)),
+            max_connections: args.max_connections.max(1),
+            max_connections_per_address: args.max_connections_per_address.max(1),
             ..flagstaff_delivery::DeliveryConfig::default()
         },
     )
