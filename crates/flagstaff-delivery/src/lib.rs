@@ -45,7 +45,7 @@ use axum::routing::{any, get, post};
 use flagstaff_app::App;
 use tokio::sync::{OnceCell, mpsc};
 
-pub use client_side::simulation;
+pub use client_side::{MAX_CONTEXT_BYTES, simulation};
 pub use feed::EnvironmentId;
 pub use raw::serve;
 
@@ -58,9 +58,14 @@ pub struct DeliveryConfig {
     /// How often the change feed is checked for commits made by other processes. Commits made
     /// through this process are seen at once.
     pub change_poll_interval: Duration,
-    /// The most streams served at once; more are refused with `503` and `Retry-After`, which
-    /// SDKs retry with backoff (§4.5).
+    /// The most server-side SDK streams served at once; more are refused with `503` and
+    /// `Retry-After`, which SDKs retry with backoff (§4.5).
     pub max_streams: usize,
+    /// The most browser and mobile streams served at once. Counted apart from server streams:
+    /// the client-side ID is public, so its streams must never use up the places servers need.
+    pub max_client_streams: usize,
+    /// The most browser and mobile streams of one environment.
+    pub max_client_streams_per_environment: usize,
     /// The largest events payload accepted, after decompression.
     pub max_event_payload_bytes: usize,
     /// How long a client may take to send a request's head (the first, and each next one on a
@@ -78,6 +83,9 @@ impl Default for DeliveryConfig {
             heartbeat_interval: Duration::from_secs(60),
             change_poll_interval: Duration::from_secs(1),
             max_streams: 50_000,
+            // Below `max_connections`, so that servers always find connections left.
+            max_client_streams: 10_000,
+            max_client_streams_per_environment: 5_000,
             max_event_payload_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             // Below the 20,000 open files a process may have on common systems, leaving room
@@ -104,6 +112,8 @@ pub struct Delivery {
     grants: credentials::GrantCache,
     /// Streams open now (for the limit and for `/metrics`).
     open_streams: AtomicUsize,
+    /// Of those, browser and mobile streams.
+    open_client_streams: AtomicUsize,
     /// The change-feed position the worker is applying or has applied (see `EnvFeed` loading).
     applying: AtomicU64,
     /// The change-feed position whose changes have all been published to the loaded feeds.
@@ -132,6 +142,7 @@ impl Delivery {
             feeds: Mutex::new(HashMap::new()),
             grants: credentials::GrantCache::default(),
             open_streams: AtomicUsize::new(0),
+            open_client_streams: AtomicUsize::new(0),
             applying: AtomicU64::new(head),
             published: AtomicU64::new(head),
             resync,

@@ -61,6 +61,9 @@ impl Drop for OpenStream {
     fn drop(&mut self) {
         if self.client {
             self.feed.client_streams.fetch_sub(1, Ordering::Relaxed);
+            self.delivery
+                .open_client_streams
+                .fetch_sub(1, Ordering::Relaxed);
         }
         self.feed.grant_closed(&self.fingerprint);
         self.delivery.open_streams.fetch_sub(1, Ordering::Relaxed);
@@ -186,16 +189,40 @@ impl Delivery {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(unavailable("the server is shutting down"));
         }
-        if self.open_streams.fetch_add(1, Ordering::Relaxed) >= self.config.max_streams {
-            self.open_streams.fetch_sub(1, Ordering::Relaxed);
-            metrics::counter!("flagstaff_sdk_streams_refused_total").increment(1);
+        let feed = authorized.feed;
+        // Browser and mobile streams have places of their own, in all and per environment, so
+        // that a public client-side ID cannot take the places server SDKs need.
+        if client {
+            let refused = if self.open_client_streams.fetch_add(1, Ordering::Relaxed)
+                >= self.config.max_client_streams
+            {
+                Some("too many browser and mobile streams on this server")
+            } else if feed.client_streams.fetch_add(1, Ordering::Relaxed)
+                >= self.config.max_client_streams_per_environment
+            {
+                feed.client_streams.fetch_sub(1, Ordering::Relaxed);
+                Some("too many browser and mobile streams in this environment")
+            } else {
+                None
+            };
+            if let Some(message) = refused {
+                self.open_client_streams.fetch_sub(1, Ordering::Relaxed);
+                metrics::counter!("flagstaff_sdk_streams_refused_total", "audience" => "client")
+                    .increment(1);
+                return Err(unavailable(message));
+            }
+        } else if self
+            .open_streams
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.open_client_streams.load(Ordering::Relaxed))
+            >= self.config.max_streams
+        {
+            metrics::counter!("flagstaff_sdk_streams_refused_total", "audience" => "server")
+                .increment(1);
             return Err(unavailable("too many open streams on this server"));
         }
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("flagstaff_sdk_streams").increment(1.0);
-        let feed = authorized.feed;
-        if client {
-            feed.client_streams.fetch_add(1, Ordering::Relaxed);
-        }
         feed.grant_opened(&authorized.fingerprint, kind, authorized.grant.expires_at);
         Ok(OpenStream {
             delivery: Arc::clone(self),

@@ -73,6 +73,16 @@ pub struct ServeArgs {
     /// Most SDK streams served at once; more are told to retry later (503).
     #[arg(long, env = "FLAGSTAFF_MAX_SDK_STREAMS", default_value_t = 50_000)]
     max_sdk_streams: usize,
+    /// Most browser and mobile streams served at once (counted apart from server SDK streams).
+    #[arg(long, env = "FLAGSTAFF_MAX_CLIENT_STREAMS", default_value_t = 10_000)]
+    max_client_streams: usize,
+    /// Most browser and mobile streams of one environment.
+    #[arg(
+        long,
+        env = "FLAGSTAFF_MAX_CLIENT_STREAMS_PER_ENVIRONMENT",
+        default_value_t = 5_000
+    )]
+    max_client_streams_per_environment: usize,
     /// Milliseconds a client may take to send a request's head (also the idle time allowed
     /// between requests on a kept-alive connection); slower connections are closed.
     #[arg(
@@ -225,6 +235,8 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             heartbeat_interval: Duration::from_secs(args.sdk_heartbeat_seconds.max(1)),
             change_poll_interval: Duration::from_millis(args.change_poll_ms.max(10)),
             max_streams: args.max_sdk_streams,
+            max_client_streams: args.max_client_streams,
+            max_client_streams_per_environment: args.max_client_streams_per_environment,
             header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(100)),
             max_connections: args.max_connections.max(1),
             max_connections_per_address: args.max_connections_per_address.max(1),

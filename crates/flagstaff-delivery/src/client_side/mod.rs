@@ -118,9 +118,25 @@ pub(crate) async fn authorize(
     }
 }
 
+/// The largest context a browser or mobile request may carry (its JSON). Every flag is
+/// evaluated for it on every change while a stream is open, so its size is work the server
+/// repeats; real contexts are a few hundred bytes.
+pub const MAX_CONTEXT_BYTES: usize = 8 * 1024;
+
+fn context_too_large() -> Response {
+    error(
+        ErrorCode::PayloadTooLarge,
+        &format!("a context is limited to {MAX_CONTEXT_BYTES} bytes of JSON"),
+    )
+}
+
 /// Decodes `{ctx}` of a GET path: base64url, with or without padding (§5.2). The standard
 /// alphabet is accepted too, since some older SDKs used it.
 pub(crate) fn decode_context_path(encoded: &str) -> Result<Context, Response> {
+    // Base64 makes 4 characters of 3 bytes: refuse a longer path before decoding it.
+    if encoded.trim_end_matches('=').len() > MAX_CONTEXT_BYTES.div_ceil(3) * 4 {
+        return Err(context_too_large());
+    }
     let normalized: String = encoded
         .trim_end_matches('=')
         .chars()
@@ -138,6 +154,9 @@ pub(crate) fn decode_context_path(encoded: &str) -> Result<Context, Response> {
                 "the context in the path is not base64url-encoded JSON",
             )
         })?;
+    if bytes.len() > MAX_CONTEXT_BYTES {
+        return Err(context_too_large());
+    }
     parse_context(&bytes)
 }
 
@@ -170,9 +189,9 @@ async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, R
             "send the context as JSON with Content-Type: application/json",
         ));
     }
-    let bytes = axum::body::to_bytes(body, 64 * 1024)
+    let bytes = axum::body::to_bytes(body, MAX_CONTEXT_BYTES)
         .await
-        .map_err(|_| error(ErrorCode::PayloadTooLarge, "a context is limited to 64 KiB"))?;
+        .map_err(|_| context_too_large())?;
     parse_context(&bytes)
 }
 

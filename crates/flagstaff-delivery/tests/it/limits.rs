@@ -120,3 +120,102 @@ async fn one_address_holds_at_most_its_share_and_is_told_to_retry() {
     .expect("served once a place is free");
     assert_eq!(reply.status(), 200);
 }
+
+#[tokio::test]
+async fn browser_streams_cannot_take_the_places_of_server_streams() {
+    let server = start(DeliveryConfig {
+        max_streams: 3,
+        max_client_streams: 4,
+        max_client_streams_per_environment: 2,
+        ..fast()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let context = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"kind":"user","key":"flood"}"#,
+    );
+    let browser = |http: reqwest::Client| {
+        let url = format!("{}/eval/{}/{context}", server.base, server.client_side_id);
+        async move { http.get(url).send().await.unwrap() }
+    };
+    // A flood of browser streams with the public client-side ID: two are served, the rest are
+    // told to retry.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let response = browser(http.clone()).await;
+        assert_eq!(response.status(), 200);
+        held.push(response);
+    }
+    for _ in 0..5 {
+        let response = browser(http.clone()).await;
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    // Server SDKs still get all of their places.
+    for _ in 0..3 {
+        let response = http
+            .get(format!("{}/all", server.base))
+            .header("Authorization", &server.sdk_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        held.push(response);
+    }
+    let over = http
+        .get(format!("{}/all", server.base))
+        .header("Authorization", &server.sdk_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 503, "server streams have their own limit");
+}
+
+#[tokio::test]
+async fn contexts_larger_than_a_few_kilobytes_are_refused_on_every_client_path() {
+    let server = start(fast()).await;
+    let http = reqwest::Client::new();
+    let cid = &server.client_side_id;
+    let context = |bytes: usize| {
+        serde_json::json!({"kind": "user", "key": "k", "padding": "x".repeat(bytes)}).to_string()
+    };
+    let encode = |json: &str| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, json)
+    };
+    let small = context(4 * 1024);
+    let large = context(flagstaff_delivery::MAX_CONTEXT_BYTES);
+    for (json, want) in [(&small, 200), (&large, 413)] {
+        let polled = http
+            .get(format!(
+                "{}/sdk/evalx/{cid}/contexts/{}",
+                server.base,
+                encode(json)
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(polled.status().as_u16(), want, "evalx GET");
+        let reported = http
+            .request(
+                reqwest::Method::from_bytes(b"REPORT").unwrap(),
+                format!("{}/sdk/evalx/{cid}/context", server.base),
+            )
+            .header("content-type", "application/json")
+            .body(json.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reported.status().as_u16(), want, "evalx REPORT");
+        let streamed = http
+            .get(format!("{}/eval/{cid}/{}", server.base, encode(json)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(streamed.status().as_u16(), want, "stream");
+        if want != 200 {
+            let body: serde_json::Value = streamed.json().await.unwrap();
+            assert_eq!(body["code"], "payload_too_large");
+        }
+    }
+}
