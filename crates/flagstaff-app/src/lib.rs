@@ -135,6 +135,9 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Compiled snapshots by `(project, environment)`.
+type CompiledByEnvironment = HashMap<(String, String), Arc<sdk_view::Compiled>>;
+
 /// Password checks (argon2) that may run at once; the rest wait their turn.
 pub const PASSWORD_CHECKS_AT_ONCE: usize = 2;
 
@@ -146,6 +149,9 @@ pub struct App {
     overviews: Arc<std::sync::Mutex<HashMap<String, overview::Cached>>>,
     /// The analytics events pipeline and its database, when insights are on.
     pipeline: Option<Arc<flagstaff_events::Pipeline>>,
+    /// Compiled snapshots per environment for the evaluate and bootstrap use cases
+    /// (`sdk_view.rs`), at the change-feed position they were compiled at.
+    compiled: Arc<std::sync::Mutex<CompiledByEnvironment>>,
     /// Failed sign-ins per account and address (`throttle.rs`).
     sign_in_throttle: Arc<throttle::SignInThrottle>,
     /// Password checks running at once: argon2 is deliberately expensive, so a flood of
@@ -200,6 +206,7 @@ impl App {
             store,
             overviews: Arc::default(),
             pipeline: None,
+            compiled: Arc::default(),
             sign_in_throttle: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_AT_ONCE)),
         }

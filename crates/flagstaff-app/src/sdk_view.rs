@@ -3,6 +3,7 @@
 //! evaluation for people ("why does this context get this?").
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use flagstaff_eval::Snapshot;
 use flagstaff_protocol::{Context, FlagData, Segment};
@@ -167,7 +168,7 @@ impl App {
         project: &str,
         environment: &str,
         context: &Value,
-    ) -> Result<(FlagData, Value)> {
+    ) -> Result<(Arc<FlagData>, Value)> {
         self.environment(actor, project, environment).await?;
         let context = Context::from_json(context).map_err(|e| {
             AppError::invalid(
@@ -176,14 +177,14 @@ impl App {
                 e.message,
             )
         })?;
-        let data = self.cached_flag_data(project, environment).await?;
-        let snapshot = Snapshot::compile(&data);
+        let compiled = self.compiled(project, environment).await?;
+        let snapshot = &compiled.snapshot;
         let mut flags = serde_json::Map::new();
         for flag in snapshot.flags() {
             let detail = snapshot.evaluate(flag.key(), &context);
             flags.insert(flag.key().to_owned(), json!({"value": detail.value, "variationIndex": detail.variation_index, "reason": detail.reason, "version": flag.source().version}));
         }
-        Ok((data, json!({"flags": flags})))
+        Ok((Arc::clone(&compiled.data), json!({"flags": flags})))
     }
 
     /// An `allFlagsState` bootstrap document (`ld-protocol.md` §5.10) for a context: what a
@@ -207,7 +208,110 @@ impl App {
                 e.message,
             )
         })?;
-        let snapshot = Snapshot::compile(&self.flag_data(project, environment).await?);
-        Ok(snapshot.bootstrap(&context, options))
+        let compiled = self.compiled(project, environment).await?;
+        Ok(compiled.snapshot.bootstrap(&context, options))
+    }
+
+    /// An environment's flag data and its compiled snapshot at the change feed's head. Compiling
+    /// (regexes, key sets, bucketing prefixes) is the costly part of evaluating for people; it
+    /// is done once per change of the feed, not once per request, so that requests to the
+    /// evaluate and bootstrap endpoints cost evaluation only.
+    async fn compiled(&self, project: &str, environment: &str) -> Result<Arc<Compiled>> {
+        let head = self.store.head().await?;
+        let key = (project.to_owned(), environment.to_owned());
+        let cached = self
+            .compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .filter(|c| c.seq == head)
+            .cloned();
+        if let Some(compiled) = cached {
+            return Ok(compiled);
+        }
+        // The data is read after the head, so it is at least as new as `head`: keeping it
+        // under `head` can only make a later request compile again, never serve stale data.
+        let data = self.cached_flag_data(project, environment).await?;
+        let snapshot = Snapshot::compile(&data);
+        let compiled = Arc::new(Compiled {
+            seq: head,
+            data: Arc::new(data),
+            snapshot,
+        });
+        self.compiled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, Arc::clone(&compiled));
+        Ok(compiled)
+    }
+}
+
+/// An environment's flag data compiled for evaluation, at a change-feed position.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    seq: u64,
+    data: Arc<FlagData>,
+    snapshot: Snapshot,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FlagDefinition;
+
+    #[tokio::test]
+    async fn the_snapshot_is_compiled_once_per_change_and_follows_changes() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let store = flagstaff_store::Store::open(&url).await.expect("store");
+        let app = App::new(Arc::new(store));
+        app.initialize().await.expect("first start");
+        let system = Actor::system();
+        let definition: FlagDefinition =
+            serde_json::from_value(json!({"key": "f", "name": "F"})).expect("definition");
+        app.create_flag(&system, "default", definition, "")
+            .await
+            .expect("flag");
+        let context = json!({"key": "u"});
+        let value = |result: &Value| result["flags"]["f"]["value"].clone();
+
+        let first = app.compiled("default", "test").await.expect("compiled");
+        let again = app.compiled("default", "test").await.expect("compiled");
+        assert!(Arc::ptr_eq(&first, &again), "no change, no second compile");
+        let before = app
+            .evaluate(&system, "default", "test", &context)
+            .await
+            .expect("evaluate");
+        assert_eq!(value(&before), json!(false));
+
+        let current = app
+            .targeting(&system, "default", "test", "f")
+            .await
+            .expect("targeting");
+        let mut targeting = current.value.clone();
+        targeting.on = true;
+        targeting.fallthrough.variation = Some(0);
+        app.update_targeting(
+            crate::FlagRef {
+                project: "default",
+                environment: "test",
+                key: "f",
+            },
+            targeting,
+            crate::WriteMeta {
+                actor: &system,
+                expected: current.version,
+                comment: "",
+            },
+        )
+        .await
+        .expect("turned on");
+        let after = app.compiled("default", "test").await.expect("compiled");
+        assert!(!Arc::ptr_eq(&first, &after), "a change compiles again");
+        let now = app
+            .evaluate(&system, "default", "test", &context)
+            .await
+            .expect("evaluate");
+        assert_eq!(value(&now), json!(true));
     }
 }

@@ -423,6 +423,43 @@ fn reaches_itself(start: &str, edges: &HashMap<String, Vec<String>>) -> bool {
     false
 }
 
+/// The most `matches` values one flag's targeting (or one segment) may hold.
+pub const MAX_REGEXES: usize = 100;
+/// The most bytes of `matches` patterns one flag's targeting (or one segment) may hold.
+pub const MAX_REGEX_BYTES: usize = 16 * 1024;
+
+/// What `matches` clauses have used of their budget so far. Every pattern is compiled whenever
+/// the flag is (on each change, in every server and SDK), so one flag must not be able to make
+/// every compile slow.
+#[derive(Default)]
+struct RegexBudget {
+    count: usize,
+    bytes: usize,
+}
+
+impl RegexBudget {
+    fn spend(&mut self, field: &str, clause: &Clause) -> Result<()> {
+        if clause.op != "matches" {
+            return Ok(());
+        }
+        for (k, value) in clause.values.iter().enumerate() {
+            self.count += 1;
+            self.bytes += value.as_str().map_or(0, str::len);
+            if self.count > MAX_REGEXES || self.bytes > MAX_REGEX_BYTES {
+                return Err(invalid(
+                    codes::INVALID_REGEX,
+                    format!("{field}.values[{k}]"),
+                    format!(
+                        "a flag or segment holds at most {MAX_REGEXES} regular expressions of \
+                         {MAX_REGEX_BYTES} bytes in all"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks a flag's targeting for one environment, as it would be after the write.
 pub fn targeting(
     flag_key: &str,
@@ -471,11 +508,14 @@ pub fn targeting(
             ));
         }
     }
+    let mut regexes = RegexBudget::default();
     for (i, rule) in targeting.rules.iter().enumerate() {
         let field = format!("rules[{i}]");
         variation_or_rollout(&field, &rule.variation_or_rollout, variations)?;
         for (j, c) in rule.clauses.iter().enumerate() {
-            clause(&format!("{field}.clauses[{j}]"), c, &neighbourhood.segments)?;
+            let field = format!("{field}.clauses[{j}]");
+            clause(&field, c, &neighbourhood.segments)?;
+            regexes.spend(&field, c)?;
         }
     }
     let mut graph = neighbourhood.prerequisites.clone();
@@ -543,10 +583,12 @@ pub fn segment(segment: &Segment, neighbourhood: &Neighbourhood) -> Result<()> {
             )?;
         }
     }
+    let mut regexes = RegexBudget::default();
     for (i, rule) in segment.rules.iter().enumerate() {
         let field = format!("rules[{i}]");
         for (j, c) in rule.clauses.iter().enumerate() {
             clause(&format!("{field}.clauses[{j}]"), c, &graph)?;
+            regexes.spend(&format!("{field}.clauses[{j}]"), c)?;
         }
         if let Some(weight) = rule.weight
             && !(0..=100_000).contains(&weight)

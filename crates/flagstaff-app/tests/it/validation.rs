@@ -87,6 +87,24 @@ async fn cases() -> Vec<(&'static str, (String, String), (&'static str, &'static
         .await,
         ("invalid_regex", "rules[0].clauses[0].values[0]"),
     );
+    let many: Vec<String> = (0..101).map(|i| format!("^a{i}$")).collect();
+    check(
+        "101 regular expressions in one flag",
+        targeting(
+            json!({"rules": rule(json!({"attribute": "email", "op": "matches", "values": many}))}),
+        )
+        .await,
+        ("invalid_regex", "rules[0].clauses[0].values[100]"),
+    );
+    let long = "a".repeat(6_000);
+    let clauses: Vec<Value> = (0..3)
+        .map(|_| json!({"attribute": "email", "op": "matches", "values": [long]}))
+        .collect();
+    check(
+        "18,000 bytes of regular expressions in one flag",
+        targeting(json!({"rules": [{"clauses": clauses, "variation": 0}]})).await,
+        ("invalid_regex", "rules[0].clauses[2].values[0]"),
+    );
     check(
         "the reserved context kind `kind`",
         targeting(json!({"rules": rule(json!({"contextKind": "kind", "attribute": "key", "op": "in", "values": ["x"]}))})).await,
