@@ -15,23 +15,21 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flagstaff_app::intake::{EVENT_KINDS, EventSource, SdkIdentity};
-use flagstaff_app::{AppError, CredentialKind, ErrorCode, Grant};
+use flagstaff_app::{App, AppError, CredentialKind, ErrorCode, Grant};
 
 use crate::Delivery;
 use crate::http::error;
 
-/// Reads a request body up to `limit` bytes, decompressing gzip. `Err` is the response to send.
-pub(crate) async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-) -> Result<Bytes, Response> {
-    let too_large = || {
-        error(
-            ErrorCode::PayloadTooLarge,
-            &format!("event payloads are limited to {limit} bytes"),
-        )
-    };
+fn too_large(limit: usize) -> Response {
+    error(
+        ErrorCode::PayloadTooLarge,
+        &format!("event payloads are limited to {limit} bytes"),
+    )
+}
+
+/// Reads a request body up to `limit` bytes, as sent. `Err` is the response to send.
+async fn read_raw(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let too_large = || too_large(limit);
     // A declared length over the limit is refused before reading a byte of the body.
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -40,9 +38,15 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large());
     }
-    let raw = axum::body::to_bytes(body, limit)
+    axum::body::to_bytes(body, limit)
         .await
-        .map_err(|_| too_large())?;
+        .map_err(|_| too_large())
+}
+
+/// Decompresses a gzip body up to `limit` bytes (a gzip bomb is cut off there).
+// The refusal is the response itself, built only on the failure path.
+#[allow(clippy::result_large_err)]
+fn decode(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, Response> {
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -55,7 +59,7 @@ pub(crate) async fn read_body(
         .take(limit as u64 + 1)
         .read_to_end(&mut decoded);
     match read {
-        Ok(n) if n > limit => Err(too_large()),
+        Ok(n) if n > limit => Err(too_large(limit)),
         Ok(_) => Ok(Bytes::from(decoded)),
         Err(e) => Err(error(
             ErrorCode::InvalidGzip,
@@ -73,12 +77,24 @@ fn schema(headers: &HeaderMap) -> u32 {
         .unwrap_or(1)
 }
 
+/// The `schema` label of the events counter: only the schemas SDKs send become label values,
+/// anything else is `other`, so that a client cannot grow the metric without bound.
+fn schema_label(schema: u32) -> &'static str {
+    match schema {
+        1 => "1",
+        2 => "2",
+        3 => "3",
+        4 => "4",
+        _ => "other",
+    }
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Where a payload sent with `grant` came from, as the pipeline needs to know.
-fn source(delivery: &Delivery, grant: &Grant, headers: &HeaderMap) -> EventSource {
+fn source(app: &App, grant: &Grant, headers: &HeaderMap) -> EventSource {
     EventSource {
         environment: Arc::from(format!("{}/{}", grant.project, grant.environment)),
         sdk: SdkIdentity::from_headers(
@@ -88,7 +104,7 @@ fn source(delivery: &Delivery, grant: &Grant, headers: &HeaderMap) -> EventSourc
         ),
         schema: schema(headers),
         unsummarized: headers.contains_key("x-launchdarkly-unsummarized"),
-        received_at: delivery.app.now_millis(),
+        received_at: app.now_millis(),
     }
 }
 
@@ -100,32 +116,45 @@ pub(crate) async fn accept(
     body: Body,
     diagnostic: bool,
 ) -> Response {
-    let bytes = match read_body(headers, body, delivery.config.max_event_payload_bytes).await {
-        Ok(bytes) => bytes,
+    let limit = delivery.config.max_event_payload_bytes;
+    let raw = match read_raw(headers, body, limit).await {
+        Ok(raw) => raw,
         Err(refusal) => {
             delivery.app.record_rejected_events();
             return refusal;
         }
     };
-    ingest(delivery, grant, headers, &bytes, diagnostic)
+    // Decompressing and parsing cost CPU in proportion to what an untrusted client sent: they
+    // run on the blocking pool, a few at a time, so that SDK streams and every other request
+    // keep the async workers.
+    let Ok(_permit) = delivery.events_parsing.acquire().await else {
+        return error(ErrorCode::Unavailable, "the server is shutting down");
+    };
+    let (app, grant, headers) = (delivery.app.clone(), grant.clone(), headers.clone());
+    tokio::task::spawn_blocking(move || match decode(&headers, raw, limit) {
+        Ok(bytes) => ingest(&app, &grant, &headers, &bytes, diagnostic),
+        Err(refusal) => {
+            app.record_rejected_events();
+            refusal
+        }
+    })
+    .await
+    .unwrap_or_else(|_| error(ErrorCode::Internal, "the payload could not be read"))
 }
 
 /// Parses a payload that was read, counts it and hands it to the pipeline: `202`, or `400`
 /// when it is not what the endpoint takes.
 pub(crate) fn ingest(
-    delivery: &Delivery,
+    app: &App,
     grant: &Grant,
     headers: &HeaderMap,
     bytes: &[u8],
     diagnostic: bool,
 ) -> Response {
-    let source = source(delivery, grant, headers);
+    let source = source(app, grant, headers);
     let schema = source.schema;
     let payload_id = header(headers, "x-launchdarkly-payload-id");
-    let counts = match delivery
-        .app
-        .ingest_events(source, bytes, diagnostic, payload_id)
-    {
+    let counts = match app.ingest_events(source, bytes, diagnostic, payload_id) {
         Ok(counts) => counts,
         Err(e) => {
             let message = match &e {
@@ -138,12 +167,12 @@ pub(crate) fn ingest(
     if diagnostic {
         metrics::counter!("flagstaff_events_diagnostic_total").increment(1);
     } else {
-        let schema = schema.to_string();
+        let schema = schema_label(schema);
         for (kind, count) in EVENT_KINDS.iter().zip(counts) {
             if count > 0 {
                 // Only known kinds become label values, so a client cannot grow the metric
                 // without bound.
-                metrics::counter!("flagstaff_events_received_total", "kind" => *kind, "schema" => schema.clone())
+                metrics::counter!("flagstaff_events_received_total", "kind" => *kind, "schema" => schema)
                     .increment(count);
             }
         }
@@ -180,4 +209,18 @@ pub(crate) async fn diagnostic(
     body: Body,
 ) -> Response {
     intake(&d, &headers, body, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_labels_are_bounded() {
+        assert_eq!(schema_label(4), "4");
+        assert_eq!(schema_label(1), "1");
+        for unknown in [0, 5, 99, u32::MAX] {
+            assert_eq!(schema_label(unknown), "other");
+        }
+    }
 }

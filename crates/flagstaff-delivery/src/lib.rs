@@ -97,6 +97,10 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// Event payloads decompressed and parsed at once; more wait for a turn (their bodies are
+/// already read and bounded by `max_event_payload_bytes`).
+pub const EVENTS_PARSED_AT_ONCE: usize = 2;
+
 type FeedCell = Arc<OnceCell<Arc<feed::EnvFeed>>>;
 
 /// The delivery plane of one server process: the environments SDKs are using, their open
@@ -121,6 +125,8 @@ pub struct Delivery {
     /// Feeds loaded while the worker was applying later changes; reloaded by the worker.
     resync: mpsc::UnboundedSender<Arc<feed::EnvFeed>>,
     shutting_down: AtomicBool,
+    /// Event payloads being decompressed and parsed at once (on the blocking pool).
+    events_parsing: tokio::sync::Semaphore,
     /// Connections held, in all and per client address (`limits.rs`).
     connections: Arc<limits::ConnectionLimits>,
 }
@@ -139,6 +145,7 @@ impl Delivery {
             app,
             config,
             connections,
+            events_parsing: tokio::sync::Semaphore::new(EVENTS_PARSED_AT_ONCE),
             feeds: Mutex::new(HashMap::new()),
             grants: credentials::GrantCache::default(),
             open_streams: AtomicUsize::new(0),

@@ -86,7 +86,7 @@ pub(crate) async fn beacon(
             .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(data))
             .ok()
     }) {
-        let _ = events::ingest(&d, &authorized.grant, &headers, &decoded, false);
+        let _ = events::ingest(&d.app, &authorized.grant, &headers, &decoded, false);
     }
     let mut response = Response::new(Body::from(Bytes::from_static(PIXEL)));
     response
