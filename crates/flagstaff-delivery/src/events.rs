@@ -29,18 +29,9 @@ fn too_large(limit: usize) -> Response {
 
 /// Reads a request body up to `limit` bytes, as sent. `Err` is the response to send.
 async fn read_raw(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || too_large(limit);
-    // A declared length over the limit is refused before reading a byte of the body.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large());
-    }
-    axum::body::to_bytes(body, limit)
+    flagstaff_http::read_limited(headers, body, limit)
         .await
-        .map_err(|_| too_large())
+        .ok_or_else(|| too_large(limit))
 }
 
 /// Decompresses a gzip body up to `limit` bytes (a gzip bomb is cut off there).

@@ -178,26 +178,34 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<RawBody, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("the body is over {MAX_BODY_BYTES} bytes"),
-            )
-        };
-        // A declared length over the limit is refused before a byte of the body is read.
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
-            return Err(too_large());
-        }
-        axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        let (parts, body) = request.into_parts();
+        read_limited(&parts.headers, body, MAX_BODY_BYTES)
             .await
             .map(RawBody)
-            .map_err(|_| too_large())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("the body is over {MAX_BODY_BYTES} bytes"),
+                )
+            })
     }
+}
+
+/// Reads a body of at most `limit` bytes; `None` when it is larger. A declared
+/// `Content-Length` over the limit is refused before a byte of the body is read.
+pub async fn read_limited(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Option<axum::body::Bytes> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return None;
+    }
+    axum::body::to_bytes(body, limit).await.ok()
 }
 
 /// Reads JSON as a `T`; a wrong shape is `400 invalid_body` naming the path of the field.

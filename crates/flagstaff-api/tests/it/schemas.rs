@@ -81,6 +81,12 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// Reads a resource (recording the exchange) and returns its version as `If-Match` wants it.
+    async fn version(&mut self, pattern: &str, path: &str) -> String {
+        let read = self.call(Method::GET, pattern, path, &[], None).await;
+        format!("\"{}\"", read.body["version"])
+    }
+
     async fn call(
         &mut self,
         method: Method,
@@ -164,16 +170,7 @@ async fn real_exchanges_match_the_documented_schemas() {
         Some(json!({"key": "staging", "name": "Staging"})),
     )
     .await;
-    let env = r
-        .call(
-            Method::GET,
-            e,
-            "/projects/shop/environments/staging",
-            &[],
-            None,
-        )
-        .await;
-    let version = format!("\"{}\"", env.body["version"]);
+    let version = r.version(e, "/projects/shop/environments/staging").await;
     r.call(
         Method::PUT,
         e,
@@ -211,16 +208,7 @@ async fn real_exchanges_match_the_documented_schemas() {
     )
     .await;
     let flag = format!("{p}/flags/{{key}}");
-    let got = r
-        .call(
-            Method::GET,
-            &flag,
-            "/projects/default/flags/checkout",
-            &[],
-            None,
-        )
-        .await;
-    let version = format!("\"{}\"", got.body["version"]);
+    let version = r.version(&flag, "/projects/default/flags/checkout").await;
     let updated = r.call(Method::PUT, &flag, "/projects/default/flags/checkout", &[("if-match", &version)], Some(json!({"key": "checkout", "name": "Checkout page", "kind": "multivariate", "variations": [{"value": "old"}, {"value": "new"}], "temporary": false}))).await;
     let version = format!("\"{}\"", updated.body["version"]);
     r.call(
@@ -248,16 +236,12 @@ async fn real_exchanges_match_the_documented_schemas() {
     )
     .await;
     let targeting = format!("{e}/flags/{{key}}");
-    let got = r
-        .call(
-            Method::GET,
+    let version = r
+        .version(
             &targeting,
             "/projects/default/environments/production/flags/checkout",
-            &[],
-            None,
         )
         .await;
-    let version = format!("\"{}\"", got.body["version"]);
     let put = r.call(Method::PUT, &targeting, "/projects/default/environments/production/flags/checkout", &[("if-match", &version)], Some(json!({
         "on": true, "offVariation": 0,
         "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 70000}, {"variation": 1, "weight": 30000}], "bucketBy": "key"}},
@@ -280,16 +264,12 @@ async fn real_exchanges_match_the_documented_schemas() {
     )
     .await;
     let segment = format!("{e}/segments/{{key}}");
-    let got = r
-        .call(
-            Method::GET,
+    let version = r
+        .version(
             &segment,
             "/projects/default/environments/production/segments/staff",
-            &[],
-            None,
         )
         .await;
-    let version = format!("\"{}\"", got.body["version"]);
     let put = r
         .call(
             Method::PUT,
@@ -498,16 +478,7 @@ async fn real_exchanges_match_the_documented_schemas() {
         None,
     )
     .await;
-    let got = r
-        .call(
-            Method::GET,
-            &flag,
-            "/projects/default/flags/beta",
-            &[],
-            None,
-        )
-        .await;
-    let version = format!("\"{}\"", got.body["version"]);
+    let version = r.version(&flag, "/projects/default/flags/beta").await;
     r.call(
         Method::DELETE,
         &flag,
@@ -516,16 +487,7 @@ async fn real_exchanges_match_the_documented_schemas() {
         None,
     )
     .await;
-    let env = r
-        .call(
-            Method::GET,
-            e,
-            "/projects/shop/environments/staging",
-            &[],
-            None,
-        )
-        .await;
-    let version = format!("\"{}\"", env.body["version"]);
+    let version = r.version(e, "/projects/shop/environments/staging").await;
     let deleted = r
         .call(
             Method::DELETE,

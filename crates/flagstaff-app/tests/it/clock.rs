@@ -1,23 +1,13 @@
 //! Expiry with a manual clock: nothing sleeps.
 
-use flagstaff_app::{Actor, AppError, AuditQuery, CredentialKind, Member, Role, SESSION_HOURS};
+use flagstaff_app::{Actor, AppError, AuditQuery, CredentialKind, Role, SESSION_HOURS};
 
 use crate::support::{Fixture, START};
 
 #[tokio::test]
 async fn a_session_ends_when_its_hours_are_up() {
     let fixture = Fixture::new().await;
-    let member = Member {
-        email: "ada@example.com".into(),
-        name: "Ada".into(),
-        role: Role::Writer,
-        projects: None,
-    };
-    fixture
-        .app
-        .create_member(&Actor::system(), member, "correct horse battery", "")
-        .await
-        .expect("member");
+    fixture.member("ada@example.com", Role::Writer).await;
     let session = fixture
         .app
         .sign_in("ada@example.com", "correct horse battery", None)
@@ -103,17 +93,7 @@ async fn audit_entries_carry_the_clock_s_time() {
 #[tokio::test]
 async fn password_guessing_waits_longer_and_longer_and_a_success_starts_afresh() {
     let fixture = Fixture::new().await;
-    let member = Member {
-        email: "ada@example.com".into(),
-        name: "Ada".into(),
-        role: Role::Writer,
-        projects: None,
-    };
-    fixture
-        .app
-        .create_member(&Actor::system(), member, "correct horse battery", "")
-        .await
-        .expect("member");
+    fixture.member("ada@example.com", Role::Writer).await;
     let from = Some(std::net::IpAddr::from([198, 51, 100, 7]));
     let attempt = |password: &'static str| {
         let app = fixture.app.clone();

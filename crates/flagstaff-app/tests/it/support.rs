@@ -85,6 +85,20 @@ impl Fixture {
             .map(|_| ())
     }
 
+    /// Adds a member whose password is `correct horse battery`.
+    pub async fn member(&self, email: &str, role: flagstaff_app::Role) {
+        let member = flagstaff_app::Member {
+            email: email.into(),
+            name: email.into(),
+            role,
+            projects: None,
+        };
+        self.app
+            .create_member(&Actor::system(), member, "correct horse battery", "")
+            .await
+            .expect("member");
+    }
+
     /// Creates or replaces a segment in `environment` from JSON.
     pub async fn segment(&self, environment: &str, segment: Value) -> Result<(), AppError> {
         let segment: flagstaff_protocol::Segment =

@@ -189,9 +189,9 @@ async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, R
             "send the context as JSON with Content-Type: application/json",
         ));
     }
-    let bytes = axum::body::to_bytes(body, MAX_CONTEXT_BYTES)
+    let bytes = flagstaff_http::read_limited(headers, body, MAX_CONTEXT_BYTES)
         .await
-        .map_err(|_| context_too_large())?;
+        .ok_or_else(context_too_large)?;
     parse_context(&bytes)
 }
 

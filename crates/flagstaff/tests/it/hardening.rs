@@ -10,6 +10,37 @@ fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_flagstaff"))
 }
 
+/// A fresh `flagstaff serve` with its first-start credentials and its API's base URL.
+struct Running {
+    credentials: server::Credentials,
+    server: TestServer,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    fn start() -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = server::init(binary(), dir.path());
+        let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+        let base = format!("{}/api/v1", server.base());
+        Running {
+            credentials,
+            server,
+            base,
+            _dir: dir,
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 /// `[add /z [0]]` followed by `copies` × `copy /z → /z/-`: each copy doubles `/z`, so 30 or so
 /// operations ask for gigabytes.
 fn patch_bomb(copies: usize) -> Value {
@@ -41,15 +72,13 @@ async fn send(
 
 #[test]
 fn a_patch_bomb_is_refused_before_it_grows_the_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = format!("{}/api/v1", server.base());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    let Running {
+        credentials,
+        server,
+        base,
+        _dir,
+    } = Running::start();
+    block_on(async {
         let http = reqwest::Client::new();
         let admin = &credentials.admin_token;
         let token = |role: &'static str| {
@@ -150,15 +179,14 @@ fn a_patch_bomb_is_refused_before_it_grows_the_server() {
 
 #[test]
 fn sign_in_guessing_is_throttled_per_client_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = format!("{}/api/v1", server.base());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    // The server and its directory live until the end of the test.
+    let Running {
+        credentials,
+        server: _server,
+        base,
+        _dir,
+    } = Running::start();
+    block_on(async {
         let http = reqwest::Client::new();
         let (status, _) = send(
             &http,
@@ -191,14 +219,25 @@ fn sign_in_guessing_is_throttled_per_client_address() {
         };
         // Six guesses, each at another account, all from this address.
         for i in 0..6 {
-            assert_eq!(sign_in(format!("guess{i}@example.com"), "password1").await.0, 401);
+            assert_eq!(
+                sign_in(format!("guess{i}@example.com"), "password1")
+                    .await
+                    .0,
+                401
+            );
         }
         // The address now waits, whatever account it tries, with a Retry-After to say how long.
-        let (status, retry_after) = sign_in("ada@example.com".into(), "correct horse battery").await;
+        let (status, retry_after) =
+            sign_in("ada@example.com".into(), "correct horse battery").await;
         assert_eq!(status, 429);
         assert_eq!(retry_after, Some(1));
         std::thread::sleep(std::time::Duration::from_millis(1_100));
-        assert_eq!(sign_in("ada@example.com".into(), "correct horse battery").await.0, 201);
+        assert_eq!(
+            sign_in("ada@example.com".into(), "correct horse battery")
+                .await
+                .0,
+            201
+        );
     });
 }
 
@@ -222,11 +261,7 @@ fn the_data_directory_is_private_and_no_response_can_be_sniffed() {
     }
     assert!(files >= 2, "the main and the events database");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let http = reqwest::Client::new();
         for path in [
             "/health",
