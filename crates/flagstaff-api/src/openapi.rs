@@ -272,7 +272,7 @@ fn schemas() -> Value {
         "EventsHealth": {"type": "object", "properties": {"acceptedEvents": {"type": "integer"}, "droppedEvents": {"type": "integer"},
             "duplicatePayloads": {"type": "integer"}, "rejectedPayloads": {"type": "integer"}, "skippedEvents": {"type": "integer"},
             "writtenEvents": {"type": "integer"}, "failedEvents": {"type": "integer"}, "queueDepth": {"type": "integer"},
-            "queueCapacity": {"type": "integer"}, "acceptedPerSecond": {"type": "number"}, "droppedPerSecond": {"type": "number"},
+            "queueCapacity": {"type": "integer"}, "queueBytes": {"type": "integer"}, "queueBytesCapacity": {"type": "integer"}, "acceptedPerSecond": {"type": "number"}, "droppedPerSecond": {"type": "number"},
             "lastWriteAt": {"type": ["integer", "null"]}, "lastWriteMillis": {"type": ["number", "null"]}, "lastError": {"type": ["string", "null"]}}},
         "RotateKey": {"type": "object", "properties": {"oldKeyValidForSeconds": {"type": "integer", "minimum": 0}}},
         "RotatedKey": {"type": "object", "description": "The new key, shown once", "properties": {"sdkKey": string, "mobileKey": string,

@@ -68,6 +68,9 @@ pub struct DeliveryConfig {
     pub max_client_streams_per_environment: usize,
     /// The largest events payload accepted, after decompression.
     pub max_event_payload_bytes: usize,
+    /// Event payloads per second accepted from browsers and phones per environment (the
+    /// bucket holds two seconds' worth); more are answered `429` with `Retry-After`.
+    pub max_client_event_payloads_per_second: u32,
     /// How long a client may take to send a request's head (the first, and each next one on a
     /// kept-alive connection); slower connections are closed.
     pub header_read_timeout: Duration,
@@ -87,6 +90,9 @@ impl Default for DeliveryConfig {
             max_client_streams: 10_000,
             max_client_streams_per_environment: 5_000,
             max_event_payload_bytes: 10 * 1024 * 1024,
+            // A browser SDK sends at most one payload every two seconds, so this is a few
+            // thousand active pages per environment; raise it for bigger sites.
+            max_client_event_payloads_per_second: 1_000,
             header_read_timeout: Duration::from_secs(10),
             // Below the 20,000 open files a process may have on common systems, leaving room
             // for the database and logs.
@@ -129,6 +135,8 @@ pub struct Delivery {
     events_parsing: tokio::sync::Semaphore,
     /// Connections held, in all and per client address (`limits.rs`).
     connections: Arc<limits::ConnectionLimits>,
+    /// Event payloads from browsers and phones, per environment (`limits.rs`).
+    client_event_rate: limits::PayloadRate,
 }
 
 impl Delivery {
@@ -141,9 +149,12 @@ impl Delivery {
             config.max_connections,
             config.max_connections_per_address,
         );
+        let client_event_rate =
+            limits::PayloadRate::new(config.max_client_event_payloads_per_second);
         let delivery = Arc::new(Delivery {
             app,
             config,
+            client_event_rate,
             connections,
             events_parsing: tokio::sync::Semaphore::new(EVENTS_PARSED_AT_ONCE),
             feeds: Mutex::new(HashMap::new()),

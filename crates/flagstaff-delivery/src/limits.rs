@@ -130,6 +130,46 @@ impl Drop for ConnectionPlace {
     }
 }
 
+/// Event payloads per second per environment from browsers and phones: a token bucket per
+/// environment that holds up to two seconds' worth. The browser paths need only the public
+/// client-side ID (and a mobile key ships inside every app), so without it anyone could keep
+/// the two parsing slots busy and crowd out the events of server SDKs. Only environments that
+/// exist get a bucket: the credential is checked first.
+#[derive(Debug)]
+pub(crate) struct PayloadRate {
+    per_second: f64,
+    buckets: Mutex<HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl PayloadRate {
+    pub(crate) fn new(per_second: u32) -> PayloadRate {
+        metrics::gauge!("flagstaff_client_event_payloads_per_second_limit").set(per_second);
+        PayloadRate {
+            per_second: f64::from(per_second),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one payload's place for `environment` at `now`; `false` when its bucket is empty.
+    pub(crate) fn take(&self, environment: &str, now: std::time::Instant) -> bool {
+        let burst = self.per_second * 2.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, at) = buckets
+            .entry(environment.to_owned())
+            .or_insert((burst, now));
+        let elapsed = now.saturating_duration_since(*at).as_secs_f64();
+        *tokens = (*tokens + elapsed * self.per_second).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            metrics::counter!("flagstaff_client_event_payloads_limited_total").increment(1);
+            false
+        }
+    }
+}
+
 /// The answer to a connection over a limit: `503`, `Retry-After`, and the connection closes.
 pub(crate) const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
@@ -161,6 +201,21 @@ mod tests {
             limits.admit(address(1)).is_ok(),
             "a freed place is free again"
         );
+    }
+
+    #[test]
+    fn client_event_payloads_are_limited_per_environment_with_a_two_second_burst() {
+        let rate = PayloadRate::new(10);
+        let start = std::time::Instant::now();
+        let taken = (0..25).filter(|_| rate.take("p/e", start)).count();
+        assert_eq!(taken, 20, "a full bucket holds two seconds' worth");
+        assert!(
+            rate.take("p/other", start),
+            "environments have their own buckets"
+        );
+        let later = start + std::time::Duration::from_millis(500);
+        let refilled = (0..25).filter(|_| rate.take("p/e", later)).count();
+        assert_eq!(refilled, 5, "half a second refills half the rate");
     }
 
     #[test]

@@ -12,14 +12,20 @@ use serde_json::Value;
 
 use crate::payload::{Batch, ContextSeen};
 
-/// Caps on what one flush keeps per environment, so that a flood of distinct contexts or
-/// tracked events cannot make one write (or the database) grow without bound.
+/// Caps on what one flush keeps per environment, so that a flood of distinct flag keys,
+/// custom event keys, contexts or tracked events (the browser paths need only the public
+/// client-side ID) cannot make one write, or the database, grow without bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Full events kept as samples per environment per flush.
     pub samples_per_environment: usize,
     /// Distinct contexts recorded per environment per flush.
     pub contexts_per_environment: usize,
+    /// Distinct flag keys counted per environment per flush (a real environment has hundreds
+    /// to a few thousand flags; counters of further keys are dropped).
+    pub flags_per_environment: usize,
+    /// Distinct custom event keys counted per environment per flush.
+    pub custom_keys_per_environment: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +33,8 @@ impl Default for Limits {
         Limits {
             samples_per_environment: 100,
             contexts_per_environment: 5_000,
+            flags_per_environment: 5_000,
+            custom_keys_per_environment: 1_000,
         }
     }
 }
@@ -58,6 +66,9 @@ pub struct Aggregate {
     contexts: HashMap<(Env, String, String), ContextSeen>,
     contexts_per_environment: HashMap<Env, usize>,
     custom: HashMap<(Env, String, i64), CustomTotals>,
+    flags_per_environment: HashMap<Env, usize>,
+    custom_keys: std::collections::HashSet<(Env, String)>,
+    custom_keys_per_environment: HashMap<Env, usize>,
     samples: Vec<EventSample>,
     samples_per_environment: HashMap<Env, usize>,
     /// Summary counters (and unsummarised feature events) folded in.
@@ -68,6 +79,10 @@ pub struct Aggregate {
     pub contexts_over_limit: u64,
     /// Events not sampled because of [`Limits::samples_per_environment`].
     pub samples_over_limit: u64,
+    /// Counters dropped because of [`Limits::flags_per_environment`].
+    pub flags_over_limit: u64,
+    /// Custom events dropped because of [`Limits::custom_keys_per_environment`].
+    pub custom_over_limit: u64,
 }
 
 impl Aggregate {
@@ -110,8 +125,28 @@ impl Aggregate {
                 report.2 = platform;
             }
         }
+        let mut counters = batch.counters;
+        counters.retain(|counter| {
+            let key = (Arc::clone(&environment), counter.flag.clone());
+            if self.usage.contains_key(&key) {
+                return true;
+            }
+            let flags = self
+                .flags_per_environment
+                .entry(Arc::clone(&environment))
+                .or_default();
+            if *flags >= limits.flags_per_environment {
+                self.flags_over_limit += 1;
+                return false;
+            }
+            // Counted here and entered in `usage` below, so the next counter of this flag
+            // finds it known.
+            *flags += 1;
+            self.usage.insert(key, (counter.at, counter.at, 0));
+            true
+        });
         let mut per_flag_sdk: HashMap<&str, (i64, u64)> = HashMap::new();
-        for counter in &batch.counters {
+        for counter in &counters {
             let entry = per_flag_sdk.entry(&counter.flag).or_insert((counter.at, 0));
             entry.0 = entry.0.max(counter.at);
             entry.1 = entry.1.saturating_add(counter.count);
@@ -129,7 +164,7 @@ impl Aggregate {
             entry.0 = entry.0.max(at);
             entry.1 = entry.1.saturating_add(count);
         }
-        for counter in batch.counters {
+        for counter in counters {
             self.counters += 1;
             let usage = self
                 .usage
@@ -150,6 +185,19 @@ impl Aggregate {
             entry.1 = counter.value;
         }
         for custom in batch.custom {
+            let key = (Arc::clone(&environment), custom.key.clone());
+            if !self.custom_keys.contains(&key) {
+                let keys = self
+                    .custom_keys_per_environment
+                    .entry(Arc::clone(&environment))
+                    .or_default();
+                if *keys >= limits.custom_keys_per_environment {
+                    self.custom_over_limit += 1;
+                    continue;
+                }
+                *keys += 1;
+                self.custom_keys.insert(key);
+            }
             let entry = self
                 .custom
                 .entry((
@@ -344,5 +392,99 @@ impl Aggregate {
             .collect();
         write.samples = self.samples;
         write
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::payload::{SdkIdentity, Source, parse_analytics};
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn batch(environment: &str, events: serde_json::Value) -> Batch {
+        let source = Source {
+            environment: Arc::from(environment),
+            sdk: SdkIdentity::default(),
+            schema: 4,
+            unsummarized: false,
+            received_at: NOW,
+        };
+        parse_analytics(source, events.to_string().as_bytes()).unwrap()
+    }
+
+    fn summary(flags: impl IntoIterator<Item = String>) -> serde_json::Value {
+        let features: serde_json::Map<String, serde_json::Value> = flags
+            .into_iter()
+            .map(|flag| {
+                let counters = json!({"counters": [{"variation": 0, "version": 1, "value": true, "count": 2}]});
+                (flag, counters)
+            })
+            .collect();
+        json!([{"kind": "summary", "startDate": NOW - 1000, "endDate": NOW, "features": features}])
+    }
+
+    #[test]
+    fn distinct_flag_keys_are_capped_per_environment_and_known_ones_still_count() {
+        let limits = Limits {
+            flags_per_environment: 3,
+            ..Limits::default()
+        };
+        let mut aggregate = Aggregate::default();
+        aggregate.add(
+            batch("p/a", summary((0..5).map(|i| format!("f{i}")))),
+            limits,
+        );
+        // Flags already counted in this flush keep counting; other environments have their
+        // own allowance.
+        aggregate.add(
+            batch("p/a", summary(["f0".to_owned(), "f9".to_owned()])),
+            limits,
+        );
+        aggregate.add(batch("p/b", summary(["g".to_owned()])), limits);
+        assert_eq!(aggregate.flags_over_limit, 2 + 1);
+        let write = aggregate.into_write(&Retention::default(), NOW);
+        let mut usage: Vec<(String, String, u64)> = write
+            .usage
+            .iter()
+            .map(|u| (u.environment.clone(), u.flag.clone(), u.evaluations))
+            .collect();
+        usage.sort();
+        let count = |env: &str, flag: &str, n| (env.to_owned(), flag.to_owned(), n);
+        assert_eq!(
+            usage,
+            [
+                count("p/a", "f0", 4),
+                count("p/a", "f1", 2),
+                count("p/a", "f2", 2),
+                count("p/b", "g", 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn distinct_custom_event_keys_are_capped_per_environment() {
+        let limits = Limits {
+            custom_keys_per_environment: 2,
+            ..Limits::default()
+        };
+        let events: Vec<serde_json::Value> = ["a", "b", "c", "a"]
+            .iter()
+            .map(|key| json!({"kind": "custom", "creationDate": NOW, "key": key, "contextKeys": {"user": "u"}}))
+            .collect();
+        let mut aggregate = Aggregate::default();
+        aggregate.add(batch("p/a", json!(events)), limits);
+        assert_eq!(aggregate.custom_over_limit, 1);
+        let write = aggregate.into_write(&Retention::default(), NOW);
+        let mut minutes: Vec<(String, u64)> = write
+            .custom
+            .iter()
+            .filter(|c| c.resolution == Resolution::Minute)
+            .map(|c| (c.event_key.clone(), c.count))
+            .collect();
+        minutes.sort();
+        assert_eq!(minutes, [("a".to_owned(), 2), ("b".to_owned(), 1)]);
     }
 }

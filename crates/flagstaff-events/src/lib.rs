@@ -41,6 +41,10 @@ pub use payload::{
 pub struct PipelineConfig {
     /// The most events waiting to be written; payloads beyond it are shed.
     pub queue_capacity: usize,
+    /// The most bytes of payloads (decoded JSON, see [`Batch::bytes`]) waiting to be written;
+    /// payloads beyond it are shed. Events alone do not bound memory: one event may carry a
+    /// context of 16 KiB and a custom event's data of 8 KiB.
+    pub queue_bytes: usize,
     /// How often the writer drains the queue.
     pub flush_interval: Duration,
     /// Per-flush caps on contexts and samples.
@@ -57,6 +61,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             queue_capacity: 100_000,
+            queue_bytes: 64 * 1024 * 1024,
             flush_interval: Duration::from_secs(1),
             limits: Limits::default(),
             retention: Retention::default(),
@@ -99,6 +104,10 @@ pub struct Health {
     pub queue_depth: usize,
     /// The queue's capacity in events.
     pub queue_capacity: usize,
+    /// Bytes of payloads waiting in the queue now.
+    pub queue_bytes: usize,
+    /// The queue's capacity in bytes.
+    pub queue_bytes_capacity: usize,
     /// Events accepted per second over the last ten seconds.
     pub accepted_per_second: f64,
     /// Events dropped per second over the last ten seconds.
@@ -115,6 +124,7 @@ pub struct Health {
 struct Queue {
     batches: VecDeque<Batch>,
     events: usize,
+    bytes: usize,
     /// Batches queued since start; the writer reports how far it has written.
     queued: u64,
 }
@@ -237,17 +247,22 @@ impl Pipeline {
         }
         let events = usize::try_from(batch.events).unwrap_or(usize::MAX);
         let skipped = batch.skipped;
+        let bytes = batch.bytes;
         let mut queue = lock(&self.queue);
-        if queue.events.saturating_add(events) > self.config.queue_capacity {
+        if queue.events.saturating_add(events) > self.config.queue_capacity
+            || queue.bytes.saturating_add(bytes) > self.config.queue_bytes
+        {
             let depth = queue.events;
             drop(queue);
             self.shed(batch.events, depth);
             return Submitted::Shed;
         }
         queue.events += events;
+        queue.bytes += bytes;
         queue.queued += 1;
         queue.batches.push_back(batch);
         let depth = queue.events;
+        let queue_bytes = queue.bytes;
         drop(queue);
         self.counters
             .accepted
@@ -255,8 +270,9 @@ impl Pipeline {
         self.counters.skipped.fetch_add(skipped, Ordering::Relaxed);
         metrics::counter!("flagstaff_events_accepted_total").increment(events as u64);
         metrics::gauge!("flagstaff_events_queue_depth").set(depth as f64);
+        metrics::gauge!("flagstaff_events_queue_bytes").set(queue_bytes as f64);
         // Half full: write now rather than at the next tick.
-        if depth >= self.config.queue_capacity / 2 {
+        if depth >= self.config.queue_capacity / 2 || queue_bytes >= self.config.queue_bytes / 2 {
             self.wake.notify_one();
         }
         Submitted::Queued
@@ -305,7 +321,10 @@ impl Pipeline {
 
     /// The pipeline's health now.
     pub fn health(&self) -> Health {
-        let queue_depth = lock(&self.queue).events;
+        let (queue_depth, queue_bytes) = {
+            let queue = lock(&self.queue);
+            (queue.events, queue.bytes)
+        };
         let accepted = self.counters.accepted.load(Ordering::Relaxed);
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         let state = lock(&self.state);
@@ -331,6 +350,8 @@ impl Pipeline {
             failed_events: self.counters.failed.load(Ordering::Relaxed),
             queue_depth,
             queue_capacity: self.config.queue_capacity,
+            queue_bytes,
+            queue_bytes_capacity: self.config.queue_bytes,
             accepted_per_second,
             dropped_per_second,
             last_write_at: state.last_write_at,
@@ -344,9 +365,11 @@ impl Pipeline {
         let (batches, queued) = {
             let mut queue = lock(&self.queue);
             queue.events = 0;
+            queue.bytes = 0;
             (std::mem::take(&mut queue.batches), queue.queued)
         };
         metrics::gauge!("flagstaff_events_queue_depth").set(0.0);
+        metrics::gauge!("flagstaff_events_queue_bytes").set(0.0);
         if !batches.is_empty() {
             let started = Instant::now();
             let mut aggregate = Aggregate::default();
@@ -354,6 +377,17 @@ impl Pipeline {
                 aggregate.add(batch, self.config.limits);
             }
             let events = aggregate.events;
+            for (what, over) in [
+                ("contexts", aggregate.contexts_over_limit),
+                ("samples", aggregate.samples_over_limit),
+                ("flags", aggregate.flags_over_limit),
+                ("custom_keys", aggregate.custom_over_limit),
+            ] {
+                if over > 0 {
+                    metrics::counter!("flagstaff_events_over_limit_total", "what" => what)
+                        .increment(over);
+                }
+            }
             let write =
                 aggregate.into_write(&self.config.retention, self.config.clock.now_millis());
             let result = self.store.write(&write).await;

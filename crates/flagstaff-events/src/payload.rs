@@ -28,6 +28,10 @@ const MAX_KEY_LEN: usize = 512;
 const MAX_ATTRIBUTES_LEN: usize = 16 * 1024;
 /// SDK names, versions and wrappers are cut to this many characters.
 const MAX_LABEL_LEN: usize = 64;
+/// A custom event's `data` that serializes to more than this is not kept in its sample (the
+/// event still counts): `track` data is for a glance in the dashboard, and a browser with the
+/// public client-side ID must not be able to fill the samples table with megabytes per event.
+pub const MAX_CUSTOM_DATA_LEN: usize = 8 * 1024;
 
 /// Which SDK sent a payload, from its headers (§4.1, §6.2) or its diagnostic event (§6.7).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -204,6 +208,11 @@ pub struct Batch {
     pub samples: Vec<Sample>,
     /// The SDK as its diagnostic event describes it, with its platform (JSON), if this was one.
     pub diagnostic: Option<(SdkIdentity, String)>,
+    /// About how many bytes of memory the batch holds: what the pipeline's queue counts
+    /// against its bound in bytes. It is the size of the events that were objects (see
+    /// [`approximate_size`]), so ten megabytes of `[0,0,…]` weigh nothing, as they keep
+    /// nothing.
+    pub bytes: usize,
 }
 
 impl Batch {
@@ -218,6 +227,7 @@ impl Batch {
             custom: Vec::new(),
             samples: Vec::new(),
             diagnostic: None,
+            bytes: 0,
         }
     }
 }
@@ -237,20 +247,69 @@ pub enum PayloadError {
 }
 
 /// Reads an analytics payload (a JSON array of events).
+///
+/// The array is read one event at a time: each event becomes a [`serde_json::Value`], is
+/// folded into the batch and dropped before the next is read. A payload of ten million tiny
+/// elements (`[0,0,…]`, which a 10 KB gzip inflates to) therefore never exists as ten million
+/// values in memory at once: what stays is the batch, which holds only what it keeps.
 pub fn parse_analytics(source: Source, bytes: &[u8]) -> Result<Batch, PayloadError> {
-    let payload: Value =
-        serde_json::from_slice(bytes).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    let Value::Array(events) = payload else {
-        return Err(PayloadError::NotArray);
-    };
+    use serde::de::Deserializer as _;
     let mut batch = Batch::new(source);
-    batch.events = events.len() as u64;
-    for event in events {
-        if !read_event(&mut batch, event) {
-            batch.skipped += 1;
-        }
-    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    deserializer
+        .deserialize_any(EventsVisitor { batch: &mut batch })
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => PayloadError::NotArray,
+            _ => PayloadError::NotJson(e.to_string()),
+        })?;
+    deserializer
+        .end()
+        .map_err(|e| PayloadError::NotJson(e.to_string()))?;
     Ok(batch)
+}
+
+/// About how much memory a JSON value takes once parsed: its text plus a fixed cost per node.
+/// An estimate for the queue's bound, not an exact measure.
+pub fn approximate_size(value: &Value) -> usize {
+    const NODE: usize = 32;
+    match value {
+        Value::String(text) => NODE + text.len(),
+        Value::Array(items) => items.iter().map(approximate_size).sum::<usize>() + NODE,
+        Value::Object(fields) => {
+            fields
+                .iter()
+                .map(|(name, value)| NODE + name.len() + approximate_size(value))
+                .sum::<usize>()
+                + NODE
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
+    }
+}
+
+/// Folds the events of an analytics array into a batch as they are read.
+struct EventsVisitor<'b> {
+    batch: &'b mut Batch,
+}
+
+impl<'de> serde::de::Visitor<'de> for EventsVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of events")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut events: A) -> Result<(), A::Error> {
+        while let Some(event) = events.next_element::<Value>()? {
+            self.batch.events += 1;
+            if event.is_object() {
+                self.batch.bytes = self.batch.bytes.saturating_add(approximate_size(&event));
+            }
+            if !read_event(self.batch, event) {
+                self.batch.skipped += 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads a diagnostic payload (one JSON object, §6.7).
@@ -261,6 +320,7 @@ pub fn parse_diagnostic(source: Source, bytes: &[u8]) -> Result<Batch, PayloadEr
         return Err(PayloadError::NotObject);
     };
     let mut batch = Batch::new(source);
+    batch.bytes = bytes.len();
     batch.events = 1;
     if object.get("kind").and_then(Value::as_str) == Some("diagnostic-init") {
         let sdk = object.get("sdk");
@@ -372,6 +432,7 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
             };
             let at = batch.source.time(event.get("creationDate"));
             read_event_contexts(batch, &mut event, at);
+            omit_large_data(&mut event);
             batch.custom.push(Custom {
                 key: key.clone(),
                 metric: event
@@ -396,6 +457,19 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
         // Legacy (§6.4): nothing to aggregate, but a real kind.
         "alias" => true,
         _ => false,
+    }
+}
+
+/// Replaces a custom event's `data` larger than [`MAX_CUSTOM_DATA_LEN`] with the size it had,
+/// under `dataOmittedBytes`, so the sample says that something was there.
+fn omit_large_data(event: &mut Map<String, Value>) {
+    let Some(data) = event.get("data") else {
+        return;
+    };
+    let len = serde_json::to_vec(data).map_or(usize::MAX, |bytes| bytes.len());
+    if len > MAX_CUSTOM_DATA_LEN {
+        event.remove("data");
+        event.insert("dataOmittedBytes".into(), Value::from(len));
     }
 }
 

@@ -233,3 +233,92 @@ fn sdks_are_named_from_headers_and_diagnostics() {
     assert_eq!(identity.wrapper, "relay");
     assert!(platform.contains("linux"));
 }
+
+#[test]
+fn a_huge_array_of_nothing_is_read_one_element_at_a_time_and_skipped() {
+    // What a 10 KB gzip bomb inflates to: a million elements that are not events.
+    let mut bytes = Vec::with_capacity(2_000_002);
+    bytes.push(b'[');
+    for i in 0..1_000_000 {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        bytes.push(b'0');
+    }
+    bytes.push(b']');
+    let batch = parse_analytics(source(4), &bytes).unwrap();
+    assert_eq!(batch.events, 1_000_000);
+    assert_eq!(batch.skipped, 1_000_000);
+    assert_eq!(batch.kinds[KINDS.len() - 1], 1_000_000, "counted as other");
+    assert!(batch.counters.is_empty() && batch.samples.is_empty());
+    assert_eq!(
+        batch.bytes, 0,
+        "it keeps nothing, so it weighs nothing in the queue"
+    );
+}
+
+#[test]
+fn what_is_not_an_array_of_events_is_refused_as_before() {
+    for (body, expected) in [
+        (&b"{}"[..], PayloadError::NotArray),
+        (b"\"events\"", PayloadError::NotArray),
+        (b"12", PayloadError::NotArray),
+    ] {
+        assert_eq!(parse_analytics(source(4), body).unwrap_err(), expected);
+    }
+    for body in [&b"["[..], b"[1,", b"[1] [2]", b"[1] x", b"nope", b""] {
+        assert!(
+            matches!(
+                parse_analytics(source(4), body),
+                Err(PayloadError::NotJson(_))
+            ),
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert_eq!(parse_analytics(source(4), b" [ ] ").unwrap().events, 0);
+}
+
+#[test]
+fn a_custom_event_keeps_small_data_and_only_the_size_of_large_data() {
+    let small = json!({"cart": ["a", "b"], "total": 12});
+    let large = json!({"blob": "x".repeat(MAX_CUSTOM_DATA_LEN)});
+    let batch = parse(
+        4,
+        json!([
+            {"kind": "custom", "creationDate": NOW, "key": "small", "data": small,
+             "contextKeys": {"user": "u1"}},
+            {"kind": "custom", "creationDate": NOW, "key": "large", "data": large,
+             "contextKeys": {"user": "u1"}, "metricValue": 3.0}
+        ]),
+    );
+    assert_eq!(batch.samples[0].body["data"], small);
+    let body = &batch.samples[1].body;
+    assert!(body.get("data").is_none());
+    assert_eq!(
+        body["dataOmittedBytes"],
+        json!(large.to_string().len()),
+        "the sample says how large the data was"
+    );
+    assert_eq!(
+        batch.custom[1].metric,
+        Some(3.0),
+        "the event still counts, with its metric"
+    );
+}
+
+#[test]
+fn a_batch_weighs_about_the_size_of_its_events() {
+    let events = json!([
+        {"kind": "custom", "creationDate": NOW, "key": "k", "data": {"text": "x".repeat(1000)},
+         "contextKeys": {"user": "u1"}},
+        0, "not an event"
+    ]);
+    let batch = parse(4, events.clone());
+    let text = events[0].to_string().len();
+    assert!(
+        batch.bytes >= text && batch.bytes <= text * 3,
+        "{} for {text} bytes of JSON",
+        batch.bytes
+    );
+}

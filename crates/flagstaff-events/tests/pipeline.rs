@@ -175,6 +175,42 @@ async fn a_full_queue_sheds_whole_payloads_and_counts_them_exactly() {
     assert_eq!(pipeline.health().written_events, 12);
 }
 
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes_as_well_as_events() {
+    let (_dir, store) = open().await;
+    let one = batch(&payload(1, 1, 3)).bytes;
+    assert!(one > 0);
+    let config = PipelineConfig {
+        queue_capacity: 1_000_000,
+        // Room for two payloads of this size, not three.
+        queue_bytes: one * 2 + one / 2,
+        flush_interval: Duration::from_secs(3600),
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(Arc::clone(&store), config);
+    let outcomes: Vec<Submitted> = (0..3)
+        .map(|_| pipeline.submit(batch(&payload(1, 1, 3)), None))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [Submitted::Queued, Submitted::Queued, Submitted::Shed]
+    );
+    let health = pipeline.health();
+    assert_eq!(health.queue_bytes, one * 2);
+    assert_eq!(health.dropped_events, 4);
+    pipeline.flush().await;
+    assert_eq!(
+        pipeline.health().queue_bytes,
+        0,
+        "written payloads free their bytes"
+    );
+    assert_eq!(
+        pipeline.submit(batch(&payload(1, 1, 3)), None),
+        Submitted::Queued
+    );
+    pipeline.close().await;
+}
+
 proptest::proptest! {
     #[test]
     fn parsing_never_panics_on_any_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {

@@ -117,6 +117,22 @@ pub struct ServeArgs {
         default_value_t = 100_000
     )]
     events_queue_capacity: usize,
+    /// Most bytes of analytics payloads (decoded JSON) waiting to be written; payloads beyond
+    /// it are dropped and counted, like those beyond --events-queue-capacity.
+    #[arg(
+        long,
+        env = "FLAGSTAFF_EVENTS_QUEUE_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    events_queue_bytes: usize,
+    /// Event payloads per second accepted from browsers and phones per environment (bursts of
+    /// twice that); more are answered 429 with Retry-After, which SDKs retry.
+    #[arg(
+        long,
+        env = "FLAGSTAFF_MAX_CLIENT_EVENT_PAYLOADS_PER_SECOND",
+        default_value_t = 1_000
+    )]
+    max_client_event_payloads_per_second: u32,
     /// Milliseconds between writes of aggregated analytics events.
     #[arg(long, env = "FLAGSTAFF_EVENTS_FLUSH_MS", default_value_t = 1000)]
     events_flush_ms: u64,
@@ -207,6 +223,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&events),
         PipelineConfig {
             queue_capacity: args.events_queue_capacity.max(1),
+            queue_bytes: args.events_queue_bytes.max(1),
             flush_interval: Duration::from_millis(args.events_flush_ms.max(10)),
             // One clock for the server: the store's timestamps and the events' buckets agree.
             clock: store.clock().clone(),
@@ -237,6 +254,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             max_streams: args.max_sdk_streams,
             max_client_streams: args.max_client_streams,
             max_client_streams_per_environment: args.max_client_streams_per_environment,
+            max_client_event_payloads_per_second: args.max_client_event_payloads_per_second.max(1),
             header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(100)),
             max_connections: args.max_connections.max(1),
             max_connections_per_address: args.max_connections_per_address.max(1),

@@ -20,6 +20,41 @@ pub(crate) async fn goals(
     }
 }
 
+/// Takes a place in the environment's rate of client-side event payloads, or answers `429`
+/// with `Retry-After` (SDKs retry a `429` and keep sending afterwards, §6.3).
+#[allow(clippy::result_large_err)]
+fn within_rate(d: &Delivery, grant: &Grant) -> Result<(), Response> {
+    let environment = format!("{}/{}", grant.project, grant.environment);
+    if d.client_event_rate
+        .take(&environment, std::time::Instant::now())
+    {
+        return Ok(());
+    }
+    d.app.record_rejected_events();
+    let mut refusal = error(
+        ErrorCode::TooManyRequests,
+        "too many event payloads for this environment; retry in a second",
+    );
+    refusal
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Err(refusal)
+}
+
+/// Reads and queues a client-side events payload within the environment's rate.
+async fn accept_client_events(
+    d: &Delivery,
+    grant: &Grant,
+    headers: &HeaderMap,
+    body: Body,
+    diagnostic: bool,
+) -> Response {
+    match within_rate(d, grant) {
+        Ok(()) => events::accept(d, grant, headers, body, diagnostic).await,
+        Err(refusal) => refusal,
+    }
+}
+
 /// `POST /events/bulk/{clientSideId}` and `/events/diagnostic/{clientSideId}`.
 async fn browser_events(
     d: &Delivery,
@@ -29,7 +64,9 @@ async fn browser_events(
     diagnostic: bool,
 ) -> Response {
     match authorize(d, CredentialKind::ClientSide, Some(env_id), headers).await {
-        Ok(authorized) => events::accept(d, &authorized.grant, headers, body, diagnostic).await,
+        Ok(authorized) => {
+            accept_client_events(d, &authorized.grant, headers, body, diagnostic).await
+        }
         Err(refusal) => refusal,
     }
 }
@@ -80,7 +117,10 @@ pub(crate) async fn beacon(
         Ok(authorized) => authorized,
         Err(refusal) => return refusal,
     };
-    if let Some(decoded) = query.d.as_deref().and_then(|data| {
+    if within_rate(&d, &authorized.grant).is_err() {
+        // The image is answered anyway (an image tag cannot report errors); the payload is
+        // dropped and counted as rejected.
+    } else if let Some(decoded) = query.d.as_deref().and_then(|data| {
         base64::engine::general_purpose::STANDARD
             .decode(data)
             .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(data))
@@ -105,7 +145,7 @@ pub(crate) async fn mobile_bulk(
     body: Body,
 ) -> Response {
     match d.authorize(&headers, CredentialKind::Mobile).await {
-        Ok(authorized) => events::accept(&d, &authorized.grant, &headers, body, false).await,
+        Ok(authorized) => accept_client_events(&d, &authorized.grant, &headers, body, false).await,
         Err(refusal) => refusal,
     }
 }
@@ -117,7 +157,7 @@ pub(crate) async fn mobile_diagnostic(
     body: Body,
 ) -> Response {
     match d.authorize(&headers, CredentialKind::Mobile).await {
-        Ok(authorized) => events::accept(&d, &authorized.grant, &headers, body, true).await,
+        Ok(authorized) => accept_client_events(&d, &authorized.grant, &headers, body, true).await,
         Err(refusal) => refusal,
     }
 }

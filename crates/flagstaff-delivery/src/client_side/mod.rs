@@ -57,7 +57,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use flagstaff_app::{CredentialKind, ErrorCode};
+use flagstaff_app::{CredentialKind, ErrorCode, Grant};
 use flagstaff_eval::ClientResult;
 use flagstaff_protocol::{Context, EvaluatedFlag};
 use serde::Serialize;

@@ -125,3 +125,64 @@ async fn broken_payloads_get_clear_errors_and_unknown_keys_401() {
         202
     );
 }
+
+#[tokio::test]
+async fn browser_and_mobile_event_payloads_are_rate_limited_per_environment_but_server_sdks_are_not()
+ {
+    let server = start(flagstaff_delivery::DeliveryConfig {
+        // A bucket of two payloads, refilled at one per second.
+        max_client_event_payloads_per_second: 1,
+        ..fast()
+    })
+    .await;
+    let browser = || {
+        client()
+            .post(format!(
+                "{}/events/bulk/{}",
+                server.base, server.client_side_id
+            ))
+            .header("Content-Type", "application/json")
+            .body("[]")
+            .send()
+    };
+    assert_eq!(browser().await.unwrap().status(), 202);
+    assert_eq!(browser().await.unwrap().status(), 202);
+    let limited = browser().await.unwrap();
+    assert_eq!(limited.status(), 429, "SDKs retry a 429 and keep sending");
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(
+        limited.json::<serde_json::Value>().await.unwrap()["code"],
+        "too_many_requests"
+    );
+    // The mobile key of the same environment draws on the same bucket.
+    let mobile = client()
+        .post(format!("{}/mobile/events/bulk", server.base))
+        .header("Authorization", &server.mobile_key)
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mobile.status(), 429);
+    // Server SDKs, with the secret key, are not limited by it.
+    for _ in 0..5 {
+        let response = client()
+            .post(format!("{}/bulk", server.base))
+            .header("Authorization", &server.sdk_key)
+            .body("[]")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    // An unknown client-side ID is refused as unknown, not counted against anybody's rate.
+    let unknown = client()
+        .post(format!("{}/events/bulk/nobody", server.base))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    // A second later the bucket holds a payload again.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(browser().await.unwrap().status(), 202);
+}

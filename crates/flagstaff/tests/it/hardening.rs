@@ -302,3 +302,142 @@ fn the_data_directory_is_private_and_no_response_can_be_sniffed() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("x-content-type-options: nosniff"), "{head}");
 }
+
+/// A gzip body of about 10 KB that inflates to just under 10 MiB (the largest payload
+/// accepted) of `[0,0,…]`: five million elements that are not events.
+fn compression_bomb() -> Vec<u8> {
+    use std::io::Write as _;
+    let elements = (10 * 1024 * 1024 - 2) / 2;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(b"[0").unwrap();
+    let chunk = ",0".repeat(64 * 1024);
+    let mut written = 1;
+    while written < elements {
+        let n = (elements - written).min(64 * 1024);
+        encoder.write_all(&chunk.as_bytes()[..n * 2]).unwrap();
+        written += n;
+    }
+    encoder.write_all(b"]").unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn a_compression_bomb_flood_neither_stalls_sdk_streams_nor_grows_memory_past_its_bound() {
+    use futures_util::StreamExt as _;
+    use std::time::{Duration, Instant};
+
+    let Running {
+        credentials,
+        server,
+        base: _,
+        _dir,
+    } = Running::start();
+    let bomb = compression_bomb();
+    assert!(bomb.len() < 20 * 1024, "a {} byte bomb", bomb.len());
+    block_on(async {
+        let api = flagstaff_testkit::server::Api::new(&server.base(), &credentials.admin_token);
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "kill-switch", "name": "Kill switch"}),
+        )
+        .await;
+        let http = reqwest::Client::new();
+        // A server SDK's stream, read in the background: when each flag patch arrives.
+        let stream = http
+            .get(format!("{}/all", server.base()))
+            .header("Authorization", &credentials.sdk_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        let (patches, mut patched) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+        tokio::spawn(async move {
+            let mut body = stream.bytes_stream();
+            let mut text = String::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = text.find("\n\n") {
+                    if text[..end].starts_with("event: patch") {
+                        let _ = patches.send(Instant::now());
+                    }
+                    text.drain(..end + 2);
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let before = server.resident_kib();
+
+        // Fifty bombs at once, each on its own connection.
+        let flood_started = Instant::now();
+        let bombs: Vec<_> = (0..50)
+            .map(|_| {
+                let http = http.clone();
+                let url = format!("{}/bulk", server.base());
+                let key = credentials.sdk_key.clone();
+                let bomb = bomb.clone();
+                tokio::spawn(async move {
+                    let response = http
+                        .post(url)
+                        .header("Authorization", key)
+                        .header("Content-Encoding", "gzip")
+                        .header("Content-Type", "application/json")
+                        .body(bomb)
+                        .send()
+                        .await
+                        .unwrap();
+                    (response.status().as_u16(), Instant::now())
+                })
+            })
+            .collect();
+        // While they are being inflated and read, the kill switch is turned on, and memory is
+        // watched.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let targeting = "/projects/default/environments/production/flags/kill-switch";
+        let current = api.get(targeting).await;
+        let turned_on = json!({"on": true, "fallthrough": current["fallthrough"],
+            "offVariation": current["offVariation"]});
+        let changed_at = Instant::now();
+        api.put(targeting, &turned_on, current["version"].as_u64())
+            .await;
+        let delivered_at = tokio::time::timeout(Duration::from_secs(30), patched.recv())
+            .await
+            .expect("the patch reaches the stream during the flood")
+            .unwrap();
+        let mut peak = server.resident_kib();
+        let mut answers = Vec::new();
+        let mut pending = bombs;
+        while !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            peak = peak.max(server.resident_kib());
+            let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|b| b.is_finished());
+            pending = rest;
+            for bomb in done {
+                answers.push(bomb.await.unwrap());
+            }
+        }
+        let flood_ended = answers.iter().map(|(_, at)| *at).max().unwrap();
+        eprintln!(
+            "compression-bomb flood: patch delivered {:?} after the change; the 50 bombs took {:?}; \
+             resident {before} KiB before, {peak} KiB at peak",
+            delivered_at - changed_at,
+            flood_ended - flood_started
+        );
+        // Every bomb is answered as a payload that parses (202: SDKs keep sending), and the
+        // change was delivered before the flood was over: streams were not waiting for it.
+        assert!(
+            answers.iter().all(|(status, _)| *status == 202),
+            "{answers:?}"
+        );
+        assert!(
+            delivered_at < flood_ended,
+            "the patch arrived only after the flood ({:?} after the change)",
+            delivered_at - changed_at
+        );
+        // Two payloads are inflated at a time (10 MiB each, read one element at a time); the
+        // rest wait as 10 KB bodies. Allow 64 MiB over the start for that and the allocator.
+        assert!(
+            peak < before + 64 * 1024,
+            "resident memory grew from {before} KiB to {peak} KiB"
+        );
+    });
+}
