@@ -34,6 +34,7 @@ mod audit;
 mod changes;
 mod environments;
 mod error;
+pub mod expiry;
 mod flags;
 mod import;
 pub mod insights;
@@ -73,7 +74,7 @@ pub use overview::{FlagInEnvironment, FlagOverview, FlagRow};
 pub use projects::Initialized;
 pub use sdk_view::BootstrapOptions;
 pub use secure_mode::{HmacKey, SecureMode};
-pub use tokens::TokenInfo;
+pub use tokens::{NewToken, TokenInfo};
 
 pub(crate) use audit::draft;
 

@@ -59,10 +59,7 @@ impl App {
         let (_, admin_token) = self
             .create_token(
                 &system,
-                "admin (created on first start)",
-                Role::Admin,
-                None,
-                None,
+                crate::tokens::NewToken::new("admin (created on first start)", Role::Admin),
                 "first start",
             )
             .await?;

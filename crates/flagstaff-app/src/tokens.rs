@@ -35,7 +35,8 @@ pub struct TokenInfo {
     pub environments: Option<Vec<String>>,
     /// The last characters of the secret, to recognise it.
     pub hint: String,
-    /// When it stops working (Unix ms); sign-in sessions expire, API tokens do not.
+    /// When it stops working (Unix ms): sign-in sessions always, API tokens when created
+    /// with an expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
     /// The member a sign-in session belongs to.
@@ -54,25 +55,56 @@ pub(crate) struct TokenSpec {
     pub(crate) member: Option<String>,
 }
 
+/// An API token to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewToken {
+    /// What it is for.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The projects it is limited to, if any.
+    pub projects: Option<Vec<String>>,
+    /// The environments (`project/environment`, which must exist) it is limited to, if any.
+    pub environments: Option<Vec<String>>,
+    /// When it stops working (Unix ms, in the future), if ever.
+    pub expires_at: Option<i64>,
+}
+
+impl NewToken {
+    /// A token with `role` in every project, that does not expire.
+    pub fn new(name: impl Into<String>, role: Role) -> NewToken {
+        NewToken {
+            name: name.into(),
+            role,
+            projects: None,
+            environments: None,
+            expires_at: None,
+        }
+    }
+}
+
 /// The prefix of API tokens, so that secret scanners and people recognise them.
 const TOKEN_PREFIX: &str = "fst_";
 
 impl App {
     /// Creates an API token (admins); the secret is returned only now.
-    /// `environments` entries are `project/environment`; they must exist.
     pub async fn create_token(
         &self,
         actor: &Actor,
-        name: &str,
-        role: Role,
-        projects: Option<Vec<String>>,
-        environments: Option<Vec<String>>,
+        new: NewToken,
         comment: &str,
     ) -> Result<(TokenInfo, String)> {
         // Authorized first, so that a caller who may not create tokens cannot learn which
         // projects and environments exist from the answers.
         actor.require(Role::Admin, None)?;
-        for (i, scope) in environments.iter().flatten().enumerate() {
+        if new.expires_at.is_some_and(|at| at <= self.now_millis()) {
+            return Err(AppError::invalid(
+                crate::validate::codes::INVALID_FIELD,
+                "expiresAt",
+                "a token's expiry must be in the future (Unix milliseconds)",
+            ));
+        }
+        for (i, scope) in new.environments.iter().flatten().enumerate() {
             let exists = match scope.split_once('/') {
                 Some((project, environment)) => self
                     .store
@@ -90,11 +122,11 @@ impl App {
             }
         }
         let spec = TokenSpec {
-            name: name.to_owned(),
-            role,
-            projects,
-            environments,
-            expires_at: None,
+            name: new.name,
+            role: new.role,
+            projects: new.projects,
+            environments: new.environments,
+            expires_at: new.expires_at,
             member: None,
         };
         self.issue_token(actor, spec, comment).await

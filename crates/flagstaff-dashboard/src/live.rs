@@ -5,7 +5,10 @@
 //!
 //! The stream reads the store's change feed: it wakes on commits made through this node and
 //! polls the feed's head every second for commits made by other nodes sharing the database.
-//! Streams end when the server shuts down (browsers reconnect with `Last-Event-ID`).
+//! Streams end when the server shuts down (browsers reconnect with `Last-Event-ID`), and when
+//! the viewer's session ends (signed out, expired, or the token revoked): the session is
+//! checked again at every wake-up, at least once a second, so an ended session stops seeing
+//! changes within a second and its browser's reconnect is refused.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -42,7 +45,7 @@ pub(crate) async fn stream(
         Some(seq) => seq,
         None => dashboard.app.head().await?,
     };
-    let events = changes(dashboard, viewer.actor, project, start);
+    let events = changes(dashboard, viewer, project, start);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(25)))
         .into_response())
@@ -52,14 +55,15 @@ pub(crate) async fn stream(
 /// Which changes a viewer may read is decided by the app (`App::changes`), as for the history.
 fn changes(
     dashboard: std::sync::Arc<crate::Dashboard>,
-    actor: flagstaff_app::Actor,
+    viewer: Viewer,
     project: String,
     start: u64,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let state = (dashboard, start, Vec::<Event>::new());
     futures_util::stream::unfold(state, move |(dashboard, mut last, mut pending)| {
         let project = project.clone();
-        let actor = actor.clone();
+        let actor = viewer.actor.clone();
+        let secret = viewer.secret.clone();
         async move {
             let mut commits = dashboard.app.watch();
             let mut closing = dashboard.closing.subscribe();
@@ -68,6 +72,11 @@ fn changes(
                     return Some((Ok(event), (dashboard, last, pending)));
                 }
                 if *closing.borrow() {
+                    return None;
+                }
+                if let Err(flagstaff_app::AppError::Unauthorized) =
+                    dashboard.app.authenticate(&secret).await
+                {
                     return None;
                 }
                 match dashboard.app.changes(&actor, &project, last, 100).await {

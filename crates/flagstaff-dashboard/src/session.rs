@@ -3,7 +3,10 @@
 //! Signing in issues a member session (an API token with the member's role that expires after
 //! `SESSION_HOURS`, see `flagstaff_app::members`). The browser keeps it in an `HttpOnly`,
 //! `SameSite=Lax` cookie that scripts cannot read; it is `Secure` unless the dashboard is
-//! reached over plain HTTP on a loopback address, where browsers would refuse to send it.
+//! reached over plain HTTP on a loopback address, where browsers would refuse to send it. A
+//! `Secure` cookie's name carries the `__Host-` prefix, so that browsers accept it only from
+//! this host over HTTPS, with `Path=/` and no `Domain`: a sibling subdomain or a plain-HTTP
+//! page on the network cannot plant or overwrite it (RFC 6265bis §4.1.3.2).
 //!
 //! Every state-changing request must prove it comes from a page we served (OWASP's synchronizer
 //! token pattern): pages carry a CSRF token derived from the session secret, and forms send it
@@ -30,8 +33,19 @@ pub const SESSION_COOKIE: &str = "flagstaff_session";
 /// The sign-in form's double-submit cookie.
 pub const SIGN_IN_COOKIE: &str = "flagstaff_signin";
 
-/// A cookie's value from the request, if present.
+/// The name a cookie has on this request: `__Host-` and `name` when cookies are `Secure`.
+fn cookie_name(headers: &HeaderMap, name: &str) -> String {
+    if secure(headers) {
+        format!("__Host-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// A cookie's value from the request, if present (`name` without its `__Host-` prefix).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let name = cookie_name(headers, name);
+    let name = name.as_str();
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -65,9 +79,11 @@ fn secure(headers: &HeaderMap) -> bool {
     !matches!(name, "localhost" | "127.0.0.1" | "[::1]")
 }
 
-/// A `Set-Cookie` value for `name`; `max_age` 0 deletes it.
+/// A `Set-Cookie` value for `name` (prefixed with `__Host-` when `Secure`); `max_age` 0
+/// deletes it.
 pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> HeaderValue {
     let secure = if secure(headers) { "; Secure" } else { "" };
+    let name = cookie_name(headers, name);
     let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -225,7 +241,10 @@ mod tests {
 
     #[test]
     fn cookies_are_found_among_others() {
-        let h = headers(&[("cookie", "a=1; flagstaff_session=fst_x; b=2")]);
+        let h = headers(&[
+            ("host", "127.0.0.1:8030"),
+            ("cookie", "a=1; flagstaff_session=fst_x; b=2"),
+        ]);
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("fst_x"));
         assert_eq!(cookie(&h, "c"), None);
     }
@@ -242,8 +261,30 @@ mod tests {
         let v = set_cookie(&headers(&[("host", "flags.example.com")]), "a", "b", 60);
         assert_eq!(
             v.to_str().unwrap(),
-            "a=b; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
+            "__Host-a=b; Path=/; HttpOnly; SameSite=Lax; Max-Age=60; Secure"
         );
+        let v = set_cookie(&headers(&[("host", "127.0.0.1:8030")]), "a", "b", 60);
+        assert_eq!(
+            v.to_str().unwrap(),
+            "a=b; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+    }
+
+    #[test]
+    fn a_secure_session_is_read_only_from_its_host_prefixed_cookie() {
+        let planted = headers(&[
+            ("host", "flags.example.com"),
+            ("cookie", "flagstaff_session=fst_planted"),
+        ]);
+        assert_eq!(cookie(&planted, SESSION_COOKIE), None);
+        let real = headers(&[
+            ("host", "flags.example.com"),
+            (
+                "cookie",
+                "flagstaff_session=fst_planted; __Host-flagstaff_session=fst_real",
+            ),
+        ]);
+        assert_eq!(cookie(&real, SESSION_COOKIE), Some("fst_real"));
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct AuditVerification {
     pub first_broken: Option<u64>,
     /// What is wrong with it.
     pub problem: Option<String>,
+    /// The anchored head (sequence number) that was checked, when the store has an audit key
+    /// and an anchor exists.
+    pub anchored_seq: Option<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -104,13 +107,13 @@ fn entry_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
-/// Appends `draft` to the chain inside `tx`; returns its sequence number.
+/// Appends `draft` to the chain inside `tx`; returns its sequence number and hash.
 pub(crate) async fn append(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
     draft: &AuditDraft,
     at: i64,
-) -> Result<u64> {
+) -> Result<(u64, String)> {
     let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?;
@@ -154,10 +157,73 @@ pub(crate) async fn append(
         .bind(before)
         .bind(after)
         .bind(prev_hash)
-        .bind(hash)
+        .bind(&hash)
         .execute(&mut **tx)
         .await?;
-    Ok(seq)
+    Ok((seq, hash))
+}
+
+/// The shortest key accepted for anchoring (256 bits).
+pub const MIN_AUDIT_KEY_BYTES: usize = 32;
+
+/// The key that anchors the chain's head: an HMAC-SHA256 key that never enters the database.
+///
+/// The hash chain alone detects an edited or removed entry in the middle, but not the removal
+/// of the newest entries: what remains is a valid, shorter chain. The anchor is a MAC over the
+/// newest entry's sequence number and hash, rewritten in every change's transaction; without
+/// the key nobody can make it name an older head, so `verify_audit` finds the missing tail.
+#[derive(Clone)]
+pub(crate) struct AnchorKey(Vec<u8>);
+
+impl std::fmt::Debug for AnchorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnchorKey(..)")
+    }
+}
+
+impl AnchorKey {
+    pub(crate) fn new(key: &[u8]) -> AnchorKey {
+        AnchorKey(key.to_vec())
+    }
+
+    fn mac(&self, seq: u64, hash: &str) -> String {
+        use hmac::Mac as _;
+        // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(b"flagstaff audit anchor v1\0");
+        mac.update(seq.to_string().as_bytes());
+        mac.update(b"\0");
+        mac.update(hash.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn verifies(&self, seq: u64, hash: &str, mac: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        let expected = self.mac(seq, hash);
+        expected.len() == mac.len() && bool::from(expected.as_bytes().ct_eq(mac.as_bytes()))
+    }
+}
+
+/// Records `seq`/`hash` as the anchored head inside `tx`.
+pub(crate) async fn anchor(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    key: &AnchorKey,
+    seq: u64,
+    hash: &str,
+) -> Result<()> {
+    let sql = backend.sql(
+        "INSERT INTO audit_anchor (id, seq, hash, mac) VALUES (1, $1, $2, $3) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+    );
+    sqlx::query(&sql)
+        .bind(i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?)
+        .bind(hash)
+        .bind(key.mac(seq, hash))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 struct RawEntry {
@@ -279,11 +345,8 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?;
             if rows.is_empty() {
-                return Ok(AuditVerification {
-                    entries,
-                    first_broken: None,
-                    problem: None,
-                });
+                let last = (expected_seq - 1, expected_prev);
+                return self.verify_anchor(entries, last).await;
             }
             for row in &rows {
                 let raw = raw_entry(row)?;
@@ -293,6 +356,7 @@ impl Store {
                         entries,
                         first_broken: Some(e.seq),
                         problem: Some(problem),
+                        anchored_seq: None,
                     })
                 };
                 if e.seq != expected_seq {
@@ -325,5 +389,69 @@ impl Store {
                 expected_prev = e.hash.clone();
             }
         }
+    }
+
+    /// Checks the anchored head against the chain's last entry (`seq`, `hash`), once the chain
+    /// itself verified.
+    async fn verify_anchor(
+        &self,
+        entries: u64,
+        (last_seq, last_hash): (u64, String),
+    ) -> Result<AuditVerification> {
+        let intact = |anchored_seq| AuditVerification {
+            entries,
+            first_broken: None,
+            problem: None,
+            anchored_seq,
+        };
+        let Some(key) = &self.audit_key else {
+            return Ok(intact(None));
+        };
+        let row = sqlx::query("SELECT seq, hash, mac FROM audit_anchor WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            // A key given to an existing database anchors from its next change on.
+            return Ok(intact(None));
+        };
+        let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
+            .map_err(|_| StoreError::Corrupt("negative anchored seq".into()))?;
+        let hash: String = row.try_get("hash")?;
+        let mac: String = row.try_get("mac")?;
+        let broken = |first: u64, problem: String| AuditVerification {
+            entries,
+            first_broken: Some(first),
+            problem: Some(problem),
+            anchored_seq: Some(seq),
+        };
+        Ok(if !key.verifies(seq, &hash, &mac) {
+            broken(
+                seq,
+                "the anchored head does not verify with the audit key: the anchor was forged or \
+                 the key is not the one the server used"
+                    .into(),
+            )
+        } else if seq > last_seq {
+            broken(
+                last_seq + 1,
+                format!(
+                    "entries {} to {seq} were removed: the anchored head is entry {seq}, the \
+                     log ends at {last_seq}",
+                    last_seq + 1
+                ),
+            )
+        } else if seq == last_seq && hash != last_hash {
+            broken(
+                seq,
+                "the newest entry is not the one that was anchored".into(),
+            )
+        } else if seq < last_seq {
+            broken(
+                seq + 1,
+                format!("entries after the anchored head {seq} were written without the audit key"),
+            )
+        } else {
+            intact(Some(seq))
+        })
     }
 }

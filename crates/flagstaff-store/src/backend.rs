@@ -13,14 +13,26 @@ pub enum Backend {
     Postgres,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/sqlite/0001_documents_and_audit.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/postgres/0001_documents_and_audit.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/sqlite/0001_documents_and_audit.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_audit_anchor.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/postgres/0001_documents_and_audit.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_audit_anchor.sql"),
+    ),
+];
 
 const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[(
     1,

@@ -32,7 +32,7 @@ use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-pub use audit::{AuditEntry, AuditQuery, AuditVerification, GENESIS_HASH};
+pub use audit::{AuditEntry, AuditQuery, AuditVerification, GENESIS_HASH, MIN_AUDIT_KEY_BYTES};
 pub use backend::Backend;
 pub use clock::Clock;
 pub use events::EventStore;
@@ -195,6 +195,8 @@ pub struct Store {
     committed: tokio::sync::watch::Sender<u64>,
     /// What the audit log's timestamps read.
     clock: Clock,
+    /// The key that anchors the audit chain's head (`audit.rs`), if the operator gave one.
+    audit_key: Option<audit::AnchorKey>,
 }
 
 /// One entry of the change feed: what an audit entry says changed (its primary subject), without
@@ -261,6 +263,7 @@ impl Store {
             commit_lock: tokio::sync::Mutex::new(()),
             committed: tokio::sync::watch::Sender::new(0),
             clock: Clock::system(),
+            audit_key: None,
         };
         store.migrate().await?;
         let head = store.head().await?;
@@ -271,6 +274,14 @@ impl Store {
     /// The same store with audit timestamps read from `clock` (tests pass a manual one).
     pub fn with_clock(mut self, clock: Clock) -> Store {
         self.clock = clock;
+        self
+    }
+
+    /// The same store anchoring the audit chain's head with `key` on every commit, and checking
+    /// the anchor in [`Store::verify_audit`]. The key must stay outside the database: whoever
+    /// can delete the newest entries must not be able to re-anchor the shorter chain.
+    pub fn with_audit_key(mut self, key: &[u8]) -> Store {
+        self.audit_key = Some(audit::AnchorKey::new(key));
         self
     }
 
@@ -480,13 +491,45 @@ impl Store {
                 .await?;
             versions.push(version);
         }
-        let audit_seq = audit::append(&mut tx, self.backend, &change.audit, now).await?;
+        let (audit_seq, audit_hash) =
+            audit::append(&mut tx, self.backend, &change.audit, now).await?;
+        if let Some(key) = &self.audit_key {
+            audit::anchor(&mut tx, self.backend, key, audit_seq, &audit_hash).await?;
+        }
         tx.commit().await?;
         self.committed.send_replace(audit_seq);
         Ok(Committed {
             versions,
             audit_seq,
         })
+    }
+
+    /// Removes documents outright, tombstones included, without an audit entry; returns how
+    /// many rows went. Only for what expires by itself and is never delivered to SDKs
+    /// (sign-in sessions, expired credentials): their versions need not survive (they are
+    /// never re-created under the same key), and their creation and revocation are already in
+    /// the audit log. Everything else is deleted with [`Store::commit`].
+    pub async fn purge(&self, kind: &str, scope: &str, keys: &[String]) -> Result<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let _guard = self.commit_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let delete = self
+            .backend
+            .sql("DELETE FROM documents WHERE kind = $1 AND scope = $2 AND key = $3");
+        let mut removed = 0;
+        for key in keys {
+            removed += sqlx::query(&delete)
+                .bind(kind)
+                .bind(scope)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(removed)
     }
 }
 

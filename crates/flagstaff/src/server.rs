@@ -19,6 +19,12 @@ pub struct StoreArgs {
     /// Use this database instead of SQLite under --data-dir, e.g. postgres://user@host/db.
     #[arg(long, env = "FLAGSTAFF_DATABASE_URL")]
     database_url: Option<String>,
+    /// A file holding a secret of at least 32 bytes that anchors the audit log's newest entry
+    /// on every change, so that `flagstaff audit verify` (given the same file) detects the
+    /// deletion of the newest entries as well as edits. Keep it outside the data directory and
+    /// the database, and give every node the same file.
+    #[arg(long, env = "FLAGSTAFF_AUDIT_KEY_FILE")]
+    audit_key_file: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -45,11 +51,26 @@ impl StoreArgs {
                 format!("sqlite://{}", self.data_dir.join("flagstaff.db").display())
             }
         };
-        let store = Store::open(&url)
+        let mut store = Store::open(&url)
             .await
             .context("cannot open the database")?;
         if self.database_url.is_none() {
             restrict_data_dir(&self.data_dir)?;
+        }
+        if let Some(path) = &self.audit_key_file {
+            let key = std::fs::read(path)
+                .with_context(|| format!("cannot read the audit key file {}", path.display()))?;
+            let key = key.trim_ascii();
+            if key.len() < flagstaff_store::MIN_AUDIT_KEY_BYTES {
+                bail!(
+                    "the audit key in {} has {} bytes; it needs at least {} (e.g. `head -c 32 /dev/urandom | base64 > {}`)",
+                    path.display(),
+                    key.len(),
+                    flagstaff_store::MIN_AUDIT_KEY_BYTES,
+                    path.display()
+                );
+            }
+            store = store.with_audit_key(key);
         }
         Ok(store)
     }
@@ -262,6 +283,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    tokio::spawn(remove_expired_hourly(app.clone()));
     let dashboard = flagstaff_dashboard::Dashboard::new(app.clone());
     let router = flagstaff_api::router(app, Some(render))
         .merge(flagstaff_delivery::router(Arc::clone(&delivery)))
@@ -283,6 +305,18 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Removes expired sessions, tokens and rotated keys from the database at start and every hour
+/// (they stop working at their expiry whether or not this has run).
+async fn remove_expired_hourly(app: App) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        if let Err(error) = app.remove_expired().await {
+            tracing::warn!(%error, "cannot remove expired sessions, tokens and keys");
+        }
+    }
+}
+
 /// `flagstaff admin init`: what `serve` does on first start, for scripts.
 pub async fn admin_init(store: &StoreArgs, json: bool) -> anyhow::Result<()> {
     let app = App::new(Arc::new(store.open().await?));
@@ -302,14 +336,23 @@ pub async fn admin_init(store: &StoreArgs, json: bool) -> anyhow::Result<()> {
 }
 
 /// `flagstaff audit verify`: walks the hash chain; fails at the first broken link.
-pub async fn audit_verify(store: &StoreArgs) -> anyhow::Result<()> {
-    let store = store.open().await?;
+pub async fn audit_verify(store_args: &StoreArgs) -> anyhow::Result<()> {
+    let store = store_args.open().await?;
     let verification = store.verify_audit().await?;
     store.close().await;
     match verification.first_broken {
         None => {
+            let anchor = match (verification.anchored_seq, &store_args.audit_key_file) {
+                (Some(seq), _) => format!("; the newest entry {seq} matches the anchored head"),
+                (None, Some(_)) => {
+                    "; no anchored head yet (the next change made with the key anchors it)".into()
+                }
+                (None, None) => "; the head is not anchored (without --audit-key-file the \
+                    deletion of the newest entries cannot be detected)"
+                    .into(),
+            };
             println!(
-                "audit log intact: {} entries, every hash and link verified",
+                "audit log intact: {} entries, every hash and link verified{anchor}",
                 verification.entries
             );
             Ok(())

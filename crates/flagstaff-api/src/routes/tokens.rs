@@ -27,7 +27,7 @@ async fn list_tokens(State(app): AppState, Caller(actor): Caller) -> Result<Json
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NewToken {
     name: String,
     role: Role,
@@ -36,6 +36,9 @@ struct NewToken {
     /// `project/environment` entries.
     #[serde(default)]
     environments: Option<Vec<String>>,
+    /// When it stops working (Unix ms).
+    #[serde(default)]
+    expires_at: Option<i64>,
 }
 
 async fn create_token(
@@ -47,10 +50,13 @@ async fn create_token(
     let (info, secret) = app
         .create_token(
             &actor,
-            &new.name,
-            new.role,
-            new.projects,
-            new.environments,
+            flagstaff_app::NewToken {
+                name: new.name,
+                role: new.role,
+                projects: new.projects,
+                environments: new.environments,
+                expires_at: new.expires_at,
+            },
             &comment,
         )
         .await?;

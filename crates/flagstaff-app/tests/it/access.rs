@@ -3,7 +3,7 @@
 
 use flagstaff_app::model::Project;
 use flagstaff_app::{Actor, AppError, CredentialKind, EnvironmentSettings, Role};
-use flagstaff_app::{EnvRef, FlagRef, WriteMeta};
+use flagstaff_app::{EnvRef, FlagRef, NewToken, WriteMeta};
 use serde_json::json;
 
 use crate::support::{Fixture, boolean};
@@ -138,7 +138,7 @@ async fn allowed(fixture: &Fixture, case: &str, actor: &Actor, n: usize) -> Resu
         }
         "list tokens" => app.list_tokens(actor).await.map(|_| ()),
         "create a token" => app
-            .create_token(actor, &unique, Role::Reader, None, None, "")
+            .create_token(actor, NewToken::new(unique.as_str(), Role::Reader), "")
             .await
             .map(|_| ()),
         "import into test" => app
@@ -382,7 +382,14 @@ async fn token_creation_refuses_before_it_says_what_exists() {
     ] {
         let refused = fixture
             .app
-            .create_token(&writer, "t", Role::Reader, None, Some(environments), "")
+            .create_token(
+                &writer,
+                NewToken {
+                    environments: Some(environments),
+                    ..NewToken::new("t", Role::Reader)
+                },
+                "",
+            )
             .await;
         assert!(
             matches!(refused, Err(AppError::Forbidden(_))),

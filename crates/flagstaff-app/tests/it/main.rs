@@ -4,6 +4,7 @@
 
 mod access;
 mod clock;
+mod expiry;
 mod overview;
 mod support;
 mod validation;

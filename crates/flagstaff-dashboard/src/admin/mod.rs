@@ -18,7 +18,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use flagstaff_app::{AppError, CredentialKind, EnvironmentSettings, Member, Role, TokenInfo};
-use flagstaff_app::{EnvRef, WriteMeta};
+use flagstaff_app::{EnvRef, NewToken, WriteMeta};
 use serde::Deserialize;
 
 use crate::session::Viewer;

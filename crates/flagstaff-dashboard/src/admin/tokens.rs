@@ -97,10 +97,7 @@ pub(crate) async fn create_token(
         .app
         .create_token(
             &viewer.actor,
-            &form.name,
-            role(&form.role),
-            None,
-            None,
+            NewToken::new(form.name.clone(), role(&form.role)),
             "created in the dashboard",
         )
         .await;

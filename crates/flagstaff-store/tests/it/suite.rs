@@ -446,3 +446,115 @@ async fn the_change_feed_lists_every_commit_in_order_and_wakes_watchers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn purging_removes_documents_and_tombstones_outright_and_nothing_else() {
+    on_every_backend(|t: TestStore| async move {
+        let s = &t.store;
+        s.commit(change(
+            vec![
+                put("live", json!({}), Expect::Absent),
+                put("gone", json!({}), Expect::Absent),
+                put("kept", json!({}), Expect::Absent),
+            ],
+            "create",
+        ))
+        .await
+        .unwrap();
+        s.commit(change(
+            vec![Write::Delete {
+                kind: "flag".into(),
+                scope: "p".into(),
+                key: "gone".into(),
+                expect: Expect::Any,
+            }],
+            "delete",
+        ))
+        .await
+        .unwrap();
+        let head = s.head().await.unwrap();
+        let purged = s
+            .purge(
+                "flag",
+                "p",
+                &["live".into(), "gone".into(), "never-existed".into()],
+            )
+            .await
+            .unwrap();
+        assert_eq!(purged, 2, "the live document and the tombstone");
+        assert!(s.get("flag", "p", "live").await.unwrap().is_none());
+        assert!(s.get("flag", "p", "gone").await.unwrap().is_none());
+        assert!(s.get_live("flag", "p", "kept").await.unwrap().is_some());
+        assert_eq!(s.head().await.unwrap(), head, "no audit entry, no change");
+        assert!(s.verify_audit().await.unwrap().first_broken.is_none());
+        t
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn with_an_audit_key_deleting_the_newest_entries_is_detected() {
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+    on_every_backend(|t: TestStore| async move {
+        let keyed = Store::open(&t.url).await.unwrap().with_audit_key(KEY);
+        for i in 0..4 {
+            keyed
+                .commit(change(
+                    vec![put(&format!("a{i}"), json!(i), Expect::Absent)],
+                    "create",
+                ))
+                .await
+                .unwrap();
+        }
+        let verification = keyed.verify_audit().await.unwrap();
+        assert_eq!(
+            (verification.first_broken, verification.anchored_seq),
+            (None, Some(4)),
+            "{verification:?}"
+        );
+        // Without the key the shorter chain would look intact: the hash chain alone cannot
+        // tell that entries 3 and 4 ever existed.
+        sqlx::any::install_default_drivers();
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&t.url)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_log WHERE seq >= 3")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(t.store.verify_audit().await.unwrap().first_broken, None);
+        let verification = keyed.verify_audit().await.unwrap();
+        assert_eq!(verification.first_broken, Some(3), "{verification:?}");
+        assert!(
+            verification.problem.as_deref().unwrap().contains("removed"),
+            "{verification:?}"
+        );
+        // Re-anchoring the shorter chain needs the key: a MAC made with another is refused.
+        let other = Store::open(&t.url)
+            .await
+            .unwrap()
+            .with_audit_key(b"another key, another key, another");
+        sqlx::query("DELETE FROM audit_log")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        other
+            .commit(change(vec![put("b", json!(1), Expect::Absent)], "create"))
+            .await
+            .unwrap();
+        let verification = keyed.verify_audit().await.unwrap();
+        assert_eq!(verification.first_broken, Some(1), "{verification:?}");
+        assert!(verification.problem.as_deref().unwrap().contains("key"));
+        // Entries written by a server without the key are reported after the anchored head.
+        t.store
+            .commit(change(vec![put("c", json!(1), Expect::Absent)], "create"))
+            .await
+            .unwrap();
+        let verification = other.verify_audit().await.unwrap();
+        assert_eq!(verification.first_broken, Some(2), "{verification:?}");
+        keyed.close().await;
+        other.close().await;
+        t
+    })
+    .await;
+}

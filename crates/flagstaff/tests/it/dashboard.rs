@@ -506,10 +506,30 @@ fn sessions_csrf_and_first_run_protect_the_dashboard() {
         let archive_view = ada.get("/projects/default/flags?env=test&archived=1").await;
         assert!(archive_view.body.contains("data-flag=\"dark-mode\""));
 
-        // Signed out: the session ends on the server, so the old cookie is useless.
+        // Signed out: the session ends on the server, so the old cookie is useless, and the live
+        // updates the page had open end too.
         let old_cookie = ada.cookies.clone();
+        let cookie_header = old_cookie
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut live = reqwest::Client::new()
+            .get(format!("{base}/projects/default/live"))
+            .header("cookie", &cookie_header)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), 200);
         let out = ada.form("/sign-out", &[("csrf", csrf.as_str())]).await;
         assert_eq!((out.status, out.location.as_str()), (303, "/sign-in"));
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            // Whatever was already on its way may still arrive; then the stream ends.
+            while let Ok(Some(_)) = live.chunk().await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the live stream is still open after sign-out");
         let mut thief = Visitor::new(&base);
         thief.cookies = old_cookie;
         let refused = thief.get("/projects/default/flags").await;

@@ -441,3 +441,64 @@ fn a_compression_bomb_flood_neither_stalls_sdk_streams_nor_grows_memory_past_its
         );
     });
 }
+
+#[test]
+fn with_an_audit_key_verify_detects_the_deletion_of_the_newest_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("audit.key");
+    std::fs::write(
+        &key_file,
+        "a secret of more than thirty-two bytes, kept apart\n",
+    )
+    .unwrap();
+    let key_arg = format!("--audit-key-file={}", key_file.display());
+    let credentials = server::init(binary(), &data);
+    let mut running = TestServer::start(binary(), &data, "127.0.0.1:0", &[&key_arg]);
+    block_on(async {
+        let api = flagstaff_testkit::server::Api::new(&running.base(), &credentials.admin_token);
+        for key in ["one", "two", "three"] {
+            api.post("/projects/default/flags", &json!({"key": key, "name": key}))
+                .await;
+        }
+    });
+    running.stop();
+    let verify = |with_key: bool| {
+        let mut command = std::process::Command::new(binary());
+        command.args(["audit", "verify", "--data-dir"]).arg(&data);
+        if with_key {
+            command.arg(&key_arg);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (ok, said) = verify(true);
+    assert!(ok && said.contains("matches the anchored head"), "{said}");
+    // Someone with access to the database removes the newest two entries (the last two flags'
+    // creation), leaving a shorter chain whose every link still holds.
+    let database = data.join("flagstaff.db");
+    let removed = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute('DELETE FROM audit_log WHERE seq > (SELECT MAX(seq) - 2 FROM audit_log)'); \
+             c.commit()",
+        )
+        .arg(&database)
+        .status()
+        .unwrap();
+    assert!(removed.success());
+    let (ok, said) = verify(false);
+    assert!(ok, "without the key the shorter chain verifies: {said}");
+    assert!(said.contains("not anchored"), "{said}");
+    let (ok, said) = verify(true);
+    assert!(!ok, "with the key the deletion is found: {said}");
+    assert!(said.contains("were removed"), "{said}");
+}

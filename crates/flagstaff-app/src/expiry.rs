@@ -1,0 +1,85 @@
+//! What expires by itself: sign-in sessions, API tokens created with an expiry, and old SDK or
+//! mobile keys kept valid for a while after a rotation. Expired ones stop working at once (every
+//! check compares the expiry with the clock); [`App::remove_expired`] then removes them from
+//! the database, so that neither a long-running server nor a stolen copy of its database keeps
+//! them. The server runs it hourly (`flagstaff serve`).
+//!
+//! Tombstones of revoked tokens, ended sessions and deleted credentials go too: these kinds are
+//! never delivered to SDKs, so their versions need not survive (`Store::purge`), and their
+//! creation, revocation and end stay in the audit log.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::model::kinds;
+use crate::tokens::TokenInfo;
+use crate::{App, decode};
+
+/// What [`App::remove_expired`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Tokens and sessions (expired, revoked or ended).
+    pub tokens: u64,
+    /// Credentials (of those tokens, and expired or replaced SDK and mobile keys).
+    pub credentials: u64,
+}
+
+impl App {
+    /// Removes expired and deleted tokens, sessions and credentials from the database.
+    pub async fn remove_expired(&self) -> Result<Removed> {
+        let now = self.now_millis();
+        let mut dead_tokens = Vec::new();
+        let mut live_tokens = HashSet::new();
+        for doc in self.store.list_with_tombstones(kinds::TOKEN, "").await? {
+            let expired = !doc.deleted
+                && decode::<TokenInfo>(&doc)?
+                    .expires_at
+                    .is_some_and(|at| at <= now);
+            if doc.deleted || expired {
+                dead_tokens.push(doc.key);
+            } else {
+                live_tokens.insert(doc.key);
+            }
+        }
+        let mut dead_credentials = Vec::new();
+        for doc in self
+            .store
+            .list_with_tombstones(kinds::CREDENTIAL, "")
+            .await?
+        {
+            let expired = doc
+                .body
+                .get("expiresAt")
+                .and_then(Value::as_i64)
+                .is_some_and(|at| at <= now);
+            let orphan = doc.body["type"] == "token"
+                && doc
+                    .body
+                    .get("token")
+                    .and_then(Value::as_str)
+                    .is_none_or(|token| !live_tokens.contains(token));
+            if doc.deleted || expired || orphan {
+                dead_credentials.push(doc.key);
+            }
+        }
+        // Credentials first: a credential whose token is gone authenticates nobody anyway, but
+        // the other way round a crash in between would leave a credential to a missing token.
+        let removed = Removed {
+            credentials: self
+                .store
+                .purge(kinds::CREDENTIAL, "", &dead_credentials)
+                .await?,
+            tokens: self.store.purge(kinds::TOKEN, "", &dead_tokens).await?,
+        };
+        if removed != Removed::default() {
+            tracing::info!(
+                tokens = removed.tokens,
+                credentials = removed.credentials,
+                "removed expired and revoked tokens, sessions and keys"
+            );
+        }
+        Ok(removed)
+    }
+}
