@@ -5,6 +5,7 @@
 // boolVariationDetail, numberVariationDetail (for "int" and "double"), stringVariationDetail or
 // variationDetail (for "any"), and their WRONG_TYPE checks apply.
 import * as readline from 'node:readline';
+import { readFileSync } from 'node:fs';
 import { init, basicLogger } from '@launchdarkly/node-server-sdk';
 
 const clients = new Map();
@@ -23,6 +24,8 @@ async function handle(command) {
         privateAttributes: command.privateAttributes ?? [],
         streamInitialReconnectDelay: command.initialReconnectDelay ?? 0.2,
         logger: basicLogger({ level: 'warn', destination: (line) => process.stderr.write(`${line}\n`) }),
+        // `caCert`: trust this certificate authority (a test's throwaway CA) for HTTPS.
+        ...(command.caCert ? { tlsParams: { ca: readFileSync(command.caCert) } } : {}),
       });
       clients.set(command.id, client);
       try {

@@ -4,7 +4,7 @@ One JSON command per line on stdin, one JSON answer per line on stdout (the same
 ../node/driver.mjs). Commands:
 
   {"cmd": "open", "id": "c1", "sdkKey": "...", "baseUri": "http://127.0.0.1:P",
-   "stream": true, "startWait": 5}
+   "stream": true, "startWait": 5, "caCert": "/path/ca.pem" (optional: trust this CA)}
       -> {"initialized": bool}
   {"cmd": "evaluate", "id": "c1", "evaluations": [{"flagKey": "f", "context": {...},
    "default": <json>, "valueType": "bool"|"int"|"double"|"string"|"any"}]}
@@ -23,7 +23,7 @@ import logging
 import sys
 
 from ldclient import Context, LDClient
-from ldclient.config import Config
+from ldclient.config import Config, HTTPConfig
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
@@ -52,6 +52,7 @@ def handle(command):
             poll_interval=command.get("pollInterval", 30),
             diagnostic_opt_out=False,
             private_attributes=set(command.get("privateAttributes", [])),
+            http=HTTPConfig(ca_certs=command.get("caCert")),
         )
         client = LDClient(config=config, start_wait=command.get("startWait", 5))
         clients[command["id"]] = client

@@ -25,6 +25,12 @@ fn list(item: &str) -> Value {
     json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": reference(item)}, "next": {"type": ["string", "null"]}}})
 }
 
+/// A page of audit entries: `next` is the sequence number to pass as `after` for the next page.
+fn audit_page() -> Value {
+    json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": reference("AuditEntry")},
+        "next": {"type": ["integer", "null"], "description": "Pass as `after` to read the next page; null at the end"}}})
+}
+
 /// An operation with the standard error responses.
 fn operation(
     summary: &str,
@@ -289,7 +295,7 @@ pub fn document() -> Value {
         "Audit log entries, oldest first",
         "audit",
         None,
-        ("200", ok("Entries", list("AuditEntry"))),
+        ("200", ok("Entries", audit_page())),
         false,
     );
     get_audit["parameters"] = json!(["kind", "scope", "key", "actor", "since", "until", "after", "limit"].map(|name| json!({"name": name, "in": "query", "schema": {"type": if matches!(name, "since" | "until" | "after" | "limit") { "integer" } else { "string" }}})));

@@ -33,6 +33,8 @@ mod ofrep;
 mod polling;
 mod raw;
 mod stream;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod worker;
 
 use std::collections::HashMap;
@@ -48,6 +50,8 @@ use tokio::sync::{OnceCell, mpsc};
 pub use client_side::{MAX_CONTEXT_BYTES, simulation};
 pub use feed::EnvironmentId;
 pub use raw::serve;
+#[cfg(feature = "tls")]
+pub use raw::serve_tls;
 
 /// Tuning of the delivery plane.
 #[derive(Clone, Debug)]

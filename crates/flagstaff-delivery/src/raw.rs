@@ -49,6 +49,35 @@ pub async fn serve(
     delivery: Arc<Delivery>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, delivery, None, shutdown).await
+}
+
+/// [`serve`] over TLS: every connection is a TLS handshake first (within the header-read
+/// timeout), then HTTP/1.1 through hyper, requests marked `X-Forwarded-Proto: https` so that
+/// the dashboard's cookies are `Secure`. See `tls.rs`.
+#[cfg(feature = "tls")]
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    delivery: Arc<Delivery>,
+    tls: Arc<crate::tls::Tls>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    serve_with(listener, router, delivery, Some(tls), shutdown).await
+}
+
+#[cfg(feature = "tls")]
+type TlsSetting = Option<Arc<crate::tls::Tls>>;
+#[cfg(not(feature = "tls"))]
+type TlsSetting = Option<std::convert::Infallible>;
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    delivery: Arc<Delivery>,
+    tls: TlsSetting,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Without a timer hyper never times out a request head: a client that sends half a header
     // would hold its connection (and a file descriptor) forever.
@@ -74,25 +103,43 @@ pub async fn serve(
         let place = match delivery.connections.admit(peer.ip()) {
             Ok(place) => place,
             Err(_) => {
-                // Answered without reading the request, off the accept loop.
-                tokio::spawn(async move {
-                    let mut socket = socket;
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        socket.write_all(crate::limits::REFUSAL),
-                    )
-                    .await;
-                });
+                // Answered without reading the request, off the accept loop. (Over TLS the
+                // connection is simply closed: an answer would need a handshake first.)
+                if tls.is_none() {
+                    tokio::spawn(async move {
+                        let mut socket = socket;
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            socket.write_all(crate::limits::REFUSAL),
+                        )
+                        .await;
+                    });
+                }
                 continue;
             }
         };
         let (delivery, router, builder) = (Arc::clone(&delivery), router.clone(), builder.clone());
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
             // The connection's place is held until this task ends.
             let _place = place;
-            // Looking at the first bytes may wait for the client: never in the accept loop.
             let timeout = delivery.config.header_read_timeout;
+            if let Some(tls) = tls {
+                #[cfg(feature = "tls")]
+                {
+                    // The handshake is part of the head: a client that stalls in it is let go
+                    // after the same timeout.
+                    let handshake = tokio::time::timeout(timeout, tls.acceptor().accept(socket));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        serve_http(&builder, stream, router, peer, true, watcher).await;
+                    }
+                    return;
+                }
+                #[cfg(not(feature = "tls"))]
+                match tls {}
+            }
+            // Looking at the first bytes may wait for the client: never in the accept loop.
             match peek_stream_request(&socket, timeout).await {
                 Peeked::Stream(format) => {
                     delivery.serve_stream_connection(socket, format).await;
@@ -102,20 +149,7 @@ pub async fn serve(
                 Peeked::Silent => return,
                 Peeked::Other => {}
             }
-            // Requests carry the client's address (`ConnectInfo`), for sign-in throttling.
-            let router = tower::ServiceExt::map_request(
-                router,
-                move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                    request
-                        .extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    request
-                },
-            );
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let connection =
-                builder.serve_connection(hyper_util::rt::TokioIo::new(socket), service);
-            let _ = watcher.watch(connection).await;
+            serve_http(&builder, socket, router, peer, false, watcher).await;
         });
     }
     drop(listener);
@@ -127,6 +161,40 @@ pub async fn serve(
         tracing::warn!("requests still running after 30 s; stopping anyway");
     }
     Ok(())
+}
+
+/// Serves one connection's requests with hyper and the router, until it closes or the server
+/// shuts down.
+async fn serve_http<I>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    router: Router,
+    peer: std::net::SocketAddr,
+    over_tls: bool,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Requests carry the client's address (`ConnectInfo`), for sign-in throttling, and say when
+    // they came over our own TLS (as a proxy in front would with `X-Forwarded-Proto`).
+    let router = tower::ServiceExt::map_request(
+        router,
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            if over_tls {
+                request.headers_mut().insert(
+                    HeaderName::from_static("x-forwarded-proto"),
+                    HeaderValue::from_static("https"),
+                );
+            }
+            request
+        },
+    );
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let _ = watcher.watch(connection).await;
 }
 
 /// What the first bytes of a connection say.

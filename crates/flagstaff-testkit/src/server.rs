@@ -66,8 +66,11 @@ impl TestServer {
         let stderr = child.stderr.take().expect("stderr is piped");
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening on http://") {
-                    let address = line[at + "listening on http://".len()..]
+                let said = ["listening on http://", "listening on https://"]
+                    .iter()
+                    .find_map(|prefix| line.find(prefix).map(|at| at + prefix.len()));
+                if let Some(at) = said {
+                    let address = line[at..]
                         .split_whitespace()
                         .next()
                         .unwrap_or_default()
@@ -101,6 +104,11 @@ impl TestServer {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|kib| kib.parse().ok())
             .expect("VmRSS in /proc status")
+    }
+
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://127.0.0.1:port`.

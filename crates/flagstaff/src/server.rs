@@ -157,6 +157,15 @@ pub struct ServeArgs {
     /// Milliseconds between writes of aggregated analytics events.
     #[arg(long, env = "FLAGSTAFF_EVENTS_FLUSH_MS", default_value_t = 1000)]
     events_flush_ms: u64,
+    /// Serve HTTPS (API, dashboard and every SDK endpoint, on the same port) with this PEM
+    /// certificate chain, leaf first; needs --tls-key. SIGHUP reads both files again.
+    #[cfg(feature = "tls")]
+    #[arg(long, env = "FLAGSTAFF_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[cfg(feature = "tls")]
+    #[arg(long, env = "FLAGSTAFF_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn init_logging(json: bool) {
@@ -266,7 +275,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, "listening on http://{address} (dashboard at http://{address}/)");
+    let tls = load_tls(args)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, "listening on {scheme}://{address} (dashboard at {scheme}://{address}/)");
     let delivery = flagstaff_delivery::Delivery::start(
         app.clone(),
         flagstaff_delivery::DeliveryConfig {
@@ -296,13 +307,78 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     };
     // Our own accept loop: SDK streams take a lean path, everything else goes to the router.
     // On shutdown it ends SDK streams (which never end by themselves) and drains requests.
-    flagstaff_delivery::serve(listener, router, delivery, shutdown).await?;
+    match tls {
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            tokio::spawn(reload_tls_on_hangup(Arc::clone(&tls)));
+            let router = with_hsts(router);
+            flagstaff_delivery::serve_tls(listener, router, delivery, tls, shutdown).await?;
+        }
+        _ => flagstaff_delivery::serve(listener, router, delivery, shutdown).await?,
+    }
     // Events accepted before the listener closed are written before the process ends.
     pipeline.close().await;
     events.close().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(feature = "tls")]
+type TlsSetting = Option<Arc<flagstaff_delivery::tls::Tls>>;
+#[cfg(not(feature = "tls"))]
+type TlsSetting = Option<std::convert::Infallible>;
+
+/// The TLS configuration `--tls-cert` and `--tls-key` name, read now so that a bad file stops
+/// the server at start instead of failing every handshake.
+#[cfg(feature = "tls")]
+fn load_tls(args: &ServeArgs) -> anyhow::Result<TlsSetting> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(Arc::new(
+            flagstaff_delivery::tls::Tls::load(cert, key)
+                .context("cannot use --tls-cert/--tls-key")?,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn load_tls(_args: &ServeArgs) -> anyhow::Result<TlsSetting> {
+    Ok(None)
+}
+
+/// Reads the certificate and key again on every SIGHUP (after a renewal); open connections keep
+/// the certificate they started with, and a reload that fails keeps the old one.
+#[cfg(feature = "tls")]
+async fn reload_tls_on_hangup(tls: Arc<flagstaff_delivery::tls::Tls>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: the certificate will not be reloaded");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: cannot reload the TLS certificate; keeping the current one")
+            }
+        }
+    }
+}
+
+/// Tells browsers to use HTTPS for this host from now on (a year), once they have reached it
+/// over HTTPS. Only when the server itself serves TLS: behind a proxy, the proxy decides.
+#[cfg(feature = "tls")]
+fn with_hsts(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::map_response(
+        |mut response: axum::response::Response| async move {
+            response.headers_mut().insert(
+                axum::http::header::STRICT_TRANSPORT_SECURITY,
+                axum::http::HeaderValue::from_static("max-age=31536000"),
+            );
+            response
+        },
+    ))
 }
 
 /// Removes expired sessions, tokens and rotated keys from the database at start and every hour

@@ -11,3 +11,5 @@ mod insights;
 mod rust_sdk;
 mod sdks;
 mod serve;
+#[cfg(feature = "tls")]
+mod tls;
