@@ -153,7 +153,7 @@ fn json_len(value: &Value) -> usize {
 /// applied one at a time and the growth of each (the value an `add` or `replace` brings, the
 /// value a `copy` duplicates) is added up before it is applied, so that `copy` cannot double
 /// the document again and again until the server runs out of memory.
-pub(crate) fn apply_patch<T: serde::Serialize + DeserializeOwned>(
+pub fn apply_patch<T: serde::Serialize + DeserializeOwned>(
     current: &T,
     patch: &json_patch::Patch,
 ) -> Result<T> {

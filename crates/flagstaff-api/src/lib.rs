@@ -28,6 +28,7 @@ use axum::{Json, Router};
 use flagstaff_app::App;
 use serde_json::json;
 
+pub use extract::{MAX_PATCH_OPERATIONS, MAX_PATCHED_BYTES, apply_patch};
 pub use flagstaff_http::{ApiError, MAX_BODY_BYTES};
 
 type Result<T> = std::result::Result<T, ApiError>;

@@ -502,3 +502,98 @@ fn with_an_audit_key_verify_detects_the_deletion_of_the_newest_entries() {
     assert!(!ok, "with the key the deletion is found: {said}");
     assert!(said.contains("were removed"), "{said}");
 }
+
+#[test]
+fn two_thousand_half_open_connections_are_closed_and_a_real_sdk_is_served_meanwhile() {
+    use flagstaff_testkit::sdk::{Driver, Sdk};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(
+        binary(),
+        dir.path(),
+        "127.0.0.1:0",
+        &["--header-read-timeout-ms", "8000"],
+    );
+    let target: std::net::SocketAddr = server.address.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The attacker: 2,000 connections from another loopback address (127.0.0.2, so the
+    // per-address cap of 2,000 admits them all), each sending half a request head, then nothing.
+    let opened = Instant::now();
+    let sockets: Vec<tokio::net::TcpStream> = runtime.block_on(async {
+        let mut sockets = Vec::new();
+        for _ in 0..2_000 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            let mut stream = socket.connect(target).await.unwrap();
+            stream
+                .write_all(b"GET /sdk/latest-all HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            sockets.push(stream);
+        }
+        sockets
+    });
+    // Each one is watched for the server closing it.
+    let closed: Vec<_> = sockets
+        .into_iter()
+        .map(|mut stream| {
+            runtime.spawn(async move {
+                let mut buf = [0u8; 256];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return Instant::now(),
+                        Ok(_) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Meanwhile a real SDK connects, initializes and receives a change.
+    if Sdk::available() {
+        let mut python = Driver::start(Sdk::Python);
+        let user = json!({"kind": "user", "key": "ann"});
+        assert!(python.open("p", &credentials.sdk_key, &server.base(), true));
+        let api = flagstaff_testkit::server::Api::new(&server.base(), &credentials.admin_token);
+        runtime.block_on(api.post(
+            "/projects/default/flags",
+            &json!({"key": "during-the-attack", "name": "During the attack"}),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while python.value("p", "during-the-attack", &user, &json!("missing")) == json!("missing") {
+            assert!(
+                Instant::now() < deadline,
+                "the SDK never saw the new flag while the connections were open"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            closed.iter().filter(|c| c.is_finished()).count() < 2_000,
+            "the change must arrive while the half-open connections are still held"
+        );
+        python.close("p");
+    }
+    // Every half-open connection is closed by the server after the head timeout (8 s).
+    let latest = runtime.block_on(async {
+        let mut latest = opened;
+        for watcher in closed {
+            let at = tokio::time::timeout(Duration::from_secs(30), watcher)
+                .await
+                .expect("a half-open connection is still open 30 s later")
+                .unwrap();
+            latest = latest.max(at);
+        }
+        latest
+    });
+    eprintln!(
+        "2,000 half-open connections: all closed {:?} after the first was opened",
+        latest - opened
+    );
+}
