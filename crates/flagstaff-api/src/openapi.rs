@@ -411,7 +411,7 @@ pub fn document() -> Value {
             "put": versioned_update_as("Rename an environment or turn secure mode on or off (admin)", "environments", "EnvironmentUpdate", "Environment"),
             "delete": delete("Delete an environment with its targeting, segments and keys (admin)", "environments")},
         format!("{e}/keys/{{kind}}/rotate"): {"post": create("Rotate the sdk or mobile key; the old one works for oldKeyValidForSeconds (admin)", "environments", "RotateKey", "RotatedKey")},
-        format!("{e}/import"): {"post": operation("Import LaunchDarkly flag data into the environment, keeping salts so every context keeps its variation (writer)", "environments", Some(body(reference("FlagData"))), ("200", ok("What was imported", reference("ImportSummary"))), true)},
+        format!("{e}/import"): {"post": operation("Import LaunchDarkly flag data into the environment, keeping salts so every context keeps its variation; one audit entry per flag and segment changed; up to 16 MiB (writer)", "environments", Some(body(reference("FlagData"))), ("200", ok("What was imported", reference("ImportSummary"))), true)},
         format!("{p}/flags"): {"get": list_flags, "post": create("Create a flag, off in every environment (writer)", "flags", "FlagDefinition", "FlagDefinition")},
         format!("{p}/flags/{{key}}"): {
             "get": operation("Get a flag's definition", "flags", None, ("200", ok("The definition", reference("FlagDefinition"))), false),

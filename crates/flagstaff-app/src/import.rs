@@ -23,8 +23,14 @@ impl App {
     // ----- migration -------------------------------------------------------------------------
 
     /// Imports LaunchDarkly flag data (what its SDKs receive: `{"flags", "segments"}`) into one
-    /// environment, in one transaction with one audit entry. This is the migration path: salts,
-    /// rule ids and targets are kept, so every context keeps its variation and its bucket.
+    /// environment, in one transaction. This is the migration path: salts, rule ids and targets
+    /// are kept, so every context keeps its variation and its bucket.
+    ///
+    /// Every flag and segment the import changes gets its own audit entry with its before and
+    /// after (`flag.create` for a flag new to the project, `flag.targeting.update` for its
+    /// targeting here, `segment.create`/`segment.update`), so each one's history shows the
+    /// import and can restore what was there before; one `environment.import` entry closes the
+    /// transaction with the keys it changed. What is already exactly as imported is left alone.
     ///
     /// Import accepts what LaunchDarkly's evaluators accept, which is more than the flag and
     /// segment endpoints do: a malformed clause value, an unknown prerequisite or an invalid
@@ -46,7 +52,14 @@ impl App {
         self.environment(actor, project, environment).await?;
         let scope = env_scope(project, environment);
         let environments = self.store.list(kinds::ENVIRONMENT, project).await?;
-        let mut writes = Vec::new();
+        let comment = if comment.trim().is_empty() {
+            "imported from LaunchDarkly flag data".to_owned()
+        } else {
+            comment.to_owned()
+        };
+        let comment = comment.as_str();
+        let mut changes: Vec<(Vec<Write>, flagstaff_store::AuditDraft)> = Vec::new();
+        let (mut changed_flags, mut changed_segments) = (Vec::new(), Vec::new());
         for (key, flag) in &data.flags {
             validate::key(&format!("flags.{key}"), key)?;
             let variations: Vec<model::Variation> = flag
@@ -95,13 +108,14 @@ impl App {
                         ),
                         archived: false,
                     };
-                    writes.push(Write::Put {
+                    let after = body(&definition)?;
+                    let mut writes = vec![Write::Put {
                         kind: kinds::FLAG.into(),
                         scope: project.into(),
                         key: key.clone(),
-                        body: body(&definition)?,
+                        body: after.clone(),
                         expect: Expect::Absent,
-                    });
+                    }];
                     for env in environments.iter().filter(|e| e.key != environment) {
                         writes.push(Write::Put {
                             kind: kinds::TARGETING.into(),
@@ -111,6 +125,8 @@ impl App {
                             expect: Expect::Any,
                         });
                     }
+                    let entry = draft(Action::FlagCreate, project, key, comment, None, Some(after));
+                    changes.push((writes, entry));
                 }
             }
             let targeting = Targeting {
@@ -129,13 +145,32 @@ impl App {
                     flag.salt.clone()
                 },
             };
-            writes.push(Write::Put {
+            let after = body(&targeting)?;
+            let before = self
+                .store
+                .get_live(kinds::TARGETING, &scope, key)
+                .await?
+                .map(|doc| doc.body);
+            if before.as_ref() == Some(&after) {
+                continue;
+            }
+            let write = Write::Put {
                 kind: kinds::TARGETING.into(),
                 scope: scope.clone(),
                 key: key.clone(),
-                body: body(&targeting)?,
+                body: after.clone(),
                 expect: Expect::Any,
-            });
+            };
+            let entry = draft(
+                Action::TargetingUpdate,
+                &scope,
+                key,
+                comment,
+                before,
+                Some(after),
+            );
+            changes.push((vec![write], entry));
+            changed_flags.push(key.clone());
         }
         for (key, segment) in &data.segments {
             validate::key(&format!("segments.{key}"), key)?;
@@ -146,31 +181,51 @@ impl App {
             if segment.salt.is_empty() {
                 segment.salt = random_hex(16);
             }
-            writes.push(Write::Put {
+            let after = body(&segment)?;
+            let before = self
+                .store
+                .get_live(kinds::SEGMENT, &scope, key)
+                .await?
+                .map(|doc| doc.body);
+            if before.as_ref() == Some(&after) {
+                continue;
+            }
+            let action = if before.is_some() {
+                Action::SegmentUpdate
+            } else {
+                Action::SegmentCreate
+            };
+            let write = Write::Put {
                 kind: kinds::SEGMENT.into(),
                 scope: scope.clone(),
                 key: key.clone(),
-                body: body(&segment)?,
+                body: after.clone(),
                 expect: Expect::Any,
-            });
+            };
+            changes.push((
+                vec![write],
+                draft(action, &scope, key, comment, before, Some(after)),
+            ));
+            changed_segments.push(key.clone());
         }
         let summary = ImportSummary {
             flags: data.flags.len(),
             segments: data.segments.len(),
         };
-        self.commit(
-            actor,
-            writes,
+        // The closing entry: what changed, for the environment's history, and the signal for
+        // delivery to reload the environment at once.
+        changes.push((
+            Vec::new(),
             draft(
- Action::EnvironmentImport,
+                Action::EnvironmentImport,
                 project,
                 environment,
                 comment,
                 None,
-                Some(json!({"flags": data.flags.keys().collect::<Vec<_>>(), "segments": data.segments.keys().collect::<Vec<_>>()})),
+                Some(json!({"flags": changed_flags, "segments": changed_segments})),
             ),
-        )
-        .await?;
+        ));
+        self.commit_all(actor, changes).await?;
         Ok(summary)
     }
 }

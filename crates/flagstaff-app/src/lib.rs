@@ -264,6 +264,25 @@ impl App {
     }
 }
 
+impl App {
+    /// Commits several changes, each with its own audit entry by `actor`, in one transaction.
+    async fn commit_all(
+        &self,
+        actor: &Actor,
+        changes: Vec<(Vec<Write>, AuditDraft)>,
+    ) -> Result<()> {
+        let changes = changes
+            .into_iter()
+            .map(|(writes, mut audit)| {
+                audit.actor = actor.id.clone();
+                flagstaff_store::Change { writes, audit }
+            })
+            .collect();
+        self.store.commit_all(changes).await?;
+        Ok(())
+    }
+}
+
 fn already_exists(error: AppError, what: String) -> AppError {
     match error {
         AppError::Conflict { .. } => AppError::AlreadyExists(what),

@@ -416,6 +416,16 @@ impl Store {
     /// and the audit entry appended to the chain, in one transaction. On any failure nothing is
     /// written.
     pub async fn commit(&self, change: Change) -> Result<Committed> {
+        let mut committed = self.commit_all(vec![change]).await?;
+        committed
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a commit without its change".into()))
+    }
+
+    /// Applies several changes in one transaction, each with its own audit entry, in order: all
+    /// of them or none. For one action that touches many resources and must leave an entry in
+    /// each one's history (an import writes one per flag and segment).
+    pub async fn commit_all(&self, changes: Vec<Change>) -> Result<Vec<Committed>> {
         let _guard = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
@@ -424,6 +434,24 @@ impl Store {
                 .await?;
         }
         let now = self.clock.now_millis();
+        let mut committed = Vec::with_capacity(changes.len());
+        for change in &changes {
+            committed.push(self.apply(&mut tx, change, now).await?);
+        }
+        tx.commit().await?;
+        if let Some(last) = committed.last() {
+            self.committed.send_replace(last.audit_seq);
+        }
+        Ok(committed)
+    }
+
+    /// Checks and applies one change's writes and appends its audit entry, inside `tx`.
+    async fn apply(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        change: &Change,
+        now: i64,
+    ) -> Result<Committed> {
         let mut versions = Vec::with_capacity(change.writes.len());
         let select = self.backend.sql("SELECT version, deleted, body FROM documents WHERE kind = $1 AND scope = $2 AND key = $3");
         let upsert = self.backend.sql(
@@ -437,7 +465,7 @@ impl Store {
                 .bind(kind)
                 .bind(scope)
                 .bind(key)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?;
             let (stored_version, live, old_body) = match &existing {
                 Some(row) => {
@@ -487,17 +515,14 @@ impl Store {
                 .bind(deleted)
                 .bind(body)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             versions.push(version);
         }
-        let (audit_seq, audit_hash) =
-            audit::append(&mut tx, self.backend, &change.audit, now).await?;
+        let (audit_seq, audit_hash) = audit::append(tx, self.backend, &change.audit, now).await?;
         if let Some(key) = &self.audit_key {
-            audit::anchor(&mut tx, self.backend, key, audit_seq, &audit_hash).await?;
+            audit::anchor(tx, self.backend, key, audit_seq, &audit_hash).await?;
         }
-        tx.commit().await?;
-        self.committed.send_replace(audit_seq);
         Ok(Committed {
             versions,
             audit_seq,

@@ -13,7 +13,12 @@ use crate::Result;
 use crate::extract::{Caller, Comment};
 use crate::routes::AppState;
 use flagstaff_app::ErrorCode;
-use flagstaff_http::{ApiError, RawBody, parse_json};
+use flagstaff_http::{ApiError, parse_json, read_limited};
+
+/// The largest import accepted. A LaunchDarkly project of 1,000 flags exports to about 1.9 MB,
+/// more than any other request may send (`MAX_BODY_BYTES`, 1 MiB); this leaves room for ten
+/// times that. Only writers of the environment reach the read (authorization comes first).
+pub const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -28,10 +33,19 @@ async fn import_flag_data(
     Caller(actor): Caller,
     Comment(comment): Comment,
     Path((project, environment)): Path<(String, String)>,
-    RawBody(body): RawBody,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<Json<Value>> {
-    // Authorized before the payload is parsed: a caller without the right costs nothing.
+    // Authorized before the payload is even read: a caller without the right costs nothing.
     app.authorize_import(&actor, &project, &environment)?;
+    let body = read_limited(&headers, body, MAX_IMPORT_BYTES)
+        .await
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("an import is limited to {MAX_IMPORT_BYTES} bytes"),
+            )
+        })?;
     let data: Value = parse_json(&body)?;
     let data = FlagData::from_json(data)
         .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.message).with_field(e.path))?;

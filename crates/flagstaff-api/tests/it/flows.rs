@@ -1,7 +1,7 @@
 //! What a new user does with the API, and what must be refused.
 
 use axum::http::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::TestApi;
 
@@ -856,20 +856,125 @@ async fn launchdarkly_data_imports_with_its_salts_and_unevaluable_details_intact
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     assert_eq!(refused.body["field"], "flags.x.version");
-    // The import is audited as one entry.
-    let audit = api.get("/api/v1/audit?kind=environment").await;
-    let actions: Vec<&str> = audit.body["items"]
-        .as_array()
-        .unwrap()
+    // The import is in each resource's history, with before and after, and closed by one
+    // environment entry naming what changed.
+    let history = |query: &'static str| {
+        let api = &api;
+        async move {
+            let audit = api.get(&format!("/api/v1/audit?{query}")).await;
+            audit.body["items"].as_array().unwrap().clone()
+        }
+    };
+    let flag_entries = history("kind=flag&key=imported").await;
+    assert_eq!(flag_entries.len(), 1);
+    assert_eq!(flag_entries[0]["action"], "flag.create");
+    let targeting_entries = history("kind=targeting&key=imported").await;
+    assert_eq!(targeting_entries.len(), 1, "{targeting_entries:?}");
+    assert_eq!(targeting_entries[0]["action"], "flag.targeting.update");
+    assert_eq!(targeting_entries[0]["scope"], "default/production");
+    assert_eq!(targeting_entries[0]["before"], Value::Null);
+    assert_eq!(targeting_entries[0]["after"]["salt"], "original-salt");
+    let segment_entries = history("kind=segment&key=beta").await;
+    assert_eq!(segment_entries.len(), 1);
+    assert_eq!(segment_entries[0]["action"], "segment.create");
+    let imports = history("kind=environment").await;
+    let imports: Vec<&Value> = imports
         .iter()
-        .filter_map(|e| e["action"].as_str())
+        .filter(|e| e["action"] == "environment.import")
         .collect();
+    assert_eq!(imports.len(), 1, "{imports:?}");
     assert_eq!(
-        actions
-            .iter()
-            .filter(|a| **a == "environment.import")
-            .count(),
-        1,
-        "{actions:?}"
+        imports[0]["after"],
+        json!({"flags": ["imported"], "segments": ["beta"]})
     );
+
+    // Importing the same data again changes nothing, and says so.
+    assert_eq!(api.post(import, data.clone()).await.status, StatusCode::OK);
+    assert_eq!(history("kind=targeting&key=imported").await.len(), 1);
+    // An import over an edited flag records what it replaced: restoring that brings it back.
+    let path = "/api/v1/projects/default/environments/production/flags/imported";
+    let current = api.get(path).await;
+    let mut edited = current.body.clone();
+    edited.as_object_mut().unwrap().remove("version");
+    edited["on"] = json!(false);
+    // (Its imported rule compares with "not a date", which a regular write must fix first.)
+    edited["rules"] = json!([]);
+    let version = current.body["version"].to_string();
+    let saved = api.put(path, &format!("\"{version}\""), edited).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    assert_eq!(api.post(import, data.clone()).await.status, StatusCode::OK);
+    let entries = history("kind=targeting&key=imported").await;
+    let last = entries.last().unwrap();
+    assert_eq!(last["before"]["on"], json!(false), "{last}");
+    assert_eq!(last["after"]["on"], json!(true));
+    let mut restore = last["before"].clone();
+    restore.as_object_mut().unwrap().remove("version");
+    let version = api.get(path).await.body["version"].to_string();
+    let restored = api.put(path, &format!("\"{version}\""), restore).await;
+    assert_eq!(restored.status, StatusCode::OK, "{}", restored.body);
+    assert_eq!(api.get(path).await.body["on"], json!(false));
+}
+
+#[tokio::test]
+async fn an_import_may_be_larger_than_other_requests_but_not_unbounded() {
+    let api = TestApi::new().await;
+    let import = "/api/v1/projects/default/environments/production/import";
+    // 1,000 flags with a few rules each, as a LaunchDarkly project of that size exports: about
+    // 1.9 MB, over the 1 MiB every other request is limited to.
+    let flags: serde_json::Map<String, Value> = (0..1_000)
+        .map(|i| {
+            let key = format!("flag-{i:04}");
+            let rules: Vec<Value> = (0..3)
+                .map(|r| {
+                    json!({"id": format!("{key}-rule-{r}"), "variation": r % 2,
+                    "clauses": [{"attribute": "email", "op": "endsWith", "negate": false,
+                        "values": ["@example.com", "@example.org", "@staff.example.net"]},
+                        {"contextKind": "organization", "attribute": "plan", "op": "in",
+                        "values": ["enterprise", "business", "team"]}]})
+                })
+                .collect();
+            let flag = json!({"key": key, "version": 12, "on": true, "salt": format!("salt-{i}"),
+                "variations": [true, false], "offVariation": 1,
+                "fallthrough": {"rollout": {"variations": [{"variation": 0, "weight": 25000},
+                    {"variation": 1, "weight": 75000}]}},
+                "targets": [{"variation": 0, "values": ["ann", "bob", "cy", "dee"]}],
+                "rules": rules, "prerequisites": [], "trackEvents": false});
+            (key, flag)
+        })
+        .collect();
+    let data = json!({"flags": flags, "segments": {}});
+    let text = data.to_string();
+    assert!(
+        text.len() > flagstaff_http::MAX_BODY_BYTES,
+        "{} bytes",
+        text.len()
+    );
+    let reply = api
+        .call_raw(Method::POST, import, Some(api.admin()), &[], &text)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["flags"], 1_000);
+    // Over the import limit: refused by size, before parsing.
+    let huge = format!("{{\"flags\": {{}}, \"pad\": \"{}\"}}", "x".repeat(17 << 20));
+    let reply = api
+        .call_raw(Method::POST, import, Some(api.admin()), &[], &huge)
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.body
+    );
+    // A reader is refused before any of the body is read: 403, not 413.
+    let reader = api
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "reader", "role": "reader"}),
+        )
+        .await;
+    let reader = reader.body["secret"].as_str().unwrap().to_owned();
+    let reply = api
+        .call_raw(Method::POST, import, Some(&reader), &[], &huge)
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
 }
