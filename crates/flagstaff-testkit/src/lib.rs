@@ -13,6 +13,7 @@ pub mod generate;
 pub mod peer;
 pub mod sdk;
 pub mod server;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 

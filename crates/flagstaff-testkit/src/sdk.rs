@@ -113,8 +113,19 @@ pub struct LineProcess {
 impl LineProcess {
     /// Starts `program script`.
     pub fn start(name: &'static str, program: &Path, script: &Path) -> LineProcess {
+        LineProcess::start_with_env(name, program, script, &[])
+    }
+
+    /// Starts `program script` with extra environment variables.
+    pub fn start_with_env(
+        name: &'static str,
+        program: &Path,
+        script: &Path,
+        env: &[(&str, &str)],
+    ) -> LineProcess {
         let mut child = Command::new(program)
             .arg(script)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -179,10 +190,20 @@ impl Browser {
 
     /// Starts the driver (one chromium for all pages).
     pub fn start() -> LineProcess {
-        LineProcess::start(
+        Browser::start_trusting(None)
+    }
+
+    /// Starts the driver with chromium trusting, for HTTPS, exactly the server key whose
+    /// SubjectPublicKeyInfo has this SHA-256 (base64), as a test's throwaway certificate needs.
+    pub fn start_trusting(spki_sha256: Option<&str>) -> LineProcess {
+        LineProcess::start_with_env(
             "browser",
             Path::new("node"),
             &workspace_root().join("sdk-clients/browser/driver.mjs"),
+            &[(
+                "FLAGSTAFF_BROWSER_TRUSTED_SPKI",
+                spki_sha256.unwrap_or_default(),
+            )],
         )
     }
 

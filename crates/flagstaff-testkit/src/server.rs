@@ -165,12 +165,24 @@ pub struct Api {
 impl Api {
     /// A client for the server at `base` (`http://...`).
     pub fn new(base: &str, token: &str) -> Api {
+        Api::with_client(base, token, reqwest::Client::builder())
+    }
+
+    /// A client for a server at `base` (`https://...`) whose certificate comes from the
+    /// certificate authority `ca_pem` (a test's own), the only one it trusts.
+    pub fn trusting(base: &str, token: &str, ca_pem: &str) -> Api {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("a PEM certificate");
+        Api::with_client(
+            base,
+            token,
+            reqwest::Client::builder().add_root_certificate(ca),
+        )
+    }
+
+    fn with_client(base: &str, token: &str, builder: reqwest::ClientBuilder) -> Api {
         Api {
             // No pooled connections: tests restart the server under the client.
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .expect("a client"),
+            client: builder.pool_max_idle_per_host(0).build().expect("a client"),
             base: format!("{base}/api/v1"),
             token: token.to_owned(),
         }

@@ -3,12 +3,15 @@
 //! origin on 127.0.0.1 (so CORS is exercised), initializes against Flagstaff, shows the right
 //! values for several contexts, receives a live change made through the management API over
 //! its stream, never receives rule data, and starts from a bootstrap document rendered by the
-//! evaluate endpoint.
+//! evaluate endpoint. Flagstaff serves all of it over its own TLS (issue 17), with a certificate
+//! from a throwaway CA whose server key alone chromium is told to trust; the page itself is
+//! plain HTTP on another port, as a site calling a flag service would be.
 
 use std::path::Path;
 
 use flagstaff_testkit::sdk::Browser;
 use flagstaff_testkit::server::{self, Api, TestServer};
+use flagstaff_testkit::tls::Authority;
 use serde_json::{Value, json};
 
 fn binary() -> &'static Path {
@@ -81,20 +84,33 @@ fn the_browser_sdk_gets_values_and_live_changes_but_never_rules() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
+    let data = dir.path().join("data");
+    let authority = Authority::new();
+    let issued = authority.issue("flagstaff");
+    let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    std::fs::write(&cert_path, &issued.certificate_pem).unwrap();
+    std::fs::write(&key_path, &issued.key_pem).unwrap();
+    let credentials = server::init(binary(), &data);
     let server = TestServer::start(
         binary(),
-        dir.path(),
+        &data,
         "127.0.0.1:0",
-        &["--sdk-heartbeat-seconds", "1", "--change-poll-ms", "200"],
+        &[
+            "--sdk-heartbeat-seconds",
+            "1",
+            "--change-poll-ms",
+            "200",
+            &format!("--tls-cert={}", cert_path.display()),
+            &format!("--tls-key={}", key_path.display()),
+        ],
     );
-    let base = server.base();
+    let base = format!("https://{}", server.address);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let api = Api::new(&base, &credentials.admin_token);
+    let api = Api::trusting(&base, &credentials.admin_token, &authority.pem());
     let env = rt.block_on(api.get("/projects/default/environments/production"));
     let client_side_id = env["clientSideId"].as_str().unwrap().to_owned();
     let targeting = |key: &str| format!("/projects/default/environments/production/flags/{key}");
@@ -127,7 +143,7 @@ fn the_browser_sdk_gets_values_and_live_changes_but_never_rules() {
     ));
 
     let page = rt.block_on(serve_page());
-    let mut browser = Browser::start();
+    let mut browser = Browser::start_trusting(Some(&issued.spki_sha256));
     let staff = json!({"kind": "user", "key": "ann", "email": "ann@example.com"});
     let visitor = json!({"kind": "user", "key": "bob", "email": "bob@elsewhere.org"});
     let device =

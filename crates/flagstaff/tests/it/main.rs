@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_fuzz;
+#[cfg(feature = "tls")]
 mod browser;
 mod dashboard;
 mod eval_command;

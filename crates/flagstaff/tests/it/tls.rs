@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use flagstaff_testkit::sdk::{Driver, Sdk};
 use flagstaff_testkit::server::{self, TestServer};
+use flagstaff_testkit::tls::Authority;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -17,44 +18,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_flagstaff"))
-}
-
-/// A certificate authority that exists only for this test.
-struct Authority {
-    key: rcgen::KeyPair,
-    certificate: rcgen::Certificate,
-}
-
-impl Authority {
-    fn new() -> Authority {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "Flagstaff test CA");
-        let certificate = params.self_signed(&key).unwrap();
-        Authority { key, certificate }
-    }
-
-    /// A server certificate for 127.0.0.1 and localhost: (certificate PEM, key PEM, DER).
-    fn issue(&self, name: &str) -> (String, String, Vec<u8>) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let certificate = params
-            .signed_by(&key, &self.certificate, &self.key)
-            .unwrap();
-        (
-            certificate.pem(),
-            key.serialize_pem(),
-            certificate.der().to_vec(),
-        )
-    }
 }
 
 /// What one HTTPS request got: the status, the response head (lower-cased), the body, and the
@@ -148,11 +111,12 @@ fn the_real_sdks_the_api_and_the_dashboard_work_over_tls_and_sighup_renews_the_c
     let ca_path = dir.path().join("ca.pem");
     let cert_path = dir.path().join("server.pem");
     let key_path = dir.path().join("server.key");
-    let ca_pem = authority.certificate.pem();
+    let ca_pem = authority.pem();
     std::fs::write(&ca_path, &ca_pem).unwrap();
-    let (cert, key, first_der) = authority.issue("first");
-    std::fs::write(&cert_path, cert).unwrap();
-    std::fs::write(&key_path, key).unwrap();
+    let first = authority.issue("first");
+    std::fs::write(&cert_path, &first.certificate_pem).unwrap();
+    std::fs::write(&key_path, &first.key_pem).unwrap();
+    let first_der = first.der;
 
     let credentials = server::init(binary(), &data);
     let cert_arg = format!("--tls-cert={}", cert_path.display());
@@ -254,9 +218,10 @@ fn the_real_sdks_the_api_and_the_dashboard_work_over_tls_and_sighup_renews_the_c
 
     // A renewed certificate (same CA) is used by new connections after SIGHUP; the SDKs' open
     // streams carry on and see the next change.
-    let (cert, key, second_der) = authority.issue("second");
-    std::fs::write(&cert_path, cert).unwrap();
-    std::fs::write(&key_path, key).unwrap();
+    let second = authority.issue("second");
+    std::fs::write(&cert_path, &second.certificate_pem).unwrap();
+    std::fs::write(&key_path, &second.key_pem).unwrap();
+    let second_der = second.der;
     let hangup = |server: &TestServer| {
         let pid = server.pid().to_string();
         assert!(
