@@ -115,6 +115,8 @@ error_codes! {
     AlreadyExists => "already_exists", 409;
     /// `If-Match` is stale; `currentVersion` is the version now stored.
     VersionConflict => "version_conflict", 409;
+    /// The body did not arrive within the body-read timeout (`--body-read-timeout-ms`).
+    RequestTimeout => "request_timeout", 408;
     /// The body is over the endpoint's limit.
     PayloadTooLarge => "payload_too_large", 413;
     /// SDK delivery: a `REPORT` body that is not `application/json`.

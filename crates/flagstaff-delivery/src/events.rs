@@ -27,11 +27,17 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
-/// Reads a request body up to `limit` bytes, as sent. `Err` is the response to send.
+/// Reads a request body up to `limit` bytes, as sent. `Err` is the response to send (`413`,
+/// or `408` for a body slower than the body-read timeout; SDKs retry both, §6.3).
 async fn read_raw(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Response> {
     flagstaff_http::read_limited(headers, body, limit)
         .await
-        .ok_or_else(|| too_large(limit))
+        .map_err(|refused| match refused {
+            flagstaff_http::BodyRefused::TooLarge { limit } => too_large(limit),
+            slow @ flagstaff_http::BodyRefused::TooSlow => {
+                flagstaff_http::ApiError::from(slow).into_response()
+            }
+        })
 }
 
 /// Decompresses a gzip body up to `limit` bytes (a gzip bomb is cut off there).

@@ -20,6 +20,59 @@ use serde_json::json;
 /// target keys fits).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// How long a request body may take to arrive, in milliseconds (`--body-read-timeout-ms`). The
+/// head has its own timeout (hyper's); without this one a client could send a body one byte
+/// every few seconds and hold its connection, and the task reading it, for as long as it likes.
+static BODY_READ_TIMEOUT_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_BODY_READ_TIMEOUT_MS);
+
+/// The default body-read timeout: 30 s, enough for 16 MiB over a slow link.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
+
+/// Sets the body-read timeout of this process (the server calls it once at start).
+pub fn set_body_read_timeout(timeout: std::time::Duration) {
+    let millis = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    BODY_READ_TIMEOUT_MS.store(millis, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn body_read_timeout() -> std::time::Duration {
+    std::time::Duration::from_millis(
+        BODY_READ_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
+/// Why a request body was not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyRefused {
+    /// It is larger than the limit (declared or as it arrived).
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// It did not arrive within the body-read timeout.
+    TooSlow,
+}
+
+impl From<BodyRefused> for ApiError {
+    fn from(refused: BodyRefused) -> ApiError {
+        match refused {
+            BodyRefused::TooLarge { limit } => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("the body is over {limit} bytes"),
+            ),
+            BodyRefused::TooSlow => ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the body did not arrive within {} ms",
+                    body_read_timeout().as_millis()
+                ),
+            ),
+        }
+    }
+}
+
 /// An error response.
 #[derive(Debug)]
 pub struct ApiError {
@@ -182,30 +235,41 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         read_limited(&parts.headers, body, MAX_BODY_BYTES)
             .await
             .map(RawBody)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("the body is over {MAX_BODY_BYTES} bytes"),
-                )
-            })
+            .map_err(ApiError::from)
     }
 }
 
-/// Reads a body of at most `limit` bytes; `None` when it is larger. A declared
+/// Reads a body of at most `limit` bytes within the body-read timeout. A declared
 /// `Content-Length` over the limit is refused before a byte of the body is read.
 pub async fn read_limited(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
     limit: usize,
-) -> Option<axum::body::Bytes> {
+) -> Result<axum::body::Bytes, BodyRefused> {
+    read_limited_within(headers, body, limit, body_read_timeout()).await
+}
+
+/// [`read_limited`] with an explicit timeout.
+pub async fn read_limited_within(
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<axum::body::Bytes, BodyRefused> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return None;
+        return Err(BodyRefused::TooLarge { limit });
     }
-    axum::body::to_bytes(body, limit).await.ok()
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        // `to_bytes` fails for a body over the limit and for a connection that broke; either
+        // way nothing usable arrived, and the limit is what a client can act on.
+        Ok(Err(_)) => Err(BodyRefused::TooLarge { limit }),
+        Err(_) => Err(BodyRefused::TooSlow),
+    }
 }
 
 /// Reads JSON as a `T`; a wrong shape is `400 invalid_body` naming the path of the field.

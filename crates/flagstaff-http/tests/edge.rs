@@ -6,6 +6,7 @@ use axum::http::{Request, StatusCode};
 use axum::routing::post;
 use flagstaff_app::{AppError, ErrorCode};
 use flagstaff_http::{ApiError, JsonBody, MAX_BODY_BYTES};
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -151,4 +152,32 @@ async fn app_errors_get_their_code_s_status_and_storage_details_stay_in_the_log(
     let body: Value = serde_json::from_slice(&bytes).expect("JSON");
     assert_eq!(body["code"], "internal");
     assert!(!body.to_string().contains("secret detail"), "{body}");
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_timeout_is_refused_and_a_prompt_one_is_read() {
+    use flagstaff_http::{BodyRefused, read_limited_within};
+    use std::time::Duration;
+    // A client that sends ten bytes and then nothing more, holding its connection open.
+    let trickle = futures_util::stream::iter([Ok::<_, std::io::Error>(b"[1,2,3,4,".to_vec())])
+        .chain(futures_util::stream::pending());
+    let headers = axum::http::HeaderMap::new();
+    let refused = read_limited_within(
+        &headers,
+        Body::from_stream(trickle),
+        1024,
+        Duration::from_millis(200),
+    )
+    .await;
+    assert_eq!(refused, Err(BodyRefused::TooSlow));
+    let answer = ApiError::from(BodyRefused::TooSlow);
+    assert_eq!(answer.code(), ErrorCode::RequestTimeout);
+    let read = read_limited_within(
+        &headers,
+        Body::from("[1,2]"),
+        1024,
+        Duration::from_millis(200),
+    )
+    .await;
+    assert_eq!(read.as_deref(), Ok(&b"[1,2]"[..]));
 }

@@ -122,6 +122,14 @@ pub struct ServeArgs {
         default_value_t = 2_000
     )]
     max_connections_per_address: usize,
+    /// Milliseconds a client may take to send a request body once its head has arrived;
+    /// slower bodies are answered 408 and the connection is closed.
+    #[arg(
+        long,
+        env = "FLAGSTAFF_BODY_READ_TIMEOUT_MS",
+        default_value_t = flagstaff_http::DEFAULT_BODY_READ_TIMEOUT_MS
+    )]
+    body_read_timeout_ms: u64,
     /// Milliseconds between checks for changes made by other Flagstaff nodes sharing the
     /// database (changes made through this node reach SDKs at once).
     #[arg(long, env = "FLAGSTAFF_CHANGE_POLL_MS", default_value_t = 1000)]
@@ -294,6 +302,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    flagstaff_http::set_body_read_timeout(Duration::from_millis(
+        args.body_read_timeout_ms.max(100),
+    ));
     tokio::spawn(remove_expired_hourly(app.clone()));
     let dashboard = flagstaff_dashboard::Dashboard::new(app.clone());
     let router = flagstaff_api::router(app, Some(render))

@@ -40,12 +40,7 @@ async fn import_flag_data(
     app.authorize_import(&actor, &project, &environment)?;
     let body = read_limited(&headers, body, MAX_IMPORT_BYTES)
         .await
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("an import is limited to {MAX_IMPORT_BYTES} bytes"),
-            )
-        })?;
+        .map_err(ApiError::from)?;
     let data: Value = parse_json(&body)?;
     let data = FlagData::from_json(data)
         .map_err(|e| ApiError::new(ErrorCode::InvalidField, e.message).with_field(e.path))?;

@@ -191,7 +191,12 @@ async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, R
     }
     let bytes = flagstaff_http::read_limited(headers, body, MAX_CONTEXT_BYTES)
         .await
-        .ok_or_else(context_too_large)?;
+        .map_err(|refused| match refused {
+            flagstaff_http::BodyRefused::TooLarge { .. } => context_too_large(),
+            slow @ flagstaff_http::BodyRefused::TooSlow => {
+                flagstaff_http::ApiError::from(slow).into_response()
+            }
+        })?;
     parse_context(&bytes)
 }
 

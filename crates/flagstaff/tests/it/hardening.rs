@@ -20,9 +20,14 @@ struct Running {
 
 impl Running {
     fn start() -> Running {
+        Running::with(&[])
+    }
+
+    /// A fresh server started with these extra arguments.
+    fn with(args: &[&str]) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let credentials = server::init(binary(), dir.path());
-        let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+        let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", args);
         let base = format!("{}/api/v1", server.base());
         Running {
             credentials,
@@ -509,14 +514,12 @@ fn two_thousand_half_open_connections_are_closed_and_a_real_sdk_is_served_meanwh
     use std::time::{Duration, Instant};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(
-        binary(),
-        dir.path(),
-        "127.0.0.1:0",
-        &["--header-read-timeout-ms", "8000"],
-    );
+    let Running {
+        credentials,
+        server,
+        _dir,
+        ..
+    } = Running::with(&["--header-read-timeout-ms", "8000"]);
     let target: std::net::SocketAddr = server.address.parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -596,4 +599,44 @@ fn two_thousand_half_open_connections_are_closed_and_a_real_sdk_is_served_meanwh
         "2,000 half-open connections: all closed {:?} after the first was opened",
         latest - opened
     );
+}
+
+#[test]
+fn a_body_that_trickles_in_is_answered_408_after_the_body_timeout() {
+    use std::io::{Read as _, Write as _};
+    use std::time::{Duration, Instant};
+
+    let Running {
+        credentials,
+        server,
+        _dir,
+        ..
+    } = Running::with(&["--body-read-timeout-ms", "500"]);
+    // The management API and the SDK events intake: a head that promises 100 bytes, then a few.
+    for (path, authorization) in [
+        (
+            "/api/v1/projects/default/flags",
+            format!("Bearer {}", credentials.admin_token),
+        ),
+        ("/bulk", credentials.sdk_key.clone()),
+    ] {
+        let mut socket = std::net::TcpStream::connect(&server.address).unwrap();
+        write!(
+            socket,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n[{{\"key\""
+        )
+        .unwrap();
+        let started = Instant::now();
+        // Without a body timeout no answer would ever come: the read would fail here.
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = [0u8; 512];
+        let n = socket.read(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("request_timeout"), "{path}: {answer}");
+        eprintln!("{path}: 408 after {:?}", started.elapsed());
+    }
 }
