@@ -130,10 +130,17 @@ async fn serve_with(
                 {
                     // The handshake is part of the head: a client that stalls in it is let go
                     // after the same timeout.
-                    let handshake = tokio::time::timeout(timeout, tls.acceptor().accept(socket));
-                    if let Ok(Ok(stream)) = handshake.await {
-                        serve_http(&builder, stream, router, peer, true, watcher).await;
-                    }
+                    // Boxed, like the hyper path below: the state of a TLS connection (rustls
+                    // and hyper, kilobytes) must not be part of every connection task's
+                    // future, which lean SDK streams keep for as long as they are open.
+                    Box::pin(async move {
+                        let handshake =
+                            tokio::time::timeout(timeout, tls.acceptor().accept(socket));
+                        if let Ok(Ok(stream)) = handshake.await {
+                            serve_http(&builder, stream, router, peer, true, watcher).await;
+                        }
+                    })
+                    .await;
                     return;
                 }
                 #[cfg(not(feature = "tls"))]
@@ -149,7 +156,7 @@ async fn serve_with(
                 Peeked::Silent => return,
                 Peeked::Other => {}
             }
-            serve_http(&builder, socket, router, peer, false, watcher).await;
+            Box::pin(serve_http(&builder, socket, router, peer, false, watcher)).await;
         });
     }
     drop(listener);
