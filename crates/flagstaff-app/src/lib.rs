@@ -24,7 +24,8 @@
 //! | `insights` | what SDK events say about flags (the events database) |
 //! | `intake` | SDK event payloads, parsed and handed to the events pipeline |
 //!
-//! Beside them: `access` (roles and actors), `validate` (validation and its codes), `error`
+//! Beside them: `access` (roles and actors), `policy` (the custom-role policy language: parse,
+//! validate, decide; not yet consulted by `access`), `validate` (validation and its codes), `error`
 //! (`AppError` and `ErrorCode`, the one table of stable error codes), `model` (the stored
 //! documents), `secure_mode` (HMAC key schedules). Time comes from the store's `Clock`.
 #![forbid(unsafe_code)]
@@ -43,6 +44,7 @@ mod keys;
 mod members;
 pub mod model;
 mod overview;
+pub mod policy;
 mod projects;
 mod sdk_view;
 mod secure_mode;
