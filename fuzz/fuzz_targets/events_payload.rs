@@ -24,7 +24,6 @@ fuzz_target!(|input: &[u8]| {
     if let Ok(batch) = parse_analytics(source(schema), input) {
         let counted: u64 = batch.kinds.iter().sum();
         assert_eq!(counted, batch.events, "every event is counted under one kind");
-        assert!(batch.skipped <= batch.events + batch.counters.len() as u64 + 1_000_000);
         assert_eq!(batch.kinds.len(), KINDS.len());
     }
     let _ = parse_diagnostic(source(schema), input);
