@@ -129,6 +129,11 @@ impl App {
                     changes.push((writes, entry));
                 }
             }
+            let before = self
+                .store
+                .get_live(kinds::TARGETING, &scope, key)
+                .await?
+                .map(|doc| doc.body);
             let targeting = Targeting {
                 on: flag.on,
                 off_variation: flag.off_variation,
@@ -139,18 +144,9 @@ impl App {
                 prerequisites: flag.prerequisites.clone(),
                 track_events: flag.track_events,
                 track_events_fallthrough: flag.track_events_fallthrough,
-                salt: if flag.salt.is_empty() {
-                    random_hex(16)
-                } else {
-                    flag.salt.clone()
-                },
+                salt: salt_for(&flag.salt, before.as_ref()),
             };
             let after = body(&targeting)?;
-            let before = self
-                .store
-                .get_live(kinds::TARGETING, &scope, key)
-                .await?
-                .map(|doc| doc.body);
             if before.as_ref() == Some(&after) {
                 continue;
             }
@@ -178,15 +174,13 @@ impl App {
             segment.key = key.clone();
             segment.version = 0;
             segment.deleted = false;
-            if segment.salt.is_empty() {
-                segment.salt = random_hex(16);
-            }
-            let after = body(&segment)?;
             let before = self
                 .store
                 .get_live(kinds::SEGMENT, &scope, key)
                 .await?
                 .map(|doc| doc.body);
+            segment.salt = salt_for(&segment.salt, before.as_ref());
+            let after = body(&segment)?;
             if before.as_ref() == Some(&after) {
                 continue;
             }
@@ -228,4 +222,18 @@ impl App {
         self.commit_all(actor, changes).await?;
         Ok(summary)
     }
+}
+
+/// The salt to store: the imported one; without one, the salt already stored here (so that
+/// importing the same data again neither moves contexts between rollout buckets nor counts as
+/// a change); a new random one only for something new.
+fn salt_for(imported: &str, stored: Option<&serde_json::Value>) -> String {
+    if !imported.is_empty() {
+        return imported.to_owned();
+    }
+    stored
+        .and_then(|body| body.get("salt"))
+        .and_then(serde_json::Value::as_str)
+        .filter(|salt| !salt.is_empty())
+        .map_or_else(|| random_hex(16), str::to_owned)
 }

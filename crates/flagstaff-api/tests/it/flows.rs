@@ -916,6 +916,31 @@ async fn launchdarkly_data_imports_with_its_salts_and_unevaluable_details_intact
 }
 
 #[tokio::test]
+async fn importing_data_without_salts_again_keeps_the_salts_and_changes_nothing() {
+    let api = TestApi::new().await;
+    let import = "/api/v1/projects/default/environments/production/import";
+    let data = json!({"flags": {"unsalted": {"key": "unsalted", "version": 1, "on": true,
+        "variations": [true, false], "offVariation": 1, "fallthrough": {"variation": 0}}},
+        "segments": {"plain": {"key": "plain", "version": 1, "included": ["ann"]}}});
+    assert_eq!(api.post(import, data.clone()).await.status, StatusCode::OK);
+    let flag = "/api/v1/projects/default/environments/production/flags/unsalted";
+    let segment = "/api/v1/projects/default/environments/production/segments/plain";
+    let (flag_salt, segment_salt) = (
+        api.get(flag).await.body["salt"].clone(),
+        api.get(segment).await.body["salt"].clone(),
+    );
+    assert!(flag_salt.as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(api.post(import, data).await.status, StatusCode::OK);
+    // The same buckets as before, and no entry claiming a change.
+    assert_eq!(api.get(flag).await.body["salt"], flag_salt);
+    assert_eq!(api.get(segment).await.body["salt"], segment_salt);
+    for query in ["kind=targeting&key=unsalted", "kind=segment&key=plain"] {
+        let audit = api.get(&format!("/api/v1/audit?{query}")).await;
+        assert_eq!(audit.body["items"].as_array().unwrap().len(), 1, "{query}");
+    }
+}
+
+#[tokio::test]
 async fn an_import_may_be_larger_than_other_requests_but_not_unbounded() {
     let api = TestApi::new().await;
     let import = "/api/v1/projects/default/environments/production/import";
