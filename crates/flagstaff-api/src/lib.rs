@@ -67,6 +67,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .merge(routes::audit::routes())
         .merge(routes::members::routes())
         .merge(routes::tokens::routes())
+        .merge(routes::roles::routes())
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API endpoint") });
     let mut router = Router::new()

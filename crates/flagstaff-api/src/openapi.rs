@@ -168,7 +168,7 @@ fn path_parameter_description(name: &str) -> &'static str {
     match name {
         "project" => "The project's key",
         "environment" => "The environment's key",
-        "key" => "The flag's or segment's key",
+        "key" => "The flag's, segment's, role's or team's key",
         "kind" => "Which key: sdk or mobile",
         "id" => "The token's id",
         "email" => "The member's email address",
@@ -183,7 +183,9 @@ fn schemas() -> Value {
         "Error": {"type": "object", "required": ["code", "message"], "properties": {
             "code": {"type": "string", "enum": error_codes(), "description": "Stable machine-readable code (docs/errors.md)"},
             "message": string, "field": {"type": "string", "description": "JSON path of the offending field, e.g. rules[2].clauses[0].op"},
-            "currentVersion": {"type": "integer", "description": "On version_conflict: the version now stored"}}},
+            "currentVersion": {"type": "integer", "description": "On version_conflict: the version now stored"},
+            "action": {"type": "string", "description": "On a forbidden policy decision: the action refused (e.g. updateRules)"},
+            "resource": {"type": "string", "description": "On a forbidden policy decision: the resource, with its tags (proj/default:env/production;critical:flag/checkout)"}}},
         "Project": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string, "version": {"type": "integer", "readOnly": true}}},
         "Rename": {"type": "object", "required": ["name"], "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string}},
         "EnvironmentUpdate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string,
@@ -240,18 +242,33 @@ fn schemas() -> Value {
         "AuditEntry": {"type": "object", "properties": {"seq": {"type": "integer"}, "at": {"type": "integer", "description": "Unix ms"},
             "actor": string, "action": string, "kind": string, "scope": string, "key": string, "comment": string,
             "before": {}, "after": {}, "prevHash": string, "hash": string}},
-        "Role": {"enum": ["reader", "writer", "admin"]},
-        "NewToken": {"type": "object", "required": ["name", "role"], "properties": {"name": string, "role": reference("Role"),
+        "Role": {"enum": ["noAccess", "reader", "writer", "admin"], "description": "The base role; noAccess grants nothing but what custom roles grant"},
+        "NewToken": {"type": "object", "required": ["name"], "description": "Needs a role, customRoles, or both", "properties": {"name": string, "role": reference("Role"),
+            "customRoles": {"type": "array", "items": string, "description": "Custom role keys; without role, the token has only these (base role noAccess)"},
             "projects": {"type": "array", "items": string},
             "environments": {"type": "array", "items": string, "description": "project/environment entries; such a token cannot change project-wide resources"},
             "expiresAt": {"type": "integer", "description": "When the token stops working (Unix ms, in the future); expired tokens are removed hourly"}}},
-        "Token": {"type": "object", "properties": {"id": string, "name": string, "role": reference("Role"),
+        "Token": {"type": "object", "properties": {"id": string, "name": string, "role": reference("Role"), "customRoles": {"type": "array", "items": string},
             "projects": {"type": "array", "items": string}, "environments": {"type": "array", "items": string},
             "hint": string, "expiresAt": {"type": "integer"}, "member": string}},
         "CreatedToken": {"type": "object", "properties": {"token": reference("Token"), "secret": {"type": "string", "description": "Shown once"}}},
         "NewMember": {"type": "object", "required": ["email", "name", "role", "password"], "properties": {"email": string, "name": string,
-            "role": reference("Role"), "projects": {"type": "array", "items": string}, "password": {"type": "string", "minLength": 12}}},
-        "Member": {"type": "object", "properties": {"email": string, "name": string, "role": reference("Role"), "projects": {"type": "array", "items": string}}},
+            "role": reference("Role"), "projects": {"type": "array", "items": string}, "customRoles": {"type": "array", "items": string}, "password": {"type": "string", "minLength": 12}}},
+        "Member": {"type": "object", "properties": {"email": string, "name": string, "role": reference("Role"), "projects": {"type": "array", "items": string},
+            "customRoles": {"type": "array", "items": string, "description": "Held directly; teams may give more"}}},
+        "MemberChange": {"type": "object", "additionalProperties": false, "description": "Absent fields stay as they are", "properties": {"role": reference("Role"),
+            "customRoles": {"type": "array", "items": string}, "projects": {"type": ["array", "null"], "items": string, "description": "null removes the project limit"}}},
+        "Statement": {"type": "object", "required": ["effect"], "additionalProperties": false, "description": "One of actions/notActions and one of resources/notResources",
+            "properties": {"effect": {"enum": ["allow", "deny"]}, "actions": {"type": "array", "items": string}, "notActions": {"type": "array", "items": string},
+            "resources": {"type": "array", "items": string, "description": "Specifiers such as proj/*:env/production:flag/*;checkout"}, "notResources": {"type": "array", "items": string}}},
+        "CustomRole": {"type": "object", "required": ["key", "name", "policy"], "properties": {"key": key, "name": string, "description": string,
+            "policy": {"type": "array", "items": reference("Statement")}, "version": {"type": "integer", "readOnly": true}}},
+        "Team": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string, "description": string,
+            "members": {"type": "array", "items": string, "description": "Member emails"}, "customRoles": {"type": "array", "items": string},
+            "version": {"type": "integer", "readOnly": true}}},
+        "AccessDecision": {"type": "object", "properties": {"allowed": {"type": "boolean"}, "action": string, "resource": string,
+            "role": {"type": "string", "description": "The role that decided (reader, writer, admin or a custom role's key)"},
+            "statement": reference("Statement"), "statementIndex": {"type": "integer"}, "reason": string}},
         "SignIn": {"type": "object", "required": ["email", "password"], "properties": {"email": string, "password": string}},
         "Session": {"type": "object", "properties": {"token": string, "expiresAt": {"type": "integer"}, "member": reference("Member")}},
         "FlagData": {"type": "object", "description": "LaunchDarkly flag data as its SDKs receive it (ld-protocol.md §2): flags and segments by key", "properties": {"flags": {"type": "object"}, "segments": {"type": "object"}}},
@@ -285,6 +302,53 @@ fn schemas() -> Value {
         "RotatedKey": {"type": "object", "description": "The new key, shown once", "properties": {"sdkKey": string, "mobileKey": string,
             "oldKeyValidForSeconds": {"type": "integer"}}},
     })
+}
+
+/// Custom roles, teams, member changes and access checks (issue 18).
+fn add_access_paths(paths: &mut Value) {
+    let mut check = operation(
+        "Whether the caller (or, for member managers, a member) may take an action on a resource, and which role and statement decided",
+        "access",
+        None,
+        ("200", ok("The decision", reference("AccessDecision"))),
+        false,
+    );
+    check["parameters"] = json!([
+        {"name": "action", "in": "query", "required": true, "description": "e.g. updateRules", "schema": {"type": "string"}},
+        {"name": "resource", "in": "query", "required": true, "description": "e.g. proj/default:env/production;critical:flag/checkout;payments (tags after ;)", "schema": {"type": "string"}},
+        {"name": "member", "in": "query", "description": "Ask about this member instead of the caller", "schema": {"type": "string"}}
+    ]);
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    let mut update_member = operation(
+        "Change a member's base role, custom roles or project limit; their sessions follow at once",
+        "members",
+        Some(body(reference("MemberChange"))),
+        ("200", ok("The member", reference("Member"))),
+        true,
+    );
+    update_member["parameters"] = json!([{"$ref": "#/components/parameters/Comment"}]);
+    if let Some(item) = paths.get_mut("/members/{email}") {
+        item["patch"] = update_member;
+    }
+    for (plural, schema, what) in [
+        ("roles", "CustomRole", "custom role"),
+        ("teams", "Team", "team"),
+    ] {
+        paths.insert(
+            format!("/{plural}"),
+            json!({"get": operation(&format!("List {what}s"), plural, None, ("200", ok("Items", list(schema))), false),
+                   "post": create(&format!("Create a {what}"), plural, schema, schema)}),
+        );
+        paths.insert(
+            format!("/{plural}/{{key}}"),
+            json!({"get": operation(&format!("One {what}"), plural, None, ("200", ok("Found", reference(schema))), false),
+                   "put": versioned_update(&format!("Replace a {what}"), plural, schema),
+                   "delete": delete(&format!("Delete a {what}"), plural)}),
+        );
+    }
+    paths.insert("/access/check".into(), json!({"get": check}));
 }
 
 /// The document.
@@ -449,6 +513,7 @@ pub fn document() -> Value {
         "/members/{email}": {"delete": operation("Remove a member and end their sessions (admin)", "members", None, ("204", json!({"description": "Removed"})), true)},
         "/sessions": {"post": sign_in},
     });
+    add_access_paths(&mut paths);
     declare_path_parameters(&mut paths);
     json!({
         "openapi": "3.1.0",

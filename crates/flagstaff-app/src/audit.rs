@@ -4,12 +4,11 @@ use flagstaff_store::{AuditDraft, AuditEntry, AuditQuery};
 use serde_json::Value;
 
 use crate::changes::{Action, Scope};
-use crate::{Actor, App, Result, Role};
+use crate::{Actor, App, Result};
 
 impl App {
     /// Audit entries the actor may read ([`Actor::may_read_change`]).
     pub async fn audit(&self, actor: &Actor, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        actor.require(Role::Reader, None)?;
         let entries = self.store.audit(query).await?;
         Ok(entries
             .into_iter()

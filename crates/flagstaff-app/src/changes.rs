@@ -15,6 +15,7 @@
 use flagstaff_store::ChangeRecord;
 use serde::Serialize;
 
+use crate::access::manage;
 use crate::model::kinds;
 use crate::{Actor, App, Result, Role};
 
@@ -36,6 +37,10 @@ pub enum Subject {
     Member,
     /// An API token or a sign-in session.
     Token,
+    /// A custom role.
+    Role,
+    /// A team.
+    Team,
 }
 
 impl Subject {
@@ -49,6 +54,8 @@ impl Subject {
             Subject::Segment => kinds::SEGMENT,
             Subject::Member => kinds::MEMBER,
             Subject::Token => kinds::TOKEN,
+            Subject::Role => kinds::ROLE,
+            Subject::Team => kinds::TEAM,
         }
     }
 }
@@ -123,6 +130,20 @@ actions! {
     MemberCreate => "member.create", Member;
     /// A member was removed (their sessions end).
     MemberDelete => "member.delete", Member;
+    /// A member's base role, custom roles or project limit changed.
+    MemberUpdate => "member.update", Member;
+    /// A custom role was created.
+    RoleCreate => "role.create", Role;
+    /// A custom role's name, description or policy changed.
+    RoleUpdate => "role.update", Role;
+    /// A custom role was deleted.
+    RoleDelete => "role.delete", Role;
+    /// A team was created.
+    TeamCreate => "team.create", Team;
+    /// A team's name, members or roles changed.
+    TeamUpdate => "team.update", Team;
+    /// A team was deleted.
+    TeamDelete => "team.delete", Team;
     /// An API token was created.
     TokenCreate => "token.create", Token;
     /// An API token was revoked.
@@ -146,6 +167,8 @@ impl Action {
                 | Action::FlagDelete
                 | Action::SegmentDelete
                 | Action::MemberDelete
+                | Action::RoleDelete
+                | Action::TeamDelete
                 | Action::TokenRevoke
                 | Action::SessionEnd
         )
@@ -255,12 +278,13 @@ impl Actor {
     /// - flag definitions (project-wide): whoever may see the project.
     pub fn may_read_change(&self, kind: &str, scope: &Scope, key: &str) -> bool {
         match (kind, scope) {
-            (kinds::MEMBER | kinds::TOKEN | kinds::CREDENTIAL, _) => {
-                self.role == Role::Admin && self.is_unlimited()
-            }
-            (kinds::PROJECT, _) => self.may_see(key),
+            (kinds::MEMBER, _) => self.may_manage("member", manage::MEMBER),
+            (kinds::TEAM, _) => self.may_manage("team", manage::TEAM),
+            (kinds::ROLE, _) => self.may_manage("role", manage::ROLE),
+            (kinds::TOKEN | kinds::CREDENTIAL, _) => self.may_manage("token", manage::TOKEN),
+            (kinds::PROJECT, _) => self.may_view(key),
             (kinds::ENVIRONMENT, Scope::Project(project)) => {
-                self.may_see(project) && self.may_see_environment(project, key)
+                self.may_view(project) && self.may_see_environment(project, key)
             }
             (
                 _,
@@ -268,8 +292,8 @@ impl Actor {
                     project,
                     environment,
                 },
-            ) => self.may_see(project) && self.may_see_environment(project, environment),
-            (_, Scope::Project(project)) => self.may_see(project),
+            ) => self.may_view(project) && self.may_see_environment(project, environment),
+            (_, Scope::Project(project)) => self.may_view(project),
             // Anything else at the global scope is server-wide administration.
             (_, Scope::Global) => self.role == Role::Admin && self.is_unlimited(),
         }
@@ -315,7 +339,7 @@ impl App {
         after: u64,
         limit: u32,
     ) -> Result<(Vec<Change>, u64)> {
-        actor.require(Role::Reader, Some(project))?;
+        actor.authorize_view(project, None)?;
         let mut position = after;
         let mut visible = Vec::new();
         for change in self.changes_after(after, limit).await? {

@@ -4,12 +4,13 @@
 use flagstaff_store::{Expect, Write};
 use serde::Serialize;
 
+use crate::access::resource;
 use crate::changes::Action;
 use crate::flags::default_targeting;
 use crate::keys::credential_body;
 use crate::model::{Environment, EnvironmentKeys, EnvironmentSettings, FlagDefinition, kinds};
 use crate::{
-    Actor, App, AppError, EnvRef, Result, Role, Versioned, WriteMeta, access, already_exists, body,
+    Actor, App, AppError, EnvRef, Result, Versioned, WriteMeta, access, already_exists, body,
     decode, draft, env_scope, hint, random_hex, uuid_v4, validate,
 };
 
@@ -80,8 +81,42 @@ impl App {
             expected,
             comment,
         } = write;
-        actor.require_env(Role::Admin, project, key)?;
-        let current = self.environment(actor, project, key).await?;
+        self.fence_check(actor, "updateName", project, Some(key))?;
+        let current: Versioned<Environment> = self
+            .load(kinds::ENVIRONMENT, project, key, || {
+                format!("environment {project}/{key}")
+            })
+            .await?;
+        let target = resource::environment(project, key, current.value.critical);
+        let changes = [
+            (current.value.name != name, "updateName"),
+            (
+                settings
+                    .secure_mode
+                    .is_some_and(|on| on != current.value.secure_mode),
+                "updateSecureMode",
+            ),
+            (
+                settings
+                    .critical
+                    .is_some_and(|on| on != current.value.critical),
+                "updateCritical",
+            ),
+        ];
+        let actions: Vec<&str> = changes
+            .iter()
+            .filter(|(changed, _)| *changed)
+            .map(|(_, action)| *action)
+            .collect();
+        if actions.is_empty() {
+            actor.authorize_any(
+                &["updateName", "updateSecureMode", "updateCritical"],
+                &target,
+            )?;
+        }
+        for action in actions {
+            actor.authorize(action, &target)?;
+        }
         if current.version != expected {
             return Err(AppError::Conflict {
                 current: Some(current.version),
@@ -143,8 +178,16 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<()> {
-        actor.require_env(Role::Admin, project, key)?;
-        let current = self.environment(actor, project, key).await?;
+        self.fence_check(actor, "deleteEnvironment", project, Some(key))?;
+        let current: Versioned<Environment> = self
+            .load(kinds::ENVIRONMENT, project, key, || {
+                format!("environment {project}/{key}")
+            })
+            .await?;
+        actor.authorize(
+            "deleteEnvironment",
+            &resource::environment(project, key, current.value.critical),
+        )?;
         if current.version != expected {
             return Err(AppError::Conflict {
                 current: Some(current.version),
@@ -176,7 +219,10 @@ impl App {
         name: &str,
         comment: &str,
     ) -> Result<EnvironmentWithKeys> {
-        actor.require(Role::Admin, Some(project))?;
+        actor.authorize(
+            "createEnvironment",
+            &resource::environment(project, key, matches!(key, "production" | "prod")),
+        )?;
         validate::key("key", key)?;
         self.project(&Actor::system(), project).await?;
         let keys = EnvironmentKeys {
@@ -270,7 +316,7 @@ impl App {
         project: &str,
         key: &str,
     ) -> Result<Versioned<Environment>> {
-        actor.require_env(Role::Reader, project, key)?;
+        actor.authorize_view(project, Some(key))?;
         self.load(kinds::ENVIRONMENT, project, key, || {
             format!("environment {project}/{key}")
         })

@@ -113,6 +113,8 @@ error_codes! {
     MethodNotAllowed => "method_not_allowed", 405;
     /// A create for a key that exists.
     AlreadyExists => "already_exists", 409;
+    /// A custom role still held by members, teams or tokens cannot be deleted; the message names them.
+    InUse => "in_use", 409;
     /// `If-Match` is stale; `currentVersion` is the version now stored.
     VersionConflict => "version_conflict", 409;
     /// The body did not arrive within the body-read timeout (`--body-read-timeout-ms`).
@@ -198,7 +200,7 @@ pub enum AppError {
     Unauthorized,
     /// The credential may not do this.
     #[error("forbidden: {0}")]
-    Forbidden(String),
+    Forbidden(Refusal),
     /// Too many attempts (sign-in): try again after `retry_after_ms`.
     #[error("too many attempts; try again in {} s", retry_after_ms.saturating_add(999) / 1000)]
     RateLimited {
@@ -208,6 +210,55 @@ pub enum AppError {
     /// Storage failed.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// Why something is forbidden: a sentence, and for policy decisions the action refused and the
+/// resource it was refused on, so that people know what to ask for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// For people.
+    pub message: String,
+    /// The action refused, e.g. `updateRules` (policy decisions only).
+    pub action: Option<String>,
+    /// The resource, e.g. `proj/default:env/production;critical:flag/checkout`.
+    pub resource: Option<String>,
+}
+
+impl Refusal {
+    /// A policy decision's refusal.
+    pub fn denied(
+        action: impl Into<String>,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Refusal {
+        Refusal {
+            message: message.into(),
+            action: Some(action.into()),
+            resource: Some(resource.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal {
+            message,
+            action: None,
+            resource: None,
+        }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(message: &str) -> Refusal {
+        Refusal::from(message.to_owned())
+    }
 }
 
 impl AppError {

@@ -4,11 +4,12 @@
 use flagstaff_store::{Expect, Write};
 use serde_json::Value;
 
+use crate::access::{FLAG_ACTIONS, resource};
 use crate::changes::Action;
 use crate::model::{FlagDefinition, FlagKind, Targeting, kinds};
 use crate::{
-    Actor, App, AppError, Page, Result, Role, Versioned, already_exists, body, decode, draft,
-    env_scope, prefix_field, random_hex, validate,
+    Actor, App, AppError, Page, Result, Versioned, already_exists, body, decode, draft, env_scope,
+    prefix_field, random_hex, validate,
 };
 use flagstaff_protocol::VariationOrRollout;
 
@@ -55,7 +56,69 @@ pub(crate) fn default_targeting(definition: &FlagDefinition) -> Targeting {
     }
 }
 
+/// The actions (LaunchDarkly's names) a change of a flag's definition from `before` to `after`
+/// takes, one per part that differs.
+pub(crate) fn definition_actions(
+    before: &FlagDefinition,
+    after: &FlagDefinition,
+) -> Vec<&'static str> {
+    let mut actions = Vec::new();
+    let mut touched = |changed: bool, action| {
+        if changed {
+            actions.push(action);
+        }
+    };
+    touched(before.name != after.name, "updateName");
+    touched(before.description != after.description, "updateDescription");
+    touched(before.tags != after.tags, "updateTags");
+    touched(
+        before.kind != after.kind || before.variations != after.variations,
+        "updateFlagVariations",
+    );
+    touched(before.maintainer != after.maintainer, "updateMaintainer");
+    touched(before.temporary != after.temporary, "updateTemporary");
+    touched(
+        before.client_side_availability != after.client_side_availability,
+        "updateClientSideFlagAvailability",
+    );
+    touched(before.archived != after.archived, "updateGlobalArchived");
+    actions
+}
+
 impl App {
+    /// Checks `actor` may change flag `current`'s definition into `after`: every action the
+    /// change takes, on the flag as it is now (its current tags), or at least one definition
+    /// action when nothing differs.
+    fn authorize_definition(
+        &self,
+        actor: &Actor,
+        project: &str,
+        current: &FlagDefinition,
+        after: &FlagDefinition,
+    ) -> Result<()> {
+        let resource = resource::flag(project, &current.key, &current.tags);
+        let actions = definition_actions(current, after);
+        if actions.is_empty() {
+            return actor.authorize_any(FLAG_ACTIONS, &resource);
+        }
+        actions
+            .into_iter()
+            .try_for_each(|action| actor.authorize(action, &resource))
+    }
+
+    /// The stored definition, read for a change (the change's own authorization decides).
+    async fn definition_for_change(
+        &self,
+        actor: &Actor,
+        action: &str,
+        project: &str,
+        key: &str,
+    ) -> Result<Versioned<FlagDefinition>> {
+        self.fence_check(actor, action, project, None)?;
+        self.load(kinds::FLAG, project, key, || format!("flag {key:?}"))
+            .await
+    }
+
     /// Creates a flag (writers), off in every environment.
     pub async fn create_flag(
         &self,
@@ -64,7 +127,10 @@ impl App {
         mut definition: FlagDefinition,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
-        self.authorize_flag_change(actor, project)?;
+        actor.authorize(
+            "createFlag",
+            &resource::flag(project, &definition.key, &definition.tags),
+        )?;
         self.project(&Actor::system(), project).await?;
         definition.archived = false;
         validate::definition(&mut definition)?;
@@ -114,7 +180,7 @@ impl App {
         project: &str,
         key: &str,
     ) -> Result<Versioned<FlagDefinition>> {
-        actor.require(Role::Reader, Some(project))?;
+        actor.authorize_view(project, None)?;
         self.load(kinds::FLAG, project, key, || format!("flag {key:?}"))
             .await
     }
@@ -177,8 +243,9 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
-        self.authorize_flag_change(actor, project)?;
-        let current = self.flag(actor, project, key).await?;
+        let current = self
+            .definition_for_change(actor, "updateName", project, key)
+            .await?;
         if definition.key != key {
             return Err(AppError::invalid(
                 validate::codes::INVALID_FIELD,
@@ -192,6 +259,7 @@ impl App {
             });
         }
         definition.archived = current.value.archived;
+        self.authorize_definition(actor, project, &current.value, &definition)?;
         validate::definition(&mut definition)?;
         self.write_definition(
             actor,
@@ -213,10 +281,15 @@ impl App {
         archived: bool,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
-        self.authorize_flag_change(actor, project)?;
-        let current = self.flag(actor, project, key).await?;
+        let current = self
+            .definition_for_change(actor, "updateGlobalArchived", project, key)
+            .await?;
         let mut definition = current.value.clone();
         definition.archived = archived;
+        actor.authorize(
+            "updateGlobalArchived",
+            &resource::flag(project, key, &current.value.tags),
+        )?;
         let action = if archived {
             Action::FlagArchive
         } else {
@@ -296,8 +369,13 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<()> {
-        self.authorize_flag_change(actor, project)?;
-        let current = self.flag(actor, project, key).await?;
+        let current = self
+            .definition_for_change(actor, "deleteFlag", project, key)
+            .await?;
+        actor.authorize(
+            "deleteFlag",
+            &resource::flag(project, key, &current.value.tags),
+        )?;
         let mut writes = vec![Write::Delete {
             kind: kinds::FLAG.into(),
             scope: project.into(),

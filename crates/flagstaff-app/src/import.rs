@@ -48,8 +48,11 @@ impl App {
         data: FlagData,
         comment: &str,
     ) -> Result<ImportSummary> {
-        self.authorize_import(actor, project, environment)?;
-        self.environment(actor, project, environment).await?;
+        self.authorize_import(actor, project, environment).await?;
+        // Every flag and segment the import changes is also authorized as its own change would
+        // be, so that an import cannot do what the actor's roles deny one change at a time
+        // (a role denying `updateRules` on flags tagged `payments` holds here too).
+        let env_resource = self.environment_resource(project, environment).await?;
         let scope = env_scope(project, environment);
         let environments = self.store.list(kinds::ENVIRONMENT, project).await?;
         let comment = if comment.trim().is_empty() {
@@ -71,7 +74,7 @@ impl App {
                     description: None,
                 })
                 .collect();
-            match self.store.get_live(kinds::FLAG, project, key).await? {
+            let tags = match self.store.get_live(kinds::FLAG, project, key).await? {
                 Some(doc) => {
                     let existing: FlagDefinition = decode(&doc)?;
                     let same = existing.variations.len() == variations.len()
@@ -87,6 +90,7 @@ impl App {
                             "the project already has this flag with other variations; variations are shared by all environments",
                         ));
                     }
+                    existing.tags
                 }
                 None => {
                     let definition = FlagDefinition {
@@ -125,10 +129,15 @@ impl App {
                             expect: Expect::Any,
                         });
                     }
+                    actor.authorize(
+                        "createFlag",
+                        &crate::access::resource::flag(project, key, &definition.tags),
+                    )?;
                     let entry = draft(Action::FlagCreate, project, key, comment, None, Some(after));
                     changes.push((writes, entry));
+                    definition.tags
                 }
-            }
+            };
             let before = self
                 .store
                 .get_live(kinds::TARGETING, &scope, key)
@@ -149,6 +158,15 @@ impl App {
             let after = body(&targeting)?;
             if before.as_ref() == Some(&after) {
                 continue;
+            }
+            if let Some(before) = &before {
+                let before: Targeting = serde_json::from_value(before.clone()).map_err(|e| {
+                    AppError::Store(flagstaff_store::StoreError::Corrupt(e.to_string()))
+                })?;
+                let flag_resource = crate::access::resource::flag_in(&env_resource, key, &tags);
+                for action in crate::targeting::targeting_actions(&before, &targeting) {
+                    actor.authorize(action, &flag_resource)?;
+                }
             }
             let write = Write::Put {
                 kind: kinds::TARGETING.into(),
@@ -183,6 +201,19 @@ impl App {
             let after = body(&segment)?;
             if before.as_ref() == Some(&after) {
                 continue;
+            }
+            let segment_resource = crate::access::resource::segment_in(&env_resource, key);
+            match &before {
+                Some(before) => {
+                    let before: flagstaff_protocol::Segment =
+                        serde_json::from_value(before.clone()).map_err(|e| {
+                            AppError::Store(flagstaff_store::StoreError::Corrupt(e.to_string()))
+                        })?;
+                    for action in crate::segments::segment_actions(&before, &segment) {
+                        actor.authorize(action, &segment_resource)?;
+                    }
+                }
+                None => actor.authorize("createSegment", &segment_resource)?,
             }
             let action = if before.is_some() {
                 Action::SegmentUpdate

@@ -26,7 +26,6 @@ use flagstaff_store::events::{Resolution, VariationTotal};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::access::Role;
 use crate::error::{AppError, ErrorCode, Result};
 use crate::model::FlagDefinition;
 use crate::model::kinds;
@@ -409,8 +408,13 @@ impl App {
 
     /// The events pipeline's health (any reader).
     pub fn events_health(&self, actor: &Actor) -> Result<Option<Health>> {
-        // Any reader, project-limited ones included: the health names no project.
-        actor.require(Role::Reader, None)?;
+        // Anyone who may read some project, limited ones included: the health names no
+        // project.
+        if actor.role == crate::Role::NoAccess && actor.custom_roles.is_empty() {
+            return Err(AppError::Forbidden(
+                "this credential may read nothing".into(),
+            ));
+        }
         Ok(self.pipeline.as_ref().map(|p| p.health()))
     }
 
@@ -520,7 +524,7 @@ impl App {
         range: InsightsRange,
         days: u32,
     ) -> Result<FlagInsights> {
-        actor.require_env(Role::Reader, project, environment)?;
+        actor.authorize_view(project, Some(environment))?;
         let definition = self.flag(actor, project, flag).await?.value;
         self.environment(actor, project, environment).await?;
         let events = self.event_store()?;
@@ -600,7 +604,7 @@ impl App {
         environment: &str,
         search: &ContextSearch,
     ) -> Result<Vec<ContextSeenView>> {
-        actor.require_env(Role::Reader, project, environment)?;
+        actor.authorize_view(project, Some(environment))?;
         self.environment(actor, project, environment).await?;
         let events = self.event_store()?;
         let scope = env_scope(project, environment);
@@ -628,7 +632,7 @@ impl App {
         days: u32,
     ) -> Result<Vec<CustomEventView>> {
         let days = check_days(days)?;
-        actor.require_env(Role::Reader, project, environment)?;
+        actor.authorize_view(project, Some(environment))?;
         self.environment(actor, project, environment).await?;
         let events = self.event_store()?;
         let scope = env_scope(project, environment);
@@ -652,7 +656,7 @@ impl App {
         project: &str,
         environment: &str,
     ) -> Result<Vec<SdkReportView>> {
-        actor.require_env(Role::Reader, project, environment)?;
+        actor.authorize_view(project, Some(environment))?;
         self.environment(actor, project, environment).await?;
         let events = self.event_store()?;
         let scope = env_scope(project, environment);
@@ -681,7 +685,7 @@ impl App {
         key: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Value>> {
-        actor.require_env(Role::Reader, project, environment)?;
+        actor.authorize_view(project, Some(environment))?;
         self.environment(actor, project, environment).await?;
         let events = self.event_store()?;
         let scope = env_scope(project, environment);

@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use crate::changes::Action;
 use crate::model::{Environment, kinds};
 use crate::{
-    Actor, App, AppError, ErrorCode, HmacKey, Result, Role, access, body, decode, draft, hint,
-    uuid_v4,
+    Actor, App, AppError, ErrorCode, HmacKey, Result, access, body, decode, draft, hint, uuid_v4,
 };
 
 /// The stored form of an SDK credential: what it grants, never the secret. An SDK key also keeps
@@ -59,7 +58,15 @@ impl App {
         old_key_valid_for_seconds: u64,
         comment: &str,
     ) -> Result<String> {
-        actor.require_env(Role::Admin, project, environment)?;
+        let action = match kind {
+            CredentialKind::Mobile => "updateMobileKey",
+            _ => "updateApiKey",
+        };
+        self.fence_check(actor, action, project, Some(environment))?;
+        actor.authorize(
+            action,
+            &self.environment_resource(project, environment).await?,
+        )?;
         let env_doc = self
             .store
             .get_live(kinds::ENVIRONMENT, project, environment)

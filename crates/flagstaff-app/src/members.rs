@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use flagstaff_store::{Expect, Write};
 
-use crate::access::{Actor, Role};
+use crate::access::{Actor, Role, manage};
 use crate::changes::Action;
 use crate::error::{AppError, Result};
 use crate::model::kinds;
+use crate::policy::Resource;
 use crate::tokens::{TokenInfo, TokenSpec};
 use crate::validate::codes;
 use crate::{App, decode, draft};
@@ -36,6 +37,8 @@ struct StoredMember {
     role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     projects: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    custom_roles: Vec<String>,
     password_hash: String,
 }
 
@@ -52,6 +55,9 @@ pub struct Member {
     /// The projects they are limited to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projects: Option<Vec<String>>,
+    /// Custom roles they hold themselves (teams may give them more).
+    #[serde(default)]
+    pub custom_roles: Vec<String>,
 }
 
 impl From<&StoredMember> for Member {
@@ -61,8 +67,20 @@ impl From<&StoredMember> for Member {
             name: m.name.clone(),
             role: m.role,
             projects: m.projects.clone(),
+            custom_roles: m.custom_roles.clone(),
         }
     }
+}
+
+/// What changes about a member; `None` leaves a part as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberChange {
+    /// A new base role.
+    pub role: Option<Role>,
+    /// New custom roles (replacing the old ones).
+    pub custom_roles: Option<Vec<String>>,
+    /// A new project limit (`Some(None)` removes it).
+    pub projects: Option<Option<Vec<String>>>,
 }
 
 /// A signed-in session.
@@ -142,8 +160,8 @@ impl App {
         password: &str,
         comment: &str,
     ) -> Result<Member> {
-        actor.require(Role::Admin, None)?;
         let email = normalise_email(&member.email)?;
+        actor.authorize("createMember", &Resource::new().with("member", &email, &[]))?;
         if member.name.trim().is_empty() {
             return Err(AppError::invalid(
                 codes::INVALID_FIELD,
@@ -151,11 +169,19 @@ impl App {
                 "a member needs a name",
             ));
         }
+        self.authorize_grant(
+            actor,
+            Some(member.role),
+            &member.custom_roles,
+            "customRoles",
+        )
+        .await?;
         let stored = StoredMember {
             email: email.clone(),
             name: member.name,
             role: member.role,
             projects: member.projects,
+            custom_roles: member.custom_roles,
             password_hash: hash_password(password)?,
         };
         let shown = Member::from(&stored);
@@ -182,17 +208,105 @@ impl App {
 
     /// The members (admins).
     pub async fn list_members(&self, actor: &Actor) -> Result<Vec<Member>> {
-        actor.require(Role::Admin, None)?;
+        actor.authorize_manage("member", manage::MEMBER)?;
         let docs = self.store.list(kinds::MEMBER, "").await?;
         docs.iter()
             .map(|d| decode::<StoredMember>(d).map(|m| Member::from(&m)))
             .collect()
     }
 
+    /// Changes a member's base role, custom roles or project limit (`updateMemberRole`); their
+    /// open sessions follow at their next request.
+    pub async fn update_member(
+        &self,
+        actor: &Actor,
+        email: &str,
+        change: MemberChange,
+        comment: &str,
+    ) -> Result<Member> {
+        let email = normalise_email(email)?;
+        actor.authorize(
+            "updateMemberRole",
+            &crate::policy::Resource::new().with("member", &email, &[]),
+        )?;
+        let doc = self
+            .store
+            .get_live(kinds::MEMBER, "", &email)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("member {email:?}")))?;
+        let before: StoredMember = decode(&doc)?;
+        let mut after = before.clone();
+        if let Some(role) = change.role {
+            after.role = role;
+        }
+        if let Some(custom_roles) = change.custom_roles {
+            after.custom_roles = custom_roles;
+        }
+        if let Some(projects) = change.projects {
+            after.projects = projects;
+        }
+        // Granting is checked for what is new, so that an administrator limited to a project
+        // can still lower a member's role, but nobody can raise one above their own.
+        let new_roles: Vec<String> = after
+            .custom_roles
+            .iter()
+            .filter(|r| !before.custom_roles.contains(r))
+            .cloned()
+            .collect();
+        let raised = (after.role > before.role).then_some(after.role);
+        self.authorize_grant(actor, raised, &new_roles, "customRoles")
+            .await?;
+        if after.projects.is_none() && before.projects.is_some() && !actor.is_unlimited() {
+            return Err(AppError::Forbidden(
+                "removing a member's project limit needs an administrator without limits".into(),
+            ));
+        }
+        let shown = Member::from(&after);
+        self.commit(
+            actor,
+            vec![Write::Put {
+                kind: kinds::MEMBER.into(),
+                scope: String::new(),
+                key: email.clone(),
+                body: crate::body(&after)?,
+                expect: Expect::Version(doc.version),
+            }],
+            draft(
+                Action::MemberUpdate,
+                "",
+                &email,
+                comment,
+                Some(crate::body(&Member::from(&before))?),
+                Some(crate::body(&shown)?),
+            ),
+        )
+        .await?;
+        Ok(shown)
+    }
+
+    /// The actor a member's session acts as: their base role and project limit, with the
+    /// custom roles they hold and those of their teams. `None` if there is no such member.
+    pub(crate) async fn member_actor(&self, email: &str) -> Result<Option<Actor>> {
+        let email = email.trim().to_lowercase();
+        let Some(doc) = self.store.get_live(kinds::MEMBER, "", &email).await? else {
+            return Ok(None);
+        };
+        let member: StoredMember = decode(&doc)?;
+        let mut keys = member.custom_roles.clone();
+        keys.extend(self.team_roles_of(&email).await?);
+        Ok(Some(Actor {
+            id: format!("member:{email}"),
+            role: member.role,
+            projects: member.projects,
+            environments: None,
+            custom_roles: self.held_roles(&keys).await?,
+        }))
+    }
+
     /// Removes a member (admins). Their sessions stop at once.
     pub async fn delete_member(&self, actor: &Actor, email: &str, comment: &str) -> Result<()> {
-        actor.require(Role::Admin, None)?;
         let email = normalise_email(email)?;
+        actor.authorize("deleteMember", &Resource::new().with("member", &email, &[]))?;
         let doc = self
             .store
             .get_live(kinds::MEMBER, "", &email)
@@ -265,14 +379,13 @@ impl App {
         self.sign_in_throttle.succeeded(&email, from);
         let expires_at = self.now_millis() + SESSION_HOURS * 3_600_000;
         let actor = Actor {
-            id: format!("member:{email}"),
-            role: member.role,
             projects: member.projects.clone(),
-            environments: None,
+            ..Actor::with_role(format!("member:{email}"), member.role)
         };
         let spec = TokenSpec {
             name: format!("session of {email}"),
             role: member.role,
+            custom_roles: Vec::new(),
             projects: member.projects.clone(),
             environments: None,
             expires_at: Some(expires_at),

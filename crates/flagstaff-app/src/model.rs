@@ -30,6 +30,12 @@ pub mod kinds {
     pub const CREDENTIAL: &str = "credential";
     /// A member (a person who signs in); scope `""`, key is the lower-case email.
     pub const MEMBER: &str = "member";
+    /// A custom role (a named policy); scope `""`, key is the role's key.
+    pub const ROLE: &str = "role";
+    /// A team: members and the custom roles they hold together; scope `""`.
+    pub const TEAM: &str = "team";
+    /// A pending invitation; scope `""`, key is the SHA-256 of its one-time secret.
+    pub const INVITATION: &str = "invitation";
 }
 
 /// A project: a product or service with its own flags.

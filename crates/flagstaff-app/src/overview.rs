@@ -356,7 +356,8 @@ impl App {
         key: &str,
         targeting: &Targeting,
     ) -> Result<()> {
-        self.authorize_environment_change(actor, project, environment)?;
+        self.authorize_targeting_change(actor, project, environment, key)
+            .await?;
         self.targeting(actor, project, environment, key).await?;
         validate::targeting(
             key,

@@ -132,6 +132,8 @@ pub struct Specifier(Vec<Segment>);
 /// One statement of a policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Statement {
+    /// The statement as written, shown by access checks ("which statement decided").
+    source: Value,
     effect: Effect,
     actions: Selection<String>,
     resources: Selection<Specifier>,
@@ -160,6 +162,52 @@ impl Resource {
             tags.iter().map(|t| (*t).to_owned()).collect(),
         ));
         self
+    }
+}
+
+impl Resource {
+    /// The key of the segment of `kind`, if the resource has one (`proj` → the project).
+    pub fn key(&self, kind: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _, _)| k == kind)
+            .map(|(_, key, _)| key.as_str())
+    }
+
+    /// The type of the outermost segment (`proj`, `member`, …).
+    pub fn root(&self) -> Option<&str> {
+        self.0.first().map(|(kind, _, _)| kind.as_str())
+    }
+
+    /// The resource in specifier syntax with its tags (`proj/p:env/e;critical:flag/f;web`).
+    pub fn with_tags(&self) -> String {
+        let mut text = String::new();
+        for (i, (kind, key, tags)) in self.0.iter().enumerate() {
+            if i > 0 {
+                text.push(':');
+            }
+            text.push_str(kind);
+            text.push('/');
+            text.push_str(key);
+            if !tags.is_empty() {
+                text.push(';');
+                text.push_str(&tags.join(","));
+            }
+        }
+        text
+    }
+
+    /// Parses a concrete resource from specifier syntax (as the access check receives it):
+    /// keys are taken literally, tags are the resource's tags.
+    pub fn parse(text: &str, field: &str) -> Result<Resource> {
+        let specifier = Specifier::parse(text, field)?;
+        Ok(Resource(
+            specifier
+                .0
+                .into_iter()
+                .map(|s| (s.kind, s.key, s.tags))
+                .collect(),
+        ))
     }
 }
 
@@ -396,6 +444,7 @@ impl Policy {
                 Selection::AllBut(resources)
             };
             statements.push(Statement {
+                source: item.clone(),
                 effect,
                 actions,
                 resources,
@@ -413,6 +462,21 @@ impl Policy {
                 .flat_map(|p| p.0.iter().cloned())
                 .collect(),
         )
+    }
+
+    /// The statement at `index` as it was written.
+    pub fn statement(&self, index: usize) -> Option<&Value> {
+        self.0.get(index).map(|s| &s.source)
+    }
+
+    /// The number of statements.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the policy has no statement (and so allows nothing).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// What the policy says about `action` on `resource`.

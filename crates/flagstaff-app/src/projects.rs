@@ -4,6 +4,7 @@
 use flagstaff_store::{Expect, Write};
 use serde::Serialize;
 
+use crate::access::resource;
 use crate::changes::Action;
 use crate::environments::EnvironmentWithKeys;
 use crate::model::{Project, kinds};
@@ -79,7 +80,7 @@ impl App {
         project: Project,
         comment: &str,
     ) -> Result<Project> {
-        actor.require(Role::Admin, None)?;
+        actor.authorize("createProject", &resource::project(&project.key))?;
         validate::key("key", &project.key)?;
         let after = body(&project)?;
         let write = Write::Put {
@@ -112,13 +113,13 @@ impl App {
         let projects: Vec<Project> = docs.iter().map(decode).collect::<Result<_>>()?;
         Ok(projects
             .into_iter()
-            .filter(|p| actor.may_see(&p.key))
+            .filter(|p| actor.may_view(&p.key))
             .collect())
     }
 
     /// One project.
     pub async fn project(&self, actor: &Actor, key: &str) -> Result<Versioned<Project>> {
-        actor.require(Role::Reader, Some(key))?;
+        actor.authorize_view(key, None)?;
         self.load(kinds::PROJECT, "", key, || format!("project {key:?}"))
             .await
     }
@@ -132,8 +133,8 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<Versioned<Project>> {
-        actor.require(Role::Admin, Some(key))?;
-        let current = self.project(actor, key).await?;
+        actor.authorize("updateProjectName", &resource::project(key))?;
+        let current = self.project(&Actor::system(), key).await?;
         if current.version != expected {
             return Err(AppError::Conflict {
                 current: Some(current.version),
@@ -180,8 +181,8 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<()> {
-        actor.require(Role::Admin, Some(key))?;
-        let current = self.project(actor, key).await?;
+        actor.authorize("deleteProject", &resource::project(key))?;
+        let current = self.project(&Actor::system(), key).await?;
         let mut writes = vec![Write::Delete {
             kind: kinds::PROJECT.into(),
             scope: String::new(),

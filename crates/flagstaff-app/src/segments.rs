@@ -3,12 +3,34 @@
 use flagstaff_protocol::Segment;
 use flagstaff_store::{Expect, Write};
 
+use crate::access::{SEGMENT_ACTIONS, resource};
 use crate::changes::Action;
 use crate::model::kinds;
 use crate::{
-    Actor, App, Result, Role, Versioned, already_exists, body, decode, draft, env_scope,
-    random_hex, validate,
+    Actor, App, Result, Versioned, already_exists, body, decode, draft, env_scope, random_hex,
+    validate,
 };
+
+/// The actions (LaunchDarkly's names) a change of a segment from `before` to `after` takes.
+/// Whatever else decides membership (the salt, unbounded settings) counts as `updateRules`.
+pub(crate) fn segment_actions(before: &Segment, after: &Segment) -> Vec<&'static str> {
+    let mut actions = Vec::new();
+    if before.included != after.included || before.included_contexts != after.included_contexts {
+        actions.push("updateIncluded");
+    }
+    if before.excluded != after.excluded || before.excluded_contexts != after.excluded_contexts {
+        actions.push("updateExcluded");
+    }
+    if before.rules != after.rules
+        || before.salt != after.salt
+        || before.unbounded != after.unbounded
+        || before.unbounded_context_kind != after.unbounded_context_kind
+        || before.generation != after.generation
+    {
+        actions.push("updateRules");
+    }
+    actions
+}
 
 impl App {
     // ----- segments --------------------------------------------------------------------------
@@ -24,13 +46,14 @@ impl App {
         expected: Option<u64>,
         comment: &str,
     ) -> Result<Versioned<Segment>> {
-        self.authorize_environment_change(actor, project, environment)?;
-        self.environment(actor, project, environment).await?;
+        self.fence_check(actor, SEGMENT_ACTIONS[0], project, Some(environment))?;
+        let env = self.environment_resource(project, environment).await?;
         let scope = env_scope(project, environment);
         let current = self
             .store
             .get_live(kinds::SEGMENT, &scope, &segment.key)
             .await?;
+        let target = resource::segment_in(&env, &segment.key);
         // As for flags: keep the salt unless the caller names one (see `update_targeting`).
         if let (Some(doc), true) = (&current, segment.salt.is_empty()) {
             segment.salt = decode::<Segment>(doc)?.salt;
@@ -39,6 +62,20 @@ impl App {
         }
         segment.version = 0;
         segment.deleted = false;
+        match (&current, expected) {
+            (Some(doc), Some(_)) => {
+                let before: Segment = decode(doc)?;
+                let actions = segment_actions(&before, &segment);
+                if actions.is_empty() {
+                    actor.authorize_any(&SEGMENT_ACTIONS[..3], &target)?;
+                }
+                for action in actions {
+                    actor.authorize(action, &target)?;
+                }
+            }
+            // Creating (or a stale update of a deleted segment, which the write refuses).
+            _ => actor.authorize("createSegment", &target)?,
+        }
         validate::segment(&segment, &self.neighbourhood(project, environment).await?)?;
         let after = body(&segment)?;
         let expect = expected.map_or(Expect::Absent, Expect::Version);
@@ -90,7 +127,7 @@ impl App {
         environment: &str,
         key: &str,
     ) -> Result<Versioned<Segment>> {
-        actor.require_env(Role::Reader, project, environment)?;
+        actor.authorize_view(project, Some(environment))?;
         let mut segment: Versioned<Segment> = self
             .load(
                 kinds::SEGMENT,
@@ -136,9 +173,14 @@ impl App {
         expected: u64,
         comment: &str,
     ) -> Result<()> {
-        self.authorize_environment_change(actor, project, environment)?;
-        let current = self.segment(actor, project, environment, key).await?;
+        self.fence_check(actor, "deleteSegment", project, Some(environment))?;
+        let env = self.environment_resource(project, environment).await?;
+        actor.authorize("deleteSegment", &resource::segment_in(&env, key))?;
         let scope = env_scope(project, environment);
+        let mut current: Versioned<Segment> = self
+            .load(kinds::SEGMENT, &scope, key, || format!("segment {key:?}"))
+            .await?;
+        current.value.version = current.version;
         let write = Write::Delete {
             kind: kinds::SEGMENT.into(),
             scope: scope.clone(),

@@ -7,13 +7,49 @@ use std::collections::HashMap;
 use flagstaff_protocol::Segment;
 use flagstaff_store::{Expect, Write};
 
+use crate::access::{TARGETING_ACTIONS, resource};
 use crate::changes::Action;
 use crate::model::{FlagDefinition, Targeting, kinds};
 use crate::validate::Neighbourhood;
 use crate::{
-    Actor, App, AppError, FlagRef, Result, Role, Versioned, WriteMeta, body, decode, draft,
-    env_scope, random_hex, validate,
+    Actor, App, AppError, FlagRef, Result, Versioned, WriteMeta, body, decode, draft, env_scope,
+    random_hex, validate,
 };
+
+/// The actions (LaunchDarkly's names) a change of targeting from `before` to `after` takes, one
+/// per part that differs: turning a flag off takes `updateOn` and nothing else. The salt moves
+/// every rollout, so changing it takes both `updateRules` and `updateFallthrough`.
+pub(crate) fn targeting_actions(before: &Targeting, after: &Targeting) -> Vec<&'static str> {
+    let mut actions = Vec::new();
+    let mut touched = |changed: bool, action| {
+        if changed && !actions.contains(&action) {
+            actions.push(action);
+        }
+    };
+    touched(before.on != after.on, "updateOn");
+    touched(
+        before.targets != after.targets || before.context_targets != after.context_targets,
+        "updateTargets",
+    );
+    touched(before.rules != after.rules, "updateRules");
+    touched(before.fallthrough != after.fallthrough, "updateFallthrough");
+    touched(
+        before.off_variation != after.off_variation,
+        "updateOffVariation",
+    );
+    touched(
+        before.prerequisites != after.prerequisites,
+        "updatePrerequisites",
+    );
+    touched(
+        before.track_events != after.track_events
+            || before.track_events_fallthrough != after.track_events_fallthrough,
+        "updateTrackEvents",
+    );
+    touched(before.salt != after.salt, "updateRules");
+    touched(before.salt != after.salt, "updateFallthrough");
+    actions
+}
 
 impl App {
     // ----- flags -----------------------------------------------------------------------------
@@ -81,7 +117,7 @@ impl App {
         environment: &str,
         key: &str,
     ) -> Result<Versioned<Targeting>> {
-        actor.require_env(Role::Reader, project, environment)?;
+        actor.authorize_view(project, Some(environment))?;
         self.load(
             kinds::TARGETING,
             &env_scope(project, environment),
@@ -108,8 +144,16 @@ impl App {
             expected,
             comment,
         } = write;
-        self.authorize_environment_change(actor, project, environment)?;
-        let current = self.targeting(actor, project, environment, key).await?;
+        self.fence_check(actor, TARGETING_ACTIONS[0], project, Some(environment))?;
+        let env = self.environment_resource(project, environment).await?;
+        let current: Versioned<Targeting> = self
+            .load(
+                kinds::TARGETING,
+                &env_scope(project, environment),
+                key,
+                || format!("flag {key:?} in environment {environment:?}"),
+            )
+            .await?;
         if current.version != expected {
             return Err(AppError::Conflict {
                 current: Some(current.version),
@@ -124,6 +168,14 @@ impl App {
         // Rules get stable ids (reported as `ruleId` in reasons) when the caller gives none.
         for rule in targeting.rules.iter_mut().filter(|r| r.id.is_empty()) {
             rule.id = random_hex(8);
+        }
+        let flag = resource::flag_in(&env, key, &self.flag_tags(project, key).await?);
+        let actions = targeting_actions(&current.value, &targeting);
+        if actions.is_empty() {
+            actor.authorize_any(TARGETING_ACTIONS, &flag)?;
+        }
+        for action in actions {
+            actor.authorize(action, &flag)?;
         }
         validate::targeting(
             key,

@@ -11,10 +11,11 @@ use serde_json::json;
 
 use flagstaff_store::{Expect, Write};
 
-use crate::access::{Actor, Role, fingerprint};
+use crate::access::{Actor, Role, fingerprint, manage};
 use crate::changes::Action;
 use crate::error::{AppError, Result};
 use crate::model::kinds;
+use crate::policy::Resource;
 use crate::{App, decode, draft, random_hex};
 
 /// A token's description (never its secret).
@@ -27,6 +28,9 @@ pub struct TokenInfo {
     pub name: String,
     /// What it may do.
     pub role: Role,
+    /// Custom roles it holds (with the base role `noAccess`, only these).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_roles: Vec<String>,
     /// The projects it is limited to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projects: Option<Vec<String>>,
@@ -49,6 +53,7 @@ pub struct TokenInfo {
 pub(crate) struct TokenSpec {
     pub(crate) name: String,
     pub(crate) role: Role,
+    pub(crate) custom_roles: Vec<String>,
     pub(crate) projects: Option<Vec<String>>,
     pub(crate) environments: Option<Vec<String>>,
     pub(crate) expires_at: Option<i64>,
@@ -60,8 +65,10 @@ pub(crate) struct TokenSpec {
 pub struct NewToken {
     /// What it is for.
     pub name: String,
-    /// What it may do.
+    /// What it may do (`Role::NoAccess` for a token that holds only custom roles).
     pub role: Role,
+    /// Custom roles it holds.
+    pub custom_roles: Vec<String>,
     /// The projects it is limited to, if any.
     pub projects: Option<Vec<String>>,
     /// The environments (`project/environment`, which must exist) it is limited to, if any.
@@ -76,6 +83,7 @@ impl NewToken {
         NewToken {
             name: name.into(),
             role,
+            custom_roles: Vec::new(),
             projects: None,
             environments: None,
             expires_at: None,
@@ -96,7 +104,10 @@ impl App {
     ) -> Result<(TokenInfo, String)> {
         // Authorized first, so that a caller who may not create tokens cannot learn which
         // projects and environments exist from the answers.
-        actor.require(Role::Admin, None)?;
+        actor.authorize(
+            "createAccessToken",
+            &Resource::new().with("token", "*", &[]),
+        )?;
         if new.expires_at.is_some_and(|at| at <= self.now_millis()) {
             return Err(AppError::invalid(
                 crate::validate::codes::INVALID_FIELD,
@@ -121,9 +132,12 @@ impl App {
                 ));
             }
         }
+        self.authorize_grant(actor, Some(new.role), &new.custom_roles, "customRoles")
+            .await?;
         let spec = TokenSpec {
             name: new.name,
             role: new.role,
+            custom_roles: new.custom_roles,
             projects: new.projects,
             environments: new.environments,
             expires_at: new.expires_at,
@@ -154,6 +168,7 @@ impl App {
             id: format!("tok-{}", random_hex(16)),
             name: spec.name,
             role: spec.role,
+            custom_roles: spec.custom_roles,
             projects: spec.projects,
             environments: spec.environments,
             hint: crate::hint(&secret),
@@ -220,7 +235,7 @@ impl App {
 
     /// The tokens (admins).
     pub async fn list_tokens(&self, actor: &Actor) -> Result<Vec<TokenInfo>> {
-        actor.require(Role::Admin, None)?;
+        actor.authorize_manage("token", manage::TOKEN)?;
         self.store
             .list(kinds::TOKEN, "")
             .await?
@@ -231,7 +246,7 @@ impl App {
 
     /// Revokes a token (admins): it stops working at once.
     pub async fn revoke_token(&self, actor: &Actor, id: &str, comment: &str) -> Result<()> {
-        actor.require(Role::Admin, None)?;
+        actor.authorize("deleteAccessToken", &Resource::new().with("token", id, &[]))?;
         let doc = self
             .store
             .get_live(kinds::TOKEN, "", id)
@@ -271,12 +286,7 @@ impl App {
                 "only sign-in sessions can be ended by signing out".into(),
             ));
         };
-        let actor = Actor {
-            id: format!("member:{member}"),
-            role: info.role,
-            projects: info.projects,
-            environments: None,
-        };
+        let actor = Actor::with_role(format!("member:{member}"), info.role);
         let writes = self.token_removal(&id).await?;
         self.commit(
             &actor,
@@ -320,16 +330,20 @@ impl App {
             return Err(AppError::Unauthorized);
         }
         // A sign-in session acts as its member, so that the audit log names a person (the
-        // session token itself is short-lived and means nothing to a reader of the history).
-        let id = match &token.member {
-            Some(email) => format!("member:{email}"),
-            None => format!("token:{}", token.id),
-        };
-        Ok(Actor {
-            id,
-            role: token.role,
-            projects: token.projects,
-            environments: token.environments,
-        })
+        // session token itself is short-lived and means nothing to a reader of the history),
+        // with the member's rights as they are now: a role taken away applies at once.
+        match &token.member {
+            Some(email) => self
+                .member_actor(email)
+                .await?
+                .ok_or(AppError::Unauthorized),
+            None => Ok(Actor {
+                id: format!("token:{}", token.id),
+                role: token.role,
+                projects: token.projects,
+                environments: token.environments,
+                custom_roles: self.held_roles(&token.custom_roles).await?,
+            }),
+        }
     }
 }

@@ -296,6 +296,7 @@ pub(crate) async fn setup(
         name: form.name.clone(),
         role: Role::Admin,
         projects: None,
+        custom_roles: Vec::new(),
     };
     match dashboard
         .app

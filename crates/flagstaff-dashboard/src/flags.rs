@@ -626,7 +626,8 @@ pub(crate) async fn review(
     // Authorized before the proposal is parsed or compared with anything.
     dashboard
         .app
-        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .authorize_targeting_change(&viewer.actor, &project, &proposal.environment, &key)
+        .await
         .map_err(json_error)?;
     let run = async {
         let proposed = parse_targeting(proposal.targeting)?;
@@ -670,7 +671,8 @@ pub(crate) async fn save(
     // Authorized before the proposal is parsed or compared with anything.
     dashboard
         .app
-        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .authorize_targeting_change(&viewer.actor, &project, &proposal.environment, &key)
+        .await
         .map_err(json_error)?;
     let run = async {
         let proposed = parse_targeting(proposal.targeting)?;

@@ -298,7 +298,7 @@ impl Nav {
             environment,
             environments,
             viewer: viewer.name.clone(),
-            role: format!("{:?}", viewer.actor.role).to_lowercase(),
+            role: viewer.actor.role.as_str().to_owned(),
             csrf: viewer.csrf.clone(),
             admin: viewer.is_admin(),
             writer: viewer.can_write(),

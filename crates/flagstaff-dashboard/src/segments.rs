@@ -225,7 +225,8 @@ pub(crate) async fn review(
     // Authorized before the proposal is parsed or compared with anything.
     dashboard
         .app
-        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .authorize_segment_change(&viewer.actor, &project, &proposal.environment, &key)
+        .await
         .map_err(json_error)?;
     let run = async {
         let proposed = parse_segment(proposal.segment, &key)?;
@@ -259,7 +260,8 @@ pub(crate) async fn save(
     // Authorized before the proposal is parsed or compared with anything.
     dashboard
         .app
-        .authorize_environment_change(&viewer.actor, &project, &proposal.environment)
+        .authorize_segment_change(&viewer.actor, &project, &proposal.environment, &key)
+        .await
         .map_err(json_error)?;
     let run = async {
         let proposed = parse_segment(proposal.segment, &key)?;

@@ -130,9 +130,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// Whether the viewer may change flags, targeting and segments.
+    /// Whether the viewer may change some flags, targeting or segments: writers, and anyone
+    /// holding custom roles (the server decides each change exactly; a refusal names the action
+    /// and resource).
     pub fn can_write(&self) -> bool {
-        self.actor.role >= Role::Writer
+        self.actor.role >= Role::Writer || !self.actor.custom_roles.is_empty()
     }
 
     /// Whether the viewer manages members, tokens and keys.

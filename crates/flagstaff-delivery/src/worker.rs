@@ -143,6 +143,13 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
             // People and API tokens do not change what SDKs see.
             Action::MemberCreate
             | Action::MemberDelete
+            | Action::MemberUpdate
+            | Action::RoleCreate
+            | Action::RoleUpdate
+            | Action::RoleDelete
+            | Action::TeamCreate
+            | Action::TeamUpdate
+            | Action::TeamDelete
             | Action::TokenCreate
             | Action::TokenRevoke
             | Action::SessionEnd => {}

@@ -81,6 +81,9 @@ pub struct ApiError {
     field: Option<String>,
     current_version: Option<u64>,
     retry_after_secs: Option<u64>,
+    /// A refused action and the resource it was refused on (403 from a policy decision); boxed
+    /// so that every `Result<_, ApiError>` stays small.
+    denied: Option<Box<(String, String)>>,
 }
 
 impl ApiError {
@@ -92,6 +95,7 @@ impl ApiError {
             field: None,
             current_version: None,
             retry_after_secs: None,
+            denied: None,
         }
     }
 
@@ -124,6 +128,14 @@ impl From<AppError> for ApiError {
                 ),
                 ..ApiError::new(code, error.to_string())
             },
+            AppError::Forbidden(flagstaff_app::Refusal {
+                message,
+                action: Some(action),
+                resource: Some(resource),
+            }) => ApiError {
+                denied: Some(Box::new((action, resource))),
+                ..ApiError::new(code, format!("forbidden: {message}"))
+            },
             AppError::Store(e) => {
                 tracing::error!(error = %e, "storage failure");
                 ApiError::new(code, "internal error; see the server log")
@@ -141,6 +153,11 @@ impl IntoResponse for ApiError {
         }
         if let Some(version) = self.current_version {
             body["currentVersion"] = json!(version);
+        }
+        if let Some(denied) = self.denied {
+            let (action, resource) = *denied;
+            body["action"] = json!(action);
+            body["resource"] = json!(resource);
         }
         let status =
             StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

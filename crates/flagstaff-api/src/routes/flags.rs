@@ -118,9 +118,8 @@ async fn patch_flag(
     RawBody(body): RawBody,
 ) -> Result<Response> {
     // Authorized before the patch is parsed or applied.
-    app.authorize_flag_change(&actor, &project)?;
+    let current = app.flag_for_change(&actor, &project, &key).await?;
     let (patch, comment) = parse_json::<PatchRequest>(&body)?.split(comment);
-    let current = app.flag(&actor, &project, &key).await?;
     let definition = apply_patch(&current.value, &patch)?;
     Ok(versioned(
         StatusCode::OK,

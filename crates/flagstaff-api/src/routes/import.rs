@@ -37,7 +37,7 @@ async fn import_flag_data(
     body: axum::body::Body,
 ) -> Result<Json<Value>> {
     // Authorized before the payload is even read: a caller without the right costs nothing.
-    app.authorize_import(&actor, &project, &environment)?;
+    app.authorize_import(&actor, &project, &environment).await?;
     let body = read_limited(&headers, body, MAX_IMPORT_BYTES)
         .await
         .map_err(ApiError::from)?;

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flagstaff_app::{App, Member, Role};
+use flagstaff_app::{App, Member, MemberChange, Role};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,19 +20,61 @@ use flagstaff_http::ClientAddress;
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/members", get(list_members).post(create_member))
-        .route("/members/{email}", axum::routing::delete(delete_member))
+        .route(
+            "/members/{email}",
+            axum::routing::delete(delete_member).patch(update_member),
+        )
         .route("/sessions", post(sign_in))
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NewMember {
     email: String,
     name: String,
     role: Role,
     #[serde(default)]
     projects: Option<Vec<String>>,
+    #[serde(default)]
+    custom_roles: Vec<String>,
     password: String,
+}
+
+/// What `PATCH /members/{email}` may change; absent fields stay as they are, and
+/// `"projects": null` removes the project limit.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MemberPatch {
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    custom_roles: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    projects: Option<Option<Vec<String>>>,
+}
+
+/// Tells `"projects": null` (remove the limit) from an absent field (keep it).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Option<Vec<String>>>, D::Error> {
+    Option::<Vec<String>>::deserialize(deserializer).map(Some)
+}
+
+async fn update_member(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path(email): Path<String>,
+    Body(patch): Body<MemberPatch>,
+) -> Result<Json<Member>> {
+    let change = MemberChange {
+        role: patch.role,
+        custom_roles: patch.custom_roles,
+        projects: patch.projects,
+    };
+    Ok(Json(
+        app.update_member(&actor, &email, change, &comment).await?,
+    ))
 }
 
 async fn list_members(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {
@@ -50,6 +92,7 @@ async fn create_member(
         name: new.name,
         role: new.role,
         projects: new.projects,
+        custom_roles: new.custom_roles,
     };
     let created = app
         .create_member(&actor, member, &new.password, &comment)

@@ -14,6 +14,7 @@ pub(crate) mod import;
 pub(crate) mod insights;
 pub(crate) mod members;
 pub(crate) mod projects;
+pub(crate) mod roles;
 pub(crate) mod segments;
 pub(crate) mod targeting;
 pub(crate) mod tokens;

@@ -106,9 +106,10 @@ async fn patch_segment(
     RawBody(body): RawBody,
 ) -> Result<Response> {
     // Authorized before the patch is parsed or applied.
-    app.authorize_environment_change(&actor, &project, &environment)?;
+    let current = app
+        .segment_for_change(&actor, &project, &environment, &key)
+        .await?;
     let (patch, comment) = parse_json::<PatchRequest>(&body)?.split(comment);
-    let current = app.segment(&actor, &project, &environment, &key).await?;
     let segment = apply_patch(&current.value, &patch)?;
     if segment.key != key {
         return Err(

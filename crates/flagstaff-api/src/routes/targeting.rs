@@ -74,9 +74,10 @@ async fn patch_targeting(
     RawBody(body): RawBody,
 ) -> Result<Response> {
     // Authorized before the patch is parsed or applied.
-    app.authorize_environment_change(&actor, &project, &environment)?;
+    let current = app
+        .targeting_for_change(&actor, &project, &environment, &key)
+        .await?;
     let (patch, comment) = parse_json::<PatchRequest>(&body)?.split(comment);
-    let current = app.targeting(&actor, &project, &environment, &key).await?;
     let targeting = apply_patch(&current.value, &patch)?;
     Ok(versioned(
         StatusCode::OK,

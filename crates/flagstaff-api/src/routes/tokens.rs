@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use crate::Result;
 use crate::extract::{Body, Caller, Comment};
 use crate::routes::AppState;
+use flagstaff_app::ErrorCode;
+use flagstaff_http::ApiError;
 
 /// The routes of this resource.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -30,7 +32,12 @@ async fn list_tokens(State(app): AppState, Caller(actor): Caller) -> Result<Json
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct NewToken {
     name: String,
-    role: Role,
+    /// The base role; `noAccess` (the default when `customRoles` is given) for a token that
+    /// holds only its custom roles.
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    custom_roles: Vec<String>,
     #[serde(default)]
     projects: Option<Vec<String>>,
     /// `project/environment` entries.
@@ -47,12 +54,24 @@ async fn create_token(
     Comment(comment): Comment,
     Body(new): Body<NewToken>,
 ) -> Result<Response> {
+    let role = match (new.role, new.custom_roles.is_empty()) {
+        (Some(role), _) => role,
+        (None, false) => Role::NoAccess,
+        (None, true) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                "a token needs a role, custom roles, or both",
+            )
+            .with_field("role"));
+        }
+    };
     let (info, secret) = app
         .create_token(
             &actor,
             flagstaff_app::NewToken {
                 name: new.name,
-                role: new.role,
+                role,
+                custom_roles: new.custom_roles,
                 projects: new.projects,
                 environments: new.environments,
                 expires_at: new.expires_at,

@@ -6,5 +6,6 @@
 mod flows;
 mod hardening;
 mod openapi;
+mod roles;
 mod schemas;
 mod support;

@@ -417,6 +417,65 @@ async fn real_exchanges_match_the_documented_schemas() {
         Some(json!({"email": "pat@example.com", "password": "correct horse battery"})),
     )
     .await;
+    // Custom roles, teams, role changes and access checks.
+    let policy = json!([{"effect": "allow", "actions": ["updateOn"], "resources": ["proj/*:env/production:flag/*"]}]);
+    r.call(
+        Method::POST,
+        "/roles",
+        "/roles",
+        &c,
+        Some(json!({"key": "support", "name": "Support", "policy": policy})),
+    )
+    .await;
+    r.call(Method::GET, "/roles", "/roles", &[], None).await;
+    let version = r.version("/roles/{key}", "/roles/support").await;
+    r.call(Method::PUT, "/roles/{key}", "/roles/support", &[("if-match", &version)], Some(json!({"key": "support", "name": "Support desk", "description": "Kill switch", "policy": policy}))).await;
+    r.call(Method::POST, "/teams", "/teams", &c, Some(json!({"key": "desk", "name": "Desk", "members": ["pat@example.com"], "customRoles": ["support"]}))).await;
+    r.call(Method::GET, "/teams", "/teams", &[], None).await;
+    let version = r.version("/teams/{key}", "/teams/desk").await;
+    r.call(
+        Method::PUT,
+        "/teams/{key}",
+        "/teams/desk",
+        &[("if-match", &version)],
+        Some(json!({"key": "desk", "name": "Desk", "members": [], "customRoles": ["support"]})),
+    )
+    .await;
+    r.call(
+        Method::PATCH,
+        "/members/{email}",
+        "/members/pat@example.com",
+        &c,
+        Some(json!({"role": "reader", "customRoles": ["support"]})),
+    )
+    .await;
+    r.call(Method::GET, "/access/check", "/access/check?action=updateOn&resource=proj/default:env/production:flag/checkout&member=pat@example.com", &[], None).await;
+    r.call(
+        Method::PATCH,
+        "/members/{email}",
+        "/members/pat@example.com",
+        &c,
+        Some(json!({"customRoles": []})),
+    )
+    .await;
+    let version = r.version("/teams/{key}", "/teams/desk").await;
+    r.call(
+        Method::DELETE,
+        "/teams/{key}",
+        "/teams/desk",
+        &[("if-match", &version)],
+        None,
+    )
+    .await;
+    let version = r.version("/roles/{key}", "/roles/support").await;
+    r.call(
+        Method::DELETE,
+        "/roles/{key}",
+        "/roles/support",
+        &[("if-match", &version)],
+        None,
+    )
+    .await;
     r.call(
         Method::DELETE,
         "/members/{email}",

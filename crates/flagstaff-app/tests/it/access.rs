@@ -15,6 +15,7 @@ fn actor(id: &str, role: Role, projects: Option<&[&str]>, environments: Option<&
         role,
         projects: list(projects),
         environments: list(environments),
+        custom_roles: Default::default(),
     }
 }
 
@@ -239,6 +240,7 @@ async fn audit_entries_are_visible_only_to_who_may_read_their_document() {
             name: "M".into(),
             role: Role::Reader,
             projects: None,
+            custom_roles: Vec::new(),
         },
         "long enough password",
         "",

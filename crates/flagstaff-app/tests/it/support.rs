@@ -92,6 +92,7 @@ impl Fixture {
             name: email.into(),
             role,
             projects: None,
+            custom_roles: Vec::new(),
         };
         self.app
             .create_member(&Actor::system(), member, "correct horse battery", "")

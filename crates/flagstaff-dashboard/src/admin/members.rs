@@ -76,6 +76,7 @@ pub(crate) async fn add_member(
         name: form.name,
         role: role(&form.role),
         projects: None,
+        custom_roles: Vec::new(),
     };
     match dashboard
         .app
