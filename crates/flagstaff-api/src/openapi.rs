@@ -170,7 +170,7 @@ fn path_parameter_description(name: &str) -> &'static str {
         "environment" => "The environment's key",
         "key" => "The flag's, segment's, role's or team's key",
         "kind" => "Which key: sdk or mobile",
-        "id" => "The token's id",
+        "id" => "The token's or invitation's id",
         "email" => "The member's email address",
         _ => "A key",
     }
@@ -266,6 +266,16 @@ fn schemas() -> Value {
         "Team": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string, "description": string,
             "members": {"type": "array", "items": string, "description": "Member emails"}, "customRoles": {"type": "array", "items": string},
             "version": {"type": "integer", "readOnly": true}}},
+        "NewInvitation": {"type": "object", "required": ["email"], "additionalProperties": false, "properties": {"email": string,
+            "role": reference("Role"), "customRoles": {"type": "array", "items": string}, "projects": {"type": "array", "items": string}}},
+        "Invitation": {"type": "object", "properties": {"id": string, "email": string, "role": reference("Role"),
+            "customRoles": {"type": "array", "items": string}, "projects": {"type": "array", "items": string},
+            "invitedBy": string, "expiresAt": {"type": "integer", "description": "Unix ms; 72 hours after the invitation"}}},
+        "CreatedInvitation": {"type": "object", "properties": {"invitation": reference("Invitation"),
+            "secret": {"type": "string", "description": "Shown once; works once"},
+            "path": {"type": "string", "description": "The dashboard page that accepts it: /invite/<secret>"}}},
+        "Acceptance": {"type": "object", "required": ["secret", "name", "password"], "additionalProperties": false, "properties": {
+            "secret": string, "name": string, "password": {"type": "string", "minLength": 12}}},
         "AccessDecision": {"type": "object", "properties": {"allowed": {"type": "boolean"}, "action": string, "resource": string,
             "role": {"type": "string", "description": "The role that decided (reader, writer, admin or a custom role's key)"},
             "statement": reference("Statement"), "statementIndex": {"type": "integer"}, "reason": string}},
@@ -349,6 +359,24 @@ fn add_access_paths(paths: &mut Value) {
         );
     }
     paths.insert("/access/check".into(), json!({"get": check}));
+    let mut accept = operation(
+        "Accept an invitation with your own name and password; signs you in",
+        "members",
+        Some(body(reference("Acceptance"))),
+        ("201", ok("Signed in", reference("Session"))),
+        true,
+    );
+    accept["security"] = json!([]);
+    paths.insert(
+        "/invitations".into(),
+        json!({"get": operation("Pending invitations", "members", None, ("200", ok("Invitations", list("Invitation"))), false),
+               "post": create("Invite someone; the one-time secret (and the dashboard path using it) is shown once", "members", "NewInvitation", "CreatedInvitation")}),
+    );
+    paths.insert(
+        "/invitations/{id}".into(),
+        json!({"delete": operation("Revoke a pending invitation", "members", None, ("204", json!({"description": "Revoked"})), true)}),
+    );
+    paths.insert("/invitations/accept".into(), json!({"post": accept}));
 }
 
 /// The document.

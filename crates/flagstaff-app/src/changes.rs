@@ -41,6 +41,8 @@ pub enum Subject {
     Role,
     /// A team.
     Team,
+    /// An invitation to become a member.
+    Invitation,
 }
 
 impl Subject {
@@ -56,6 +58,7 @@ impl Subject {
             Subject::Token => kinds::TOKEN,
             Subject::Role => kinds::ROLE,
             Subject::Team => kinds::TEAM,
+            Subject::Invitation => kinds::INVITATION,
         }
     }
 }
@@ -144,6 +147,10 @@ actions! {
     TeamUpdate => "team.update", Team;
     /// A team was deleted.
     TeamDelete => "team.delete", Team;
+    /// Someone was invited to become a member (accepting it records `member.create`).
+    InvitationCreate => "invitation.create", Invitation;
+    /// An invitation was revoked before it was used.
+    InvitationRevoke => "invitation.revoke", Invitation;
     /// An API token was created.
     TokenCreate => "token.create", Token;
     /// An API token was revoked.
@@ -169,6 +176,7 @@ impl Action {
                 | Action::MemberDelete
                 | Action::RoleDelete
                 | Action::TeamDelete
+                | Action::InvitationRevoke
                 | Action::TokenRevoke
                 | Action::SessionEnd
         )
@@ -278,7 +286,7 @@ impl Actor {
     /// - flag definitions (project-wide): whoever may see the project.
     pub fn may_read_change(&self, kind: &str, scope: &Scope, key: &str) -> bool {
         match (kind, scope) {
-            (kinds::MEMBER, _) => self.may_manage("member", manage::MEMBER),
+            (kinds::MEMBER | kinds::INVITATION, _) => self.may_manage("member", manage::MEMBER),
             (kinds::TEAM, _) => self.may_manage("team", manage::TEAM),
             (kinds::ROLE, _) => self.may_manage("role", manage::ROLE),
             (kinds::TOKEN | kinds::CREDENTIAL, _) => self.may_manage("token", manage::TOKEN),

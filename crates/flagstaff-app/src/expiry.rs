@@ -4,6 +4,8 @@
 //! the database, so that neither a long-running server nor a stolen copy of its database keeps
 //! them. The server runs it hourly (`flagstaff serve`).
 //!
+//! Invitations go when they expire, and once used or revoked.
+//!
 //! Tombstones of revoked tokens, ended sessions and deleted credentials go too: these kinds are
 //! never delivered to SDKs, so their versions need not survive (`Store::purge`), and their
 //! creation, revocation and end stay in the audit log.
@@ -24,6 +26,8 @@ pub struct Removed {
     pub tokens: u64,
     /// Credentials (of those tokens, and expired or replaced SDK and mobile keys).
     pub credentials: u64,
+    /// Invitations (expired, used or revoked).
+    pub invitations: u64,
 }
 
 impl App {
@@ -72,14 +76,35 @@ impl App {
                 .purge(kinds::CREDENTIAL, "", &dead_credentials)
                 .await?,
             tokens: self.store.purge(kinds::TOKEN, "", &dead_tokens).await?,
+            invitations: self.remove_dead_invitations(now).await?,
         };
         if removed != Removed::default() {
             tracing::info!(
                 tokens = removed.tokens,
                 credentials = removed.credentials,
+                invitations = removed.invitations,
                 "removed expired and revoked tokens, sessions and keys"
             );
         }
         Ok(removed)
+    }
+
+    async fn remove_dead_invitations(&self, now: i64) -> Result<u64> {
+        let mut dead = Vec::new();
+        for doc in self
+            .store
+            .list_with_tombstones(kinds::INVITATION, "")
+            .await?
+        {
+            let expired = doc
+                .body
+                .get("expiresAt")
+                .and_then(Value::as_i64)
+                .is_none_or(|at| at <= now);
+            if doc.deleted || expired {
+                dead.push(doc.key);
+            }
+        }
+        Ok(self.store.purge(kinds::INVITATION, "", &dead).await?)
     }
 }

@@ -31,7 +31,7 @@ const MIN_PASSWORD_CHARS: usize = 12;
 /// A member as stored (the API never shows `password_hash`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StoredMember {
+pub(crate) struct StoredMember {
     email: String,
     name: String,
     role: Role,
@@ -134,7 +134,35 @@ fn password_matches(hash: &str, password: &str) -> bool {
     })
 }
 
-fn normalise_email(email: &str) -> Result<String> {
+impl StoredMember {
+    /// A new member with a freshly hashed password (validated: long enough; a name).
+    pub(crate) fn new(
+        email: &str,
+        name: &str,
+        role: Role,
+        projects: Option<Vec<String>>,
+        custom_roles: Vec<String>,
+        password: &str,
+    ) -> Result<StoredMember> {
+        if name.trim().is_empty() {
+            return Err(AppError::invalid(
+                codes::INVALID_FIELD,
+                "name",
+                "a member needs a name",
+            ));
+        }
+        Ok(StoredMember {
+            email: normalise_email(email)?,
+            name: name.trim().to_owned(),
+            role,
+            projects,
+            custom_roles,
+            password_hash: hash_password(password)?,
+        })
+    }
+}
+
+pub(crate) fn normalise_email(email: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
@@ -162,13 +190,6 @@ impl App {
     ) -> Result<Member> {
         let email = normalise_email(&member.email)?;
         actor.authorize("createMember", &Resource::new().with("member", &email, &[]))?;
-        if member.name.trim().is_empty() {
-            return Err(AppError::invalid(
-                codes::INVALID_FIELD,
-                "name",
-                "a member needs a name",
-            ));
-        }
         self.authorize_grant(
             actor,
             Some(member.role),
@@ -176,14 +197,14 @@ impl App {
             "customRoles",
         )
         .await?;
-        let stored = StoredMember {
-            email: email.clone(),
-            name: member.name,
-            role: member.role,
-            projects: member.projects,
-            custom_roles: member.custom_roles,
-            password_hash: hash_password(password)?,
-        };
+        let stored = StoredMember::new(
+            &email,
+            &member.name,
+            member.role,
+            member.projects,
+            member.custom_roles,
+            password,
+        )?;
         let shown = Member::from(&stored);
         let after = crate::body(&shown)?;
         let write = Write::Put {

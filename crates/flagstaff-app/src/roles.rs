@@ -383,10 +383,18 @@ impl App {
             (kinds::MEMBER, "member"),
             (kinds::TEAM, "team"),
             (kinds::TOKEN, "token"),
+            (kinds::INVITATION, "invitation"),
         ] {
             for doc in self.store.list(kind, "").await? {
                 if holds(&doc) {
-                    holders.push(format!("{prefix}:{}", doc.key));
+                    // Invitations are keyed by their secret's hash; they are named by id.
+                    let name = doc.body["id"].as_str().unwrap_or(&doc.key);
+                    let name = if kind == kinds::INVITATION {
+                        name
+                    } else {
+                        &doc.key
+                    };
+                    holders.push(format!("{prefix}:{name}"));
                 }
             }
         }

@@ -347,3 +347,120 @@ mod tests {
         assert_eq!(safe_next(None), "/");
     }
 }
+
+#[derive(Template)]
+#[template(path = "invite.html")]
+struct InvitePage {
+    secret: String,
+    /// Whom the invitation is for; `None` when the link no longer works.
+    email: Option<String>,
+    name: String,
+    error: Option<String>,
+    field: String,
+    csrf: String,
+}
+
+/// The page an invitation link opens: the invitee chooses a name and a password.
+pub(crate) async fn invite_page(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+) -> Result<Response, PageError> {
+    let email = match dashboard.app.invitation(&secret).await {
+        Ok(invitation) => Some(invitation.email),
+        Err(AppError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let gone = email.is_none();
+    let csrf = random_token();
+    let mut page = with_sign_in_cookie(
+        &headers,
+        render(&InvitePage {
+            secret,
+            email,
+            name: String::new(),
+            error: None,
+            field: String::new(),
+            csrf: csrf.clone(),
+        }),
+        &csrf,
+    );
+    if gone {
+        *page.status_mut() = StatusCode::NOT_FOUND;
+    }
+    // The secret is in the address: keep it out of other sites' Referer headers.
+    page.headers_mut().insert(
+        header::REFERRER_POLICY,
+        axum::http::HeaderValue::from_static("no-referrer"),
+    );
+    Ok(page)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InviteForm {
+    name: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Accepts an invitation and signs the new member in.
+pub(crate) async fn accept_invite(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    ClientAddress(from): ClientAddress,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+    Form(form): Form<InviteForm>,
+) -> Result<Response, PageError> {
+    let again = |email: Option<String>, error: String, field: String, status: StatusCode| {
+        let csrf = random_token();
+        let mut page = with_sign_in_cookie(
+            &headers,
+            render(&InvitePage {
+                secret: secret.clone(),
+                email,
+                name: form.name.clone(),
+                error: Some(error),
+                field,
+                csrf: csrf.clone(),
+            }),
+            &csrf,
+        );
+        *page.status_mut() = status;
+        page
+    };
+    let invitation = match dashboard.app.invitation(&secret).await {
+        Ok(invitation) => invitation,
+        Err(AppError::NotFound(_)) => {
+            return Ok(again(
+                None,
+                "This invitation no longer works.".into(),
+                String::new(),
+                StatusCode::NOT_FOUND,
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !form_is_ours(&headers, &form.csrf) {
+        return Ok(again(
+            Some(invitation.email),
+            "This form expired or did not come from this server. Try again.".into(),
+            String::new(),
+            StatusCode::FORBIDDEN,
+        ));
+    }
+    match dashboard
+        .app
+        .accept_invitation(&secret, &form.name, &form.password, from)
+        .await
+    {
+        Ok(session) => Ok(signed_in(&headers, &session.token, "/")),
+        Err(AppError::Invalid { field, message, .. }) => Ok(again(
+            Some(invitation.email),
+            message,
+            field,
+            StatusCode::BAD_REQUEST,
+        )),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -86,6 +86,8 @@ fn action_text(stored: &str) -> String {
         Action::TeamCreate => "created a team",
         Action::TeamUpdate => "changed a team",
         Action::TeamDelete => "deleted a team",
+        Action::InvitationCreate => "invited someone",
+        Action::InvitationRevoke => "revoked an invitation",
         Action::TokenCreate => "created an API token",
         Action::TokenRevoke => "revoked an API token",
         Action::SessionEnd => "signed out",

@@ -75,6 +75,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/setup", get(auth::setup_page).post(auth::setup))
         .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
         .route("/sign-out", post(auth::sign_out))
+        .route(
+            "/invite/{secret}",
+            get(auth::invite_page).post(auth::accept_invite),
+        )
         .route("/assets/{name}", get(asset))
         .route(
             "/projects/{project}/flags",
@@ -130,7 +134,13 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             post(admin::environment_settings),
         )
         .route("/projects/{project}/live", get(live::stream))
-        .route("/members", get(admin::members).post(admin::add_member))
+        .route("/members", get(admin::members))
+        .route("/members/invite", post(admin::invite))
+        .route("/members/{email}/roles", post(admin::change_roles))
+        .route(
+            "/members/invitations/{id}/revoke",
+            post(admin::revoke_invitation),
+        )
         .route("/members/{email}/remove", post(admin::remove_member))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/revoke", post(admin::revoke_token))

@@ -79,6 +79,17 @@ fn secure(headers: &HeaderMap) -> bool {
     !matches!(name, "localhost" | "127.0.0.1" | "[::1]")
 }
 
+/// This server's origin as the browser reached it (`https://flags.example.com`), for links
+/// handed to other people (invitations): `https` whenever cookies are `Secure`.
+pub fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if secure(headers) { "https" } else { "http" };
+    format!("{scheme}://{host}")
+}
+
 /// A `Set-Cookie` value for `name` (prefixed with `__Host-` when `Secure`); `max_age` 0
 /// deletes it.
 pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age: i64) -> HeaderValue {

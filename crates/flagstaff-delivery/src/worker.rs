@@ -150,6 +150,8 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
             | Action::TeamCreate
             | Action::TeamUpdate
             | Action::TeamDelete
+            | Action::InvitationCreate
+            | Action::InvitationRevoke
             | Action::TokenCreate
             | Action::TokenRevoke
             | Action::SessionEnd => {}

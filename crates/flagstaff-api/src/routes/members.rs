@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use flagstaff_app::{App, Member, MemberChange, Role};
+use flagstaff_app::{App, Member, MemberChange, NewInvitation, Role};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,6 +25,12 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             axum::routing::delete(delete_member).patch(update_member),
         )
         .route("/sessions", post(sign_in))
+        .route("/invitations", get(list_invitations).post(invite))
+        .route(
+            "/invitations/{id}",
+            axum::routing::delete(revoke_invitation),
+        )
+        .route("/invitations/accept", post(accept_invitation))
 }
 
 #[derive(Deserialize)]
@@ -124,5 +130,90 @@ async fn sign_in(
     Body(request): Body<SignIn>,
 ) -> Result<Response> {
     let session = app.sign_in(&request.email, &request.password, from).await?;
+    Ok((StatusCode::CREATED, Json(session)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct InvitationRequest {
+    email: String,
+    /// The base role; `noAccess` when only `customRoles` are given, `reader` when neither is.
+    #[serde(default)]
+    role: Option<Role>,
+    #[serde(default)]
+    custom_roles: Vec<String>,
+    #[serde(default)]
+    projects: Option<Vec<String>>,
+}
+
+/// Invites someone; the answer holds the one-time secret and the dashboard path that uses it
+/// (`/invite/<secret>`), shown only now.
+async fn invite(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Body(request): Body<InvitationRequest>,
+) -> Result<Response> {
+    let role = request.role.unwrap_or(if request.custom_roles.is_empty() {
+        Role::Reader
+    } else {
+        Role::NoAccess
+    });
+    let (invitation, secret) = app
+        .invite(
+            &actor,
+            NewInvitation {
+                email: request.email,
+                role,
+                custom_roles: request.custom_roles,
+                projects: request.projects,
+            },
+            &comment,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"invitation": invitation, "secret": secret, "path": format!("/invite/{secret}")})),
+    )
+        .into_response())
+}
+
+async fn list_invitations(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {
+    Ok(Json(json!({"items": app.list_invitations(&actor).await?})))
+}
+
+async fn revoke_invitation(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    app.revoke_invitation(&actor, &id, &comment).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Acceptance {
+    secret: String,
+    name: String,
+    password: String,
+}
+
+/// Accepts an invitation with the name and password the invitee chose, and signs them in. Needs
+/// no token: the secret is the credential (128 random bits, usable once).
+async fn accept_invitation(
+    State(app): AppState,
+    ClientAddress(from): ClientAddress,
+    Body(acceptance): Body<Acceptance>,
+) -> Result<Response> {
+    let session = app
+        .accept_invitation(
+            &acceptance.secret,
+            &acceptance.name,
+            &acceptance.password,
+            from,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(session)).into_response())
 }

@@ -722,3 +722,100 @@ async fn a_members_roles_change_under_their_open_session() {
         self_promotion.body
     );
 }
+
+#[tokio::test]
+async fn an_invitation_lets_someone_choose_their_password_once_with_the_roles_it_carries() {
+    let (api, writer) = world("writer").await;
+    // Writers do not add people.
+    let refused = api
+        .call(
+            Method::POST,
+            "/api/v1/invitations",
+            Some(&writer),
+            &[],
+            Some(json!({"email": "sam@example.com"})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_eq!(refused.body["action"], "createMember");
+    assert_eq!(refused.body["resource"], "member/sam@example.com");
+    let invited = api
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "Sam@Example.com", "customRoles": ["kill-switch"]}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED, "{}", invited.body);
+    let secret = invited.body["secret"].as_str().unwrap().to_owned();
+    assert_eq!(invited.body["path"], format!("/invite/{secret}"));
+    assert_eq!(invited.body["invitation"]["role"], "noAccess");
+    // The listing never shows the secret.
+    let listed = api.get("/api/v1/invitations").await;
+    assert_eq!(listed.body["items"][0]["email"], "sam@example.com");
+    assert!(!listed.body.to_string().contains(&secret));
+    let accept = |secret: String, password: &'static str| {
+        let api = &api;
+        async move {
+            api.call(
+                Method::POST,
+                "/api/v1/invitations/accept",
+                None,
+                &[],
+                Some(json!({"secret": secret, "name": "Sam", "password": password})),
+            )
+            .await
+        }
+    };
+    // A short password is refused with its field, and the link still works afterwards.
+    let short = accept(secret.clone(), "short").await;
+    assert_eq!(short.status, StatusCode::BAD_REQUEST, "{}", short.body);
+    assert_eq!(short.body["field"], "password");
+    let joined = accept(secret.clone(), "correct horse battery").await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.body);
+    let session = joined.body["token"].as_str().unwrap().to_owned();
+    // The session carries the invitation's roles: the kill switch works, rules do not.
+    let off = api
+        .call(
+            Method::PATCH,
+            PROD_CHECKOUT,
+            Some(&session),
+            &[("if-match", "\"2\"")],
+            Some(json!([{"op": "replace", "path": "/on", "value": false}])),
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    // Once only, and guessing gets nothing.
+    for secret in [
+        secret,
+        "fsi_00000000000000000000000000000000".to_owned(),
+        "x".to_owned(),
+    ] {
+        let again = accept(secret, "correct horse battery").await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.body);
+    }
+    // Existing members cannot be invited; revoked invitations stop working.
+    let existing = api
+        .post("/api/v1/invitations", json!({"email": "sam@example.com"}))
+        .await;
+    assert_eq!(existing.status, StatusCode::CONFLICT, "{}", existing.body);
+    let other = api
+        .post("/api/v1/invitations", json!({"email": "kim@example.com"}))
+        .await;
+    let id = other.body["invitation"]["id"].as_str().unwrap();
+    let revoked = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/invitations/{id}"),
+            Some(api.admin()),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let late = accept(
+        other.body["secret"].as_str().unwrap().to_owned(),
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(late.status, StatusCode::NOT_FOUND, "{}", late.body);
+}

@@ -467,6 +467,50 @@ async fn real_exchanges_match_the_documented_schemas() {
         None,
     )
     .await;
+    let invited = r
+        .call(
+            Method::POST,
+            "/invitations",
+            "/invitations",
+            &c,
+            Some(json!({"email": "ivy@example.com", "role": "reader"})),
+        )
+        .await;
+    r.call(Method::GET, "/invitations", "/invitations", &[], None)
+        .await;
+    let secret = invited.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    r.call(
+        Method::POST,
+        "/invitations/accept",
+        "/invitations/accept",
+        &[],
+        Some(json!({"secret": secret, "name": "Ivy", "password": "correct horse battery"})),
+    )
+    .await;
+    let second = r
+        .call(
+            Method::POST,
+            "/invitations",
+            "/invitations",
+            &c,
+            Some(json!({"email": "ned@example.com", "customRoles": ["support"]})),
+        )
+        .await;
+    let id = second.body["invitation"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    r.call(
+        Method::DELETE,
+        "/invitations/{id}",
+        &format!("/invitations/{id}"),
+        &c,
+        None,
+    )
+    .await;
     let version = r.version("/roles/{key}", "/roles/support").await;
     r.call(
         Method::DELETE,

@@ -144,3 +144,52 @@ async fn password_guessing_waits_longer_and_longer_and_a_success_starts_afresh()
         Err(AppError::RateLimited { .. })
     ));
 }
+
+#[tokio::test]
+async fn an_invitation_works_for_its_hours_once_and_is_then_removed() {
+    use flagstaff_app::{INVITATION_HOURS, NewInvitation, Role};
+    let fixture = Fixture::new().await;
+    let app = &fixture.app;
+    let invite = |email: &str| NewInvitation {
+        email: email.into(),
+        role: Role::Reader,
+        custom_roles: Vec::new(),
+        projects: None,
+    };
+    let (_, late) = app
+        .invite(&Actor::system(), invite("late@example.com"), "")
+        .await
+        .expect("invite");
+    let (_, prompt) = app
+        .invite(&Actor::system(), invite("prompt@example.com"), "")
+        .await
+        .expect("invite");
+    fixture.clock.advance(INVITATION_HOURS * 3_600_000 - 1);
+    let session = app
+        .accept_invitation(&prompt, "Prompt", "correct horse battery", None)
+        .await
+        .expect("accepted in time");
+    assert_eq!(session.member.email, "prompt@example.com");
+    assert_eq!(session.member.role, Role::Reader);
+    // Used up: the same link does nothing the second time.
+    assert!(matches!(
+        app.accept_invitation(&prompt, "Prompt", "correct horse battery", None)
+            .await,
+        Err(AppError::NotFound(_))
+    ));
+    fixture.clock.advance(1);
+    assert!(matches!(
+        app.accept_invitation(&late, "Late", "correct horse battery", None)
+            .await,
+        Err(AppError::NotFound(_))
+    ));
+    let removed = app.remove_expired().await.expect("remove");
+    // The expired one and the used one's tombstone.
+    assert_eq!(removed.invitations, 2, "{removed:?}");
+    assert!(
+        app.list_invitations(&Actor::system())
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}

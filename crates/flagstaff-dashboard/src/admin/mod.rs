@@ -9,7 +9,7 @@ mod members;
 mod tokens;
 
 pub(crate) use environments::{environment_settings, environments, rotate};
-pub(crate) use members::{add_member, members, remove_member};
+pub(crate) use members::{change_roles, invite, members, remove_member, revoke_invitation};
 pub(crate) use tokens::{create_token, revoke_token, tokens};
 
 use askama::Template;
@@ -21,7 +21,7 @@ use flagstaff_app::{AppError, CredentialKind, EnvironmentSettings, Member, Role,
 use flagstaff_app::{EnvRef, NewToken, WriteMeta};
 use serde::Deserialize;
 
-use crate::session::Viewer;
+use crate::session::{self, Viewer};
 use crate::{DashState, Dashboard, Nav, PageError, render, time};
 
 #[derive(Deserialize, Default)]
@@ -64,6 +64,7 @@ fn role(text: &str) -> Role {
     match text {
         "admin" => Role::Admin,
         "writer" => Role::Writer,
+        "noAccess" => Role::NoAccess,
         _ => Role::Reader,
     }
 }

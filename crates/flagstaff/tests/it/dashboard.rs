@@ -561,3 +561,95 @@ fn sessions_csrf_and_first_run_protect_the_dashboard() {
         }
     });
 }
+
+/// Issue 18 end to end over real HTTP: an admin invites a support person with a kill-switch
+/// role; they choose their own password on the invitation page, turn a production flag off
+/// through the dashboard's save, cannot change its rules, cannot reach the admin pages, and the
+/// audit log names them.
+#[test]
+fn a_support_person_joins_by_invitation_and_may_only_use_the_kill_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let admin = Api::new(&base, &credentials.admin_token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        admin
+            .post("/projects/default/flags", &json!({"key": "checkout", "name": "Checkout", "tags": ["web"]}))
+            .await;
+        let targeting = "/projects/default/environments/production/flags/checkout";
+        let (status, on) = admin
+            .call(reqwest::Method::PATCH, targeting, Some(&json!([{"op": "replace", "path": "/on", "value": true}])), Some(1))
+            .await;
+        assert_eq!(status, 200, "{on}");
+        admin
+            .post("/roles", &json!({"key": "kill-switch", "name": "Support", "policy": [
+                {"effect": "allow", "actions": ["viewProject"], "resources": ["proj/*"]},
+                {"effect": "allow", "actions": ["updateOn"], "resources": ["proj/*:env/production:flag/*"]}]}))
+            .await;
+        let invited = admin
+            .post("/invitations", &json!({"email": "sam@example.com", "customRoles": ["kill-switch"]}))
+            .await;
+        let path = s(&invited, "path");
+
+        // Sam opens the link and chooses a password; a forged post (no form cookie) is refused.
+        let mut stranger = Visitor::new(&base);
+        let mut sam = Visitor::new(&base);
+        let page = sam.get(&path).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("sam@example.com"));
+        let csrf = csrf_of(&page.body);
+        let forged = stranger
+            .form(&path, &[("name", "Mallory"), ("password", "correct horse battery"), ("csrf", &csrf)])
+            .await;
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        let short = sam
+            .form(&path, &[("name", "Sam"), ("password", "short"), ("csrf", &csrf)])
+            .await;
+        assert_eq!(short.status, 400, "{}", short.body);
+        assert!(short.body.contains("12 characters"), "{}", short.body);
+        let csrf = csrf_of(&short.body);
+        let joined = sam
+            .form(&path, &[("name", "Sam", ), ("password", "correct horse battery"), ("csrf", &csrf)])
+            .await;
+        assert_eq!((joined.status, joined.location.as_str()), (303, "/"), "{}", joined.body);
+        let used = stranger.get(&path).await;
+        assert_eq!(used.status, 404);
+        assert!(used.body.contains("does not work"));
+
+        // The kill switch through the dashboard's save; rules are refused, naming the action.
+        let flag_page = sam.get("/projects/default/flags/checkout?env=production").await;
+        assert_eq!(flag_page.status, 200, "{}", flag_page.body);
+        let csrf = csrf_of(&flag_page.body);
+        let mut off = admin.get(targeting).await;
+        // The API shows the version inside the document; the dashboard sends it beside it.
+        off.as_object_mut().unwrap().remove("version");
+        off["on"] = json!(false);
+        let save = "/projects/default/flags/checkout/targeting";
+        let saved = sam
+            .json(save, &json!({"environment": "production", "targeting": off, "version": 2, "comment": "incident 7"}), Some(&csrf), Some(&base))
+            .await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+        let mut rule = off.clone();
+        rule["rules"] = json!([{"variation": 0, "clauses": [{"attribute": "key", "op": "in", "values": ["x"]}]}]);
+        let refused = sam
+            .json(save, &json!({"environment": "production", "targeting": rule, "version": 3}), Some(&csrf), Some(&base))
+            .await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        let refused: Value = serde_json::from_str(&refused.body).unwrap();
+        assert_eq!(refused["action"], "updateRules", "{refused}");
+        assert_eq!(refused["resource"], "proj/default:env/production;critical:flag/checkout;web");
+        let members = sam.get("/members").await;
+        assert_eq!(members.status, 403);
+
+        let stored = admin.get(targeting).await;
+        assert_eq!((stored["on"].clone(), stored["version"].clone()), (json!(false), json!(3)));
+        let audit = admin.get("/audit?key=checkout&kind=targeting").await;
+        let last = audit["items"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!((s(&last, "actor"), s(&last, "comment")), ("member:sam@example.com".to_owned(), "incident 7".to_owned()));
+    });
+}
