@@ -120,8 +120,8 @@ pub fn builtin_policy(role: Role) -> &'static Policy {
 pub struct HeldRole {
     /// The role's key.
     pub key: String,
-    /// Its statements.
-    pub policy: Policy,
+    /// Its statements (shared: parsed once per stored version).
+    pub policy: Arc<Policy>,
 }
 
 /// Someone acting: a token, a signed-in member, or the server itself.
@@ -249,7 +249,7 @@ impl Actor {
         std::iter::once((self.role.as_str(), builtin_policy(self.role))).chain(
             self.custom_roles
                 .iter()
-                .map(|held| (held.key.as_str(), &held.policy)),
+                .map(|held| (held.key.as_str(), held.policy.as_ref())),
         )
     }
 
@@ -516,6 +516,24 @@ impl crate::App {
         self.fence_check(actor, SEGMENT_ACTIONS[0], project, Some(environment))?;
         let env = self.environment_resource(project, environment).await?;
         actor.authorize_any(SEGMENT_ACTIONS, &resource::segment_in(&env, key))
+    }
+
+    /// What `actor` may do to flag `key`'s targeting in one environment: the decision for each
+    /// of [`TARGETING_ACTIONS`], in that order, so that pages show only what will be accepted
+    /// and say why the rest is not.
+    pub async fn targeting_access(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<Vec<AccessDecision>> {
+        let env = self.environment_resource(project, environment).await?;
+        let flag = resource::flag_in(&env, key, &self.flag_tags(project, key).await?);
+        Ok(TARGETING_ACTIONS
+            .iter()
+            .map(|action| actor.decide(action, &flag))
+            .collect())
     }
 
     /// A flag's definition, read to be changed (a JSON Patch is applied to it): authorized as

@@ -164,7 +164,13 @@ pub struct App {
     /// Password checks running at once: argon2 is deliberately expensive, so a flood of
     /// sign-ins may use at most this share of the CPU, on the blocking pool.
     password_checks: Arc<tokio::sync::Semaphore>,
+    /// Parsed custom-role policies by role key, with the version they were parsed from
+    /// (`roles.rs`): authentication reads every role in one query and parses only changed ones.
+    role_policies: Arc<std::sync::Mutex<RolePolicies>>,
 }
+
+/// Parsed custom-role policies by role key, with the stored version each was parsed from.
+type RolePolicies = HashMap<String, (u64, Arc<policy::Policy>)>;
 
 fn env_scope(project: &str, environment: &str) -> String {
     format!("{project}/{environment}")
@@ -216,6 +222,7 @@ impl App {
             compiled: Arc::default(),
             sign_in_throttle: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_AT_ONCE)),
+            role_policies: Arc::default(),
         }
     }
 

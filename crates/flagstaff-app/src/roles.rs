@@ -135,19 +135,41 @@ impl App {
 
     /// The custom roles named, with their policies; a role deleted meanwhile is skipped (a role
     /// in use cannot be deleted, so that only happens in a race, and then it grants nothing).
+    /// Every request authenticates through here, so it reads all roles in one query and parses
+    /// a role's policy only when its stored version is new to this process.
     pub(crate) async fn held_roles(&self, keys: &[String]) -> Result<Arc<Vec<HeldRole>>> {
+        if keys.is_empty() {
+            return Ok(Arc::default());
+        }
+        let docs = self.store.list(kinds::ROLE, "").await?;
         let mut held: Vec<HeldRole> = Vec::with_capacity(keys.len());
         for key in keys {
             if held.iter().any(|h| h.key == *key) {
                 continue;
             }
-            let Some(doc) = self.store.get_live(kinds::ROLE, "", key).await? else {
+            let Some(doc) = docs.iter().find(|d| d.key == *key) else {
                 continue;
             };
-            let role: CustomRole = decode(&doc)?;
+            let cached = self
+                .role_policies
+                .lock()
+                .ok()
+                .and_then(|cache| cache.get(key).cloned())
+                .filter(|(version, _)| *version == doc.version);
+            let policy = match cached {
+                Some((_, policy)) => policy,
+                None => {
+                    let role: CustomRole = decode(doc)?;
+                    let policy = Arc::new(Policy::parse(&role.policy)?);
+                    if let Ok(mut cache) = self.role_policies.lock() {
+                        cache.insert(key.clone(), (doc.version, Arc::clone(&policy)));
+                    }
+                    policy
+                }
+            };
             held.push(HeldRole {
-                key: role.key,
-                policy: Policy::parse(&role.policy)?,
+                key: key.clone(),
+                policy,
             });
         }
         Ok(Arc::new(held))

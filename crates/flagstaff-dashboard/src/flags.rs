@@ -15,8 +15,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use flagstaff_app::model::{FlagDefinition, FlagKind, Targeting, Variation};
+use flagstaff_app::{AccessDecision, FlagRef, WriteMeta};
 use flagstaff_app::{AppError, ErrorCode, FlagRow, validate};
-use flagstaff_app::{FlagRef, WriteMeta};
 use flagstaff_protocol::ClientSideAvailability;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -466,6 +466,48 @@ struct FlagPage {
     highlight: String,
     envs: Vec<EnvSummary>,
     editor_json: String,
+    /// Whether the viewer may turn targeting on and off here.
+    may_toggle: bool,
+    /// What the viewer's roles do not allow here, in words ("why can't I?").
+    access_note: Option<String>,
+}
+
+/// What each targeting action lets people do, in words.
+fn action_words(action: &str) -> &'static str {
+    match action {
+        "updateOn" => "turn it on or off",
+        "updateTargets" => "change individual targets",
+        "updateRules" => "change rules",
+        "updateFallthrough" => "change the default rule",
+        "updateOffVariation" => "change what is served when off",
+        "updatePrerequisites" => "change prerequisites",
+        _ => "change event tracking",
+    }
+}
+
+/// The "why can't I?" line: which parts of targeting the viewer's roles leave out, naming the
+/// roles and the actions to ask for; `None` when they may do everything.
+fn access_note(viewer: &Viewer, environment: &str, decisions: &[AccessDecision]) -> Option<String> {
+    let refused: Vec<&AccessDecision> = decisions.iter().filter(|d| !d.allowed).collect();
+    if refused.is_empty() {
+        return None;
+    }
+    let mut roles = vec![viewer.actor.role.as_str().to_owned()];
+    roles.extend(viewer.actor.custom_roles.iter().map(|r| r.key.clone()));
+    let roles = roles.join(", ");
+    let actions: Vec<&str> = refused.iter().map(|d| d.action.as_str()).collect();
+    if refused.len() == decisions.len() {
+        return Some(format!(
+            "Your roles ({roles}) cannot change this flag in {environment}. To change it, ask an              admin for one of: {}.",
+            actions.join(", ")
+        ));
+    }
+    let words: Vec<&str> = refused.iter().map(|d| action_words(&d.action)).collect();
+    Some(format!(
+        "Your roles ({roles}) cannot {} in {environment} ({}); the server refuses such changes.",
+        words.join(", "),
+        actions.join(", ")
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -537,11 +579,18 @@ pub(crate) async fn page(
     let segments = app
         .segment_keys(&viewer.actor, &project, &nav.environment)
         .await?;
+    let decisions = app
+        .targeting_access(&viewer.actor, &project, &nav.environment, &key)
+        .await?;
+    let may = |action: &str| decisions.iter().any(|d| d.allowed && d.action == action);
+    let may_toggle = may("updateOn");
+    let note = access_note(&viewer, &nav.environment, &decisions);
     let editor = json!({
         "flagKey": key,
         "environment": nav.environment,
         "critical": nav.critical(),
-        "canEdit": viewer.can_write() && viewer.actor.environments.is_none(),
+        "canEdit": decisions.iter().any(|d| d.allowed) && viewer.actor.environments.is_none(),
+        "allowed": decisions.iter().filter(|d| d.allowed).map(|d| d.action.clone()).collect::<Vec<_>>(),
         "version": targeting.version,
         "targeting": targeting.value,
         "variations": variations.iter().enumerate().map(|(i, v)| json!({
@@ -569,6 +618,8 @@ pub(crate) async fn page(
         definition: definition.value,
         envs,
         editor_json: script_json(&editor),
+        may_toggle,
+        access_note: note,
         nav,
     }))
 }

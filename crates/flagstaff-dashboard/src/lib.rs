@@ -142,6 +142,11 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             post(admin::revoke_invitation),
         )
         .route("/members/{email}/remove", post(admin::remove_member))
+        .route("/roles", get(admin::roles).post(admin::create_role))
+        .route("/roles/{key}", post(admin::update_role))
+        .route("/roles/{key}/delete", post(admin::delete_role))
+        .route("/teams", post(admin::save_team))
+        .route("/teams/{key}/delete", post(admin::delete_team))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/revoke", post(admin::revoke_token))
         .layer(axum::middleware::from_fn(server_timing))

@@ -6,10 +6,12 @@
 
 mod environments;
 mod members;
+mod roles;
 mod tokens;
 
 pub(crate) use environments::{environment_settings, environments, rotate};
 pub(crate) use members::{change_roles, invite, members, remove_member, revoke_invitation};
+pub(crate) use roles::{create_role, delete_role, delete_team, roles, save_team, update_role};
 pub(crate) use tokens::{create_token, revoke_token, tokens};
 
 use askama::Template;

@@ -624,6 +624,13 @@ fn a_support_person_joins_by_invitation_and_may_only_use_the_kill_switch() {
         // The kill switch through the dashboard's save; rules are refused, naming the action.
         let flag_page = sam.get("/projects/default/flags/checkout?env=production").await;
         assert_eq!(flag_page.status, 200, "{}", flag_page.body);
+        // The page offers the kill switch and says what the roles leave out.
+        assert!(flag_page.body.contains("id=\"toggle\""), "{}", flag_page.body);
+        assert!(
+            flag_page.body.contains("data-testid=\"access-note\"") && flag_page.body.contains("change rules"),
+            "{}",
+            flag_page.body
+        );
         let csrf = csrf_of(&flag_page.body);
         let mut off = admin.get(targeting).await;
         // The API shows the version inside the document; the dashboard sends it beside it.
@@ -651,5 +658,72 @@ fn a_support_person_joins_by_invitation_and_may_only_use_the_kill_switch() {
         let audit = admin.get("/audit?key=checkout&kind=targeting").await;
         let last = audit["items"].as_array().unwrap().last().unwrap().clone();
         assert_eq!((s(&last, "actor"), s(&last, "comment")), ("member:sam@example.com".to_owned(), "incident 7".to_owned()));
+    });
+}
+
+/// Roles and teams through the dashboard's forms: the common-case form writes the policy it
+/// describes, the JSON editor's mistakes name the field, teams take members and roles, and a
+/// role still held cannot be deleted.
+#[test]
+fn admins_write_roles_and_teams_in_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let admin = Api::new(&base, &credentials.admin_token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        admin
+            .post("/members", &json!({"email": "ada@example.com", "name": "Ada", "role": "admin", "password": "correct horse battery"}))
+            .await;
+        let mut ada = Visitor::new(&base);
+        let sign_in = ada.get("/sign-in").await;
+        let csrf = csrf_of(&sign_in.body);
+        let signed = ada
+            .form("/sign-in", &[("email", "ada@example.com"), ("password", "correct horse battery"), ("csrf", &csrf)])
+            .await;
+        assert_eq!(signed.status, 303, "{}", signed.body);
+        let page = ada.get("/roles").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = csrf_of(&page.body);
+        let created = ada
+            .form("/roles", &[("csrf", &csrf), ("name", "Support"), ("key", "support"), ("action_updateOn", "on"),
+                              ("environment", "production"), ("project", "*"), ("tag", "")])
+            .await;
+        assert_eq!((created.status, created.location.as_str()), (303, "/roles"), "{}", created.body);
+        let role = admin.get("/roles/support").await;
+        assert_eq!(
+            role["policy"],
+            json!([{"effect": "allow", "actions": ["viewProject"], "resources": ["proj/*"]},
+                   {"effect": "allow", "actions": ["updateOn"], "resources": ["proj/*:env/production:flag/*"]}])
+        );
+        let typo = ada
+            .form("/roles", &[("csrf", &csrf), ("mode", "json"), ("name", "Bad"), ("key", "bad"),
+                              ("policy", r#"[{"effect": "allow", "actions": ["updateOnn"], "resources": ["proj/*"]}]"#)])
+            .await;
+        assert_eq!(typo.status, 400, "{}", typo.body);
+        assert!(typo.body.contains("policy[0].actions[0]"), "{}", typo.body);
+        let team = ada
+            .form("/teams", &[("csrf", &csrf), ("key", "desk"), ("name", "Desk"),
+                              ("member_ada@example.com", "on"), ("role_support", "on")])
+            .await;
+        assert_eq!(team.status, 303, "{}", team.body);
+        let stored = admin.get("/teams/desk").await;
+        assert_eq!((stored["members"].clone(), stored["customRoles"].clone()), (json!(["ada@example.com"]), json!(["support"])));
+        let held = ada
+            .form("/roles/support/delete", &[("csrf", &csrf), ("version", "1")])
+            .await;
+        assert_eq!(held.status, 400, "{}", held.body);
+        assert!(held.body.contains("team:desk"), "{}", held.body);
+        let members = ada.get("/members").await;
+        assert!(members.body.contains("Desk"), "{}", members.body);
+        // Without the CSRF token: refused, nothing written.
+        let forged = ada.form("/roles", &[("name", "X"), ("key", "x")]).await;
+        assert_eq!(forged.status, 403);
+        let (status, _) = admin.call(reqwest::Method::GET, "/roles/x", None, None).await;
+        assert_eq!(status, 404);
     });
 }
