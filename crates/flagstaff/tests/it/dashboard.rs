@@ -727,3 +727,89 @@ fn admins_write_roles_and_teams_in_the_dashboard() {
         assert_eq!(status, 404);
     });
 }
+
+/// The support person of issue 18 in a real browser: joins by invitation, uses the kill switch
+/// on a production flag through the review dialog, and a rule change from the same page is
+/// refused with the action to ask for. The audit log names them.
+#[test]
+fn a_support_person_turns_a_flag_off_in_chromium_and_nothing_else() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let admin = Api::new(&base, &credentials.admin_token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = rt.block_on(async {
+        admin
+            .post("/projects/default/flags", &json!({"key": "checkout", "name": "Checkout", "tags": ["web"]}))
+            .await;
+        let (status, on) = admin
+            .call(
+                reqwest::Method::PATCH,
+                "/projects/default/environments/production/flags/checkout",
+                Some(&json!([{"op": "replace", "path": "/on", "value": true}])),
+                Some(1),
+            )
+            .await;
+        assert_eq!(status, 200, "{on}");
+        admin
+            .post("/roles", &json!({"key": "kill-switch", "name": "Support", "policy": [
+                {"effect": "allow", "actions": ["viewProject"], "resources": ["proj/*"]},
+                {"effect": "allow", "actions": ["updateOn"], "resources": ["proj/*:env/production:flag/*"]}]}))
+            .await;
+        let invited = admin
+            .post("/invitations", &json!({"email": "sam@example.com", "customRoles": ["kill-switch"]}))
+            .await;
+        s(&invited, "path")
+    });
+    let report = Browser::run_script(
+        "support.mjs",
+        &json!({"base": base, "invitation": path, "flag": "/projects/default/flags/checkout",
+                "key": "checkout", "password": "correct horse battery"}),
+    );
+    eprintln!("support report: {report:#}");
+    assert!(
+        s(&report, "invitedAs").contains("sam@example.com"),
+        "{report}"
+    );
+    assert_eq!(s(&report, "role"), "noAccess");
+    let note = s(&report, "accessNote");
+    assert!(
+        note.contains("kill-switch")
+            && note.contains("change rules")
+            && note.contains("updateRules"),
+        "{note}"
+    );
+    assert_eq!(
+        (s(&report, "stateBefore"), s(&report, "stateAfter")),
+        ("ON".to_owned(), "OFF".to_owned())
+    );
+    assert!(s(&report, "toggleDiff").contains("OFF"), "{report}");
+    assert_eq!(report["ruleSave"]["status"], 403, "{report}");
+    assert_eq!(
+        report["ruleSave"]["body"]["action"], "updateRules",
+        "{report}"
+    );
+    assert_eq!(report["consoleErrorsBeforeRefusal"], json!([]), "{report}");
+    let (stored, audit) = rt.block_on(async {
+        (
+            admin
+                .get("/projects/default/environments/production/flags/checkout")
+                .await,
+            admin.get("/audit?key=checkout&kind=targeting").await,
+        )
+    });
+    assert_eq!(
+        (stored["on"].clone(), stored["rules"].clone()),
+        (json!(false), json!([]))
+    );
+    let last = audit["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(s(&last, "actor"), "member:sam@example.com");
+    assert_eq!(s(&last, "comment"), "incident: checkout errors");
+}
