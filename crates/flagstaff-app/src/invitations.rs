@@ -72,6 +72,11 @@ impl App {
         new: NewInvitation,
         comment: &str,
     ) -> Result<(Invitation, String)> {
+        if !self.password_sign_in() {
+            return Err(AppError::Forbidden(
+                "password sign-in is turned off: people join through single sign-on instead".into(),
+            ));
+        }
         let email = crate::members::normalise_email(&new.email)?;
         actor.authorize("createMember", &Resource::new().with("member", &email, &[]))?;
         self.authorize_grant(actor, Some(new.role), &new.custom_roles, "customRoles")

@@ -51,6 +51,7 @@ mod roles;
 mod sdk_view;
 mod secure_mode;
 mod segments;
+mod sso;
 mod targeting;
 mod throttle;
 mod tokens;
@@ -80,6 +81,7 @@ pub use projects::Initialized;
 pub use roles::{CustomRole, Team};
 pub use sdk_view::BootstrapOptions;
 pub use secure_mode::{HmacKey, SecureMode};
+pub use sso::{SsoIdentity, SsoPolicy};
 pub use tokens::{NewToken, TokenInfo};
 
 pub(crate) use audit::draft;
@@ -167,6 +169,8 @@ pub struct App {
     /// Parsed custom-role policies by role key, with the version they were parsed from
     /// (`roles.rs`): authentication reads every role in one query and parses only changed ones.
     role_policies: Arc<std::sync::Mutex<RolePolicies>>,
+    /// Whether members may sign in with a password (off when single sign-on is the only way).
+    password_sign_in: bool,
 }
 
 /// Parsed custom-role policies by role key, with the stored version each was parsed from.
@@ -223,7 +227,20 @@ impl App {
             sign_in_throttle: Arc::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_AT_ONCE)),
             role_policies: Arc::default(),
+            password_sign_in: true,
         }
+    }
+
+    /// The same use cases with password sign-in turned off (`false`): members then sign in only
+    /// through single sign-on, and invitations (which let people choose a password) are refused.
+    pub fn with_password_sign_in(mut self, allowed: bool) -> App {
+        self.password_sign_in = allowed;
+        self
+    }
+
+    /// Whether members may sign in with a password.
+    pub fn password_sign_in(&self) -> bool {
+        self.password_sign_in
     }
 
     /// The same use cases with flag insights from this events pipeline.

@@ -135,6 +135,18 @@ fn password_matches(hash: &str, password: &str) -> bool {
 }
 
 impl StoredMember {
+    /// A member provisioned by single sign-on: no password can sign them in.
+    pub(crate) fn without_password(email: &str, name: &str, role: Role) -> StoredMember {
+        StoredMember {
+            email: email.to_owned(),
+            name: name.to_owned(),
+            role,
+            projects: None,
+            custom_roles: Vec::new(),
+            password_hash: String::new(),
+        }
+    }
+
     /// A new member with a freshly hashed password (validated: long enough; a name).
     pub(crate) fn new(
         email: &str,
@@ -371,6 +383,11 @@ impl App {
         password: &str,
         from: Option<std::net::IpAddr>,
     ) -> Result<Session> {
+        if !self.password_sign_in {
+            return Err(AppError::Forbidden(
+                "password sign-in is turned off here: sign in with single sign-on".into(),
+            ));
+        }
         let email = email.trim().to_lowercase();
         if let Err(retry_after_ms) = self.sign_in_throttle.check(&email, from, self.now_millis()) {
             return Err(AppError::RateLimited { retry_after_ms });
@@ -379,8 +396,13 @@ impl App {
             Some(doc) => Some(decode::<StoredMember>(&doc)?),
             None => None,
         };
+        // Members provisioned by single sign-on have no password (an empty hash): they are
+        // checked against the decoy like unknown emails, so that the time taken does not tell
+        // them apart, and refused whatever the decoy says.
+        let has_password = stored.as_ref().is_some_and(|m| !m.password_hash.is_empty());
         let hash = stored
             .as_ref()
+            .filter(|_| has_password)
             .map_or_else(|| decoy_hash().to_owned(), |m| m.password_hash.clone());
         let verified = {
             // A closed semaphore never happens (the app owns it); treat it as a failed check.
@@ -392,12 +414,19 @@ impl App {
                 .await
                 .unwrap_or(false)
         };
-        let Some(member) = stored.filter(|_| verified) else {
+        let Some(member) = stored.filter(|_| verified && has_password) else {
             self.sign_in_throttle
                 .failed(&email, from, self.now_millis());
             return Err(AppError::Unauthorized);
         };
         self.sign_in_throttle.succeeded(&email, from);
+        self.session_for(&member, "sign-in").await
+    }
+
+    /// Issues a session for a member who proved who they are (a password here, or an identity
+    /// provider, `sso.rs`).
+    pub(crate) async fn session_for(&self, member: &StoredMember, how: &str) -> Result<Session> {
+        let email = member.email.clone();
         let expires_at = self.now_millis() + SESSION_HOURS * 3_600_000;
         let actor = Actor {
             projects: member.projects.clone(),
@@ -412,11 +441,19 @@ impl App {
             expires_at: Some(expires_at),
             member: Some(email.clone()),
         };
-        let (_, token) = self.issue_token(&actor, spec, "sign-in").await?;
+        let (_, token) = self.issue_token(&actor, spec, how).await?;
         Ok(Session {
             token,
             expires_at,
-            member: Member::from(&member),
+            member: Member::from(member),
         })
+    }
+
+    /// The stored member with this email, if any.
+    pub(crate) async fn stored_member(&self, email: &str) -> Result<Option<StoredMember>> {
+        match self.store.get_live(kinds::MEMBER, "", email).await? {
+            Some(doc) => Ok(Some(decode(&doc)?)),
+            None => Ok(None),
+        }
     }
 }

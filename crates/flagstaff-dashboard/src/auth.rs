@@ -26,6 +26,10 @@ struct SignInPage {
     email: String,
     error: Option<String>,
     csrf: String,
+    /// Offer "Sign in with SSO".
+    sso: bool,
+    /// Offer the email and password form.
+    passwords: bool,
 }
 
 #[derive(Template)]
@@ -113,6 +117,8 @@ pub(crate) async fn sign_in_page(
         email: String::new(),
         error: None,
         csrf: csrf.clone(),
+        sso: dashboard.sso_enabled(),
+        passwords: dashboard.app.password_sign_in(),
     });
     Ok(with_sign_in_cookie(&headers, page, &csrf))
 }
@@ -162,6 +168,8 @@ pub(crate) async fn sign_in(
             email: form.email.clone(),
             error: Some(message.to_owned()),
             csrf: csrf.clone(),
+            sso: dashboard.sso_enabled(),
+            passwords: dashboard.app.password_sign_in(),
         });
         let mut page = with_sign_in_cookie(&headers, page, &csrf);
         *page.status_mut() = status;
@@ -463,4 +471,134 @@ pub(crate) async fn accept_invite(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+// ----- single sign-on --------------------------------------------------------------------------
+
+/// The flow cookie between `/sso/start` and `/sso/callback`.
+#[cfg(feature = "oidc")]
+const SSO_COOKIE: &str = "flagstaff_sso";
+
+/// Where the provider sends people back: this server's own `/sso/callback`, as the browser
+/// reaches it (register exactly this URL at the provider).
+#[cfg(feature = "oidc")]
+fn redirect_uri(headers: &HeaderMap) -> String {
+    format!("{}/sso/callback", session::origin(headers))
+}
+
+/// `GET /sso/start?next=`: off to the identity provider.
+#[cfg(feature = "oidc")]
+pub(crate) async fn sso_start(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Result<Response, PageError> {
+    let Some(sso) = dashboard.sso.as_ref() else {
+        return Err(PageError(AppError::NotFound("single sign-on".into())));
+    };
+    let next = safe_next(q.next.as_deref());
+    match sso
+        .start(&redirect_uri(&headers), &next, dashboard.app.now_millis())
+        .await
+    {
+        Ok((url, flow)) => {
+            let mut response = Redirect::to(&url).into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                session::set_cookie(&headers, SSO_COOKIE, &flow, 600),
+            );
+            Ok(response)
+        }
+        Err(e) => Ok(sign_in_failed(
+            &dashboard,
+            &headers,
+            &next,
+            &e.to_string(),
+            StatusCode::BAD_GATEWAY,
+        )),
+    }
+}
+
+/// `GET /sso/callback`: back from the provider; signs the person in.
+#[cfg(feature = "oidc")]
+pub(crate) async fn sso_callback(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    Query(callback): Query<crate::sso::Callback>,
+) -> Result<Response, PageError> {
+    let Some(sso) = dashboard.sso.as_ref() else {
+        return Err(PageError(AppError::NotFound("single sign-on".into())));
+    };
+    let flow = session::cookie(&headers, SSO_COOKIE).map(str::to_owned);
+    let finished = sso
+        .finish(
+            &callback,
+            flow.as_deref(),
+            &redirect_uri(&headers),
+            dashboard.app.now_millis(),
+        )
+        .await;
+    // The flow cookie is spent whatever happened: a replayed callback finds none.
+    let clear = session::set_cookie(&headers, SSO_COOKIE, "", 0);
+    let mut response = match finished {
+        Ok((identity, next)) => match dashboard.app.sign_in_sso(identity, &sso.policy()).await {
+            Ok(session) => signed_in(&headers, &session.token, &safe_next(Some(&next))),
+            Err(e @ AppError::Invalid { .. }) => sign_in_failed(
+                &dashboard,
+                &headers,
+                "/",
+                &e.to_string(),
+                StatusCode::FORBIDDEN,
+            ),
+            Err(e) => return Err(e.into()),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "single sign-on refused");
+            sign_in_failed(
+                &dashboard,
+                &headers,
+                "/",
+                &e.to_string(),
+                StatusCode::FORBIDDEN,
+            )
+        }
+    };
+    response.headers_mut().append(header::SET_COOKIE, clear);
+    Ok(response)
+}
+
+/// The sign-in page again, with what went wrong.
+#[cfg(feature = "oidc")]
+fn sign_in_failed(
+    dashboard: &Dashboard,
+    headers: &HeaderMap,
+    next: &str,
+    message: &str,
+    status: StatusCode,
+) -> Response {
+    let csrf = random_token();
+    let mut page = with_sign_in_cookie(
+        headers,
+        render(&SignInPage {
+            next: next.to_owned(),
+            email: String::new(),
+            error: Some(message.to_owned()),
+            csrf: csrf.clone(),
+            sso: dashboard.sso_enabled(),
+            passwords: dashboard.app.password_sign_in(),
+        }),
+        &csrf,
+    );
+    *page.status_mut() = status;
+    page
+}
+
+/// The single sign-on routes (none without the `oidc` feature).
+pub(crate) fn sso_routes() -> axum::Router<Arc<Dashboard>> {
+    let router = axum::Router::new();
+    #[cfg(feature = "oidc")]
+    let router = router
+        .route("/sso/start", axum::routing::get(sso_start))
+        .route("/sso/callback", axum::routing::get(sso_callback));
+    router
 }

@@ -28,6 +28,8 @@ mod insights;
 mod live;
 mod segments;
 pub mod session;
+#[cfg(feature = "oidc")]
+pub mod sso;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +49,9 @@ pub use session::Viewer;
 #[derive(Debug)]
 pub struct Dashboard {
     app: App,
+    /// OpenID Connect single sign-on, when configured.
+    #[cfg(feature = "oidc")]
+    sso: Option<Arc<sso::Sso>>,
     /// Set when the server shuts down, so that live streams end instead of holding it up.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -56,8 +61,29 @@ impl Dashboard {
     pub fn new(app: App) -> Arc<Dashboard> {
         Arc::new(Dashboard {
             app,
+            #[cfg(feature = "oidc")]
+            sso: None,
             closing: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// A dashboard over `app` whose sign-in page also offers single sign-on through `config`'s
+    /// OpenID Provider.
+    #[cfg(feature = "oidc")]
+    pub fn with_sso(app: App, config: sso::OidcConfig) -> Result<Arc<Dashboard>, sso::SsoError> {
+        Ok(Arc::new(Dashboard {
+            app,
+            sso: Some(sso::Sso::new(config)?),
+            closing: tokio::sync::watch::channel(false).0,
+        }))
+    }
+
+    /// Whether the sign-in page offers single sign-on.
+    fn sso_enabled(&self) -> bool {
+        #[cfg(feature = "oidc")]
+        return self.sso.is_some();
+        #[cfg(not(feature = "oidc"))]
+        false
     }
 
     /// Ends the live-update streams (call when the server starts shutting down).
@@ -75,6 +101,7 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/setup", get(auth::setup_page).post(auth::setup))
         .route("/sign-in", get(auth::sign_in_page).post(auth::sign_in))
         .route("/sign-out", post(auth::sign_out))
+        .merge(auth::sso_routes())
         .route(
             "/invite/{secret}",
             get(auth::invite_page).post(auth::accept_invite),

@@ -20,8 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the server: management API (and, as they land, SDK delivery and dashboard).
-    Serve(server::ServeArgs),
+    /// Run the server: the management API, SDK delivery, events intake and the dashboard.
+    Serve(Box<server::ServeArgs>),
     /// Evaluate every flag of a data file for every context of a JSON Lines file.
     Eval(eval_command::EvalArgs),
     /// Administration without a running server.

@@ -174,6 +174,75 @@ pub struct ServeArgs {
     #[cfg(feature = "tls")]
     #[arg(long, env = "FLAGSTAFF_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Single sign-on: the OpenID Provider's issuer URL (discovery at
+    /// <issuer>/.well-known/openid-configuration). The sign-in page then offers "Sign in with
+    /// SSO"; register <this server's URL>/sso/callback at the provider as the redirect URI.
+    #[cfg(feature = "oidc")]
+    #[arg(long, env = "FLAGSTAFF_OIDC_ISSUER", requires = "oidc_client_id")]
+    oidc_issuer: Option<String>,
+    /// This server's client ID at the OpenID Provider.
+    #[cfg(feature = "oidc")]
+    #[arg(long, env = "FLAGSTAFF_OIDC_CLIENT_ID", requires = "oidc_issuer")]
+    oidc_client_id: Option<String>,
+    /// Its client secret. Prefer the environment variable: other users of the machine can read
+    /// a process's command line.
+    #[cfg(feature = "oidc")]
+    #[arg(long, env = "FLAGSTAFF_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    oidc_client_secret: Option<String>,
+    /// The base role of members created by their first SSO sign-in: noAccess, reader or writer
+    /// (never admin: grant that by hand).
+    #[cfg(feature = "oidc")]
+    #[arg(long, env = "FLAGSTAFF_OIDC_DEFAULT_ROLE", default_value = "reader", value_parser = ["noAccess", "reader", "writer"])]
+    oidc_default_role: String,
+    /// An ID-token claim listing groups (e.g. groups): at every SSO sign-in the member is put in
+    /// exactly the existing teams whose keys it names.
+    #[cfg(feature = "oidc")]
+    #[arg(long, env = "FLAGSTAFF_OIDC_GROUPS_CLAIM")]
+    oidc_groups_claim: Option<String>,
+    /// PEM certificate authorities to trust for the OpenID Provider besides the system's.
+    #[cfg(feature = "oidc")]
+    #[arg(long, env = "FLAGSTAFF_OIDC_CA_FILE")]
+    oidc_ca_file: Option<PathBuf>,
+    /// Whether members may sign in with a password (and join by invitation); false leaves single
+    /// sign-on as the only way in.
+    #[arg(long, env = "FLAGSTAFF_PASSWORD_SIGN_IN", default_value_t = true, action = clap::ArgAction::Set)]
+    password_sign_in: bool,
+}
+
+/// The dashboard, with single sign-on when an OpenID Provider is configured.
+fn dashboard(args: &ServeArgs, app: App) -> anyhow::Result<Arc<flagstaff_dashboard::Dashboard>> {
+    #[cfg(feature = "oidc")]
+    if let (Some(issuer), Some(client_id)) = (&args.oidc_issuer, &args.oidc_client_id) {
+        let default_role = match args.oidc_default_role.as_str() {
+            "noAccess" => flagstaff_app::Role::NoAccess,
+            "writer" => flagstaff_app::Role::Writer,
+            _ => flagstaff_app::Role::Reader,
+        };
+        let ca_pem = match &args.oidc_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let config = flagstaff_dashboard::sso::OidcConfig {
+            issuer: issuer.clone(),
+            client_id: client_id.clone(),
+            client_secret: args.oidc_client_secret.clone(),
+            default_role,
+            groups_claim: args.oidc_groups_claim.clone(),
+            ca_pem,
+        };
+        tracing::info!(%issuer, "single sign-on through this OpenID Provider");
+        return flagstaff_dashboard::Dashboard::with_sso(app, config)
+            .map_err(|e| anyhow::anyhow!("single sign-on: {e}"));
+    }
+    if !args.password_sign_in {
+        tracing::warn!(
+            "password sign-in is off and no OpenID Provider is configured: nobody can sign in to the dashboard"
+        );
+    }
+    Ok(flagstaff_dashboard::Dashboard::new(app))
 }
 
 fn init_logging(json: bool) {
@@ -271,7 +340,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if args.store.database_url.is_none() {
         restrict_data_dir(&args.store.data_dir)?;
     }
-    let app = App::new(Arc::clone(&store)).with_pipeline(Arc::clone(&pipeline));
+    let app = App::new(Arc::clone(&store))
+        .with_pipeline(Arc::clone(&pipeline))
+        .with_password_sign_in(args.password_sign_in);
     if !app.is_initialized().await? {
         print_credentials(&app.initialize().await?);
     }
@@ -306,7 +377,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         args.body_read_timeout_ms.max(100),
     ));
     tokio::spawn(remove_expired_hourly(app.clone()));
-    let dashboard = flagstaff_dashboard::Dashboard::new(app.clone());
+    let dashboard = dashboard(args, app.clone())?;
     let router = flagstaff_api::router(app, Some(render))
         .merge(flagstaff_delivery::router(Arc::clone(&delivery)))
         .merge(flagstaff_dashboard::router(Arc::clone(&dashboard)));

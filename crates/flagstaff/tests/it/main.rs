@@ -13,5 +13,7 @@ mod insights;
 mod rust_sdk;
 mod sdks;
 mod serve;
+#[cfg(feature = "oidc")]
+mod sso;
 #[cfg(feature = "tls")]
 mod tls;
