@@ -536,6 +536,33 @@ impl crate::App {
             .collect())
     }
 
+    /// What `actor` may do to flag `key`'s project-wide definition: the decision for each of
+    /// `actions` (e.g. `updateGlobalArchived`), on the flag with its tags.
+    pub async fn flag_access(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
+        actions: &[&str],
+    ) -> Result<Vec<AccessDecision>> {
+        let flag = resource::flag(project, key, &self.flag_tags(project, key).await?);
+        Ok(actions.iter().map(|a| actor.decide(a, &flag)).collect())
+    }
+
+    /// What `actor` may do to segment `key` (or `*`, any segment) in one environment: the
+    /// decision for each of `actions`.
+    pub async fn segment_access(
+        &self,
+        actor: &Actor,
+        (project, environment): (&str, &str),
+        key: &str,
+        actions: &[&str],
+    ) -> Result<Vec<AccessDecision>> {
+        let env = self.environment_resource(project, environment).await?;
+        let segment = resource::segment_in(&env, key);
+        Ok(actions.iter().map(|a| actor.decide(a, &segment)).collect())
+    }
+
     /// A flag's definition, read to be changed (a JSON Patch is applied to it): authorized as
     /// [`App::authorize_flag_change`], so that someone who may change a flag but not browse its
     /// project (a kill-switch role without `viewProject`) can still patch it.

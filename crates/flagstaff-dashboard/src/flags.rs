@@ -468,6 +468,10 @@ struct FlagPage {
     editor_json: String,
     /// Whether the viewer may turn targeting on and off here.
     may_toggle: bool,
+    /// Whether the viewer may change anything else of targeting here (the editor).
+    may_edit: bool,
+    /// Whether the viewer may archive or restore the flag.
+    may_archive: bool,
     /// What the viewer's roles do not allow here, in words ("why can't I?").
     access_note: Option<String>,
 }
@@ -584,12 +588,21 @@ pub(crate) async fn page(
         .await?;
     let may = |action: &str| decisions.iter().any(|d| d.allowed && d.action == action);
     let may_toggle = may("updateOn");
+    let may_edit = decisions
+        .iter()
+        .any(|d| d.allowed && d.action != "updateOn")
+        && viewer.actor.environments.is_none();
+    let may_archive = app
+        .flag_access(&viewer.actor, &project, &key, &["updateGlobalArchived"])
+        .await?
+        .iter()
+        .all(|d| d.allowed);
     let note = access_note(&viewer, &nav.environment, &decisions);
     let editor = json!({
         "flagKey": key,
         "environment": nav.environment,
         "critical": nav.critical(),
-        "canEdit": decisions.iter().any(|d| d.allowed) && viewer.actor.environments.is_none(),
+        "canEdit": may_edit,
         "allowed": decisions.iter().filter(|d| d.allowed).map(|d| d.action.clone()).collect::<Vec<_>>(),
         "version": targeting.version,
         "targeting": targeting.value,
@@ -619,6 +632,8 @@ pub(crate) async fn page(
         envs,
         editor_json: script_json(&editor),
         may_toggle,
+        may_edit,
+        may_archive,
         access_note: note,
         nav,
     }))

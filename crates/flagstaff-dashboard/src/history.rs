@@ -44,6 +44,9 @@ struct HistoryPage {
     changes: Vec<Change>,
     older: Option<u64>,
     editor_json: String,
+    /// Whether the viewer may restore earlier targeting here (some targeting action allowed;
+    /// the server decides the exact ones the restore takes).
+    may_restore: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -275,6 +278,7 @@ pub(crate) async fn project(
         changes,
         older,
         editor_json: "{}".into(),
+        may_restore: false,
         nav,
     }))
 }
@@ -304,13 +308,19 @@ pub(crate) async fn flag(
             || (e.kind == kinds::TARGETING && e.scope == scope)
     })
     .await?;
-    let restorable = viewer.can_write().then_some(scope.as_str());
+    let may_restore = app
+        .targeting_access(&viewer.actor, &project, &nav.environment, &key)
+        .await?
+        .iter()
+        .any(|d| d.allowed)
+        && viewer.actor.environments.is_none();
+    let restorable = may_restore.then_some(scope.as_str());
     let changes = changes(&dashboard, &viewer, &nav, list, restorable).await;
     let editor = serde_json::json!({
         "flagKey": key,
         "environment": nav.environment,
         "critical": nav.critical(),
-        "canEdit": viewer.can_write(),
+        "canEdit": may_restore,
         "version": targeting.version,
         "targeting": targeting.value,
         "reviewUrl": format!("/projects/{project}/flags/{key}/review"),
@@ -322,6 +332,7 @@ pub(crate) async fn flag(
         changes,
         older,
         editor_json: script_json(&editor),
+        may_restore,
         nav,
     }))
 }

@@ -300,7 +300,10 @@ pub(crate) struct Nav {
     pub role: String,
     pub csrf: String,
     pub admin: bool,
+    /// Whether the viewer may create flags in this project (the server decides every change).
     pub writer: bool,
+    /// Whether the viewer may create segments in this environment.
+    pub segments_writer: bool,
     /// Which tab is current.
     pub tab: &'static str,
     /// The change-feed position the page was rendered at (for live updates).
@@ -335,6 +338,21 @@ impl Nav {
                 .map(|e| e.key.clone())
                 .unwrap_or_default(),
         };
+        // Whether to offer "create" at all: decided on any flag of the project, and on any
+        // segment of this environment (with its critical tag).
+        let any_flag = flagstaff_app::policy::Resource::new()
+            .with("proj", project, &[])
+            .with("env", "*", &[])
+            .with("flag", "*", &[]);
+        let critical = environments
+            .iter()
+            .any(|e| e.key == environment && e.critical);
+        let env_tags: &[&str] = if critical { &["critical"] } else { &[] };
+        let any_segment = flagstaff_app::policy::Resource::new()
+            .with("proj", project, &[])
+            .with("env", &environment, env_tags)
+            .with("segment", "*", &[]);
+        let segments_writer = viewer.actor.decide("createSegment", &any_segment).allowed;
         Ok(Nav {
             project: project.to_owned(),
             environment,
@@ -343,7 +361,8 @@ impl Nav {
             role: viewer.actor.role.as_str().to_owned(),
             csrf: viewer.csrf.clone(),
             admin: viewer.is_admin(),
-            writer: viewer.can_write(),
+            writer: viewer.actor.decide("createFlag", &any_flag).allowed,
+            segments_writer,
             tab,
             // The feed's head, not this node's last commit: with several nodes sharing a
             // database the page already shows their changes, and a live stream starting

@@ -139,6 +139,8 @@ pub(crate) async fn create(
 #[template(path = "segment.html")]
 struct SegmentPage {
     nav: Nav,
+    /// Whether the viewer may change the segment (any of its update actions).
+    may_edit: bool,
     key: String,
     summary: Vec<String>,
     editor_json: String,
@@ -167,11 +169,22 @@ pub(crate) async fn page(
         .app
         .segment_keys(&viewer.actor, &project, &nav.environment)
         .await?;
+    let may_edit = dashboard
+        .app
+        .segment_access(
+            &viewer.actor,
+            (&project, &nav.environment),
+            &key,
+            &["updateIncluded", "updateExcluded", "updateRules"],
+        )
+        .await?
+        .iter()
+        .any(|d| d.allowed);
     let editor = json!({
         "segmentKey": key,
         "environment": nav.environment,
         "critical": nav.critical(),
-        "canEdit": viewer.can_write(),
+        "canEdit": may_edit,
         "version": segment.version,
         "segment": segment.value,
         "segments": segments.into_iter().filter(|s| *s != key).collect::<Vec<_>>(),
@@ -179,6 +192,7 @@ pub(crate) async fn page(
         "saveUrl": format!("/projects/{project}/segments/{key}/save"),
     });
     Ok(render(&SegmentPage {
+        may_edit,
         summary: describe::segment(&segment.value),
         key,
         editor_json: script_json(&editor),

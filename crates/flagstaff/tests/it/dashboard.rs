@@ -631,6 +631,12 @@ fn a_support_person_joins_by_invitation_and_may_only_use_the_kill_switch() {
             "{}",
             flag_page.body
         );
+        // Nothing else is offered: no targeting editor, no archive, no "Create flag".
+        assert!(!flag_page.body.contains("data-testid=\"editor\""), "{}", flag_page.body);
+        assert!(!flag_page.body.contains("/archive\""), "{}", flag_page.body);
+        let list = sam.get("/projects/default/flags?env=production").await;
+        assert_eq!(list.status, 200);
+        assert!(!list.body.contains("data-testid=\"new-flag\""), "{}", list.body);
         let csrf = csrf_of(&flag_page.body);
         let mut off = admin.get(targeting).await;
         // The API shows the version inside the document; the dashboard sends it beside it.
