@@ -50,12 +50,33 @@ pub(crate) struct IfMatch(pub(crate) u64);
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<IfMatch> {
-        let value = parts.headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).ok_or_else(|| {
-            ApiError::new(ErrorCode::VersionRequired, "send If-Match: \"<version>\" with the version you read, so that no change is overwritten unseen")
-        })?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<IfMatch> {
+        let MaybeIfMatch(version) = MaybeIfMatch::from_request_parts(parts, state).await?;
+        version.map(IfMatch).ok_or_else(version_required)
+    }
+}
+
+/// The answer to an update without `If-Match`.
+pub(crate) fn version_required() -> ApiError {
+    ApiError::new(
+        ErrorCode::VersionRequired,
+        "send If-Match: \"<version>\" with the version you read, so that no change is overwritten unseen",
+    )
+}
+
+/// An `If-Match` version when one is sent (semantic patches may go without).
+pub(crate) struct MaybeIfMatch(pub(crate) Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeIfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<MaybeIfMatch> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(MaybeIfMatch(None));
+        };
+        let value = value.to_str().unwrap_or_default();
         let version = value.trim().trim_start_matches("W/").trim_matches('"');
-        version.parse().map(IfMatch).map_err(|_| {
+        version.parse().map(|v| MaybeIfMatch(Some(v))).map_err(|_| {
             ApiError::new(
                 ErrorCode::InvalidField,
                 format!("If-Match {value:?} is not a version"),
@@ -63,6 +84,31 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             .with_field("If-Match")
         })
     }
+}
+
+/// Whether a `PATCH` body is a LaunchDarkly semantic patch
+/// (`Content-Type: application/json; domain-model=launchdarkly.semanticpatch`).
+pub(crate) fn is_semantic_patch(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').skip(1).any(|parameter| {
+                parameter
+                    .trim()
+                    .eq_ignore_ascii_case("domain-model=launchdarkly.semanticpatch")
+            })
+        })
+}
+
+/// A semantic patch's body: the instructions and an optional comment (which overrides the
+/// `X-Flagstaff-Comment` header, as in LaunchDarkly's API).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SemanticPatch {
+    pub(crate) instructions: Vec<Value>,
+    #[serde(default)]
+    pub(crate) comment: Option<String>,
 }
 
 /// The reason for a change, from `X-Flagstaff-Comment` (may be empty).

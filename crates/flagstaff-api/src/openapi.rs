@@ -97,6 +97,27 @@ fn patch(summary: &str, tag: &str, schema: &str) -> Value {
     op
 }
 
+/// A patch that also takes LaunchDarkly's semantic patch (instructions), for which `If-Match`
+/// is optional: without it the instructions apply to whatever is current.
+fn semantic_patch(summary: &str, tag: &str, schema: &str, instruction: &str) -> Value {
+    let mut op = patch(summary, tag, schema);
+    op["requestBody"]["content"]["application/json; domain-model=launchdarkly.semanticpatch"] = json!({"schema": {
+        "type": "object", "required": ["instructions"], "additionalProperties": false,
+        "properties": {"comment": {"type": "string"}, "instructions": {"type": "array", "minItems": 1, "items": reference(instruction)}}}});
+    op["responses"]["409"]["description"] = json!(
+        "Already exists, `If-Match` is stale (`currentVersion` is given), or an instruction cannot apply (`instruction_conflict`, `field` names it)"
+    );
+    if let Some(Value::Array(parameters)) = op.get_mut("parameters") {
+        for parameter in parameters.iter_mut() {
+            if parameter["$ref"] == "#/components/parameters/IfMatch" {
+                *parameter = json!({"name": "If-Match", "in": "header", "required": false,
+                    "description": "The version you read; required except for semantic patches", "schema": {"type": "string"}});
+            }
+        }
+    }
+    op
+}
+
 fn delete(summary: &str, tag: &str) -> Value {
     let mut op = operation(
         summary,
@@ -266,6 +287,17 @@ fn schemas() -> Value {
         "Team": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string, "description": string,
             "members": {"type": "array", "items": string, "description": "Member emails"}, "customRoles": {"type": "array", "items": string},
             "version": {"type": "integer", "readOnly": true}}},
+        "FlagInstruction": {"type": "object", "required": ["kind"], "description": "LaunchDarkly's semantic-patch instructions; variations by index (variation), clauses by value", "properties": {
+            "kind": {"enum": ["turnFlagOn", "turnFlagOff", "addTargets", "removeTargets", "addRule", "removeRule", "updateRuleVariationOrRollout",
+                "addClauses", "removeClauses", "reorderRules", "updateFallthroughVariationOrRollout", "updateOffVariation",
+                "addPrerequisite", "updatePrerequisite", "removePrerequisite"]},
+            "contextKind": string, "variation": {"type": "integer"}, "values": {"type": "array", "items": string}, "rollout": {"type": "object"},
+            "clauses": {"type": "array", "items": {"type": "object"}}, "ruleId": string, "ruleIds": {"type": "array", "items": string},
+            "beforeRuleId": string, "trackEvents": {"type": "boolean"}, "key": string}},
+        "SegmentInstruction": {"type": "object", "required": ["kind"], "properties": {
+            "kind": {"enum": ["addIncludedTargets", "removeIncludedTargets", "addExcludedTargets", "removeExcludedTargets", "addRule", "removeRule"]},
+            "contextKind": string, "values": {"type": "array", "items": string}, "clauses": {"type": "array", "items": {"type": "object"}},
+            "weight": {"type": "integer"}, "bucketBy": string, "rolloutContextKind": string, "beforeRuleId": string, "ruleId": string}},
         "NewInvitation": {"type": "object", "required": ["email"], "additionalProperties": false, "properties": {"email": string,
             "role": reference("Role"), "customRoles": {"type": "array", "items": string}, "projects": {"type": "array", "items": string}}},
         "Invitation": {"type": "object", "properties": {"id": string, "email": string, "role": reference("Role"),
@@ -515,13 +547,13 @@ pub fn document() -> Value {
         format!("{e}/flags/{{key}}"): {
             "get": operation("Get a flag's targeting in an environment", "targeting", None, ("200", ok("The targeting", reference("Targeting"))), false),
             "put": versioned_update("Replace a flag's targeting (writer)", "targeting", "Targeting"),
-            "patch": patch("Patch a flag's targeting (writer)", "targeting", "Targeting")},
+            "patch": semantic_patch("Patch a flag's targeting with JSON Patch, or with instructions (semantic patch)", "targeting", "Targeting", "FlagInstruction")},
         format!("{e}/segments"): {"get": operation("List segments", "segments", None, ("200", ok("Segments", list("Segment"))), false),
                                   "post": create("Create a segment (writer)", "segments", "Segment", "Segment")},
         format!("{e}/segments/{{key}}"): {
             "get": operation("Get a segment", "segments", None, ("200", ok("The segment", reference("Segment"))), false),
             "put": versioned_update("Replace a segment (writer)", "segments", "Segment"),
-            "patch": patch("Patch a segment (writer)", "segments", "Segment"),
+            "patch": semantic_patch("Patch a segment with JSON Patch, or with instructions (semantic patch)", "segments", "Segment", "SegmentInstruction"),
             "delete": delete("Delete a segment (writer)", "segments")},
         format!("{e}/evaluate"): {"post": operation("Evaluate every flag for a context, with reasons", "evaluation", Some(body(reference("EvaluateRequest"))), ("200", ok("Results", reference("EvaluateResponse"))), false)},
         format!("{p}/flags/{{key}}/insights"): {"get": flag_insights},

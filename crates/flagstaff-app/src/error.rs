@@ -113,6 +113,8 @@ error_codes! {
     MethodNotAllowed => "method_not_allowed", 405;
     /// A create for a key that exists.
     AlreadyExists => "already_exists", 409;
+    /// A semantic-patch instruction cannot apply to the document as it is now (its rule was removed, a prerequisite is already there, …); `field` names the instruction.
+    InstructionConflict => "instruction_conflict", 409;
     /// A custom role still held by members, teams or tokens cannot be deleted; the message names them.
     InUse => "in_use", 409;
     /// `If-Match` is stale; `currentVersion` is the version now stored.

@@ -39,6 +39,7 @@ pub mod expiry;
 mod flags;
 mod import;
 pub mod insights;
+pub mod instructions;
 pub mod intake;
 mod invitations;
 mod keys;

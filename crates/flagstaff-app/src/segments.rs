@@ -202,4 +202,46 @@ impl App {
         .await?;
         Ok(())
     }
+
+    /// Applies a semantic patch to a segment, as [`App::apply_flag_instructions`] does to
+    /// targeting.
+    pub async fn apply_segment_instructions(
+        &self,
+        (project, environment, key): (&str, &str, &str),
+        instructions: &[serde_json::Value],
+        expected: Option<u64>,
+        actor: &Actor,
+        comment: &str,
+    ) -> Result<Versioned<Segment>> {
+        let parsed = crate::instructions::parse_segment_instructions(instructions)?;
+        let mut attempt = 0;
+        loop {
+            let current = self
+                .segment_for_change(actor, project, environment, key)
+                .await?;
+            if expected.is_some_and(|v| v != current.version) {
+                return Err(crate::AppError::Conflict {
+                    current: Some(current.version),
+                });
+            }
+            let mut next = current.value.clone();
+            crate::instructions::apply_to_segment(&mut next, &parsed)?;
+            match self
+                .put_segment(
+                    actor,
+                    project,
+                    environment,
+                    next,
+                    Some(current.version),
+                    comment,
+                )
+                .await
+            {
+                Err(crate::AppError::Conflict { .. }) if expected.is_none() && attempt < 2 => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
 }

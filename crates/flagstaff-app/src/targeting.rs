@@ -210,4 +210,42 @@ impl App {
             value: targeting,
         })
     }
+
+    /// Applies a semantic patch (`instructions.rs`) to a flag's targeting in one environment and
+    /// writes the result as [`App::update_targeting`] does, authorized by exactly the actions
+    /// the result takes. With `write.expected` the patch applies only to that version; without,
+    /// it applies to whatever is current, and is applied again (up to three times) when someone
+    /// else writes in between: instructions say what to change, so they stay right.
+    pub async fn apply_flag_instructions(
+        &self,
+        flag: FlagRef<'_>,
+        instructions: &[serde_json::Value],
+        expected: Option<u64>,
+        actor: &Actor,
+        comment: &str,
+    ) -> Result<Versioned<Targeting>> {
+        let parsed = crate::instructions::parse_flag_instructions(instructions)?;
+        let mut attempt = 0;
+        loop {
+            let current = self
+                .targeting_for_change(actor, flag.project, flag.environment, flag.key)
+                .await?;
+            if expected.is_some_and(|v| v != current.version) {
+                return Err(AppError::Conflict {
+                    current: Some(current.version),
+                });
+            }
+            let mut next = current.value.clone();
+            crate::instructions::apply_to_targeting(&mut next, &parsed)?;
+            let write = WriteMeta {
+                actor,
+                expected: current.version,
+                comment,
+            };
+            match self.update_targeting(flag, next, write).await {
+                Err(AppError::Conflict { .. }) if expected.is_none() && attempt < 2 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
 }

@@ -12,7 +12,10 @@ use flagstaff_protocol::Segment;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
+use crate::extract::{
+    Body, Caller, Comment, IfMatch, MaybeIfMatch, PatchRequest, SemanticPatch, apply_patch,
+    is_semantic_patch, version_required, versioned,
+};
 use crate::routes::AppState;
 use flagstaff_app::ErrorCode;
 use flagstaff_http::{ApiError, RawBody, parse_json};
@@ -100,11 +103,31 @@ async fn update_segment(
 async fn patch_segment(
     State(app): AppState,
     Caller(actor): Caller,
-    IfMatch(version): IfMatch,
+    MaybeIfMatch(version): MaybeIfMatch,
     Comment(comment): Comment,
     Path((project, environment, key)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response> {
+    if is_semantic_patch(&headers) {
+        // Authorized before the instructions are parsed.
+        app.authorize_segment_change(&actor, &project, &environment, &key)
+            .await?;
+        let patch: SemanticPatch = parse_json(&body)?;
+        let comment = patch.comment.unwrap_or(comment);
+        return Ok(versioned(
+            StatusCode::OK,
+            &app.apply_segment_instructions(
+                (&project, &environment, &key),
+                &patch.instructions,
+                version,
+                &actor,
+                &comment,
+            )
+            .await?,
+        ));
+    }
+    let version = version.ok_or_else(version_required)?;
     // Authorized before the patch is parsed or applied.
     let current = app
         .segment_for_change(&actor, &project, &environment, &key)

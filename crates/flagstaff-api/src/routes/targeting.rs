@@ -13,7 +13,10 @@ use flagstaff_app::model::Targeting;
 use flagstaff_app::{FlagRef, WriteMeta};
 
 use crate::Result;
-use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
+use crate::extract::{
+    Body, Caller, Comment, IfMatch, MaybeIfMatch, PatchRequest, SemanticPatch, apply_patch,
+    is_semantic_patch, version_required, versioned,
+};
 use crate::routes::AppState;
 use flagstaff_http::{RawBody, parse_json};
 
@@ -68,11 +71,30 @@ async fn update_targeting(
 async fn patch_targeting(
     State(app): AppState,
     Caller(actor): Caller,
-    IfMatch(version): IfMatch,
+    MaybeIfMatch(version): MaybeIfMatch,
     Comment(comment): Comment,
     Path((project, environment, key)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response> {
+    let flag = FlagRef {
+        project: &project,
+        environment: &environment,
+        key: &key,
+    };
+    if is_semantic_patch(&headers) {
+        // Authorized before the instructions are parsed.
+        app.authorize_targeting_change(&actor, &project, &environment, &key)
+            .await?;
+        let patch: SemanticPatch = parse_json(&body)?;
+        let comment = patch.comment.unwrap_or(comment);
+        return Ok(versioned(
+            StatusCode::OK,
+            &app.apply_flag_instructions(flag, &patch.instructions, version, &actor, &comment)
+                .await?,
+        ));
+    }
+    let version = version.ok_or_else(version_required)?;
     // Authorized before the patch is parsed or applied.
     let current = app
         .targeting_for_change(&actor, &project, &environment, &key)
@@ -82,11 +104,7 @@ async fn patch_targeting(
     Ok(versioned(
         StatusCode::OK,
         &app.update_targeting(
-            FlagRef {
-                project: &project,
-                environment: &environment,
-                key: &key,
-            },
+            flag,
             targeting,
             WriteMeta {
                 actor: &actor,

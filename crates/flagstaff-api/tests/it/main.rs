@@ -8,4 +8,5 @@ mod hardening;
 mod openapi;
 mod roles;
 mod schemas;
+mod semantic;
 mod support;
