@@ -5,29 +5,14 @@
 //    "screenshots": "<dir>"}
 // It prints one JSON report of what it saw; any expectation that fails throws, which fails the
 // Rust test with this script's stderr.
-import { chromium } from 'playwright-core';
+import { expect, launch, readInput, text } from './common.mjs';
 
-const input = JSON.parse(await new Promise((resolve) => {
-  let text = '';
-  process.stdin.on('data', (d) => { text += d; });
-  process.stdin.on('end', () => resolve(text));
-}));
+const input = await readInput();
 const { base, adminToken, admin, reader, screenshots } = input;
 const report = {};
 
-const browser = await chromium.launch({
-  executablePath: process.env.FLAGSTAFF_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 
-function expect(condition, message) {
-  if (!condition) throw new Error(`expectation failed: ${message}`);
-}
-async function text(page, selector) {
-  return (await page.locator(selector).first().textContent() || '').replace(/\s+/g, ' ').trim();
-}
 async function shot(page, name) {
   if (screenshots) await page.screenshot({ path: `${screenshots}/${name}.png`, fullPage: true });
 }

@@ -2,27 +2,12 @@
 // page through a real OpenID Provider (npm oidc-provider, oidc-provider.mjs) and back, signed
 // in; then the same callback replayed, which Flagstaff must refuse. Run by
 // crates/flagstaff/tests/it/sso.rs with {"base", "login"} on stdin; prints one JSON report.
-import { chromium } from 'playwright-core';
+import { expect, launch, readInput, text } from './common.mjs';
 
-const input = JSON.parse(await new Promise((resolve) => {
-  let text = '';
-  process.stdin.on('data', (d) => { text += d; });
-  process.stdin.on('end', () => resolve(text));
-}));
+const input = await readInput();
 const { base, login } = input;
 const report = {};
-const browser = await chromium.launch({
-  executablePath: process.env.FLAGSTAFF_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
-function expect(condition, message) {
-  if (!condition) throw new Error(`expectation failed: ${message}`);
-}
-async function text(page, selector) {
-  return (await page.locator(selector).first().textContent() || '').replace(/\s+/g, ' ').trim();
-}
+const browser = await launch();
 const page = await (await browser.newContext()).newPage();
 let callback = null;
 const visited = [];

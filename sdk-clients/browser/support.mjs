@@ -4,27 +4,12 @@
 // their page tries to change a rule. Run by crates/flagstaff/tests/it/dashboard.rs with
 // {"base", "invitation": "/invite/...", "flag": "/projects/.../flags/...", "key", "password"}
 // on stdin; prints one JSON report; a failed expectation throws.
-import { chromium } from 'playwright-core';
+import { expect, launch, readInput, text } from './common.mjs';
 
-const input = JSON.parse(await new Promise((resolve) => {
-  let text = '';
-  process.stdin.on('data', (d) => { text += d; });
-  process.stdin.on('end', () => resolve(text));
-}));
+const input = await readInput();
 const { base, invitation, flag, key, password } = input;
 const report = {};
-const browser = await chromium.launch({
-  executablePath: process.env.FLAGSTAFF_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
-function expect(condition, message) {
-  if (!condition) throw new Error(`expectation failed: ${message}`);
-}
-async function text(page, selector) {
-  return (await page.locator(selector).first().textContent() || '').replace(/\s+/g, ' ').trim();
-}
+const browser = await launch();
 const page = await (await browser.newContext({ viewport: { width: 1280, height: 860 } })).newPage();
 const consoleErrors = [];
 page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
