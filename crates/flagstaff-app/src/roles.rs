@@ -187,6 +187,24 @@ impl App {
         Ok(roles)
     }
 
+    /// Every server-wide document of `kind` (roles, teams) with its version.
+    async fn list_named<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+    ) -> Result<Vec<Versioned<T>>> {
+        self.store
+            .list(kind, "")
+            .await?
+            .iter()
+            .map(|d| {
+                Ok(Versioned {
+                    version: d.version,
+                    value: decode(d)?,
+                })
+            })
+            .collect()
+    }
+
     /// Stores a new server-wide document (a role or a team) with its audit entry.
     async fn create_named<T: Serialize>(
         &self,
@@ -295,17 +313,7 @@ impl App {
     /// The custom roles (for those who manage roles, members or teams: they assign them).
     pub async fn list_roles(&self, actor: &Actor) -> Result<Vec<Versioned<CustomRole>>> {
         self.authorize_role_reading(actor)?;
-        self.store
-            .list(kinds::ROLE, "")
-            .await?
-            .iter()
-            .map(|d| {
-                Ok(Versioned {
-                    version: d.version,
-                    value: decode(d)?,
-                })
-            })
-            .collect()
+        self.list_named(kinds::ROLE).await
     }
 
     fn authorize_role_reading(&self, actor: &Actor) -> Result<()> {
@@ -485,17 +493,7 @@ impl App {
         if !actor.may_manage("member", manage::MEMBER) {
             actor.authorize_manage("team", manage::TEAM)?;
         }
-        self.store
-            .list(kinds::TEAM, "")
-            .await?
-            .iter()
-            .map(|d| {
-                Ok(Versioned {
-                    version: d.version,
-                    value: decode(d)?,
-                })
-            })
-            .collect()
+        self.list_named(kinds::TEAM).await
     }
 
     /// One team.

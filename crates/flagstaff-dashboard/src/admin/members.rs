@@ -101,21 +101,6 @@ pub(crate) async fn members(
     members_page(&dashboard, (&viewer, &headers), q.project, None, None).await
 }
 
-/// The checked custom roles of a form (`role_<key>=on` fields, as checkboxes send them).
-fn checked_roles(fields: &[(String, String)]) -> Vec<String> {
-    fields
-        .iter()
-        .filter_map(|(name, _)| name.strip_prefix("role_").map(str::to_owned))
-        .collect()
-}
-
-fn field<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 /// A use-case error shown on the page with its field marked, or the error page.
 async fn shown(
     dashboard: &Dashboard,
@@ -148,7 +133,7 @@ pub(crate) async fn invite(
     let new = NewInvitation {
         email: field(&fields, "email").to_owned(),
         role: role(field(&fields, "role")),
-        custom_roles: checked_roles(&fields),
+        custom_roles: checked(&fields, "role_"),
         projects: None,
     };
     match dashboard
@@ -180,7 +165,7 @@ pub(crate) async fn change_roles(
     viewer.check_csrf(&headers, Some(field(&fields, "csrf")))?;
     let change = flagstaff_app::MemberChange {
         role: Some(role(field(&fields, "role"))),
-        custom_roles: Some(checked_roles(&fields)),
+        custom_roles: Some(checked(&fields, "role_")),
         projects: None,
     };
     match dashboard

@@ -62,6 +62,23 @@ pub(crate) struct CsrfForm {
     csrf: String,
 }
 
+/// A form field sent as a list of pairs (forms with checkboxes named after keys), trimmed;
+/// empty when absent.
+fn field<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.trim())
+}
+
+/// The keys of the checked checkboxes named `<prefix><key>` (`role_support`, `member_ann@…`).
+fn checked(fields: &[(String, String)], prefix: &str) -> Vec<String> {
+    fields
+        .iter()
+        .filter_map(|(name, _)| name.strip_prefix(prefix).map(str::to_owned))
+        .collect()
+}
+
 fn role(text: &str) -> Role {
     match text {
         "admin" => Role::Admin,

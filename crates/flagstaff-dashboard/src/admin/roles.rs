@@ -82,13 +82,6 @@ pub(crate) async fn roles(
     roles_page(&dashboard, &viewer, None).await
 }
 
-fn field<'f>(fields: &'f [(String, String)], name: &str) -> &'f str {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map_or("", |(_, v)| v.trim())
-}
-
 /// The policy the common-case form describes: read the project, and the chosen actions on the
 /// flags (optionally only those with a tag) of one environment.
 fn simple_policy(fields: &[(String, String)]) -> Value {
@@ -256,18 +249,12 @@ pub(crate) async fn save_team(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, Some(field(&fields, "csrf")))?;
-    let checked = |prefix: &str| -> Vec<String> {
-        fields
-            .iter()
-            .filter_map(|(k, _)| k.strip_prefix(prefix).map(str::to_owned))
-            .collect()
-    };
     let team = Team {
         key: field(&fields, "key").to_owned(),
         name: field(&fields, "name").to_owned(),
         description: field(&fields, "description").to_owned(),
-        members: checked("member_"),
-        custom_roles: checked("role_"),
+        members: checked(&fields, "member_"),
+        custom_roles: checked(&fields, "role_"),
     };
     let app = &dashboard.app;
     let result = match field(&fields, "version").parse::<u64>() {
