@@ -68,6 +68,8 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .merge(routes::members::routes())
         .merge(routes::tokens::routes())
         .merge(routes::roles::routes())
+        .merge(routes::workflows::routes())
+        .merge(routes::webhooks::routes())
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API endpoint") });
     let mut router = Router::new()

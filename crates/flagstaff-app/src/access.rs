@@ -83,6 +83,17 @@ pub const SEGMENT_ACTIONS: &[&str] = &[
     "deleteSegment",
 ];
 
+/// The release-workflow actions writers take on flags and segments (issue 19): requesting,
+/// reviewing and applying changes, scheduling them, and flag triggers. Bypassing a required
+/// approval is not among them: an environment names who may (`approvals.rs`).
+pub const WORKFLOW_ACTIONS: &[&str] = &[
+    "createApprovalRequest",
+    "reviewApprovalRequest",
+    "applyApprovalRequest",
+    "updateScheduledChanges",
+    "createTriggers",
+];
+
 /// The built-in roles as policies in the same language as custom roles, so that one engine
 /// decides for everyone. Their behaviour is the three fixed roles Flagstaff always had: readers
 /// read, writers also change flags, targeting and segments, admins do anything.
@@ -98,6 +109,8 @@ pub fn builtin_policy(role: Role) -> &'static Policy {
                    "resources": ["proj/*:env/*:flag/*"]}),
             json!({"effect": "allow", "actions": SEGMENT_ACTIONS,
                    "resources": ["proj/*:env/*:segment/*"]}),
+            json!({"effect": "allow", "actions": WORKFLOW_ACTIONS,
+                   "resources": ["proj/*:env/*:flag/*", "proj/*:env/*:segment/*"]}),
             json!({"effect": "allow", "actions": ["importFlagData"], "resources": ["proj/*:env/*"]}),
         ];
         let admin = json!([{"effect": "allow", "actions": ["*"], "resources": [
@@ -391,6 +404,8 @@ pub mod manage {
     pub const ROLE: &[&str] = &["createRole", "deleteRole", "updateRole"];
     /// API tokens.
     pub const TOKEN: &[&str] = &["createAccessToken", "deleteAccessToken"];
+    /// Webhooks.
+    pub const WEBHOOK: &[&str] = &["createWebhook", "deleteWebhook", "updateWebhook"];
 }
 
 /// The SHA-256 of a secret, in hex: how credentials are stored and found.
@@ -455,13 +470,23 @@ impl crate::App {
         project: &str,
         environment: &str,
     ) -> Result<Resource> {
+        Ok(self.environment_doc(project, environment).await?.1)
+    }
+
+    /// The environment as stored (for its approval rules) and as a resource.
+    pub(crate) async fn environment_doc(
+        &self,
+        project: &str,
+        environment: &str,
+    ) -> Result<(crate::model::Environment, Resource)> {
         let doc = self
             .store
             .get_live(crate::model::kinds::ENVIRONMENT, project, environment)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("environment {project}/{environment}")))?;
         let env: crate::model::Environment = crate::decode(&doc)?;
-        Ok(resource::environment(project, environment, env.critical))
+        let resource = resource::environment(project, environment, env.critical);
+        Ok((env, resource))
     }
 
     /// A flag's tags (none when it does not exist).

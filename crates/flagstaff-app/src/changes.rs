@@ -43,6 +43,14 @@ pub enum Subject {
     Team,
     /// An invitation to become a member.
     Invitation,
+    /// A change scheduled for later, or a step of a rollout plan.
+    ScheduledChange,
+    /// A change request (approvals).
+    ChangeRequest,
+    /// A webhook.
+    Webhook,
+    /// A flag trigger.
+    Trigger,
 }
 
 impl Subject {
@@ -59,6 +67,10 @@ impl Subject {
             Subject::Role => kinds::ROLE,
             Subject::Team => kinds::TEAM,
             Subject::Invitation => kinds::INVITATION,
+            Subject::ScheduledChange => kinds::SCHEDULE,
+            Subject::ChangeRequest => kinds::CHANGE_REQUEST,
+            Subject::Webhook => kinds::WEBHOOK,
+            Subject::Trigger => kinds::TRIGGER,
         }
     }
 }
@@ -157,6 +169,37 @@ actions! {
     TokenRevoke => "token.revoke", Token;
     /// A member signed out, ending their session.
     SessionEnd => "session.end", Token;
+    /// A change was scheduled (or a rollout plan's steps, in one entry).
+    ScheduleCreate => "scheduled_change.create", ScheduledChange;
+    /// A scheduled change was moved or its instructions replaced.
+    ScheduleUpdate => "scheduled_change.update", ScheduledChange;
+    /// A scheduled change (or what was left of a rollout plan) was cancelled.
+    ScheduleCancel => "scheduled_change.cancel", ScheduledChange;
+    /// A scheduled change could not execute (its instructions no longer apply, its creator may
+    /// no longer make it); the entry says why. Executed ones are the targeting or segment
+    /// change they made.
+    ScheduleFail => "scheduled_change.fail", ScheduledChange;
+    /// A change request was opened.
+    ChangeRequestCreate => "change_request.create", ChangeRequest;
+    /// Someone approved, declined or commented on a change request.
+    ChangeRequestReview => "change_request.review", ChangeRequest;
+    /// A change request was cancelled.
+    ChangeRequestCancel => "change_request.cancel", ChangeRequest;
+    /// An approved change request was scheduled for later (applying it now is the targeting or
+    /// segment change it makes).
+    ChangeRequestSchedule => "change_request.schedule", ChangeRequest;
+    /// A webhook was created.
+    WebhookCreate => "webhook.create", Webhook;
+    /// A webhook's name, URL, secret, filter or state changed.
+    WebhookUpdate => "webhook.update", Webhook;
+    /// A webhook was deleted.
+    WebhookDelete => "webhook.delete", Webhook;
+    /// A flag trigger was created.
+    TriggerCreate => "trigger.create", Trigger;
+    /// A trigger was turned on or off, or given a new URL.
+    TriggerUpdate => "trigger.update", Trigger;
+    /// A trigger was deleted.
+    TriggerDelete => "trigger.delete", Trigger;
 }
 
 impl Action {
@@ -179,6 +222,10 @@ impl Action {
                 | Action::InvitationRevoke
                 | Action::TokenRevoke
                 | Action::SessionEnd
+                | Action::ScheduleCancel
+                | Action::ChangeRequestCancel
+                | Action::WebhookDelete
+                | Action::TriggerDelete
         )
     }
 }
@@ -290,6 +337,7 @@ impl Actor {
             (kinds::TEAM, _) => self.may_manage("team", manage::TEAM),
             (kinds::ROLE, _) => self.may_manage("role", manage::ROLE),
             (kinds::TOKEN | kinds::CREDENTIAL, _) => self.may_manage("token", manage::TOKEN),
+            (kinds::WEBHOOK, _) => self.may_manage("webhook", manage::WEBHOOK),
             (kinds::PROJECT, _) => self.may_view(key),
             (kinds::ENVIRONMENT, Scope::Project(project)) => {
                 self.may_view(project) && self.may_see_environment(project, key)

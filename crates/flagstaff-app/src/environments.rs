@@ -102,6 +102,13 @@ impl App {
                     .is_some_and(|on| on != current.value.critical),
                 "updateCritical",
             ),
+            (
+                settings
+                    .approvals
+                    .as_ref()
+                    .is_some_and(|a| *a != current.value.approvals),
+                "updateApprovalSettings",
+            ),
         ];
         let actions: Vec<&str> = changes
             .iter()
@@ -110,7 +117,12 @@ impl App {
             .collect();
         if actions.is_empty() {
             actor.authorize_any(
-                &["updateName", "updateSecureMode", "updateCritical"],
+                &[
+                    "updateName",
+                    "updateSecureMode",
+                    "updateCritical",
+                    "updateApprovalSettings",
+                ],
                 &target,
             )?;
         }
@@ -121,6 +133,9 @@ impl App {
             return Err(AppError::Conflict {
                 current: Some(current.version),
             });
+        }
+        if let Some(approvals) = &settings.approvals {
+            crate::approvals::validate_settings(approvals)?;
         }
         let secure_mode = settings.secure_mode.unwrap_or(current.value.secure_mode);
         if secure_mode
@@ -138,6 +153,10 @@ impl App {
             name: name.to_owned(),
             secure_mode,
             critical: settings.critical.unwrap_or(current.value.critical),
+            approvals: settings
+                .approvals
+                .clone()
+                .unwrap_or_else(|| current.value.approvals.clone()),
             ..current.value.clone()
         };
         let after = body(&environment)?;
@@ -239,6 +258,7 @@ impl App {
             mobile_key_hint: hint(&keys.mobile_key),
             secure_mode: false,
             critical: matches!(key, "production" | "prod"),
+            approvals: Default::default(),
         };
         let after = body(&environment)?;
         let mut writes = vec![Write::Put {

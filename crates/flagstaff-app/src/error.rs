@@ -117,6 +117,10 @@ error_codes! {
     InstructionConflict => "instruction_conflict", 409;
     /// A custom role still held by members, teams or tokens cannot be deleted; the message names them.
     InUse => "in_use", 409;
+    /// The environment requires approval for changes to targeting and segments: open a change request instead (the message says how).
+    ApprovalRequired => "approval_required", 409;
+    /// A change request or scheduled change is not in a state that allows this (e.g. applying a request that is not approved, rescheduling one that has run).
+    InvalidState => "invalid_state", 409;
     /// `If-Match` is stale; `currentVersion` is the version now stored.
     VersionConflict => "version_conflict", 409;
     /// The body did not arrive within the body-read timeout (`--body-read-timeout-ms`).

@@ -23,6 +23,10 @@
 //! | `members`, `tokens` | people, API tokens and sign-in sessions |
 //! | `insights` | what SDK events say about flags (the events database) |
 //! | `intake` | SDK event payloads, parsed and handed to the events pipeline |
+//! | `schedules` | scheduled changes and rollout plans, executed exactly once |
+//! | `change_requests` | approvals: requests, reviews, apply (the gate is `approvals`) |
+//! | `triggers` | secret URLs that turn a flag on or off |
+//! | `webhooks` | changes POSTed to receivers through the durable outbox |
 //!
 //! Beside them: `access` (roles and actors), `policy` (the custom-role policy language: parse,
 //! validate, decide; not yet consulted by `access`), `validate` (validation and its codes), `error`
@@ -31,8 +35,11 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod approvals;
 mod audit;
+mod change_requests;
 mod changes;
+pub mod deferred;
 mod environments;
 mod error;
 pub mod expiry;
@@ -49,6 +56,9 @@ mod overview;
 pub mod policy;
 mod projects;
 mod roles;
+mod rollout_plans;
+mod scheduler;
+pub mod schedules;
 mod sdk_view;
 mod secure_mode;
 mod segments;
@@ -56,7 +66,11 @@ mod sso;
 mod targeting;
 mod throttle;
 mod tokens;
+mod triggers;
 pub mod validate;
+mod webhook_delivery;
+pub mod webhooks;
+pub mod when;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,7 +80,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use access::{AccessDecision, Actor, HeldRole, Role};
+pub use change_requests::{
+    ApplyRequest, ChangeRequest, ChangeRequestView, NewChangeRequest, NewReview, RequestStatus,
+    ReviewKind,
+};
 pub use changes::{Action, Change, Scope, Subject};
+pub use deferred::{Target, TargetKind};
 pub use environments::EnvironmentWithKeys;
 pub use error::{AppError, ErrorCode, Refusal, Result};
 pub use flags::FlagFilter;
@@ -80,10 +99,18 @@ pub use model::EnvironmentSettings;
 pub use overview::{FlagInEnvironment, FlagOverview, FlagRow};
 pub use projects::Initialized;
 pub use roles::{CustomRole, Team};
+pub use rollout_plans::{NewRolloutPlan, PlanStep};
+pub use scheduler::ScheduleRun;
+pub use schedules::{NewSchedule, ScheduleStatus, ScheduleUpdate, ScheduledChange};
 pub use sdk_view::BootstrapOptions;
 pub use secure_mode::{HmacKey, SecureMode};
 pub use sso::{SsoIdentity, SsoPolicy};
 pub use tokens::{NewToken, TokenInfo};
+pub use triggers::{
+    NewTrigger, NewTriggerUrl, TRIGGER_CALLS_PER_MINUTE, Trigger, TriggerAction, TriggerOutcome,
+    TriggerUpdate,
+};
+pub use webhooks::{Delivery, NewWebhook, WebhookView};
 
 pub(crate) use audit::draft;
 
@@ -172,6 +199,10 @@ pub struct App {
     role_policies: Arc<std::sync::Mutex<RolePolicies>>,
     /// Whether members may sign in with a password (off when single sign-on is the only way).
     password_sign_in: bool,
+    /// Calls per trigger in the current minute (`triggers.rs`).
+    trigger_calls: Arc<triggers::TriggerCalls>,
+    /// Whether webhooks may point at loopback and private addresses (`webhooks.rs`).
+    webhooks_allow_private: bool,
 }
 
 /// Parsed custom-role policies by role key, with the stored version each was parsed from.
@@ -229,7 +260,21 @@ impl App {
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS_AT_ONCE)),
             role_policies: Arc::default(),
             password_sign_in: true,
+            trigger_calls: Arc::default(),
+            webhooks_allow_private: false,
         }
+    }
+
+    /// The same use cases letting webhooks reach loopback, private and link-local addresses
+    /// (`--webhooks-allow-private`; tests and receivers inside the network).
+    pub fn with_webhooks_allow_private(mut self, allowed: bool) -> App {
+        self.webhooks_allow_private = allowed;
+        self
+    }
+
+    /// Whether webhooks may reach private addresses.
+    pub fn webhooks_allow_private(&self) -> bool {
+        self.webhooks_allow_private
     }
 
     /// The same use cases with password sign-in turned off (`false`): members then sign in only
@@ -318,6 +363,15 @@ fn already_exists(error: AppError, what: String) -> AppError {
     match error {
         AppError::Conflict { .. } => AppError::AlreadyExists(what),
         other => other,
+    }
+}
+
+/// [`prefix_field`] for an optional prefix (empty: the error as it is).
+fn prefix_field_path(error: AppError, prefix: &str) -> AppError {
+    if prefix.is_empty() {
+        error
+    } else {
+        prefix_field(error, prefix)
     }
 }
 

@@ -36,6 +36,16 @@ pub mod kinds {
     pub const TEAM: &str = "team";
     /// A pending invitation; scope `""`, key is the SHA-256 of its one-time secret.
     pub const INVITATION: &str = "invitation";
+    /// A change scheduled for later (`schedules.rs`); scope `project/environment`, key its id.
+    /// Pending while live; executed, failed or cancelled ones are tombstones holding their
+    /// outcome.
+    pub const SCHEDULE: &str = "scheduled_change";
+    /// A change request (`approvals.rs`); scope `project/environment`, key its id.
+    pub const CHANGE_REQUEST: &str = "change_request";
+    /// A webhook (`webhooks.rs`); scope `""`, key its id.
+    pub const WEBHOOK: &str = "webhook";
+    /// A flag trigger (`triggers.rs`); scope `""`, key the SHA-256 of its secret.
+    pub const TRIGGER: &str = "trigger";
 }
 
 /// A project: a product or service with its own flags.
@@ -74,15 +84,55 @@ pub struct Environment {
     /// typing the flag's key. New environments named `production` or `prod` start critical.
     #[serde(default)]
     pub critical: bool,
+    /// Whether changes to targeting and segments here need approval (`approvals.rs`).
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+}
+
+/// An environment's approval rules: with `required`, targeting and segments change only through
+/// change requests that enough other people approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// Whether direct changes are refused (`approval_required`).
+    #[serde(default)]
+    pub required: bool,
+    /// Approvals a request needs before it may be applied.
+    #[serde(default = "one")]
+    pub min_approvals: u32,
+    /// Whether the requester's own approval counts.
+    #[serde(default)]
+    pub can_review_own: bool,
+    /// Members and tokens with this base role or above may write directly anyway (custom roles
+    /// may also allow `bypassRequiredApproval`); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypass_role: Option<crate::Role>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> ApprovalSettings {
+        ApprovalSettings {
+            required: false,
+            min_approvals: 1,
+            can_review_own: false,
+            bypass_role: None,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Settings of an environment that an update may change; `None` leaves one as it is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EnvironmentSettings {
     /// Secure mode for browser SDKs.
     pub secure_mode: Option<bool>,
     /// Whether changes need a typed confirmation in the dashboard.
     pub critical: Option<bool>,
+    /// Approval rules.
+    pub approvals: Option<ApprovalSettings>,
 }
 
 /// The credentials of an environment, shown once.

@@ -43,6 +43,7 @@ pub const ACTIONS: &[&str] = &[
     "updateMobileKey",
     "updateSecureMode",
     "updateCritical",
+    "updateApprovalSettings",
     "importFlagData",
     // Flags, project-wide.
     "createFlag",
@@ -86,6 +87,10 @@ pub const ACTIONS: &[&str] = &[
     "bypassRequiredApproval",
     "updateScheduledChanges",
     "createTriggers",
+    // Webhooks.
+    "createWebhook",
+    "deleteWebhook",
+    "updateWebhook",
 ];
 
 /// The resource types a specifier may name, with the types that may enclose them.

@@ -4,6 +4,7 @@ use flagstaff_protocol::Segment;
 use flagstaff_store::{Expect, Write};
 
 use crate::access::{SEGMENT_ACTIONS, resource};
+use crate::approvals::{self, Origin};
 use crate::changes::Action;
 use crate::model::kinds;
 use crate::{
@@ -42,12 +43,37 @@ impl App {
         actor: &Actor,
         project: &str,
         environment: &str,
-        mut segment: Segment,
+        segment: Segment,
         expected: Option<u64>,
         comment: &str,
     ) -> Result<Versioned<Segment>> {
+        let write = crate::WriteMeta {
+            actor,
+            expected: expected.unwrap_or(0),
+            comment,
+        };
+        self.write_segment(
+            (project, environment),
+            segment,
+            expected,
+            write,
+            Origin::default(),
+        )
+        .await
+    }
+
+    /// The one segment write (see `App::write_targeting`); `expected` is `None` to create.
+    pub(crate) async fn write_segment(
+        &self,
+        (project, environment): (&str, &str),
+        mut segment: Segment,
+        expected: Option<u64>,
+        write: crate::WriteMeta<'_>,
+        origin: Origin,
+    ) -> Result<Versioned<Segment>> {
+        let crate::WriteMeta { actor, comment, .. } = write;
         self.fence_check(actor, SEGMENT_ACTIONS[0], project, Some(environment))?;
-        let env = self.environment_resource(project, environment).await?;
+        let (env_doc, env) = self.environment_doc(project, environment).await?;
         let scope = env_scope(project, environment);
         let current = self
             .store
@@ -76,16 +102,18 @@ impl App {
             // Creating (or a stale update of a deleted segment, which the write refuses).
             _ => actor.authorize("createSegment", &target)?,
         }
+        approvals::check(actor, &env_doc.approvals, &target, &origin, "segments")?;
         validate::segment(&segment, &self.neighbourhood(project, environment).await?)?;
         let after = body(&segment)?;
         let expect = expected.map_or(Expect::Absent, Expect::Version);
-        let write = Write::Put {
+        let mut writes = vec![Write::Put {
             kind: kinds::SEGMENT.into(),
             scope: scope.clone(),
             key: segment.key.clone(),
             body: after.clone(),
             expect,
-        };
+        }];
+        writes.extend(origin.extra);
         let action = if expected.is_some() {
             Action::SegmentUpdate
         } else {
@@ -94,7 +122,7 @@ impl App {
         let versions = self
             .commit(
                 actor,
-                vec![write],
+                writes,
                 draft(
                     action,
                     &scope,
@@ -174,8 +202,16 @@ impl App {
         comment: &str,
     ) -> Result<()> {
         self.fence_check(actor, "deleteSegment", project, Some(environment))?;
-        let env = self.environment_resource(project, environment).await?;
-        actor.authorize("deleteSegment", &resource::segment_in(&env, key))?;
+        let (env_doc, env) = self.environment_doc(project, environment).await?;
+        let target = resource::segment_in(&env, key);
+        actor.authorize("deleteSegment", &target)?;
+        approvals::check(
+            actor,
+            &env_doc.approvals,
+            &target,
+            &Origin::default(),
+            "segments",
+        )?;
         let scope = env_scope(project, environment);
         let mut current: Versioned<Segment> = self
             .load(kinds::SEGMENT, &scope, key, || format!("segment {key:?}"))
@@ -214,6 +250,27 @@ impl App {
         comment: &str,
     ) -> Result<Versioned<Segment>> {
         let parsed = crate::instructions::parse_segment_instructions(instructions)?;
+        self.apply_parsed_segment_instructions(
+            (project, environment, key),
+            &parsed,
+            expected,
+            actor,
+            comment,
+            Origin::default(),
+        )
+        .await
+    }
+
+    /// [`App::apply_segment_instructions`] with parsed instructions and an [`Origin`].
+    pub(crate) async fn apply_parsed_segment_instructions(
+        &self,
+        (project, environment, key): (&str, &str, &str),
+        parsed: &[crate::instructions::SegmentInstruction],
+        expected: Option<u64>,
+        actor: &Actor,
+        comment: &str,
+        origin: Origin,
+    ) -> Result<Versioned<Segment>> {
         let mut attempt = 0;
         loop {
             let current = self
@@ -225,15 +282,19 @@ impl App {
                 });
             }
             let mut next = current.value.clone();
-            crate::instructions::apply_to_segment(&mut next, &parsed)?;
+            crate::instructions::apply_to_segment(&mut next, parsed)?;
+            let write = crate::WriteMeta {
+                actor,
+                expected: current.version,
+                comment,
+            };
             match self
-                .put_segment(
-                    actor,
-                    project,
-                    environment,
+                .write_segment(
+                    (project, environment),
                     next,
                     Some(current.version),
-                    comment,
+                    write,
+                    origin.clone(),
                 )
                 .await
             {

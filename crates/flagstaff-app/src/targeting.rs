@@ -8,6 +8,7 @@ use flagstaff_protocol::Segment;
 use flagstaff_store::{Expect, Write};
 
 use crate::access::{TARGETING_ACTIONS, resource};
+use crate::approvals::{self, Origin};
 use crate::changes::Action;
 use crate::model::{FlagDefinition, Targeting, kinds};
 use crate::validate::Neighbourhood;
@@ -131,8 +132,21 @@ impl App {
     pub async fn update_targeting(
         &self,
         flag: FlagRef<'_>,
+        targeting: Targeting,
+        write: WriteMeta<'_>,
+    ) -> Result<Versioned<Targeting>> {
+        self.write_targeting(flag, targeting, write, Origin::default())
+            .await
+    }
+
+    /// The one targeting write: authorized by the actions it takes, through the approval gate
+    /// (`approvals.rs`), validated, committed with `origin`'s bookkeeping.
+    pub(crate) async fn write_targeting(
+        &self,
+        flag: FlagRef<'_>,
         mut targeting: Targeting,
         write: WriteMeta<'_>,
+        origin: Origin,
     ) -> Result<Versioned<Targeting>> {
         let FlagRef {
             project,
@@ -145,7 +159,7 @@ impl App {
             comment,
         } = write;
         self.fence_check(actor, TARGETING_ACTIONS[0], project, Some(environment))?;
-        let env = self.environment_resource(project, environment).await?;
+        let (env_doc, env) = self.environment_doc(project, environment).await?;
         let current: Versioned<Targeting> = self
             .load(
                 kinds::TARGETING,
@@ -177,6 +191,7 @@ impl App {
         for action in actions {
             actor.authorize(action, &flag)?;
         }
+        approvals::check(actor, &env_doc.approvals, &flag, &origin, "flag targeting")?;
         validate::targeting(
             key,
             &targeting,
@@ -184,17 +199,18 @@ impl App {
         )?;
         let after = body(&targeting)?;
         let scope = env_scope(project, environment);
-        let write = Write::Put {
+        let mut writes = vec![Write::Put {
             kind: kinds::TARGETING.into(),
             scope: scope.clone(),
             key: key.into(),
             body: after.clone(),
             expect: Expect::Version(expected),
-        };
+        }];
+        writes.extend(origin.extra);
         let versions = self
             .commit(
                 actor,
-                vec![write],
+                writes,
                 draft(
                     Action::TargetingUpdate,
                     &scope,
@@ -225,6 +241,27 @@ impl App {
         comment: &str,
     ) -> Result<Versioned<Targeting>> {
         let parsed = crate::instructions::parse_flag_instructions(instructions)?;
+        self.apply_parsed_flag_instructions(
+            flag,
+            &parsed,
+            expected,
+            actor,
+            comment,
+            Origin::default(),
+        )
+        .await
+    }
+
+    /// [`App::apply_flag_instructions`] with parsed instructions and an [`Origin`].
+    pub(crate) async fn apply_parsed_flag_instructions(
+        &self,
+        flag: FlagRef<'_>,
+        parsed: &[crate::instructions::FlagInstruction],
+        expected: Option<u64>,
+        actor: &Actor,
+        comment: &str,
+        origin: Origin,
+    ) -> Result<Versioned<Targeting>> {
         let mut attempt = 0;
         loop {
             let current = self
@@ -236,13 +273,16 @@ impl App {
                 });
             }
             let mut next = current.value.clone();
-            crate::instructions::apply_to_targeting(&mut next, &parsed)?;
+            crate::instructions::apply_to_targeting(&mut next, parsed)?;
             let write = WriteMeta {
                 actor,
                 expected: current.version,
                 comment,
             };
-            match self.update_targeting(flag, next, write).await {
+            match self
+                .write_targeting(flag, next, write, origin.clone())
+                .await
+            {
                 Err(AppError::Conflict { .. }) if expected.is_none() && attempt < 2 => attempt += 1,
                 other => return other,
             }

@@ -347,3 +347,34 @@ impl App {
         }
     }
 }
+
+impl App {
+    /// The actor an audit name (`member:…`, `token:…`) stands for now, with its rights as they
+    /// are now; `None` when it no longer exists or has expired. Deferred changes (schedules,
+    /// change requests, triggers) execute as the person or token that made them.
+    pub(crate) async fn actor_named(&self, name: &str) -> Result<Option<Actor>> {
+        if name == "system" {
+            return Ok(Some(Actor::system()));
+        }
+        if let Some(email) = name.strip_prefix("member:") {
+            return self.member_actor(email).await;
+        }
+        let Some(id) = name.strip_prefix("token:") else {
+            return Ok(None);
+        };
+        let Some(doc) = self.store.get_live(kinds::TOKEN, "", id).await? else {
+            return Ok(None);
+        };
+        let token: TokenInfo = decode(&doc)?;
+        if token.expires_at.is_some_and(|at| at <= self.now_millis()) || token.member.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Actor {
+            id: format!("token:{}", token.id),
+            role: token.role,
+            projects: token.projects,
+            environments: token.environments,
+            custom_roles: self.held_roles(&token.custom_roles).await?,
+        }))
+    }
+}

@@ -94,6 +94,20 @@ fn action_text(stored: &str) -> String {
         Action::TokenCreate => "created an API token",
         Action::TokenRevoke => "revoked an API token",
         Action::SessionEnd => "signed out",
+        Action::ScheduleCreate => "scheduled a change",
+        Action::ScheduleUpdate => "rescheduled a change",
+        Action::ScheduleCancel => "cancelled a scheduled change",
+        Action::ScheduleFail => "could not run a scheduled change",
+        Action::ChangeRequestCreate => "requested approval for a change",
+        Action::ChangeRequestReview => "reviewed a change request",
+        Action::ChangeRequestCancel => "cancelled a change request",
+        Action::ChangeRequestSchedule => "scheduled an approved change request",
+        Action::WebhookCreate => "created a webhook",
+        Action::WebhookUpdate => "changed a webhook",
+        Action::WebhookDelete => "deleted a webhook",
+        Action::TriggerCreate => "created a trigger",
+        Action::TriggerUpdate => "changed a trigger",
+        Action::TriggerDelete => "deleted a trigger",
     }
     .to_owned()
 }

@@ -154,7 +154,23 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
             | Action::InvitationRevoke
             | Action::TokenCreate
             | Action::TokenRevoke
-            | Action::SessionEnd => {}
+            | Action::SessionEnd
+            // Workflow bookkeeping: what a schedule, request or trigger changes is its own
+            // targeting or segment entry.
+            | Action::ScheduleCreate
+            | Action::ScheduleUpdate
+            | Action::ScheduleCancel
+            | Action::ScheduleFail
+            | Action::ChangeRequestCreate
+            | Action::ChangeRequestReview
+            | Action::ChangeRequestCancel
+            | Action::ChangeRequestSchedule
+            | Action::WebhookCreate
+            | Action::WebhookUpdate
+            | Action::WebhookDelete
+            | Action::TriggerCreate
+            | Action::TriggerUpdate
+            | Action::TriggerDelete => {}
         }
     }
     plan

@@ -115,6 +115,10 @@ impl From<AppError> for ApiError {
     fn from(error: AppError) -> ApiError {
         let code = error.code();
         match error {
+            // A refusal about the request as a whole (approval_required) names no field.
+            AppError::Invalid { message, field, .. } if field.is_empty() => {
+                ApiError::new(code, message)
+            }
             AppError::Invalid { message, field, .. } => {
                 ApiError::new(code, message).with_field(field)
             }

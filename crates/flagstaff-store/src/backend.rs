@@ -22,6 +22,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/sqlite/0002_audit_anchor.sql"),
     ),
+    (3, include_str!("../migrations/sqlite/0003_outbox.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -32,6 +33,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/postgres/0002_audit_anchor.sql"),
     ),
+    (3, include_str!("../migrations/postgres/0003_outbox.sql")),
 ];
 
 const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[(

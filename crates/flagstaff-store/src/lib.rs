@@ -25,6 +25,7 @@ mod audit;
 mod backend;
 mod clock;
 pub mod events;
+mod outbox;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,7 @@ pub use audit::{AuditEntry, AuditQuery, AuditVerification, GENESIS_HASH, MIN_AUD
 pub use backend::Backend;
 pub use clock::Clock;
 pub use events::EventStore;
+pub use outbox::{NewOutboxItem, OutboxItem, state as outbox_state};
 
 /// A stored document.
 #[derive(Clone, Debug, PartialEq)]
@@ -397,6 +399,18 @@ impl Store {
     /// Every document of a kind in a scope including tombstones, in key order.
     pub async fn list_with_tombstones(&self, kind: &str, scope: &str) -> Result<Vec<Document>> {
         self.select_all(kind, scope, true).await
+    }
+
+    /// Every live document of `kind`, whatever its scope, ordered by scope and key: for the few
+    /// kinds that something follows across every environment (pending scheduled changes).
+    pub async fn list_kind(&self, kind: &str) -> Result<Vec<Document>> {
+        let rows = sqlx::query(&self.backend.sql(
+            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND deleted = 0 ORDER BY scope, key",
+        ))
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(document).collect()
     }
 
     async fn select_all(&self, kind: &str, scope: &str, tombstones: bool) -> Result<Vec<Document>> {

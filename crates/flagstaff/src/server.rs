@@ -207,6 +207,10 @@ pub struct ServeArgs {
     /// sign-on as the only way in.
     #[arg(long, env = "FLAGSTAFF_PASSWORD_SIGN_IN", default_value_t = true, action = clap::ArgAction::Set)]
     password_sign_in: bool,
+    /// Let webhooks reach loopback, private and link-local addresses (receivers inside your
+    /// network). Off by default, so that a webhook cannot be aimed at internal services.
+    #[arg(long, env = "FLAGSTAFF_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
 }
 
 /// The dashboard, with single sign-on when an OpenID Provider is configured.
@@ -342,7 +346,8 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     let app = App::new(Arc::clone(&store))
         .with_pipeline(Arc::clone(&pipeline))
-        .with_password_sign_in(args.password_sign_in);
+        .with_password_sign_in(args.password_sign_in)
+        .with_webhooks_allow_private(args.webhooks_allow_private);
     if !app.is_initialized().await? {
         print_credentials(&app.initialize().await?);
     }
@@ -377,6 +382,15 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         args.body_read_timeout_ms.max(100),
     ));
     tokio::spawn(remove_expired_hourly(app.clone()));
+    // Scheduled changes run exactly once cluster-wide, and webhook deliveries are queued once,
+    // whichever nodes run these (flagstaff-app's schedules.rs and webhooks.rs).
+    tokio::spawn(app.clone().run_scheduler());
+    tokio::spawn(
+        app.clone()
+            .run_webhooks(flagstaff_app::webhooks::webhook_client(
+                args.webhooks_allow_private,
+            )),
+    );
     let dashboard = dashboard(args, app.clone())?;
     let router = flagstaff_api::router(app, Some(render))
         .merge(flagstaff_delivery::router(Arc::clone(&delivery)))

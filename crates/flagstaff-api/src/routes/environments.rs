@@ -51,6 +51,9 @@ struct EnvironmentUpdate {
     /// Absent: unchanged.
     #[serde(default)]
     critical: Option<bool>,
+    /// Absent: unchanged.
+    #[serde(default)]
+    approvals: Option<flagstaff_app::model::ApprovalSettings>,
 }
 
 async fn list_environments(
@@ -118,6 +121,7 @@ async fn update_environment(
             flagstaff_app::EnvironmentSettings {
                 secure_mode: update.secure_mode,
                 critical: update.critical,
+                approvals: update.approvals,
             },
             WriteMeta {
                 actor: &actor,

@@ -18,6 +18,8 @@ pub(crate) mod roles;
 pub(crate) mod segments;
 pub(crate) mod targeting;
 pub(crate) mod tokens;
+pub(crate) mod webhooks;
+pub(crate) mod workflows;
 
 /// The state every handler reads.
 pub(crate) type AppState = State<Arc<App>>;

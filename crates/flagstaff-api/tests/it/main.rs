@@ -8,5 +8,7 @@ mod hardening;
 mod openapi;
 mod roles;
 mod schemas;
+mod schemas_workflows;
 mod semantic;
 mod support;
+mod workflows;

@@ -75,19 +75,19 @@ fn the_checker_refuses_a_body_that_breaks_the_schema() {
 }
 
 /// Calls the API and records the exchange under its route pattern.
-struct Recorder<'a> {
-    api: &'a TestApi,
-    exchanges: Vec<Value>,
+pub(crate) struct Recorder<'a> {
+    pub(crate) api: &'a TestApi,
+    pub(crate) exchanges: Vec<Value>,
 }
 
 impl Recorder<'_> {
     /// Reads a resource (recording the exchange) and returns its version as `If-Match` wants it.
-    async fn version(&mut self, pattern: &str, path: &str) -> String {
+    pub(crate) async fn version(&mut self, pattern: &str, path: &str) -> String {
         let read = self.call(Method::GET, pattern, path, &[], None).await;
         format!("\"{}\"", read.body["version"])
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &mut self,
         method: Method,
         pattern: &str,
@@ -123,7 +123,7 @@ impl Recorder<'_> {
 #[tokio::test]
 async fn real_exchanges_match_the_documented_schemas() {
     let Some(python) = checker() else { return };
-    let api = TestApi::with_insights().await;
+    let api = TestApi::with_insights().await.with_private_webhooks();
     let mut r = Recorder {
         api: &api,
         exchanges: Vec::new(),
@@ -609,6 +609,8 @@ async fn real_exchanges_match_the_documented_schemas() {
         None,
     )
     .await;
+
+    crate::schemas_workflows::exercise(&mut r).await;
 
     let statuses: std::collections::BTreeSet<u64> = r
         .exchanges

@@ -183,3 +183,77 @@ impl TestApi {
         .await
     }
 }
+
+impl TestApi {
+    /// The same API letting webhooks reach loopback addresses (a receiver in the test).
+    pub fn with_private_webhooks(mut self) -> TestApi {
+        self.app = self.app.clone().with_webhooks_allow_private(true);
+        self.router = flagstaff_api::router(self.app.clone(), None);
+        self
+    }
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// A webhook receiver on 127.0.0.1: answers the given statuses in turn, then 200; with
+/// `hold`, every request waits until the test releases it.
+pub struct Receiver {
+    pub url: String,
+    pub received: Arc<std::sync::Mutex<Vec<Received>>>,
+    pub release: Arc<tokio::sync::Semaphore>,
+}
+
+impl Receiver {
+    pub async fn start(statuses: Vec<u16>, hold: bool) -> Receiver {
+        let received: Arc<std::sync::Mutex<Vec<Received>>> = Arc::default();
+        let release = Arc::new(tokio::sync::Semaphore::new(if hold {
+            0
+        } else {
+            tokio::sync::Semaphore::MAX_PERMITS
+        }));
+        let statuses = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(
+            statuses,
+        )));
+        let (got, gate) = (Arc::clone(&received), Arc::clone(&release));
+        let handler = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let (got, gate, statuses) =
+                (Arc::clone(&got), Arc::clone(&gate), Arc::clone(&statuses));
+            async move {
+                got.lock().unwrap().push(Received {
+                    headers,
+                    body: body.to_vec(),
+                });
+                let _permit = gate.acquire().await;
+                let status = statuses.lock().unwrap().pop_front().unwrap_or(200);
+                StatusCode::from_u16(status).unwrap()
+            }
+        };
+        let router = axum::Router::new().route("/hook", axum::routing::post(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Receiver {
+            url,
+            received,
+            release,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
+    /// Waits (up to `seconds`) until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize, seconds: u64) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while self.count() < n && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.received.lock().unwrap().clone()
+    }
+}

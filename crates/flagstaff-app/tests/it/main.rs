@@ -2,9 +2,14 @@
 //! a manual clock. No HTTP, no sleeping: every case here runs in milliseconds, so the rules of
 //! validation, authorization and expiry are covered here and the HTTP tests only prove the wiring.
 
+// A test helper that cannot do its job should panic with the reason: that is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod access;
 mod clock;
 mod expiry;
 mod overview;
+mod scheduling;
 mod support;
 mod validation;
+mod workflows;

@@ -41,6 +41,17 @@ impl Fixture {
         }
     }
 
+    /// The folder holding the database (a second node opens the same file).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// The same fixture letting webhooks reach loopback addresses.
+    pub fn with_private_webhooks(mut self) -> Fixture {
+        self.app = self.app.with_webhooks_allow_private(true);
+        self
+    }
+
     /// Creates a flag in project `default` from JSON (a definition).
     pub async fn flag(&self, definition: Value) -> Result<(), AppError> {
         let definition: FlagDefinition =

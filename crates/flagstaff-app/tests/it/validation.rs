@@ -216,6 +216,7 @@ async fn cases() -> Vec<(&'static str, (String, String), (&'static str, &'static
     let settings = EnvironmentSettings {
         secure_mode: Some(true),
         critical: None,
+        approvals: None,
     };
     check(
         "secure mode on an environment whose SDK key predates it",

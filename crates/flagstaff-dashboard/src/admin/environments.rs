@@ -153,6 +153,7 @@ pub(crate) async fn environment_settings(
             EnvironmentSettings {
                 secure_mode: Some(form.secure_mode.is_some()),
                 critical: Some(form.critical.is_some()),
+                approvals: None,
             },
             WriteMeta {
                 actor: &viewer.actor,

@@ -434,6 +434,7 @@ async fn secure_mode_requires_the_context_hash() {
             flagstaff_app::EnvironmentSettings {
                 secure_mode: Some(true),
                 critical: None,
+                approvals: None,
             },
             WriteMeta {
                 actor: &server.admin,

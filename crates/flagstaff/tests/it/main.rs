@@ -17,3 +17,4 @@ mod serve;
 mod sso;
 #[cfg(feature = "tls")]
 mod tls;
+mod workflows;

@@ -9,6 +9,8 @@
 
 use serde_json::{Value, json};
 
+mod workflows;
+
 fn reference(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -191,13 +193,26 @@ fn path_parameter_description(name: &str) -> &'static str {
         "environment" => "The environment's key",
         "key" => "The flag's, segment's, role's or team's key",
         "kind" => "Which key: sdk or mobile",
-        "id" => "The token's or invitation's id",
+        "id" => {
+            "The id of the token, invitation, scheduled change, change request, trigger or webhook"
+        }
+        "plan" => "The rollout plan's id",
+        "delivery" => "The delivery's id",
+        "secret" => "The trigger's secret, as in its URL",
         "email" => "The member's email address",
         _ => "A key",
     }
 }
 
 fn schemas() -> Value {
+    let mut all = base_schemas();
+    if let Value::Object(map) = &mut all {
+        map.extend(workflows::schemas());
+    }
+    all
+}
+
+fn base_schemas() -> Value {
     let string = json!({"type": "string"});
     let key = json!({"type": "string", "pattern": "^[A-Za-z0-9._-]{1,256}$"});
     json!({
@@ -211,11 +226,12 @@ fn schemas() -> Value {
         "Rename": {"type": "object", "required": ["name"], "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string}},
         "EnvironmentUpdate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string,
             "secureMode": {"type": "boolean", "description": "Browser requests must carry h = hex(HMAC-SHA256(SDK key, fully-qualified context key)); absent: unchanged"},
-            "critical": {"type": "boolean", "description": "The dashboard asks for a typed confirmation of changes here; absent: unchanged"}}},
+            "critical": {"type": "boolean", "description": "The dashboard asks for a typed confirmation of changes here; absent: unchanged"},
+            "approvals": reference("ApprovalSettings")}},
         "NewEnvironment": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
         "Environment": {"type": "object", "properties": {"key": key, "name": string, "project": string,
             "clientSideId": string, "sdkKeyHint": string, "mobileKeyHint": string, "secureMode": {"type": "boolean"}, "critical": {"type": "boolean"},
-            "version": {"type": "integer", "readOnly": true}}},
+            "approvals": reference("ApprovalSettings"), "version": {"type": "integer", "readOnly": true}}},
         "EnvironmentWithKeys": {"allOf": [reference("Environment"), {"type": "object", "properties": {"keys": {"type": "object", "properties": {
             "sdkKey": string, "mobileKey": string, "clientSideId": string}}}}]},
         "Variation": {"type": "object", "required": ["value"], "properties": {"value": {}, "name": string, "description": string}},
@@ -574,6 +590,7 @@ pub fn document() -> Value {
         "/sessions": {"post": sign_in},
     });
     add_access_paths(&mut paths);
+    workflows::add_paths(&mut paths);
     declare_path_parameters(&mut paths);
     json!({
         "openapi": "3.1.0",
