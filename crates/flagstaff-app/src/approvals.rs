@@ -84,3 +84,18 @@ pub(crate) fn check(
         ),
     ))
 }
+
+impl crate::App {
+    /// Whether `actor`'s direct change to `target` would be refused for want of approval (the
+    /// dashboard then offers "Request approval" instead of "Save").
+    pub async fn needs_approval(
+        &self,
+        actor: &Actor,
+        target: &crate::deferred::Target,
+    ) -> Result<bool> {
+        let (resource, settings) = self
+            .target_resource(actor, target, "createApprovalRequest")
+            .await?;
+        Ok(settings.required && !may_bypass(actor, &settings, &resource))
+    }
+}

@@ -71,6 +71,10 @@ pub enum FlagInstruction {
         /// Send full events for its matches.
         #[serde(default)]
         track_events: bool,
+        /// Its id (Flagstaff's addition, default: a new one): an edit turned into instructions
+        /// keeps the ids that reasons and later instructions name.
+        #[serde(default)]
+        rule_id: Option<String>,
     },
     /// Remove a rule.
     #[serde(rename_all = "camelCase")]
@@ -209,6 +213,9 @@ pub enum SegmentInstruction {
         /// Put it before this rule (default: last).
         #[serde(default)]
         before_rule_id: Option<String>,
+        /// Its id (default: a new one).
+        #[serde(default)]
+        rule_id: Option<String>,
     },
     /// Remove a rule.
     #[serde(rename_all = "camelCase")]
@@ -315,6 +322,35 @@ fn serve(
             format!("instructions[{index}]"),
             "give exactly one of variation and rollout",
         )),
+    }
+}
+
+/// The id of a rule an instruction adds: the one it names (unless a rule has it already, or it
+/// is not a key), or a new one.
+fn new_rule_id<'a>(
+    index: usize,
+    named: Option<String>,
+    mut existing: impl Iterator<Item = &'a String>,
+) -> Result<String> {
+    match named {
+        None => Ok(random_hex(8)),
+        Some(id)
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
+            Err(AppError::invalid(
+                codes::INVALID_FIELD,
+                format!("instructions[{index}].ruleId"),
+                "a rule id is 1 to 64 letters, digits, '-', '_' or '.'",
+            ))
+        }
+        Some(id) if existing.any(|e| *e == id) => {
+            Err(conflict(index, format!("there is a rule {id:?} already")))
+        }
+        Some(id) => Ok(id),
     }
 }
 
@@ -439,10 +475,12 @@ pub fn apply_to_targeting(
                 rollout,
                 before_rule_id,
                 track_events,
+                rule_id,
             } => {
+                let id = new_rule_id(i, rule_id, targeting.rules.iter().map(|r| &r.id))?;
                 let rule = FlagRule {
                     variation_or_rollout: serve(i, variation, rollout)?,
-                    id: random_hex(8),
+                    id,
                     clauses,
                     track_events,
                 };
@@ -640,9 +678,11 @@ pub fn apply_to_segment(segment: &mut Segment, instructions: &[SegmentInstructio
                 bucket_by,
                 rollout_context_kind,
                 before_rule_id,
+                rule_id,
             } => {
+                let id = new_rule_id(i, rule_id, segment.rules.iter().map(|r| &r.id))?;
                 let rule = SegmentRule {
-                    id: random_hex(8),
+                    id,
                     clauses,
                     weight,
                     bucket_by,

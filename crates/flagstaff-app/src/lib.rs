@@ -46,6 +46,7 @@ pub mod expiry;
 mod flags;
 mod import;
 pub mod insights;
+pub mod instruction_diff;
 pub mod instructions;
 pub mod intake;
 mod invitations;

@@ -131,6 +131,18 @@ function setUpLiveUpdates() {
   });
 }
 
+// Scheduling forms start in the browser's time zone and on tomorrow's date (the server reads
+// the zone from the tz database; a page without script keeps UTC and an empty date).
+document.addEventListener("DOMContentLoaded", () => {
+  let zone = "";
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { zone = ""; }
+  if (zone) document.querySelectorAll("input.time-zone").forEach((input) => { if (input.value === "UTC") input.value = zone; });
+  const tomorrow = new Date(Date.now() + 86400000);
+  const pad = (n) => String(n).padStart(2, "0");
+  const day = `${tomorrow.getFullYear()}-${pad(tomorrow.getMonth() + 1)}-${pad(tomorrow.getDate())}`;
+  document.querySelectorAll('details.schedule input[name="date"]').forEach((input) => { if (!input.value) input.value = day; });
+});
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpEnvironmentSwitch();
   setUpNewFlagForm();

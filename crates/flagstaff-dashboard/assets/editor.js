@@ -100,13 +100,16 @@
     confirmInput.oninput = syncConfirm;
     syncConfirm();
 
+    // Where approval is required, the same proposal becomes a change request.
+    const requesting = Boolean(data.requestUrl);
+    save.textContent = requesting ? "Request approval" : "Save changes";
     $("review-cancel").onclick = () => dialog.close();
     $("review-reload").onclick = () => window.location.reload();
     $("review-rebase").onclick = async () => { proposal.rebased = true; await load(); syncConfirm(); };
     save.onclick = async () => {
       save.disabled = true;
       Flagstaff.saving = true;
-      const r = await post(data.saveUrl, {
+      const r = await post(requesting ? data.requestUrl : data.saveUrl, {
         environment: data.environment,
         [proposal.kind]: proposal.value,
         version,
@@ -114,7 +117,8 @@
       });
       if (r.ok) {
         Flagstaff.dirtyChecks.length = 0;
-        window.location.reload();
+        if (requesting && r.json.url) window.location.assign(r.json.url);
+        else window.location.reload();
         return;
       }
       Flagstaff.saving = false;

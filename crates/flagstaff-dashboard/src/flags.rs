@@ -1,29 +1,22 @@
-//! The flags list, creating a flag, and the flag page with its targeting editor.
-//!
-//! Saving targeting is two requests, as the issue asks: `review` checks the proposal with the
-//! same validation as the save and answers the readable diff against what is stored *now*;
-//! `save` writes it with the version the page read. If someone else saved meanwhile, the save
-//! answers 409 with the current version and the page offers to review again, which shows what
-//! this save would change relative to the other person's version before anything is lost.
+//! The flags list, creating a flag, and the flag page with its targeting editor (whose review
+//! and save are `flag_changes.rs`; its release workflows, `workflows.rs`).
 
 use std::collections::BTreeSet;
 
 use askama::Template;
 use axum::Form;
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use flagstaff_app::model::{FlagDefinition, FlagKind, Targeting, Variation};
-use flagstaff_app::{AppError, ErrorCode, FlagRow, validate};
-use flagstaff_app::{FlagRef, WriteMeta};
+use flagstaff_app::model::{FlagDefinition, FlagKind, Variation};
+use flagstaff_app::{AppError, FlagRow, validate};
 use flagstaff_protocol::ClientSideAvailability;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::describe::{self, DiffLine};
+use crate::describe;
 use crate::session::Viewer;
-use crate::{DashState, JsonBody, Nav, PageError, json_error, render, script_json, time};
+use crate::{DashState, Nav, PageError, render, script_json, time};
 
 /// Flags shown per page of the list.
 const PAGE_SIZE: usize = 100;
@@ -59,6 +52,10 @@ pub(crate) struct ListedFlag {
     pub temporary: bool,
     pub states: Vec<EnvState>,
     pub updated: String,
+    /// A change is scheduled in the current environment.
+    pub scheduled: bool,
+    /// A change request is open in the current environment.
+    pub requested: bool,
 }
 
 #[derive(Template)]
@@ -147,6 +144,32 @@ pub(crate) async fn list(
         .iter()
         .filter(|row| matches(row, &q, env_index, archived))
         .collect();
+    // Pending work per flag in this environment, for the clock and review badges.
+    let env = (project.as_str(), nav.environment.as_str());
+    let scheduled: BTreeSet<String> = match dashboard
+        .app
+        .scheduled_changes(&viewer.actor, env, None, false)
+        .await
+    {
+        Ok(list) => list
+            .into_iter()
+            .filter(|s| s.value.kind == flagstaff_app::TargetKind::Flag)
+            .map(|s| s.value.key)
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    };
+    let requested: BTreeSet<String> = match dashboard
+        .app
+        .change_requests(&viewer.actor, env, false)
+        .await
+    {
+        Ok(list) => list
+            .into_iter()
+            .filter(|r| r.value.kind == flagstaff_app::TargetKind::Flag)
+            .map(|r| r.value.key)
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    };
     let pages = matching.len().div_ceil(PAGE_SIZE).max(1);
     let page = q.page.min(pages - 1);
     let flags = matching
@@ -170,6 +193,8 @@ pub(crate) async fn list(
                 })
                 .collect(),
             updated: time(row.updated_at),
+            scheduled: scheduled.contains(&row.definition.key),
+            requested: requested.contains(&row.definition.key),
         })
         .collect();
     let query_base = format!(
@@ -474,6 +499,8 @@ struct FlagPage {
     may_archive: bool,
     /// What the viewer's roles do not allow here, in words ("why can't I?").
     access_note: Option<String>,
+    /// Scheduled changes, change requests and triggers here (`workflows.rs`).
+    workflows: crate::workflows::FlagWorkflows,
 }
 
 #[derive(Deserialize, Default)]
@@ -560,6 +587,8 @@ pub(crate) async fn page(
         .iter()
         .all(|d| d.allowed);
     let note = crate::access::note(&viewer, &nav.environment, &decisions);
+    let workflows =
+        crate::workflows::for_flag(&dashboard, &viewer, &nav, &definition.value).await?;
     let editor = json!({
         "flagKey": key,
         "environment": nav.environment,
@@ -575,6 +604,7 @@ pub(crate) async fn page(
         "segments": segments,
         "reviewUrl": format!("/projects/{project}/flags/{key}/review"),
         "saveUrl": format!("/projects/{project}/flags/{key}/targeting"),
+        "requestUrl": workflows.needs_approval.then(|| format!("/projects/{project}/flags/{key}/request")),
     });
     Ok(render(&FlagPage {
         summary: describe::targeting(variations, &targeting.value),
@@ -597,134 +627,9 @@ pub(crate) async fn page(
         may_edit,
         may_archive,
         access_note: note,
+        workflows,
         nav,
     }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Proposal {
-    environment: String,
-    targeting: Value,
-    #[serde(default)]
-    version: u64,
-    #[serde(default)]
-    comment: String,
-}
-
-fn parse_targeting(value: Value) -> Result<Targeting, AppError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        AppError::invalid(
-            ErrorCode::InvalidBody,
-            format!("targeting.{path}").trim_end_matches(".."),
-            e.inner().to_string(),
-        )
-    })
-}
-
-#[derive(Template)]
-#[template(path = "diff.html")]
-pub(crate) struct DiffFragment {
-    pub lines: Vec<DiffLine>,
-}
-
-/// The review dialog's diff as HTML. A template failure is answered `500 internal`, never an
-/// empty diff that would look like "nothing changes".
-// The refusal is the response itself, built only on the failure path (as in the handlers).
-#[allow(clippy::result_large_err)]
-pub(crate) fn diff_html(lines: Vec<DiffLine>) -> Result<String, Response> {
-    DiffFragment { lines }.render().map_err(|error| {
-        tracing::error!(%error, "the diff template failed");
-        flagstaff_http::error(
-            ErrorCode::Internal,
-            "the change could not be shown; it has been logged",
-        )
-    })
-}
-
-pub(crate) async fn review(
-    State(dashboard): DashState,
-    headers: HeaderMap,
-    viewer: Viewer,
-    Path((project, key)): Path<(String, String)>,
-    JsonBody(proposal): JsonBody<Proposal>,
-) -> Result<Response, Response> {
-    viewer.check_csrf(&headers, None)?;
-    // Authorized before the proposal is parsed or compared with anything.
-    dashboard
-        .app
-        .authorize_targeting_change(&viewer.actor, &project, &proposal.environment, &key)
-        .await
-        .map_err(json_error)?;
-    let run = async {
-        let proposed = parse_targeting(proposal.targeting)?;
-        let app = &dashboard.app;
-        app.check_targeting(
-            &viewer.actor,
-            &project,
-            &proposal.environment,
-            &key,
-            &proposed,
-        )
-        .await?;
-        let definition = app.flag(&viewer.actor, &project, &key).await?;
-        let current = app
-            .targeting(&viewer.actor, &project, &proposal.environment, &key)
-            .await?;
-        let variations = &definition.value.variations;
-        let lines = describe::diff(
-            &describe::targeting(variations, &current.value),
-            &describe::targeting(variations, &proposed),
-        );
-        Ok::<_, AppError>((lines, current.version))
-    };
-    let (lines, version) = run.await.map_err(json_error)?;
-    Ok(Json(json!({
-        "changed": describe::changes(&lines),
-        "version": version,
-        "html": diff_html(lines)?,
-    }))
-    .into_response())
-}
-
-pub(crate) async fn save(
-    State(dashboard): DashState,
-    headers: HeaderMap,
-    viewer: Viewer,
-    Path((project, key)): Path<(String, String)>,
-    JsonBody(proposal): JsonBody<Proposal>,
-) -> Result<Response, Response> {
-    viewer.check_csrf(&headers, None)?;
-    // Authorized before the proposal is parsed or compared with anything.
-    dashboard
-        .app
-        .authorize_targeting_change(&viewer.actor, &project, &proposal.environment, &key)
-        .await
-        .map_err(json_error)?;
-    let run = async {
-        let proposed = parse_targeting(proposal.targeting)?;
-        let saved = dashboard
-            .app
-            .update_targeting(
-                FlagRef {
-                    project: &project,
-                    environment: &proposal.environment,
-                    key: &key,
-                },
-                proposed,
-                WriteMeta {
-                    actor: &viewer.actor,
-                    expected: proposal.version,
-                    comment: proposal.comment.trim(),
-                },
-            )
-            .await?;
-        Ok::<_, AppError>(json!({"version": saved.version}))
-    };
-    run.await
-        .map(|v| Json(v).into_response())
-        .map_err(json_error)
 }
 
 #[derive(Deserialize)]

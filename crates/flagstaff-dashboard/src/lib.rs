@@ -23,6 +23,7 @@ mod admin;
 mod auth;
 mod context;
 pub mod describe;
+mod flag_changes;
 mod flags;
 mod history;
 mod insights;
@@ -31,6 +32,7 @@ mod segments;
 pub mod session;
 #[cfg(feature = "oidc")]
 pub mod sso;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -116,11 +118,35 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/projects/{project}/flags/{key}", get(flags::page))
         .route(
             "/projects/{project}/flags/{key}/review",
-            post(flags::review),
+            post(flag_changes::review),
         )
         .route(
             "/projects/{project}/flags/{key}/targeting",
-            post(flags::save),
+            post(flag_changes::save),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/request",
+            post(flag_changes::request),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/schedule",
+            post(workflows::schedule),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/schedules/{id}/cancel",
+            post(workflows::cancel_schedule),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/triggers/{id}",
+            post(workflows::trigger),
+        )
+        .route(
+            "/projects/{project}/change-requests",
+            get(workflows::requests),
+        )
+        .route(
+            "/projects/{project}/change-requests/{id}",
+            get(workflows::request_page).post(workflows::act_on_request),
         )
         .route(
             "/projects/{project}/flags/{key}/archive",
@@ -142,6 +168,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route(
             "/projects/{project}/segments/{key}/save",
             post(segments::save),
+        )
+        .route(
+            "/projects/{project}/segments/{key}/request",
+            post(segments::request),
         )
         .route("/projects/{project}/test", get(context::page))
         .route(
@@ -177,6 +207,11 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/teams/{key}/delete", post(admin::delete_team))
         .route("/tokens", get(admin::tokens).post(admin::create_token))
         .route("/tokens/{id}/revoke", post(admin::revoke_token))
+        .route(
+            "/webhooks",
+            get(admin::webhooks).post(admin::create_webhook),
+        )
+        .route("/webhooks/{id}", post(admin::webhook_action))
         .layer(axum::middleware::from_fn(server_timing))
         .with_state(dashboard)
 }

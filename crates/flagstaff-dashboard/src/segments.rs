@@ -13,7 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::describe;
-use crate::flags::{EnvQuery, diff_html};
+use crate::flag_changes::diff_html;
+use crate::flags::EnvQuery;
 use crate::session::Viewer;
 use crate::{DashState, JsonBody, Nav, PageError, json_error, render, script_json};
 
@@ -180,6 +181,13 @@ pub(crate) async fn page(
         .await?
         .iter()
         .any(|d| d.allowed);
+    let needs_approval = dashboard
+        .app
+        .needs_approval(
+            &viewer.actor,
+            &flagstaff_app::Target::segment(&project, &nav.environment, &key),
+        )
+        .await?;
     let editor = json!({
         "segmentKey": key,
         "environment": nav.environment,
@@ -190,6 +198,7 @@ pub(crate) async fn page(
         "segments": segments.into_iter().filter(|s| *s != key).collect::<Vec<_>>(),
         "reviewUrl": format!("/projects/{project}/segments/{key}/review"),
         "saveUrl": format!("/projects/{project}/segments/{key}/save"),
+        "requestUrl": needs_approval.then(|| format!("/projects/{project}/segments/{key}/request")),
     });
     Ok(render(&SegmentPage {
         may_edit,
@@ -291,6 +300,58 @@ pub(crate) async fn save(
             )
             .await?;
         Ok::<_, AppError>(json!({"version": saved.version}))
+    };
+    run.await
+        .map(|v| Json(v).into_response())
+        .map_err(json_error)
+}
+
+/// Asks for approval of a segment edit where the environment requires it (see
+/// `flag_changes::request`).
+pub(crate) async fn request(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    JsonBody(proposal): JsonBody<Proposal>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, None)?;
+    let run = async {
+        let app = &dashboard.app;
+        let current = app
+            .segment(&viewer.actor, &project, &proposal.environment, &key)
+            .await?;
+        if current.version != proposal.version {
+            return Err(AppError::Conflict {
+                current: Some(current.version),
+            });
+        }
+        let proposed = parse_segment(proposal.segment, &key)?;
+        let instructions =
+            flagstaff_app::instruction_diff::segment_instructions(&current.value, &proposed)?;
+        if instructions.is_empty() {
+            return Err(AppError::invalid(
+                flagstaff_app::ErrorCode::InvalidField,
+                "segment",
+                "nothing to change: this is what is stored already",
+            ));
+        }
+        let request = app
+            .create_change_request(
+                &viewer.actor,
+                (&project, &proposal.environment),
+                flagstaff_app::NewChangeRequest {
+                    segment: Some(key.clone()),
+                    instructions,
+                    comment: proposal.comment.trim().to_owned(),
+                    ..flagstaff_app::NewChangeRequest::default()
+                },
+            )
+            .await?;
+        Ok::<_, AppError>(json!({"url": format!(
+            "/projects/{project}/change-requests/{}?env={}",
+            request.value.id, proposal.environment
+        )}))
     };
     run.await
         .map(|v| Json(v).into_response())

@@ -23,3 +23,18 @@ pub(crate) mod workflows;
 
 /// The state every handler reads.
 pub(crate) type AppState = State<Arc<App>>;
+
+/// A list of versioned documents, each with its `version` inside (as `GET` of one shows it).
+pub(crate) fn items<T: serde::Serialize>(
+    list: Vec<flagstaff_app::Versioned<T>>,
+) -> axum::Json<serde_json::Value> {
+    let items: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|v| {
+            let mut value = serde_json::to_value(&v.value).unwrap_or(serde_json::Value::Null);
+            value["version"] = serde_json::json!(v.version);
+            value
+        })
+        .collect();
+    axum::Json(serde_json::json!({"items": items}))
+}

@@ -9,11 +9,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use flagstaff_app::{AccessDecision, App, CustomRole, Team};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Result;
 use crate::extract::{Body, Caller, Comment, IfMatch, versioned};
-use crate::routes::AppState;
+use crate::routes::{AppState, items};
 
 /// The routes of these resources.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -29,19 +29,6 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             get(get_team).put(update_team).delete(delete_team),
         )
         .route("/access/check", get(check_access))
-}
-
-/// A list of versioned documents, each with its `version` inside (as `GET` of one shows it).
-fn items<T: serde::Serialize>(list: Vec<flagstaff_app::Versioned<T>>) -> Json<Value> {
-    let items: Vec<Value> = list
-        .into_iter()
-        .map(|v| {
-            let mut value = serde_json::to_value(&v.value).unwrap_or(Value::Null);
-            value["version"] = json!(v.version);
-            value
-        })
-        .collect();
-    Json(json!({"items": items}))
 }
 
 async fn list_roles(State(app): AppState, Caller(actor): Caller) -> Result<Json<Value>> {

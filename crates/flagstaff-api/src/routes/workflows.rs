@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::Result;
 use crate::extract::{Body, Caller, Comment, MaybeIfMatch, versioned};
-use crate::routes::AppState;
+use crate::routes::{AppState, items};
 
 /// The routes of these resources.
 pub(crate) fn routes() -> Router<Arc<App>> {
@@ -67,18 +67,6 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             axum::routing::patch(update_trigger).delete(delete_trigger),
         )
         .route("/triggers/{secret}", post(fire_trigger))
-}
-
-fn items<T: serde::Serialize>(list: Vec<Versioned<T>>) -> Json<Value> {
-    let items: Vec<Value> = list
-        .into_iter()
-        .map(|v| {
-            let mut value = serde_json::to_value(&v.value).unwrap_or(Value::Null);
-            value["version"] = json!(v.version);
-            value
-        })
-        .collect();
-    Json(json!({"items": items}))
 }
 
 #[derive(Deserialize)]

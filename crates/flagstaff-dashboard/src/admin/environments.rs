@@ -10,6 +10,7 @@ pub(crate) struct ShownEnvironment {
     pub mobile_key_hint: String,
     pub secure_mode: bool,
     pub critical: bool,
+    pub approvals: flagstaff_app::model::ApprovalSettings,
 }
 
 #[derive(Template)]
@@ -49,6 +50,7 @@ async fn environments_page(
             mobile_key_hint: e.mobile_key_hint.clone(),
             secure_mode: e.secure_mode,
             critical: e.critical,
+            approvals: e.approvals.clone(),
         })
         .collect();
     let failed = error.is_some();
@@ -129,6 +131,35 @@ pub(crate) struct SettingsForm {
     critical: Option<String>,
     #[serde(default)]
     secure_mode: Option<String>,
+    #[serde(default)]
+    approvals_required: Option<String>,
+    #[serde(default)]
+    min_approvals: Option<String>,
+    #[serde(default)]
+    can_review_own: Option<String>,
+    #[serde(default)]
+    bypass_role: Option<String>,
+}
+
+impl SettingsForm {
+    /// The approval rules the form describes; a number that is not one is refused by the use
+    /// case's validation (0 approvals), never read as a default.
+    fn approvals(&self) -> flagstaff_app::model::ApprovalSettings {
+        flagstaff_app::model::ApprovalSettings {
+            required: self.approvals_required.is_some(),
+            min_approvals: self
+                .min_approvals
+                .as_deref()
+                .map_or(Some(1), |n| n.trim().parse().ok())
+                .unwrap_or(0),
+            can_review_own: self.can_review_own.is_some(),
+            bypass_role: match self.bypass_role.as_deref() {
+                Some("admin") => Some(Role::Admin),
+                Some("writer") => Some(Role::Writer),
+                _ => None,
+            },
+        }
+    }
 }
 
 pub(crate) async fn environment_settings(
@@ -153,7 +184,7 @@ pub(crate) async fn environment_settings(
             EnvironmentSettings {
                 secure_mode: Some(form.secure_mode.is_some()),
                 critical: Some(form.critical.is_some()),
-                approvals: None,
+                approvals: Some(form.approvals()),
             },
             WriteMeta {
                 actor: &viewer.actor,

@@ -8,11 +8,13 @@ mod environments;
 mod members;
 mod roles;
 mod tokens;
+mod webhooks;
 
 pub(crate) use environments::{environment_settings, environments, rotate};
 pub(crate) use members::{change_roles, invite, members, remove_member, revoke_invitation};
 pub(crate) use roles::{create_role, delete_role, delete_team, roles, save_team, update_role};
 pub(crate) use tokens::{create_token, revoke_token, tokens};
+pub(crate) use webhooks::{create_webhook, webhook_action, webhooks};
 
 use askama::Template;
 use axum::Form;
@@ -40,7 +42,7 @@ async fn admin_nav(
 ) -> Result<Nav, PageError> {
     if !viewer.is_admin() {
         return Err(PageError(AppError::Forbidden(
-            "members and API tokens are managed by admins".into(),
+            "members, roles, API tokens and webhooks are managed by admins".into(),
         )));
     }
     let project = match project {
