@@ -335,7 +335,7 @@ impl App {
                 actor,
                 vec![Write::Put {
                     kind: kinds::CHANGE_REQUEST.into(),
-                    scope: String::new(),
+                    scope: crate::env_scope(&request.project, &request.environment),
                     key: request.id.clone(),
                     body: after.clone(),
                     expect: Expect::Absent,
@@ -365,10 +365,8 @@ impl App {
     ) -> Result<Vec<Versioned<ChangeRequest>>> {
         actor.authorize_view(project, Some(environment))?;
         let mut out = Vec::new();
-        for doc in self.store.list(kinds::CHANGE_REQUEST, "").await? {
-            if doc.body["project"] != project || doc.body["environment"] != environment {
-                continue;
-            }
+        let scope = crate::env_scope(project, environment);
+        for doc in self.store.list(kinds::CHANGE_REQUEST, &scope).await? {
             let request: ChangeRequest = decode(&doc)?;
             if all || request.status.is_open() || request.status == RequestStatus::Scheduled {
                 out.push(Versioned {
@@ -387,22 +385,26 @@ impl App {
         (project, environment): (&str, &str),
     ) -> Result<Vec<String>> {
         let mut keys = Vec::new();
-        for doc in self.store.list(kinds::CHANGE_REQUEST, "").await? {
-            if doc.body["project"] == project && doc.body["environment"] == environment {
-                let request: ChangeRequest = decode(&doc)?;
-                if request.status.is_open() {
-                    keys.push(request.key);
-                }
+        let scope = crate::env_scope(project, environment);
+        for doc in self.store.list(kinds::CHANGE_REQUEST, &scope).await? {
+            let request: ChangeRequest = decode(&doc)?;
+            if request.status.is_open() {
+                keys.push(request.key);
             }
         }
         Ok(keys)
     }
 
     async fn load_request(&self, id: &str) -> Result<Versioned<ChangeRequest>> {
-        self.load(kinds::CHANGE_REQUEST, "", id, || {
-            format!("change request {id:?}")
+        let doc = self
+            .store
+            .get_by_key(kinds::CHANGE_REQUEST, id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("change request {id:?}")))?;
+        Ok(Versioned {
+            version: doc.version,
+            value: decode(&doc)?,
         })
-        .await
     }
 
     /// A change request with the document as it is now and as applying it now would leave
@@ -537,7 +539,7 @@ impl App {
     ) -> Result<Versioned<ChangeRequest>> {
         let mut writes = vec![Write::Put {
             kind: kinds::CHANGE_REQUEST.into(),
-            scope: String::new(),
+            scope: crate::env_scope(&after.project, &after.environment),
             key: after.id.clone(),
             body: body(&after)?,
             expect: Expect::Version(current.version),
@@ -670,7 +672,7 @@ impl App {
         let parsed = Parsed::parse(target.kind, &request.instructions)?;
         let extra = vec![Write::Put {
             kind: kinds::CHANGE_REQUEST.into(),
-            scope: String::new(),
+            scope: crate::env_scope(&request.project, &request.environment),
             key: request.id.clone(),
             body: body(&after)?,
             expect: Expect::Version(current.version),
@@ -734,7 +736,7 @@ impl App {
         id: &str,
         now: i64,
     ) -> Result<Vec<Write>> {
-        let Some(doc) = self.store.get_live(kinds::CHANGE_REQUEST, "", id).await? else {
+        let Some(doc) = self.store.get_by_key(kinds::CHANGE_REQUEST, id).await? else {
             return Ok(Vec::new());
         };
         let mut request: ChangeRequest = decode(&doc)?;
@@ -742,7 +744,7 @@ impl App {
         request.applied_at = Some(now);
         Ok(vec![Write::Put {
             kind: kinds::CHANGE_REQUEST.into(),
-            scope: String::new(),
+            scope: crate::env_scope(&request.project, &request.environment),
             key: id.to_owned(),
             body: body(&request)?,
             expect: Expect::Version(doc.version),

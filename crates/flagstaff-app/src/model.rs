@@ -40,11 +40,13 @@ pub mod kinds {
     /// Pending while live; executed, failed or cancelled ones are tombstones holding their
     /// outcome.
     pub const SCHEDULE: &str = "scheduled_change";
-    /// A change request (`approvals.rs`); scope `project/environment`, key its id.
+    /// A change request (`change_requests.rs`); scope `project/environment`, key its id (unique
+    /// across scopes: found by id alone).
     pub const CHANGE_REQUEST: &str = "change_request";
     /// A webhook (`webhooks.rs`); scope `""`, key its id.
     pub const WEBHOOK: &str = "webhook";
-    /// A flag trigger (`triggers.rs`); scope `""`, key the SHA-256 of its secret.
+    /// A flag trigger (`triggers.rs`); scope `project/environment`, key its id; its secret's
+    /// SHA-256 is a `credential` pointing at it.
     pub const TRIGGER: &str = "trigger";
 }
 

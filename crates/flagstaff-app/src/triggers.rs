@@ -69,6 +69,26 @@ pub struct Trigger {
     /// When it last changed the flag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_triggered_at: Option<i64>,
+    /// The SHA-256 of its secret: the key of the credential that finds it. Kept in the stored
+    /// document only (answers clear it).
+    #[serde(
+        default,
+        rename = "secretSha256",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub(crate) fingerprint: String,
+}
+
+impl Trigger {
+    fn scope(&self) -> String {
+        crate::env_scope(&self.project, &self.environment)
+    }
+
+    /// The trigger as answers show it.
+    fn shown(mut self) -> Trigger {
+        self.fingerprint.clear();
+        self
+    }
 }
 
 /// A trigger with its URL, shown once.
@@ -209,6 +229,7 @@ impl App {
             created_by: actor.id.clone(),
             created_at: self.now_millis(),
             last_triggered_at: None,
+            fingerprint: fingerprint(&secret),
         };
         let after = body(&trigger)?;
         self.commit(
@@ -216,12 +237,12 @@ impl App {
             vec![
                 Write::Put {
                     kind: kinds::TRIGGER.into(),
-                    scope: String::new(),
+                    scope: trigger.scope(),
                     key: trigger.id.clone(),
                     body: after.clone(),
                     expect: Expect::Absent,
                 },
-                credential_write(&fingerprint(&secret), &trigger),
+                credential_write(&trigger.fingerprint, &trigger),
             ],
             draft(
                 Action::TriggerCreate,
@@ -234,14 +255,21 @@ impl App {
         )
         .await?;
         Ok(NewTriggerUrl {
-            trigger,
+            trigger: trigger.shown(),
             trigger_url: url_of(&secret),
         })
     }
 
     async fn triggers_of(&self, flag: FlagRef<'_>) -> Result<Vec<Trigger>> {
         let mut out = Vec::new();
-        for doc in self.store.list(kinds::TRIGGER, "").await? {
+        for doc in self
+            .store
+            .list(
+                kinds::TRIGGER,
+                &crate::env_scope(flag.project, flag.environment),
+            )
+            .await?
+        {
             let trigger: Trigger = decode(&doc)?;
             if trigger.project == flag.project
                 && trigger.environment == flag.environment
@@ -256,7 +284,12 @@ impl App {
     /// A flag's triggers in one environment (never their URLs).
     pub async fn triggers(&self, actor: &Actor, flag: FlagRef<'_>) -> Result<Vec<Trigger>> {
         actor.authorize_view(flag.project, Some(flag.environment))?;
-        self.triggers_of(flag).await
+        Ok(self
+            .triggers_of(flag)
+            .await?
+            .into_iter()
+            .map(Trigger::shown)
+            .collect())
     }
 
     async fn trigger_for_change(
@@ -267,7 +300,12 @@ impl App {
     ) -> Result<crate::Versioned<Trigger>> {
         self.trigger_target(actor, flag).await?;
         let trigger: crate::Versioned<Trigger> = self
-            .load(kinds::TRIGGER, "", id, || format!("trigger {id:?}"))
+            .load(
+                kinds::TRIGGER,
+                &crate::env_scope(flag.project, flag.environment),
+                id,
+                || format!("trigger {id:?}"),
+            )
             .await?;
         if trigger.value.project != flag.project
             || trigger.value.environment != flag.environment
@@ -276,17 +314,6 @@ impl App {
             return Err(AppError::NotFound(format!("trigger {id:?}")));
         }
         Ok(trigger)
-    }
-
-    /// The credential document of a trigger's current secret.
-    async fn trigger_credential(&self, id: &str) -> Result<Option<String>> {
-        Ok(self
-            .store
-            .list(kinds::CREDENTIAL, "")
-            .await?
-            .into_iter()
-            .find(|d| d.body["type"] == "trigger" && d.body["trigger"] == id)
-            .map(|d| d.key))
     }
 
     /// Turns a trigger on or off, changes its comment, or gives it a new URL (returned).
@@ -308,24 +335,23 @@ impl App {
         let mut writes = Vec::new();
         let mut url = None;
         if update.reset_url {
-            if let Some(old) = self.trigger_credential(id).await? {
-                writes.push(Write::Delete {
-                    kind: kinds::CREDENTIAL.into(),
-                    scope: String::new(),
-                    key: old,
-                    expect: Expect::Any,
-                });
-            }
+            writes.push(Write::Delete {
+                kind: kinds::CREDENTIAL.into(),
+                scope: String::new(),
+                key: current.value.fingerprint.clone(),
+                expect: Expect::Any,
+            });
             let secret = new_secret();
             after.hint = hint(&secret);
-            writes.push(credential_write(&fingerprint(&secret), &after));
+            after.fingerprint = fingerprint(&secret);
+            writes.push(credential_write(&after.fingerprint, &after));
             url = Some(url_of(&secret));
         }
         writes.insert(
             0,
             Write::Put {
                 kind: kinds::TRIGGER.into(),
-                scope: String::new(),
+                scope: current.value.scope(),
                 key: id.to_owned(),
                 body: body(&after)?,
                 expect: Expect::Version(current.version),
@@ -344,7 +370,7 @@ impl App {
             ),
         )
         .await?;
-        Ok((after, url))
+        Ok((after.shown(), url))
     }
 
     /// Deletes a trigger; its URL stops working at once.
@@ -352,18 +378,16 @@ impl App {
         let current = self.trigger_for_change(actor, flag, id).await?;
         let mut writes = vec![Write::Delete {
             kind: kinds::TRIGGER.into(),
-            scope: String::new(),
+            scope: current.value.scope(),
             key: id.to_owned(),
             expect: Expect::Version(current.version),
         }];
-        if let Some(old) = self.trigger_credential(id).await? {
-            writes.push(Write::Delete {
-                kind: kinds::CREDENTIAL.into(),
-                scope: String::new(),
-                key: old,
-                expect: Expect::Any,
-            });
-        }
+        writes.push(Write::Delete {
+            kind: kinds::CREDENTIAL.into(),
+            scope: String::new(),
+            key: current.value.fingerprint.clone(),
+            expect: Expect::Any,
+        });
         self.commit(
             actor,
             writes,
@@ -393,10 +417,14 @@ impl App {
             .await?
             .filter(|c| c.body["type"] == "trigger")
             .ok_or_else(not_found)?;
-        let id = credential.body["trigger"].as_str().unwrap_or_default();
+        let field = |name: &str| credential.body[name].as_str().unwrap_or_default();
         let doc = self
             .store
-            .get_live(kinds::TRIGGER, "", id)
+            .get_live(
+                kinds::TRIGGER,
+                &crate::env_scope(field("project"), field("environment")),
+                field("trigger"),
+            )
             .await?
             .ok_or_else(not_found)?;
         let trigger: Trigger = decode(&doc)?;
@@ -441,7 +469,7 @@ impl App {
         fired.last_triggered_at = Some(self.now_millis());
         let extra = vec![Write::Put {
             kind: kinds::TRIGGER.into(),
-            scope: String::new(),
+            scope: trigger.scope(),
             key: trigger.id.clone(),
             body: body(&fired)?,
             expect: Expect::Any,

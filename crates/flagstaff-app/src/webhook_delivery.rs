@@ -101,8 +101,9 @@ impl App {
         // A new cursor starts just before the oldest webhook's first change (nothing older is
         // for anyone), or at the head when there are no webhooks.
         let mut start = head;
-        for doc in self.store.list(kinds::WEBHOOK, "").await? {
-            let webhook: Webhook = decode(&doc)?;
+        let all = self.store.list(kinds::WEBHOOK, "").await?;
+        for doc in &all {
+            let webhook: Webhook = decode(doc)?;
             start = start.min(webhook.since);
             if !webhook.on {
                 continue;
@@ -112,6 +113,12 @@ impl App {
                 None => None,
             };
             webhooks.push((webhook, filter));
+        }
+        // Without webhooks there is nothing to queue, and the cursor need not move: a webhook
+        // created later receives only changes after its own creation (`since`). (Webhooks that
+        // are off still move it: what happens while a webhook is off is never sent.)
+        if all.is_empty() {
+            return Ok(0);
         }
         let from = self.store.outbox_cursor(CURSOR, start).await?;
         if from >= head {

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use flagstaff_app::model::Targeting;
-use flagstaff_app::{AppError, ErrorCode, NewChangeRequest};
+use flagstaff_app::{AppError, ErrorCode};
 use flagstaff_app::{FlagRef, WriteMeta};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -169,29 +169,15 @@ pub(crate) async fn request(
         let proposed = parse_targeting(proposal.targeting)?;
         let instructions =
             flagstaff_app::instruction_diff::targeting_instructions(&current.value, &proposed)?;
-        if instructions.is_empty() {
-            return Err(AppError::invalid(
-                ErrorCode::InvalidField,
-                "targeting",
-                "nothing to change: this is what is stored already",
-            ));
-        }
-        let request = app
-            .create_change_request(
-                &viewer.actor,
-                (&project, &proposal.environment),
-                NewChangeRequest {
-                    flag: Some(key.clone()),
-                    instructions,
-                    comment: proposal.comment.trim().to_owned(),
-                    ..NewChangeRequest::default()
-                },
-            )
-            .await?;
-        Ok::<_, AppError>(json!({"url": format!(
-            "/projects/{project}/change-requests/{}?env={}",
-            request.value.id, proposal.environment
-        )}))
+        crate::workflows::open_request(
+            &dashboard,
+            &viewer,
+            (&project, &proposal.environment),
+            (flagstaff_app::TargetKind::Flag, &key),
+            instructions,
+            &proposal.comment,
+        )
+        .await
     };
     run.await
         .map(|v| Json(v).into_response())

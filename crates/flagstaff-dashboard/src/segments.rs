@@ -329,29 +329,15 @@ pub(crate) async fn request(
         let proposed = parse_segment(proposal.segment, &key)?;
         let instructions =
             flagstaff_app::instruction_diff::segment_instructions(&current.value, &proposed)?;
-        if instructions.is_empty() {
-            return Err(AppError::invalid(
-                flagstaff_app::ErrorCode::InvalidField,
-                "segment",
-                "nothing to change: this is what is stored already",
-            ));
-        }
-        let request = app
-            .create_change_request(
-                &viewer.actor,
-                (&project, &proposal.environment),
-                flagstaff_app::NewChangeRequest {
-                    segment: Some(key.clone()),
-                    instructions,
-                    comment: proposal.comment.trim().to_owned(),
-                    ..flagstaff_app::NewChangeRequest::default()
-                },
-            )
-            .await?;
-        Ok::<_, AppError>(json!({"url": format!(
-            "/projects/{project}/change-requests/{}?env={}",
-            request.value.id, proposal.environment
-        )}))
+        crate::workflows::open_request(
+            &dashboard,
+            &viewer,
+            (&project, &proposal.environment),
+            (flagstaff_app::TargetKind::Segment, &key),
+            instructions,
+            &proposal.comment,
+        )
+        .await
     };
     run.await
         .map(|v| Json(v).into_response())

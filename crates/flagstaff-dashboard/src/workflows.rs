@@ -765,3 +765,44 @@ pub(crate) async fn act_on_request(
     ))
     .into_response())
 }
+
+/// Opens a change request for `instructions` made from an edit in the dashboard (the flag and
+/// segment editors' "Request approval"); answers where the request's page is.
+pub(crate) async fn open_request(
+    dashboard: &Dashboard,
+    viewer: &Viewer,
+    (project, environment): (&str, &str),
+    (kind, key): (TargetKind, &str),
+    instructions: Vec<Value>,
+    comment: &str,
+) -> Result<Value, AppError> {
+    if instructions.is_empty() {
+        return Err(AppError::invalid(
+            flagstaff_app::ErrorCode::InvalidField,
+            kind.as_str(),
+            "nothing to change: this is what is stored already",
+        ));
+    }
+    let (flag, segment) = match kind {
+        TargetKind::Flag => (Some(key.to_owned()), None),
+        TargetKind::Segment => (None, Some(key.to_owned())),
+    };
+    let request = dashboard
+        .app
+        .create_change_request(
+            &viewer.actor,
+            (project, environment),
+            flagstaff_app::NewChangeRequest {
+                flag,
+                segment,
+                instructions,
+                comment: comment.trim().to_owned(),
+                ..flagstaff_app::NewChangeRequest::default()
+            },
+        )
+        .await?;
+    Ok(json!({"url": format!(
+        "/projects/{project}/change-requests/{}?env={environment}",
+        request.value.id
+    )}))
+}

@@ -401,6 +401,19 @@ impl Store {
         self.select_all(kind, scope, true).await
     }
 
+    /// The live document of `kind` with `key` in whatever scope (for kinds whose keys are unique
+    /// ids across scopes, such as change requests found by id alone).
+    pub async fn get_by_key(&self, kind: &str, key: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(&self.backend.sql(
+            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND key = $2 AND deleted = 0 LIMIT 1",
+        ))
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(document).transpose()
+    }
+
     /// Every live document of `kind`, whatever its scope, ordered by scope and key: for the few
     /// kinds that something follows across every environment (pending scheduled changes).
     pub async fn list_kind(&self, kind: &str) -> Result<Vec<Document>> {

@@ -90,6 +90,18 @@ impl Store {
     /// The position the named cursor has filled the outbox up to; a new cursor starts at
     /// `start` (so that a fresh outbox does not replay the whole history).
     pub async fn outbox_cursor(&self, name: &str, start: u64) -> Result<u64> {
+        let select = self
+            .backend
+            .sql("SELECT seq FROM outbox_cursor WHERE name = $1");
+        // A read first: the cursor exists on every run but the first, and a write (an fsync on
+        // SQLite) on every run would cost each commit another one.
+        if let Some(row) = sqlx::query(&select)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0));
+        }
         let insert = self.backend.sql(
             "INSERT INTO outbox_cursor (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         );
@@ -101,15 +113,11 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         }
-        let seq: i64 = sqlx::query(
-            &self
-                .backend
-                .sql("SELECT seq FROM outbox_cursor WHERE name = $1"),
-        )
-        .bind(name)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("seq")?;
+        let seq: i64 = sqlx::query(&select)
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("seq")?;
         Ok(u64::try_from(seq).unwrap_or(0))
     }
 

@@ -106,3 +106,106 @@ fn a_launch_is_scheduled_cancelled_requested_approved_and_applied_in_the_dashboa
     );
     assert_eq!(last["comment"], "launch in production");
 }
+
+/// The workflow forms refuse a request without the session's CSRF token and a member whose role
+/// does not allow the action, and write nothing either way.
+#[test]
+fn workflow_forms_refuse_forged_and_unauthorized_posts() {
+    use crate::dashboard::{Visitor, csrf_of};
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        for (email, role) in [("wes@example.com", "writer"), ("rex@example.com", "reader")] {
+            api.post(
+                "/members",
+                &json!({"email": email, "name": email, "role": role, "password": "correct horse battery"}),
+            )
+            .await;
+        }
+        api.post("/projects/default/flags", &json!({"key": "launch", "name": "Launch"}))
+            .await;
+    });
+    let sign_in = |email: &'static str| {
+        let base = base.clone();
+        async move {
+            let mut visitor = Visitor::new(&base);
+            let page = visitor.get("/sign-in").await;
+            let csrf = csrf_of(&page.body);
+            let signed = visitor
+                .form(
+                    "/sign-in",
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("email", email),
+                        ("password", "correct horse battery"),
+                    ],
+                )
+                .await;
+            assert_eq!(signed.status, 303, "{}", signed.body);
+            let flag = visitor.get("/projects/default/flags/launch?env=test").await;
+            (visitor, csrf_of(&flag.body))
+        }
+    };
+    rt.block_on(async {
+        let (mut writer, csrf) = sign_in("wes@example.com").await;
+        let schedule = [
+            ("env", "test"),
+            ("what", "on"),
+            ("date", "2031-01-01"),
+            ("time", "08:00"),
+            ("time_zone", "Pacific/Auckland"),
+        ];
+        let path = "/projects/default/flags/launch/schedule";
+        let forged = writer.form(path, &schedule).await;
+        assert_eq!(forged.status, 403);
+        let mut with_csrf = schedule.to_vec();
+        with_csrf.push(("csrf", csrf.as_str()));
+        let made = writer.form(path, &with_csrf).await;
+        assert_eq!(made.status, 303, "{}", made.body);
+        let bad_zone: Vec<(&str, &str)> = with_csrf
+            .iter()
+            .map(|&(k, v)| {
+                if k == "time_zone" {
+                    (k, "Mars/Olympus")
+                } else {
+                    (k, v)
+                }
+            })
+            .collect();
+        let refused = writer.form(path, &bad_zone).await;
+        assert_eq!(refused.status, 400);
+        assert!(refused.body.contains("time zone"), "{}", refused.body);
+        let trigger = writer
+            .form(
+                "/projects/default/flags/launch/triggers/new",
+                &[("env", "test"), ("op", "off")],
+            )
+            .await;
+        assert_eq!(trigger.status, 403);
+
+        let (mut reader, csrf) = sign_in("rex@example.com").await;
+        let mut as_reader = schedule.to_vec();
+        as_reader.push(("csrf", csrf.as_str()));
+        assert_eq!(reader.form(path, &as_reader).await.status, 403);
+        let page = reader.get("/projects/default/flags/launch?env=test").await;
+        assert!(
+            !page.body.contains("data-testid=\"schedule-form\""),
+            "a reader is not offered Schedule…"
+        );
+        let listed = api
+            .get("/projects/default/environments/test/scheduled-changes")
+            .await;
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+        let triggers = api
+            .get("/projects/default/flags/launch/environments/test/triggers")
+            .await;
+        assert_eq!(triggers["items"], json!([]));
+    });
+}

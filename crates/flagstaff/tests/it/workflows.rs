@@ -116,6 +116,117 @@ fn a_flag_scheduled_three_seconds_ahead_is_on_in_the_python_sdk_within_a_second(
 }
 
 #[test]
+fn an_approved_request_and_a_trigger_reach_the_python_sdk() {
+    if !Sdk::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let api = Api::new(&server.base(), &credentials.admin_token);
+    let rt = runtime();
+    let flag = "/projects/default/environments/production/flags/launch";
+    let writer = rt.block_on(async {
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "launch", "name": "Launch"}),
+        )
+        .await;
+        let env = api.get("/projects/default/environments/production").await;
+        api.put(
+            "/projects/default/environments/production",
+            &json!({"name": env["name"], "approvals": {"required": true}}),
+            env["version"].as_u64(),
+        )
+        .await;
+        let token = api
+            .post("/tokens", &json!({"name": "ada", "role": "writer"}))
+            .await;
+        Api::new(&server.base(), token["secret"].as_str().unwrap())
+    });
+    let mut python = Driver::start(Sdk::Python);
+    assert!(python.open("approvals", &credentials.sdk_key, &server.base(), true));
+    let alice = json!({"kind": "user", "key": "alice"});
+    let value =
+        |python: &mut Driver| python.value("approvals", "launch", &alice, &json!("default"));
+    assert_eq!(value(&mut python), json!(false));
+    let turn_on = json!({"instructions": [{"kind": "turnFlagOn"},
+        {"kind": "updateFallthroughVariationOrRollout", "variation": 0}]});
+    // A direct production write is refused; a request approved by another applies.
+    let (status, refused) = rt.block_on(api.call(
+        reqwest::Method::PUT,
+        flag,
+        Some(&json!({"on": true, "fallthrough": {"variation": 0}})),
+        Some(1),
+    ));
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("approval_required"))
+    );
+    let request = rt.block_on(writer.post(
+        "/projects/default/environments/production/change-requests",
+        &json!({"flag": "launch", "instructions": turn_on["instructions"], "comment": "go"}),
+    ));
+    let id = request["id"].as_str().unwrap();
+    let (own, _) = rt.block_on(writer.call(
+        reqwest::Method::POST,
+        &format!("/change-requests/{id}/reviews"),
+        Some(&json!({"kind": "approve"})),
+        None,
+    ));
+    assert_eq!(own, 403);
+    rt.block_on(api.post(
+        &format!("/change-requests/{id}/reviews"),
+        &json!({"kind": "approve"}),
+    ));
+    rt.block_on(api.post(&format!("/change-requests/{id}/apply"), &json!({})));
+    assert!(
+        eventually_true(|| value(&mut python) == json!(true)),
+        "the SDK sees the applied request"
+    );
+    // A monitoring tool's call to the trigger URL turns it off, with no other credential.
+    let trigger = rt.block_on(api.post(
+        "/projects/default/flags/launch/environments/production/triggers",
+        &json!({"action": "turnFlagOff"}),
+    ));
+    let url = format!(
+        "{}{}",
+        server.base(),
+        trigger["triggerUrl"].as_str().unwrap()
+    );
+    let client = reqwest::Client::new();
+    let fired = rt.block_on(client.post(&url).body("{}").send()).unwrap();
+    assert_eq!(fired.status(), 200);
+    assert!(
+        eventually_true(|| value(&mut python) == json!(false)),
+        "the SDK sees the trigger's kill switch"
+    );
+    let (deleted, _) = rt.block_on(api.call(
+        reqwest::Method::DELETE,
+        &format!(
+            "/projects/default/flags/launch/environments/production/triggers/{}",
+            trigger["id"].as_str().unwrap()
+        ),
+        None,
+        None,
+    ));
+    assert_eq!(deleted, 204);
+    let revoked = rt.block_on(client.post(&url).send()).unwrap();
+    assert_eq!(revoked.status(), 404);
+}
+
+fn eventually_true(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
 fn a_schedule_across_a_stop_and_start_runs_once_at_start_recorded_as_late() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = server::init(binary(), dir.path());
