@@ -6,7 +6,7 @@
 // stdin; prints one JSON report; a failed expectation throws.
 import { expect, launch, readInput, text } from './common.mjs';
 
-const { base, flag, writer, admin } = await readInput();
+const { base, flag, writer, admin, screenshots } = await readInput();
 const report = {};
 const browser = await launch();
 // The browser's own time zone is Europe/Berlin, so that picking Auckland is a real choice.
@@ -16,6 +16,10 @@ const consoleErrors = [];
 page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
 page.on('pageerror', (e) => consoleErrors.push(String(e)));
 page.on('dialog', (d) => d.accept());
+
+async function shot(name) {
+  if (screenshots) await page.screenshot({ path: `${screenshots}/${name}.png`, fullPage: true });
+}
 
 async function signIn(who) {
   await page.goto(`${base}/sign-in`);
@@ -37,6 +41,8 @@ try {
   await page.fill('[data-testid=schedule-zone]', 'Pacific/Auckland');
   await Promise.all([page.waitForNavigation(), page.click('[data-testid=schedule-submit]')]);
   report.pending = await text(page, '[data-testid=schedule]');
+  await page.click('[data-testid=schedule-form] summary');
+  await shot('09-scheduled-change');
   await page.goto(`${base}/projects/default/flags?env=test`);
   report.badge = await text(page, `tr[data-flag="${flag}"] [data-testid=scheduled-badge]`);
   // 2. Cancel it.
@@ -53,10 +59,12 @@ try {
   report.saveLabel = await text(page, '#review-save');
   await page.fill('#review-confirm', flag);
   await page.fill('#review-comment', 'launch in production');
+  await page.fill('#review-reviewers', admin.email);
   await Promise.all([page.waitForNavigation(), page.click('#review-save')]);
   report.requestUrl = page.url();
   report.requestStatus = await text(page, '[data-testid=request-status]');
   report.requestDiff = await text(page, '[data-testid=request-diff]');
+  report.reviewers = await text(page, '[data-testid=request-reviewers]');
   report.writerMayApprove = await page.locator('[data-testid=approve]').count();
 
   // 4. Another member approves and applies it.
@@ -66,6 +74,7 @@ try {
   await page.fill('[data-testid=review-form] textarea[name=comment]', 'looks right');
   await Promise.all([page.waitForNavigation(), page.click('[data-testid=approve]')]);
   report.approvedStatus = await text(page, '[data-testid=request-status]');
+  await shot('10-change-request');
   await Promise.all([page.waitForNavigation(), page.click('[data-testid=apply]')]);
   report.appliedStatus = await text(page, '[data-testid=request-status]');
   await page.goto(`${base}/projects/default/flags/${flag}?env=production`);

@@ -9,6 +9,10 @@
 //! Tombstones of revoked tokens, ended sessions and deleted credentials go too: these kinds are
 //! never delivered to SDKs, so their versions need not survive (`Store::purge`), and their
 //! creation, revocation and end stay in the audit log.
+//!
+//! Finished release-workflow records go after [`WORKFLOW_RECORD_DAYS`]: scheduled changes that
+//! executed, failed or were cancelled, and change requests that were applied or cancelled. What
+//! they did stays in the audit log; pending and open ones stay whatever their age.
 
 use std::collections::HashSet;
 
@@ -28,7 +32,13 @@ pub struct Removed {
     pub credentials: u64,
     /// Invitations (expired, used or revoked).
     pub invitations: u64,
+    /// Finished scheduled changes and change requests older than [`WORKFLOW_RECORD_DAYS`].
+    pub workflow_records: u64,
 }
+
+/// How long finished scheduled changes and change requests are kept (their changes stay in the
+/// audit log).
+pub const WORKFLOW_RECORD_DAYS: i64 = 90;
 
 impl App {
     /// Removes expired and deleted tokens, sessions and credentials from the database.
@@ -77,13 +87,15 @@ impl App {
                 .await?,
             tokens: self.store.purge(kinds::TOKEN, "", &dead_tokens).await?,
             invitations: self.remove_dead_invitations(now).await?,
+            workflow_records: self.remove_finished_workflows(now).await?,
         };
         if removed != Removed::default() {
             tracing::info!(
                 tokens = removed.tokens,
                 credentials = removed.credentials,
                 invitations = removed.invitations,
-                "removed expired and revoked tokens, sessions and keys"
+                workflow_records = removed.workflow_records,
+                "removed expired and revoked tokens, sessions and keys, and old workflow records"
             );
         }
         Ok(removed)
@@ -106,5 +118,41 @@ impl App {
             }
         }
         Ok(self.store.purge(kinds::INVITATION, "", &dead).await?)
+    }
+
+    async fn remove_finished_workflows(&self, now: i64) -> Result<u64> {
+        let before = now - WORKFLOW_RECORD_DAYS * 86_400_000;
+        let mut dead: std::collections::BTreeMap<(&str, String), Vec<String>> = Default::default();
+        for doc in self
+            .store
+            .list_kind_with_tombstones(kinds::SCHEDULE)
+            .await?
+        {
+            let finished = doc.body.get("finishedAt").and_then(Value::as_i64);
+            if doc.deleted && finished.is_none_or(|at| at < before) {
+                dead.entry((kinds::SCHEDULE, doc.scope))
+                    .or_default()
+                    .push(doc.key);
+            }
+        }
+        for doc in self.store.list_kind(kinds::CHANGE_REQUEST).await? {
+            let closed = matches!(doc.body["status"].as_str(), Some("applied" | "cancelled"));
+            let at = doc
+                .body
+                .get("appliedAt")
+                .or_else(|| doc.body.get("requestedAt"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if closed && at < before {
+                dead.entry((kinds::CHANGE_REQUEST, doc.scope))
+                    .or_default()
+                    .push(doc.key);
+            }
+        }
+        let mut removed = 0;
+        for ((kind, scope), keys) in dead {
+            removed += self.store.purge(kind, &scope, &keys).await?;
+        }
+        Ok(removed)
     }
 }

@@ -103,6 +103,7 @@
     // Where approval is required, the same proposal becomes a change request.
     const requesting = Boolean(data.requestUrl);
     save.textContent = requesting ? "Request approval" : "Save changes";
+    $("review-reviewers-label").hidden = !requesting;
     $("review-cancel").onclick = () => dialog.close();
     $("review-reload").onclick = () => window.location.reload();
     $("review-rebase").onclick = async () => { proposal.rebased = true; await load(); syncConfirm(); };
@@ -114,6 +115,7 @@
         [proposal.kind]: proposal.value,
         version,
         comment: $("review-comment").value,
+        reviewers: requesting ? $("review-reviewers").value.split(",").map((r) => r.trim()).filter(Boolean) : [],
       });
       if (r.ok) {
         Flagstaff.dirtyChecks.length = 0;

@@ -29,6 +29,9 @@ pub(crate) struct Proposal {
     pub(crate) version: u64,
     #[serde(default)]
     pub(crate) comment: String,
+    /// Whom to ask, when the proposal becomes a change request.
+    #[serde(default)]
+    pub(crate) reviewers: Vec<String>,
 }
 
 fn parse_targeting(value: Value) -> Result<Targeting, AppError> {
@@ -175,7 +178,7 @@ pub(crate) async fn request(
             (&project, &proposal.environment),
             (flagstaff_app::TargetKind::Flag, &key),
             instructions,
-            &proposal.comment,
+            (&proposal.comment, proposal.reviewers),
         )
         .await
     };

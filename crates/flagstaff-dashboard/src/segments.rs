@@ -217,6 +217,9 @@ pub(crate) struct Proposal {
     version: u64,
     #[serde(default)]
     comment: String,
+    /// Whom to ask, when the proposal becomes a change request.
+    #[serde(default)]
+    reviewers: Vec<String>,
 }
 
 fn parse_segment(value: Value, key: &str) -> Result<Segment, AppError> {
@@ -335,7 +338,7 @@ pub(crate) async fn request(
             (&project, &proposal.environment),
             (flagstaff_app::TargetKind::Segment, &key),
             instructions,
-            &proposal.comment,
+            (&proposal.comment, proposal.reviewers),
         )
         .await
     };

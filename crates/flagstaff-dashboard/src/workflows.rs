@@ -48,6 +48,8 @@ pub(crate) struct RequestRow {
     pub by: String,
     pub when: String,
     pub comment: String,
+    /// Whom the requester asked to review, comma-separated.
+    pub reviewers: String,
 }
 
 /// A trigger as the flag page lists it (never its URL).
@@ -136,6 +138,7 @@ fn request_row(request: &ChangeRequest) -> RequestRow {
         by: request.requested_by.clone(),
         when: time(request.requested_at),
         comment: request.comment.clone(),
+        reviewers: request.reviewers.join(", "),
     }
 }
 
@@ -774,7 +777,7 @@ pub(crate) async fn open_request(
     (project, environment): (&str, &str),
     (kind, key): (TargetKind, &str),
     instructions: Vec<Value>,
-    comment: &str,
+    (comment, reviewers): (&str, Vec<String>),
 ) -> Result<Value, AppError> {
     if instructions.is_empty() {
         return Err(AppError::invalid(
@@ -797,6 +800,7 @@ pub(crate) async fn open_request(
                 segment,
                 instructions,
                 comment: comment.trim().to_owned(),
+                reviewers,
                 ..flagstaff_app::NewChangeRequest::default()
             },
         )

@@ -417,12 +417,22 @@ impl Store {
     /// Every live document of `kind`, whatever its scope, ordered by scope and key: for the few
     /// kinds that something follows across every environment (pending scheduled changes).
     pub async fn list_kind(&self, kind: &str) -> Result<Vec<Document>> {
-        let rows = sqlx::query(&self.backend.sql(
-            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1 AND deleted = 0 ORDER BY scope, key",
-        ))
-        .bind(kind)
-        .fetch_all(&self.pool)
-        .await?;
+        self.select_kind(kind, " AND deleted = 0").await
+    }
+
+    /// [`Store::list_kind`] with tombstones (finished scheduled changes, to prune them).
+    pub async fn list_kind_with_tombstones(&self, kind: &str) -> Result<Vec<Document>> {
+        self.select_kind(kind, "").await
+    }
+
+    async fn select_kind(&self, kind: &str, filter: &str) -> Result<Vec<Document>> {
+        let sql = format!(
+            "SELECT kind, scope, key, version, deleted, body, updated_at FROM documents WHERE kind = $1{filter} ORDER BY scope, key"
+        );
+        let rows = sqlx::query(&self.backend.sql(&sql))
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(document).collect()
     }
 

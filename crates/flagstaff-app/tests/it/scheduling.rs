@@ -595,3 +595,54 @@ async fn a_schedule_cannot_do_what_its_creator_may_not() {
     );
     assert!(!on(&fixture, "test", "launch").await.0);
 }
+
+#[tokio::test]
+async fn finished_schedules_are_pruned_after_ninety_days_and_pending_ones_never() {
+    let fixture = Fixture::new().await;
+    fixture
+        .flag(json!({"key": "launch", "name": "Launch"}))
+        .await
+        .unwrap();
+    let target = Target::flag("default", "test", "launch");
+    let make = |at: i64| NewSchedule {
+        execution_date: Some(at),
+        instructions: vec![json!({"kind": "turnFlagOn"})],
+        ..NewSchedule::default()
+    };
+    let done = fixture
+        .app
+        .schedule_change(&Actor::system(), &target, make(START + HOUR))
+        .await
+        .unwrap();
+    let pending = fixture
+        .app
+        .schedule_change(&Actor::system(), &target, make(START + 400 * 24 * HOUR))
+        .await
+        .unwrap();
+    fixture.clock.advance(HOUR);
+    fixture.app.run_due_schedules().await.unwrap();
+    let all = |fixture: &Fixture| {
+        let app = fixture.app.clone();
+        async move {
+            app.scheduled_changes(&Actor::system(), ("default", "test"), None, true)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.value.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    fixture.clock.advance(89 * 24 * HOUR);
+    assert_eq!(
+        fixture.app.remove_expired().await.unwrap().workflow_records,
+        0
+    );
+    assert_eq!(all(&fixture).await.len(), 2);
+    fixture.clock.advance(2 * 24 * HOUR);
+    assert_eq!(
+        fixture.app.remove_expired().await.unwrap().workflow_records,
+        1
+    );
+    assert_eq!(all(&fixture).await, vec![pending.value.id]);
+    assert!(!all(&fixture).await.contains(&done.value.id));
+}

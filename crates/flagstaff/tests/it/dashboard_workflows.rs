@@ -2,6 +2,7 @@
 //! (`sdk-clients/browser/workflows.mjs`): schedule "tomorrow 08:00 Pacific/Auckland", see it
 //! pending and badged, cancel it; request a production change where approval is required, have
 //! another member approve and apply it. The server's state is checked here through the API.
+//! With `FLAGSTAFF_UPDATE_SCREENSHOTS=1` its screenshots replace those in docs/screenshots/.
 
 use std::path::Path;
 
@@ -54,10 +55,19 @@ fn a_launch_is_scheduled_cancelled_requested_approved_and_applied_in_the_dashboa
         )
         .await;
     });
+    let screenshots = dir.path().join("screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
     let report = Browser::run_script(
         "workflows.mjs",
-        &json!({"base": base, "flag": "launch", "writer": writer, "admin": admin}),
+        &json!({"base": base, "flag": "launch", "writer": writer, "admin": admin, "screenshots": screenshots}),
     );
+    if std::env::var_os("FLAGSTAFF_UPDATE_SCREENSHOTS").is_some() {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+        for entry in std::fs::read_dir(&screenshots).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+    }
     eprintln!("workflows report: {report:#}");
     // The form started in the browser's zone; the schedule reads back in Auckland's.
     assert_eq!(s(&report, "defaultZone"), "Europe/Berlin");
@@ -68,7 +78,7 @@ fn a_launch_is_scheduled_cancelled_requested_approved_and_applied_in_the_dashboa
             && pending.contains("turn targeting on"),
         "{pending}"
     );
-    assert!(s(&report, "badge").contains("scheduled"), "{report}");
+    assert_eq!(s(&report, "badge"), "scheduled", "{report}");
     assert_eq!(s(&report, "afterCancel"), "Nothing is scheduled.");
     assert!(
         s(&report, "approvalNote").contains("need approval"),
@@ -77,6 +87,7 @@ fn a_launch_is_scheduled_cancelled_requested_approved_and_applied_in_the_dashboa
     assert_eq!(s(&report, "saveLabel"), "Request approval");
     assert_eq!(s(&report, "requestStatus"), "waiting for review");
     assert!(s(&report, "requestDiff").contains("ON"), "{report}");
+    assert_eq!(s(&report, "reviewers"), "Asked to review: ada@example.com");
     assert_eq!(
         report["writerMayApprove"], 0,
         "a requester cannot approve their own"
