@@ -736,12 +736,26 @@ impl App {
         id: &str,
         now: i64,
     ) -> Result<Vec<Write>> {
+        self.change_request_end_write(id, RequestStatus::Applied, now)
+            .await
+    }
+
+    /// The write that ends a scheduled request as `status` (applied when its schedule runs,
+    /// cancelled when its schedule is cancelled), committed with the schedule's own end.
+    pub(crate) async fn change_request_end_write(
+        &self,
+        id: &str,
+        status: RequestStatus,
+        now: i64,
+    ) -> Result<Vec<Write>> {
         let Some(doc) = self.store.get_by_key(kinds::CHANGE_REQUEST, id).await? else {
             return Ok(Vec::new());
         };
         let mut request: ChangeRequest = decode(&doc)?;
-        request.status = RequestStatus::Applied;
-        request.applied_at = Some(now);
+        request.status = status;
+        if status == RequestStatus::Applied {
+            request.applied_at = Some(now);
+        }
         Ok(vec![Write::Put {
             kind: kinds::CHANGE_REQUEST.into(),
             scope: crate::env_scope(&request.project, &request.environment),

@@ -515,9 +515,21 @@ impl App {
         let mut after = before.clone();
         after.status = ScheduleStatus::Cancelled;
         after.finished_at = Some(self.now_millis());
+        let mut writes = self.schedule_end(&after, doc.version)?;
+        // An approved request scheduled this way is cancelled with its schedule.
+        if let Some(request) = &before.change_request {
+            writes.extend(
+                self.change_request_end_write(
+                    request,
+                    crate::RequestStatus::Cancelled,
+                    self.now_millis(),
+                )
+                .await?,
+            );
+        }
         self.commit(
             actor,
-            self.schedule_end(&after, doc.version)?,
+            writes,
             draft(
                 Action::ScheduleCancel,
                 &crate::env_scope(env.0, env.1),

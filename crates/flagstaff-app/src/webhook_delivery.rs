@@ -310,11 +310,26 @@ impl App {
         let mut commits = self.watch();
         let mut last_prune = 0i64;
         loop {
-            if let Err(error) = self.fill_webhook_outbox().await {
-                tracing::warn!(%error, "cannot queue webhook deliveries");
-            }
-            if let Err(error) = self.send_due_webhooks(&client).await {
-                tracing::warn!(%error, "cannot send webhook deliveries");
+            // Without webhooks, one read per wake-up and nothing else: a server that uses none
+            // pays (almost) nothing for them.
+            let any = match self.store.list(kinds::WEBHOOK, "").await {
+                Ok(docs) => !docs.is_empty(),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the webhooks");
+                    false
+                }
+            };
+            let mut wait = 1000;
+            if any {
+                if let Err(error) = self.fill_webhook_outbox().await {
+                    tracing::warn!(%error, "cannot queue webhook deliveries");
+                }
+                if let Err(error) = self.send_due_webhooks(&client).await {
+                    tracing::warn!(%error, "cannot send webhook deliveries");
+                }
+                if let Ok(Some(at)) = self.store.outbox_next_due().await {
+                    wait = (at - self.now_millis()).clamp(0, 1000);
+                }
             }
             let now = self.now_millis();
             if now - last_prune > 3_600_000 {
@@ -324,13 +339,15 @@ impl App {
                     .outbox_prune(now - DELIVERY_LOG_DAYS * 86_400_000, &[])
                     .await;
             }
-            let wait = match self.store.outbox_next_due().await {
-                Ok(Some(at)) => (at - self.now_millis()).clamp(0, 1000),
-                _ => 1000,
-            };
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
-                changed = commits.changed() => if changed.is_err() { return },
+                changed = commits.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // A burst of commits (an import) is read as one batch, not one by one.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             }
         }
     }

@@ -162,6 +162,12 @@ fn local_in(civil: DateTime, tz: &TimeZone, name: &str, field: &str) -> Result<M
     })
 }
 
+/// The instant `when` names, in Unix milliseconds (what a scheduled change's `executionDate`
+/// becomes), or the error naming the field.
+pub fn execution_date(when: &When) -> Result<i64> {
+    Ok(resolve(when, "")?.at)
+}
+
 /// The local date and time of `at` in `time_zone` (`YYYY-MM-DDTHH:MM:SS±HH:MM`), for display.
 pub fn local_time(at: i64, time_zone: &str) -> Option<String> {
     let tz = TimeZone::get(time_zone).ok()?;

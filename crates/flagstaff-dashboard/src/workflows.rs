@@ -567,6 +567,8 @@ struct RequestPage {
     request: RequestRow,
     reviews: Vec<(String, &'static str, String, String)>,
     lines: Vec<DiffLine>,
+    /// What changed since the request was made (empty when nothing did).
+    since: Vec<DiffLine>,
     conflict: Option<String>,
     approvals: u32,
     min_approvals: u32,
@@ -602,32 +604,38 @@ pub(crate) async fn request_page(
         format!("/projects/{project}/change-requests/{id}"),
     )
     .await?;
-    let diff = match request.kind {
+    // The flag's targeting or the segment in words, to diff.
+    let variations = match request.kind {
         TargetKind::Flag => {
-            let definition = app.flag(&viewer.actor, &project, &request.key).await?;
-            let variations = &definition.value.variations;
-            let read = |v: &Value| {
-                serde_json::from_value::<flagstaff_app::model::Targeting>(v.clone()).ok()
-            };
-            match (read(&view.current), view.proposed.as_ref().and_then(read)) {
-                (Some(now), Some(then)) => describe::diff(
-                    &describe::targeting(variations, &now),
-                    &describe::targeting(variations, &then),
-                ),
-                _ => Vec::new(),
-            }
+            app.flag(&viewer.actor, &project, &request.key)
+                .await?
+                .value
+                .variations
         }
-        TargetKind::Segment => {
-            let read =
-                |v: &Value| serde_json::from_value::<flagstaff_protocol::Segment>(v.clone()).ok();
-            match (read(&view.current), view.proposed.as_ref().and_then(read)) {
-                (Some(now), Some(then)) => {
-                    describe::diff(&describe::segment(&now), &describe::segment(&then))
-                }
-                _ => Vec::new(),
+        TargetKind::Segment => Vec::new(),
+    };
+    let words = |v: &Value| -> Option<Vec<String>> {
+        match request.kind {
+            TargetKind::Flag => {
+                serde_json::from_value::<flagstaff_app::model::Targeting>(v.clone())
+                    .ok()
+                    .map(|t| describe::targeting(&variations, &t))
             }
+            TargetKind::Segment => serde_json::from_value::<flagstaff_protocol::Segment>(v.clone())
+                .ok()
+                .map(|s| describe::segment(&s)),
         }
     };
+    let now = words(&view.current).unwrap_or_default();
+    let diff = match view.proposed.as_ref().and_then(words) {
+        Some(then) => describe::diff(&now, &then),
+        None => Vec::new(),
+    };
+    // What others changed since the request was made, so that reviewers see it too.
+    let since = words(&request.base)
+        .map(|base| describe::diff(&base, &now))
+        .filter(|lines| describe::changes(lines))
+        .unwrap_or_default();
     let target = Target {
         project: project.clone(),
         environment: request.environment.clone(),
@@ -663,6 +671,7 @@ pub(crate) async fn request_page(
             })
             .collect(),
         lines: diff,
+        since,
         conflict: view
             .conflict
             .as_ref()

@@ -348,6 +348,61 @@ async fn an_approved_request_can_be_scheduled_and_runs_approved() {
     assert!(on(&fixture, "production", "launch").await.0);
     let view = fixture.app.change_request(&bob, &id).await.unwrap();
     assert_eq!(view.request.status, RequestStatus::Applied);
+    // A scheduled request whose schedule is cancelled is cancelled with it.
+    let second = fixture
+        .app
+        .create_change_request(
+            &ada,
+            ("default", "production"),
+            NewChangeRequest {
+                flag: Some("launch".into()),
+                instructions: vec![json!({"kind": "turnFlagOff"})],
+                ..NewChangeRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let second_id = second.value.id.clone();
+    fixture
+        .app
+        .review_change_request(
+            &bob,
+            &second_id,
+            NewReview {
+                kind: ReviewKind::Approve,
+                comment: String::new(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let scheduled = fixture
+        .app
+        .apply_change_request(
+            &bob,
+            &second_id,
+            ApplyRequest {
+                execution_date: Some(START + 20 * HOUR),
+                ..ApplyRequest::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let schedule = scheduled.value.schedule.clone().unwrap();
+    fixture
+        .app
+        .cancel_scheduled_change(
+            &bob,
+            ("default", "production"),
+            &schedule,
+            None,
+            "not today",
+        )
+        .await
+        .unwrap();
+    let view = fixture.app.change_request(&bob, &second_id).await.unwrap();
+    assert_eq!(view.request.status, RequestStatus::Cancelled);
 }
 
 #[tokio::test]

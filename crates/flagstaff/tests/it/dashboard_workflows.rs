@@ -218,5 +218,37 @@ fn workflow_forms_refuse_forged_and_unauthorized_posts() {
             .get("/projects/default/flags/launch/environments/test/triggers")
             .await;
         assert_eq!(triggers["items"], json!([]));
+
+        // A request's page shows what it changes against the flag now, and what others changed
+        // since it was requested.
+        let request = api
+            .post(
+                "/projects/default/environments/test/change-requests",
+                &json!({"flag": "launch", "instructions": [{"kind": "turnFlagOn"}]}),
+            )
+            .await;
+        let targeting = api.get("/projects/default/environments/test/flags/launch").await;
+        api.put(
+            "/projects/default/environments/test/flags/launch",
+            &json!({"targets": [{"variation": 0, "values": ["zed"]}], "offVariation": 1, "fallthrough": {"variation": 1}}),
+            targeting["version"].as_u64(),
+        )
+        .await;
+        let page = writer
+            .get(&format!(
+                "/projects/default/change-requests/{}",
+                request["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("Changed by others since it was requested"), "{}", page.body);
+        assert!(page.body.contains("zed"), "{}", page.body);
+        let elsewhere = writer
+            .get(&format!(
+                "/projects/other/change-requests/{}",
+                request["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(elsewhere.status, 404, "a request is found only in its own project");
     });
 }
