@@ -149,11 +149,31 @@ pub struct EnvironmentKeys {
     pub client_side_id: String,
 }
 
+/// A number with no fractional part within ±2^53 as an integer (`1000.0` → `1000`); anything
+/// else as it is. JSON does not tell `1000` from `1000.0`, but SDKs do (Python returns a float
+/// for one, an int for the other), and people who typed 1000 mean the integer.
+pub fn integral(value: Value) -> Value {
+    const SAFE: f64 = 9_007_199_254_740_992.0;
+    match &value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() <= SAFE => Value::from(f as i64),
+            _ => value,
+        },
+        _ => value,
+    }
+}
+
+fn integral_value<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    Value::deserialize(deserializer).map(integral)
+}
+
 /// A variation of a flag: its value and, for people, a name and description.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Variation {
-    /// The value SDKs return: any JSON.
+    /// The value SDKs return: any JSON. A whole number is read as an integer (`integral`), so
+    /// flags stored with `1000.0` by earlier versions reach SDKs as `1000`.
+    #[serde(deserialize_with = "integral_value")]
     pub value: Value,
     /// A short name (e.g. "Enabled").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,5 +298,37 @@ pub fn merge_flag(definition: &FlagDefinition, targeting: &Targeting, version: u
         migration: None,
         sampling_ratio: None,
         exclude_from_summaries: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn whole_numbers_are_integers_and_the_rest_stays() {
+        let cases = [
+            (json!(1000.0), json!(1000)),
+            (json!(-3.0), json!(-3)),
+            (json!(2.5), json!(2.5)),
+            (json!(1e300), json!(1e300)),
+            (
+                json!(9_007_199_254_740_992.0_f64),
+                json!(9_007_199_254_740_992_i64),
+            ),
+            (json!(7), json!(7)),
+            (json!("1000.0"), json!("1000.0")),
+            (json!({"n": 1.0}), json!({"n": 1.0})),
+        ];
+        for (input, expected) in cases {
+            let out = integral(input.clone());
+            assert_eq!(out, expected, "{input}");
+            assert_eq!(out.to_string(), expected.to_string(), "{input}");
+        }
+        // Stored documents written with floats read back as integers.
+        let variation: Variation = serde_json::from_value(json!({"value": 100.0})).unwrap();
+        assert_eq!(serde_json::to_string(&variation.value).unwrap(), "100");
     }
 }

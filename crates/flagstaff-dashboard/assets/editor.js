@@ -99,10 +99,21 @@
     const syncConfirm = () => { save.disabled = data.critical && confirmInput.value.trim() !== confirmKey; };
     confirmInput.oninput = syncConfirm;
     syncConfirm();
+    // Enter confirms once the key is typed (and does nothing before): in an emergency the
+    // keyboard must never close the dialog without saving. Escape cancels (the dialog's own).
+    const confirmByEnter = (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      if (!save.hidden && !save.disabled) save.click();
+    };
+    confirmInput.onkeydown = confirmByEnter;
+    $("review-reviewers").onkeydown = confirmByEnter;
+    $("review-form").onsubmit = (event) => event.preventDefault();
 
     // Where approval is required, the same proposal becomes a change request.
     const requesting = Boolean(data.requestUrl);
-    save.textContent = requesting ? "Request approval" : "Save changes";
+    // The button says what it does ("Turn off in Production"), not just "Save".
+    save.textContent = requesting ? "Request approval" : (proposal.action || "Save changes");
     $("review-reviewers-label").hidden = !requesting;
     $("review-cancel").onclick = () => dialog.close();
     $("review-reload").onclick = () => window.location.reload();
@@ -453,7 +464,8 @@
       toggle.addEventListener("click", () => {
         const value = clone(data.targeting);
         value.on = !value.on;
-        Flagstaff.review({ kind: "targeting", value, version: data.version, where: `Turn ${value.on ? "on" : "off"} ${data.flagKey} in ${data.environment}` });
+        const action = `Turn ${value.on ? "on" : "off"} in ${data.environmentName || data.environment}`;
+        Flagstaff.review({ kind: "targeting", value, version: data.version, action, where: `${action}: ${data.flagKey}` });
       });
     }
     // History: restoring a version is an edit like any other, reviewed against what is stored.

@@ -172,7 +172,7 @@ pub(crate) async fn request(
         let proposed = parse_targeting(proposal.targeting)?;
         let instructions =
             flagstaff_app::instruction_diff::targeting_instructions(&current.value, &proposed)?;
-        crate::workflows::open_request(
+        crate::change_requests::open_request(
             &dashboard,
             &viewer,
             (&project, &proposal.environment),

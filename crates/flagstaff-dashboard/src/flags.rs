@@ -339,15 +339,15 @@ pub fn parse_variations(text: &str, value_type: &str) -> Result<Vec<Variation>, 
                         format!("{line:?} is not a number"),
                     )
                 })?;
-                serde_json::Number::from_f64(n)
-                    .map(Value::Number)
-                    .ok_or_else(|| {
-                        AppError::invalid(
-                            validate::codes::INVALID_FIELD,
-                            &field,
-                            "numbers must be finite",
-                        )
-                    })?
+                // `1000` stays the integer 1000 (SDKs return an int), `2.5` a float.
+                let number = serde_json::Number::from_f64(n).ok_or_else(|| {
+                    AppError::invalid(
+                        validate::codes::INVALID_FIELD,
+                        &field,
+                        "numbers must be finite",
+                    )
+                })?;
+                flagstaff_app::model::integral(Value::Number(number))
             }
             "json" => serde_json::from_str(line).map_err(|e| {
                 AppError::invalid(
@@ -592,6 +592,7 @@ pub(crate) async fn page(
     let editor = json!({
         "flagKey": key,
         "environment": nav.environment,
+        "environmentName": nav.current().map(|e| e.name.clone()),
         "critical": nav.critical(),
         "canEdit": may_edit,
         "allowed": decisions.iter().filter(|d| d.allowed).map(|d| d.action.clone()).collect::<Vec<_>>(),
@@ -685,10 +686,11 @@ mod tests {
 
     #[test]
     fn variations_are_read_as_their_type_and_errors_name_the_line() {
-        let v = parse_variations("1\n2.5\n\n", "number").unwrap();
+        // A whole number is the integer (SDKs return an int for it), not the float 1.0.
+        let v = parse_variations("1\n2.5\n1e3\n\n", "number").unwrap();
         assert_eq!(
-            v.iter().map(|v| v.value.clone()).collect::<Vec<_>>(),
-            vec![json!(1.0), json!(2.5)]
+            v.iter().map(|v| v.value.to_string()).collect::<Vec<_>>(),
+            vec!["1", "2.5", "1000"]
         );
         let e = parse_variations("1\nx", "number").unwrap_err();
         assert!(

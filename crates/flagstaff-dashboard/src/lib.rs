@@ -21,6 +21,7 @@
 mod access;
 mod admin;
 mod auth;
+mod change_requests;
 mod context;
 pub mod describe;
 mod flag_changes;
@@ -142,11 +143,11 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         )
         .route(
             "/projects/{project}/change-requests",
-            get(workflows::requests),
+            get(change_requests::requests),
         )
         .route(
             "/projects/{project}/change-requests/{id}",
-            get(workflows::request_page).post(workflows::act_on_request),
+            get(change_requests::request_page).post(change_requests::act_on_request),
         )
         .route(
             "/projects/{project}/flags/{key}/archive",

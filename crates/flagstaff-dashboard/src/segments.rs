@@ -332,7 +332,7 @@ pub(crate) async fn request(
         let proposed = parse_segment(proposal.segment, &key)?;
         let instructions =
             flagstaff_app::instruction_diff::segment_instructions(&current.value, &proposed)?;
-        crate::workflows::open_request(
+        crate::change_requests::open_request(
             &dashboard,
             &viewer,
             (&project, &proposal.environment),
