@@ -33,6 +33,12 @@ pub(crate) fn segment_actions(before: &Segment, after: &Segment) -> Vec<&'static
     actions
 }
 
+/// Keeps each key once, in the order first seen.
+fn dedupe(keys: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    keys.retain(|k| seen.insert(k.clone()));
+}
+
 impl App {
     // ----- segments --------------------------------------------------------------------------
 
@@ -85,6 +91,16 @@ impl App {
             segment.salt = decode::<Segment>(doc)?.salt;
         } else if segment.salt.is_empty() {
             segment.salt = random_hex(16);
+        }
+        // A pasted list often repeats keys; each key is kept once, in its first place.
+        dedupe(&mut segment.included);
+        dedupe(&mut segment.excluded);
+        for target in segment
+            .included_contexts
+            .iter_mut()
+            .chain(segment.excluded_contexts.iter_mut())
+        {
+            dedupe(&mut target.values);
         }
         segment.version = 0;
         segment.deleted = false;

@@ -636,3 +636,23 @@ fn signatures_are_hmac_sha256_over_timestamp_and_body() {
         "t=1700000000,v1=49f24e537407743fa4a0242bb63b94b9a47ee99cbbe071ccd8a22550ae411686"
     );
 }
+
+#[tokio::test]
+async fn a_pasted_segment_list_keeps_each_key_once() {
+    let fixture = Fixture::new().await;
+    fixture
+        .segment(
+            "test",
+            json!({"key": "beta", "included": ["ann", "bob", "ann", "cy", "bob"],
+                   "includedContexts": [{"contextKind": "org", "values": ["acme", "acme"]}]}),
+        )
+        .await
+        .unwrap();
+    let stored = fixture
+        .app
+        .segment(&Actor::system(), "default", "test", "beta")
+        .await
+        .unwrap();
+    assert_eq!(stored.value.included, ["ann", "bob", "cy"]);
+    assert_eq!(stored.value.included_contexts[0].values, ["acme"]);
+}
