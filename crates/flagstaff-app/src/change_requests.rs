@@ -650,7 +650,6 @@ impl App {
                 status: ScheduleStatus::Pending,
                 finished_at: None,
                 late_by_ms: None,
-                result_version: None,
                 error: None,
             };
             after.status = RequestStatus::Scheduled;

@@ -103,10 +103,10 @@ impl App {
                 tracing::info!(
                     schedule = %schedule.id,
                     flag_or_segment = %schedule.key,
+                    version,
                     late_by_ms = now - schedule.execution_date,
                     "scheduled change executed"
                 );
-                let _ = version;
                 return Ok(Some(true));
             }
             // The schedule was executed or cancelled by someone else, or the document kept

@@ -3,7 +3,7 @@
 //!
 //! A pending schedule is a live `scheduled_change` document; when it runs, the targeting or
 //! segment write, the schedule turning into a tombstone that records the outcome (executed at,
-//! late by, the version it made) and the audit entry are **one transaction** whose write of the
+//! late by) and the audit entry are **one transaction** whose write of the
 //! schedule expects the version that was read. Whichever node commits first executes it; any
 //! other node's attempt conflicts on the schedule and does nothing. That is what makes
 //! execution exactly once across restarts and across nodes sharing PostgreSQL (whose commits
@@ -101,9 +101,6 @@ pub struct ScheduledChange {
     /// this large).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_by_ms: Option<i64>,
-    /// The version of the flag's targeting or the segment it produced.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result_version: Option<u64>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -272,6 +269,7 @@ impl App {
                 comment: comment.to_owned(),
                 created_by: actor.id.clone(),
                 created_at: now,
+                // Past the gate above where approval is required means the creator may bypass.
                 approved: approval.required,
                 plan: plan.clone(),
                 step: plan.as_ref().map(|_| i as u32),
@@ -279,7 +277,6 @@ impl App {
                 status: ScheduleStatus::Pending,
                 finished_at: None,
                 late_by_ms: None,
-                result_version: None,
                 error: None,
             });
         }

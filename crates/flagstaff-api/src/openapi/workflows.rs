@@ -117,7 +117,7 @@ pub(super) fn schemas() -> Map<String, Value> {
             "instructions": {"type": "array", "items": {"type": "object"}}, "comment": string, "createdBy": string, "createdAt": integer,
             "approved": {"type": "boolean"}, "plan": string, "step": integer, "changeRequest": string, "status": schedule_status,
             "finishedAt": integer, "lateByMs": {"type": "integer", "description": "How late it executed (a restart across its moment)"},
-            "resultVersion": integer, "error": string, "version": {"type": "integer", "readOnly": true}}},
+            "error": string, "version": {"type": "integer", "readOnly": true}}},
         "NewRolloutPlan": {"type": "object", "required": ["steps"], "additionalProperties": false, "properties": {
             "timeZone": string, "variation": {"type": "integer", "description": "The variation percentage steps roll out"},
             "baseline": {"type": "integer", "description": "What everyone else keeps (default: the fallthrough variation now)"},
