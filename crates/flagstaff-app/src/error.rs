@@ -115,7 +115,7 @@ error_codes! {
     AlreadyExists => "already_exists", 409;
     /// A semantic-patch instruction cannot apply to the document as it is now (its rule was removed, a prerequisite is already there, …); `field` names the instruction.
     InstructionConflict => "instruction_conflict", 409;
-    /// A custom role still held by members, teams or tokens cannot be deleted; the message names them.
+    /// Something still in use cannot be removed: a custom role held by members, teams or tokens, or a flag variation that targeting or another flag's prerequisite still serves (or that a pending scheduled change or request names); the message says where.
     InUse => "in_use", 409;
     /// The environment requires approval for changes to targeting and segments: open a change request instead (the message says how).
     ApprovalRequired => "approval_required", 409;

@@ -6,7 +6,10 @@ use serde_json::Value;
 
 use crate::access::{FLAG_ACTIONS, resource};
 use crate::changes::Action;
-use crate::model::{FlagDefinition, FlagKind, Targeting, kinds};
+use crate::deferred::TargetKind;
+use crate::error::ErrorCode;
+use crate::model::{Environment, FlagDefinition, FlagKind, Targeting, kinds};
+use crate::variation_map::{Use, VariationMap};
 use crate::{
     Actor, App, AppError, Page, Result, Versioned, already_exists, body, decode, draft, env_scope,
     prefix_field, random_hex, validate,
@@ -85,7 +88,73 @@ pub(crate) fn definition_actions(
     actions
 }
 
+/// The refusal of a change that removes variations still served, naming each one and every
+/// place that serves it, so that people know what to change first.
+fn variations_in_use(definition: &FlagDefinition, uses: &[(String, Use)]) -> AppError {
+    let mut parts = Vec::new();
+    let mut variations: Vec<usize> = uses.iter().map(|(_, u)| u.variation).collect();
+    variations.dedup();
+    variations.sort_unstable();
+    variations.dedup();
+    for v in variations {
+        let label = definition
+            .variations
+            .get(v)
+            .map(|x| match &x.name {
+                Some(name) => format!("{name} ({})", x.value),
+                None => x.value.to_string(),
+            })
+            .unwrap_or_default();
+        let places: Vec<String> = uses
+            .iter()
+            .filter(|(_, u)| u.variation == v)
+            .map(|(env, u)| format!("{} in {env}", u.place))
+            .collect();
+        parts.push(format!(
+            "variation {} ({label}) is still served by {}",
+            v + 1,
+            places.join(", ")
+        ));
+    }
+    AppError::invalid(
+        ErrorCode::InUse,
+        "variations",
+        format!(
+            "cannot remove it: {}; serve another variation there first",
+            parts.join("; ")
+        ),
+    )
+}
+
 impl App {
+    /// Refuses to move variations while a scheduled change or change request of the flag is
+    /// pending in `environment`: those hold instructions that name variations by position, and
+    /// would serve a different value when they apply.
+    async fn refuse_pending_work(&self, project: &str, environment: &str, key: &str) -> Result<()> {
+        let system = Actor::system();
+        let env = (project, environment);
+        let scheduled = self
+            .scheduled_changes(&system, env, Some((TargetKind::Flag, key)), false)
+            .await?;
+        let requested = self
+            .change_requests(&system, env, false)
+            .await?
+            .into_iter()
+            .any(|r| r.value.kind == TargetKind::Flag && r.value.key == key);
+        if !scheduled.is_empty() || requested {
+            return Err(AppError::invalid(
+                ErrorCode::InUse,
+                "variations",
+                format!(
+                    "a scheduled change or change request of this flag is pending in \
+                     {environment} and names variations by position; apply or cancel it before \
+                     reordering or removing variations"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks `actor` may change flag `current`'s definition into `after`: every action the
     /// change takes, on the flag as it is now (its current tags), or at least one definition
     /// action when nothing differs.
@@ -233,13 +302,34 @@ impl App {
     }
 
     /// Replaces a flag's definition (writers). `expected` is the version the caller read; the
-    /// key cannot change, and every environment's targeting must still fit the new variations.
+    /// key cannot change. Variations are matched to the old ones by value
+    /// ([`VariationMap::infer`]): reordering or removing them rewrites every environment's
+    /// targeting and other flags' prerequisites in the same change, and removing one that is
+    /// still served is refused (`in_use`, naming where).
     pub async fn update_flag(
         &self,
         actor: &Actor,
         project: &str,
         key: &str,
+        definition: FlagDefinition,
+        expected: u64,
+        comment: &str,
+    ) -> Result<Versioned<FlagDefinition>> {
+        self.update_flag_mapped(actor, project, key, definition, None, expected, comment)
+            .await
+    }
+
+    /// [`App::update_flag`] with the caller saying where each new variation came from
+    /// (`origins[i]` is the old position of new variation `i`, `None` for an added one), as the
+    /// dashboard's settings form knows when a value was edited and moved at once.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_flag_mapped(
+        &self,
+        actor: &Actor,
+        project: &str,
+        key: &str,
         mut definition: FlagDefinition,
+        origins: Option<Vec<Option<usize>>>,
         expected: u64,
         comment: &str,
     ) -> Result<Versioned<FlagDefinition>> {
@@ -261,13 +351,27 @@ impl App {
         definition.archived = current.value.archived;
         self.authorize_definition(actor, project, &current.value, &definition)?;
         validate::definition(&mut definition)?;
+        let old = &current.value.variations;
+        let map = match origins {
+            Some(origins) if origins.len() != definition.variations.len() => {
+                return Err(AppError::invalid(
+                    validate::codes::INVALID_FIELD,
+                    "variationOrigins",
+                    "there must be one origin per variation",
+                ));
+            }
+            Some(origins) => VariationMap::explicit(origins, old.len()).map_err(|message| {
+                AppError::invalid(validate::codes::INVALID_FIELD, "variationOrigins", message)
+            })?,
+            None => VariationMap::infer(old, &definition.variations),
+        };
         self.write_definition(
             actor,
             project,
             &current,
             definition,
-            Action::FlagUpdate,
-            comment,
+            (Action::FlagUpdate, comment),
+            &map,
         )
         .await
     }
@@ -295,18 +399,29 @@ impl App {
         } else {
             Action::FlagRestore
         };
-        self.write_definition(actor, project, &current, definition, action, comment)
-            .await
+        let same = VariationMap::infer(&definition.variations, &definition.variations);
+        self.write_definition(
+            actor,
+            project,
+            &current,
+            definition,
+            (action, comment),
+            &same,
+        )
+        .await
     }
 
+    /// Writes a new definition and rewrites every environment's targeting of the flag (so the
+    /// version SDKs see grows), re-mapped through `map`, together with other flags'
+    /// prerequisites on it, in one commit.
     async fn write_definition(
         &self,
         actor: &Actor,
         project: &str,
         current: &Versioned<FlagDefinition>,
         definition: FlagDefinition,
-        action: Action,
-        comment: &str,
+        (action, comment): (Action, &str),
+        map: &VariationMap,
     ) -> Result<Versioned<FlagDefinition>> {
         let key = definition.key.clone();
         let after = body(&definition)?;
@@ -320,12 +435,43 @@ impl App {
         // Rewrite each environment's targeting so the version SDKs see grows (see model.rs).
         let mut variations = self.variation_counts(project).await?;
         variations.insert(key.clone(), definition.variations.len());
+        let mut in_use = Vec::new();
         for env in self.store.list(kinds::ENVIRONMENT, project).await? {
+            let environment: Environment = decode(&env)?;
             let scope = env_scope(project, &env.key);
+            let mut uses = Vec::new();
+            if !map.is_identity() {
+                self.refuse_pending_work(project, &env.key, &key).await?;
+                // Other flags' prerequisites on this one, by position.
+                for doc in self.store.list(kinds::TARGETING, &scope).await? {
+                    if doc.key == key {
+                        continue;
+                    }
+                    let mut other: Targeting = decode(&doc)?;
+                    if !other.prerequisites.iter().any(|p| p.key == key) {
+                        continue;
+                    }
+                    map.remap_prerequisites(&key, &doc.key, &mut other.prerequisites, &mut uses);
+                    writes.push(Write::Put {
+                        kind: kinds::TARGETING.into(),
+                        scope: scope.clone(),
+                        key: doc.key.clone(),
+                        body: body(&other)?,
+                        expect: Expect::Version(doc.version),
+                    });
+                }
+            }
             let Some(doc) = self.store.get_live(kinds::TARGETING, &scope, &key).await? else {
+                in_use.extend(uses.into_iter().map(|u| (environment.name.clone(), u)));
                 continue;
             };
-            let targeting: Targeting = decode(&doc)?;
+            let before: Targeting = decode(&doc)?;
+            let targeting = map.remap(&before, &mut uses);
+            if !uses.is_empty() {
+                // Refused below, naming every place in every environment at once.
+                in_use.extend(uses.into_iter().map(|u| (environment.name.clone(), u)));
+                continue;
+            }
             let neighbourhood = self
                 .neighbourhood_with(project, &env.key, variations.clone())
                 .await?;
@@ -335,9 +481,16 @@ impl App {
                 kind: kinds::TARGETING.into(),
                 scope,
                 key: key.clone(),
-                body: doc.body.clone(),
+                body: if targeting == before {
+                    doc.body.clone()
+                } else {
+                    body(&targeting)?
+                },
                 expect: Expect::Version(doc.version),
             });
+        }
+        if !in_use.is_empty() {
+            return Err(variations_in_use(&current.value, &in_use));
         }
         let versions = self
             .commit(

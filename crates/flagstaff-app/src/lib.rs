@@ -69,6 +69,7 @@ mod throttle;
 mod tokens;
 mod triggers;
 pub mod validate;
+pub mod variation_map;
 mod webhook_delivery;
 pub mod webhooks;
 pub mod when;

@@ -18,6 +18,17 @@ use crate::describe;
 use crate::session::Viewer;
 use crate::{DashState, Nav, PageError, render, script_json, time};
 
+/// The actions of the settings page (LaunchDarkly's names): any one opens it.
+const SETTINGS_ACTIONS: &[&str] = &[
+    "updateName",
+    "updateDescription",
+    "updateTags",
+    "updateFlagVariations",
+    "updateMaintainer",
+    "updateTemporary",
+    "updateClientSideFlagAvailability",
+];
+
 /// Flags shown per page of the list.
 const PAGE_SIZE: usize = 100;
 
@@ -497,6 +508,8 @@ struct FlagPage {
     may_edit: bool,
     /// Whether the viewer may archive or restore the flag.
     may_archive: bool,
+    /// Whether the viewer may change any of the flag's settings.
+    may_edit_settings: bool,
     /// What the viewer's roles do not allow here, in words ("why can't I?").
     access_note: Option<String>,
     /// Scheduled changes, change requests and triggers here (`workflows.rs`).
@@ -586,6 +599,11 @@ pub(crate) async fn page(
         .await?
         .iter()
         .all(|d| d.allowed);
+    let may_edit_settings = app
+        .flag_access(&viewer.actor, &project, &key, SETTINGS_ACTIONS)
+        .await?
+        .iter()
+        .any(|d| d.allowed);
     let note = crate::access::note(&viewer, &nav.environment, &decisions);
     let workflows =
         crate::workflows::for_flag(&dashboard, &viewer, &nav, &definition.value).await?;
@@ -627,6 +645,7 @@ pub(crate) async fn page(
         may_toggle,
         may_edit,
         may_archive,
+        may_edit_settings,
         access_note: note,
         workflows,
         nav,

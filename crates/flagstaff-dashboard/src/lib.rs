@@ -24,7 +24,9 @@ mod auth;
 mod change_requests;
 mod context;
 pub mod describe;
+mod errors;
 mod flag_changes;
+mod flag_settings;
 mod flags;
 mod history;
 mod insights;
@@ -37,6 +39,8 @@ mod workflows;
 
 use std::sync::Arc;
 use std::time::Instant;
+
+pub(crate) use errors::excerpt;
 
 use askama::Template;
 use axum::Router;
@@ -124,6 +128,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route(
             "/projects/{project}/flags/{key}/targeting",
             post(flag_changes::save),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/settings",
+            get(flag_settings::page).post(flag_settings::post),
         )
         .route(
             "/projects/{project}/flags/{key}/request",

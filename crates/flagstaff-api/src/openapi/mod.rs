@@ -539,6 +539,18 @@ pub fn document() -> Value {
         ("key", "A flag or event key"),
         ("limit", "At most this many (default 50)"),
     ]);
+    let put_flag = {
+        let mut op = versioned_update(
+            "Replace a flag's definition (writer)",
+            "flags",
+            "FlagDefinition",
+        );
+        op["description"] = json!(
+            "Variations are matched to the stored ones by value (a variation whose value changed in place keeps its position): reordering or removing variations rewrites every environment's targeting and other flags' prerequisites on this flag in the same change, so nobody is served something else. Removing a variation that targeting or a prerequisite still serves, or moving variations while a scheduled change or change request of the flag is pending, is refused with `409 in_use` naming every place."
+        );
+        op["responses"]["409"] = json!({"description": "Stale If-Match (`version_conflict`), or a removed variation is still served (`in_use`)", "content": {"application/json": {"schema": reference("Error")}}});
+        op
+    };
     let mut paths = json!({
         "/projects": {"get": operation("List projects", "projects", None, ("200", ok("Projects", list("Project"))), false),
                       "post": create("Create a project (admin)", "projects", "Project", "Project")},
@@ -555,7 +567,7 @@ pub fn document() -> Value {
         format!("{p}/flags"): {"get": list_flags, "post": create("Create a flag, off in every environment (writer)", "flags", "FlagDefinition", "FlagDefinition")},
         format!("{p}/flags/{{key}}"): {
             "get": operation("Get a flag's definition", "flags", None, ("200", ok("The definition", reference("FlagDefinition"))), false),
-            "put": versioned_update("Replace a flag's definition (writer)", "flags", "FlagDefinition"),
+            "put": put_flag,
             "patch": patch("Patch a flag's definition (writer)", "flags", "FlagDefinition"),
             "delete": delete("Delete a flag everywhere (writer)", "flags")},
         format!("{p}/flags/{{key}}/archive"): {"post": operation("Archive a flag: hidden from SDKs and lists (writer)", "flags", None, ("200", ok("Archived", reference("FlagDefinition"))), true)},

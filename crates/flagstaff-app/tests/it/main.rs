@@ -8,6 +8,7 @@
 mod access;
 mod clock;
 mod expiry;
+mod flag_settings;
 mod overview;
 mod scheduling;
 mod support;

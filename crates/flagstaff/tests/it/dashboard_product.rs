@@ -138,3 +138,200 @@ fn numbers_typed_in_the_dashboard_reach_sdks_as_integers() {
         assert_eq!(definition["variations"][1]["value"].to_string(), "1000");
     });
 }
+
+#[test]
+fn variations_are_reordered_and_removed_in_settings_and_targeting_follows() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    let user = json!({"email": "pm@example.com", "password": "correct horse battery"});
+    rt.block_on(async {
+        api.post(
+            "/members",
+            &json!({"email": user["email"], "name": "PM", "role": "writer", "password": user["password"]}),
+        )
+        .await;
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "colour", "name": "Colour", "kind": "multivariate", "variations": [
+                {"value": "red"}, {"value": "green"}, {"value": "blue"}, {"value": "pink"}]}),
+        )
+        .await;
+        api.put(
+            "/projects/default/environments/production/flags/colour",
+            &json!({"on": true, "offVariation": 0, "fallthrough": {"variation": 1},
+                "rules": [{"id": "pro", "variation": 2, "clauses": [
+                    {"attribute": "plan", "op": "in", "values": ["pro"]}]}]}),
+            Some(1),
+        )
+        .await;
+    });
+    let report = Browser::run_script(
+        "settings.mjs",
+        &json!({"base": base, "flag": "colour", "user": user}),
+    );
+    eprintln!("settings report: {report:#}");
+    assert_eq!(report["rowsAtStart"], 4);
+    assert_eq!(report["overflowsAt390"], false, "{report}");
+    let refusal = report["refusal"].as_str().unwrap();
+    assert!(
+        refusal.contains("variation 2 (\"green\")")
+            && refusal.contains("the default rule in Production"),
+        "the refusal says where green is served: {refusal}"
+    );
+    let review = report["review"].as_array().unwrap();
+    for expected in [
+        "Name changes from “Colour” to “Button colour”",
+        "Variation 4 “pink” is removed",
+        "Variation “blue” moves from position 3 to 1; targeting follows it",
+        "Variation 1 “red” is named “Classic red”",
+    ] {
+        assert!(
+            review.iter().any(|l| l == expected),
+            "{expected:?} is in the review: {review:?}"
+        );
+    }
+    assert_eq!(report["savedAt"], "/projects/default/flags/colour");
+    assert_eq!(report["title"], "Button colour");
+    // The refused save is answered 400 (the form again, with the error): the browser logs that
+    // one response, and nothing else may fail.
+    assert_eq!(
+        report["consoleErrors"],
+        json!(["Failed to load resource: the server responded with a status of 400 (Bad Request)"]),
+        "{report}"
+    );
+    rt.block_on(async {
+        let definition = api.get("/projects/default/flags/colour").await;
+        assert_eq!(
+            definition["variations"],
+            json!([{"value": "blue"}, {"value": "red", "name": "Classic red"}, {"value": "green"}])
+        );
+        // Targeting followed: the rule still serves blue, the default rule green, off red.
+        let t = api
+            .get("/projects/default/environments/production/flags/colour")
+            .await;
+        assert_eq!(t["rules"][0]["variation"], 0);
+        assert_eq!(t["fallthrough"]["variation"], 2);
+        assert_eq!(t["offVariation"], 1);
+        let (_, data) = sdk_data(&base, &credentials.sdk_key).await;
+        let flag = &data["flags"]["colour"];
+        assert_eq!(flag["variations"], json!(["blue", "red", "green"]));
+        assert_eq!(flag["rules"][0]["variation"], 0);
+        let audit = api.get("/audit?key=colour").await;
+        let last = audit["items"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["actor"], "member:pm@example.com");
+        assert_eq!(last["comment"], "blue first");
+    });
+}
+
+/// Signs `email` in (a member made by the admin token with `role`) and returns the visitor.
+async fn signed_in(api: &Api, base: &str, email: &str, role: &str) -> Visitor {
+    api.post(
+        "/members",
+        &json!({"email": email, "name": email, "role": role, "password": "correct horse battery"}),
+    )
+    .await;
+    let mut visitor = Visitor::new(base);
+    let page = visitor.get("/sign-in").await;
+    let csrf = csrf_of(&page.body);
+    let signed = visitor
+        .form(
+            "/sign-in",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", email),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    assert_eq!(signed.status, 303);
+    visitor
+}
+
+#[test]
+fn the_settings_form_refuses_readers_forged_posts_and_floods() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "sizes", "name": "Sizes", "kind": "multivariate", "variations": [
+                {"value": 1}, {"value": 2}]}),
+        )
+        .await;
+        let path = "/projects/default/flags/sizes/settings";
+        // A reader sees no settings link and cannot save.
+        let mut reader = signed_in(&api, &base, "reader@example.com", "reader").await;
+        let flag_page = reader.get("/projects/default/flags/sizes").await;
+        assert!(!flag_page.body.contains("flag-settings-link"));
+        let page = reader.get(path).await;
+        let csrf = csrf_of(&page.body);
+        let refused = reader
+            .form(
+                path,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("version", "1"),
+                    ("name", "Stolen"),
+                    ("value", "1"),
+                    ("origin", "0"),
+                    ("value", "2"),
+                    ("origin", "1"),
+                    ("op", "save"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        // A writer's post without the CSRF token is refused before anything is read.
+        let mut writer = signed_in(&api, &base, "writer@example.com", "writer").await;
+        let forged = writer
+            .form(
+                path,
+                &[("version", "1"), ("name", "Forged"), ("op", "save")],
+            )
+            .await;
+        assert_eq!(forged.status, 403);
+        // Ten thousand rows and a 1 MB name: at most 100 rows come back, the name is clipped,
+        // and the answer stays small.
+        let page = writer.get(path).await;
+        let csrf = csrf_of(&page.body);
+        let mut fields: Vec<(&str, String)> = vec![
+            ("csrf", csrf.clone()),
+            ("version", "1".into()),
+            ("name", "n".repeat(1_000_000)),
+        ];
+        for i in 0..10_000 {
+            fields.push(("value", i.to_string()));
+        }
+        fields.push(("op", "add".into()));
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let flooded = writer.form(path, &fields).await;
+        assert!(
+            flooded.status == 200 || flooded.status == 413,
+            "{}",
+            flooded.status
+        );
+        if flooded.status == 200 {
+            assert_eq!(
+                flooded
+                    .body
+                    .matches("data-testid=\"variation-row\"")
+                    .count(),
+                100
+            );
+            assert!(flooded.body.len() < 200_000, "{} bytes", flooded.body.len());
+        }
+        let definition = api.get("/projects/default/flags/sizes").await;
+        assert_eq!(definition["name"], "Sizes", "nothing was saved");
+    });
+}
