@@ -25,6 +25,12 @@ pub struct EnvironmentWithKeys {
     pub keys: EnvironmentKeys,
 }
 
+/// New environments named `production` or `prod` start critical: changes there need a typed
+/// confirmation in the dashboard.
+pub(crate) fn starts_critical(key: &str) -> bool {
+    matches!(key, "production" | "prod")
+}
+
 impl App {
     /// The writes that remove an environment with its targeting, segments and keys.
     pub(crate) async fn environment_removal(
@@ -109,6 +115,12 @@ impl App {
                     .is_some_and(|a| *a != current.value.approvals),
                 "updateApprovalSettings",
             ),
+            (
+                settings.color.as_ref().is_some_and(|c| {
+                    Some(c.as_str()).filter(|c| !c.is_empty()) != current.value.color.as_deref()
+                }),
+                "updateColor",
+            ),
         ];
         let actions: Vec<&str> = changes
             .iter()
@@ -122,6 +134,7 @@ impl App {
                     "updateSecureMode",
                     "updateCritical",
                     "updateApprovalSettings",
+                    "updateColor",
                 ],
                 &target,
             )?;
@@ -137,6 +150,11 @@ impl App {
         if let Some(approvals) = &settings.approvals {
             crate::approvals::validate_settings(approvals)?;
         }
+        let color = match settings.color.as_deref() {
+            None => current.value.color.clone(),
+            Some("") => None,
+            Some(c) => Some(validate::color("color", c)?),
+        };
         let secure_mode = settings.secure_mode.unwrap_or(current.value.secure_mode);
         if secure_mode
             && !current.value.secure_mode
@@ -157,6 +175,7 @@ impl App {
                 .approvals
                 .clone()
                 .unwrap_or_else(|| current.value.approvals.clone()),
+            color,
             ..current.value.clone()
         };
         let after = body(&environment)?;
@@ -240,10 +259,37 @@ impl App {
     ) -> Result<EnvironmentWithKeys> {
         actor.authorize(
             "createEnvironment",
-            &resource::environment(project, key, matches!(key, "production" | "prod")),
+            &resource::environment(project, key, starts_critical(key)),
         )?;
         validate::key("key", key)?;
         self.project(&Actor::system(), project).await?;
+        let (created, writes) = self.environment_writes(project, key, name).await?;
+        let after = body(&created.environment)?;
+        self.commit(
+            actor,
+            writes,
+            draft(
+                Action::EnvironmentCreate,
+                project,
+                key,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await
+        .map_err(|e| already_exists(e, format!("environment {key:?}")))?;
+        Ok(created)
+    }
+
+    /// The writes that create environment `key` of `project` with fresh keys and default (off)
+    /// targeting for every flag already in the project; nothing is checked or committed.
+    pub(crate) async fn environment_writes(
+        &self,
+        project: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<(EnvironmentWithKeys, Vec<Write>)> {
         let keys = EnvironmentKeys {
             sdk_key: format!("sdk-{}", uuid_v4()),
             mobile_key: format!("mob-{}", uuid_v4()),
@@ -257,15 +303,15 @@ impl App {
             sdk_key_hint: hint(&keys.sdk_key),
             mobile_key_hint: hint(&keys.mobile_key),
             secure_mode: false,
-            critical: matches!(key, "production" | "prod"),
+            critical: starts_critical(key),
             approvals: Default::default(),
+            color: None,
         };
-        let after = body(&environment)?;
         let mut writes = vec![Write::Put {
             kind: kinds::ENVIRONMENT.into(),
             scope: project.into(),
             key: key.into(),
-            body: after.clone(),
+            body: body(&environment)?,
             expect: Expect::Absent,
         }];
         for (kind, secret) in [
@@ -281,7 +327,6 @@ impl App {
                 expect: Expect::Absent,
             });
         }
-        // Every existing flag gets default (off) targeting in the new environment.
         for flag in self.store.list(kinds::FLAG, project).await? {
             let definition: FlagDefinition = decode(&flag)?;
             writes.push(Write::Put {
@@ -289,24 +334,11 @@ impl App {
                 scope: env_scope(project, key),
                 key: definition.key.clone(),
                 body: body(&default_targeting(&definition))?,
+                // `Any`: a flag's tombstone from an earlier environment of this key.
                 expect: Expect::Any,
             });
         }
-        self.commit(
-            actor,
-            writes,
-            draft(
-                Action::EnvironmentCreate,
-                project,
-                key,
-                comment,
-                None,
-                Some(after),
-            ),
-        )
-        .await
-        .map_err(|e| already_exists(e, format!("environment {key:?}")))?;
-        Ok(EnvironmentWithKeys { environment, keys })
+        Ok((EnvironmentWithKeys { environment, keys }, writes))
     }
 
     /// The environments of a project.

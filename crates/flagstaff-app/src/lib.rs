@@ -99,7 +99,7 @@ pub use keys::Grant;
 pub use members::{Member, MemberChange, SESSION_HOURS, Session};
 pub use model::EnvironmentSettings;
 pub use overview::{FlagInEnvironment, FlagOverview, FlagRow};
-pub use projects::Initialized;
+pub use projects::{CreatedProject, DEFAULT_ENVIRONMENTS, Initialized};
 pub use roles::{CustomRole, Team};
 pub use rollout_plans::{NewRolloutPlan, PlanStep};
 pub use scheduler::ScheduleRun;

@@ -89,6 +89,9 @@ pub struct Environment {
     /// Whether changes to targeting and segments here need approval (`approvals.rs`).
     #[serde(default)]
     pub approvals: ApprovalSettings,
+    /// The colour people recognise it by in the dashboard, `#rrggbb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
 }
 
 /// An environment's approval rules: with `required`, targeting and segments change only through
@@ -135,6 +138,8 @@ pub struct EnvironmentSettings {
     pub critical: Option<bool>,
     /// Approval rules.
     pub approvals: Option<ApprovalSettings>,
+    /// The dashboard colour, `#rrggbb`; an empty string removes it.
+    pub color: Option<String>,
 }
 
 /// The credentials of an environment, shown once.

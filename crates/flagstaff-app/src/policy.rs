@@ -43,6 +43,7 @@ pub const ACTIONS: &[&str] = &[
     "updateMobileKey",
     "updateSecureMode",
     "updateCritical",
+    "updateColor",
     "updateApprovalSettings",
     "importFlagData",
     // Flags, project-wide.

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::access::resource;
 use crate::changes::Action;
-use crate::environments::EnvironmentWithKeys;
+use crate::environments::{EnvironmentWithKeys, starts_critical};
 use crate::model::{Project, kinds};
 use crate::{
     Actor, App, AppError, Result, Role, Versioned, already_exists, body, decode, draft, validate,
@@ -22,6 +22,21 @@ pub struct Initialized {
     pub environments: Vec<EnvironmentWithKeys>,
     /// The administrator's API token.
     pub admin_token: String,
+}
+
+/// The environments a new project gets unless its creator lists others: LaunchDarkly's
+/// defaults, with `production` critical.
+pub const DEFAULT_ENVIRONMENTS: &[(&str, &str)] = &[("production", "Production"), ("test", "Test")];
+
+/// A project just created, with its environments and their keys (shown once).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedProject {
+    /// The project.
+    #[serde(flatten)]
+    pub project: Project,
+    /// Its environments, with keys.
+    pub environments: Vec<EnvironmentWithKeys>,
 }
 
 impl App {
@@ -40,6 +55,7 @@ impl App {
             return Err(AppError::AlreadyExists("an initialized Flagstaff".into()));
         }
         let system = Actor::system();
+        // Separate changes, so that each environment's history starts with its creation.
         let project = self
             .create_project(
                 &system,
@@ -51,7 +67,7 @@ impl App {
             )
             .await?;
         let mut environments = Vec::new();
-        for (key, name) in [("production", "Production"), ("test", "Test")] {
+        for (key, name) in DEFAULT_ENVIRONMENTS {
             environments.push(
                 self.create_environment(&system, &project.key, key, name, "first start")
                     .await?,
@@ -105,6 +121,70 @@ impl App {
         .await
         .map_err(|e| already_exists(e, format!("project {:?}", project.key)))?;
         Ok(project)
+    }
+
+    /// Creates a project with `environments` (key, name) in one change (admins): what people
+    /// expect of a new project, which is of no use without an environment. The environments'
+    /// keys are returned only now. The change's audit entry is the project's (its environments
+    /// are in the same transaction, so they exist exactly when it does).
+    pub async fn create_project_with_environments(
+        &self,
+        actor: &Actor,
+        project: Project,
+        environments: &[(&str, &str)],
+        comment: &str,
+    ) -> Result<CreatedProject> {
+        actor.authorize("createProject", &resource::project(&project.key))?;
+        validate::key("key", &project.key)?;
+        validate::name("name", &project.name)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, (key, _)) in environments.iter().enumerate() {
+            actor.authorize(
+                "createEnvironment",
+                &resource::environment(&project.key, key, starts_critical(key)),
+            )?;
+            validate::key(&format!("environments[{i}].key"), key)?;
+            if !seen.insert(*key) {
+                return Err(AppError::invalid(
+                    validate::codes::INVALID_FIELD,
+                    format!("environments[{i}].key"),
+                    format!("environment {key:?} is listed twice"),
+                ));
+            }
+        }
+        let after = body(&project)?;
+        let mut writes = vec![Write::Put {
+            kind: kinds::PROJECT.into(),
+            scope: String::new(),
+            key: project.key.clone(),
+            body: after.clone(),
+            expect: Expect::Absent,
+        }];
+        let mut created = Vec::new();
+        for (key, name) in environments {
+            let (environment, env_writes) =
+                self.environment_writes(&project.key, key, name).await?;
+            writes.extend(env_writes);
+            created.push(environment);
+        }
+        self.commit(
+            actor,
+            writes,
+            draft(
+                Action::ProjectCreate,
+                "",
+                &project.key,
+                comment,
+                None,
+                Some(after),
+            ),
+        )
+        .await
+        .map_err(|e| already_exists(e, format!("project {:?}", project.key)))?;
+        Ok(CreatedProject {
+            project,
+            environments: created,
+        })
     }
 
     /// Lists the projects the actor may see.

@@ -93,8 +93,55 @@ pub fn key(field: &str, key: &str) -> Result<()> {
             codes::INVALID_KEY,
             field,
             format!(
-                "{key:?} is not a valid key: 1 to {MAX_KEY_LEN} letters, digits, '.', '_' or '-'"
+                "{} is not a valid key: 1 to {MAX_KEY_LEN} letters, digits, '.', '_' or '-'",
+                excerpt(key)
             ),
+        ))
+    }
+}
+
+/// Longest excerpt of a refused input an error message repeats.
+const EXCERPT_CHARS: usize = 40;
+
+/// Refused input as an error repeats it: quoted, at most [`EXCERPT_CHARS`] characters, so that
+/// a 5,000-character paste is not echoed back whole.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((at, _)) => format!("{:?}…", &text[..at]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// Longest name (of a project or environment) accepted.
+const MAX_NAME_CHARS: usize = 200;
+
+/// Checks a display name: not blank, at most [`MAX_NAME_CHARS`] characters.
+pub fn name(field: &str, name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(invalid(codes::INVALID_FIELD, field, "a name is needed"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(
+            codes::INVALID_FIELD,
+            field,
+            format!("a name has at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a colour, `#rrggbb` (what `<input type="color">` sends), and returns it in lower case.
+pub fn color(field: &str, color: &str) -> Result<String> {
+    let valid = color.len() == 7
+        && color.starts_with('#')
+        && color[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    if valid {
+        Ok(color.to_ascii_lowercase())
+    } else {
+        Err(invalid(
+            codes::INVALID_FIELD,
+            field,
+            format!("{} is not a colour: write it as #rrggbb", excerpt(color)),
         ))
     }
 }

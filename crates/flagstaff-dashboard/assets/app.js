@@ -7,6 +7,19 @@
 
 window.Flagstaff = window.Flagstaff || {};
 
+// Scripts run: the header's sections may collapse behind "Menu" on narrow screens.
+document.documentElement.classList.add("js");
+
+function setUpMenu() {
+  const button = document.querySelector(".menu-toggle");
+  const header = document.querySelector("header.top");
+  if (!button || !header) return;
+  button.addEventListener("click", () => {
+    const open = header.classList.toggle("menu-open");
+    button.setAttribute("aria-expanded", String(open));
+  });
+}
+
 Flagstaff.csrf = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
 
 // Unsaved edits register a check here; live updates never throw them away.
@@ -48,6 +61,15 @@ function setUpEnvironmentSwitch() {
     url.searchParams.set("env", select.value);
     url.searchParams.delete("page");
     window.location.assign(url.toString());
+  });
+}
+
+// Another project: its flag list (environments differ between projects).
+function setUpProjectSwitch() {
+  const select = document.getElementById("project-switch");
+  if (!select) return;
+  select.addEventListener("change", () => {
+    window.location.assign(`/projects/${encodeURIComponent(select.value)}/flags`);
   });
 }
 
@@ -144,7 +166,9 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 
 document.addEventListener("DOMContentLoaded", () => {
+  setUpMenu();
   setUpEnvironmentSwitch();
+  setUpProjectSwitch();
   setUpNewFlagForm();
   setUpLiveUpdates();
 });

@@ -83,9 +83,8 @@ pub(crate) async fn home(
     let projects = dashboard.app.list_projects(&actor).await?;
     match projects.first() {
         Some(p) => Ok(Redirect::to(&format!("/projects/{}/flags", p.key)).into_response()),
-        None => Err(PageError(AppError::NotFound(
-            "a project you may see (ask an admin to create one or give you access)".into(),
-        ))),
+        // Admins create one there; others are told to ask for access.
+        None => Ok(Redirect::to("/projects").into_response()),
     }
 }
 

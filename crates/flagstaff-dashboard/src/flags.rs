@@ -29,6 +29,10 @@ const SETTINGS_ACTIONS: &[&str] = &[
     "updateClientSideFlagAvailability",
 ];
 
+fn tag_refs(tags: &[String]) -> Vec<&str> {
+    tags.iter().map(String::as_str).collect()
+}
+
 /// Flags shown per page of the list.
 const PAGE_SIZE: usize = 100;
 
@@ -51,7 +55,12 @@ pub(crate) struct ListQuery {
 
 pub(crate) struct EnvState {
     pub key: String,
+    pub name: String,
     pub on: Option<bool>,
+    /// Whether the viewer may turn it on or off here (the server decides again).
+    pub may_toggle: bool,
+    /// Critical: the toggle asks for the typed key first.
+    pub critical: bool,
 }
 
 pub(crate) struct ListedFlag {
@@ -198,9 +207,19 @@ pub(crate) async fn list(
                 .environments
                 .iter()
                 .zip(&row.environments)
-                .map(|(e, s)| EnvState {
-                    key: e.key.clone(),
-                    on: s.as_ref().map(|s| s.on),
+                .map(|(e, s)| {
+                    let tags: &[&str] = if e.critical { &["critical"] } else { &[] };
+                    let resource = flagstaff_app::policy::Resource::new()
+                        .with("proj", &project, &[])
+                        .with("env", &e.key, tags)
+                        .with("flag", &row.definition.key, &tag_refs(&row.definition.tags));
+                    EnvState {
+                        key: e.key.clone(),
+                        name: e.name.clone(),
+                        on: s.as_ref().map(|s| s.on),
+                        may_toggle: viewer.actor.decide("updateOn", &resource).allowed,
+                        critical: e.critical,
+                    }
                 })
                 .collect(),
             updated: time(row.updated_at),

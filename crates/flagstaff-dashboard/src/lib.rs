@@ -31,10 +31,12 @@ mod flags;
 mod history;
 mod insights;
 mod live;
+mod projects;
 mod segments;
 pub mod session;
 #[cfg(feature = "oidc")]
 pub mod sso;
+mod toggle;
 mod workflows;
 
 use std::sync::Arc;
@@ -130,6 +132,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             post(flag_changes::save),
         )
         .route(
+            "/projects/{project}/flags/{key}/toggle",
+            get(toggle::confirm_page).post(toggle::toggle),
+        )
+        .route(
             "/projects/{project}/flags/{key}/settings",
             get(flag_settings::page).post(flag_settings::post),
         )
@@ -191,7 +197,16 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/projects/{project}/contexts", get(insights::contexts))
         .route("/projects/{project}/events", get(insights::events))
         .route("/projects/{project}/history", get(history::project))
-        .route("/projects/{project}/environments", get(admin::environments))
+        .route("/projects", get(projects::list).post(projects::create))
+        .route("/projects/{project}/manage", post(projects::act))
+        .route(
+            "/projects/{project}/environments",
+            get(admin::environments).post(admin::create_environment),
+        )
+        .route(
+            "/projects/{project}/environments/{environment}/delete",
+            post(admin::delete_environment),
+        )
         .route(
             "/projects/{project}/environments/{environment}/rotate",
             post(admin::rotate),
@@ -339,6 +354,8 @@ pub(crate) fn time(ms: i64) -> String {
 #[derive(Clone, Debug)]
 pub(crate) struct Nav {
     pub project: String,
+    /// The projects the viewer may see, (key, name), for the switcher.
+    pub projects: Vec<(String, String)>,
     pub environment: String,
     pub environments: Vec<Environment>,
     pub viewer: String,
@@ -367,10 +384,23 @@ impl Nav {
         tab: &'static str,
         path: String,
     ) -> Result<Nav, PageError> {
-        let environments = dashboard
+        // Pages outside any project (the projects list when there are none) have no
+        // environments.
+        let environments = if project.is_empty() {
+            Vec::new()
+        } else {
+            dashboard
+                .app
+                .list_environments(&viewer.actor, project)
+                .await?
+        };
+        let projects = dashboard
             .app
-            .list_environments(&viewer.actor, project)
-            .await?;
+            .list_projects(&viewer.actor)
+            .await?
+            .into_iter()
+            .map(|p| (p.key, p.name))
+            .collect();
         let environment = match environment {
             Some(e) if environments.iter().any(|x| x.key == e) => e.to_owned(),
             Some(e) => {
@@ -400,6 +430,7 @@ impl Nav {
         let segments_writer = viewer.actor.decide("createSegment", &any_segment).allowed;
         Ok(Nav {
             project: project.to_owned(),
+            projects,
             environment,
             environments,
             viewer: viewer.name.clone(),
@@ -420,6 +451,11 @@ impl Nav {
     /// The current environment, if the project has any.
     pub(crate) fn current(&self) -> Option<&Environment> {
         self.environments.iter().find(|e| e.key == self.environment)
+    }
+
+    /// The current environment's colour (`#rrggbb`), if it has one.
+    pub(crate) fn color(&self) -> Option<&str> {
+        self.current().and_then(|e| e.color.as_deref())
     }
 
     /// Whether the current environment asks for a typed confirmation.

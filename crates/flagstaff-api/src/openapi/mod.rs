@@ -223,15 +223,20 @@ fn base_schemas() -> Value {
             "action": {"type": "string", "description": "On a forbidden policy decision: the action refused (e.g. updateRules)"},
             "resource": {"type": "string", "description": "On a forbidden policy decision: the resource, with its tags (proj/default:env/production;critical:flag/checkout)"}}},
         "Project": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string, "version": {"type": "integer", "readOnly": true}}},
+        "NewProject": {"type": "object", "required": ["key", "name"], "additionalProperties": false, "properties": {"key": key, "name": string,
+            "environments": {"type": "array", "maxItems": 20, "items": reference("NewEnvironment"), "description": "The environments to create with it, in one change; absent: production (critical) and test"}}},
+        "CreatedProject": {"allOf": [reference("Project"), {"type": "object", "required": ["environments"], "properties": {
+            "environments": {"type": "array", "items": reference("EnvironmentWithKeys"), "description": "Its environments with their keys, shown only now"}}}]},
         "Rename": {"type": "object", "required": ["name"], "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string}},
         "EnvironmentUpdate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"key": {"type": "string", "description": "Optional; must be the current key"}, "name": string,
             "secureMode": {"type": "boolean", "description": "Browser requests must carry h = hex(HMAC-SHA256(SDK key, fully-qualified context key)); absent: unchanged"},
             "critical": {"type": "boolean", "description": "The dashboard asks for a typed confirmation of changes here; absent: unchanged"},
-            "approvals": reference("ApprovalSettings")}},
+            "approvals": reference("ApprovalSettings"),
+            "color": {"type": "string", "description": "The dashboard colour, #rrggbb; an empty string removes it; absent: unchanged"}}},
         "NewEnvironment": {"type": "object", "required": ["key", "name"], "properties": {"key": key, "name": string}},
         "Environment": {"type": "object", "properties": {"key": key, "name": string, "project": string,
             "clientSideId": string, "sdkKeyHint": string, "mobileKeyHint": string, "secureMode": {"type": "boolean"}, "critical": {"type": "boolean"},
-            "approvals": reference("ApprovalSettings"), "version": {"type": "integer", "readOnly": true}}},
+            "approvals": reference("ApprovalSettings"), "color": {"type": "string", "pattern": "^#[0-9a-f]{6}$"}, "version": {"type": "integer", "readOnly": true}}},
         "EnvironmentWithKeys": {"allOf": [reference("Environment"), {"type": "object", "properties": {"keys": {"type": "object", "properties": {
             "sdkKey": string, "mobileKey": string, "clientSideId": string}}}}]},
         "Variation": {"type": "object", "required": ["value"], "properties": {"value": {}, "name": string, "description": string}},
@@ -553,7 +558,7 @@ pub fn document() -> Value {
     };
     let mut paths = json!({
         "/projects": {"get": operation("List projects", "projects", None, ("200", ok("Projects", list("Project"))), false),
-                      "post": create("Create a project (admin)", "projects", "Project", "Project")},
+                      "post": create("Create a project with its environments (production and test unless listed) and their keys, shown once (admin)", "projects", "NewProject", "CreatedProject")},
         p: {"get": operation("Get a project", "projects", None, ("200", ok("The project", reference("Project"))), false),
             "put": versioned_update_as("Rename a project (admin)", "projects", "Rename", "Project"),
             "delete": delete("Delete a project and everything in it (admin)", "projects")},

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::Result;
 use crate::extract::{Body, Caller, Comment, IfMatch, versioned};
 use crate::routes::AppState;
-use crate::routes::projects::Rename;
+use crate::routes::projects::{NewEnvironment, Rename};
 use flagstaff_app::ErrorCode;
 use flagstaff_http::ApiError;
 
@@ -54,6 +54,9 @@ struct EnvironmentUpdate {
     /// Absent: unchanged.
     #[serde(default)]
     approvals: Option<flagstaff_app::model::ApprovalSettings>,
+    /// `#rrggbb`; `""` removes it; absent: unchanged.
+    #[serde(default)]
+    color: Option<String>,
 }
 
 async fn list_environments(
@@ -64,13 +67,6 @@ async fn list_environments(
     Ok(Json(
         json!({"items": app.list_environments(&actor, &project).await?}),
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewEnvironment {
-    key: String,
-    name: String,
 }
 
 async fn create_environment(
@@ -122,6 +118,7 @@ async fn update_environment(
                 secure_mode: update.secure_mode,
                 critical: update.critical,
                 approvals: update.approvals,
+                color: update.color,
             },
             WriteMeta {
                 actor: &actor,

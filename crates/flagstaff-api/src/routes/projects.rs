@@ -32,14 +32,55 @@ async fn list_projects(State(app): AppState, Caller(actor): Caller) -> Result<Js
     Ok(Json(json!({"items": app.list_projects(&actor).await?})))
 }
 
+/// The body of `POST /projects`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewProject {
+    key: String,
+    name: String,
+    /// The environments to create with it; absent: `production` and `test`.
+    #[serde(default)]
+    environments: Option<Vec<NewEnvironment>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewEnvironment {
+    pub(crate) key: String,
+    pub(crate) name: String,
+}
+
+/// Environments a project may be created with at once.
+const MAX_NEW_ENVIRONMENTS: usize = 20;
+
 async fn create_project(
     State(app): AppState,
     Caller(actor): Caller,
     Comment(comment): Comment,
-    Body(project): Body<Project>,
+    Body(new): Body<NewProject>,
 ) -> Result<Response> {
-    let project = app.create_project(&actor, project, &comment).await?;
-    Ok((StatusCode::CREATED, Json(project)).into_response())
+    let environments: Vec<(&str, &str)> = match &new.environments {
+        None => flagstaff_app::DEFAULT_ENVIRONMENTS.to_vec(),
+        Some(list) if list.len() > MAX_NEW_ENVIRONMENTS => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidField,
+                format!("at most {MAX_NEW_ENVIRONMENTS} environments at once"),
+            )
+            .with_field("environments"));
+        }
+        Some(list) => list
+            .iter()
+            .map(|e| (e.key.as_str(), e.name.as_str()))
+            .collect(),
+    };
+    let project = Project {
+        key: new.key,
+        name: new.name,
+    };
+    let created = app
+        .create_project_with_environments(&actor, project, &environments, &comment)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 async fn get_project(

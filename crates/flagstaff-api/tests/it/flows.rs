@@ -1003,3 +1003,69 @@ async fn an_import_may_be_larger_than_other_requests_but_not_unbounded() {
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn a_project_comes_with_production_and_test_or_the_environments_listed() {
+    let api = TestApi::new().await;
+    let made = api
+        .post("/api/v1/projects", json!({"key": "shop", "name": "Shop"}))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let keys: Vec<&str> = made.body["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, vec!["production", "test"]);
+    assert!(
+        made.body["environments"][0]["keys"]["sdkKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("sdk-")
+    );
+    assert_eq!(made.body["environments"][0]["critical"], true);
+    let listed = api.get("/api/v1/projects/shop/environments").await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
+
+    let made = api
+        .post(
+            "/api/v1/projects",
+            json!({"key": "tools", "name": "Tools", "environments": [{"key": "live", "name": "Live"}]}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.body["environments"][0]["key"], "live");
+
+    // Refused whole: too many environments, a bad environment key, an unknown field.
+    let many: Vec<Value> = (0..21)
+        .map(|i| json!({"key": format!("e{i}"), "name": "E"}))
+        .collect();
+    for (body, field) in [
+        (
+            json!({"key": "a", "name": "A", "environments": many}),
+            "environments",
+        ),
+        (
+            json!({"key": "b", "name": "B", "environments": [{"key": "bad key", "name": "Bad"}]}),
+            "environments[0].key",
+        ),
+        (json!({"key": "c", "name": "C", "colour": "red"}), "colour"),
+        (json!({"key": "d", "name": " "}), "name"),
+    ] {
+        let refused = api.post("/api/v1/projects", body.clone()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            refused.body
+        );
+        assert_eq!(refused.body["field"], field, "{body}: {}", refused.body);
+    }
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(
+            api.get(&format!("/api/v1/projects/{key}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -10,6 +10,7 @@ mod clock;
 mod expiry;
 mod flag_settings;
 mod overview;
+mod projects;
 mod scheduling;
 mod support;
 mod validation;

@@ -217,6 +217,7 @@ async fn cases() -> Vec<(&'static str, (String, String), (&'static str, &'static
         secure_mode: Some(true),
         critical: None,
         approvals: None,
+        color: None,
     };
     check(
         "secure mode on an environment whose SDK key predates it",

@@ -1,4 +1,6 @@
-//! Environments and their keys: settings, and rotation that shows the new key once.
+//! Environments and their keys: create (keys shown once), settings (name, colour, critical,
+//! secure mode, approvals), delete behind a typed confirmation, and rotation that shows the new
+//! key once.
 
 use super::*;
 
@@ -11,6 +13,8 @@ pub(crate) struct ShownEnvironment {
     pub secure_mode: bool,
     pub critical: bool,
     pub approvals: flagstaff_app::model::ApprovalSettings,
+    /// `#rrggbb`, or empty.
+    pub color: String,
 }
 
 #[derive(Template)]
@@ -18,16 +22,17 @@ pub(crate) struct ShownEnvironment {
 struct EnvironmentsPage {
     nav: Nav,
     environments: Vec<ShownEnvironment>,
-    /// A key just rotated: (environment, what, the key), shown once.
-    revealed: Option<(String, String, String)>,
+    /// Keys just made: (environment, what, the key), shown once.
+    revealed: Vec<(String, String, String)>,
     error: Option<String>,
 }
 
-async fn environments_page(
+/// The page, with keys just made (shown once) or an error.
+pub(crate) async fn environments_page(
     dashboard: &Dashboard,
     viewer: &Viewer,
     project: &str,
-    revealed: Option<(String, String, String)>,
+    revealed: Vec<(String, String, String)>,
     error: Option<String>,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(
@@ -51,6 +56,7 @@ async fn environments_page(
             secure_mode: e.secure_mode,
             critical: e.critical,
             approvals: e.approvals.clone(),
+            color: e.color.clone().unwrap_or_default(),
         })
         .collect();
     let failed = error.is_some();
@@ -71,7 +77,7 @@ pub(crate) async fn environments(
     viewer: Viewer,
     Path(project): Path<String>,
 ) -> Result<Response, PageError> {
-    environments_page(&dashboard, &viewer, &project, None, None).await
+    environments_page(&dashboard, &viewer, &project, Vec::new(), None).await
 }
 
 #[derive(Deserialize)]
@@ -112,13 +118,15 @@ pub(crate) async fn rotate(
                 &dashboard,
                 &viewer,
                 &project,
-                Some((environment, label.to_owned(), key)),
+                vec![(environment, label.to_owned(), key)],
                 None,
             )
             .await
         }
         Err(e @ AppError::Forbidden(_)) => Err(PageError(e)),
-        Err(e) => environments_page(&dashboard, &viewer, &project, None, Some(e.to_string())).await,
+        Err(e) => {
+            environments_page(&dashboard, &viewer, &project, Vec::new(), Some(said(&e))).await
+        }
     };
     page.map_err(IntoResponse::into_response)
 }
@@ -127,6 +135,10 @@ pub(crate) async fn rotate(
 pub(crate) struct SettingsForm {
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    color: Option<String>,
     #[serde(default)]
     critical: Option<String>,
     #[serde(default)]
@@ -180,11 +192,15 @@ pub(crate) async fn environment_settings(
                 project: &project,
                 environment: &environment,
             },
-            &current.value.name,
+            form.name
+                .as_deref()
+                .map(str::trim)
+                .unwrap_or(&current.value.name),
             EnvironmentSettings {
                 secure_mode: Some(form.secure_mode.is_some()),
                 critical: Some(form.critical.is_some()),
                 approvals: Some(form.approvals()),
+                color: form.color.clone(),
             },
             WriteMeta {
                 actor: &viewer.actor,
@@ -198,7 +214,125 @@ pub(crate) async fn environment_settings(
     match result {
         Ok(_) => Ok(Redirect::to(&format!("/projects/{project}/environments")).into_response()),
         Err(e @ AppError::Forbidden(_)) => Err(PageError(e).into_response()),
-        Err(e) => environments_page(&dashboard, &viewer, &project, None, Some(e.to_string()))
+        Err(e) => environments_page(&dashboard, &viewer, &project, Vec::new(), Some(said(&e)))
+            .await
+            .map_err(IntoResponse::into_response),
+    }
+}
+
+/// An error said for people: the field as they see it, short.
+fn said(error: &AppError) -> String {
+    match error {
+        AppError::Invalid { field, message, .. } => crate::errors::humane(field, message),
+        AppError::AlreadyExists(what) => format!("There is already an {what}."),
+        other => other.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NewEnvironmentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Creates an environment and shows its secret keys, once.
+pub(crate) async fn create_environment(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path(project): Path<String>,
+    Form(form): Form<NewEnvironmentForm>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, Some(&form.csrf))?;
+    let name = form.name.trim();
+    let key = if form.key.trim().is_empty() {
+        crate::flags::key_from_name(name)
+    } else {
+        form.key.trim().to_owned()
+    };
+    let result = match flagstaff_app::validate::name("name", name) {
+        Ok(()) => {
+            dashboard
+                .app
+                .create_environment(
+                    &viewer.actor,
+                    &project,
+                    &key,
+                    name,
+                    "created in the dashboard",
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let page = match result {
+        Ok(created) => {
+            let env = created.environment.name;
+            let revealed = vec![
+                (env.clone(), "SDK key".to_owned(), created.keys.sdk_key),
+                (env, "mobile key".to_owned(), created.keys.mobile_key),
+            ];
+            environments_page(&dashboard, &viewer, &project, revealed, None).await
+        }
+        Err(e @ AppError::Forbidden(_)) => Err(PageError(e)),
+        Err(e) => {
+            environments_page(&dashboard, &viewer, &project, Vec::new(), Some(said(&e))).await
+        }
+    };
+    page.map_err(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeleteEnvironmentForm {
+    #[serde(default)]
+    csrf: String,
+    /// The environment's key, typed to confirm.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Deletes an environment with its targeting, segments and keys, once its key is typed.
+pub(crate) async fn delete_environment(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path((project, environment)): Path<(String, String)>,
+    Form(form): Form<DeleteEnvironmentForm>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, Some(&form.csrf))?;
+    let app = &dashboard.app;
+    let result = async {
+        let current = app
+            .environment(&viewer.actor, &project, &environment)
+            .await?;
+        if form.confirm.trim() != environment {
+            return Err(AppError::invalid(
+                flagstaff_app::validate::codes::INVALID_FIELD,
+                "confirm",
+                format!(
+                    "To delete {}, type its key “{environment}” exactly",
+                    crate::excerpt(&current.value.name)
+                ),
+            ));
+        }
+        app.delete_environment(
+            &viewer.actor,
+            &project,
+            &environment,
+            current.version,
+            "deleted in the dashboard",
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(Redirect::to(&format!("/projects/{project}/environments")).into_response()),
+        Err(e @ AppError::Forbidden(_)) => Err(PageError(e).into_response()),
+        Err(e) => environments_page(&dashboard, &viewer, &project, Vec::new(), Some(said(&e)))
             .await
             .map_err(IntoResponse::into_response),
     }

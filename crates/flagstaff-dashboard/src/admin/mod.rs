@@ -10,7 +10,10 @@ mod roles;
 mod tokens;
 mod webhooks;
 
-pub(crate) use environments::{environment_settings, environments, rotate};
+pub(crate) use environments::{
+    create_environment, delete_environment, environment_settings, environments, environments_page,
+    rotate,
+};
 pub(crate) use members::{change_roles, invite, members, remove_member, revoke_invitation};
 pub(crate) use roles::{create_role, delete_role, delete_team, roles, save_team, update_role};
 pub(crate) use tokens::{create_token, revoke_token, tokens};

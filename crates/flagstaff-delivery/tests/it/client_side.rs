@@ -435,6 +435,7 @@ async fn secure_mode_requires_the_context_hash() {
                 secure_mode: Some(true),
                 critical: None,
                 approvals: None,
+                color: None,
             },
             WriteMeta {
                 actor: &server.admin,

@@ -493,7 +493,12 @@ fn sessions_csrf_and_first_run_protect_the_dashboard() {
         let list = ada.get("/projects/default/flags?env=test&q=dark").await;
         let row = &list.body[list.body.find("data-flag=\"dark-mode\"").unwrap()..];
         let row = &row[..row.find("</tr>").unwrap()];
-        assert!(row.contains("title=\"On in test\"") && row.contains("title=\"Off in production\""), "{row}");
+        assert!(
+            row.contains("aria-checked=\"true\" aria-label=\"Dark mode in Test: on; turn off\"")
+                && row.contains("class=\"pill toggle off\" role=\"switch\" aria-checked=\"false\"")
+                && row.contains("aria-label=\"Dark mode in Production: off; turn on"),
+            "{row}"
+        );
         let archived = ada
             .form(
                 "/projects/default/flags/dark-mode/archive",

@@ -335,3 +335,290 @@ fn the_settings_form_refuses_readers_forged_posts_and_floods() {
         assert_eq!(definition["name"], "Sizes", "nothing was saved");
     });
 }
+
+#[test]
+fn projects_and_environments_are_made_in_the_dashboard() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    let user = json!({"email": "admin@example.com", "password": "correct horse battery"});
+    rt.block_on(api.post(
+        "/members",
+        &json!({"email": user["email"], "name": "Admin", "role": "admin", "password": user["password"]}),
+    ));
+    let report = Browser::run_script("projects.mjs", &json!({"base": base, "user": user}));
+    eprintln!("projects report: {report:#}");
+    // The keys are shown in the answer to the creation itself (they are not kept to show
+    // later), so the address is still the form's.
+    assert_eq!(report["afterCreate"], "/projects");
+    let environments: Vec<String> = report["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(environments, vec!["Production", "Test"]);
+    let revealed = report["revealed"].as_array().unwrap();
+    assert_eq!(revealed.len(), 4, "SDK and mobile keys of both: {report}");
+    assert_eq!(report["revealedForStaging"], 2);
+    assert!(
+        report["renamed"]
+            .as_str()
+            .unwrap()
+            .starts_with("Staging EU"),
+        "{report}"
+    );
+    assert_eq!(report["swatch"], "#22aa55");
+    assert!(
+        report["wrongConfirmation"]
+            .as_str()
+            .unwrap()
+            .contains("type its key “staging”"),
+        "{report}"
+    );
+    assert_eq!(report["stillThere"], 1);
+    assert_eq!(report["afterDelete"].as_array().unwrap().len(), 2);
+    assert_eq!(report["switchedTo"], "/projects/default/flags");
+    // One console error: the refused deletion is answered 400.
+    assert_eq!(
+        report["consoleErrors"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    rt.block_on(async {
+        let listed = api.get("/projects/web-shop/environments").await;
+        let keys: Vec<&str> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, vec!["production", "test"]);
+        // The SDK key shown once serves its environment.
+        let sdk_key = revealed
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .find(|k| k.starts_with("sdk-"))
+            .unwrap();
+        let (_, data) = sdk_data(&base, sdk_key).await;
+        assert_eq!(data["flags"], json!({}));
+    });
+}
+
+#[test]
+fn project_and_environment_forms_refuse_writers_forgeries_and_unconfirmed_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        let mut writer = signed_in(&api, &base, "writer@example.com", "writer").await;
+        let page = writer.get("/projects").await;
+        assert_eq!(page.status, 200);
+        assert!(
+            !page.body.contains("new-project"),
+            "writers see no create form"
+        );
+        let csrf = csrf_of(&page.body);
+        let made = writer
+            .form("/projects", &[("csrf", csrf.as_str()), ("name", "Mine")])
+            .await;
+        assert_eq!(made.status, 403);
+        let env = writer
+            .form(
+                "/projects/default/environments",
+                &[("csrf", csrf.as_str()), ("name", "Mine")],
+            )
+            .await;
+        assert_eq!(env.status, 403);
+        let deleted = writer
+            .form(
+                "/projects/default/environments/test/delete",
+                &[("csrf", csrf.as_str()), ("confirm", "test")],
+            )
+            .await;
+        assert_eq!(deleted.status, 403);
+        let mut admin = signed_in(&api, &base, "admin@example.com", "admin").await;
+        let page = admin.get("/projects").await;
+        let csrf = csrf_of(&page.body);
+        // No CSRF token: refused before anything is read.
+        let forged = admin
+            .form(
+                "/projects/default/manage",
+                &[("action", "delete"), ("confirm", "default")],
+            )
+            .await;
+        assert_eq!(forged.status, 403);
+        // Without the typed key, nothing is deleted.
+        let unconfirmed = admin
+            .form(
+                "/projects/default/manage",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("action", "delete"),
+                    ("confirm", "DEFAULT"),
+                ],
+            )
+            .await;
+        assert_eq!(unconfirmed.status, 400);
+        assert!(unconfirmed.body.contains("type its key “default” exactly"));
+        // A 5,000-character key is refused without being echoed back whole.
+        let long = "k".repeat(5000);
+        let refused = admin
+            .form(
+                "/projects",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("name", "Long"),
+                    ("key", long.as_str()),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 400);
+        // The form shows it again only up to the field's length (100).
+        assert!(
+            !refused.body.contains(&"k".repeat(101)),
+            "the key is not echoed whole"
+        );
+        assert_eq!(api.get("/projects/default").await["key"], "default");
+        assert_eq!(
+            api.get("/projects/default/environments/test").await["key"],
+            "test"
+        );
+    });
+}
+
+#[test]
+fn flags_are_toggled_from_the_list_and_critical_ones_need_the_typed_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "checkout", "name": "Checkout"}),
+        )
+        .await;
+        let mut writer = signed_in(&api, &base, "writer@example.com", "writer").await;
+        let list = writer.get("/projects/default/flags?env=test").await;
+        assert!(list.body.contains("data-testid=\"toggle-checkout-test\""));
+        assert!(
+            list.body
+                .contains("data-testid=\"toggle-checkout-production\"")
+        );
+        let csrf = csrf_of(&list.body);
+        let toggle = "/projects/default/flags/checkout/toggle";
+        // Test is not critical: one post turns it on, and the list is where it comes back to.
+        let on = writer
+            .form(
+                toggle,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("on", "true"),
+                    ("back", "list"),
+                ],
+            )
+            .await;
+        assert_eq!(on.status, 303, "{}", on.body);
+        assert_eq!(
+            on.location,
+            "/projects/default/flags?env=test#flag-checkout"
+        );
+        // The test environment's SDK key (keys are shown once: rotated to read one).
+        let rotated = api
+            .post(
+                "/projects/default/environments/test/keys/sdk/rotate",
+                &json!({}),
+            )
+            .await;
+        let test_key = rotated["sdkKey"].as_str().unwrap().to_owned();
+        let (_, data) = sdk_data(&base, &test_key).await;
+        assert_eq!(
+            data["flags"]["checkout"]["on"], true,
+            "SDKs see it on in test"
+        );
+        // Production is critical: the list links to the confirmation; without the key nothing
+        // changes.
+        let page = writer
+            .get(&format!("{toggle}?env=production&on=true&back=list"))
+            .await;
+        assert!(page.body.contains("Turn on in Production"), "{}", page.body);
+        let refused = writer
+            .form(
+                toggle,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "production"),
+                    ("on", "true"),
+                    ("confirm", "check"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 400);
+        let production = api
+            .get("/projects/default/environments/production/flags/checkout")
+            .await;
+        assert_eq!(production["on"], false, "nothing changed");
+        let confirmed = writer
+            .form(
+                toggle,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "production"),
+                    ("on", "true"),
+                    ("confirm", "checkout"),
+                    ("comment", "launch"),
+                ],
+            )
+            .await;
+        assert_eq!(confirmed.status, 303);
+        let (_, data) = sdk_data(&base, &credentials.sdk_key).await;
+        assert_eq!(
+            data["flags"]["checkout"]["on"], true,
+            "SDKs see it on in production"
+        );
+        let audit = api.get("/audit?key=checkout&kind=targeting").await;
+        let last = audit["items"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(
+            (last["actor"].as_str(), last["comment"].as_str()),
+            (Some("member:writer@example.com"), Some("launch"))
+        );
+        // A reader sees states, not toggles, and cannot post one; a forged post is refused.
+        let mut reader = signed_in(&api, &base, "reader@example.com", "reader").await;
+        let list = reader.get("/projects/default/flags?env=test").await;
+        assert!(!list.body.contains("toggle-checkout"));
+        let csrf = csrf_of(&list.body);
+        let refused = reader
+            .form(
+                toggle,
+                &[("csrf", csrf.as_str()), ("env", "test"), ("on", "false")],
+            )
+            .await;
+        assert_eq!(refused.status, 403);
+        let forged = writer
+            .form(toggle, &[("env", "test"), ("on", "false")])
+            .await;
+        assert_eq!(forged.status, 403);
+        let (_, data) = sdk_data(&base, &test_key).await;
+        assert_eq!(data["flags"]["checkout"]["on"], true, "still on in test");
+    });
+}

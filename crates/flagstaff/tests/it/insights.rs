@@ -348,14 +348,16 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 fn bad_payloads_get_clear_errors_and_a_flood_is_shed_while_the_api_answers() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = server::init(binary(), dir.path());
-    // A small queue and rare writes, so that the flood overflows it for sure.
+    // A small queue (two payloads of the flood) and rare writes, so that eight payloads
+    // arriving at once overflow it even when the writer drains it in a few milliseconds (with
+    // 2,000 it sometimes kept up on a fast run).
     let server = TestServer::start(
         binary(),
         dir.path(),
         "127.0.0.1:0",
         &[
             "--events-queue-capacity",
-            "2000",
+            "100",
             "--events-flush-ms",
             "5000",
         ],
@@ -454,7 +456,7 @@ fn bad_payloads_get_clear_errors_and_a_flood_is_shed_while_the_api_answers() {
     let (status, _) = rt.block_on(post(summary(3).to_string().into_bytes(), false));
     assert_eq!(status, 202);
 
-    // The flood: 400 payloads of 50 events (20,000 events) against a 2,000-event queue, 8 at a
+    // The flood: 400 payloads of 50 events (20,000 events) against a 100-event queue, 8 at a
     // time, while the management API is read alongside.
     let events_per_payload = 50usize;
     let payload = {

@@ -7,6 +7,7 @@ mod api_fuzz;
 #[cfg(feature = "tls")]
 mod browser;
 mod dashboard;
+mod dashboard_a11y;
 mod dashboard_product;
 mod dashboard_workflows;
 mod eval_command;

@@ -125,12 +125,15 @@ fn every_conformance_vector_evaluates_in_the_rust_sdk_as_on_the_server() {
     let (mut compared, mut against_server, mut invalid_contexts) = (0, 0, 0);
     for (i, variant) in variants.iter().enumerate() {
         let project = format!("r{i}");
-        rt.block_on(api.post("/projects", &json!({"key": project, "name": project})));
-        let env = rt.block_on(api.post(
-            &format!("/projects/{project}/environments"),
-            &json!({"key": "test", "name": "Test"}),
+        let made = rt.block_on(api.post(
+            "/projects",
+            &json!({"key": project, "name": project,
+                "environments": [{"key": "test", "name": "Test"}]}),
         ));
-        let sdk_key = env["keys"]["sdkKey"].as_str().unwrap().to_owned();
+        let sdk_key = made["environments"][0]["keys"]["sdkKey"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (status, answer) = rt.block_on(api.call(
             reqwest::Method::POST,
             &format!("/projects/{project}/environments/test/import"),

@@ -50,15 +50,18 @@ struct Refusal {
 /// management API's LaunchDarkly import (as a team migrating from LaunchDarkly would, keeping
 /// salts and rule ids). Returns the environment's SDK key, or what the API refused.
 async fn import(api: &Api, project: &str, data: &Value) -> Result<String, Refusal> {
-    api.post("/projects", &json!({"key": project, "name": project}))
-        .await;
-    let env = api
+    // A project with one environment, `test` (not the default `production` and `test`).
+    let made = api
         .post(
-            &format!("/projects/{project}/environments"),
-            &json!({"key": "test", "name": "Test"}),
+            "/projects",
+            &json!({"key": project, "name": project,
+                "environments": [{"key": "test", "name": "Test"}]}),
         )
         .await;
-    let sdk_key = env["keys"]["sdkKey"].as_str().unwrap().to_owned();
+    let sdk_key = made["environments"][0]["keys"]["sdkKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, answer) = api
         .call(
             reqwest::Method::POST,
