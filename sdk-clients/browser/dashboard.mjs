@@ -156,7 +156,7 @@ await page.waitForSelector('[aria-label="Always include user keys"]');
 await page.fill('[aria-label="Always include user keys"]', 'anna\nbob, carla');
 await page.click('#segment-editor .ed-footer button.primary');
 report.segmentDiff = await reviewAndSave(page, {
-  expectInDiff: ['Includes user anna, bob, carla'],
+  expectInDiff: ['3 user keys included: anna, bob, carla'],
   comment: 'Beta testers',
   confirmKey: 'beta-testers',
 });

@@ -184,6 +184,40 @@ impl App {
         Ok(segment)
     }
 
+    /// What uses segment `key` in an environment: the flags whose rules match it and the
+    /// segments whose rules include it (`segmentMatch`), each sorted by key, so that people see
+    /// what a change to it affects.
+    pub async fn segment_users(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        key: &str,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        actor.authorize_view(project, Some(environment))?;
+        let scope = env_scope(project, environment);
+        let names = |c: &flagstaff_protocol::Clause| {
+            c.op == "segmentMatch" && c.values.iter().any(|v| v == key)
+        };
+        let mut flags = Vec::new();
+        for doc in self.store.list(kinds::TARGETING, &scope).await? {
+            let targeting: crate::model::Targeting = decode(&doc)?;
+            if targeting.rules.iter().flat_map(|r| &r.clauses).any(names) {
+                flags.push(doc.key.clone());
+            }
+        }
+        let mut segments = Vec::new();
+        for doc in self.store.list(kinds::SEGMENT, &scope).await? {
+            let segment: Segment = decode(&doc)?;
+            if doc.key != key && segment.rules.iter().flat_map(|r| &r.clauses).any(names) {
+                segments.push(doc.key.clone());
+            }
+        }
+        flags.sort();
+        segments.sort();
+        Ok((flags, segments))
+    }
+
     /// The segments of an environment.
     pub async fn list_segments(
         &self,

@@ -443,8 +443,14 @@
       });
     };
     renderRules();
+    // A large segment's lists are not in the page: they change through "Add or remove keys",
+    // and a save keeps them as stored.
+    const lists = data.listsElsewhere
+      ? h("div", { class: "ed-section" }, h("h3", {}, "Included and excluded keys"),
+        h("p", { class: "muted" }, "This segment lists too many keys to edit here: use “Add or remove keys” above."))
+      : h("div", { class: "ed-section" }, h("h3", {}, "Included and excluded keys"), keys("included", "Always include user keys"), keys("excluded", "Always exclude user keys"));
     root.replaceChildren(
-      h("div", { class: "ed-section" }, h("h3", {}, "Included and excluded keys"), keys("included", "Always include user keys"), keys("excluded", "Always exclude user keys")),
+      lists,
       rulesSection,
       h("div", { class: "ed-footer" }, dirtyNote,
         h("button", { type: "button", class: "secondary", onclick: () => { Flagstaff.dirtyChecks.length = 0; window.location.reload(); } }, "Discard changes"),

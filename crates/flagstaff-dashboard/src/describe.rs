@@ -329,38 +329,6 @@ fn segment_rule(r: &SegmentRule) -> String {
     }
 }
 
-/// A segment, one statement per line.
-pub fn segment(s: &Segment) -> Vec<String> {
-    let mut lines = Vec::new();
-    if !s.included.is_empty() {
-        lines.push(format!("Includes user {}", s.included.join(", ")));
-    }
-    for t in &s.included_contexts {
-        lines.push(format!(
-            "Includes {} {}",
-            t.context_kind.as_deref().unwrap_or("user"),
-            t.values.join(", ")
-        ));
-    }
-    if !s.excluded.is_empty() {
-        lines.push(format!("Excludes user {}", s.excluded.join(", ")));
-    }
-    for t in &s.excluded_contexts {
-        lines.push(format!(
-            "Excludes {} {}",
-            t.context_kind.as_deref().unwrap_or("user"),
-            t.values.join(", ")
-        ));
-    }
-    for (i, r) in s.rules.iter().enumerate() {
-        lines.push(format!("Rule {}: {}", i + 1, segment_rule(r)));
-    }
-    if lines.is_empty() {
-        lines.push("Includes nobody yet".into());
-    }
-    lines
-}
-
 /// Anything else (environments, members, tokens): its JSON, pretty-printed, line by line.
 pub fn json(v: &Value) -> Vec<String> {
     serde_json::to_string_pretty(v)
@@ -370,12 +338,235 @@ pub fn json(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Keys a description names before it says "and N more".
+const KEYS_SHOWN: usize = 20;
+
+/// Up to [`KEYS_SHOWN`] of `keys`, then "and N more", so that a segment of 50,000 keys is one
+/// short line in lists, reviews and the history, never the whole list.
+pub fn some_keys<'k>(keys: impl ExactSizeIterator<Item = &'k String>) -> String {
+    let total = keys.len();
+    let shown: Vec<&str> = keys.take(KEYS_SHOWN).map(String::as_str).collect();
+    let mut text = shown.join(", ");
+    if total > KEYS_SHOWN {
+        text.push_str(&format!(" and {} more", thousands(total - KEYS_SHOWN)));
+    }
+    text
+}
+
+/// `49998` as "49,998".
+pub fn thousands(n: impl std::borrow::Borrow<usize>) -> String {
+    let digits = n.borrow().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// "1 user key" / "50,000 organization keys".
+fn counted(n: usize, kind: &str) -> String {
+    format!(
+        "{} {kind} key{}",
+        thousands(n),
+        if n == 1 { "" } else { "s" }
+    )
+}
+
+/// A segment's lists by (verb, context kind): "Includes"/"Excludes" and `user`, `organization`…
+fn lists<'s>(s: &'s Segment) -> Vec<((&'static str, String), Vec<&'s String>)> {
+    let mut out: Vec<((&'static str, String), Vec<&'s String>)> = Vec::new();
+    let mut add = |verb: &'static str, kind: &str, values: &'s [String]| {
+        if values.is_empty() {
+            return;
+        }
+        match out.iter_mut().find(|((v, k), _)| *v == verb && k == kind) {
+            Some((_, list)) => list.extend(values),
+            None => out.push(((verb, kind.to_owned()), values.iter().collect())),
+        }
+    };
+    add("Includes", "user", &s.included);
+    for t in &s.included_contexts {
+        add(
+            "Includes",
+            t.context_kind.as_deref().unwrap_or("user"),
+            &t.values,
+        );
+    }
+    add("Excludes", "user", &s.excluded);
+    for t in &s.excluded_contexts {
+        add(
+            "Excludes",
+            t.context_kind.as_deref().unwrap_or("user"),
+            &t.values,
+        );
+    }
+    out
+}
+
+/// How many keys a segment lists, in all its lists.
+pub fn segment_size(s: &Segment) -> usize {
+    lists(s).iter().map(|(_, keys)| keys.len()).sum()
+}
+
+/// A segment as sentences: each list as its count and its first keys, then each rule.
+pub fn segment(s: &Segment) -> Vec<String> {
+    let mut lines: Vec<String> = lists(s)
+        .into_iter()
+        .map(|((verb, kind), keys)| {
+            format!(
+                "{verb} {}: {}",
+                counted(keys.len(), &kind),
+                some_keys(keys.into_iter())
+            )
+        })
+        .collect();
+    for (i, r) in s.rules.iter().enumerate() {
+        lines.push(format!("Rule {}: {}", i + 1, segment_rule(r)));
+    }
+    if lines.is_empty() {
+        lines.push("Includes nobody yet".into());
+    }
+    lines
+}
+
+/// What changed between two versions of a segment (either may be absent: created, deleted):
+/// each list as the keys added and removed — counted, with the first of them — and the rules
+/// as a line diff. Its size does not grow with the lists.
+pub fn segment_diff(before: Option<&Segment>, after: Option<&Segment>) -> Vec<DiffLine> {
+    let empty = Vec::new();
+    let before_lists = before.map(lists).unwrap_or_default();
+    let after_lists = after.map(lists).unwrap_or_default();
+    let mut names: Vec<&(&'static str, String)> = before_lists.iter().map(|(n, _)| n).collect();
+    for (n, _) in &after_lists {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    fn find<'a>(
+        side: &[((&'static str, String), Vec<&'a String>)],
+        name: &(&'static str, String),
+    ) -> Option<std::collections::BTreeSet<&'a str>> {
+        side.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, keys)| keys.iter().map(|k| k.as_str()).collect())
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let old = find(&before_lists, name).unwrap_or_default();
+        let new = find(&after_lists, name).unwrap_or_default();
+        let (verb, kind) = name;
+        let added: Vec<String> = new.difference(&old).map(|k| (*k).to_owned()).collect();
+        let removed: Vec<String> = old.difference(&new).map(|k| (*k).to_owned()).collect();
+        if added.is_empty() && removed.is_empty() {
+            out.push(DiffLine::Same(format!(
+                "{verb} {}",
+                counted(new.len(), kind)
+            )));
+            continue;
+        }
+        let past = if *verb == "Includes" {
+            "included"
+        } else {
+            "excluded"
+        };
+        if !removed.is_empty() {
+            out.push(DiffLine::Removed(format!(
+                "{} no longer {past}: {}",
+                counted(removed.len(), kind),
+                some_keys(removed.iter())
+            )));
+        }
+        if !added.is_empty() {
+            out.push(DiffLine::Added(format!(
+                "{} {past}: {}",
+                counted(added.len(), kind),
+                some_keys(added.iter())
+            )));
+        }
+        out.push(DiffLine::Same(format!(
+            "{verb} {} now (was {})",
+            counted(new.len(), kind),
+            thousands(old.len())
+        )));
+    }
+    let rules = |s: Option<&Segment>| -> Vec<String> {
+        s.map_or(&empty, |s| &s.rules)
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("Rule {}: {}", i + 1, segment_rule(r)))
+            .collect()
+    };
+    out.extend(diff(&rules(before), &rules(after)));
+    if out.is_empty() {
+        out.push(DiffLine::Same("Includes nobody".into()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn lines(s: &[&str]) -> Vec<String> {
         s.iter().map(|l| (*l).to_owned()).collect()
+    }
+
+    fn big(keys: std::ops::Range<usize>, extra: serde_json::Value) -> Segment {
+        let mut v = serde_json::json!({"key": "big",
+            "included": keys.map(|i| format!("u{i}")).collect::<Vec<_>>()});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_large_segment_is_described_and_diffed_in_a_few_short_lines() {
+        let before = big(0..50_000, serde_json::json!({}));
+        let summary = segment(&before);
+        assert_eq!(summary.len(), 1);
+        assert!(
+            summary[0].starts_with("Includes 50,000 user keys: u0, u1,"),
+            "{}",
+            summary[0]
+        );
+        assert!(
+            summary[0].ends_with("u19 and 49,980 more"),
+            "{}",
+            summary[0]
+        );
+        // Two keys gone, three added, an organization list and a rule added.
+        let after = big(
+            2..50_003,
+            serde_json::json!({
+            "includedContexts": [{"contextKind": "organization", "values": ["acme"]}],
+            "rules": [{"clauses": [{"attribute": "plan", "op": "in", "values": ["pro"]}]}]}),
+        );
+        let diff = segment_diff(Some(&before), Some(&after));
+        let shown: Vec<String> = diff
+            .iter()
+            .map(|l| format!("{}{}", l.sign(), l.text()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                "−2 user keys no longer included: u0, u1",
+                "+3 user keys included: u50000, u50001, u50002",
+                " Includes 50,001 user keys now (was 50,000)",
+                "+1 organization key included: acme",
+                " Includes 1 organization key now (was 0)",
+                "+Rule 1: if user plan is one of \"pro\", include",
+            ]
+        );
+        let text: usize = shown.iter().map(String::len).sum();
+        assert!(text < 1_000, "{text} bytes");
+        // Created and deleted segments diff against nothing.
+        assert!(changes(&segment_diff(None, Some(&after))));
+        assert_eq!(thousands(1_234_567_usize), "1,234,567");
+        assert_eq!(thousands(12_usize), "12");
     }
 
     #[test]

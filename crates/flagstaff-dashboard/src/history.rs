@@ -121,6 +121,17 @@ async fn diff_of(
     entry: &AuditEntry,
     variations: &mut HashMap<String, Vec<Variation>>,
 ) -> Vec<DiffLine> {
+    if entry.kind == kinds::SEGMENT {
+        // Lists as keys added and removed, counted: never the whole list, twice.
+        let side = |v: &Option<Value>| {
+            v.as_ref()
+                .and_then(|v| serde_json::from_value::<Segment>(v.clone()).ok())
+        };
+        let (before, after) = (side(&entry.before), side(&entry.after));
+        if before.is_some() || after.is_some() {
+            return describe::segment_diff(before.as_ref(), after.as_ref());
+        }
+    }
     let describe_side = |side: &Option<Value>, vars: &[Variation]| -> Vec<String> {
         let Some(v) = side else { return Vec::new() };
         match entry.kind.as_str() {

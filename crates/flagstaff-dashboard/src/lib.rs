@@ -32,6 +32,7 @@ mod history;
 mod insights;
 mod live;
 mod projects;
+mod segment_keys;
 mod segments;
 pub mod session;
 #[cfg(feature = "oidc")]
@@ -183,6 +184,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route(
             "/projects/{project}/segments/{key}/save",
             post(segments::save),
+        )
+        .route(
+            "/projects/{project}/segments/{key}/keys",
+            post(segment_keys::keys),
         )
         .route(
             "/projects/{project}/segments/{key}/request",

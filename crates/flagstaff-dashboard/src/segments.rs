@@ -145,13 +145,33 @@ struct SegmentPage {
     key: String,
     summary: Vec<String>,
     editor_json: String,
+    /// Its lists, counted, and one page of one of them.
+    members: crate::segment_keys::Members,
+    /// Over `LARGE_SEGMENT` keys: the editor leaves the lists to "Add or remove keys".
+    large: bool,
+    /// Flags and segments whose rules use it here.
+    used_by_flags: Vec<String>,
+    used_by_segments: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct SegmentQuery {
+    env: Option<String>,
+    /// The list shown (`included:user`).
+    #[serde(default)]
+    list: String,
+    /// Only keys containing this.
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: usize,
 }
 
 pub(crate) async fn page(
     State(dashboard): DashState,
     viewer: Viewer,
     Path((project, key)): Path<(String, String)>,
-    Query(q): Query<EnvQuery>,
+    Query(q): Query<SegmentQuery>,
 ) -> Result<Response, PageError> {
     let nav = Nav::new(
         &dashboard,
@@ -188,13 +208,29 @@ pub(crate) async fn page(
             &flagstaff_app::Target::segment(&project, &nav.environment, &key),
         )
         .await?;
+    let large = describe::segment_size(&segment.value) > crate::segment_keys::LARGE_SEGMENT;
+    let mut editable = serde_json::to_value(&segment.value).unwrap_or(Value::Null);
+    if large {
+        // The page would carry every key twice; the editor edits rules, and the lists change
+        // through "Add or remove keys" (a save fills them in from what is stored).
+        if let Some(object) = editable.as_object_mut() {
+            for field in LIST_FIELDS {
+                object.remove(field);
+            }
+        }
+    }
+    let (used_by_flags, used_by_segments) = dashboard
+        .app
+        .segment_users(&viewer.actor, &project, &nav.environment, &key)
+        .await?;
     let editor = json!({
         "segmentKey": key,
         "environment": nav.environment,
         "critical": nav.critical(),
         "canEdit": may_edit,
         "version": segment.version,
-        "segment": segment.value,
+        "segment": editable,
+        "listsElsewhere": large,
         "segments": segments.into_iter().filter(|s| *s != key).collect::<Vec<_>>(),
         "reviewUrl": format!("/projects/{project}/segments/{key}/review"),
         "saveUrl": format!("/projects/{project}/segments/{key}/save"),
@@ -202,6 +238,10 @@ pub(crate) async fn page(
     });
     Ok(render(&SegmentPage {
         may_edit,
+        members: crate::segment_keys::members(&segment.value, &q.list, &q.q, q.page),
+        large,
+        used_by_flags,
+        used_by_segments,
         summary: describe::segment(&segment.value),
         key,
         editor_json: script_json(&editor),
@@ -220,6 +260,40 @@ pub(crate) struct Proposal {
     /// Whom to ask, when the proposal becomes a change request.
     #[serde(default)]
     reviewers: Vec<String>,
+}
+
+/// The list fields a proposal from the editor leaves out for a large segment (they change
+/// through "Add or remove keys", `segment_keys.rs`): filled from the segment as stored.
+const LIST_FIELDS: [&str; 4] = [
+    "included",
+    "excluded",
+    "includedContexts",
+    "excludedContexts",
+];
+
+/// Whether the proposal leaves any list out.
+fn lists_missing(value: &Value) -> bool {
+    value.is_object() && LIST_FIELDS.iter().any(|f| value.get(f).is_none())
+}
+
+/// Fills the lists a proposal leaves out from `current`.
+fn with_current_lists(mut value: Value, current: &Segment) -> Value {
+    if let (Some(object), Ok(Value::Object(stored))) =
+        (value.as_object_mut(), serde_json::to_value(current))
+    {
+        for field in LIST_FIELDS {
+            if !object.contains_key(field) {
+                object.insert(
+                    field.to_owned(),
+                    stored
+                        .get(field)
+                        .cloned()
+                        .unwrap_or(Value::Array(Vec::new())),
+                );
+            }
+        }
+    }
+    value
 }
 
 fn parse_segment(value: Value, key: &str) -> Result<Segment, AppError> {
@@ -255,15 +329,12 @@ pub(crate) async fn review(
         .await
         .map_err(json_error)?;
     let run = async {
-        let proposed = parse_segment(proposal.segment, &key)?;
         let current = dashboard
             .app
             .segment(&viewer.actor, &project, &proposal.environment, &key)
             .await?;
-        let lines = describe::diff(
-            &describe::segment(&current.value),
-            &describe::segment(&proposed),
-        );
+        let proposed = parse_segment(with_current_lists(proposal.segment, &current.value), &key)?;
+        let lines = describe::segment_diff(Some(&current.value), Some(&proposed));
         Ok::<_, AppError>((lines, current.version))
     };
     let (lines, version) = run.await.map_err(json_error)?;
@@ -290,7 +361,15 @@ pub(crate) async fn save(
         .await
         .map_err(json_error)?;
     let run = async {
-        let proposed = parse_segment(proposal.segment, &key)?;
+        let mut value = proposal.segment;
+        if lists_missing(&value) {
+            let current = dashboard
+                .app
+                .segment(&viewer.actor, &project, &proposal.environment, &key)
+                .await?;
+            value = with_current_lists(value, &current.value);
+        }
+        let proposed = parse_segment(value, &key)?;
         let saved = dashboard
             .app
             .put_segment(
@@ -329,7 +408,7 @@ pub(crate) async fn request(
                 current: Some(current.version),
             });
         }
-        let proposed = parse_segment(proposal.segment, &key)?;
+        let proposed = parse_segment(with_current_lists(proposal.segment, &current.value), &key)?;
         let instructions =
             flagstaff_app::instruction_diff::segment_instructions(&current.value, &proposed)?;
         crate::change_requests::open_request(

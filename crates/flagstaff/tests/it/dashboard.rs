@@ -137,7 +137,7 @@ fn people_manage_flags_in_the_dashboard_and_readers_cannot_change_them() {
     // A segment from a pasted list.
     assert_eq!(
         s(&report, "segmentSummary"),
-        "Includes user anna, bob, carla"
+        "Includes 3 user keys: anna, bob, carla"
     );
 
     // Restore, live update, conflict.
@@ -302,7 +302,7 @@ impl Visitor {
         self.form(path, &fields).await
     }
 
-    async fn json(
+    pub(crate) async fn json(
         &mut self,
         path: &str,
         body: &Value,

@@ -3,7 +3,8 @@
 //! scrolls the page sideways, the header hides no section at 1280 px, and no console error
 //! (a Content-Security-Policy refusal is one) — on pages holding the things people make: a
 //! multivariate flag with rules, a scheduled change, a change request, a trigger, a segment, a
-//! webhook, a token, an invitation, a second project.
+//! webhook, a token, an invitation, a second project, and a segment of 50,000 keys (every page
+//! stays under 200 KB).
 //!
 //! With `FLAGSTAFF_UPDATE_SCREENSHOTS=1` some of its screenshots (the flag page at 390 px,
 //! settings, environments, the flag list with its toggles, insights) replace those in
@@ -42,6 +43,13 @@ async fn populate(api: &Api) -> String {
         "/projects/default/environments/production/segments",
         &json!({"key": "staff", "included": ["ada", "bob"], "rules": [{"clauses": [
             {"attribute": "email", "op": "endsWith", "values": ["@example.com"]}]}]}),
+    )
+    .await;
+    // A segment of 50,000 customers: its pages must stay small.
+    let customers: Vec<String> = (0..50_000).map(|i| format!("customer-{i:05}")).collect();
+    api.post(
+        "/projects/default/environments/production/segments",
+        &json!({"key": "customers", "included": customers}),
     )
     .await;
     api.put(
@@ -162,6 +170,7 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         format!("{p}/flags/checkout/insights?env=production"),
         format!("{p}/segments?env=production"),
         format!("{p}/segments/staff?env=production"),
+        format!("{p}/segments/customers?env=production"),
         format!("{p}/test?env=production"),
         format!("{p}/stale-flags?env=production"),
         format!("{p}/contexts?env=production"),
@@ -187,6 +196,10 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
     assert_eq!(checked.len(), pages.len() * 2, "every page at both widths");
     for page in checked {
         let at = format!("{} at {} px", page["path"], page["width"]);
+        // Every page, the 50,000-key segment's and the history's included, stays small.
+        if page["bytes"].as_u64() > Some(200_000) {
+            problems.push(format!("{at}: {} bytes", page["bytes"]));
+        }
         if page["status"] != 200 {
             problems.push(format!("{at}: status {}", page["status"]));
         }

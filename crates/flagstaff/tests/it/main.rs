@@ -9,6 +9,7 @@ mod browser;
 mod dashboard;
 mod dashboard_a11y;
 mod dashboard_product;
+mod dashboard_segments;
 mod dashboard_workflows;
 mod eval_command;
 mod hardening;

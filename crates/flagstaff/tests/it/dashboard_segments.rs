@@ -1,0 +1,179 @@
+//! Segments people can read (issue 20): a 50,000-key segment's pages stay small — counts, the
+//! first keys, search and paging, never the whole list in the list, the page, a review or the
+//! history — its keys change by pasting through a counted review, its rules still change in the
+//! editor without touching the keys, and the page says which flags use it.
+
+use std::path::Path;
+
+use flagstaff_testkit::server::{self, Api, TestServer};
+use serde_json::json;
+
+use crate::dashboard::{Visitor, csrf_of};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_flagstaff"))
+}
+
+/// Pages of a 50,000-key segment stay under this many bytes.
+const PAGE_LIMIT: usize = 200_000;
+
+#[test]
+fn a_fifty_thousand_key_segment_is_readable_and_changes_by_paste() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let api = Api::new(&base, &credentials.admin_token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let keys: Vec<String> = (0..50_000).map(|i| format!("customer-{i:05}")).collect();
+        let made = api
+            .post(
+                "/projects/default/environments/test/segments",
+                &json!({"key": "customers", "included": keys}),
+            )
+            .await;
+        assert_eq!(made["key"], "customers");
+        api.post("/projects/default/flags", &json!({"key": "checkout", "name": "Checkout"}))
+            .await;
+        api.put(
+            "/projects/default/environments/test/flags/checkout",
+            &json!({"offVariation": 1, "fallthrough": {"variation": 1}, "rules": [{"variation": 0,
+                "clauses": [{"attribute": "segmentMatch", "op": "segmentMatch", "values": ["customers"]}]}]}),
+            Some(1),
+        )
+        .await;
+        api.post(
+            "/members",
+            &json!({"email": "pm@example.com", "name": "PM", "role": "writer", "password": "correct horse battery"}),
+        )
+        .await;
+        let mut pm = Visitor::new(&base);
+        let page = pm.get("/sign-in").await;
+        let csrf = csrf_of(&page.body);
+        pm.form(
+            "/sign-in",
+            &[("csrf", csrf.as_str()), ("email", "pm@example.com"), ("password", "correct horse battery")],
+        )
+        .await;
+
+        let list = pm.get("/projects/default/segments?env=test").await;
+        assert!(list.body.len() < PAGE_LIMIT, "the list is {} bytes", list.body.len());
+        assert!(list.body.contains("Includes 50,000 user keys: customer-00000"), "counted");
+        let path = "/projects/default/segments/customers?env=test";
+        let page = pm.get(path).await;
+        assert!(page.body.len() < PAGE_LIMIT, "the page is {} bytes", page.body.len());
+        assert!(page.body.contains("50,000 matching · page 1 of 500"));
+        assert!(page.body.contains("flag checkout"), "used by checkout");
+        assert!(!page.body.contains("customer-49999"), "the last key is not printed");
+        // Search and paging.
+        let found = pm
+            .get("/projects/default/segments/customers?env=test&list=included:user&q=customer-4999")
+            .await;
+        assert!(found.body.contains("10 matching"), "customer-49990 to customer-49999");
+        assert!(found.body.contains("<code>customer-49999</code>"));
+        let last = pm
+            .get("/projects/default/segments/customers?env=test&list=included:user&page=499")
+            .await;
+        assert!(last.body.contains("<code>customer-49999</code>"));
+
+        // Paste: three new keys and two to remove, reviewed as counts, then saved.
+        let csrf = csrf_of(&page.body);
+        let paste = |op: &'static str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("env", "test".to_owned()),
+                ("list", "included".to_owned()),
+                ("kind", "user".to_owned()),
+                ("add", "new-1\nnew-2, new-3 customer-00001".to_owned()),
+                ("remove", "customer-00002 customer-00003 nobody".to_owned()),
+                ("op", op.to_owned()),
+            ]
+        };
+        let keys_path = "/projects/default/segments/customers/keys";
+        let fields = paste("review");
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let review = pm.form(keys_path, &fields).await;
+        assert_eq!(review.status, 200);
+        for line in [
+            "+ 3 user keys included: new-1, new-2, new-3",
+            "1 of the keys to add are already included",
+            "− 2 user keys no longer included: customer-00002, customer-00003",
+            "1 of the keys to remove are not included anyway",
+        ] {
+            assert!(review.body.contains(line), "{line:?} in the review");
+        }
+        let fields = paste("save");
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let saved = pm.form(keys_path, &fields).await;
+        assert_eq!(saved.status, 303, "{}", saved.body);
+        let stored = api
+            .get("/projects/default/environments/test/segments/customers")
+            .await;
+        let included = stored["included"].as_array().unwrap();
+        assert_eq!(included.len(), 50_001);
+        assert!(included.contains(&json!("new-3")) && !included.contains(&json!("customer-00002")));
+
+        // The editor's proposal without the lists (what it sends for a large segment) changes
+        // the rules and keeps every key; its review is small.
+        let version = stored["version"].as_u64().unwrap();
+        let proposal = json!({"environment": "test", "version": version, "comment": "pros too",
+            "segment": {"key": "customers", "rules": [{"clauses": [
+                {"attribute": "plan", "op": "in", "values": ["pro"]}]}]}});
+        let reviewed = pm
+            .json("/projects/default/segments/customers/review", &proposal, Some(&csrf), None)
+            .await;
+        assert_eq!(reviewed.status, 200, "{}", reviewed.body);
+        assert!(reviewed.body.len() < 5_000, "the review is {} bytes", reviewed.body.len());
+        let saved = pm
+            .json("/projects/default/segments/customers/save", &proposal, Some(&csrf), None)
+            .await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+        let stored = api
+            .get("/projects/default/environments/test/segments/customers")
+            .await;
+        assert_eq!(stored["included"].as_array().unwrap().len(), 50_001);
+        assert_eq!(stored["rules"][0]["clauses"][0]["attribute"], "plan");
+
+        // The history of all this stays small too.
+        let history = pm.get("/projects/default/history?env=test").await;
+        eprintln!(
+            "bytes: segment list {}, segment page {}, review {}, history {}",
+            list.body.len(),
+            page.body.len(),
+            reviewed.body.len(),
+            history.body.len()
+        );
+        assert!(history.body.len() < PAGE_LIMIT, "the history is {} bytes", history.body.len());
+        assert!(history.body.contains("3 user keys included: new-1, new-2, new-3"));
+
+        // A reader cannot paste keys.
+        api.post(
+            "/members",
+            &json!({"email": "r@example.com", "name": "R", "role": "reader", "password": "correct horse battery"}),
+        )
+        .await;
+        let mut reader = Visitor::new(&base);
+        let page = reader.get("/sign-in").await;
+        let csrf = csrf_of(&page.body);
+        reader
+            .form(
+                "/sign-in",
+                &[("csrf", csrf.as_str()), ("email", "r@example.com"), ("password", "correct horse battery")],
+            )
+            .await;
+        let page = reader.get(path).await;
+        assert!(!page.body.contains("data-testid=\"segment-keys\""));
+        let csrf = csrf_of(&page.body);
+        let refused = reader
+            .form(
+                keys_path,
+                &[("csrf", csrf.as_str()), ("env", "test"), ("add", "intruder"), ("op", "save")],
+            )
+            .await;
+        assert_eq!(refused.status, 403);
+    });
+}
