@@ -130,11 +130,11 @@ await page.goto(`${base}/projects/default/test?env=production`);
 await page.fill('#context', JSON.stringify({ kind: 'user', key: 'user-42', country: 'DE' }));
 await Promise.all([page.waitForNavigation(), page.click('#test-form button[type=submit]')]);
 const row = page.locator('tr[data-flag="new-checkout"]');
-report.testValue = (await row.locator('td').nth(1).textContent()).trim();
-report.testReason = (await row.locator('.reason').textContent()).trim();
-report.testRule = (await row.locator('.matched-rule').textContent()).trim();
+report.testValue = (await row.locator('td').nth(1).locator('strong').textContent()).trim();
+report.testReason = (await row.locator('.reason').first().textContent()).trim();
+report.testRule = (await row.locator('.matched-rule').first().textContent()).trim();
 await shot(page, '06-test-a-context');
-await Promise.all([page.waitForNavigation(), row.locator('.matched-rule').click()]);
+await Promise.all([page.waitForNavigation(), row.locator('.matched-rule').first().click()]);
 report.highlightedRule = await text(page, '[data-testid=highlighted-rule]');
 
 // 7. Restore the version before the toggle (the second entry): targeting goes back to OFF.

@@ -10,6 +10,20 @@ window.Flagstaff = window.Flagstaff || {};
 // Scripts run: the header's sections may collapse behind "Menu" on narrow screens.
 document.documentElement.classList.add("js");
 
+// Times are written in UTC by the server ("2026-11-21 14:03 UTC"); shown in the viewer's own
+// time zone, with the UTC text on hover.
+function showLocalTimes() {
+  const format = new Intl.DateTimeFormat(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+  document.querySelectorAll("time[data-utc]").forEach((el) => {
+    const m = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}) UTC$/.exec(el.textContent.trim());
+    if (!m) return;
+    const at = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5]));
+    el.setAttribute("datetime", at.toISOString());
+    el.title = el.textContent.trim();
+    el.textContent = format.format(at);
+  });
+}
+
 function setUpMenu() {
   const button = document.querySelector(".menu-toggle");
   const header = document.querySelector("header.top");
@@ -167,6 +181,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
 document.addEventListener("DOMContentLoaded", () => {
   setUpMenu();
+  showLocalTimes();
   setUpEnvironmentSwitch();
   setUpProjectSwitch();
   setUpNewFlagForm();

@@ -92,7 +92,7 @@
     }
 
     $("review-where").textContent = proposal.where;
-    $("review-comment").value = "";
+    $("review-comment").value = proposal.comment || "";
     confirmInput.value = "";
     confirmBox.hidden = !data.critical;
     $("review-confirm-key").textContent = confirmKey;
@@ -478,7 +478,8 @@
     document.querySelectorAll("button.restore").forEach((button) => {
       button.addEventListener("click", () => {
         const value = JSON.parse(button.dataset.restore);
-        Flagstaff.review({ kind: "targeting", value, version: data.version, where: `Restore ${data.flagKey} in ${data.environment} to this version` });
+        Flagstaff.review({ kind: "targeting", value, version: data.version, where: `Restore ${data.flagKey} in ${data.environment} to this version`,
+          comment: `Restored from ${button.dataset.restoreFrom}` });
       });
     });
   });

@@ -47,12 +47,82 @@ struct HistoryPage {
     /// Whether the viewer may restore earlier targeting here (some targeting action allowed;
     /// the server decides the exact ones the restore takes).
     may_restore: bool,
+    /// The filters (project history only).
+    filters: Option<HistoryQuery>,
+}
+
+impl HistoryPage {
+    fn action_filters(&self) -> &'static [(&'static str, &'static str)] {
+        ACTION_FILTERS
+    }
+
+    fn resource_filters(&self) -> &'static [(&'static str, &'static str)] {
+        RESOURCE_FILTERS
+    }
 }
 
 #[derive(Deserialize, Default)]
 pub(crate) struct HistoryQuery {
     env: Option<String>,
     before: Option<u64>,
+    /// Only changes by someone whose name contains this.
+    #[serde(default)]
+    actor: String,
+    /// Only changes whose action, in words, contains this ("created", "deleted", …).
+    #[serde(default)]
+    action: String,
+    /// Only changes of this kind of resource (`flag`, `targeting`, `segment`, …).
+    #[serde(default)]
+    resource: String,
+    /// Only changes of resources whose key contains this.
+    #[serde(default)]
+    key: String,
+}
+
+/// The actions the history's filter offers, as the words changes are shown with.
+const ACTION_FILTERS: &[(&str, &str)] = &[
+    ("created", "Created"),
+    ("changed", "Changed"),
+    ("turned", "Turned on or off"),
+    ("deleted", "Deleted"),
+    ("archived", "Archived"),
+    ("restored", "Restored"),
+    ("scheduled", "Scheduled"),
+    ("request", "Change requests"),
+    ("rotated", "Rotated keys"),
+];
+
+/// The resources the history's filter offers.
+const RESOURCE_FILTERS: &[(&str, &str)] = &[
+    ("flag", "Flag settings"),
+    ("targeting", "Targeting"),
+    ("segment", "Segments"),
+    ("environment", "Environments"),
+    ("project", "The project"),
+];
+
+impl HistoryQuery {
+    /// Whether an entry passes the filters.
+    fn keeps(&self, entry: &AuditEntry) -> bool {
+        let contains = |text: &str, part: &str| {
+            part.trim().is_empty() || text.to_lowercase().contains(&part.trim().to_lowercase())
+        };
+        contains(&entry.actor, &self.actor)
+            && contains(&action_text(&entry.action), &self.action)
+            && (self.resource.is_empty() || entry.kind == self.resource)
+            && contains(&entry.key, &self.key)
+    }
+
+    /// The filters as a query string, for the pager.
+    fn query(&self) -> String {
+        format!(
+            "actor={}&action={}&resource={}&key={}",
+            crate::url_encode(&self.actor),
+            crate::url_encode(&self.action),
+            crate::url_encode(&self.resource),
+            crate::url_encode(&self.key)
+        )
+    }
 }
 
 /// A change in words. Exhaustive: a new action does not compile until it has its words.
@@ -293,7 +363,7 @@ pub(crate) async fn project(
     .await?;
     let prefix = format!("{project}/");
     let (list, older) = entries(&dashboard, &viewer, None, q.before, |e| {
-        e.scope == project || e.scope.starts_with(&prefix)
+        (e.scope == project || e.scope.starts_with(&prefix)) && q.keeps(e)
     })
     .await?;
     let changes = changes(&dashboard, &viewer, &nav, list, None).await;
@@ -304,6 +374,7 @@ pub(crate) async fn project(
         older,
         editor_json: "{}".into(),
         may_restore: false,
+        filters: Some(q),
         nav,
     }))
 }
@@ -358,6 +429,7 @@ pub(crate) async fn flag(
         older,
         editor_json: script_json(&editor),
         may_restore,
+        filters: None,
         nav,
     }))
 }

@@ -24,6 +24,7 @@ mod auth;
 mod change_requests;
 mod context;
 pub mod describe;
+mod entitlements;
 mod errors;
 mod flag_changes;
 mod flag_settings;
@@ -131,6 +132,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route(
             "/projects/{project}/flags/{key}/targeting",
             post(flag_changes::save),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/target",
+            post(entitlements::target),
         )
         .route(
             "/projects/{project}/flags/{key}/toggle",

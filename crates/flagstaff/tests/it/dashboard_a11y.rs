@@ -172,6 +172,8 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         format!("{p}/segments/staff?env=production"),
         format!("{p}/segments/customers?env=production"),
         format!("{p}/test?env=production"),
+        format!("{p}/test?env=production&kind=user&key=ada&attributes=country%3DDE&kind=organization&key=acme"),
+        format!("{p}/history?actor=admin&resource=targeting"),
         format!("{p}/stale-flags?env=production"),
         format!("{p}/contexts?env=production"),
         format!("{p}/events?env=production"),

@@ -622,3 +622,82 @@ fn flags_are_toggled_from_the_list_and_critical_ones_need_the_typed_key() {
         assert_eq!(data["flags"]["checkout"]["on"], true, "still on in test");
     });
 }
+
+#[test]
+fn a_context_is_built_in_a_form_and_the_history_is_filtered_in_local_time() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    let user = json!({"email": "pm@example.com", "password": "correct horse battery"});
+    rt.block_on(async {
+        let mut pm = signed_in(&api, &base, "pm@example.com", "writer").await;
+        api.post("/projects/default/flags", &json!({"key": "sso", "name": "Single sign-on"}))
+            .await;
+        // The member gives org acme SSO in production (a targeting change by them); the admin
+        // token changes test (by someone else).
+        let page = pm.get("/projects/default/flags/sso?env=production").await;
+        let csrf = csrf_of(&page.body);
+        let proposal = json!({"environment": "production", "version": 1, "comment": "ACME bought SSO",
+            "targeting": {"on": true, "offVariation": 1, "fallthrough": {"variation": 1},
+                "contextTargets": [{"contextKind": "organization", "values": ["acme"], "variation": 0}]}});
+        let saved = pm
+            .json("/projects/default/flags/sso/targeting", &proposal, Some(&csrf), None)
+            .await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+        api.put(
+            "/projects/default/environments/test/flags/sso",
+            &json!({"on": true, "offVariation": 1, "fallthrough": {"variation": 1}}),
+            Some(1),
+        )
+        .await;
+    });
+    let report = Browser::run_script(
+        "context_history.mjs",
+        &json!({"base": base, "user": user, "flag": "sso"}),
+    );
+    eprintln!("context and history report: {report:#}");
+    assert_eq!(report["columns"], json!(["Flag", "Production", "Test"]));
+    assert_eq!(
+        report["served"],
+        json!(["true", "false"]),
+        "acme has SSO in production only"
+    );
+    assert_eq!(
+        report["reasons"],
+        json!([
+            "Individually targeted",
+            "No target or rule matched: the default rule"
+        ])
+    );
+    assert_eq!(
+        report["builtJson"],
+        json!({"kind": "multi", "user": {"key": "ada", "country": "DE", "age": 42},
+            "organization": {"key": "acme"}})
+    );
+    assert!(report["allChanges"].as_u64().unwrap() >= 4, "{report}");
+    assert_eq!(report["filteredChanges"], 1, "{report}");
+    assert_eq!(report["filteredActors"], json!(["pm@example.com"]));
+    let local = report["localTime"].as_str().unwrap();
+    assert!(
+        local.contains("EST") || local.contains("GMT-5"),
+        "New York time: {local}"
+    );
+    assert!(
+        report["utcTitle"].as_str().unwrap().ends_with(" UTC"),
+        "{report}"
+    );
+    assert!(
+        report["restoreComment"]
+            .as_str()
+            .unwrap()
+            .starts_with("Restored from change #"),
+        "{report}"
+    );
+    assert_eq!(report["consoleErrors"], json!([]), "{report}");
+}

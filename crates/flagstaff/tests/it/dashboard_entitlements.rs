@@ -1,0 +1,204 @@
+//! Entitlements (issue 20): "give organization ACME single sign-on in Production", set from the
+//! context's side in the dashboard, and seen by LaunchDarkly's Python SDK for a user of that
+//! organization (and not for another organization); the form refuses without the typed key in
+//! a critical environment, without CSRF, and for readers.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use flagstaff_testkit::sdk::{Browser, Driver, Sdk};
+use flagstaff_testkit::server::{self, Api, TestServer};
+use serde_json::json;
+
+use crate::dashboard::{Visitor, csrf_of};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_flagstaff"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn member(api: &Api, base: &str, email: &str, role: &str) -> Visitor {
+    api.post(
+        "/members",
+        &json!({"email": email, "name": email, "role": role, "password": "correct horse battery"}),
+    )
+    .await;
+    let mut visitor = Visitor::new(base);
+    let page = visitor.get("/sign-in").await;
+    let csrf = csrf_of(&page.body);
+    visitor
+        .form(
+            "/sign-in",
+            &[
+                ("csrf", csrf.as_str()),
+                ("email", email),
+                ("password", "correct horse battery"),
+            ],
+        )
+        .await;
+    visitor
+}
+
+#[test]
+fn an_organization_is_given_a_feature_from_its_entitlements_and_the_python_sdk_sees_it() {
+    if !Browser::available() || !Sdk::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        member(&api, &base, "support@example.com", "writer").await;
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "sso", "name": "Single sign-on", "temporary": false}),
+        )
+        .await;
+        api.put(
+            "/projects/default/environments/production/flags/sso",
+            &json!({"on": true, "offVariation": 1, "fallthrough": {"variation": 1}}),
+            Some(1),
+        )
+        .await;
+    });
+    let mut python = Driver::start(Sdk::Python);
+    assert!(python.open("entitlements", &credentials.sdk_key, &base, true));
+    let acme_user =
+        json!({"kind": "multi", "user": {"key": "ada"}, "organization": {"key": "acme"}});
+    let globex_user =
+        json!({"kind": "multi", "user": {"key": "bob"}, "organization": {"key": "globex"}});
+    assert_eq!(
+        python.value("entitlements", "sso", &acme_user, &json!("default")),
+        json!(false)
+    );
+
+    let report = Browser::run_script(
+        "entitlements.mjs",
+        &json!({"base": base, "flag": "sso",
+            "user": {"email": "support@example.com", "password": "correct horse battery"}}),
+    );
+    eprintln!("entitlements report: {report:#}");
+    assert_eq!(report["before"], json!(["false", "false"]));
+    assert_eq!(report["backAt"], "/projects/default/test");
+    assert_eq!(report["after"], json!(["true", "false"]), "Production only");
+    assert_eq!(report["reasonAfter"], "Individually targeted");
+    assert_eq!(report["consoleErrors"], json!([]), "{report}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while python.value("entitlements", "sso", &acme_user, &json!("default")) != json!(true) {
+        assert!(
+            Instant::now() < deadline,
+            "the Python SDK never saw the entitlement"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        python.value("entitlements", "sso", &globex_user, &json!("default")),
+        json!(false),
+        "another organization does not get it"
+    );
+    rt.block_on(async {
+        let t = api
+            .get("/projects/default/environments/production/flags/sso")
+            .await;
+        assert_eq!(
+            t["contextTargets"],
+            json!([{"contextKind": "organization", "values": ["acme"], "variation": 0}]),
+            "{t}"
+        );
+        let audit = api.get("/audit?key=sso&kind=targeting").await;
+        let last = audit["items"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["actor"], "member:support@example.com");
+        assert_eq!(
+            last["comment"],
+            "entitlement: variation 1 for organization acme"
+        );
+    });
+}
+
+#[test]
+fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "sso", "name": "SSO"}),
+        )
+        .await;
+        let target = "/projects/default/flags/sso/target";
+        let mut writer = member(&api, &base, "w@example.com", "writer").await;
+        let page = writer.get("/projects/default/test?env=production").await;
+        let csrf = csrf_of(&page.body);
+        let fields = |confirm: &'static str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("env", "production".to_owned()),
+                ("who", "organization:acme".to_owned()),
+                ("variation", "0".to_owned()),
+                ("confirm", confirm.to_owned()),
+                ("back", "?env=production".to_owned()),
+            ]
+        };
+        let unconfirmed = fields("");
+        let unconfirmed: Vec<(&str, &str)> =
+            unconfirmed.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(writer.form(target, &unconfirmed).await.status, 400);
+        let forged: Vec<(&str, &str)> = unconfirmed
+            .iter()
+            .filter(|(k, _)| *k != "csrf")
+            .copied()
+            .collect();
+        assert_eq!(writer.form(target, &forged).await.status, 403);
+        // An open redirect through `back` is not followed.
+        let mut evil = fields("sso");
+        evil.retain(|(k, _)| *k != "back");
+        evil.push(("back", "//evil.example.com/".to_owned()));
+        let evil: Vec<(&str, &str)> = evil.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let done = writer.form(target, &evil).await;
+        assert_eq!(done.status, 303);
+        assert!(
+            done.location.starts_with("/projects/default/test"),
+            "{}",
+            done.location
+        );
+        let mut reader = member(&api, &base, "r@example.com", "reader").await;
+        let page = reader
+            .get("/projects/default/test?env=production&kind=organization&key=acme")
+            .await;
+        assert!(
+            !page.body.contains("entitle-sso"),
+            "readers get no change form"
+        );
+        let csrf = csrf_of(&page.body);
+        let refused = reader
+            .form(
+                target,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("who", "organization:globex"),
+                    ("variation", "0"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 403);
+        let t = api
+            .get("/projects/default/environments/test/flags/sso")
+            .await;
+        assert_eq!(t["contextTargets"], json!([]), "the reader changed nothing");
+    });
+}
