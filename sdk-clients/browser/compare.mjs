@@ -1,7 +1,7 @@
 // Compare a flag's targeting between environments and copy it, in Debian's headless chromium
 // (playwright-core): from Test's flag page, "Compare" with Production, read both sides and the
 // diff, then copy Test's targeting onto Production (critical: the flag key typed). Run by
-// crates/flagstaff/tests/it/dashboard_product.rs with {"base", "user", "flag"} on stdin; prints
+// crates/flagstaff/tests/it/dashboard_compare.rs with {"base", "user", "flag"} on stdin; prints
 // one JSON report; a failed expectation throws.
 import { launch, readInput, text } from './common.mjs';
 

@@ -22,6 +22,7 @@ mod access;
 mod admin;
 mod auth;
 mod change_requests;
+mod compare;
 mod context;
 pub mod describe;
 mod entitlements;
@@ -132,6 +133,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route(
             "/projects/{project}/flags/{key}/targeting",
             post(flag_changes::save),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/compare",
+            get(compare::page).post(compare::copy),
         )
         .route(
             "/projects/{project}/flags/{key}/target",

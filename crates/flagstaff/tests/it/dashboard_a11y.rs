@@ -167,6 +167,7 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         format!("{p}/flags/checkout/settings?env=production"),
         format!("{p}/flags/checkout/toggle?env=production&on=false&back=list"),
         format!("{p}/flags/checkout/history?env=production"),
+        format!("{p}/flags/checkout/compare?env=production&with=test"),
         format!("{p}/flags/checkout/insights?env=production"),
         format!("{p}/segments?env=production"),
         format!("{p}/segments/staff?env=production"),

@@ -22,7 +22,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `/sdk/latest-all` as a server-side SDK reads it.
-async fn sdk_data(base: &str, sdk_key: &str) -> (String, Value) {
+pub(crate) async fn sdk_data(base: &str, sdk_key: &str) -> (String, Value) {
     let text = reqwest::Client::new()
         .get(format!("{base}/sdk/latest-all"))
         .header("authorization", sdk_key)
@@ -231,7 +231,7 @@ fn variations_are_reordered_and_removed_in_settings_and_targeting_follows() {
 }
 
 /// Signs `email` in (a member made by the admin token with `role`) and returns the visitor.
-async fn signed_in(api: &Api, base: &str, email: &str, role: &str) -> Visitor {
+pub(crate) async fn signed_in(api: &Api, base: &str, email: &str, role: &str) -> Visitor {
     api.post(
         "/members",
         &json!({"email": email, "name": email, "role": role, "password": "correct horse battery"}),

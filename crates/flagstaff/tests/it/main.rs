@@ -8,6 +8,7 @@ mod api_fuzz;
 mod browser;
 mod dashboard;
 mod dashboard_a11y;
+mod dashboard_compare;
 mod dashboard_entitlements;
 mod dashboard_product;
 mod dashboard_segments;
