@@ -180,6 +180,24 @@
   }
   const showValues = (values) => (values || []).map((v) => (typeof v === "string" ? v : JSON.stringify(v))).join(", ");
 
+  // A `matches` pattern that does not compile is said where it is typed, not only at review.
+  // The browser's regex syntax is close to the server's (Rust's `regex`); the server still
+  // checks every pattern when the change is reviewed and saved.
+  function checkPatterns(input, clause) {
+    const note = input.closest(".clause")?.querySelector(".field-error");
+    let problem = "";
+    if (clause.op === "matches") {
+      for (const value of clause.values || []) {
+        try { new RegExp(String(value), "u"); } catch (err) {
+          problem = `“${String(value).slice(0, 40)}” is not a regular expression: ${String(err.message).replace(/^Invalid regular expression: /, "").slice(0, 80)}`;
+          break;
+        }
+      }
+    }
+    if (problem) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+    if (note) { note.textContent = problem; note.hidden = !problem; }
+  }
+
   function clauseEditor(clause, onChange, onRemove) {
     const row = h("div", { class: "ed-row clause" });
     const render = () => {
@@ -223,8 +241,10 @@
             option("", "is", !clause.negate), option("not", "not", clause.negate))),
           h("label", {}, "Operator", opSelect),
           h("label", {}, "Values (comma-separated)", h("input", { size: 28, value: showValues(clause.values), "aria-label": "Values",
-            oninput: (e) => { clause.values = parseValues(clause.op, e.target.value); onChange(); } })),
+            oninput: (e) => { clause.values = parseValues(clause.op, e.target.value); checkPatterns(e.target, clause); onChange(); } })),
+          h("span", { class: "field-error", role: "alert", hidden: true }),
         );
+        checkPatterns(row.querySelector('input[aria-label="Values"]'), clause);
       }
       row.append(h("button", { type: "button", class: "link danger-text", "aria-label": "Remove condition", onclick: onRemove }, "Remove"));
     };

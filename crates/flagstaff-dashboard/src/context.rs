@@ -71,9 +71,19 @@ struct TestPage {
     /// This page's query, to come back to after a change.
     back: String,
     outcomes: Vec<Outcome>,
+    /// Flags whose key or name contains this (the rest are counted, not shown).
+    q: String,
+    /// Flags evaluated in all, before `q`.
+    total: usize,
+    /// Whether the cells offer "serve this to …": only on a short list, so that a project of
+    /// 1,000 flags does not get 2,000 forms (megabytes) on one page.
+    changeable: bool,
     error: Option<String>,
     evaluated: bool,
 }
+
+/// Most flags shown with "serve this to …" forms; past it, people search for the flag first.
+const CHANGEABLE_FLAGS: usize = 25;
 
 /// Kinds offered in the form (any other can be typed).
 const KINDS: &[&str] = &["user", "organization", "device", "account", "company"];
@@ -340,6 +350,9 @@ pub(crate) async fn page(
             contexts,
             back,
             outcomes: Vec::new(),
+            q: String::new(),
+            total: 0,
+            changeable: false,
             error: None,
             evaluated: false,
         }));
@@ -375,6 +388,8 @@ pub(crate) async fn page(
         }
     }
     let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut total = 0;
+    let q = param("q").unwrap_or_default();
     if error.is_none() {
         let mut keys: Vec<&String> = results
             .iter()
@@ -383,6 +398,15 @@ pub(crate) async fn page(
             .collect();
         keys.sort();
         keys.dedup();
+        total = keys.len();
+        let wanted = q.trim().to_lowercase();
+        keys.retain(|key| {
+            wanted.is_empty()
+                || key.to_lowercase().contains(&wanted)
+                || definitions
+                    .get(*key)
+                    .is_some_and(|d| d.name.to_lowercase().contains(&wanted))
+        });
         for key in keys {
             let variations = definitions
                 .get(key)
@@ -417,6 +441,7 @@ pub(crate) async fn page(
         }
     }
     let evaluated = error.is_none();
+    let changeable = outcomes.len() <= CHANGEABLE_FLAGS;
     let mut page = render(&TestPage {
         nav,
         context: context_text,
@@ -425,6 +450,9 @@ pub(crate) async fn page(
         contexts,
         back,
         outcomes,
+        q: q.chars().take(200).collect(),
+        total,
+        changeable,
         error,
         evaluated,
     });

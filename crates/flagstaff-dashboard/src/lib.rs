@@ -196,6 +196,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             post(segments::save),
         )
         .route(
+            "/projects/{project}/segments/{key}/copy",
+            post(segments::copy),
+        )
+        .route(
             "/projects/{project}/segments/{key}/keys",
             post(segment_keys::keys),
         )

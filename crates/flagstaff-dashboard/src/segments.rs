@@ -425,3 +425,103 @@ pub(crate) async fn request(
         .map(|v| Json(v).into_response())
         .map_err(json_error)
 }
+
+#[derive(Deserialize)]
+pub(crate) struct CopyForm {
+    #[serde(default)]
+    csrf: String,
+    /// The environment the segment is in.
+    #[serde(default)]
+    env: String,
+    /// The environment to copy it to.
+    #[serde(default)]
+    to: String,
+    /// Replace a segment of the same key there.
+    #[serde(default)]
+    replace: Option<String>,
+    /// The segment key, typed when the target is critical.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// Copies a segment (its keys and rules) to another environment of the project: created there,
+/// or replacing the one of the same key when asked; the typed key where the target is critical.
+pub(crate) async fn copy(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    Form(form): Form<CopyForm>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, Some(&form.csrf))?;
+    let app = &dashboard.app;
+    let run = async {
+        let environments = app.list_environments(&viewer.actor, &project).await?;
+        let target = environments
+            .iter()
+            .find(|e| e.key == form.to && e.key != form.env)
+            .ok_or_else(|| AppError::NotFound(format!("environment {:?}", form.to)))?;
+        if target.critical && form.confirm.trim() != key {
+            return Err(AppError::invalid(
+                ErrorCode::InvalidField,
+                "confirm",
+                format!(
+                    "{} is critical: type the segment key “{key}” to confirm (nothing was copied)",
+                    target.name
+                ),
+            ));
+        }
+        let source = app
+            .segment(&viewer.actor, &project, &form.env, &key)
+            .await?;
+        let existing = match app
+            .segment(&viewer.actor, &project, &target.key, &key)
+            .await
+        {
+            Ok(s) => Some(s.version),
+            Err(AppError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        if existing.is_some() && form.replace.is_none() {
+            return Err(AppError::invalid(
+                ErrorCode::InvalidField,
+                "replace",
+                format!(
+                    "{} already has a segment “{key}”: tick “replace it” to overwrite it",
+                    target.name
+                ),
+            ));
+        }
+        let mut segment = source.value;
+        // The target's own salt (or a new one) and version: only keys and rules are copied.
+        segment.salt = String::new();
+        app.put_segment(
+            &viewer.actor,
+            &project,
+            &target.key,
+            segment,
+            existing,
+            &format!("copied from {}", form.env),
+        )
+        .await?;
+        Ok(target.key.clone())
+    };
+    match run.await {
+        Ok(to) => Ok(Redirect::to(&format!(
+            "/projects/{project}/segments/{key}?env={}",
+            crate::url_encode(&to)
+        ))
+        .into_response()),
+        Err(AppError::Invalid { field, message, .. }) => {
+            let mut page = PageError(AppError::invalid(
+                ErrorCode::InvalidField,
+                field.clone(),
+                crate::errors::humane(&field, &message),
+            ))
+            .into_response();
+            *page.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+            Err(page)
+        }
+        Err(e) => Err(PageError(e).into_response()),
+    }
+}

@@ -200,5 +200,27 @@ fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
             .get("/projects/default/environments/test/flags/sso")
             .await;
         assert_eq!(t["contextTargets"], json!([]), "the reader changed nothing");
+        // Past 25 flags the cells offer no forms (a project of 1,000 flags would get 2,000 of
+        // them); searching for the flag brings them back.
+        for i in 0..25 {
+            api.post(
+                "/projects/default/flags",
+                &json!({"key": format!("f{i:02}"), "name": "F"}),
+            )
+            .await;
+        }
+        let all = writer
+            .get("/projects/default/test?env=production&kind=organization&key=acme")
+            .await;
+        assert!(!all.body.contains("entitle-"), "no forms on 26 flags");
+        assert!(
+            all.body.contains("earch for a flag above"),
+            "and it says how to get them"
+        );
+        let one = writer
+            .get("/projects/default/test?env=production&kind=organization&key=acme&q=sso")
+            .await;
+        assert!(one.body.contains("1 of 26 flags"));
+        assert!(one.body.contains("data-testid=\"entitle-sso-production\""));
     });
 }

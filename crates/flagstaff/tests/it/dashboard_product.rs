@@ -701,3 +701,40 @@ fn a_context_is_built_in_a_form_and_the_history_is_filtered_in_local_time() {
     );
     assert_eq!(report["consoleErrors"], json!([]), "{report}");
 }
+
+#[test]
+fn an_invalid_regex_is_said_where_it_is_typed() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        signed_in(&api, &base, "pm@example.com", "writer").await;
+        api.post(
+            "/projects/default/flags",
+            &json!({"key": "checkout", "name": "Checkout"}),
+        )
+        .await;
+    });
+    let report = Browser::run_script(
+        "regex.mjs",
+        &json!({"base": base, "flag": "checkout",
+            "user": {"email": "pm@example.com", "password": "correct horse battery"}}),
+    );
+    eprintln!("regex report: {report:#}");
+    assert_eq!(report["invalid"], "true");
+    assert_eq!(report["shown"], true);
+    let message = report["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("“([a-z” is not a regular expression"),
+        "{message}"
+    );
+    assert_eq!(report["invalidAfterFix"], serde_json::Value::Null);
+    assert_eq!(report["shownAfterFix"], false);
+    assert_eq!(report["consoleErrors"], json!([]), "{report}");
+}

@@ -177,3 +177,145 @@ fn a_fifty_thousand_key_segment_is_readable_and_changes_by_paste() {
         assert_eq!(refused.status, 403);
     });
 }
+
+#[test]
+fn a_segment_is_copied_to_another_environment_and_overwrites_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let api = Api::new(&base, &credentials.admin_token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        api.post(
+            "/projects/default/environments/test/segments",
+            &json!({"key": "beta", "included": ["ada", "bob"], "rules": [{"clauses": [
+                {"attribute": "email", "op": "endsWith", "values": ["@example.com"]}]}]}),
+        )
+        .await;
+        let mut pm =
+            crate::dashboard_product::signed_in(&api, &base, "pm@example.com", "writer").await;
+        let page = pm.get("/projects/default/segments/beta?env=test").await;
+        assert!(page.body.contains("data-testid=\"segment-copy\""));
+        let csrf = csrf_of(&page.body);
+        let copy = "/projects/default/segments/beta/copy";
+        // Production is critical: without the typed key nothing is copied.
+        let refused = pm
+            .form(
+                copy,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("to", "production"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 400);
+        assert!(
+            refused.body.contains("type the segment key “beta”"),
+            "{}",
+            refused.body
+        );
+        let copied = pm
+            .form(
+                copy,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("to", "production"),
+                    ("confirm", "beta"),
+                ],
+            )
+            .await;
+        assert_eq!(copied.status, 303, "{}", copied.body);
+        assert_eq!(
+            copied.location,
+            "/projects/default/segments/beta?env=production"
+        );
+        let there = api
+            .get("/projects/default/environments/production/segments/beta")
+            .await;
+        assert_eq!(there["included"], json!(["ada", "bob"]));
+        assert_eq!(
+            there["rules"][0]["clauses"][0]["values"],
+            json!(["@example.com"])
+        );
+        let here = api
+            .get("/projects/default/environments/test/segments/beta")
+            .await;
+        assert_ne!(
+            there["salt"], here["salt"],
+            "the copy has a salt of its own"
+        );
+        // Again: it exists now, so only "replace" overwrites it.
+        api.put(
+            "/projects/default/environments/test/segments/beta",
+            &json!({"key": "beta", "included": ["carla"]}),
+            here["version"].as_u64(),
+        )
+        .await;
+        let exists = pm
+            .form(
+                copy,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("to", "production"),
+                    ("confirm", "beta"),
+                ],
+            )
+            .await;
+        assert_eq!(exists.status, 400);
+        assert!(
+            exists.body.contains("already has a segment"),
+            "{}",
+            exists.body
+        );
+        let replaced = pm
+            .form(
+                copy,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("to", "production"),
+                    ("confirm", "beta"),
+                    ("replace", "on"),
+                ],
+            )
+            .await;
+        assert_eq!(replaced.status, 303);
+        let there = api
+            .get("/projects/default/environments/production/segments/beta")
+            .await;
+        assert_eq!(there["included"], json!(["carla"]));
+        // Forged and readers' copies are refused.
+        let forged = pm
+            .form(
+                copy,
+                &[("env", "test"), ("to", "production"), ("confirm", "beta")],
+            )
+            .await;
+        assert_eq!(forged.status, 403);
+        let mut reader =
+            crate::dashboard_product::signed_in(&api, &base, "r@example.com", "reader").await;
+        let page = reader.get("/projects/default/segments/beta?env=test").await;
+        assert!(!page.body.contains("segment-copy"));
+        let csrf = csrf_of(&page.body);
+        let refused = reader
+            .form(
+                copy,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("to", "production"),
+                    ("confirm", "beta"),
+                    ("replace", "on"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 403);
+    });
+}
