@@ -140,9 +140,11 @@ pub(crate) async fn target(
         Ok::<_, PageError>(())
     };
     run.await.map_err(IntoResponse::into_response)?;
-    // Back to the same view, which now shows the change; only a path of this project's test
-    // page is followed (no open redirect).
-    let back = if form.back.starts_with('?') && !form.back.contains("//") {
+    // Back to the same view, which now shows the change; only a query of this project's test
+    // page is followed (no open redirect), made of characters a URL query may hold as they are
+    // (a control character would not even be a valid header).
+    let query_safe = |c: char| c.is_ascii_alphanumeric() || "?&=%+-._~:".contains(c);
+    let back = if form.back.starts_with('?') && form.back.chars().all(query_safe) {
         format!("/projects/{project}/test{}", form.back)
     } else {
         format!(

@@ -291,9 +291,10 @@ pub(crate) async fn keys(
         .await
     {
         Ok(_) => Ok(Redirect::to(&format!(
-            "/projects/{project}/segments/{key}?env={}&list={}:{kind}",
+            "/projects/{project}/segments/{key}?env={}&list={}:{}",
             crate::url_encode(&page.nav.environment),
-            page.list
+            page.list,
+            crate::url_encode(&kind)
         ))
         .into_response()),
         // Invalid keys, or an environment where changes need approval (`approval_required`).

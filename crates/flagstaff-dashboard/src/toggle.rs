@@ -9,7 +9,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use flagstaff_app::{AppError, FlagRef};
+use flagstaff_app::FlagRef;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -156,12 +156,7 @@ pub(crate) async fn toggle(
             &comment.chars().take(500).collect::<String>(),
         )
         .await
-        .map_err(|e| match e {
-            AppError::Invalid { .. } | AppError::Forbidden(_) | AppError::NotFound(_) => {
-                PageError(e).into_response()
-            }
-            other => PageError(other).into_response(),
-        })?;
+        .map_err(|e| PageError(e).into_response())?;
     let env = crate::url_encode(&nav.environment);
     let to = if form.back == "list" {
         format!("/projects/{project}/flags?env={env}#flag-{key}")

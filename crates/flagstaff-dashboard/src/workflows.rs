@@ -279,7 +279,11 @@ pub(crate) fn local(date: &str, time: &str) -> String {
 }
 
 fn flag_page(project: &str, key: &str, env: &str) -> String {
-    format!("/projects/{project}/flags/{key}?env={env}")
+    // `env` comes from a form: encoded, so that no input can make an invalid `Location`.
+    format!(
+        "/projects/{project}/flags/{key}?env={}",
+        crate::url_encode(env)
+    )
 }
 
 /// "Schedule…": a change at a local time in a time zone, or a rollout plan's steps. Where
@@ -330,7 +334,8 @@ pub(crate) async fn schedule(
                 .await?;
             return Ok(format!(
                 "/projects/{project}/change-requests/{}?env={}",
-                request.value.id, form.env
+                request.value.id,
+                crate::url_encode(&form.env)
             ));
         }
         let new = NewSchedule {

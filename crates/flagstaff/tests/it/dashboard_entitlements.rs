@@ -175,6 +175,14 @@ fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
             "{}",
             done.location
         );
+        // Nor a header split: a line break in `back` is not a header value (and must not panic).
+        let mut split = fields("sso");
+        split.retain(|(k, _)| *k != "back");
+        split.push(("back", "?env=test\r\nSet-Cookie: x=1".to_owned()));
+        let split: Vec<(&str, &str)> = split.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let done = writer.form(target, &split).await;
+        assert_eq!(done.status, 303);
+        assert_eq!(done.location, "/projects/default/test?env=production");
         let mut reader = member(&api, &base, "r@example.com", "reader").await;
         let page = reader
             .get("/projects/default/test?env=production&kind=organization&key=acme")
