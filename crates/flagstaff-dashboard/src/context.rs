@@ -64,6 +64,8 @@ struct TestPage {
     context: String,
     /// The builder form's rows.
     rows: Vec<FormContext>,
+    /// Context kinds the form suggests.
+    kinds: Vec<String>,
     /// The environments shown, current first.
     columns: Vec<Column>,
     /// The contexts evaluated, (kind, key), whom the cells can target.
@@ -85,8 +87,36 @@ struct TestPage {
 /// Most flags shown with "serve this to …" forms; past it, people search for the flag first.
 const CHANGEABLE_FLAGS: usize = 25;
 
-/// Kinds offered in the form (any other can be typed).
+/// Kinds offered in the form besides those the environment has seen (any other can be typed).
 const KINDS: &[&str] = &["user", "organization", "device", "account", "company"];
+
+/// Recently seen contexts read for their kinds.
+const SEEN_CONTEXTS: u32 = 500;
+
+/// The kinds the form suggests: those of the contexts SDKs reported here recently (insights),
+/// then the common ones. Without an events database, only the common ones.
+async fn suggested_kinds(
+    dashboard: &crate::Dashboard,
+    viewer: &Viewer,
+    project: &str,
+    environment: &str,
+) -> Vec<String> {
+    let search = flagstaff_app::insights::ContextSearch {
+        kind: None,
+        text: None,
+        limit: SEEN_CONTEXTS,
+    };
+    let mut kinds: Vec<String> = dashboard
+        .app
+        .contexts_seen(&viewer.actor, project, environment, &search)
+        .await
+        .map(|seen| seen.into_iter().map(|c| c.kind).collect())
+        .unwrap_or_default();
+    kinds.extend(KINDS.iter().map(|k| (*k).to_owned()));
+    let mut unique = std::collections::BTreeSet::new();
+    kinds.retain(|k| unique.insert(k.clone()));
+    kinds
+}
 
 const EXAMPLE: &str = "{\n  \"kind\": \"user\",\n  \"key\": \"user-123\",\n  \"email\": \"ada@example.com\",\n  \"country\": \"DE\"\n}";
 
@@ -281,6 +311,7 @@ pub(crate) async fn page(
     )
     .await?;
     let asked = rows_of(&pairs);
+    let kinds = suggested_kinds(&dashboard, &viewer, &project, &nav.environment).await;
     let mut rows = asked.clone();
     while rows.len() < FORM_ROWS {
         rows.push(FormContext {
@@ -346,6 +377,7 @@ pub(crate) async fn page(
             nav,
             context: context_text,
             rows,
+            kinds,
             columns,
             contexts,
             back,
@@ -446,6 +478,7 @@ pub(crate) async fn page(
         nav,
         context: context_text,
         rows,
+        kinds,
         columns,
         contexts,
         back,

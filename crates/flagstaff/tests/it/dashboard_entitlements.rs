@@ -232,3 +232,66 @@ fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
         assert!(one.body.contains("data-testid=\"entitle-sso-production\""));
     });
 }
+
+#[test]
+fn the_form_suggests_the_context_kinds_the_environment_has_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(
+        binary(),
+        dir.path(),
+        "127.0.0.1:0",
+        &["--events-flush-ms", "50"],
+    );
+    let base = server.base();
+    let rt = runtime();
+    let api = Api::new(&base, &credentials.admin_token);
+    rt.block_on(async {
+        let mut writer = member(&api, &base, "w@example.com", "writer").await;
+        let page = writer.get("/projects/default/test?env=production").await;
+        assert!(!page.body.contains("<option value=\"vehicle\">"));
+        // An SDK reports a context of a kind of the customer's own.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let status = reqwest::Client::new()
+            .post(format!("{base}/bulk"))
+            .header("Authorization", &credentials.sdk_key)
+            .header("Content-Type", "application/json")
+            .header("X-LaunchDarkly-Event-Schema", "4")
+            .body(
+                json!([{"kind": "identify", "creationDate": now,
+                    "context": {"kind": "vehicle", "key": "car-1"}}])
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 202);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = api
+                .get("/projects/default/environments/production/contexts")
+                .await;
+            if seen.to_string().contains("car-1") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the context was not recorded: {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let page = writer.get("/projects/default/test?env=production").await;
+        assert!(
+            page.body.contains("<option value=\"vehicle\">"),
+            "the kind seen is suggested"
+        );
+        assert!(
+            page.body.contains("<option value=\"organization\">"),
+            "and the common ones"
+        );
+    });
+}
