@@ -1,40 +1,22 @@
 //! Compare a flag's targeting between environments and copy it (issue 20), in headless
 //! chromium (`sdk-clients/browser/compare.mjs`) and over plain HTTP for what must be refused.
 
-use std::path::Path;
-
 use flagstaff_testkit::sdk::Browser;
-use flagstaff_testkit::server::{self, Api, TestServer};
 use serde_json::json;
 
 use crate::dashboard::csrf_of;
-use crate::dashboard_product::{sdk_data, signed_in};
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_flagstaff"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::dashboard_product::{sdk_data, signed_in, start};
 
 #[test]
 fn targeting_is_compared_and_copied_between_environments() {
     if !Browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (credentials, base, rt, api) = started.parts();
     let user = json!({"email": "pm@example.com", "password": "correct horse battery"});
     rt.block_on(async {
-        signed_in(&api, &base, "pm@example.com", "writer").await;
+        signed_in(api, base, "pm@example.com", "writer").await;
         api.post(
             "/projects/default/flags",
             &json!({"key": "checkout", "name": "Checkout"}),
@@ -94,7 +76,7 @@ fn targeting_is_compared_and_copied_between_environments() {
         let last = audit["items"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["scope"], "default/production");
         assert_eq!(last["comment"], "same as test");
-        let (_, data) = sdk_data(&base, &credentials.sdk_key).await;
+        let (_, data) = sdk_data(base, &credentials.sdk_key).await;
         assert_eq!(
             data["flags"]["checkout"]["rules"][0]["clauses"][0]["values"],
             json!(["DE"])
@@ -104,12 +86,8 @@ fn targeting_is_compared_and_copied_between_environments() {
 
 #[test]
 fn copying_targeting_refuses_readers_forgeries_stale_reviews_and_unknown_targets() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (_, base, rt, api) = started.parts();
     rt.block_on(async {
         api.post(
             "/projects/default/flags",
@@ -117,7 +95,7 @@ fn copying_targeting_refuses_readers_forgeries_stale_reviews_and_unknown_targets
         )
         .await;
         let copy = "/projects/default/flags/checkout/compare";
-        let mut reader = signed_in(&api, &base, "r@example.com", "reader").await;
+        let mut reader = signed_in(api, base, "r@example.com", "reader").await;
         let page = reader
             .get(&format!("{copy}?env=test&with=production"))
             .await;
@@ -140,7 +118,7 @@ fn copying_targeting_refuses_readers_forgeries_stale_reviews_and_unknown_targets
             .map(|(k, v)| (*k, v.as_str()))
             .collect();
         assert_eq!(reader.form(copy, &reader_fields).await.status, 403);
-        let mut writer = signed_in(&api, &base, "w@example.com", "writer").await;
+        let mut writer = signed_in(api, base, "w@example.com", "writer").await;
         assert_eq!(
             writer.form(copy, &fields).await.status,
             403,

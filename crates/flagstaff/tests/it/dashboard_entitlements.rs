@@ -11,6 +11,7 @@ use flagstaff_testkit::server::{self, Api, TestServer};
 use serde_json::json;
 
 use crate::dashboard::{Visitor, csrf_of};
+use crate::dashboard_product::start;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_flagstaff"))
@@ -50,14 +51,10 @@ fn an_organization_is_given_a_feature_from_its_entitlements_and_the_python_sdk_s
     if !Browser::available() || !Sdk::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (credentials, base, rt, api) = started.parts();
     rt.block_on(async {
-        member(&api, &base, "support@example.com", "writer").await;
+        member(api, base, "support@example.com", "writer").await;
         api.post(
             "/projects/default/flags",
             &json!({"key": "sso", "name": "Single sign-on", "temporary": false}),
@@ -71,7 +68,7 @@ fn an_organization_is_given_a_feature_from_its_entitlements_and_the_python_sdk_s
         .await;
     });
     let mut python = Driver::start(Sdk::Python);
-    assert!(python.open("entitlements", &credentials.sdk_key, &base, true));
+    assert!(python.open("entitlements", &credentials.sdk_key, base, true));
     let acme_user =
         json!({"kind": "multi", "user": {"key": "ada"}, "organization": {"key": "acme"}});
     let globex_user =
@@ -127,12 +124,8 @@ fn an_organization_is_given_a_feature_from_its_entitlements_and_the_python_sdk_s
 
 #[test]
 fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (_, base, rt, api) = started.parts();
     rt.block_on(async {
         api.post(
             "/projects/default/flags",
@@ -140,7 +133,7 @@ fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
         )
         .await;
         let target = "/projects/default/flags/sso/target";
-        let mut writer = member(&api, &base, "w@example.com", "writer").await;
+        let mut writer = member(api, base, "w@example.com", "writer").await;
         let page = writer.get("/projects/default/test?env=production").await;
         let csrf = csrf_of(&page.body);
         let fields = |confirm: &'static str| {
@@ -183,7 +176,7 @@ fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
         let done = writer.form(target, &split).await;
         assert_eq!(done.status, 303);
         assert_eq!(done.location, "/projects/default/test?env=production");
-        let mut reader = member(&api, &base, "r@example.com", "reader").await;
+        let mut reader = member(api, base, "r@example.com", "reader").await;
         let page = reader
             .get("/projects/default/test?env=production&kind=organization&key=acme")
             .await;

@@ -21,6 +21,42 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A server of its own for one test: its data folder, the first start's credentials, the
+/// process, a runtime for async calls and an admin API client. Fields drop in order: the
+/// process stops before its folder is removed.
+pub(crate) struct Started {
+    credentials: server::Credentials,
+    base: String,
+    rt: tokio::runtime::Runtime,
+    api: Api,
+    _server: TestServer,
+    _dir: tempfile::TempDir,
+}
+
+impl Started {
+    /// Everything a test uses, borrowed.
+    pub(crate) fn parts(&self) -> (&server::Credentials, &str, &tokio::runtime::Runtime, &Api) {
+        (&self.credentials, &self.base, &self.rt, &self.api)
+    }
+}
+
+/// Initializes a data folder and starts `flagstaff serve` on it.
+pub(crate) fn start() -> Started {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let base = server.base();
+    let api = Api::new(&base, &credentials.admin_token);
+    Started {
+        credentials,
+        base,
+        rt: runtime(),
+        api,
+        _server: server,
+        _dir: dir,
+    }
+}
+
 /// `/sdk/latest-all` as a server-side SDK reads it.
 pub(crate) async fn sdk_data(base: &str, sdk_key: &str) -> (String, Value) {
     let text = reqwest::Client::new()
@@ -41,12 +77,8 @@ fn a_production_flag_is_turned_off_by_keyboard_alone() {
     if !Browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (credentials, base, rt, api) = started.parts();
     let user = json!({"email": "ops@example.com", "password": "correct horse battery"});
     rt.block_on(async {
         api.post(
@@ -82,7 +114,7 @@ fn a_production_flag_is_turned_off_by_keyboard_alone() {
     assert_eq!(report["openAfterWrongKey"], true, "{report}");
     assert_eq!(report["stateAfter"], "OFF");
     assert_eq!(report["consoleErrors"], json!([]), "{report}");
-    let (_, data) = rt.block_on(sdk_data(&base, &credentials.sdk_key));
+    let (_, data) = rt.block_on(sdk_data(base, &credentials.sdk_key));
     assert_eq!(data["flags"]["checkout"]["on"], false, "SDKs see it off");
     let audit = rt.block_on(api.get("/audit?key=checkout&kind=targeting"));
     let last = audit["items"].as_array().unwrap().last().unwrap().clone();
@@ -91,19 +123,15 @@ fn a_production_flag_is_turned_off_by_keyboard_alone() {
 
 #[test]
 fn numbers_typed_in_the_dashboard_reach_sdks_as_integers() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (credentials, base, rt, api) = started.parts();
     rt.block_on(async {
         api.post(
             "/members",
             &json!({"email": "ada@example.com", "name": "Ada", "role": "writer", "password": "correct horse battery"}),
         )
         .await;
-        let mut ada = Visitor::new(&base);
+        let mut ada = Visitor::new(base);
         let page = ada.get("/sign-in").await;
         let csrf = csrf_of(&page.body);
         let signed = ada
@@ -129,7 +157,7 @@ fn numbers_typed_in_the_dashboard_reach_sdks_as_integers() {
             )
             .await;
         assert_eq!(made.status, 303, "{}", made.body);
-        let (text, data) = sdk_data(&base, &credentials.sdk_key).await;
+        let (text, data) = sdk_data(base, &credentials.sdk_key).await;
         assert_eq!(data["flags"]["sizes"]["variations"], json!([100, 1000, 10000, 2.5]));
         assert!(text.contains("[100,1000,10000,2.5]"), "integers on the wire: {text}");
         let shown = ada.get("/projects/default/flags/sizes?env=test").await;
@@ -144,12 +172,8 @@ fn variations_are_reordered_and_removed_in_settings_and_targeting_follows() {
     if !Browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (credentials, base, rt, api) = started.parts();
     let user = json!({"email": "pm@example.com", "password": "correct horse battery"});
     rt.block_on(async {
         api.post(
@@ -219,7 +243,7 @@ fn variations_are_reordered_and_removed_in_settings_and_targeting_follows() {
         assert_eq!(t["rules"][0]["variation"], 0);
         assert_eq!(t["fallthrough"]["variation"], 2);
         assert_eq!(t["offVariation"], 1);
-        let (_, data) = sdk_data(&base, &credentials.sdk_key).await;
+        let (_, data) = sdk_data(base, &credentials.sdk_key).await;
         let flag = &data["flags"]["colour"];
         assert_eq!(flag["variations"], json!(["blue", "red", "green"]));
         assert_eq!(flag["rules"][0]["variation"], 0);
@@ -256,12 +280,8 @@ pub(crate) async fn signed_in(api: &Api, base: &str, email: &str, role: &str) ->
 
 #[test]
 fn the_settings_form_refuses_readers_forged_posts_and_floods() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (_, base, rt, api) = started.parts();
     rt.block_on(async {
         api.post(
             "/projects/default/flags",
@@ -271,7 +291,7 @@ fn the_settings_form_refuses_readers_forged_posts_and_floods() {
         .await;
         let path = "/projects/default/flags/sizes/settings";
         // A reader sees no settings link and cannot save.
-        let mut reader = signed_in(&api, &base, "reader@example.com", "reader").await;
+        let mut reader = signed_in(api, base, "reader@example.com", "reader").await;
         let flag_page = reader.get("/projects/default/flags/sizes").await;
         assert!(!flag_page.body.contains("flag-settings-link"));
         let page = reader.get(path).await;
@@ -293,7 +313,7 @@ fn the_settings_form_refuses_readers_forged_posts_and_floods() {
             .await;
         assert_eq!(refused.status, 403, "{}", refused.body);
         // A writer's post without the CSRF token is refused before anything is read.
-        let mut writer = signed_in(&api, &base, "writer@example.com", "writer").await;
+        let mut writer = signed_in(api, base, "writer@example.com", "writer").await;
         let forged = writer
             .form(
                 path,
@@ -341,12 +361,8 @@ fn projects_and_environments_are_made_in_the_dashboard() {
     if !Browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (_, base, rt, api) = started.parts();
     let user = json!({"email": "admin@example.com", "password": "correct horse battery"});
     rt.block_on(api.post(
         "/members",
@@ -413,21 +429,17 @@ fn projects_and_environments_are_made_in_the_dashboard() {
             .map(|k| k.as_str().unwrap())
             .find(|k| k.starts_with("sdk-"))
             .unwrap();
-        let (_, data) = sdk_data(&base, sdk_key).await;
+        let (_, data) = sdk_data(base, sdk_key).await;
         assert_eq!(data["flags"], json!({}));
     });
 }
 
 #[test]
 fn project_and_environment_forms_refuse_writers_forgeries_and_unconfirmed_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (_, base, rt, api) = started.parts();
     rt.block_on(async {
-        let mut writer = signed_in(&api, &base, "writer@example.com", "writer").await;
+        let mut writer = signed_in(api, base, "writer@example.com", "writer").await;
         let page = writer.get("/projects").await;
         assert_eq!(page.status, 200);
         assert!(
@@ -453,7 +465,7 @@ fn project_and_environment_forms_refuse_writers_forgeries_and_unconfirmed_delete
             )
             .await;
         assert_eq!(deleted.status, 403);
-        let mut admin = signed_in(&api, &base, "admin@example.com", "admin").await;
+        let mut admin = signed_in(api, base, "admin@example.com", "admin").await;
         let page = admin.get("/projects").await;
         let csrf = csrf_of(&page.body);
         // No CSRF token: refused before anything is read.
@@ -505,19 +517,15 @@ fn project_and_environment_forms_refuse_writers_forgeries_and_unconfirmed_delete
 
 #[test]
 fn flags_are_toggled_from_the_list_and_critical_ones_need_the_typed_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (credentials, base, rt, api) = started.parts();
     rt.block_on(async {
         api.post(
             "/projects/default/flags",
             &json!({"key": "checkout", "name": "Checkout"}),
         )
         .await;
-        let mut writer = signed_in(&api, &base, "writer@example.com", "writer").await;
+        let mut writer = signed_in(api, base, "writer@example.com", "writer").await;
         let list = writer.get("/projects/default/flags?env=test").await;
         assert!(list.body.contains("data-testid=\"toggle-checkout-test\""));
         assert!(
@@ -551,7 +559,7 @@ fn flags_are_toggled_from_the_list_and_critical_ones_need_the_typed_key() {
             )
             .await;
         let test_key = rotated["sdkKey"].as_str().unwrap().to_owned();
-        let (_, data) = sdk_data(&base, &test_key).await;
+        let (_, data) = sdk_data(base, &test_key).await;
         assert_eq!(
             data["flags"]["checkout"]["on"], true,
             "SDKs see it on in test"
@@ -591,7 +599,7 @@ fn flags_are_toggled_from_the_list_and_critical_ones_need_the_typed_key() {
             )
             .await;
         assert_eq!(confirmed.status, 303);
-        let (_, data) = sdk_data(&base, &credentials.sdk_key).await;
+        let (_, data) = sdk_data(base, &credentials.sdk_key).await;
         assert_eq!(
             data["flags"]["checkout"]["on"], true,
             "SDKs see it on in production"
@@ -603,7 +611,7 @@ fn flags_are_toggled_from_the_list_and_critical_ones_need_the_typed_key() {
             (Some("member:writer@example.com"), Some("launch"))
         );
         // A reader sees states, not toggles, and cannot post one; a forged post is refused.
-        let mut reader = signed_in(&api, &base, "reader@example.com", "reader").await;
+        let mut reader = signed_in(api, base, "reader@example.com", "reader").await;
         let list = reader.get("/projects/default/flags?env=test").await;
         assert!(!list.body.contains("toggle-checkout"));
         let csrf = csrf_of(&list.body);
@@ -618,7 +626,7 @@ fn flags_are_toggled_from_the_list_and_critical_ones_need_the_typed_key() {
             .form(toggle, &[("env", "test"), ("on", "false")])
             .await;
         assert_eq!(forged.status, 403);
-        let (_, data) = sdk_data(&base, &test_key).await;
+        let (_, data) = sdk_data(base, &test_key).await;
         assert_eq!(data["flags"]["checkout"]["on"], true, "still on in test");
     });
 }
@@ -628,15 +636,11 @@ fn a_context_is_built_in_a_form_and_the_history_is_filtered_in_local_time() {
     if !Browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (_, base, rt, api) = started.parts();
     let user = json!({"email": "pm@example.com", "password": "correct horse battery"});
     rt.block_on(async {
-        let mut pm = signed_in(&api, &base, "pm@example.com", "writer").await;
+        let mut pm = signed_in(api, base, "pm@example.com", "writer").await;
         api.post("/projects/default/flags", &json!({"key": "sso", "name": "Single sign-on"}))
             .await;
         // The member gives org acme SSO in production (a targeting change by them); the admin
@@ -707,14 +711,10 @@ fn an_invalid_regex_is_said_where_it_is_typed() {
     if !Browser::available() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let credentials = server::init(binary(), dir.path());
-    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
-    let base = server.base();
-    let rt = runtime();
-    let api = Api::new(&base, &credentials.admin_token);
+    let started = start();
+    let (_, base, rt, api) = started.parts();
     rt.block_on(async {
-        signed_in(&api, &base, "pm@example.com", "writer").await;
+        signed_in(api, base, "pm@example.com", "writer").await;
         api.post(
             "/projects/default/flags",
             &json!({"key": "checkout", "name": "Checkout"}),
