@@ -144,6 +144,35 @@ pub(crate) struct CopyForm {
     comment: String,
 }
 
+/// The environment `to` of `project` that something of `from` is copied onto, once the
+/// person typed `key` where it is critical (flags' targeting here, segments in `segments.rs`).
+/// `what` names the key in the refusal ("flag key", "segment key").
+pub(crate) async fn copy_target(
+    app: &flagstaff_app::App,
+    viewer: &Viewer,
+    project: &str,
+    (from, to): (&str, &str),
+    (what, key, confirm): (&str, &str, &str),
+) -> Result<flagstaff_app::model::Environment, AppError> {
+    let target = app
+        .list_environments(&viewer.actor, project)
+        .await?
+        .into_iter()
+        .find(|e| e.key == to && e.key != from)
+        .ok_or_else(|| AppError::NotFound(format!("environment {to:?}")))?;
+    if target.critical && confirm.trim() != key {
+        return Err(AppError::invalid(
+            flagstaff_app::validate::codes::INVALID_FIELD,
+            "confirm",
+            format!(
+                "{} is critical: type the {what} “{key}” to confirm (nothing was copied)",
+                target.name
+            ),
+        ));
+    }
+    Ok(target)
+}
+
 /// Copies the source environment's targeting onto the target.
 pub(crate) async fn copy(
     State(dashboard): DashState,
@@ -155,21 +184,14 @@ pub(crate) async fn copy(
     viewer.check_csrf(&headers, Some(&form.csrf))?;
     let app = &dashboard.app;
     let run = async {
-        let environments = app.list_environments(&viewer.actor, &project).await?;
-        let target = environments
-            .iter()
-            .find(|e| e.key == form.with && e.key != form.env)
-            .ok_or_else(|| AppError::NotFound(format!("environment {:?}", form.with)))?;
-        if target.critical && form.confirm.trim() != key {
-            return Err(AppError::invalid(
-                flagstaff_app::validate::codes::INVALID_FIELD,
-                "confirm",
-                format!(
-                    "{} is critical: type the flag key “{key}” to confirm (nothing was copied)",
-                    target.name
-                ),
-            ));
-        }
+        let target = copy_target(
+            app,
+            &viewer,
+            &project,
+            (&form.env, &form.with),
+            ("flag key", &key, &form.confirm),
+        )
+        .await?;
         let mut source = app
             .targeting(&viewer.actor, &project, &form.env, &key)
             .await?;

@@ -456,21 +456,14 @@ pub(crate) async fn copy(
     viewer.check_csrf(&headers, Some(&form.csrf))?;
     let app = &dashboard.app;
     let run = async {
-        let environments = app.list_environments(&viewer.actor, &project).await?;
-        let target = environments
-            .iter()
-            .find(|e| e.key == form.to && e.key != form.env)
-            .ok_or_else(|| AppError::NotFound(format!("environment {:?}", form.to)))?;
-        if target.critical && form.confirm.trim() != key {
-            return Err(AppError::invalid(
-                ErrorCode::InvalidField,
-                "confirm",
-                format!(
-                    "{} is critical: type the segment key “{key}” to confirm (nothing was copied)",
-                    target.name
-                ),
-            ));
-        }
+        let target = crate::compare::copy_target(
+            app,
+            &viewer,
+            &project,
+            (&form.env, &form.to),
+            ("segment key", &key, &form.confirm),
+        )
+        .await?;
         let source = app
             .segment(&viewer.actor, &project, &form.env, &key)
             .await?;

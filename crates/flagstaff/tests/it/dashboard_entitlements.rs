@@ -10,8 +10,8 @@ use flagstaff_testkit::sdk::{Browser, Driver, Sdk};
 use flagstaff_testkit::server::{self, Api, TestServer};
 use serde_json::json;
 
-use crate::dashboard::{Visitor, csrf_of};
-use crate::dashboard_product::start;
+use crate::dashboard::csrf_of;
+use crate::dashboard_product::{signed_in, start};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_flagstaff"))
@@ -24,28 +24,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn member(api: &Api, base: &str, email: &str, role: &str) -> Visitor {
-    api.post(
-        "/members",
-        &json!({"email": email, "name": email, "role": role, "password": "correct horse battery"}),
-    )
-    .await;
-    let mut visitor = Visitor::new(base);
-    let page = visitor.get("/sign-in").await;
-    let csrf = csrf_of(&page.body);
-    visitor
-        .form(
-            "/sign-in",
-            &[
-                ("csrf", csrf.as_str()),
-                ("email", email),
-                ("password", "correct horse battery"),
-            ],
-        )
-        .await;
-    visitor
-}
-
 #[test]
 fn an_organization_is_given_a_feature_from_its_entitlements_and_the_python_sdk_sees_it() {
     if !Browser::available() || !Sdk::available() {
@@ -54,7 +32,7 @@ fn an_organization_is_given_a_feature_from_its_entitlements_and_the_python_sdk_s
     let started = start();
     let (credentials, base, rt, api) = started.parts();
     rt.block_on(async {
-        member(api, base, "support@example.com", "writer").await;
+        signed_in(api, base, "support@example.com", "writer").await;
         api.post(
             "/projects/default/flags",
             &json!({"key": "sso", "name": "Single sign-on", "temporary": false}),
@@ -133,7 +111,7 @@ fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
         )
         .await;
         let target = "/projects/default/flags/sso/target";
-        let mut writer = member(api, base, "w@example.com", "writer").await;
+        let mut writer = signed_in(api, base, "w@example.com", "writer").await;
         let page = writer.get("/projects/default/test?env=production").await;
         let csrf = csrf_of(&page.body);
         let fields = |confirm: &'static str| {
@@ -176,7 +154,7 @@ fn the_entitlement_form_refuses_unconfirmed_forged_and_readers_changes() {
         let done = writer.form(target, &split).await;
         assert_eq!(done.status, 303);
         assert_eq!(done.location, "/projects/default/test?env=production");
-        let mut reader = member(api, base, "r@example.com", "reader").await;
+        let mut reader = signed_in(api, base, "r@example.com", "reader").await;
         let page = reader
             .get("/projects/default/test?env=production&kind=organization&key=acme")
             .await;
@@ -240,7 +218,7 @@ fn the_form_suggests_the_context_kinds_the_environment_has_seen() {
     let rt = runtime();
     let api = Api::new(&base, &credentials.admin_token);
     rt.block_on(async {
-        let mut writer = member(&api, &base, "w@example.com", "writer").await;
+        let mut writer = signed_in(&api, &base, "w@example.com", "writer").await;
         let page = writer.get("/projects/default/test?env=production").await;
         assert!(!page.body.contains("<option value=\"vehicle\">"));
         // An SDK reports a context of a kind of the customer's own.

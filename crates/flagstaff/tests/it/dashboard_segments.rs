@@ -8,7 +8,8 @@ use std::path::Path;
 use flagstaff_testkit::server::{self, Api, TestServer};
 use serde_json::json;
 
-use crate::dashboard::{Visitor, csrf_of};
+use crate::dashboard::csrf_of;
+use crate::dashboard_product::signed_in;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_flagstaff"))
@@ -46,19 +47,7 @@ fn a_fifty_thousand_key_segment_is_readable_and_changes_by_paste() {
             Some(1),
         )
         .await;
-        api.post(
-            "/members",
-            &json!({"email": "pm@example.com", "name": "PM", "role": "writer", "password": "correct horse battery"}),
-        )
-        .await;
-        let mut pm = Visitor::new(&base);
-        let page = pm.get("/sign-in").await;
-        let csrf = csrf_of(&page.body);
-        pm.form(
-            "/sign-in",
-            &[("csrf", csrf.as_str()), ("email", "pm@example.com"), ("password", "correct horse battery")],
-        )
-        .await;
+        let mut pm = signed_in(&api, &base, "pm@example.com", "writer").await;
 
         let list = pm.get("/projects/default/segments?env=test").await;
         assert!(list.body.len() < PAGE_LIMIT, "the list is {} bytes", list.body.len());
@@ -151,20 +140,7 @@ fn a_fifty_thousand_key_segment_is_readable_and_changes_by_paste() {
         assert!(history.body.contains("3 user keys included: new-1, new-2, new-3"));
 
         // A reader cannot paste keys.
-        api.post(
-            "/members",
-            &json!({"email": "r@example.com", "name": "R", "role": "reader", "password": "correct horse battery"}),
-        )
-        .await;
-        let mut reader = Visitor::new(&base);
-        let page = reader.get("/sign-in").await;
-        let csrf = csrf_of(&page.body);
-        reader
-            .form(
-                "/sign-in",
-                &[("csrf", csrf.as_str()), ("email", "r@example.com"), ("password", "correct horse battery")],
-            )
-            .await;
+        let mut reader = signed_in(&api, &base, "r@example.com", "reader").await;
         let page = reader.get(path).await;
         assert!(!page.body.contains("data-testid=\"segment-keys\""));
         let csrf = csrf_of(&page.body);
@@ -196,8 +172,7 @@ fn a_segment_is_copied_to_another_environment_and_overwrites_only_when_asked() {
                 {"attribute": "email", "op": "endsWith", "values": ["@example.com"]}]}]}),
         )
         .await;
-        let mut pm =
-            crate::dashboard_product::signed_in(&api, &base, "pm@example.com", "writer").await;
+        let mut pm = signed_in(&api, &base, "pm@example.com", "writer").await;
         let page = pm.get("/projects/default/segments/beta?env=test").await;
         assert!(page.body.contains("data-testid=\"segment-copy\""));
         let csrf = csrf_of(&page.body);
@@ -299,8 +274,7 @@ fn a_segment_is_copied_to_another_environment_and_overwrites_only_when_asked() {
             )
             .await;
         assert_eq!(forged.status, 403);
-        let mut reader =
-            crate::dashboard_product::signed_in(&api, &base, "r@example.com", "reader").await;
+        let mut reader = signed_in(&api, &base, "r@example.com", "reader").await;
         let page = reader.get("/projects/default/segments/beta?env=test").await;
         assert!(!page.body.contains("segment-copy"));
         let csrf = csrf_of(&page.body);
