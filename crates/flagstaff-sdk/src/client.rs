@@ -199,26 +199,14 @@ impl Client {
         &self,
         timeout: Duration,
     ) -> Result<(), InitializationError> {
-        let mut status = self.inner.shared.watch_status();
-        let wait = async {
-            loop {
-                if self.inner.shared.initialized() {
-                    return Ok(());
-                }
-                let current = status.borrow_and_update().clone();
-                if current.state == DataSourceState::Off {
-                    return Err(InitializationError::Failed(
-                        current.last_error.unwrap_or_else(|| "closed".into()),
-                    ));
-                }
-                if status.changed().await.is_err() {
-                    return Err(InitializationError::Failed("closed".into()));
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .unwrap_or(Err(InitializationError::Timeout(timeout)))
+        let shared = &self.inner.shared;
+        let wait =
+            crate::source::wait_until_initialized(shared.watch_status(), || shared.initialized());
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(InitializationError::Failed(why)),
+            Err(_) => Err(InitializationError::Timeout(timeout)),
+        }
     }
 
     /// Whether flag data has arrived.

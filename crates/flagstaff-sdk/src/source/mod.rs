@@ -140,9 +140,68 @@ pub(crate) fn is_fatal_status(status: u16) -> bool {
     (400..500).contains(&status) && !matches!(status, 400 | 408 | 429)
 }
 
+/// Waits until `initialized()` holds (`Ok`) or the status says the source stopped for good
+/// (`Err` with its last error).
+///
+/// The status is marked seen *before* `initialized()` is read. A data source sets the flag and
+/// then publishes the status, so whichever way the two interleave with this loop, either the
+/// read sees the flag or the publication wakes the wait. Reading the flag first loses the race
+/// where both happen between the read and the mark: the wait then sleeps through the only
+/// status change there will be (a healthy stream publishes no other), until its timeout.
+pub(crate) async fn wait_until_initialized(
+    mut status: watch::Receiver<DataSourceStatus>,
+    initialized: impl Fn() -> bool,
+) -> Result<(), String> {
+    loop {
+        let current = status.borrow_and_update().clone();
+        if initialized() {
+            return Ok(());
+        }
+        if current.state == DataSourceState::Off {
+            return Err(current.last_error.unwrap_or_else(|| "closed".into()));
+        }
+        if status.changed().await.is_err() {
+            return Err("closed".into());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::*;
+
+    /// The interleaving that used to lose the initialization: the source initializes and
+    /// publishes while the waiter is between its two reads. Here the first `initialized()` call
+    /// does exactly that, deterministically.
+    #[tokio::test]
+    async fn an_initialization_between_the_waits_reads_is_not_missed() {
+        let (sender, receiver) = watch::channel(DataSourceStatus {
+            state: DataSourceState::Initializing,
+            since: SystemTime::now(),
+            last_error: None,
+        });
+        let flag = Arc::new(AtomicBool::new(false));
+        let source = Arc::clone(&flag);
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let initialized = || {
+            let seen = flag.load(Ordering::Acquire);
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                // The data source, right after this read: flag, then status.
+                source.store(true, Ordering::Release);
+                sender.send_modify(|s| s.state = DataSourceState::Valid);
+            }
+            seen
+        };
+        let waited = tokio::time::timeout(
+            Duration::from_secs(5),
+            wait_until_initialized(receiver, initialized),
+        )
+        .await;
+        assert_eq!(waited, Ok(Ok(())), "the wait saw the initialization");
+    }
 
     #[test]
     fn fatal_statuses_are_the_sdks_ones() {
