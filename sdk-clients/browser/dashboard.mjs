@@ -150,6 +150,7 @@ report.stateAfterRestore = await text(page, '[data-testid=flag-state]');
 
 // 7b. A segment from a pasted list of keys.
 await page.goto(`${base}/projects/default/segments?env=production`);
+await page.fill('form[action$="/segments"] input[name=name]', 'Beta testers');
 await page.fill('input[name=key]', 'beta-testers');
 await Promise.all([page.waitForNavigation(), page.click('form[action$="/segments"] button[type=submit]')]);
 await page.waitForSelector('[aria-label="Always include user keys"]');

@@ -11,6 +11,16 @@ One JSON command per line on stdin, one JSON answer per line on stdout (the same
       -> {"results": [{"value": ..., "variationIndex": n|null, "reason": {...}}]}
   {"cmd": "track", "id": "c1", "key": "purchase", "context": {...}, "data": <json>,
    "metricValue": 9.5} -> {}
+  {"cmd": "migrate", "id": "c1", "flagKey": "db", "context": {...}, "defaultStage": "off",
+   "newFails": ["k"], "operations": [{"op": "write", "key": "k", "value": <json>},
+   {"op": "read", "key": "k"}]}
+      -> {"results": [{"origin": "old"|"new", "success": bool, "value": ...,
+          "other": {"origin": ..., "success": ...} (writes to both systems)}],
+          "old": {...}, "new": {...}}
+      Runs reads and writes through the SDK's MigratorBuilder (latency, errors and reads
+      compared by equality tracked) over two in-memory systems kept per client: "old" and
+      "new" are their contents afterwards. The new system fails every operation on a key in
+      `newFails`.
   {"cmd": "flush", "id": "c1"} -> {}
   {"cmd": "close", "id": "c1"} -> {}
 
@@ -22,12 +32,15 @@ import json
 import logging
 import sys
 
-from ldclient import Context, LDClient
+from ldclient import Context, LDClient, Result
 from ldclient.config import Config, HTTPConfig
+from ldclient.migrations import MigratorBuilder, Stage
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 clients = {}
+# The two systems of each client's migration: {"old": {key: value}, "new": {key: value}}.
+systems = {}
 
 
 def context_of(value):
@@ -82,6 +95,8 @@ def handle(command):
             metric_value=command.get("metricValue"),
         )
         return {}
+    if cmd == "migrate":
+        return migrate(command)
     if cmd == "flush":
         clients[command["id"]].flush()
         return {}
@@ -91,6 +106,58 @@ def handle(command):
             client.close()
         return {}
     return {"error": "unknown command " + cmd}
+
+
+def migrate(command):
+    client = clients[command["id"]]
+    stores = systems.setdefault(command["id"], {"old": {}, "new": {}})
+    failing = set(command.get("newFails", []))
+
+    def reader(origin):
+        def read(key):
+            if origin == "new" and key in failing:
+                return Result.fail("the new system is down for " + key)
+            return Result.success(stores[origin].get(key))
+
+        return read
+
+    def writer(origin):
+        def write(payload):
+            key, value = payload
+            if origin == "new" and key in failing:
+                return Result.fail("the new system is down for " + key)
+            stores[origin][key] = value
+            return Result.success(None)
+
+        return write
+
+    builder = MigratorBuilder(client)
+    builder.track_latency(True)
+    builder.track_errors(True)
+    builder.read(reader("old"), reader("new"), lambda a, b: a == b)
+    builder.write(writer("old"), writer("new"))
+    migrator = builder.build()
+    if isinstance(migrator, str):
+        return {"error": migrator}
+    context = context_of(command.get("context"))
+    default = Stage.from_str(command.get("defaultStage", "off"))
+    results = []
+    for operation in command["operations"]:
+        if operation["op"] == "read":
+            result = migrator.read(command["flagKey"], context, default, operation["key"])
+            results.append(outcome(result))
+        else:
+            payload = (operation["key"], operation.get("value"))
+            written = migrator.write(command["flagKey"], context, default, payload)
+            answer = outcome(written.authoritative)
+            if written.nonauthoritative is not None:
+                answer["other"] = outcome(written.nonauthoritative)
+            results.append(answer)
+    return {"results": results, "old": stores["old"], "new": stores["new"]}
+
+
+def outcome(result):
+    return {"origin": result.origin.value, "success": result.is_success(), "value": result.value}
 
 
 def main():

@@ -81,6 +81,8 @@ pub const SEGMENT_ACTIONS: &[&str] = &[
     "updateRules",
     "createSegment",
     "deleteSegment",
+    "updateName",
+    "updateDescription",
 ];
 
 /// The release-workflow actions writers take on flags and segments (issue 19): requesting,

@@ -55,6 +55,8 @@ error_codes! {
     InvalidRange => "invalid_range", 400;
     /// A status window outside 1 to 365 days.
     InvalidDays => "invalid_days", 400;
+    /// Migration insights asked of a flag that is not a migration flag.
+    NotAMigrationFlag => "not_a_migration_flag", 400;
     /// A key has characters other than letters, digits, `.`, `_`, `-`, or is empty or too long.
     InvalidKey => "invalid_key", 400;
     /// A field has the wrong shape or value.

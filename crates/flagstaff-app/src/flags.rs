@@ -40,7 +40,9 @@ pub(crate) fn default_targeting(definition: &FlagDefinition) -> Targeting {
             .iter()
             .position(|v| v.value == Value::Bool(false))
             .unwrap_or(0),
-        FlagKind::Multivariate => 0,
+        // The first variation: a multivariate flag's first value, a migration flag's `off`
+        // stage (everything stays on the old system until someone moves the stage on).
+        FlagKind::Multivariate | FlagKind::Migration => 0,
     } as i64;
     Targeting {
         on: false,

@@ -93,12 +93,27 @@ impl App {
                     existing.tags
                 }
                 None => {
+                    // A LaunchDarkly migration flag stays one, so that SDK migrators read it
+                    // as before (its variations are the six stages).
+                    let stages = variations
+                        .iter()
+                        .map(|v| v.value.as_str())
+                        .eq(flagstaff_protocol::MIGRATION_STAGES.map(Some));
+                    let migration = flag.migration.filter(|_| stages).map(|m| {
+                        crate::model::MigrationSettings {
+                            check_ratio: m.check_ratio.unwrap_or(1),
+                        }
+                    });
                     let definition = FlagDefinition {
                         key: key.clone(),
                         name: key.clone(),
                         description: String::new(),
                         tags: vec!["imported".into()],
-                        kind: FlagKind::Multivariate,
+                        kind: if migration.is_some() {
+                            FlagKind::Migration
+                        } else {
+                            FlagKind::Multivariate
+                        },
                         variations,
                         temporary: true,
                         maintainer: None,
@@ -111,6 +126,7 @@ impl App {
                             },
                         ),
                         archived: false,
+                        migration,
                     };
                     let after = body(&definition)?;
                     let mut writes = vec![Write::Put {
@@ -198,18 +214,29 @@ impl App {
                 .await?
                 .map(|doc| doc.body);
             segment.salt = salt_for(&segment.salt, before.as_ref());
+            let known: Option<flagstaff_protocol::Segment> = before
+                .as_ref()
+                .map(|before| serde_json::from_value(before.clone()))
+                .transpose()
+                .map_err(|e| {
+                    AppError::Store(flagstaff_store::StoreError::Corrupt(e.to_string()))
+                })?;
+            // SDK data has no names or descriptions: a re-import keeps the ones people gave.
+            if let Some(known) = &known {
+                segment.name = segment.name.take().or_else(|| known.name.clone());
+                segment.description = segment
+                    .description
+                    .take()
+                    .or_else(|| known.description.clone());
+            }
             let after = body(&segment)?;
             if before.as_ref() == Some(&after) {
                 continue;
             }
             let segment_resource = crate::access::resource::segment_in(&env_resource, key);
-            match &before {
+            match &known {
                 Some(before) => {
-                    let before: flagstaff_protocol::Segment =
-                        serde_json::from_value(before.clone()).map_err(|e| {
-                            AppError::Store(flagstaff_store::StoreError::Corrupt(e.to_string()))
-                        })?;
-                    for action in crate::segments::segment_actions(&before, &segment) {
+                    for action in crate::segments::segment_actions(before, &segment) {
                         actor.authorize(action, &segment_resource)?;
                     }
                 }

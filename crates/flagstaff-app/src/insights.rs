@@ -96,6 +96,15 @@ impl InsightsRange {
         }
     }
 
+    /// The buckets charted as of `now` (Unix ms): their width and `[from, to)`, the last
+    /// bucket being the one `now` is in.
+    pub(crate) fn period(self, now: i64) -> (Resolution, i64, i64) {
+        let resolution = self.resolution();
+        let width = resolution.millis();
+        let to = resolution.bucket(now) + width;
+        (resolution, to - self.buckets() * width, to)
+    }
+
     fn buckets(self) -> i64 {
         match self {
             InsightsRange::Hour => 60,
@@ -399,7 +408,7 @@ fn check_days(days: u32) -> Result<u32> {
 }
 
 impl App {
-    fn event_store(&self) -> Result<&flagstaff_store::EventStore> {
+    pub(crate) fn event_store(&self) -> Result<&flagstaff_store::EventStore> {
         self.pipeline
             .as_ref()
             .map(|p| p.store().as_ref())
@@ -528,11 +537,8 @@ impl App {
         let definition = self.flag(actor, project, flag).await?.value;
         self.environment(actor, project, environment).await?;
         let events = self.event_store()?;
-        let now = self.now_millis();
-        let resolution = range.resolution();
+        let (resolution, from, to) = range.period(self.now_millis());
         let width = resolution.millis();
-        let to = resolution.bucket(now) + width;
-        let from = to - range.buckets() * width;
         let scope = env_scope(project, environment);
         let points = events
             .evaluation_series(&scope, flag, resolution, from, to)

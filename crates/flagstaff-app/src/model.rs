@@ -197,6 +197,30 @@ pub enum FlagKind {
     Boolean,
     /// Any number of values of any JSON type.
     Multivariate,
+    /// A migration from an old system to a new one (a database, a service): the variations are
+    /// the six stages of [`flagstaff_protocol::MIGRATION_STAGES`], which LaunchDarkly's SDK
+    /// migrators read to decide where reads and writes go.
+    Migration,
+}
+
+/// What a migration flag adds to its definition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MigrationSettings {
+    /// SDK migrators compare the old and new systems' reads in 1 of this many operations
+    /// (spec §2.2 `migration.checkRatio`); 1 checks every read, 0 none.
+    #[serde(default = "every_operation")]
+    pub check_ratio: i64,
+}
+
+impl Default for MigrationSettings {
+    fn default() -> Self {
+        MigrationSettings { check_ratio: 1 }
+    }
+}
+
+fn every_operation() -> i64 {
+    1
 }
 
 /// A flag as defined once per project.
@@ -213,7 +237,7 @@ pub struct FlagDefinition {
     /// Free-form labels for filtering.
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Boolean or multivariate.
+    /// Boolean, multivariate or migration.
     #[serde(default)]
     pub kind: FlagKind,
     /// The values the flag can take. Boolean flags may omit them (`true`, `false`).
@@ -232,6 +256,9 @@ pub struct FlagDefinition {
     /// Archived flags are hidden from SDKs and lists but can be restored.
     #[serde(default)]
     pub archived: bool,
+    /// Present exactly when `kind` is `migration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationSettings>,
 }
 
 fn default_true() -> bool {
@@ -300,7 +327,9 @@ pub fn merge_flag(definition: &FlagDefinition, targeting: &Targeting, version: u
         debug_events_until_date: None,
         version,
         deleted: false,
-        migration: None,
+        migration: definition.migration.map(|m| flagstaff_protocol::Migration {
+            check_ratio: Some(m.check_ratio),
+        }),
         sampling_ratio: None,
         exclude_from_summaries: false,
     }

@@ -41,6 +41,7 @@ impl App {
         for doc in self.store.list(kinds::SEGMENT, &scope).await? {
             let mut segment: Segment = decode(&doc)?;
             segment.version = doc.version;
+            for_sdks(&mut segment);
             data.segments.insert(doc.key.clone(), segment);
         }
         Ok(data)
@@ -83,6 +84,7 @@ impl App {
         };
         let mut segment: Segment = decode(&doc)?;
         segment.version = doc.version;
+        for_sdks(&mut segment);
         Ok(Some(segment))
     }
 
@@ -252,6 +254,13 @@ pub(crate) struct Compiled {
     seq: u64,
     data: Arc<FlagData>,
     snapshot: Snapshot,
+}
+
+/// Leaves out what is for people only (a segment's name and description): SDKs receive the
+/// protocol's segment (spec §2.3) and nothing more.
+fn for_sdks(segment: &mut Segment) {
+    segment.name = None;
+    segment.description = None;
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ pub(crate) fn segment_actions(before: &Segment, after: &Segment) -> Vec<&'static
     {
         actions.push("updateRules");
     }
+    if before.name != after.name {
+        actions.push("updateName");
+    }
+    if before.description != after.description {
+        actions.push("updateDescription");
+    }
     actions
 }
 
@@ -91,6 +97,13 @@ impl App {
             segment.salt = decode::<Segment>(doc)?.salt;
         } else if segment.salt.is_empty() {
             segment.salt = random_hex(16);
+        }
+        // A blank name or description is no name or description.
+        for text in [&mut segment.name, &mut segment.description] {
+            *text = text
+                .take()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty());
         }
         // A pasted list often repeats keys; each key is kept once, in its first place.
         dedupe(&mut segment.included);

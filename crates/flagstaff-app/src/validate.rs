@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use flagstaff_eval::values;
-use flagstaff_protocol::{AttrRef, Clause, Kind, Segment, VariationOrRollout};
+use flagstaff_protocol::{AttrRef, Clause, Kind, MIGRATION_STAGES, Segment, VariationOrRollout};
 use serde_json::Value;
 
 use crate::error::{AppError, ErrorCode, Result};
@@ -114,6 +114,8 @@ pub fn excerpt(text: &str) -> String {
 
 /// Longest name (of a project or environment) accepted.
 const MAX_NAME_CHARS: usize = 200;
+/// Descriptions are for a paragraph or two.
+const MAX_DESCRIPTION_CHARS: usize = 2_000;
 
 /// Checks a display name: not blank, at most [`MAX_NAME_CHARS`] characters.
 pub fn name(field: &str, name: &str) -> Result<()> {
@@ -195,6 +197,14 @@ pub fn definition(definition: &mut FlagDefinition) -> Result<()> {
                 ));
             }
         }
+        FlagKind::Migration => migration(definition)?,
+    }
+    if definition.kind != FlagKind::Migration && definition.migration.is_some() {
+        return Err(invalid(
+            codes::INVALID_FIELD,
+            "migration",
+            "only a migration flag (kind \"migration\") has migration settings",
+        ));
     }
     for (i, variation) in definition.variations.iter().enumerate() {
         if definition.variations[..i]
@@ -216,6 +226,82 @@ pub fn definition(definition: &mut FlagDefinition) -> Result<()> {
                 "tags are 1 to 64 characters",
             ));
         }
+    }
+    Ok(())
+}
+
+/// What each migration stage does, in the words of the dashboard: the variations' names and
+/// descriptions of a new migration flag, in the order of [`MIGRATION_STAGES`].
+const MIGRATION_STAGE_TEXTS: [(&str, &str); 6] = [
+    ("Off", "Reads and writes go to the old system only."),
+    (
+        "Dual write",
+        "Writes go to both systems, the old one authoritative; reads go to the old one.",
+    ),
+    (
+        "Shadow",
+        "Reads and writes go to both systems; the old one is authoritative and reads are compared.",
+    ),
+    (
+        "Live",
+        "Reads and writes go to both systems; the new one is authoritative and reads are compared.",
+    ),
+    (
+        "Ramp down",
+        "Reads go to the new system only; writes go to both, the new one authoritative.",
+    ),
+    ("Complete", "Reads and writes go to the new system only."),
+];
+
+/// Checks a migration flag: its variations are the six stages in order (a new flag gets them
+/// with names and descriptions; names and descriptions may change, values and order may not,
+/// as SDK migrators understand only these strings), it has migration settings, and it is for
+/// server-side SDKs only, as only they have migrators.
+fn migration(definition: &mut FlagDefinition) -> Result<()> {
+    if definition.variations.is_empty() {
+        definition.variations = MIGRATION_STAGES
+            .iter()
+            .zip(MIGRATION_STAGE_TEXTS)
+            .map(|(stage, (name, description))| Variation {
+                value: Value::from(*stage),
+                name: Some(name.to_owned()),
+                description: Some(description.to_owned()),
+            })
+            .collect();
+    }
+    let values: Vec<Option<&str>> = definition
+        .variations
+        .iter()
+        .map(|v| v.value.as_str())
+        .collect();
+    let stages: Vec<Option<&str>> = MIGRATION_STAGES.iter().copied().map(Some).collect();
+    if values != stages {
+        return Err(invalid(
+            codes::INVALID_VARIATIONS,
+            "variations",
+            format!(
+                "a migration flag's variations are its six stages, in order: {}; leave \
+                 variations out to get them",
+                MIGRATION_STAGES.join(", ")
+            ),
+        ));
+    }
+    let settings = definition.migration.get_or_insert_with(Default::default);
+    if !(0..=1_000_000).contains(&settings.check_ratio) {
+        return Err(invalid(
+            codes::INVALID_FIELD,
+            "migration.checkRatio",
+            "the check ratio is 0 (never compare reads) or 1 in N operations, N up to 1,000,000",
+        ));
+    }
+    let availability = definition.client_side_availability;
+    if availability.using_environment_id || availability.using_mobile_key {
+        return Err(invalid(
+            codes::INVALID_FIELD,
+            "clientSideAvailability",
+            "a migration flag is for server-side SDKs only (browser and mobile SDKs have no \
+             migrators)",
+        ));
     }
     Ok(())
 }
@@ -617,6 +703,18 @@ pub fn referenced_segments(segment: &Segment) -> Vec<String> {
 /// environment's segments and what they reference.
 pub fn segment(segment: &Segment, neighbourhood: &Neighbourhood) -> Result<()> {
     key("key", &segment.key)?;
+    if let Some(segment_name) = &segment.name {
+        name("name", segment_name)?;
+    }
+    if let Some(description) = &segment.description
+        && description.chars().count() > MAX_DESCRIPTION_CHARS
+    {
+        return Err(invalid(
+            codes::INVALID_FIELD,
+            "description",
+            format!("a description has at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
     let mut graph = neighbourhood.segments.clone();
     graph.insert(segment.key.clone(), referenced_segments(segment));
     for (field, targets) in [

@@ -1,8 +1,9 @@
 // Flagstaff dashboard: the targeting and segment editors and the review-before-save dialog.
 //
 // The page embeds what it shows as JSON (#editor-data). The editor works on a copy of the
-// stored document and only touches the parts it manages, so fields it does not show (context
-// targets of other kinds, tracking flags, the salt) are saved back unchanged. Saving always
+// stored document and only touches the parts it manages, so fields it does not show (tracking
+// flags, the salt) are saved back unchanged. Targets and segment lists are edited for every
+// context kind: user keys in `targets` / `included` / `excluded`, other kinds beside them. Saving always
 // goes through review: the server describes the change in words and diffs it against what is
 // stored now, the person adds an optional comment (and types the flag key in a critical
 // environment), then the save is sent with the version the page read. A 409 means someone else
@@ -255,6 +256,28 @@
   const datalist = h("datalist", { id: "attribute-names" }, Object.keys(ATTRIBUTE_TYPES).map((a) => h("option", { value: a })));
   document.body.append(datalist);
 
+  // ----- context kinds --------------------------------------------------------------------
+  // The kinds SDKs reported in this environment, and the common ones, offered wherever a kind
+  // is typed; any other valid kind can be typed too.
+  const isUserKind = (kind) => !kind || kind === "user";
+  document.body.append(h("datalist", { id: "context-kinds" }, (data.contextKinds || []).map((k) => h("option", { value: k }))));
+  function addKindControl(label, present, add) {
+    const input = h("input", { list: "context-kinds", size: 14, placeholder: "organization", "aria-label": label });
+    const note = h("span", { class: "field-error", role: "alert", hidden: true });
+    const go = () => {
+      const kind = input.value.trim();
+      // A kind is letters, digits, ".", "_" and "-", and never "kind" (ld-protocol.md §2.7).
+      const problem = !kind ? "Type a context kind." :
+        !/^[A-Za-z0-9._-]+$/.test(kind) || kind === "kind" ? `“${kind}” is not a context kind: use letters, digits, “.”, “_” and “-”.` :
+        present.includes(kind) ? `${kind} is already here.` : "";
+      note.textContent = problem; note.hidden = !problem;
+      if (!problem) add(kind);
+    };
+    input.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); go(); } });
+    return h("div", { class: "ed-row" }, h("label", {}, label, input),
+      h("button", { type: "button", class: "secondary small", onclick: go }, "Add"), note);
+  }
+
   // ----- rollouts -------------------------------------------------------------------------
   // Weights are in thousandths of a percent (100000 = 100 %), as LaunchDarkly stores them.
   // Changing one variation's share takes from (or gives to) the others so the total stays 100 %.
@@ -339,9 +362,24 @@
     const state = clone(stored);
     const variations = data.variations;
     const snapshot = () => JSON.stringify(normalise(state));
+    // Empty lists go; once any other kind is targeted, every user target keeps a placeholder
+    // in `contextTargets`, since evaluation then walks only that list and reaches user
+    // targets through their placeholders (ld-protocol.md §3.3, as instructions.rs does).
     const normalise = (t) => {
       const out = clone(t);
       out.targets = (out.targets || []).filter((x) => x.values && x.values.length);
+      let listed = (out.contextTargets || []).filter((x) => isUserKind(x.contextKind) || (x.values && x.values.length));
+      if (listed.some((x) => !isUserKind(x.contextKind))) {
+        for (const target of out.targets) {
+          if (!listed.some((x) => isUserKind(x.contextKind) && x.variation === target.variation)) {
+            listed.unshift({ contextKind: "user", values: [], variation: target.variation });
+          }
+        }
+        listed = listed.filter((x) => !isUserKind(x.contextKind) || out.targets.some((t) => t.variation === x.variation));
+      } else {
+        listed = [];
+      }
+      out.contextTargets = listed;
       return out;
     };
     const original = JSON.stringify(normalise(stored));
@@ -368,25 +406,39 @@
       });
     };
 
+    // Individual targets of every context kind: user keys in `targets`, other kinds in
+    // `contextTargets`, one box per kind and variation.
     const targetsSection = h("div", { class: "ed-section" });
+    const addedKinds = [];
     const renderTargets = () => {
       state.targets = state.targets || [];
-      targetsSection.replaceChildren(h("h3", {}, "Individual targets (user keys)"));
-      variations.forEach((v, i) => {
-        let target = state.targets.find((t) => t.variation === i);
-        targetsSection.append(h("label", { class: "block" }, `Serve ${v.label} to`,
-          h("textarea", { class: "keys", rows: 1, placeholder: "Paste user keys, separated by commas, spaces or lines", "aria-label": `User keys served ${v.label}`,
-            value: target ? target.values.join(", ") : "",
-            oninput: (e) => {
-              const values = e.target.value.split(/[\s,]+/).filter((s) => s);
-              target = state.targets.find((t) => t.variation === i);
-              if (!target) { target = { values: [], variation: i }; state.targets.push(target); }
-              target.values = values;
-              changed();
-            } })));
+      state.contextTargets = state.contextTargets || [];
+      const kinds = ["user"];
+      for (const t of state.contextTargets) if (!kinds.includes(t.contextKind || "user")) kinds.push(t.contextKind);
+      for (const k of addedKinds) if (!kinds.includes(k)) kinds.push(k);
+      targetsSection.replaceChildren(h("h3", {}, "Individual targets"));
+      kinds.forEach((kind) => {
+        const user = isUserKind(kind);
+        const list = user ? state.targets : state.contextTargets;
+        const find = (i) => list.find((t) => t.variation === i && (user || t.contextKind === kind));
+        const group = h("fieldset", { class: "ed-kind", "data-kind": kind }, h("legend", {}, user ? "Users" : `Context kind “${kind}”`));
+        variations.forEach((v, i) => {
+          const target = find(i);
+          group.append(h("label", { class: "block" }, `Serve ${v.label} to`,
+            h("textarea", { class: "keys", rows: 1, placeholder: `Paste ${kind} keys, separated by commas, spaces or lines`,
+              "aria-label": `${user ? "User" : kind} keys served ${v.label}`,
+              value: target ? target.values.join(", ") : "",
+              oninput: (e) => {
+                const values = e.target.value.split(/[\s,]+/).filter((x) => x);
+                let found = find(i);
+                if (!found) { found = user ? { values: [], variation: i } : { contextKind: kind, values: [], variation: i }; list.push(found); }
+                found.values = values;
+                changed();
+              } })));
+        });
+        targetsSection.append(group);
       });
-      const others = (state.contextTargets || []).filter((t) => (t.contextKind || "user") !== "user" && t.values.length);
-      if (others.length) targetsSection.append(h("p", { class: "muted" }, `Also targets ${others.length} list(s) of other context kinds (kept as they are).`));
+      targetsSection.append(addKindControl("Target another context kind", kinds, (kind) => { addedKinds.push(kind); renderTargets(); }));
     };
 
     const rulesSection = h("div", { class: "ed-section" });
@@ -441,10 +493,48 @@
     const dirtyNote = h("span", { class: "ed-dirty", hidden: true }, "Unsaved changes");
     const changed = () => { dirtyNote.hidden = JSON.stringify(state) === original; };
     Flagstaff.dirtyChecks.push(() => JSON.stringify(state) !== original);
+    const split = (text) => text.split(/[\s,]+/).filter((x) => x);
     const keys = (field, label) => h("label", { class: "block" }, label,
       h("textarea", { class: "keys", rows: 3, value: (state[field] || []).join("\n"), "aria-label": label,
         placeholder: "Paste keys, separated by commas, spaces or lines",
-        oninput: (e) => { state[field] = e.target.value.split(/[\s,]+/).filter((s) => s); changed(); } }));
+        oninput: (e) => { state[field] = split(e.target.value); changed(); } }));
+    // Keys of another kind live in `includedContexts` / `excludedContexts`, one entry per kind.
+    const kindKeys = (field, kind, label) => {
+      const entry = () => (state[field] || []).find((t) => t.contextKind === kind);
+      return h("label", { class: "block" }, label,
+        h("textarea", { class: "keys", rows: 2, value: entry() ? entry().values.join("\n") : "", "aria-label": label,
+          placeholder: "Paste keys, separated by commas, spaces or lines",
+          oninput: (e) => {
+            state[field] = state[field] || [];
+            let found = entry();
+            if (!found) { found = { contextKind: kind, values: [] }; state[field].push(found); }
+            found.values = split(e.target.value);
+            changed();
+          } }));
+    };
+    const addedKinds = [];
+    const listsSection = h("div", { class: "ed-section" });
+    const renderLists = () => {
+      const kinds = [];
+      for (const field of ["includedContexts", "excludedContexts"]) {
+        for (const t of state[field] || []) if (!isUserKind(t.contextKind) && !kinds.includes(t.contextKind)) kinds.push(t.contextKind);
+      }
+      for (const k of addedKinds) if (!kinds.includes(k)) kinds.push(k);
+      listsSection.replaceChildren(h("h3", {}, "Included and excluded keys"),
+        h("fieldset", { class: "ed-kind", "data-kind": "user" }, h("legend", {}, "Users"),
+          keys("included", "Always include user keys"), keys("excluded", "Always exclude user keys")),
+        ...kinds.map((kind) => h("fieldset", { class: "ed-kind", "data-kind": kind }, h("legend", {}, `Context kind “${kind}”`),
+          kindKeys("includedContexts", kind, `Always include ${kind} keys`), kindKeys("excludedContexts", kind, `Always exclude ${kind} keys`))),
+        addKindControl("List keys of another context kind", ["user", ...kinds], (kind) => { addedKinds.push(kind); renderLists(); }));
+    };
+    // Lists left empty go, so that adding a kind and typing nothing changes nothing.
+    const withoutEmptyLists = (segment) => {
+      const out = clone(segment);
+      for (const field of ["includedContexts", "excludedContexts"]) {
+        if (out[field]) out[field] = out[field].filter((t) => t.values && t.values.length);
+      }
+      return out;
+    };
     const rulesSection = h("div", { class: "ed-section" });
     const renderRules = () => {
       state.rules = state.rules || [];
@@ -468,13 +558,20 @@
     const lists = data.listsElsewhere
       ? h("div", { class: "ed-section" }, h("h3", {}, "Included and excluded keys"),
         h("p", { class: "muted" }, "This segment lists too many keys to edit here: use “Add or remove keys” above."))
-      : h("div", { class: "ed-section" }, h("h3", {}, "Included and excluded keys"), keys("included", "Always include user keys"), keys("excluded", "Always exclude user keys"));
+      : (renderLists(), listsSection);
+    // The name and description, for people; SDKs never receive them.
+    const text = (field, label, attributes) => h("label", { class: "block" }, label,
+      h(attributes.rows ? "textarea" : "input", Object.assign({ value: state[field] || "", "data-testid": `segment-${field}`,
+        oninput: (e) => { if (e.target.value.trim()) state[field] = e.target.value; else delete state[field]; changed(); } }, attributes)));
+    const labels = h("div", { class: "ed-section" }, h("h3", {}, "Name and description"),
+      text("name", "Name", { maxlength: 200 }), text("description", "Description", { maxlength: 2000, rows: 2 }));
     root.replaceChildren(
+      labels,
       lists,
       rulesSection,
       h("div", { class: "ed-footer" }, dirtyNote,
         h("button", { type: "button", class: "secondary", onclick: () => { Flagstaff.dirtyChecks.length = 0; window.location.reload(); } }, "Discard changes"),
-        h("button", { type: "button", class: "primary", onclick: () => Flagstaff.review({ kind: "segment", value: state, version: data.version, where: `Segment ${data.segmentKey} in ${data.environment}` }) }, "Review and save")));
+        h("button", { type: "button", class: "primary", onclick: () => Flagstaff.review({ kind: "segment", value: withoutEmptyLists(state), version: data.version, where: `Segment ${data.segmentKey} in ${data.environment}` }) }, "Review and save")));
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -93,9 +93,9 @@ const KINDS: &[&str] = &["user", "organization", "device", "account", "company"]
 /// Recently seen contexts read for their kinds.
 const SEEN_CONTEXTS: u32 = 500;
 
-/// The kinds the form suggests: those of the contexts SDKs reported here recently (insights),
+/// The kinds the forms and editors suggest: those of the contexts SDKs reported here recently (insights),
 /// then the common ones. Without an events database, only the common ones.
-async fn suggested_kinds(
+pub(crate) async fn suggested_kinds(
     dashboard: &crate::Dashboard,
     viewer: &Viewer,
     project: &str,

@@ -454,6 +454,20 @@ pub fn segment_diff(before: Option<&Segment>, after: Option<&Segment>) -> Vec<Di
             .map(|(_, keys)| keys.iter().map(|k| k.as_str()).collect())
     }
     let mut out = Vec::new();
+    // The name and description first, as people know the segment by them.
+    let labels = |s: Option<&Segment>| -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Some(name) = s.and_then(|s| s.name.as_deref()) {
+            // Whole: validation bounds both (200 and 2,000 characters), and a change at the
+            // end of a long description must show.
+            lines.push(format!("Name: {name}"));
+        }
+        if let Some(description) = s.and_then(|s| s.description.as_deref()) {
+            lines.push(format!("Description: {description}"));
+        }
+        lines
+    };
+    out.extend(diff(&labels(before), &labels(after)));
     for name in names {
         let old = find(&before_lists, name).unwrap_or_default();
         let new = find(&after_lists, name).unwrap_or_default();

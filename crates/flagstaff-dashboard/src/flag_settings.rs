@@ -218,9 +218,10 @@ fn definition_of(
     let mut origins = Vec::with_capacity(form.rows.len());
     for (i, row) in form.rows.iter().enumerate() {
         let origin: Option<usize> = row.origin.parse().ok();
-        // Boolean flags keep their values; only names and descriptions are edited.
+        // Boolean and migration flags keep their values; only names and descriptions are
+        // edited.
         let value = match (current.kind, origin.and_then(|o| current.variations.get(o))) {
-            (FlagKind::Boolean, Some(old)) => old.value.clone(),
+            (FlagKind::Boolean | FlagKind::Migration, Some(old)) => old.value.clone(),
             _ => parse_value(&row.value, &form.value_type, i + 1)?,
         };
         variations.push(Variation {
@@ -250,6 +251,7 @@ fn definition_of(
             using_mobile_key: form.mobile,
         },
         archived: current.archived,
+        migration: current.migration,
     };
     Ok((definition, origins))
 }
@@ -374,7 +376,8 @@ pub(crate) fn describe_changes(
 struct SettingsPage {
     nav: Nav,
     key: String,
-    boolean: bool,
+    /// Boolean and migration flags: values fixed, names and descriptions editable.
+    fixed: bool,
     form: SettingsForm,
     /// The change in words when reviewing; empty while editing.
     review: Vec<String>,
@@ -411,7 +414,7 @@ pub(crate) async fn page(
     Ok(render(&SettingsPage {
         nav,
         key,
-        boolean: current.value.kind == FlagKind::Boolean,
+        fixed: current.value.kind != FlagKind::Multivariate,
         form,
         review: Vec::new(),
         reviewing: false,
@@ -446,19 +449,19 @@ pub(crate) async fn post(
         .flag(&viewer.actor, &project, &key)
         .await
         .map_err(|e| PageError(e).into_response())?;
-    let boolean = current.value.kind == FlagKind::Boolean;
+    let fixed = current.value.kind != FlagKind::Multivariate;
     let op = std::mem::take(&mut form.op);
     let mut page = SettingsPage {
         nav,
         key: key.clone(),
-        boolean,
+        fixed,
         form,
         review: Vec::new(),
         reviewing: false,
         error: None,
         field: String::new(),
     };
-    if !boolean && page.form.edit_rows(&op) {
+    if !fixed && page.form.edit_rows(&op) {
         return Ok(render(&page));
     }
     let result = definition_of(&page.form, &current.value);

@@ -398,13 +398,14 @@ pub fn parse_variations(text: &str, value_type: &str) -> Result<Vec<Variation>, 
 }
 
 fn definition_from_form(form: &NewFlagForm) -> Result<FlagDefinition, AppError> {
-    let kind = if form.kind == "multivariate" {
-        FlagKind::Multivariate
-    } else {
-        FlagKind::Boolean
+    let kind = match form.kind.as_str() {
+        "multivariate" => FlagKind::Multivariate,
+        "migration" => FlagKind::Migration,
+        _ => FlagKind::Boolean,
     };
+    // Boolean and migration flags get their fixed variations from validation.
     let variations = match kind {
-        FlagKind::Boolean => Vec::new(),
+        FlagKind::Boolean | FlagKind::Migration => Vec::new(),
         FlagKind::Multivariate => parse_variations(&form.variations, &form.value_type)?,
     };
     let key = if form.key.trim().is_empty() {
@@ -432,6 +433,7 @@ fn definition_from_form(form: &NewFlagForm) -> Result<FlagDefinition, AppError> 
             using_mobile_key: form.mobile.is_some(),
         },
         archived: false,
+        migration: None,
     })
 }
 
@@ -640,6 +642,7 @@ pub(crate) async fn page(
         })).collect::<Vec<_>>(),
         "flags": others,
         "segments": segments,
+        "contextKinds": crate::context::suggested_kinds(&dashboard, &viewer, &project, &nav.environment).await,
         "reviewUrl": format!("/projects/{project}/flags/{key}/review"),
         "saveUrl": format!("/projects/{project}/flags/{key}/targeting"),
         "requestUrl": workflows.needs_approval.then(|| format!("/projects/{project}/flags/{key}/request")),

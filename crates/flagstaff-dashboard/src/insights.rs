@@ -172,6 +172,92 @@ struct FlagInsightsPage {
     chart: String,
     legend: Vec<Legend>,
     ranges: Vec<&'static str>,
+    /// For a migration flag: what SDK migrators reported, one line per operation and stage.
+    migration: Option<MigrationView>,
+}
+
+/// A migration flag's insights as the page shows them.
+struct MigrationView {
+    stage: String,
+    check_ratio: String,
+    lines: Vec<MigrationLine>,
+}
+
+/// One operation at one stage, in words and numbers ready to print.
+struct MigrationLine {
+    operation: String,
+    stage: String,
+    operations: u64,
+    consistency: String,
+    old_errors: String,
+    new_errors: String,
+    old_latency: String,
+    new_latency: String,
+    /// Something needs attention: an inconsistency or an error.
+    alert: bool,
+}
+
+fn percent(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "–".to_owned(), |r| format!("{:.1} %", 100.0 * r))
+}
+
+fn errors(origin: &flagstaff_app::migration::OriginSummary) -> String {
+    if origin.invoked == 0 {
+        "not used".to_owned()
+    } else {
+        format!(
+            "{} of {} ({})",
+            origin.errors,
+            origin.invoked,
+            percent(origin.error_rate)
+        )
+    }
+}
+
+fn latency(origin: &flagstaff_app::migration::OriginSummary) -> String {
+    match (origin.mean_latency_ms, origin.max_latency_ms) {
+        (Some(mean), Some(max)) => format!("{mean:.2} ms mean, {max:.2} ms worst"),
+        _ => "–".to_owned(),
+    }
+}
+
+fn migration_view(insights: &flagstaff_app::migration::MigrationInsights) -> MigrationView {
+    MigrationView {
+        stage: match (&insights.stage, insights.on) {
+            (Some(stage), true) => format!("{stage} for everyone"),
+            (Some(stage), false) => format!("{stage} for everyone (targeting is off)"),
+            (None, _) => "depends on the context (targets, rules or a rollout)".to_owned(),
+        },
+        check_ratio: match insights.check_ratio {
+            0 => "never".to_owned(),
+            1 => "every read".to_owned(),
+            n => format!("1 read in {n}"),
+        },
+        lines: insights
+            .totals
+            .iter()
+            .map(|row| MigrationLine {
+                operation: row.operation.clone(),
+                stage: row.stage.clone(),
+                operations: row.operations,
+                consistency: if row.consistency_checks == 0 {
+                    "no reads compared".to_owned()
+                } else {
+                    format!(
+                        "{} consistent ({} of {} differed)",
+                        percent(row.consistency_rate),
+                        row.inconsistent,
+                        row.consistency_checks
+                    )
+                },
+                old_errors: errors(&row.old),
+                new_errors: errors(&row.new),
+                old_latency: latency(&row.old),
+                new_latency: latency(&row.new),
+                alert: row.inconsistent > 0 || row.old.errors > 0 || row.new.errors > 0,
+            })
+            .collect(),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -228,7 +314,16 @@ pub(crate) async fn flag(
             },
         })
         .collect();
+    let migration = if definition.kind == flagstaff_app::model::FlagKind::Migration {
+        let insights = app
+            .migration_insights(&viewer.actor, &project, &key, &nav.environment, range)
+            .await?;
+        Some(migration_view(&insights))
+    } else {
+        None
+    };
     Ok(render(&FlagInsightsPage {
+        migration,
         chart: chart(&insights),
         nav,
         name: definition.name,

@@ -20,6 +20,8 @@ use crate::{DashState, JsonBody, Nav, PageError, json_error, render, script_json
 
 pub(crate) struct ListedSegment {
     pub key: String,
+    pub name: Option<String>,
+    pub description: String,
     pub summary: String,
 }
 
@@ -54,6 +56,13 @@ async fn list_page(
         .into_iter()
         .map(|s| ListedSegment {
             summary: describe::segment(&s.value).join("; "),
+            name: s.value.name.clone(),
+            description: s
+                .value
+                .description
+                .as_deref()
+                .map(crate::excerpt)
+                .unwrap_or_default(),
             key: s.value.key,
         })
         .collect();
@@ -86,6 +95,10 @@ pub(crate) struct NewSegment {
     csrf: String,
     env: String,
     key: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
 }
 
 pub(crate) async fn create(
@@ -97,7 +110,9 @@ pub(crate) async fn create(
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, Some(&form.csrf))?;
     let segment: Segment =
-        serde_json::from_value(json!({"key": form.key.trim()})).map_err(|e| {
+        serde_json::from_value(json!({"key": form.key.trim(), "name": form.name,
+            "description": form.description}))
+        .map_err(|e| {
             PageError(AppError::invalid(
                 ErrorCode::InvalidField,
                 "key",
@@ -143,6 +158,8 @@ struct SegmentPage {
     /// Whether the viewer may change the segment (any of its update actions).
     may_edit: bool,
     key: String,
+    name: Option<String>,
+    description: Option<String>,
     summary: Vec<String>,
     editor_json: String,
     /// Its lists, counted, and one page of one of them.
@@ -196,7 +213,13 @@ pub(crate) async fn page(
             &viewer.actor,
             (&project, &nav.environment),
             &key,
-            &["updateIncluded", "updateExcluded", "updateRules"],
+            &[
+                "updateIncluded",
+                "updateExcluded",
+                "updateRules",
+                "updateName",
+                "updateDescription",
+            ],
         )
         .await?
         .iter()
@@ -231,6 +254,7 @@ pub(crate) async fn page(
         "version": segment.version,
         "segment": editable,
         "listsElsewhere": large,
+        "contextKinds": crate::context::suggested_kinds(&dashboard, &viewer, &project, &nav.environment).await,
         "segments": segments.into_iter().filter(|s| *s != key).collect::<Vec<_>>(),
         "reviewUrl": format!("/projects/{project}/segments/{key}/review"),
         "saveUrl": format!("/projects/{project}/segments/{key}/save"),
@@ -243,6 +267,8 @@ pub(crate) async fn page(
         used_by_flags,
         used_by_segments,
         summary: describe::segment(&segment.value),
+        name: segment.value.name.clone(),
+        description: segment.value.description.clone(),
         key,
         editor_json: script_json(&editor),
         nav,

@@ -71,6 +71,7 @@ pub struct Aggregate {
     custom_keys_per_environment: HashMap<Env, usize>,
     samples: Vec<EventSample>,
     samples_per_environment: HashMap<Env, usize>,
+    migration: crate::migration::MigrationAggregate,
     /// Summary counters (and unsummarised feature events) folded in.
     pub counters: u64,
     /// Events of the batches folded in.
@@ -83,6 +84,14 @@ pub struct Aggregate {
     pub flags_over_limit: u64,
     /// Custom events dropped because of [`Limits::custom_keys_per_environment`].
     pub custom_over_limit: u64,
+}
+
+impl Aggregate {
+    /// Migration operations dropped because of [`Limits::flags_per_environment`] (distinct
+    /// migration flags, counted apart from evaluated flags).
+    pub fn migration_over_limit(&self) -> u64 {
+        self.migration.over_limit
+    }
 }
 
 impl Aggregate {
@@ -237,6 +246,11 @@ impl Aggregate {
             *count += 1;
             self.contexts.insert(key, context);
         }
+        self.migration.add(
+            &environment,
+            batch.migration_ops,
+            limits.flags_per_environment,
+        );
         for sample in batch.samples {
             let count = self
                 .samples_per_environment
@@ -391,6 +405,7 @@ impl Aggregate {
             )
             .collect();
         write.samples = self.samples;
+        write.migration_ops = self.migration.into_rows(retention, now);
         write
     }
 }

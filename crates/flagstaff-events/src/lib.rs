@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod migration;
 pub mod payload;
 
 use std::collections::{HashSet, VecDeque};
@@ -382,6 +383,7 @@ impl Pipeline {
                 ("samples", aggregate.samples_over_limit),
                 ("flags", aggregate.flags_over_limit),
                 ("custom_keys", aggregate.custom_over_limit),
+                ("migration_flags", aggregate.migration_over_limit()),
             ] {
                 if over > 0 {
                     metrics::counter!("flagstaff_events_over_limit_total", "what" => what)

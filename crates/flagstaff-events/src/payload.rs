@@ -206,6 +206,8 @@ pub struct Batch {
     pub custom: Vec<Custom>,
     /// Events to keep as samples.
     pub samples: Vec<Sample>,
+    /// Migration operations (`migration_op` events).
+    pub migration_ops: Vec<crate::migration::MigrationOp>,
     /// The SDK as its diagnostic event describes it, with its platform (JSON), if this was one.
     pub diagnostic: Option<(SdkIdentity, String)>,
     /// About how many bytes of memory the batch holds: what the pipeline's queue counts
@@ -226,6 +228,7 @@ impl Batch {
             contexts: Vec::new(),
             custom: Vec::new(),
             samples: Vec::new(),
+            migration_ops: Vec::new(),
             diagnostic: None,
             bytes: 0,
         }
@@ -449,7 +452,16 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
             });
             true
         }
-        "identify" | "index" | "click" | "pageview" | "migration_op" => {
+        "migration_op" => {
+            let at = batch.source.time(event.get("creationDate"));
+            let Some(op) = crate::migration::read(&event, at, MAX_KEY_LEN) else {
+                return false;
+            };
+            batch.migration_ops.push(op);
+            read_event_contexts(batch, &mut event, at);
+            true
+        }
+        "identify" | "index" | "click" | "pageview" => {
             let at = batch.source.time(event.get("creationDate"));
             read_event_contexts(batch, &mut event, at);
             true

@@ -116,6 +116,12 @@ pub struct ClientSideAvailability {
     pub using_environment_id: bool,
 }
 
+/// The stages of a migration flag, in order: its variations' values (spec §6.4,
+/// `migration_op`). An SDK migrator reads the flag as one of these strings and decides from it
+/// which of the old and new systems to read from and write to, and which one is authoritative.
+pub const MIGRATION_STAGES: [&str; 6] =
+    ["off", "dualwrite", "shadow", "live", "rampdown", "complete"];
+
 /// Marks a migration flag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -26,8 +26,8 @@ pub use credential::CredentialKind;
 pub use data::{DataError, FlagData};
 pub use evaluated::{EvaluatedFlag, FlagState};
 pub use flag::{
-    Clause, ClientSideAvailability, Flag, FlagRule, Migration, Prerequisite, Rollout, RolloutKind,
-    Target, VariationOrRollout, WeightedVariation,
+    Clause, ClientSideAvailability, Flag, FlagRule, MIGRATION_STAGES, Migration, Prerequisite,
+    Rollout, RolloutKind, Target, VariationOrRollout, WeightedVariation,
 };
 pub use reason::{BigSegmentsStatus, ErrorKind, Reason, ReasonKind};
 pub use segment::{Segment, SegmentRule, SegmentTarget};

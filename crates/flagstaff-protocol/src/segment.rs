@@ -48,6 +48,14 @@ pub struct Segment {
     /// Tombstone marker.
     #[serde(default)]
     pub deleted: bool,
+    /// A name for people (Flagstaff's management API and dashboard, like LaunchDarkly's REST
+    /// API; not part of the SDK protocol). Never sent to SDKs: the server's SDK view leaves it
+    /// out, and LaunchDarkly's SDKs would ignore it anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the segment is for, for people; like `name`, never sent to SDKs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl Segment {

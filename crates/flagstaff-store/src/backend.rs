@@ -36,14 +36,26 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_outbox.sql")),
 ];
 
-const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/events/sqlite/0001_insights.sql"),
-)];
-const POSTGRES_EVENT_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/events/postgres/0001_insights.sql"),
-)];
+const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/events/sqlite/0001_insights.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/events/sqlite/0002_migration_ops.sql"),
+    ),
+];
+const POSTGRES_EVENT_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/events/postgres/0001_insights.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/events/postgres/0002_migration_ops.sql"),
+    ),
+];
 
 impl Backend {
     pub(crate) fn from_url(url: &str) -> Result<Backend> {

@@ -242,7 +242,9 @@ fn base_schemas() -> Value {
         "Variation": {"type": "object", "required": ["value"], "properties": {"value": {}, "name": string, "description": string}},
         "FlagDefinition": {"type": "object", "required": ["key", "name"], "additionalProperties": false, "properties": {
             "key": key, "name": string, "description": string, "tags": {"type": "array", "items": string},
-            "kind": {"enum": ["boolean", "multivariate"]}, "variations": {"type": "array", "items": reference("Variation")},
+            "kind": {"enum": ["boolean", "multivariate", "migration"], "description": "A migration flag's variations are the six stages off, dualwrite, shadow, live, rampdown, complete (filled in when left out); it is for server-side SDKs only"},
+            "variations": {"type": "array", "items": reference("Variation")},
+            "migration": {"type": "object", "additionalProperties": false, "description": "Migration flags only", "properties": {"checkRatio": {"type": "integer", "minimum": 0, "maximum": 1000000, "default": 1, "description": "SDK migrators compare reads in 1 of this many operations (0: never)"}}},
             "temporary": {"type": "boolean", "default": true}, "maintainer": string,
             "clientSideAvailability": {"type": "object", "properties": {"usingMobileKey": {"type": "boolean"}, "usingEnvironmentId": {"type": "boolean"}}},
             "archived": {"type": "boolean", "readOnly": true}, "version": {"type": "integer", "readOnly": true}}},
@@ -268,6 +270,8 @@ fn base_schemas() -> Value {
             "trackEvents": {"type": "boolean"}, "trackEventsFallthrough": {"type": "boolean"},
             "salt": {"type": "string", "description": "Bucketing salt; kept when absent or empty. Give LaunchDarkly's to keep every context's bucket on migration"}, "version": {"type": "integer", "readOnly": true}}},
         "Segment": {"type": "object", "required": ["key"], "properties": {"key": key,
+            "name": {"type": "string", "maxLength": 200, "description": "For people; never sent to SDKs"},
+            "description": {"type": "string", "maxLength": 2000, "description": "For people; never sent to SDKs"},
             "included": {"type": "array", "items": string}, "excluded": {"type": "array", "items": string},
             "includedContexts": {"type": "array", "items": reference("Target")}, "excludedContexts": {"type": "array", "items": reference("Target")},
             "rules": {"type": "array", "items": {"type": "object", "properties": {"id": string, "clauses": {"type": "array", "items": reference("Clause")},
@@ -351,6 +355,16 @@ fn base_schemas() -> Value {
             "total": {"type": "integer"}, "environments": {"type": "array", "items": reference("EnvironmentStatus")},
             "sdks": {"type": "array", "items": {"type": "object", "properties": {"sdk": string, "version": string, "lastSeen": {"type": "integer"}, "evaluations": {"type": "integer"}}}},
             "statusDays": {"type": "integer"}}},
+        "MigrationOrigin": {"type": "object", "properties": {"invoked": {"type": "integer"}, "errors": {"type": "integer"},
+            "errorRate": {"type": ["number", "null"]}, "meanLatencyMs": {"type": ["number", "null"]}, "maxLatencyMs": {"type": ["number", "null"]}}},
+        "MigrationRow": {"type": "object", "properties": {"bucket": {"type": "integer", "description": "The bucket's start (series only)"},
+            "operation": {"enum": ["read", "write"]}, "stage": string, "operations": {"type": "integer"},
+            "old": reference("MigrationOrigin"), "new": reference("MigrationOrigin"), "consistencyChecks": {"type": "integer"},
+            "inconsistent": {"type": "integer"}, "consistencyRate": {"type": ["number", "null"]}}},
+        "MigrationInsights": {"type": "object", "properties": {"flag": string, "environment": string, "range": string,
+            "resolution": {"enum": ["minute", "hour", "day"]}, "from": {"type": "integer"}, "to": {"type": "integer"},
+            "checkRatio": {"type": "integer"}, "on": {"type": "boolean"}, "stage": {"type": ["string", "null"], "description": "The stage everyone gets now, when it does not depend on the context"},
+            "totals": {"type": "array", "items": reference("MigrationRow")}, "series": {"type": "array", "items": reference("MigrationRow")}}},
         "SeenContext": {"type": "object", "properties": {"kind": string, "key": string, "attributes": {"type": "object"},
             "redacted": {"type": "array", "items": string}, "firstSeen": {"type": "integer"}, "lastSeen": {"type": "integer"}}},
         "CustomEventCount": {"type": "object", "properties": {"key": string, "count": {"type": "integer"}, "metricCount": {"type": "integer"}, "metricSum": {"type": "number"}}},
@@ -489,6 +503,23 @@ pub fn document() -> Value {
         ),
         ("days", "The status window in days (default 7)"),
     ]);
+    let mut migration_insights = operation(
+        "What LaunchDarkly's SDK migrators reported about a migration flag in one environment: per operation and stage, errors and latency of the old and new systems and the consistency of compared reads (400 not_a_migration_flag for other flags)",
+        "insights",
+        None,
+        (
+            "200",
+            ok("Migration insights", reference("MigrationInsights")),
+        ),
+        false,
+    );
+    migration_insights["parameters"] = query(&[
+        ("environment", "The environment (required)"),
+        (
+            "range",
+            "1h (per minute), 24h (default) or 7d (per hour), 30d or 90d (per day)",
+        ),
+    ]);
     let days = query(&[("days", "The status window in days (default 7)")]);
     let mut flag_statuses = operation(
         "Every flag's status (new, active, launched, inactive) per environment, with evidence",
@@ -590,6 +621,7 @@ pub fn document() -> Value {
             "delete": delete("Delete a segment (writer)", "segments")},
         format!("{e}/evaluate"): {"post": operation("Evaluate every flag for a context, with reasons", "evaluation", Some(body(reference("EvaluateRequest"))), ("200", ok("Results", reference("EvaluateResponse"))), false)},
         format!("{p}/flags/{{key}}/insights"): {"get": flag_insights},
+        format!("{p}/flags/{{key}}/migration-insights"): {"get": migration_insights},
         format!("{p}/flag-statuses"): {"get": flag_statuses},
         format!("{p}/stale-flags"): {"get": stale_flags},
         format!("{e}/contexts"): {"get": contexts},

@@ -22,6 +22,10 @@ pub(crate) fn routes() -> Router<Arc<App>> {
             "/projects/{project}/flags/{key}/insights",
             get(flag_insights),
         )
+        .route(
+            "/projects/{project}/flags/{key}/migration-insights",
+            get(migration_insights),
+        )
         .route("/projects/{project}/flag-statuses", get(flag_statuses))
         .route("/projects/{project}/stale-flags", get(stale_flags))
         .route(
@@ -80,17 +84,40 @@ async fn flag_insights(
     Path((project, key)): Path<(String, String)>,
     Query(p): Query<InsightParams>,
 ) -> Result<Json<Value>> {
-    let Some(environment) = p.environment.as_deref().filter(|e| !e.is_empty()) else {
-        return Err(flagstaff_app::AppError::invalid(
-            flagstaff_app::ErrorCode::MissingEnvironment,
-            "environment",
-            "say which environment to chart: ?environment=<key>",
-        )
-        .into());
-    };
-    let range = flagstaff_app::insights::InsightsRange::parse(p.range.as_deref().unwrap_or("24h"))?;
+    let (environment, range) = charted(&p)?;
     let insights = app
         .flag_insights(&actor, &project, &key, environment, range, status_days(&p)?)
+        .await?;
+    Ok(Json(json!(insights)))
+}
+
+/// The environment (required) and the period (`range`, 24 hours unless given) of a chart.
+fn charted(p: &InsightParams) -> Result<(&str, flagstaff_app::insights::InsightsRange)> {
+    let environment = p
+        .environment
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| {
+            ApiError::from(flagstaff_app::AppError::invalid(
+                flagstaff_app::ErrorCode::MissingEnvironment,
+                "environment",
+                "say which environment to chart: ?environment=<key>",
+            ))
+        })?;
+    let range = flagstaff_app::insights::InsightsRange::parse(p.range.as_deref().unwrap_or("24h"))?;
+    Ok((environment, range))
+}
+
+/// What SDK migrators reported about a migration flag (`migration_op` events).
+async fn migration_insights(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, key)): Path<(String, String)>,
+    Query(p): Query<InsightParams>,
+) -> Result<Json<Value>> {
+    let (environment, range) = charted(&p)?;
+    let insights = app
+        .migration_insights(&actor, &project, &key, environment, range)
         .await?;
     Ok(Json(json!(insights)))
 }

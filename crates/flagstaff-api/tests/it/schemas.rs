@@ -196,6 +196,14 @@ async fn real_exchanges_match_the_documented_schemas() {
         &flags,
         "/projects/default/flags",
         &c,
+        Some(json!({"key": "orders-db", "name": "Orders database", "kind": "migration", "migration": {"checkRatio": 2}})),
+    )
+    .await;
+    r.call(
+        Method::POST,
+        &flags,
+        "/projects/default/flags",
+        &c,
         Some(json!({"key": "beta", "name": "Beta"})),
     )
     .await;
@@ -336,7 +344,11 @@ async fn real_exchanges_match_the_documented_schemas() {
         {"kind": "summary", "startDate": now - 1000, "endDate": now, "features": {"checkout": {"default": "old", "contextKinds": ["user"], "counters": [{"variation": 1, "version": 4, "value": "new", "count": 3}]}}},
         {"kind": "custom", "creationDate": now, "key": "purchase", "contextKeys": {"user": "ada"}, "metricValue": 2.5},
         {"kind": "index", "creationDate": now, "context": {"kind": "user", "key": "ada", "email": "ada@example.com"}},
-        {"kind": "feature", "creationDate": now, "key": "checkout", "version": 4, "variation": 1, "value": "new", "default": "old", "context": {"kind": "user", "key": "ada"}}
+        {"kind": "feature", "creationDate": now, "key": "checkout", "version": 4, "variation": 1, "value": "new", "default": "old", "context": {"kind": "user", "key": "ada"}},
+        {"kind": "migration_op", "creationDate": now, "operation": "read", "context": {"kind": "user", "key": "ada"},
+         "evaluation": {"key": "orders-db", "value": "shadow", "default": "off", "variation": 2, "version": 1},
+         "measurements": [{"key": "invoked", "values": {"old": true, "new": true}}, {"key": "consistent", "value": true, "samplingRatio": 2},
+                          {"key": "latency_ms", "values": {"old": 4.5, "new": 2}}]}
     ]);
     api.app
         .ingest_events(
@@ -351,6 +363,14 @@ async fn real_exchanges_match_the_documented_schemas() {
         Method::GET,
         &format!("{flag}/insights"),
         "/projects/default/flags/checkout/insights?environment=production&range=24h",
+        &[],
+        None,
+    )
+    .await;
+    r.call(
+        Method::GET,
+        &format!("{flag}/migration-insights"),
+        "/projects/default/flags/orders-db/migration-insights?environment=production&range=1h",
         &[],
         None,
     )

@@ -271,3 +271,80 @@ async fn variations_do_not_move_under_a_pending_scheduled_change() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_migration_flag_gets_its_six_stages_and_keeps_them() {
+    let fixture = Fixture::new().await;
+    fixture
+        .flag(json!({"key": "db", "name": "Orders database", "kind": "migration"}))
+        .await
+        .unwrap();
+    let (d, version) = definition(&fixture, "db").await;
+    let values: Vec<Value> = d.variations.iter().map(|v| v.value.clone()).collect();
+    assert_eq!(
+        values,
+        flagstaff_protocol::MIGRATION_STAGES.map(Value::from)
+    );
+    assert!(
+        d.variations
+            .iter()
+            .all(|v| v.name.is_some() && v.description.is_some())
+    );
+    assert_eq!(d.migration.unwrap().check_ratio, 1);
+    // Everything starts on the old system: off, serving `off` whichever way it is switched.
+    let t = targeting(&fixture, "production", "db").await;
+    assert_eq!(
+        (t.on, t.off_variation, t.fallthrough.variation),
+        (false, Some(0), Some(0))
+    );
+
+    // Names and the check ratio may change; the stages may not be renamed, reordered or
+    // removed, as SDK migrators understand only these six strings.
+    let mut renamed = d.clone();
+    renamed.variations[2].name = Some("Compare reads".into());
+    renamed.migration = Some(flagstaff_app::model::MigrationSettings { check_ratio: 10 });
+    let updated = fixture
+        .app
+        .update_flag(&Actor::system(), "default", "db", renamed, version, "")
+        .await
+        .unwrap();
+    assert_eq!(updated.value.migration.unwrap().check_ratio, 10);
+    let mut reordered = updated.value.clone();
+    reordered.variations.swap(1, 2);
+    let refused = fixture
+        .app
+        .update_flag(
+            &Actor::system(),
+            "default",
+            "db",
+            reordered,
+            updated.version,
+            "",
+        )
+        .await;
+    assert_eq!(code(refused).0, ErrorCode::InvalidVariations);
+
+    let cases = [
+        (
+            json!({"key": "m1", "name": "M", "kind": "migration", "variations": [{"value": "off"}, {"value": "on"}]}),
+            ("invalid_variations", "variations"),
+        ),
+        (
+            json!({"key": "m2", "name": "M", "kind": "migration", "migration": {"checkRatio": -1}}),
+            ("invalid_field", "migration.checkRatio"),
+        ),
+        (
+            json!({"key": "m3", "name": "M", "kind": "migration",
+                "clientSideAvailability": {"usingEnvironmentId": true}}),
+            ("invalid_field", "clientSideAvailability"),
+        ),
+        (
+            json!({"key": "m4", "name": "M", "migration": {"checkRatio": 1}}),
+            ("invalid_field", "migration"),
+        ),
+    ];
+    for (definition, (code, field)) in cases {
+        let (got_code, got_field) = crate::support::invalid(fixture.flag(definition).await);
+        assert_eq!((got_code.as_str(), got_field.as_str()), (code, field));
+    }
+}

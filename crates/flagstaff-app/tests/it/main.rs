@@ -12,6 +12,7 @@ mod flag_settings;
 mod overview;
 mod projects;
 mod scheduling;
+mod segment_names;
 mod support;
 mod validation;
 mod workflows;

@@ -9,7 +9,10 @@
 //! Rows are counters that only grow, "last seen" times that only move forward, and samples
 //! that expire.
 
+mod migration;
 mod queries;
+
+pub use migration::{MigrationOpCount, MigrationTotals, OriginTotals};
 
 use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
@@ -199,6 +202,8 @@ pub struct EventWrite {
     pub custom: Vec<CustomEventCount>,
     /// Samples to append.
     pub samples: Vec<EventSample>,
+    /// Migration operation counters to add.
+    pub migration_ops: Vec<MigrationOpCount>,
 }
 
 impl EventWrite {
@@ -211,6 +216,7 @@ impl EventWrite {
             && self.contexts.is_empty()
             && self.custom.is_empty()
             && self.samples.is_empty()
+            && self.migration_ops.is_empty()
     }
 }
 
@@ -294,7 +300,7 @@ pub struct ContextSearch {
 /// What pruning removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
-    /// Bucket rows (evaluations and custom events).
+    /// Bucket rows (evaluations, custom events, migration operations).
     pub buckets: u64,
     /// Samples.
     pub samples: u64,
@@ -509,6 +515,8 @@ impl EventStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        self.write_migration_ops(&mut tx, &write.migration_ops)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -518,7 +526,7 @@ impl EventStore {
         let mut pruned = Pruned::default();
         for resolution in Resolution::ALL {
             let cutoff = now - retention.of(resolution);
-            for table in ["flag_evaluations", "custom_events"] {
+            for table in ["flag_evaluations", "custom_events", "migration_ops"] {
                 let sql = format!("DELETE FROM {table} WHERE resolution = $1 AND bucket < $2");
                 let sql = self.backend.sql(&sql);
                 pruned.buckets += sqlx::query(&sql)

@@ -286,3 +286,97 @@ async fn retention_removes_old_rows_only() {
     })
     .await;
 }
+
+fn migration_row(
+    resolution: Resolution,
+    at: i64,
+    stage: &str,
+    totals: flagstaff_store::events::MigrationTotals,
+) -> flagstaff_store::events::MigrationOpCount {
+    flagstaff_store::events::MigrationOpCount {
+        environment: ENV.into(),
+        flag: "orders-db".into(),
+        resolution,
+        bucket: resolution.bucket(at),
+        operation: "read".into(),
+        stage: stage.into(),
+        totals,
+    }
+}
+
+#[tokio::test]
+async fn migration_operations_add_up_keep_the_worst_latency_and_expire() {
+    use flagstaff_store::events::{MigrationTotals, OriginTotals};
+    on_every_backend(|t| async move {
+        let events = EventStore::open(&t.url).await.unwrap();
+        let now = 1_800_000_000_000;
+        let totals = |operations, latency: f64, inconsistent| {
+            let mut old = OriginTotals {
+                invoked: operations,
+                ..OriginTotals::default()
+            };
+            old.measure(latency);
+            MigrationTotals {
+                operations,
+                old,
+                new: OriginTotals {
+                    invoked: operations,
+                    errors: 1,
+                    ..OriginTotals::default()
+                },
+                checks: operations,
+                inconsistent,
+            }
+        };
+        // Two flushes into the same hour: counts add, the maximum latency is the larger.
+        for (operations, latency, inconsistent) in [(3, 40.0, 1), (2, 10.5, 0)] {
+            let write = EventWrite {
+                migration_ops: vec![
+                    migration_row(
+                        Resolution::Hour,
+                        now,
+                        "shadow",
+                        totals(operations, latency, inconsistent),
+                    ),
+                    migration_row(Resolution::Minute, now - 3 * DAY, "live", totals(1, 1.0, 0)),
+                ],
+                ..EventWrite::default()
+            };
+            events.write(&write).await.unwrap();
+        }
+        let rows = events
+            .migration_series(ENV, "orders-db", Resolution::Hour, now - DAY, now + DAY)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let got = rows[0].totals;
+        assert_eq!(
+            (rows[0].operation.as_str(), rows[0].stage.as_str()),
+            ("read", "shadow")
+        );
+        assert_eq!((got.operations, got.checks, got.inconsistent), (5, 5, 1));
+        assert_eq!(
+            (got.old.invoked, got.new.invoked, got.new.errors),
+            (5, 5, 2)
+        );
+        assert_eq!(got.old.latency_count, 2);
+        assert!((got.old.latency_sum_ms - 50.5).abs() < 1e-9);
+        assert!((got.old.latency_max_ms - 40.0).abs() < 1e-9);
+        // Other flags and environments are not mixed in.
+        let other = events
+            .migration_series("shop/test", "orders-db", Resolution::Hour, 0, now + DAY)
+            .await
+            .unwrap();
+        assert!(other.is_empty());
+        // The three-day-old minute bucket is past its two days; the hour bucket stays.
+        let pruned = events.prune(&Retention::default(), now).await.unwrap();
+        assert_eq!(pruned.buckets, 1);
+        let minutes = events
+            .migration_series(ENV, "orders-db", Resolution::Minute, 0, now + DAY)
+            .await
+            .unwrap();
+        assert!(minutes.is_empty());
+        t
+    })
+    .await;
+}

@@ -7,7 +7,8 @@
 //! stays under 200 KB).
 //!
 //! With `FLAGSTAFF_UPDATE_SCREENSHOTS=1` some of its screenshots (the flag page at 390 px,
-//! settings, environments, the flag list with its toggles, insights) replace those in
+//! settings, environments, the flag list with its toggles, insights, migration insights, a
+//! segment) replace those in
 //! docs/screenshots/.
 
 use std::path::Path;
@@ -40,8 +41,21 @@ async fn populate(api: &Api) -> String {
     )
     .await;
     api.post(
+        "/projects/default/flags",
+        &json!({"key": "orders-db", "name": "Orders database", "kind": "migration",
+            "description": "Orders move from MySQL to PostgreSQL"}),
+    )
+    .await;
+    api.put(
+        "/projects/default/environments/production/flags/orders-db",
+        &json!({"on": true, "offVariation": 0, "fallthrough": {"variation": 2}}),
+        Some(1),
+    )
+    .await;
+    api.post(
         "/projects/default/environments/production/segments",
-        &json!({"key": "staff", "included": ["ada", "bob"], "rules": [{"clauses": [
+        &json!({"key": "staff", "name": "Staff", "description": "Everyone at example.com",
+            "included": ["ada", "bob"], "rules": [{"clauses": [
             {"attribute": "email", "op": "endsWith", "values": ["@example.com"]}]}]}),
     )
     .await;
@@ -133,10 +147,36 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let summary = json!([{"kind": "summary", "startDate": now - 60_000, "endDate": now,
+        let mut summary = json!([{"kind": "summary", "startDate": now - 60_000, "endDate": now,
             "features": {"checkout": {"default": "old", "counters": [
                 {"variation": 0, "version": 2, "value": "old", "count": 90},
                 {"variation": 1, "version": 2, "value": "new", "count": 10}]}}}]);
+        // What an SDK migrator reports in shadow and dual-write stages, for the migration
+        // insights: a few reads that differ and one the new database failed.
+        for i in 0..40 {
+            let (operation, stage) = if i % 4 == 0 {
+                ("write", "dualwrite")
+            } else {
+                ("read", "shadow")
+            };
+            let mut measurements = vec![
+                json!({"key": "invoked", "values": {"old": true, "new": true}}),
+                json!({"key": "latency_ms", "values": {"old": 8 + i % 5, "new": 3 + i % 3}}),
+            ];
+            if operation == "read" && i != 7 {
+                measurements.push(json!({"key": "consistent", "value": i % 10 != 3}));
+            }
+            if i == 7 {
+                measurements.push(json!({"key": "error", "values": {"new": true}}));
+            }
+            summary
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"kind": "migration_op",
+                "creationDate": now, "operation": operation, "contextKeys": {"user": "worker"},
+                "evaluation": {"key": "orders-db", "value": stage, "default": "off"},
+                "measurements": measurements}));
+        }
         let status = reqwest::Client::new()
             .post(format!("{base}/bulk"))
             .header("Authorization", &credentials.sdk_key)
@@ -169,6 +209,7 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         format!("{p}/flags/checkout/history?env=production"),
         format!("{p}/flags/checkout/compare?env=production&with=test"),
         format!("{p}/flags/checkout/insights?env=production"),
+        format!("{p}/flags/orders-db/insights?env=production"),
         format!("{p}/segments?env=production"),
         format!("{p}/segments/staff?env=production"),
         format!("{p}/segments/customers?env=production"),
@@ -246,6 +287,14 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
             (
                 "390-projects-default-flags-checkout-env-production.png",
                 "11-flag-page-390.png",
+            ),
+            (
+                "1280-projects-default-flags-orders-db-insights-env-production.png",
+                "16-migration-insights.png",
+            ),
+            (
+                "1280-projects-default-segments-staff-env-production.png",
+                "17-segment.png",
             ),
             (
                 "1280-projects-default-flags-checkout-settings-env-production.png",

@@ -293,3 +293,97 @@ fn a_segment_is_copied_to_another_environment_and_overwrites_only_when_asked() {
         assert_eq!(refused.status, 403);
     });
 }
+
+#[test]
+fn a_segment_has_a_name_and_description_that_people_read_and_sdks_never_get() {
+    let started = crate::dashboard_product::start();
+    let (_, base, rt, api) = started.parts();
+    rt.block_on(async {
+        let mut pm = signed_in(api, base, "pm@example.com", "writer").await;
+        let list = pm.get("/projects/default/segments?env=test").await;
+        let csrf = csrf_of(&list.body);
+        let created = pm
+            .form(
+                "/projects/default/segments",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("key", "beta"),
+                    ("name", "Beta testers"),
+                    ("description", "Customers who asked for early features"),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, 303, "{}", created.body);
+        let list = pm.get("/projects/default/segments?env=test").await;
+        assert!(list.body.contains(">Beta testers</a>"), "{}", list.body);
+        assert!(list.body.contains("Customers who asked for early features"));
+        let page = pm.get("/projects/default/segments/beta?env=test").await;
+        assert!(
+            page.body.contains("<h1>Beta testers"),
+            "the name heads the page"
+        );
+        assert!(page.body.contains("data-testid=\"segment-description\""));
+
+        // Renaming through the editor's review and save, said in words.
+        let stored = api
+            .get("/projects/default/environments/test/segments/beta")
+            .await;
+        let mut segment = stored.clone();
+        segment["name"] = json!("Early access");
+        let proposal = json!({"environment": "test", "version": stored["version"],
+            "comment": "clearer", "segment": segment});
+        let reviewed = pm
+            .json(
+                "/projects/default/segments/beta/review",
+                &proposal,
+                Some(&csrf),
+                None,
+            )
+            .await;
+        assert_eq!(reviewed.status, 200, "{}", reviewed.body);
+        assert!(
+            reviewed.body.contains("Name: Beta testers"),
+            "{}",
+            reviewed.body
+        );
+        assert!(
+            reviewed.body.contains("Name: Early access"),
+            "{}",
+            reviewed.body
+        );
+        let saved = pm
+            .json(
+                "/projects/default/segments/beta/save",
+                &proposal,
+                Some(&csrf),
+                None,
+            )
+            .await;
+        assert_eq!(saved.status, 200, "{}", saved.body);
+        let stored = api
+            .get("/projects/default/environments/test/segments/beta")
+            .await;
+        assert_eq!(stored["name"], "Early access");
+        assert_eq!(
+            stored["description"],
+            "Customers who asked for early features"
+        );
+
+        // SDKs of the environment get the segment, without either (keys are shown once:
+        // a rotation gives one for this test).
+        let rotated = api
+            .post(
+                "/projects/default/environments/test/keys/sdk/rotate",
+                &json!({}),
+            )
+            .await;
+        let sdk_key = rotated["sdkKey"].as_str().unwrap().to_owned();
+        let (text, data) = crate::dashboard_product::sdk_data(base, &sdk_key).await;
+        assert!(data["segments"]["beta"].is_object(), "{text}");
+        assert!(
+            !text.contains("Early access") && !text.contains("early features"),
+            "{text}"
+        );
+    });
+}
