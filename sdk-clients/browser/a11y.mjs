@@ -3,17 +3,19 @@
 // overflow (`scrollWidth > innerWidth`), header items cut off at 1280 px, console errors
 // (a Content-Security-Policy refusal is one) and the page's size. axe runs through the
 // DevTools protocol, so the page's own CSP stays in force for everything else.
-// Run by crates/flagstaff/tests/it/dashboard_product.rs with {"base", "user", "pages",
-// "screenshots"?} on stdin; prints one JSON report; a failed navigation throws.
+// Open dialogs are checked the same way ("dialogs": the review dialog of a flag's kill
+// switch, say). Run by crates/flagstaff/tests/it/dashboard_a11y.rs with {"base", "user",
+// "pages", "dialogs"?, "screenshots"?} on stdin; prints one JSON report; a failed navigation
+// throws.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { launch, readInput } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const { base, user, pages, screenshots } = await readInput();
+const { base, user, pages, dialogs = [], screenshots } = await readInput();
 const browser = await launch();
-const report = { pages: [] };
+const report = { pages: [], dialogs: [] };
 
 for (const width of [1280, 390]) {
   const context = await browser.newContext({ viewport: { width, height: 900 } });
@@ -69,6 +71,32 @@ for (const width of [1280, 390]) {
       report.menu = { hiddenAtFirst: !before, shownByButton: await visible(),
         expanded: await page.getAttribute('.menu-toggle', 'aria-expanded') };
     }
+  }
+  // Dialogs, open: `{path, open, dialog}` — go to the page, click `open`, wait until `dialog`
+  // is open and filled, run axe on the dialog alone, check the page does not scroll sideways,
+  // then close it with Escape.
+  for (const { path, open, dialog } of dialogs) {
+    consoleErrors = [];
+    await page.goto(`${base}${path}`);
+    await page.click(open);
+    await page.waitForSelector(`${dialog}[open]`);
+    await page.waitForFunction((d) => document.querySelector(d).textContent.trim().length > 0, dialog);
+    await page.waitForLoadState('networkidle').catch(() => {});
+    await page.evaluate(axeSource);
+    const axe = await page.evaluate(async (d) => {
+      const result = await window.axe.run(document.querySelector(d), { resultTypes: ['violations'] });
+      return result.violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
+    }, dialog);
+    const layout = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
+    if (screenshots) {
+      const name = `${path}-${dialog}`.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '');
+      await page.screenshot({ path: `${screenshots}/${width}-${name}.png`, fullPage: false });
+    }
+    await page.keyboard.press('Escape');
+    const closed = await page.evaluate((d) => !document.querySelector(d).open, dialog);
+    report.dialogs.push({ path, dialog, width, axe, ...layout, closedByEscape: closed, consoleErrors });
   }
   await context.close();
 }

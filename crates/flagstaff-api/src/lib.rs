@@ -59,6 +59,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .merge(routes::projects::routes())
         .merge(routes::environments::routes())
         .merge(routes::flags::routes())
+        .merge(routes::metrics::routes())
         .merge(routes::targeting::routes())
         .merge(routes::segments::routes())
         .merge(routes::import::routes())

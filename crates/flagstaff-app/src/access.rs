@@ -85,6 +85,9 @@ pub const SEGMENT_ACTIONS: &[&str] = &[
     "updateDescription",
 ];
 
+/// The metric actions (issue 21): writers define what experiments measure.
+pub const METRIC_ACTIONS: &[&str] = &["createMetric", "updateMetric", "deleteMetric"];
+
 /// The release-workflow actions writers take on flags and segments (issue 19): requesting,
 /// reviewing and applying changes, scheduling them, and flag triggers. Bypassing a required
 /// approval is not among them: an environment names who may (`approvals.rs`).
@@ -114,10 +117,11 @@ pub fn builtin_policy(role: Role) -> &'static Policy {
             json!({"effect": "allow", "actions": WORKFLOW_ACTIONS,
                    "resources": ["proj/*:env/*:flag/*", "proj/*:env/*:segment/*"]}),
             json!({"effect": "allow", "actions": ["importFlagData"], "resources": ["proj/*:env/*"]}),
+            json!({"effect": "allow", "actions": METRIC_ACTIONS, "resources": ["proj/*:metric/*"]}),
         ];
         let admin = json!([{"effect": "allow", "actions": ["*"], "resources": [
             "proj/*", "proj/*:env/*", "proj/*:env/*:flag/*",
-            "proj/*:env/*:segment/*", "member/*", "team/*", "role/*", "token/*", "webhook/*"
+            "proj/*:env/*:segment/*", "proj/*:metric/*", "member/*", "team/*", "role/*", "token/*", "webhook/*"
         ]}]);
         let parse = |v: Value| Policy::parse(&v).expect("built-in policies are valid");
         [
@@ -446,6 +450,11 @@ pub mod resource {
     pub fn flag_in(env: &Resource, key: &str, tags: &[String]) -> Resource {
         let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
         env.clone().with("flag", key, &tags)
+    }
+
+    /// `proj/<project>:metric/<key>`: metrics are project-wide, as in LaunchDarkly.
+    pub fn metric(project: &str, key: &str) -> Resource {
+        project_with(project).with("metric", key, &[])
     }
 
     /// `proj/<project>:env/<environment>:segment/<key>`.

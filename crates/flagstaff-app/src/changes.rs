@@ -51,6 +51,8 @@ pub enum Subject {
     Webhook,
     /// A flag trigger.
     Trigger,
+    /// A metric experiments measure.
+    Metric,
 }
 
 impl Subject {
@@ -71,6 +73,7 @@ impl Subject {
             Subject::ChangeRequest => kinds::CHANGE_REQUEST,
             Subject::Webhook => kinds::WEBHOOK,
             Subject::Trigger => kinds::TRIGGER,
+            Subject::Metric => kinds::METRIC,
         }
     }
 }
@@ -200,6 +203,12 @@ actions! {
     TriggerUpdate => "trigger.update", Trigger;
     /// A trigger was deleted.
     TriggerDelete => "trigger.delete", Trigger;
+    /// A metric was created.
+    MetricCreate => "metric.create", Metric;
+    /// A metric's name, event, kind or criteria changed.
+    MetricUpdate => "metric.update", Metric;
+    /// A metric was deleted.
+    MetricDelete => "metric.delete", Metric;
 }
 
 impl Action {
@@ -226,6 +235,7 @@ impl Action {
                 | Action::ChangeRequestCancel
                 | Action::WebhookDelete
                 | Action::TriggerDelete
+                | Action::MetricDelete
         )
     }
 }

@@ -602,6 +602,24 @@ impl App {
         })
     }
 
+    /// The kinds of the `recent` contexts SDKs reported last in an environment, most recent
+    /// first (readers of the environment); empty without an events database.
+    pub async fn context_kinds_seen(
+        &self,
+        actor: &Actor,
+        project: &str,
+        environment: &str,
+        recent: u32,
+    ) -> Result<Vec<String>> {
+        actor.authorize_view(project, Some(environment))?;
+        let Ok(events) = self.event_store() else {
+            return Ok(Vec::new());
+        };
+        Ok(events
+            .recent_context_kinds(&env_scope(project, environment), recent)
+            .await?)
+    }
+
     /// Contexts seen in an environment, most recent first, optionally filtered.
     pub async fn contexts_seen(
         &self,

@@ -52,6 +52,7 @@ pub mod intake;
 mod invitations;
 mod keys;
 mod members;
+pub mod metrics;
 pub mod migration;
 pub mod model;
 mod overview;

@@ -48,6 +48,8 @@ pub mod kinds {
     /// A flag trigger (`triggers.rs`); scope `project/environment`, key its id; its secret's
     /// SHA-256 is a `credential` pointing at it.
     pub const TRIGGER: &str = "trigger";
+    /// A metric experiments measure (`metrics.rs`); scope is the project key.
+    pub const METRIC: &str = "metric";
 }
 
 /// A project: a product or service with its own flags.

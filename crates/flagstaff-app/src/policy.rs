@@ -69,6 +69,10 @@ pub const ACTIONS: &[&str] = &[
     "deleteSegment",
     "updateIncluded",
     "updateExcluded",
+    // Metrics (experiments).
+    "createMetric",
+    "updateMetric",
+    "deleteMetric",
     // Members, teams, roles, tokens.
     "createMember",
     "deleteMember",
@@ -100,6 +104,7 @@ const TYPES: &[(&str, &[&str])] = &[
     ("env", &["proj"]),
     ("flag", &["proj", "env"]),
     ("segment", &["proj", "env"]),
+    ("metric", &["proj"]),
     ("member", &[]),
     ("team", &[]),
     ("role", &[]),

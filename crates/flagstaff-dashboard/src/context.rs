@@ -101,16 +101,10 @@ pub(crate) async fn suggested_kinds(
     project: &str,
     environment: &str,
 ) -> Vec<String> {
-    let search = flagstaff_app::insights::ContextSearch {
-        kind: None,
-        text: None,
-        limit: SEEN_CONTEXTS,
-    };
     let mut kinds: Vec<String> = dashboard
         .app
-        .contexts_seen(&viewer.actor, project, environment, &search)
+        .context_kinds_seen(&viewer.actor, project, environment, SEEN_CONTEXTS)
         .await
-        .map(|seen| seen.into_iter().map(|c| c.kind).collect())
         .unwrap_or_default();
     kinds.extend(KINDS.iter().map(|k| (*k).to_owned()));
     let mut unique = std::collections::BTreeSet::new();

@@ -40,6 +40,9 @@ fn segment_word(name: &str) -> Option<&'static str> {
         "description" => "Description",
         "tags" => "Tags",
         "maintainer" => "Maintainer",
+        "eventKey" => "Event key",
+        "unit" => "Unit",
+        "aggregation" => "Numeric values per context",
         _ => return None,
     })
 }

@@ -178,6 +178,9 @@ fn action_text(stored: &str) -> String {
         Action::TriggerCreate => "created a trigger",
         Action::TriggerUpdate => "changed a trigger",
         Action::TriggerDelete => "deleted a trigger",
+        Action::MetricCreate => "created a metric",
+        Action::MetricUpdate => "changed a metric",
+        Action::MetricDelete => "deleted a metric",
     }
     .to_owned()
 }

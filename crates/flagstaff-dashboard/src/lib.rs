@@ -33,6 +33,7 @@ mod flags;
 mod history;
 mod insights;
 mod live;
+mod metrics;
 mod projects;
 mod segment_keys;
 mod segments;
@@ -187,6 +188,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             get(segments::list).post(segments::create),
         )
         .route("/projects/{project}/segments/{key}", get(segments::page))
+        .route(
+            "/projects/{project}/metrics",
+            get(metrics::list).post(metrics::create),
+        )
         .route(
             "/projects/{project}/segments/{key}/review",
             post(segments::review),

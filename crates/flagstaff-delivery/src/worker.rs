@@ -170,7 +170,11 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
             | Action::WebhookDelete
             | Action::TriggerCreate
             | Action::TriggerUpdate
-            | Action::TriggerDelete => {}
+            | Action::TriggerDelete
+            // What experiments measure; SDKs send events, they never receive metrics.
+            | Action::MetricCreate
+            | Action::MetricUpdate
+            | Action::MetricDelete => {}
         }
     }
     plan

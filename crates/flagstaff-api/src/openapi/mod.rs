@@ -248,6 +248,14 @@ fn base_schemas() -> Value {
             "temporary": {"type": "boolean", "default": true}, "maintainer": string,
             "clientSideAvailability": {"type": "object", "properties": {"usingMobileKey": {"type": "boolean"}, "usingEnvironmentId": {"type": "boolean"}}},
             "archived": {"type": "boolean", "readOnly": true}, "version": {"type": "integer", "readOnly": true}}},
+        "Metric": {"type": "object", "required": ["key", "name", "kind", "eventKey"], "additionalProperties": false, "properties": {
+            "key": key, "name": string, "description": string,
+            "kind": {"enum": ["conversion", "numeric", "count"], "description": "conversion: did the context send the event after its first exposure; numeric: the events' metricValue per context (aggregation); count: events per context"},
+            "eventKey": {"type": "string", "minLength": 1, "maxLength": 512, "description": "The custom event key the application passes to track()"},
+            "successCriteria": {"enum": ["higher", "lower"], "default": "higher"},
+            "aggregation": {"enum": ["sum", "mean"], "description": "Numeric metrics only (default sum)"},
+            "unit": {"type": "string", "maxLength": 32}, "tags": {"type": "array", "items": string},
+            "version": {"type": "integer", "readOnly": true}}},
         "Clause": {"type": "object", "required": ["op", "values"], "properties": {"contextKind": string, "attribute": string,
             "op": {"enum": ["in", "startsWith", "endsWith", "contains", "matches", "lessThan", "lessThanOrEqual", "greaterThan",
                             "greaterThanOrEqual", "before", "after", "semVerEqual", "semVerLessThan", "semVerGreaterThan", "segmentMatch"]},
@@ -606,6 +614,12 @@ pub fn document() -> Value {
             "put": put_flag,
             "patch": patch("Patch a flag's definition (writer)", "flags", "FlagDefinition"),
             "delete": delete("Delete a flag everywhere (writer)", "flags")},
+        format!("{p}/metrics"): {"get": operation("List the project's metrics (what experiments measure)", "metrics", None, ("200", ok("Metrics", list("Metric"))), false),
+            "post": create("Create a metric from a custom event key (writer: createMetric)", "metrics", "Metric", "Metric")},
+        format!("{p}/metrics/{{key}}"): {
+            "get": operation("Get a metric", "metrics", None, ("200", ok("The metric", reference("Metric"))), false),
+            "put": versioned_update("Replace a metric (writer: updateMetric)", "metrics", "Metric"),
+            "delete": delete("Delete a metric (writer: deleteMetric)", "metrics")},
         format!("{p}/flags/{{key}}/archive"): {"post": operation("Archive a flag: hidden from SDKs and lists (writer)", "flags", None, ("200", ok("Archived", reference("FlagDefinition"))), true)},
         format!("{p}/flags/{{key}}/restore"): {"post": operation("Restore an archived flag (writer)", "flags", None, ("200", ok("Restored", reference("FlagDefinition"))), true)},
         format!("{e}/flags/{{key}}"): {

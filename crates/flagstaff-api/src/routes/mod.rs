@@ -13,6 +13,7 @@ pub(crate) mod flags;
 pub(crate) mod import;
 pub(crate) mod insights;
 pub(crate) mod members;
+pub(crate) mod metrics;
 pub(crate) mod projects;
 pub(crate) mod roles;
 pub(crate) mod segments;

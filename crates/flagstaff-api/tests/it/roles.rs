@@ -384,6 +384,19 @@ fn routes() -> Vec<Route> {
             refused_early: &[],
         },
         Route {
+            name: "define a metric",
+            method: Method::POST,
+            path: "/api/v1/projects/default/metrics",
+            version: false,
+            body: Some(
+                json!({"key": "revenue", "name": "Revenue", "kind": "numeric", "eventKey": "purchase"}),
+            ),
+            action: "createMetric",
+            resource: "proj/default:metric/revenue",
+            allowed: &["admin", "writer", "writer-no-payments"],
+            refused_early: &[],
+        },
+        Route {
             name: "delete a custom role",
             method: Method::DELETE,
             path: "/api/v1/roles/kill-switch",

@@ -307,6 +307,38 @@ async fn real_exchanges_match_the_documented_schemas() {
     )
     .await;
 
+    // Metrics.
+    let metrics = format!("{p}/metrics");
+    let metric = format!("{p}/metrics/{{key}}");
+    r.call(Method::POST, &metrics, "/projects/default/metrics", &c, Some(json!({"key": "revenue", "name": "Revenue", "kind": "numeric", "eventKey": "purchase", "unit": "EUR"}))).await;
+    r.call(Method::POST, &metrics, "/projects/default/metrics", &c, Some(json!({"key": "errors", "name": "Errors", "kind": "count", "eventKey": "error", "successCriteria": "lower"}))).await;
+    r.call(
+        Method::GET,
+        &metrics,
+        "/projects/default/metrics",
+        &[],
+        None,
+    )
+    .await;
+    r.call(
+        Method::GET,
+        &metric,
+        "/projects/default/metrics/revenue",
+        &[],
+        None,
+    )
+    .await;
+    r.call(Method::PUT, &metric, "/projects/default/metrics/revenue", &[("if-match", "\"1\"")], Some(json!({"key": "revenue", "name": "Revenue per user", "kind": "numeric", "eventKey": "purchase", "aggregation": "mean"}))).await;
+    r.call(
+        Method::DELETE,
+        &metric,
+        "/projects/default/metrics/errors",
+        &[("if-match", "\"1\"")],
+        None,
+    )
+    .await;
+    r.call(Method::POST, &metrics, "/projects/default/metrics", &c, Some(json!({"key": "bad", "name": "Bad", "kind": "conversion", "eventKey": "", "aggregation": "sum"}))).await;
+
     // Evaluation, bootstrap, import.
     let evaluate = format!("{e}/evaluate");
     r.call(

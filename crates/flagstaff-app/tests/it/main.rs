@@ -9,6 +9,7 @@ mod access;
 mod clock;
 mod expiry;
 mod flag_settings;
+mod metrics;
 mod overview;
 mod projects;
 mod scheduling;

@@ -136,6 +136,32 @@ impl EventStore {
     }
 
     /// Contexts seen in an environment, most recently seen first.
+    /// The distinct kinds of the `recent` contexts seen last in an environment, most recent
+    /// first: one indexed read of the kind column only (no attributes to decode).
+    pub async fn recent_context_kinds(
+        &self,
+        environment: &str,
+        recent: u32,
+    ) -> Result<Vec<String>> {
+        let sql = self.backend.sql(&format!(
+            "SELECT kind FROM contexts_seen WHERE environment = $1 ORDER BY last_seen DESC LIMIT {}",
+            recent.clamp(1, 10_000)
+        ))
+        .into_owned();
+        let rows = sqlx::query(&sql)
+            .bind(environment)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut kinds: Vec<String> = Vec::new();
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        Ok(kinds)
+    }
+
     pub async fn contexts(
         &self,
         environment: &str,

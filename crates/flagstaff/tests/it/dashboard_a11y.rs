@@ -41,6 +41,12 @@ async fn populate(api: &Api) -> String {
     )
     .await;
     api.post(
+        "/projects/default/metrics",
+        &json!({"key": "revenue", "name": "Revenue", "kind": "numeric", "eventKey": "purchase",
+            "unit": "EUR", "description": "What customers spend after seeing the variation"}),
+    )
+    .await;
+    api.post(
         "/projects/default/flags",
         &json!({"key": "orders-db", "name": "Orders database", "kind": "migration",
             "description": "Orders move from MySQL to PostgreSQL"}),
@@ -211,6 +217,7 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         format!("{p}/flags/checkout/insights?env=production"),
         format!("{p}/flags/orders-db/insights?env=production"),
         format!("{p}/segments?env=production"),
+        format!("{p}/metrics?env=production"),
         format!("{p}/segments/staff?env=production"),
         format!("{p}/segments/customers?env=production"),
         format!("{p}/test?env=production"),
@@ -233,9 +240,32 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
     let report = Browser::run_script(
         "a11y.mjs",
         &json!({"base": base, "user": {"email": "admin@example.com", "password": "correct horse battery"},
-            "pages": pages, "screenshots": screenshots.path()}),
+        "pages": pages, "screenshots": screenshots.path(),
+        // The review dialog every change goes through, opened by the kill switch (in a
+        // critical environment, with its typed confirmation), and the settings review.
+        "dialogs": [
+            {"path": format!("{p}/flags/checkout?env=production"), "open": "#toggle", "dialog": "#review"},
+            {"path": format!("{p}/flags/dark-mode?env=test"), "open": "#toggle", "dialog": "#review"},
+        ]}),
     );
     let mut problems = Vec::new();
+    let dialogs = report["dialogs"].as_array().unwrap();
+    assert_eq!(dialogs.len(), 2 * 2, "every dialog at both widths");
+    for dialog in dialogs {
+        let at = format!("the dialog of {} at {} px", dialog["path"], dialog["width"]);
+        if dialog["axe"] != json!([]) {
+            problems.push(format!("{at}: axe {}", dialog["axe"]));
+        }
+        if dialog["scrollWidth"].as_u64() > dialog["innerWidth"].as_u64() {
+            problems.push(format!("{at}: scrolls sideways"));
+        }
+        if dialog["closedByEscape"] != true {
+            problems.push(format!("{at}: Escape did not close it"));
+        }
+        if dialog["consoleErrors"] != json!([]) {
+            problems.push(format!("{at}: console {}", dialog["consoleErrors"]));
+        }
+    }
     let checked = report["pages"].as_array().unwrap();
     assert_eq!(checked.len(), pages.len() * 2, "every page at both widths");
     for page in checked {

@@ -11,6 +11,7 @@ mod dashboard_a11y;
 mod dashboard_compare;
 mod dashboard_context_kinds;
 mod dashboard_entitlements;
+mod dashboard_metrics;
 mod dashboard_product;
 mod dashboard_segments;
 mod dashboard_workflows;
