@@ -91,7 +91,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Where a payload sent with `grant` came from, as the pipeline needs to know.
-fn source(app: &App, grant: &Grant, headers: &HeaderMap) -> EventSource {
+fn source(app: &App, grant: &Grant, headers: &HeaderMap, server_side: bool) -> EventSource {
     EventSource {
         environment: Arc::from(format!("{}/{}", grant.project, grant.environment)),
         sdk: SdkIdentity::from_headers(
@@ -101,6 +101,7 @@ fn source(app: &App, grant: &Grant, headers: &HeaderMap) -> EventSource {
         ),
         schema: schema(headers),
         unsummarized: headers.contains_key("x-launchdarkly-unsummarized"),
+        server_side,
         received_at: app.now_millis(),
     }
 }
@@ -112,6 +113,7 @@ pub(crate) async fn accept(
     headers: &HeaderMap,
     body: Body,
     diagnostic: bool,
+    server_side: bool,
 ) -> Response {
     let limit = delivery.config.max_event_payload_bytes;
     let raw = match read_raw(headers, body, limit).await {
@@ -129,7 +131,7 @@ pub(crate) async fn accept(
     };
     let (app, grant, headers) = (delivery.app.clone(), grant.clone(), headers.clone());
     tokio::task::spawn_blocking(move || match decode(&headers, raw, limit) {
-        Ok(bytes) => ingest(&app, &grant, &headers, &bytes, diagnostic),
+        Ok(bytes) => ingest(&app, &grant, &headers, &bytes, diagnostic, server_side),
         Err(refusal) => {
             app.record_rejected_events();
             refusal
@@ -147,8 +149,9 @@ pub(crate) fn ingest(
     headers: &HeaderMap,
     bytes: &[u8],
     diagnostic: bool,
+    server_side: bool,
 ) -> Response {
-    let source = source(app, grant, headers);
+    let source = source(app, grant, headers, server_side);
     let schema = source.schema;
     let payload_id = header(headers, "x-launchdarkly-payload-id");
     let counts = match app.ingest_events(source, bytes, diagnostic, payload_id) {
@@ -187,7 +190,8 @@ async fn intake(
         Ok(authorized) => authorized,
         Err(refusal) => return refusal,
     };
-    accept(delivery, &authorized.grant, headers, body, diagnostic).await
+    // Server-side SDKs, with the SDK key.
+    accept(delivery, &authorized.grant, headers, body, diagnostic, true).await
 }
 
 /// `POST /bulk`: analytics events.

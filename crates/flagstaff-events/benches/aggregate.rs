@@ -20,6 +20,7 @@ fn source() -> Source {
         sdk: SdkIdentity::from_headers(Some("PythonClient/9.1.0"), None, None),
         schema: 4,
         unsummarized: false,
+        server_side: true,
         received_at: NOW,
     }
 }

@@ -425,6 +425,7 @@ mod tests {
             sdk: SdkIdentity::default(),
             schema: 4,
             unsummarized: false,
+            server_side: true,
             received_at: NOW,
         };
         parse_analytics(source, events.to_string().as_bytes()).unwrap()

@@ -91,6 +91,10 @@ pub struct Source {
     pub schema: u32,
     /// `X-LaunchDarkly-Unsummarized` was present (§6.8).
     pub unsummarized: bool,
+    /// It came with an SDK key: a server-side SDK. Only those run migrations (§6.4), so
+    /// `migration_op` events sent with the public client-side ID or a mobile key are not
+    /// counted: anyone could otherwise write a migration's numbers.
+    pub server_side: bool,
     /// When it arrived (Unix ms).
     pub received_at: i64,
 }
@@ -453,6 +457,9 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
             true
         }
         "migration_op" => {
+            if !batch.source.server_side {
+                return false;
+            }
             let at = batch.source.time(event.get("creationDate"));
             let Some(op) = crate::migration::read(&event, at, MAX_KEY_LEN) else {
                 return false;

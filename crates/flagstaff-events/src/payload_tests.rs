@@ -11,6 +11,7 @@ fn source(schema: u32) -> Source {
         sdk: SdkIdentity::default(),
         schema,
         unsummarized: false,
+        server_side: true,
         received_at: NOW,
     }
 }
@@ -320,5 +321,30 @@ fn a_batch_weighs_about_the_size_of_its_events() {
         batch.bytes >= text && batch.bytes <= text * 3,
         "{} for {text} bytes of JSON",
         batch.bytes
+    );
+}
+
+#[test]
+fn migration_operations_count_only_from_server_side_sdks() {
+    let event = json!([{"kind": "migration_op", "creationDate": NOW, "operation": "read",
+        "contextKeys": {"user": "u"}, "evaluation": {"key": "orders-db", "value": "shadow"},
+        "measurements": [{"key": "invoked", "values": {"old": true, "new": true}}]}]);
+    let server = parse(4, event.clone());
+    assert_eq!(server.migration_ops.len(), 1);
+    assert_eq!(server.migration_ops[0].stage, "shadow");
+    // The same event with the public client-side ID or a mobile key: a known kind, skipped.
+    let browser = parse_analytics(
+        Source {
+            server_side: false,
+            ..source(4)
+        },
+        event.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert!(browser.migration_ops.is_empty());
+    assert_eq!(browser.skipped, 1);
+    assert_eq!(
+        browser.kinds[KINDS.iter().position(|k| *k == "migration_op").unwrap()],
+        1
     );
 }

@@ -369,6 +369,7 @@ async fn real_exchanges_match_the_documented_schemas() {
         ),
         schema: 4,
         unsummarized: false,
+        server_side: true,
         received_at: api.app.now_millis(),
     };
     let now = api.app.now_millis();

@@ -50,7 +50,8 @@ async fn accept_client_events(
     diagnostic: bool,
 ) -> Response {
     match within_rate(d, grant) {
-        Ok(()) => events::accept(d, grant, headers, body, diagnostic).await,
+        // Browsers and phones: the client-side ID is public, a mobile key ships in every app.
+        Ok(()) => events::accept(d, grant, headers, body, diagnostic, false).await,
         Err(refusal) => refusal,
     }
 }
@@ -126,7 +127,7 @@ pub(crate) async fn beacon(
             .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(data))
             .ok()
     }) {
-        let _ = events::ingest(&d.app, &authorized.grant, &headers, &decoded, false);
+        let _ = events::ingest(&d.app, &authorized.grant, &headers, &decoded, false, false);
     }
     let mut response = Response::new(Body::from(Bytes::from_static(PIXEL)));
     response

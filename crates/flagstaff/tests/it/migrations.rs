@@ -299,6 +299,44 @@ fn the_python_sdk_migrator_moves_through_the_six_stages_and_its_events_become_in
         );
     });
 
+    // Browsers have no migrators: the same events sent with the public client-side ID are
+    // accepted (SDKs must never be refused) but not counted, so nobody can write a migration's
+    // numbers from a web page.
+    let env = rt.block_on(api.get("/projects/default/environments/production"));
+    let client_side_id = env["clientSideId"].as_str().unwrap().to_owned();
+    let forged: Vec<Value> = (0..50)
+        .map(|_| {
+            json!({"kind": "migration_op", "creationDate": 1, "operation": "read",
+                "contextKeys": {"user": "x"}, "evaluation": {"key": FLAG, "value": "shadow"},
+                "measurements": [{"key": "consistent", "value": false}]})
+        })
+        .collect();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{base}/events/bulk/{client_side_id}"))
+            .header("Content-Type", "application/json")
+            .body(Value::Array(forged).to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 202);
+    let health_before = rt.block_on(api.get("/events/health"))["writtenEvents"].clone();
+    let start = Instant::now();
+    while rt.block_on(api.get("/events/health"))["writtenEvents"] == health_before
+        && start.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = rt.block_on(api.get(&path));
+    assert_eq!(
+        row(after["totals"].as_array().unwrap(), "read", "shadow")["consistencyChecks"],
+        2,
+        "browser-sent migration_op events are not counted"
+    );
+
     // Attacks and mistakes: another environment has nothing; a boolean flag is not a
     // migration flag; the environment is required; no token, no insights.
     let test_env = rt.block_on(api.get(&format!(
