@@ -44,6 +44,30 @@ impl FromRequestParts<Arc<App>> for Caller {
 /// dashboard, so the same mistake gets the same answer).
 pub(crate) use flagstaff_http::JsonBody as Body;
 
+/// The body of a `PUT` that replaces a document: like [`Body`], except that a top-level
+/// `version` is ignored. A GET answers with the document's `version` inside it, and a client
+/// that edits what it read and sends it back (as LaunchDarkly's clients do) should not be
+/// refused for it: the version that counts is the one in `If-Match`.
+pub(crate) struct Replacement<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Replacement<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Replacement<T>> {
+        let Body(mut value) = Body::<Value>::from_request(request, state).await?;
+        if let Some(object) = value.as_object_mut() {
+            object.remove("version");
+        }
+        serde_path_to_error::deserialize(value)
+            .map(Replacement)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::new(ErrorCode::InvalidBody, e.inner().to_string())
+                    .with_field(if path == "." { String::new() } else { path })
+            })
+    }
+}
+
 /// The `If-Match` version an update must name.
 pub(crate) struct IfMatch(pub(crate) u64);
 

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Result;
-use crate::extract::{Body, Caller, Comment, IfMatch, PatchRequest, apply_patch, versioned};
+use crate::extract::{
+    Body, Caller, Comment, IfMatch, PatchRequest, Replacement, apply_patch, versioned,
+};
 use crate::routes::AppState;
 use flagstaff_http::{RawBody, parse_json};
 
@@ -100,7 +102,7 @@ async fn update_flag(
     IfMatch(version): IfMatch,
     Comment(comment): Comment,
     Path((project, key)): Path<(String, String)>,
-    Body(definition): Body<FlagDefinition>,
+    Replacement(definition): Replacement<FlagDefinition>,
 ) -> Result<Response> {
     Ok(versioned(
         StatusCode::OK,

@@ -12,7 +12,7 @@ use flagstaff_app::metrics::Metric;
 use serde_json::Value;
 
 use crate::Result;
-use crate::extract::{Body, Caller, Comment, IfMatch, versioned};
+use crate::extract::{Body, Caller, Comment, IfMatch, Replacement, versioned};
 use crate::routes::{AppState, items};
 
 /// The routes of this resource.
@@ -67,7 +67,7 @@ async fn update_metric(
     IfMatch(version): IfMatch,
     Comment(comment): Comment,
     Path((project, key)): Path<(String, String)>,
-    Body(metric): Body<Metric>,
+    Replacement(metric): Replacement<Metric>,
 ) -> Result<Response> {
     Ok(versioned(
         StatusCode::OK,

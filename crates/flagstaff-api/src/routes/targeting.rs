@@ -14,7 +14,7 @@ use flagstaff_app::{FlagRef, WriteMeta};
 
 use crate::Result;
 use crate::extract::{
-    Body, Caller, Comment, IfMatch, MaybeIfMatch, PatchRequest, SemanticPatch, apply_patch,
+    Caller, Comment, IfMatch, MaybeIfMatch, PatchRequest, Replacement, SemanticPatch, apply_patch,
     is_semantic_patch, version_required, versioned,
 };
 use crate::routes::AppState;
@@ -47,7 +47,7 @@ async fn update_targeting(
     IfMatch(version): IfMatch,
     Comment(comment): Comment,
     Path((project, environment, key)): Path<(String, String, String)>,
-    Body(targeting): Body<Targeting>,
+    Replacement(targeting): Replacement<Targeting>,
 ) -> Result<Response> {
     Ok(versioned(
         StatusCode::OK,

@@ -1069,3 +1069,63 @@ async fn a_project_comes_with_production_and_test_or_the_environments_listed() {
         );
     }
 }
+
+/// What GET returned, edited and sent back with its `version` inside, replaces the document:
+/// the version that counts is `If-Match`'s. Any other unknown field is still refused by name.
+#[tokio::test]
+async fn a_document_read_edited_and_sent_back_whole_replaces_it() {
+    let api = TestApi::new().await;
+    let created = api
+        .post(
+            "/api/v1/projects/default/flags",
+            json!({"key": "beta", "name": "Beta"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let metric = api
+        .post(
+            "/api/v1/projects/default/metrics",
+            json!({"key": "revenue", "name": "Revenue", "kind": "numeric", "eventKey": "purchase"}),
+        )
+        .await;
+    assert_eq!(metric.status, StatusCode::CREATED, "{}", metric.body);
+    for (path, field, value) in [
+        (
+            "/api/v1/projects/default/flags/beta",
+            "name",
+            json!("Beta programme"),
+        ),
+        (
+            "/api/v1/projects/default/environments/test/flags/beta",
+            "on",
+            json!(true),
+        ),
+        (
+            "/api/v1/projects/default/metrics/revenue",
+            "name",
+            json!("Revenue per user"),
+        ),
+    ] {
+        let read = api.get(path).await;
+        let etag = read.etag.clone().expect("an ETag");
+        let mut edited = read.body.clone();
+        assert!(
+            edited.get("version").is_some(),
+            "{path} answers with its version"
+        );
+        edited[field] = value.clone();
+        let replaced = api.put(path, &etag, edited.clone()).await;
+        assert_eq!(replaced.status, StatusCode::OK, "{path}: {}", replaced.body);
+        assert_eq!(replaced.body[field], value);
+        // A stale If-Match still loses, whatever version the body says.
+        let stale = api.put(path, &etag, edited.clone()).await;
+        assert_eq!(stale.status, StatusCode::CONFLICT, "{path}: {}", stale.body);
+        let mut unknown = api.get(path).await.body;
+        unknown["colour"] = json!("blue");
+        let refused = api
+            .put(path, &api.get(path).await.etag.unwrap(), unknown)
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(refused.body["code"], "invalid_body");
+    }
+}
