@@ -60,6 +60,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .merge(routes::environments::routes())
         .merge(routes::flags::routes())
         .merge(routes::metrics::routes())
+        .merge(routes::experiments::routes())
         .merge(routes::targeting::routes())
         .merge(routes::segments::routes())
         .merge(routes::import::routes())

@@ -88,6 +88,11 @@ pub const SEGMENT_ACTIONS: &[&str] = &[
 /// The metric actions (issue 21): writers define what experiments measure.
 pub const METRIC_ACTIONS: &[&str] = &["createMetric", "updateMetric", "deleteMetric"];
 
+/// The experiment actions (issue 21): writers design, start, stop and ship experiments. Starting
+/// and stopping also change the flag's targeting, which needs the targeting actions too.
+pub const EXPERIMENT_ACTIONS: &[&str] =
+    &["createExperiment", "updateExperiment", "deleteExperiment"];
+
 /// The release-workflow actions writers take on flags and segments (issue 19): requesting,
 /// reviewing and applying changes, scheduling them, and flag triggers. Bypassing a required
 /// approval is not among them: an environment names who may (`approvals.rs`).
@@ -118,10 +123,12 @@ pub fn builtin_policy(role: Role) -> &'static Policy {
                    "resources": ["proj/*:env/*:flag/*", "proj/*:env/*:segment/*"]}),
             json!({"effect": "allow", "actions": ["importFlagData"], "resources": ["proj/*:env/*"]}),
             json!({"effect": "allow", "actions": METRIC_ACTIONS, "resources": ["proj/*:metric/*"]}),
+            json!({"effect": "allow", "actions": EXPERIMENT_ACTIONS,
+                   "resources": ["proj/*:env/*:experiment/*"]}),
         ];
         let admin = json!([{"effect": "allow", "actions": ["*"], "resources": [
             "proj/*", "proj/*:env/*", "proj/*:env/*:flag/*",
-            "proj/*:env/*:segment/*", "proj/*:metric/*", "member/*", "team/*", "role/*", "token/*", "webhook/*"
+            "proj/*:env/*:segment/*", "proj/*:env/*:experiment/*", "proj/*:metric/*", "member/*", "team/*", "role/*", "token/*", "webhook/*"
         ]}]);
         let parse = |v: Value| Policy::parse(&v).expect("built-in policies are valid");
         [
@@ -455,6 +462,15 @@ pub mod resource {
     /// `proj/<project>:metric/<key>`: metrics are project-wide, as in LaunchDarkly.
     pub fn metric(project: &str, key: &str) -> Resource {
         project_with(project).with("metric", key, &[])
+    }
+
+    /// `proj/<project>:env/<environment>:experiment/<key>` (the environment untagged: an
+    /// experiment's own actions do not change what SDKs receive; its targeting change is
+    /// authorized on the flag, with the environment's tags).
+    pub fn experiment(project: &str, environment: &str, key: &str) -> Resource {
+        project_with(project)
+            .with("env", environment, &[])
+            .with("experiment", key, &[])
     }
 
     /// `proj/<project>:env/<environment>:segment/<key>`.

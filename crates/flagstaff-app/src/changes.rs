@@ -53,6 +53,8 @@ pub enum Subject {
     Trigger,
     /// A metric experiments measure.
     Metric,
+    /// An experiment.
+    Experiment,
 }
 
 impl Subject {
@@ -74,6 +76,7 @@ impl Subject {
             Subject::Webhook => kinds::WEBHOOK,
             Subject::Trigger => kinds::TRIGGER,
             Subject::Metric => kinds::METRIC,
+            Subject::Experiment => kinds::EXPERIMENT,
         }
     }
 }
@@ -209,6 +212,12 @@ actions! {
     MetricUpdate => "metric.update", Metric;
     /// A metric was deleted.
     MetricDelete => "metric.delete", Metric;
+    /// An experiment was designed.
+    ExperimentCreate => "experiment.create", Experiment;
+    /// An experiment's design changed.
+    ExperimentUpdate => "experiment.update", Experiment;
+    /// An experiment was deleted with its results.
+    ExperimentDelete => "experiment.delete", Experiment;
 }
 
 impl Action {
@@ -236,6 +245,7 @@ impl Action {
                 | Action::WebhookDelete
                 | Action::TriggerDelete
                 | Action::MetricDelete
+                | Action::ExperimentDelete
         )
     }
 }

@@ -42,6 +42,8 @@ mod changes;
 pub mod deferred;
 mod environments;
 mod error;
+pub mod experiment_results;
+pub mod experiments;
 pub mod expiry;
 mod flags;
 mod import;

@@ -50,6 +50,8 @@ pub mod kinds {
     pub const TRIGGER: &str = "trigger";
     /// A metric experiments measure (`metrics.rs`); scope is the project key.
     pub const METRIC: &str = "metric";
+    /// An experiment (`experiments.rs`); scope is `project/environment`.
+    pub const EXPERIMENT: &str = "experiment";
 }
 
 /// A project: a product or service with its own flags.

@@ -73,6 +73,10 @@ pub const ACTIONS: &[&str] = &[
     "createMetric",
     "updateMetric",
     "deleteMetric",
+    // Experiments.
+    "createExperiment",
+    "updateExperiment",
+    "deleteExperiment",
     // Members, teams, roles, tokens.
     "createMember",
     "deleteMember",
@@ -105,6 +109,7 @@ const TYPES: &[(&str, &[&str])] = &[
     ("flag", &["proj", "env"]),
     ("segment", &["proj", "env"]),
     ("metric", &["proj"]),
+    ("experiment", &["proj", "env"]),
     ("member", &[]),
     ("team", &[]),
     ("role", &[]),

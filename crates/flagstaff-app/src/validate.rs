@@ -332,7 +332,7 @@ fn variation_index(field: &str, index: i64, variations: usize) -> Result<()> {
     }
 }
 
-fn context_kind(field: &str, kind: Option<&str>) -> Result<()> {
+pub(crate) fn context_kind(field: &str, kind: Option<&str>) -> Result<()> {
     match kind {
         Some(kind) => Kind::new(kind)
             .map(|_| ())

@@ -181,6 +181,9 @@ fn action_text(stored: &str) -> String {
         Action::MetricCreate => "created a metric",
         Action::MetricUpdate => "changed a metric",
         Action::MetricDelete => "deleted a metric",
+        Action::ExperimentCreate => "designed an experiment",
+        Action::ExperimentUpdate => "changed an experiment",
+        Action::ExperimentDelete => "deleted an experiment",
     }
     .to_owned()
 }

@@ -174,7 +174,10 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
             // What experiments measure; SDKs send events, they never receive metrics.
             | Action::MetricCreate
             | Action::MetricUpdate
-            | Action::MetricDelete => {}
+            | Action::MetricDelete
+            | Action::ExperimentCreate
+            | Action::ExperimentUpdate
+            | Action::ExperimentDelete => {}
         }
     }
     plan

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod experiments;
 pub mod migration;
 pub mod payload;
 
@@ -33,6 +34,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 pub use aggregate::{Aggregate, Limits};
+pub use experiments::{Registry, RunningIteration};
 pub use payload::{
     Batch, KINDS, PayloadError, SdkIdentity, Source, parse_analytics, parse_diagnostic,
 };
@@ -195,6 +197,7 @@ pub struct Pipeline {
     queue: Mutex<Queue>,
     wake: Notify,
     payload_ids: Mutex<PayloadIds>,
+    experiments: Registry,
     counters: Counters,
     state: Mutex<WriterState>,
     /// How many queued batches have been written (or given up on).
@@ -221,6 +224,7 @@ impl Pipeline {
                 previous: HashSet::new(),
                 rotated: Instant::now(),
             }),
+            experiments: Registry::default(),
             counters: Counters::default(),
             state: Mutex::new(WriterState::default()),
             written: watch::Sender::new(0),
@@ -234,6 +238,11 @@ impl Pipeline {
     /// The events database.
     pub fn store(&self) -> &Arc<EventStore> {
         &self.store
+    }
+
+    /// The experiment iterations whose exposures and metric events are kept.
+    pub fn experiments(&self) -> &Registry {
+        &self.experiments
     }
 
     /// Queues a parsed payload unless it is a retry of one already accepted or the queue is
@@ -374,7 +383,10 @@ impl Pipeline {
         if !batches.is_empty() {
             let started = Instant::now();
             let mut aggregate = Aggregate::default();
-            for batch in batches {
+            let running = self.experiments.snapshot();
+            let mut experiments = flagstaff_store::events::ExperimentWrite::default();
+            for mut batch in batches {
+                experiments::collect(&running, &mut batch, &mut experiments);
                 aggregate.add(batch, self.config.limits);
             }
             let events = aggregate.events;
@@ -390,8 +402,9 @@ impl Pipeline {
                         .increment(over);
                 }
             }
-            let write =
+            let mut write =
                 aggregate.into_write(&self.config.retention, self.config.clock.now_millis());
+            write.experiments = experiments;
             let result = self.store.write(&write).await;
             let elapsed = started.elapsed().as_secs_f64() * 1000.0;
             let mut state = lock(&self.state);

@@ -212,6 +212,10 @@ pub struct Batch {
     pub samples: Vec<Sample>,
     /// Migration operations (`migration_op` events).
     pub migration_ops: Vec<crate::migration::MigrationOp>,
+    /// Evaluations inside an experiment (feature events with `inExperiment`).
+    pub exposures: Vec<crate::experiments::Exposure>,
+    /// Events that experiment metrics may count (custom, click, pageview).
+    pub outcomes: Vec<crate::experiments::Outcome>,
     /// The SDK as its diagnostic event describes it, with its platform (JSON), if this was one.
     pub diagnostic: Option<(SdkIdentity, String)>,
     /// About how many bytes of memory the batch holds: what the pipeline's queue counts
@@ -233,6 +237,8 @@ impl Batch {
             custom: Vec::new(),
             samples: Vec::new(),
             migration_ops: Vec::new(),
+            exposures: Vec::new(),
+            outcomes: Vec::new(),
             diagnostic: None,
             bytes: 0,
         }
@@ -400,7 +406,11 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
                 return false;
             };
             let at = batch.source.time(event.get("creationDate"));
+            let first_context = batch.contexts.len();
             read_event_contexts(batch, &mut event, at);
+            if kind == "feature" {
+                crate::experiments::read_exposure(batch, &event, &flag, first_context, at);
+            }
             if batch.source.summarise_features() && kind == "feature" {
                 let counter = Counter {
                     flag: flag.clone(),
@@ -438,14 +448,17 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
                 return false;
             };
             let at = batch.source.time(event.get("creationDate"));
+            let first_context = batch.contexts.len();
             read_event_contexts(batch, &mut event, at);
             omit_large_data(&mut event);
+            let metric = event
+                .get("metricValue")
+                .and_then(Value::as_f64)
+                .filter(|m| m.is_finite());
+            crate::experiments::read_outcome(batch, &key, metric, first_context, at);
             batch.custom.push(Custom {
                 key: key.clone(),
-                metric: event
-                    .get("metricValue")
-                    .and_then(Value::as_f64)
-                    .filter(|m| m.is_finite()),
+                metric,
                 at,
             });
             batch.samples.push(Sample {
@@ -468,7 +481,17 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
             read_event_contexts(batch, &mut event, at);
             true
         }
-        "identify" | "index" | "click" | "pageview" => {
+        "click" | "pageview" => {
+            let at = batch.source.time(event.get("creationDate"));
+            let first_context = batch.contexts.len();
+            read_event_contexts(batch, &mut event, at);
+            // A browser goal (§5.9) is a metric event named by the goal's key.
+            if let Some(key) = short_key(event.get("key")) {
+                crate::experiments::read_outcome(batch, &key, None, first_context, at);
+            }
+            true
+        }
+        "identify" | "index" => {
             let at = batch.source.time(event.get("creationDate"));
             read_event_contexts(batch, &mut event, at);
             true

@@ -71,7 +71,8 @@ pub struct MetricResult {
     pub key: String,
     /// Contexts counted.
     pub n: f64,
-    /// The mean per context (the conversion rate for conversions), after CUPED when used.
+    /// The mean per context as observed (the conversion rate for conversions); CUPED adjusts
+    /// only the comparison.
     pub mean: f64,
     /// Its 1 − α interval.
     pub interval: Interval,
@@ -141,8 +142,9 @@ pub fn results(experiment: &Experiment) -> Results {
     let mut tested: Vec<(usize, usize, f64)> = Vec::new();
     for (m, metric) in experiment.metrics.iter().enumerate() {
         // CUPED, per pair (control, treatment) when covariates are known: θ is pooled over
-        // the pair, so the control's adjusted moments differ slightly from pair to pair; the
-        // control's own line shows its pairing with the first treatment.
+        // the pair, so the control's adjusted moments differ from pair to pair. CUPED therefore
+        // adjusts only the comparisons; each variation's own mean and interval are as observed,
+        // which is what people check against their own numbers.
         let plain = |v: usize| metric.moments.get(v).copied().unwrap_or_default();
         let pairs: Vec<Option<checks::Cuped>> = (0..variations.len())
             .map(|v| match &metric.covariates {
@@ -152,21 +154,22 @@ pub fn results(experiment: &Experiment) -> Results {
                 _ => None,
             })
             .collect();
-        let control_shown = pairs
-            .iter()
-            .flatten()
-            .next()
-            .map_or(plain(control), |c| c.control);
         for (v, variation) in variations.iter_mut().enumerate() {
-            let (moments, comparison) = if v == control {
-                (control_shown, None)
+            let moments = plain(v);
+            let comparison = if v == control {
+                None
             } else {
-                let (control_moments, moments, reduction) = match &pairs[v] {
+                let (control_moments, treatment_moments, reduction) = match &pairs[v] {
                     Some(c) => (c.control, c.treatment, Some(c.variance_reduction)),
                     None => (plain(control), plain(v), None),
                 };
-                let comparison = compare(experiment, metric, &control_moments, &moments, reduction);
-                (moments, comparison)
+                compare(
+                    experiment,
+                    metric,
+                    &control_moments,
+                    &treatment_moments,
+                    reduction,
+                )
             };
             let interval = mean_interval(&moments, alpha);
             if let Some(c) = &comparison {

@@ -45,6 +45,10 @@ const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../migrations/events/sqlite/0002_migration_ops.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/events/sqlite/0003_experiments.sql"),
+    ),
 ];
 const POSTGRES_EVENT_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -54,6 +58,10 @@ const POSTGRES_EVENT_MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../migrations/events/postgres/0002_migration_ops.sql"),
+    ),
+    (
+        3,
+        include_str!("../migrations/events/postgres/0003_experiments.sql"),
     ),
 ];
 

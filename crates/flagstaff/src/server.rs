@@ -385,6 +385,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     // Scheduled changes run exactly once cluster-wide, and webhook deliveries are queued once,
     // whichever nodes run these (flagstaff-app's schedules.rs and webhooks.rs).
     tokio::spawn(app.clone().run_scheduler());
+    tokio::spawn(app.clone().run_experiments());
     tokio::spawn(
         app.clone()
             .run_webhooks(flagstaff_app::webhooks::webhook_client(

@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 
+mod experiments;
 mod workflows;
 
 fn reference(name: &str) -> Value {
@@ -208,6 +209,7 @@ fn schemas() -> Value {
     let mut all = base_schemas();
     if let Value::Object(map) = &mut all {
         map.extend(workflows::schemas());
+        map.extend(experiments::schemas());
     }
     all
 }
@@ -654,6 +656,7 @@ pub fn document() -> Value {
     });
     add_access_paths(&mut paths);
     workflows::add_paths(&mut paths);
+    experiments::add_paths(&mut paths);
     declare_path_parameters(&mut paths);
     json!({
         "openapi": "3.1.0",

@@ -9,6 +9,7 @@ use flagstaff_app::App;
 pub(crate) mod audit;
 pub(crate) mod environments;
 pub(crate) mod evaluate;
+pub(crate) mod experiments;
 pub(crate) mod flags;
 pub(crate) mod import;
 pub(crate) mod insights;

@@ -3,6 +3,7 @@
 // A test helper that cannot do its job should panic with the reason: that is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod experiments;
 mod flows;
 mod hardening;
 mod openapi;

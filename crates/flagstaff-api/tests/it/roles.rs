@@ -69,6 +69,13 @@ async fn world(actor: &str) -> (TestApi, String) {
             .await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     }
+    let metric = api
+        .post(
+            "/api/v1/projects/default/metrics",
+            json!({"key": "purchased", "name": "Purchased", "kind": "conversion", "eventKey": "purchase"}),
+        )
+        .await;
+    assert_eq!(metric.status, StatusCode::CREATED, "{}", metric.body);
     for role in roles() {
         let reply = api.post("/api/v1/roles", role).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
@@ -393,6 +400,20 @@ fn routes() -> Vec<Route> {
             ),
             action: "createMetric",
             resource: "proj/default:metric/revenue",
+            allowed: &["admin", "writer", "writer-no-payments"],
+            refused_early: &[],
+        },
+        Route {
+            name: "design an experiment in production",
+            method: Method::POST,
+            path: "/api/v1/projects/default/environments/production/experiments",
+            version: false,
+            body: Some(
+                json!({"key": "exp", "name": "Exp", "flag": "checkout", "metrics": ["purchased"],
+                       "controlVariation": 0, "treatmentVariations": [1]}),
+            ),
+            action: "createExperiment",
+            resource: "proj/default:env/production:experiment/exp",
             allowed: &["admin", "writer", "writer-no-payments"],
             refused_early: &[],
         },

@@ -339,6 +339,116 @@ async fn real_exchanges_match_the_documented_schemas() {
     .await;
     r.call(Method::POST, &metrics, "/projects/default/metrics", &c, Some(json!({"key": "bad", "name": "Bad", "kind": "conversion", "eventKey": "", "aggregation": "sum"}))).await;
 
+    // Experiments on a multivariate flag, through every operation.
+    r.call(Method::POST, &format!("{p}/flags"), "/projects/default/flags", &c, Some(json!({"key": "banner", "name": "Banner", "kind": "multivariate", "variations": [{"value": "a", "name": "A"}, {"value": "b"}]}))).await;
+    let experiments = format!("{e}/experiments");
+    let experiment = format!("{e}/experiments/{{key}}");
+    let design = json!({"key": "banner-test", "name": "Banner test", "flag": "banner", "metrics": ["revenue"], "controlVariation": 0, "treatmentVariations": [1], "weights": [60, 40]});
+    r.call(
+        Method::POST,
+        &experiments,
+        "/projects/default/environments/production/experiments",
+        &c,
+        Some(design.clone()),
+    )
+    .await;
+    r.call(Method::POST, &experiments, "/projects/default/environments/production/experiments", &c, Some(json!({"key": "bad", "name": "Bad", "flag": "banner", "metrics": [], "controlVariation": 0, "treatmentVariations": [1]}))).await;
+    r.call(
+        Method::GET,
+        &experiments,
+        "/projects/default/environments/production/experiments",
+        &[],
+        None,
+    )
+    .await;
+    let version = r
+        .version(
+            &experiment,
+            "/projects/default/environments/production/experiments/banner-test",
+        )
+        .await;
+    let mut renamed = design.clone();
+    renamed["name"] = json!("Banner test, take two");
+    r.call(
+        Method::PUT,
+        &experiment,
+        "/projects/default/environments/production/experiments/banner-test",
+        &[("if-match", &version)],
+        Some(renamed),
+    )
+    .await;
+    let start = format!("{experiment}/start");
+    r.call(
+        Method::POST,
+        &start,
+        "/projects/default/environments/production/experiments/banner-test/start",
+        &c,
+        None,
+    )
+    .await;
+    r.call(
+        Method::POST,
+        &start,
+        "/projects/default/environments/production/experiments/banner-test/start",
+        &c,
+        None,
+    )
+    .await;
+    r.call(
+        Method::GET,
+        &format!("{experiment}/results"),
+        "/projects/default/environments/production/experiments/banner-test/results",
+        &[],
+        None,
+    )
+    .await;
+    r.call(
+        Method::POST,
+        &format!("{experiment}/stop"),
+        "/projects/default/environments/production/experiments/banner-test/stop",
+        &c,
+        None,
+    )
+    .await;
+    r.call(
+        Method::POST,
+        &start,
+        "/projects/default/environments/production/experiments/banner-test/start",
+        &c,
+        None,
+    )
+    .await;
+    r.call(
+        Method::POST,
+        &format!("{experiment}/ship"),
+        "/projects/default/environments/production/experiments/banner-test/ship",
+        &c,
+        Some(json!({"variation": 1})),
+    )
+    .await;
+    r.call(
+        Method::GET,
+        &format!("{experiment}/results"),
+        "/projects/default/environments/production/experiments/banner-test/results?iteration=1",
+        &[],
+        None,
+    )
+    .await;
+    let version = r
+        .version(
+            &experiment,
+            "/projects/default/environments/production/experiments/banner-test",
+        )
+        .await;
+    r.call(
+        Method::DELETE,
+        &experiment,
+        "/projects/default/environments/production/experiments/banner-test",
+        &[("if-match", &version)],
+        None,
+    )
+    .await;
+
     // Evaluation, bootstrap, import.
     let evaluate = format!("{e}/evaluate");
     r.call(

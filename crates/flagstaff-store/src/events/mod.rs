@@ -9,9 +9,13 @@
 //! Rows are counters that only grow, "last seen" times that only move forward, and samples
 //! that expire.
 
+mod experiments;
 mod migration;
 mod queries;
 
+pub use experiments::{
+    ExperimentWrite, ExposureRow, IterationTotals, OutcomeRow, Transform, TransformMoments,
+};
 pub use migration::{MigrationOpCount, MigrationTotals, OriginTotals};
 
 use serde_json::Value;
@@ -204,6 +208,8 @@ pub struct EventWrite {
     pub samples: Vec<EventSample>,
     /// Migration operation counters to add.
     pub migration_ops: Vec<MigrationOpCount>,
+    /// Exposures and metric events of running experiments.
+    pub experiments: ExperimentWrite,
 }
 
 impl EventWrite {
@@ -217,6 +223,7 @@ impl EventWrite {
             && self.custom.is_empty()
             && self.samples.is_empty()
             && self.migration_ops.is_empty()
+            && self.experiments.is_empty()
     }
 }
 
@@ -517,6 +524,7 @@ impl EventStore {
         }
         self.write_migration_ops(&mut tx, &write.migration_ops)
             .await?;
+        self.write_experiments(&mut tx, &write.experiments).await?;
         tx.commit().await?;
         Ok(())
     }

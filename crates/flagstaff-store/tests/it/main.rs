@@ -9,4 +9,5 @@
 
 mod backends;
 mod events;
+mod experiments;
 mod suite;
