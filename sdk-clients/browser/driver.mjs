@@ -9,6 +9,8 @@
 //   {"cmd":"details","id","evaluations":[{"flagKey","default"}]}  variationDetail() each
 //   {"cmd":"identify","id","context"}   switch context, then allFlags()
 //   {"cmd":"waitFor","id","flagKey","value","timeoutMs"}  until variation(flagKey) equals value
+//   {"cmd":"click","id","selector"}     click an element of the page (browser goals)
+//   {"cmd":"flush","id"}                the SDK's flush() (sends its queued events now)
 //   {"cmd":"received","id"}             what the page received from Flagstaff: polling bodies
 //                                       and stream events, as the page's own code saw them
 //   {"cmd":"close","id"} / {"cmd":"quit"}
@@ -73,6 +75,12 @@ async function handle(command) {
         return { reached: false };
       }
     }
+    case 'click':
+      await page.page.click(command.selector);
+      return {};
+    case 'flush':
+      await page.page.evaluate(() => window.client.flush());
+      return {};
     case 'received':
       return { responses: page.received, events: await page.page.evaluate(() => window.__events) };
     case 'close':

@@ -4,7 +4,8 @@ One JSON command per line on stdin, one JSON answer per line on stdout (the same
 ../node/driver.mjs). Commands:
 
   {"cmd": "open", "id": "c1", "sdkKey": "...", "baseUri": "http://127.0.0.1:P",
-   "stream": true, "startWait": 5, "caCert": "/path/ca.pem" (optional: trust this CA)}
+   "stream": true, "startWait": 5, "caCert": "/path/ca.pem" (optional: trust this CA),
+   "eventsUri": "..." (optional: send events elsewhere), "eventsCapacity": 10000 (optional)}
       -> {"initialized": bool}
   {"cmd": "evaluate", "id": "c1", "evaluations": [{"flagKey": "f", "context": {...},
    "default": <json>, "valueType": "bool"|"int"|"double"|"string"|"any"}]}
@@ -58,7 +59,8 @@ def handle(command):
             command["sdkKey"],
             base_uri=base,
             stream_uri=base,
-            events_uri=base,
+            events_uri=command.get("eventsUri", base),
+            events_max_pending=command.get("eventsCapacity", 10000),
             stream=command.get("stream", True),
             flush_interval=1,
             initial_reconnect_delay=command.get("initialReconnectDelay", 0.2),

@@ -55,6 +55,8 @@ pub enum Subject {
     Metric,
     /// An experiment.
     Experiment,
+    /// A guarded rollout.
+    GuardedRollout,
 }
 
 impl Subject {
@@ -77,6 +79,7 @@ impl Subject {
             Subject::Trigger => kinds::TRIGGER,
             Subject::Metric => kinds::METRIC,
             Subject::Experiment => kinds::EXPERIMENT,
+            Subject::GuardedRollout => kinds::GUARDED_ROLLOUT,
         }
     }
 }
@@ -218,6 +221,8 @@ actions! {
     ExperimentUpdate => "experiment.update", Experiment;
     /// An experiment was deleted with its results.
     ExperimentDelete => "experiment.delete", Experiment;
+    /// A guarded rollout was paused or resumed (its steps are targeting changes).
+    GuardedRolloutUpdate => "guarded_rollout.update", GuardedRollout;
 }
 
 impl Action {

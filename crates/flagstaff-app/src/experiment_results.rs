@@ -314,7 +314,7 @@ pub(crate) fn compute(
 
 /// One metric's moments per arm, with CUPED covariates when any context has a pre-exposure
 /// value.
-fn metric_data(
+pub(crate) fn metric_data(
     metric: &Metric,
     arms: &[u32],
     exposures: &[f64],

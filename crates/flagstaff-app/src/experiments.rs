@@ -211,11 +211,11 @@ fn fallthrough() -> Audience {
     Audience::Fallthrough
 }
 
-fn invalid(code: ErrorCode, field: &str, message: impl Into<String>) -> AppError {
+pub(crate) fn invalid(code: ErrorCode, field: &str, message: impl Into<String>) -> AppError {
     AppError::invalid(code, field, message)
 }
 
-fn state_error(message: impl Into<String>) -> AppError {
+pub(crate) fn state_error(message: impl Into<String>) -> AppError {
     AppError::invalid(ErrorCode::InvalidState, "", message)
 }
 
@@ -815,16 +815,47 @@ impl App {
                 started_at: iteration.started_at,
             });
         }
+        // Guarded rollouts measure their current step like an iteration.
+        for doc in self.store.list_kind(kinds::GUARDED_ROLLOUT).await? {
+            let plan: crate::guarded_rollouts::GuardedRollout = decode(&doc)?;
+            let in_progress = matches!(
+                plan.status,
+                crate::guarded_rollouts::RolloutStatus::Running
+                    | crate::guarded_rollouts::RolloutStatus::Paused
+            );
+            let Some(step) = plan.history.last().filter(|_| in_progress) else {
+                continue;
+            };
+            let project = doc.scope.split('/').next().unwrap_or_default();
+            let event_keys = metrics
+                .iter()
+                .filter(|m| m.scope == project && plan.guards.iter().any(|g| g.metric == m.key))
+                .filter_map(|m| decode::<Metric>(m).ok())
+                .map(|m| m.event_key)
+                .collect();
+            running.push(flagstaff_events::RunningIteration {
+                id: step.iteration.clone(),
+                environment: doc.scope.clone(),
+                flag: plan.flag.clone(),
+                unit_kind: plan.randomization_unit.clone(),
+                variations: vec![plan.control_variation, plan.treatment_variation],
+                event_keys,
+                started_at: step.started_at,
+            });
+        }
         pipeline.experiments().replace(running);
         Ok(())
     }
 
-    /// Refreshes the running experiments every second until the process ends, so that an
-    /// experiment started on another node is measured here too.
+    /// Every second until the process ends: refreshes the running experiments (so that an
+    /// experiment started on another node is measured here too) and moves guarded rollouts.
     pub async fn run_experiments(self) {
         loop {
             if let Err(error) = self.refresh_experiments().await {
                 tracing::warn!(%error, "cannot read the running experiments");
+            }
+            if let Err(error) = self.run_guarded_rollouts().await {
+                tracing::warn!(%error, "cannot check the guarded rollouts");
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }

@@ -46,6 +46,7 @@ pub mod experiment_results;
 pub mod experiments;
 pub mod expiry;
 mod flags;
+pub mod guarded_rollouts;
 mod import;
 pub mod insights;
 pub mod instruction_diff;
@@ -209,7 +210,13 @@ pub struct App {
     trigger_calls: Arc<triggers::TriggerCalls>,
     /// Whether webhooks may point at loopback and private addresses (`webhooks.rs`).
     webhooks_allow_private: bool,
+    /// Browser goals per project with the change-feed position they were read at
+    /// (`metrics.rs`).
+    goals: Arc<std::sync::Mutex<GoalsCache>>,
 }
+
+/// Browser goals per project: the change-feed position and moment they were read at.
+type GoalsCache = HashMap<String, (u64, std::time::Instant, Arc<serde_json::Value>)>;
 
 /// Parsed custom-role policies by role key, with the stored version each was parsed from.
 type RolePolicies = HashMap<String, (u64, Arc<policy::Policy>)>;
@@ -268,6 +275,7 @@ impl App {
             password_sign_in: true,
             trigger_calls: Arc::default(),
             webhooks_allow_private: false,
+            goals: Arc::default(),
         }
     }
 

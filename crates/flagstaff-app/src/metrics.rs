@@ -77,6 +77,151 @@ pub struct Metric {
     /// Free-form labels.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// A browser goal: browser SDKs send `click` or `pageview` events named by the event key
+    /// on the pages it matches (spec §5.9); conversion and count metrics only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Goal>,
+}
+
+/// What browser SDKs watch for a goal (spec §5.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GoalKind {
+    /// A click on an element matching `selector`.
+    Click,
+    /// A page load.
+    Pageview,
+}
+
+/// A browser goal as served on `/sdk/goals/{clientSideId}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Goal {
+    /// Click or page view.
+    pub kind: GoalKind,
+    /// The pages it applies to (any of them).
+    pub urls: Vec<UrlMatch>,
+    /// Click goals: the CSS selector of the elements clicked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+}
+
+/// How a page's URL is matched (spec §5.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UrlMatchKind {
+    /// The whole URL.
+    Exact,
+    /// The URL without query and fragment.
+    Canonical,
+    /// Any URL containing `substring`.
+    Substring,
+    /// Any URL matching `pattern`.
+    Regex,
+}
+
+/// One URL matcher.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UrlMatch {
+    /// How to match.
+    pub kind: UrlMatchKind,
+    /// `exact` and `canonical`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `substring`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substring: Option<String>,
+    /// `regex`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+const MAX_GOAL_URLS: usize = 20;
+const MAX_URL_LEN: usize = 2048;
+
+/// Checks a browser goal.
+fn validate_goal(kind: MetricKind, goal: &Goal) -> Result<()> {
+    if kind == MetricKind::Numeric {
+        return Err(invalid(
+            ErrorCode::InvalidField,
+            "goal",
+            "browser goals send events without values: a conversion or count metric",
+        ));
+    }
+    match (goal.kind, &goal.selector) {
+        (GoalKind::Click, Some(s)) if !s.trim().is_empty() && s.len() <= 512 => {}
+        (GoalKind::Click, _) => {
+            return Err(invalid(
+                ErrorCode::InvalidField,
+                "goal.selector",
+                "a click goal names the CSS selector of what is clicked (up to 512 characters)",
+            ));
+        }
+        (GoalKind::Pageview, Some(_)) => {
+            return Err(invalid(
+                ErrorCode::InvalidField,
+                "goal.selector",
+                "only click goals have a selector",
+            ));
+        }
+        (GoalKind::Pageview, None) => {}
+    }
+    if goal.urls.is_empty() || goal.urls.len() > MAX_GOAL_URLS {
+        return Err(invalid(
+            ErrorCode::InvalidField,
+            "goal.urls",
+            format!("a goal applies to 1 to {MAX_GOAL_URLS} URL patterns"),
+        ));
+    }
+    for (i, url) in goal.urls.iter().enumerate() {
+        let field = format!("goal.urls[{i}]");
+        let (name, value) = match url.kind {
+            UrlMatchKind::Exact | UrlMatchKind::Canonical => ("url", &url.url),
+            UrlMatchKind::Substring => ("substring", &url.substring),
+            UrlMatchKind::Regex => ("pattern", &url.pattern),
+        };
+        let present = [&url.url, &url.substring, &url.pattern]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+        let Some(value) = value
+            .as_deref()
+            .filter(|v| !v.is_empty() && v.len() <= MAX_URL_LEN)
+        else {
+            return Err(invalid(
+                ErrorCode::InvalidField,
+                &format!("{field}.{name}"),
+                format!("this kind of URL match needs {name} (1 to {MAX_URL_LEN} characters)"),
+            ));
+        };
+        if present != 1 {
+            return Err(invalid(
+                ErrorCode::InvalidField,
+                &field,
+                format!("a URL match has only its {name}"),
+            ));
+        }
+        if matches!(url.kind, UrlMatchKind::Exact | UrlMatchKind::Canonical)
+            && !(value.starts_with("https://") || value.starts_with("http://"))
+        {
+            return Err(invalid(
+                ErrorCode::InvalidField,
+                &format!("{field}.url"),
+                "an absolute http(s) URL",
+            ));
+        }
+        if url.kind == UrlMatchKind::Regex
+            && let Some(error) = flagstaff_eval::values::regex_error(value)
+        {
+            return Err(invalid(
+                ErrorCode::InvalidRegex,
+                &format!("{field}.pattern"),
+                error,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Longest custom event key an SDK's events keep (`flagstaff-events` drops longer ones).
@@ -131,6 +276,9 @@ fn validated(mut metric: Metric) -> Result<Metric> {
             format!("a unit is 1 to {MAX_UNIT_CHARS} characters"),
         ));
     }
+    if let Some(goal) = &metric.goal {
+        validate_goal(metric.kind, goal)?;
+    }
     for (i, tag) in metric.tags.iter().enumerate() {
         if tag.trim().is_empty() || tag.len() > 64 {
             return Err(invalid(
@@ -144,6 +292,51 @@ fn validated(mut metric: Metric) -> Result<Metric> {
 }
 
 impl App {
+    /// The browser goals of a project's metrics, as `/sdk/goals/{clientSideId}` serves them
+    /// (spec §5.9): one per event key. Browser SDKs fetch them on every page load, so the list
+    /// is kept per project until the next change this process commits, and at most five
+    /// seconds (another node's change is seen by then).
+    pub async fn browser_goals(&self, project: &str) -> Result<std::sync::Arc<serde_json::Value>> {
+        let seq = self.last_commit();
+        if let Some((at, read, goals)) = self
+            .goals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(project)
+            && *at == seq
+            && read.elapsed() < std::time::Duration::from_secs(5)
+        {
+            return Ok(std::sync::Arc::clone(goals));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut goals = Vec::new();
+        for doc in self.store.list(kinds::METRIC, project).await? {
+            let metric: Metric = decode(&doc)?;
+            if let Some(goal) = metric.goal
+                && seen.insert(metric.event_key.clone())
+            {
+                let mut served = serde_json::to_value(&goal).unwrap_or_default();
+                served["key"] = serde_json::Value::from(metric.event_key);
+                goals.push(served);
+            }
+        }
+        let goals = std::sync::Arc::new(serde_json::Value::Array(goals));
+        let mut cache = self.goals.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded by the number of projects; a removed project's entry is dropped.
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(
+            project.to_owned(),
+            (
+                seq,
+                std::time::Instant::now(),
+                std::sync::Arc::clone(&goals),
+            ),
+        );
+        Ok(goals)
+    }
+
     /// Creates a metric (writers).
     pub async fn create_metric(
         &self,

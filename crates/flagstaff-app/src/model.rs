@@ -52,6 +52,9 @@ pub mod kinds {
     pub const METRIC: &str = "metric";
     /// An experiment (`experiments.rs`); scope is `project/environment`.
     pub const EXPERIMENT: &str = "experiment";
+    /// A guarded rollout of a flag (`guarded_rollouts.rs`); scope is `project/environment`,
+    /// key the flag's.
+    pub const GUARDED_ROLLOUT: &str = "guarded_rollout";
 }
 
 /// A project: a product or service with its own flags.

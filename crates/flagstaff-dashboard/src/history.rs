@@ -184,6 +184,7 @@ fn action_text(stored: &str) -> String {
         Action::ExperimentCreate => "designed an experiment",
         Action::ExperimentUpdate => "changed an experiment",
         Action::ExperimentDelete => "deleted an experiment",
+        Action::GuardedRolloutUpdate => "paused or resumed a guarded rollout",
     }
     .to_owned()
 }

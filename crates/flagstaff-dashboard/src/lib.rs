@@ -27,6 +27,7 @@ mod context;
 pub mod describe;
 mod entitlements;
 mod errors;
+mod experiments;
 mod flag_changes;
 mod flag_settings;
 mod flags;
@@ -191,6 +192,26 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route(
             "/projects/{project}/metrics",
             get(metrics::list).post(metrics::create),
+        )
+        .route(
+            "/projects/{project}/experiments",
+            get(experiments::list).post(experiments::create),
+        )
+        .route(
+            "/projects/{project}/experiments/{key}",
+            get(experiments::page),
+        )
+        .route(
+            "/projects/{project}/experiments/{key}/{action}",
+            post(experiments::act),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/guarded-rollout",
+            get(experiments::guarded),
+        )
+        .route(
+            "/projects/{project}/flags/{key}/guarded-rollout/{action}",
+            post(experiments::guarded_act),
         )
         .route(
             "/projects/{project}/segments/{key}/review",

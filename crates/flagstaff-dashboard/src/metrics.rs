@@ -7,7 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use flagstaff_app::AppError;
-use flagstaff_app::metrics::{Aggregation, Metric, MetricKind, SuccessCriteria};
+use flagstaff_app::metrics::{
+    Aggregation, Goal, GoalKind, Metric, MetricKind, SuccessCriteria, UrlMatch, UrlMatchKind,
+};
 use serde::Deserialize;
 
 use crate::flags::EnvQuery;
@@ -39,6 +41,26 @@ fn measures(metric: &Metric) -> String {
         }
         (MetricKind::Numeric, _) => format!("Numeric: total value of “{event}” per context{unit}"),
     }
+    .to_owned()
+        + &match &metric.goal {
+            Some(goal) => format!(
+                "; browser {} goal on pages matching {}",
+                match goal.kind {
+                    GoalKind::Click => "click",
+                    GoalKind::Pageview => "page-view",
+                },
+                goal.urls
+                    .iter()
+                    .filter_map(|u| u
+                        .url
+                        .as_deref()
+                        .or(u.substring.as_deref())
+                        .or(u.pattern.as_deref()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => String::new(),
+        }
 }
 
 #[derive(Template)]
@@ -76,6 +98,14 @@ pub(crate) struct NewMetric {
     unit: String,
     #[serde(default)]
     description: String,
+    /// "", "click" or "pageview".
+    #[serde(default)]
+    goal_kind: String,
+    /// The text page URLs contain.
+    #[serde(default)]
+    goal_url: String,
+    #[serde(default)]
+    goal_selector: String,
 }
 
 impl NewMetric {
@@ -103,6 +133,24 @@ impl NewMetric {
             }),
             unit: Some(self.unit.trim().to_owned()).filter(|u| !u.is_empty()),
             tags: Vec::new(),
+            goal: match self.goal_kind.as_str() {
+                "click" | "pageview" => Some(Goal {
+                    kind: if self.goal_kind == "click" {
+                        GoalKind::Click
+                    } else {
+                        GoalKind::Pageview
+                    },
+                    urls: vec![UrlMatch {
+                        kind: UrlMatchKind::Substring,
+                        url: None,
+                        substring: Some(self.goal_url.trim().to_owned()),
+                        pattern: None,
+                    }],
+                    selector: (self.goal_kind == "click")
+                        .then(|| self.goal_selector.trim().to_owned()),
+                }),
+                _ => None,
+            },
         }
     }
 }

@@ -177,7 +177,8 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
             | Action::MetricDelete
             | Action::ExperimentCreate
             | Action::ExperimentUpdate
-            | Action::ExperimentDelete => {}
+            | Action::ExperimentDelete
+            | Action::GuardedRolloutUpdate => {}
         }
     }
     plan

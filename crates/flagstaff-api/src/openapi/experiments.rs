@@ -64,7 +64,37 @@ pub(super) fn schemas() -> Map<String, Value> {
             "variation": {"type": "integer"}, "name": string, "control": {"type": "boolean"}, "weight": number,
             "exposures": {"type": "integer"}, "metrics": {"type": "array", "items": metric_result}}}},
         "verdict": string}});
+    let step = json!({"type": "object", "required": ["percent"], "additionalProperties": false, "properties": {
+        "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100, "description": "Share of the fallthrough served the new variation"},
+        "minDurationMs": {"type": "integer", "minimum": 0}, "minSample": {"type": "integer", "minimum": 0,
+            "description": "Contexts served the new variation in this step before it may advance"}}});
+    let guard = json!({"type": "object", "required": ["metric"], "additionalProperties": false, "properties": {
+        "metric": string, "tolerance": {"type": "number", "minimum": 0, "maximum": 10,
+            "description": "The regression tolerated, relative to the control's mean (0.1: 10 % worse)"}}});
+    let evidence = json!({"type": "object", "properties": {"metric": string,
+        "exposures": {"type": "array", "items": {"type": "integer"}, "description": "[control, new variation]"},
+        "controlMean": number, "treatmentMean": number,
+        "sequential": {"type": ["array", "null"], "items": number, "description": "Anytime-valid interval of new − control"},
+        "margin": {"type": "number", "description": "The worst difference tolerated, signed in the direction of harm"},
+        "regression": {"type": "boolean"}}});
+    let record = json!({"type": "object", "properties": {"step": {"type": "integer"}, "percent": number, "iteration": string,
+        "startedAt": {"type": "integer"}, "endedAt": {"type": "integer"},
+        "outcome": {"enum": ["advanced", "completed", "rolledBack", "aborted"]},
+        "evidence": {"type": "array", "items": evidence}}});
     let mut map = Map::new();
+    map.insert("NewGuardedRollout".into(), json!({"type": "object", "required": ["treatmentVariation", "steps", "guards"],
+        "additionalProperties": false, "properties": {
+            "treatmentVariation": variation, "controlVariation": {"type": "integer", "minimum": 0, "description": "Default: what the fallthrough serves now"},
+            "steps": {"type": "array", "minItems": 1, "maxItems": 20, "items": step, "description": "Growing percentages; the last is 100"},
+            "guards": {"type": "array", "minItems": 1, "maxItems": 10, "items": guard},
+            "randomizationUnit": string}}));
+    map.insert("GuardedRollout".into(), json!({"type": "object", "properties": {
+        "flag": string, "controlVariation": variation, "treatmentVariation": variation, "randomizationUnit": string,
+        "steps": {"type": "array", "items": step}, "guards": {"type": "array", "items": guard},
+        "status": {"enum": ["running", "paused", "completed", "rolledBack", "aborted"]},
+        "currentStep": {"type": "integer"}, "seed": {"type": "integer"}, "previousServe": reference("VariationOrRollout"),
+        "history": {"type": "array", "items": record, "description": "Every step as it ran; the current step's evidence is live"},
+        "createdBy": string, "version": {"type": "integer", "readOnly": true}}}));
     map.insert("NewExperiment".into(), new_experiment);
     map.insert("Experiment".into(), experiment);
     map.insert("ExperimentResults".into(), results);
@@ -136,4 +166,32 @@ pub(super) fn add_paths(paths: &mut Value) {
     results["responses"]["409"] = json!({"description": "invalid_state: never started",
         "content": {"application/json": {"schema": reference("Error")}}});
     paths.insert(format!("{base}/{{key}}/results"), json!({"get": results}));
+
+    let guarded = "/projects/{project}/environments/{environment}/flags/{key}/guarded-rollout";
+    let tag = "guarded rollouts";
+    paths.insert(
+        guarded.into(),
+        json!({
+            "get": operation("The flag's guarded rollout with its timeline and the current step's live evidence", tag, None,
+                ("200", ok("The plan", reference("GuardedRollout"))), false),
+            "post": state(create("Start a guarded rollout on the fallthrough: each step advances when its guards hold for its duration and sample; a regression (anytime-valid) rolls back to the control at once (updateFallthrough)",
+                tag, "NewGuardedRollout", "GuardedRollout"), "invalid_state: one is in progress; approval_required: the environment requires approval")}),
+    );
+    for (action, what) in [
+        (
+            "pause",
+            "Hold a running plan: no automatic step or rollback until resumed",
+        ),
+        ("resume", "Resume a paused plan"),
+        (
+            "abort",
+            "Stop a plan by hand: the control serves the whole fallthrough",
+        ),
+    ] {
+        paths.insert(
+            format!("{guarded}/{action}"),
+            json!({"post": state(operation(what, tag, None, ("200", ok("The plan", reference("GuardedRollout"))), true),
+                "invalid_state: the plan is not in a state that allows this")}),
+        );
+    }
 }

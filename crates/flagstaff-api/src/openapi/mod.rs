@@ -257,6 +257,11 @@ fn base_schemas() -> Value {
             "successCriteria": {"enum": ["higher", "lower"], "default": "higher"},
             "aggregation": {"enum": ["sum", "mean"], "description": "Numeric metrics only (default sum)"},
             "unit": {"type": "string", "maxLength": 32}, "tags": {"type": "array", "items": string},
+            "goal": {"type": "object", "required": ["kind", "urls"], "additionalProperties": false,
+                "description": "A browser goal (conversion and count metrics): served on /sdk/goals/{clientSideId} under the metric's eventKey, so that browser SDKs send click or pageview events for it",
+                "properties": {"kind": {"enum": ["click", "pageview"]}, "selector": {"type": "string", "maxLength": 512, "description": "Click goals only"},
+                    "urls": {"type": "array", "minItems": 1, "maxItems": 20, "items": {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {
+                        "kind": {"enum": ["exact", "canonical", "substring", "regex"]}, "url": string, "substring": string, "pattern": string}}}}},
             "version": {"type": "integer", "readOnly": true}}},
         "Clause": {"type": "object", "required": ["op", "values"], "properties": {"contextKind": string, "attribute": string,
             "op": {"enum": ["in", "startsWith", "endsWith", "contains", "matches", "lessThan", "lessThanOrEqual", "greaterThan",

@@ -1,5 +1,7 @@
 //! `/projects/{project}/environments/{environment}/experiments`: A/B tests of a flag's
-//! variations, their iterations and results (issue 21).
+//! variations, their iterations and results; and `…/flags/{key}/guarded-rollout`: a release
+//! plan whose steps advance while guard metrics hold and roll back when they regress
+//! (issue 21).
 
 use std::sync::Arc;
 
@@ -9,7 +11,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use flagstaff_app::experiments::NewExperiment;
-use flagstaff_app::{App, AppError, EnvRef, ErrorCode};
+use flagstaff_app::guarded_rollouts::NewGuardedRollout;
+use flagstaff_app::{App, AppError, EnvRef, ErrorCode, FlagRef};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -33,6 +36,88 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route(&format!("{BASE}/{{key}}/stop"), post(stop_experiment))
         .route(&format!("{BASE}/{{key}}/ship"), post(ship_experiment))
         .route(&format!("{BASE}/{{key}}/results"), get(experiment_results))
+        .route(
+            GUARDED,
+            get(get_guarded_rollout).post(start_guarded_rollout),
+        )
+        .route(&format!("{GUARDED}/pause"), post(pause_guarded_rollout))
+        .route(&format!("{GUARDED}/resume"), post(resume_guarded_rollout))
+        .route(&format!("{GUARDED}/abort"), post(abort_guarded_rollout))
+}
+
+const GUARDED: &str = "/projects/{project}/environments/{environment}/flags/{key}/guarded-rollout";
+
+fn flag<'a>(project: &'a str, environment: &'a str, key: &'a str) -> FlagRef<'a> {
+    FlagRef {
+        project,
+        environment,
+        key,
+    }
+}
+
+async fn get_guarded_rollout(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.guarded_rollout(&actor, flag(&project, &environment, &key))
+            .await?,
+    ))
+}
+
+async fn start_guarded_rollout(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+    Body(plan): Body<NewGuardedRollout>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::CREATED,
+        &app.start_guarded_rollout(&actor, flag(&project, &environment, &key), plan, &comment)
+            .await?,
+    ))
+}
+
+async fn pause_guarded_rollout(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.pause_guarded_rollout(&actor, flag(&project, &environment, &key), true, &comment)
+            .await?,
+    ))
+}
+
+async fn resume_guarded_rollout(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.pause_guarded_rollout(&actor, flag(&project, &environment, &key), false, &comment)
+            .await?,
+    ))
+}
+
+async fn abort_guarded_rollout(
+    State(app): AppState,
+    Caller(actor): Caller,
+    Comment(comment): Comment,
+    Path((project, environment, key)): Path<(String, String, String)>,
+) -> Result<Response> {
+    Ok(versioned(
+        StatusCode::OK,
+        &app.abort_guarded_rollout(&actor, flag(&project, &environment, &key), &comment)
+            .await?,
+    ))
 }
 
 fn env<'a>(project: &'a str, environment: &'a str) -> EnvRef<'a> {

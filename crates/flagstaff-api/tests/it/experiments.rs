@@ -525,3 +525,238 @@ async fn readers_and_strangers_cannot_start_stop_or_read_someone_elses_experimen
         "notStarted"
     );
 }
+
+const GUARDED: &str =
+    "/api/v1/projects/default/environments/production/flags/checkout/guarded-rollout";
+
+/// Exposures of `n` users per variation of the rollout and error events for the first
+/// `errors[v]` of each.
+async fn guarded_traffic(api: &TestApi, at: i64, n: usize, errors: [usize; 2], prefix: &str) {
+    let mut events = Vec::new();
+    for v in 0..2_u32 {
+        for i in 0..n {
+            let user = format!("{prefix}-{v}-{i}");
+            events.push(exposure(&user, v, at));
+            if i < errors[v as usize] {
+                events.push(
+                    json!({"kind": "custom", "creationDate": at + 1, "key": "error",
+                    "contextKeys": {"user": user}}),
+                );
+            }
+        }
+    }
+    send(api, Value::Array(events)).await;
+}
+
+async fn error_metric(api: &TestApi) {
+    let made = api
+        .post(
+            "/api/v1/projects/default/metrics",
+            json!({"key": "errors", "name": "Error rate", "kind": "conversion", "eventKey": "error",
+                   "successCriteria": "lower"}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+}
+
+#[tokio::test]
+async fn a_guarded_rollout_rolls_back_on_a_regression_and_names_the_evidence() {
+    let api = world().await;
+    error_metric(&api).await;
+    let plan = json!({"treatmentVariation": 1, "guards": [{"metric": "errors", "tolerance": 0.1}],
+        "steps": [{"percent": 50, "minDurationMs": 3_600_000, "minSample": 100}, {"percent": 100}]});
+    let started = api.post(GUARDED, plan).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    assert_eq!(started.body["controlVariation"], 0);
+    let rollout = &targeting(&api).await["fallthrough"]["rollout"];
+    assert_eq!(rollout["kind"], "experiment");
+    // The new variation first, so that growing it only adds contexts.
+    assert_eq!(
+        rollout["variations"],
+        json!([{"variation": 1, "weight": 50000}, {"variation": 0, "weight": 50000}])
+    );
+    // Nothing to decide yet: no data.
+    assert!(api.app.run_guarded_rollouts().await.unwrap().is_empty());
+
+    // 5 % errors on the new variation against 1 % on the control.
+    let at = started.body["history"][0]["startedAt"].as_i64().unwrap() + 10;
+    guarded_traffic(&api, at, 4_000, [40, 200], "u").await;
+    let live = api.get(GUARDED).await;
+    let evidence = &live.body["history"][0]["evidence"][0];
+    assert_eq!(evidence["regression"], true, "{evidence}");
+    assert_eq!(evidence["exposures"], json!([4000, 4000]));
+    let done = api.app.run_guarded_rollouts().await.unwrap();
+    assert_eq!(done, vec![("checkout".to_owned(), "rolledBack".to_owned())]);
+    assert_eq!(
+        targeting(&api).await["fallthrough"],
+        json!({"variation": 0})
+    );
+    let after = api.get(GUARDED).await;
+    assert_eq!(after.body["status"], "rolledBack");
+    assert_eq!(after.body["history"][0]["outcome"], "rolledBack");
+    let audit = api
+        .get("/api/v1/audit?kind=targeting&scope=default/production&key=checkout")
+        .await;
+    let entry = audit.body["items"].as_array().unwrap().last().unwrap();
+    assert_eq!(entry["actor"], "guarded-rollout", "{entry}");
+    let comment = entry["comment"].as_str().unwrap();
+    assert!(
+        comment.contains("regression on errors")
+            && comment.contains("0.0100")
+            && comment.contains("0.0500"),
+        "{comment}"
+    );
+    // Finished: nothing more happens, and it cannot be paused.
+    assert!(api.app.run_guarded_rollouts().await.unwrap().is_empty());
+    let pause = api.post(&format!("{GUARDED}/pause"), json!(null)).await;
+    assert_eq!(refused(&pause).1, "invalid_state");
+}
+
+#[tokio::test]
+async fn a_healthy_guarded_rollout_advances_step_by_step_to_everyone_and_can_be_paused() {
+    let api = world().await;
+    error_metric(&api).await;
+    let plan = json!({"treatmentVariation": 1, "guards": [{"metric": "errors"}],
+        "steps": [{"percent": 10, "minSample": 300}, {"percent": 50, "minSample": 300}, {"percent": 100}]});
+    let started = api.post(GUARDED, plan).await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    // Too few contexts on the new variation: the step holds.
+    let at = started.body["history"][0]["startedAt"].as_i64().unwrap() + 10;
+    guarded_traffic(&api, at, 200, [2, 2], "a").await;
+    assert!(api.app.run_guarded_rollouts().await.unwrap().is_empty());
+    // Paused, it holds however much data comes; resumed, it advances.
+    let paused = api.post(&format!("{GUARDED}/pause"), json!(null)).await;
+    assert_eq!(paused.body["status"], "paused", "{}", paused.body);
+    guarded_traffic(&api, at, 400, [4, 4], "b").await;
+    assert!(api.app.run_guarded_rollouts().await.unwrap().is_empty());
+    let resumed = api.post(&format!("{GUARDED}/resume"), json!(null)).await;
+    assert_eq!(resumed.body["status"], "running");
+    let done = api.app.run_guarded_rollouts().await.unwrap();
+    assert_eq!(done, vec![("checkout".to_owned(), "advanced".to_owned())]);
+    let step = api.get(GUARDED).await;
+    assert_eq!(step.body["currentStep"], 1);
+    let rollout = &targeting(&api).await["fallthrough"]["rollout"];
+    assert_eq!(
+        rollout["variations"][0],
+        json!({"variation": 1, "weight": 50000})
+    );
+    assert_eq!(rollout["seed"], started.body["seed"]);
+    // The next step counts its own data only.
+    let at = step.body["history"][1]["startedAt"].as_i64().unwrap() + 10;
+    guarded_traffic(&api, at, 400, [4, 4], "c").await;
+    let done = api.app.run_guarded_rollouts().await.unwrap();
+    assert_eq!(done, vec![("checkout".to_owned(), "advanced".to_owned())]);
+    let finished = api.get(GUARDED).await;
+    assert_eq!(finished.body["status"], "completed", "{}", finished.body);
+    assert_eq!(
+        targeting(&api).await["fallthrough"],
+        json!({"variation": 1})
+    );
+}
+
+#[tokio::test]
+async fn guarded_rollouts_refuse_bad_plans_and_outsiders() {
+    let api = world().await;
+    error_metric(&api).await;
+    let with = |field: &str, value: Value| {
+        let mut plan = json!({"treatmentVariation": 1, "guards": [{"metric": "errors"}],
+            "steps": [{"percent": 50}, {"percent": 100}]});
+        plan[field] = value;
+        plan
+    };
+    for (plan, code, field) in [
+        (
+            with("treatmentVariation", json!(9)),
+            "variation_out_of_range",
+            "treatmentVariation",
+        ),
+        (
+            with("treatmentVariation", json!(0)),
+            "invalid_field",
+            "treatmentVariation",
+        ),
+        (
+            with("steps", json!([{"percent": 50}])),
+            "invalid_field",
+            "steps",
+        ),
+        (
+            with(
+                "steps",
+                json!([{"percent": 50}, {"percent": 20}, {"percent": 100}]),
+            ),
+            "invalid_field",
+            "steps[1].percent",
+        ),
+        (
+            with("guards", json!([{"metric": "nope"}])),
+            "invalid_field",
+            "guards[0].metric",
+        ),
+        (
+            with("guards", json!([{"metric": "errors", "tolerance": -1}])),
+            "invalid_field",
+            "guards[0].tolerance",
+        ),
+        (with("guards", json!([])), "invalid_field", "guards"),
+    ] {
+        let reply = api.post(GUARDED, plan.clone()).await;
+        assert_eq!(
+            refused(&reply),
+            (400, code.into(), field.into()),
+            "{plan}: {}",
+            reply.body
+        );
+    }
+    let reader = api
+        .post("/api/v1/tokens", json!({"name": "r", "role": "reader"}))
+        .await
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = targeting(&api).await;
+    for path in [
+        GUARDED.to_owned(),
+        format!("{GUARDED}/abort"),
+        format!("{GUARDED}/pause"),
+    ] {
+        let reply = api
+            .call(
+                Method::POST,
+                &path,
+                Some(&reader),
+                &[],
+                Some(with("treatmentVariation", json!(1))),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            reply.body
+        );
+        let anonymous = api.call(Method::POST, &path, None, &[], None).await;
+        assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(targeting(&api).await, before);
+    // Abort by hand serves the control again; a second plan may then start.
+    let started = api
+        .post(GUARDED, with("treatmentVariation", json!(1)))
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.body);
+    let twice = api
+        .post(GUARDED, with("treatmentVariation", json!(1)))
+        .await;
+    assert_eq!(refused(&twice).1, "invalid_state");
+    let aborted = api.post(&format!("{GUARDED}/abort"), json!(null)).await;
+    assert_eq!(aborted.body["status"], "aborted", "{}", aborted.body);
+    assert_eq!(
+        targeting(&api).await["fallthrough"],
+        json!({"variation": 0})
+    );
+    let again = api
+        .post(GUARDED, with("treatmentVariation", json!(1)))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+}

@@ -449,6 +449,44 @@ async fn real_exchanges_match_the_documented_schemas() {
     )
     .await;
 
+    // A guarded rollout of the same flag: start, read, pause, resume, abort.
+    let guarded = format!("{e}/flags/{{key}}/guarded-rollout");
+    let guarded_path = "/projects/default/environments/production/flags/banner/guarded-rollout";
+    r.call(Method::POST, &guarded, guarded_path, &c, Some(json!({"treatmentVariation": 0, "controlVariation": 1, "guards": [{"metric": "revenue", "tolerance": 0.05}], "steps": [{"percent": 5, "minDurationMs": 60000, "minSample": 100}, {"percent": 100}]}))).await;
+    r.call(
+        Method::POST,
+        &guarded,
+        guarded_path,
+        &c,
+        Some(json!({"treatmentVariation": 0, "guards": [], "steps": [{"percent": 100}]})),
+    )
+    .await;
+    r.call(Method::GET, &guarded, guarded_path, &[], None).await;
+    r.call(
+        Method::POST,
+        &format!("{guarded}/pause"),
+        &format!("{guarded_path}/pause"),
+        &c,
+        None,
+    )
+    .await;
+    r.call(
+        Method::POST,
+        &format!("{guarded}/resume"),
+        &format!("{guarded_path}/resume"),
+        &c,
+        None,
+    )
+    .await;
+    r.call(
+        Method::POST,
+        &format!("{guarded}/abort"),
+        &format!("{guarded_path}/abort"),
+        &c,
+        None,
+    )
+    .await;
+
     // Evaluation, bootstrap, import.
     let evaluate = format!("{e}/evaluate");
     r.call(

@@ -237,3 +237,108 @@ async fn a_custom_role_can_grant_metrics_by_key() {
     assert_eq!(denied.code(), ErrorCode::Forbidden);
     assert!(denied.to_string().contains("createMetric"), "{denied}");
 }
+
+#[tokio::test]
+async fn browser_goals_are_validated_and_served_one_per_event_key() {
+    let fixture = Fixture::new().await;
+    let app = &fixture.app;
+    let writer = actor("writer", Role::Writer);
+    let with_goal = |key: &str, kind: &str, goal: Value| {
+        metric(
+            json!({"key": key, "name": key, "kind": kind, "eventKey": "signup-click", "goal": goal}),
+        )
+    };
+    let click = json!({"kind": "click", "selector": "button#signup",
+        "urls": [{"kind": "substring", "substring": "/pricing"}]});
+    for (made, code, field) in [
+        (
+            with_goal("a", "numeric", click.clone()),
+            "invalid_field",
+            "goal",
+        ),
+        (
+            with_goal(
+                "b",
+                "conversion",
+                json!({"kind": "click", "urls": [{"kind": "substring", "substring": "/"}]}),
+            ),
+            "invalid_field",
+            "goal.selector",
+        ),
+        (
+            with_goal("c", "conversion", json!({"kind": "pageview", "urls": []})),
+            "invalid_field",
+            "goal.urls",
+        ),
+        (
+            with_goal(
+                "d",
+                "conversion",
+                json!({"kind": "pageview", "urls": [{"kind": "exact", "substring": "x"}]}),
+            ),
+            "invalid_field",
+            "goal.urls[0].url",
+        ),
+        (
+            with_goal(
+                "e",
+                "conversion",
+                json!({"kind": "pageview", "urls": [{"kind": "exact", "url": "ftp://x"}]}),
+            ),
+            "invalid_field",
+            "goal.urls[0].url",
+        ),
+        (
+            with_goal(
+                "f",
+                "conversion",
+                json!({"kind": "pageview", "urls": [{"kind": "regex", "pattern": "(unclosed"}]}),
+            ),
+            "invalid_regex",
+            "goal.urls[0].pattern",
+        ),
+        (
+            with_goal(
+                "g",
+                "conversion",
+                json!({"kind": "pageview", "selector": "a", "urls": [{"kind": "substring", "substring": "/"}]}),
+            ),
+            "invalid_field",
+            "goal.selector",
+        ),
+    ] {
+        let result = app.create_metric(&writer, "default", made, "").await;
+        assert_eq!(
+            refused(result),
+            (code.to_owned(), field.to_owned()),
+            "{code} {field}"
+        );
+    }
+    assert_eq!(
+        app.browser_goals("default").await.unwrap().as_ref(),
+        &json!([])
+    );
+    app.create_metric(
+        &writer,
+        "default",
+        with_goal("signups", "conversion", click.clone()),
+        "",
+    )
+    .await
+    .unwrap();
+    // A second metric on the same goal (counting clicks) does not repeat it.
+    app.create_metric(
+        &writer,
+        "default",
+        with_goal("signup-clicks", "count", click),
+        "",
+    )
+    .await
+    .unwrap();
+    let served = app.browser_goals("default").await.unwrap();
+    assert_eq!(
+        served.as_ref(),
+        &json!([{"key": "signup-click", "kind": "click", "selector": "button#signup",
+                 "urls": [{"kind": "substring", "substring": "/pricing"}]}])
+    );
+}

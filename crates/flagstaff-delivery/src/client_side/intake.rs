@@ -4,18 +4,26 @@ use super::*;
 
 // ----- goals and events --------------------------------------------------------------------------
 
-/// `GET /sdk/goals/{clientSideId}`: Flagstaff has no click or page-view goals yet, and `[]` is
-/// what browser SDKs expect then (§5.9).
+/// `GET /sdk/goals/{clientSideId}`: the click and page-view goals of the project's metrics
+/// (§5.9), for which browser SDKs then send `click` and `pageview` events. A goal says only
+/// what to watch on which pages, never who gets what, so it is fit for the public ID.
 pub(crate) async fn goals(
     State(d): State<Arc<Delivery>>,
     Path(env_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     match authorize(&d, CredentialKind::ClientSide, Some(&env_id), &headers).await {
-        Ok(authorized) => with_env_id(
-            axum::Json(serde_json::json!([])).into_response(),
-            &authorized.feed,
-        ),
+        Ok(authorized) => match d.app.browser_goals(&authorized.grant.project).await {
+            Ok(goals) => with_env_id(
+                axum::Json(goals.as_ref().clone()).into_response(),
+                &authorized.feed,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the browser goals");
+                // Browser SDKs only log a failed goals fetch (§5.9): say so, briefly.
+                error(ErrorCode::Unavailable, "the goals cannot be read now")
+            }
+        },
         Err(refusal) => refusal,
     }
 }

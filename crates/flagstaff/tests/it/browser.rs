@@ -262,3 +262,120 @@ fn the_browser_sdk_gets_values_and_live_changes_but_never_rules() {
     browser.send(&json!({"cmd": "quit"}));
     drop(server);
 }
+
+/// A click goal (issue 21, point 1): a metric with a browser goal is served on
+/// `/sdk/goals/{clientSideId}`; LaunchDarkly's browser SDK then sends a `click` event when the
+/// page's sign-up button is clicked, and those clicks are the conversions of an experiment on
+/// a flag the same browsers evaluated.
+#[test]
+fn a_click_goal_counts_as_the_conversion_of_a_browser_experiment() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(
+        binary(),
+        dir.path(),
+        "127.0.0.1:0",
+        &["--sdk-heartbeat-seconds", "1", "--events-flush-ms", "100"],
+    );
+    let base = server.base();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = Api::new(&base, &credentials.admin_token);
+    let env = rt.block_on(api.get("/projects/default/environments/production"));
+    let client_side_id = env["clientSideId"].as_str().unwrap().to_owned();
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "signup-flow", "name": "Sign-up flow", "kind": "multivariate",
+            "variations": [{"value": "long"}, {"value": "short"}],
+            "clientSideAvailability": {"usingEnvironmentId": true, "usingMobileKey": false}}),
+    ));
+    let current =
+        rt.block_on(api.get("/projects/default/environments/production/flags/signup-flow"));
+    rt.block_on(api.put(
+        "/projects/default/environments/production/flags/signup-flow",
+        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 0}),
+        current["version"].as_u64(),
+    ));
+    let goal = json!({"kind": "click", "selector": "#signup",
+        "urls": [{"kind": "substring", "substring": "127.0.0.1"}]});
+    rt.block_on(api.post(
+        "/projects/default/metrics",
+        &json!({"key": "signed-up", "name": "Signed up", "kind": "conversion",
+            "eventKey": "signup-click", "goal": goal}),
+    ));
+    let experiments = "/projects/default/environments/production/experiments";
+    rt.block_on(api.post(
+        experiments,
+        &json!({"key": "short-signup", "name": "Short sign-up", "flag": "signup-flow",
+            "metrics": ["signed-up"], "controlVariation": 0, "treatmentVariations": [1]}),
+    ));
+    rt.block_on(api.post(&format!("{experiments}/short-signup/start"), &json!(null)));
+
+    let page = rt.block_on(serve_page());
+    let mut browser = Browser::start_trusting(None);
+    let mut served = [0_u64; 2];
+    // At least eight visitors, and until both variations have two (the split is random).
+    for i in 0..40 {
+        if i >= 8 && served.iter().all(|n| *n >= 2) {
+            break;
+        }
+        let id = format!("visitor-{i}");
+        let context = json!({"kind": "user", "key": id});
+        let opened = browser.send(&json!({"cmd": "open", "id": id,
+            "url": page_url(&page, &json!({"base": base, "clientSideId": client_side_id, "context": context}))}));
+        assert_eq!(opened["ready"], json!(true), "{id}: {opened}");
+        let detail = &browser.send(&json!({"cmd": "details", "id": id,
+            "evaluations": [{"flagKey": "signup-flow", "default": "long"}]}))["results"][0];
+        assert_eq!(detail["reason"]["inExperiment"], true, "{detail}");
+        let variation = detail["variationIndex"].as_u64().unwrap() as usize;
+        served[variation] += 1;
+        // Only the short form's visitors sign up.
+        if variation == 1 {
+            browser.send(&json!({"cmd": "click", "id": id, "selector": "#signup"}));
+        }
+        browser.send(&json!({"cmd": "flush", "id": id}));
+        if i == 0 {
+            let received = browser.send(&json!({"cmd": "received", "id": id}));
+            let goals = received["responses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["url"].as_str().unwrap().contains("/sdk/goals/"))
+                .expect("the SDK fetched the goals")
+                .clone();
+            let mut expected = goal.clone();
+            expected["key"] = json!("signup-click");
+            assert_eq!(
+                serde_json::from_str::<Value>(goals["body"].as_str().unwrap()).unwrap(),
+                json!([expected])
+            );
+        }
+    }
+    let start = std::time::Instant::now();
+    let results = loop {
+        let results = rt.block_on(api.get(&format!("{experiments}/short-signup/results")));
+        let exposures: Vec<u64> = results["variations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["exposures"].as_u64().unwrap())
+            .collect();
+        let converted = results["variations"][1]["metrics"][0]["mean"].as_f64() == Some(1.0);
+        if exposures == served && converted {
+            break results;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "results so far: {results}, served {served:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(results["variations"][0]["metrics"][0]["mean"], 0.0);
+    browser.send(&json!({"cmd": "quit"}));
+}

@@ -126,6 +126,91 @@ async fn populate(api: &Api) -> String {
     request["id"].as_str().unwrap_or_default().to_owned()
 }
 
+/// A running experiment on `checkout` in production with SDK events behind its results (300
+/// exposed contexts per variation, 10 % and 15 % buying), and a guarded rollout of
+/// `dark-mode` in its first step.
+async fn experiment_with_results(api: &Api, base: &str, sdk_key: &str) {
+    api.post(
+        "/projects/default/metrics",
+        &json!({"key": "purchased", "name": "Purchase rate", "kind": "conversion", "eventKey": "purchase"}),
+    )
+    .await;
+    api.post(
+        "/projects/default/environments/production/experiments",
+        &json!({"key": "checkout-test", "name": "One-page checkout", "flag": "checkout",
+            "hypothesis": "Fewer steps, more purchases", "metrics": ["purchased", "revenue"],
+            "controlVariation": 0, "treatmentVariations": [1]}),
+    )
+    .await;
+    let started = api
+        .post(
+            "/projects/default/environments/production/experiments/checkout-test/start",
+            &json!(null),
+        )
+        .await;
+    let at = started["iterations"][0]["startedAt"].as_i64().unwrap() + 10;
+    let mut events = Vec::new();
+    for i in 0..600 {
+        let (variation, value) = if i % 2 == 0 { (0, "old") } else { (1, "new") };
+        let user = format!("shopper-{i}");
+        events.push(
+            json!({"kind": "feature", "creationDate": at, "key": "checkout", "version": 3,
+            "variation": variation, "value": value, "default": "old",
+            "reason": {"kind": "FALLTHROUGH", "inExperiment": true},
+            "context": {"kind": "user", "key": user}}),
+        );
+        let buys = if variation == 0 {
+            i % 20 == 0
+        } else {
+            i % 20 == 1 || i % 20 == 3 || i % 40 == 5
+        };
+        if buys {
+            events.push(
+                json!({"kind": "custom", "creationDate": at + 5, "key": "purchase",
+                "contextKeys": {"user": user}, "metricValue": 20 + i % 50}),
+            );
+        }
+    }
+    let status = reqwest::Client::new()
+        .post(format!("{base}/bulk"))
+        .header("Authorization", sdk_key)
+        .header("Content-Type", "application/json")
+        .header("X-LaunchDarkly-Event-Schema", "4")
+        .body(serde_json::Value::Array(events).to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    for _ in 0..200 {
+        let results = api
+            .get("/projects/default/environments/production/experiments/checkout-test/results")
+            .await;
+        if results["variations"][1]["exposures"] == 300 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let targeting = api
+        .get("/projects/default/environments/production/flags/dark-mode")
+        .await;
+    api.put(
+        "/projects/default/environments/production/flags/dark-mode",
+        &json!({"on": true, "offVariation": 1, "fallthrough": {"variation": 1}}),
+        targeting["version"].as_u64(),
+    )
+    .await;
+    let plan = api
+        .post(
+            "/projects/default/environments/production/flags/dark-mode/guarded-rollout",
+            &json!({"treatmentVariation": 0, "guards": [{"metric": "purchased", "tolerance": 0.05}],
+                "steps": [{"percent": 5, "minDurationMs": 3_600_000, "minSample": 1000},
+                          {"percent": 25, "minDurationMs": 3_600_000, "minSample": 1000}, {"percent": 100}]}),
+        )
+        .await;
+    assert_eq!(plan["status"], "running", "{plan}");
+}
+
 #[test]
 fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
     if !Browser::available() {
@@ -202,6 +287,7 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         }
         panic!("the summary was not written");
     });
+    rt.block_on(experiment_with_results(&api, &base, &credentials.sdk_key));
     let p = "/projects/default";
     let pages: Vec<String> = [
         "/projects".to_owned(),
@@ -218,6 +304,9 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         format!("{p}/flags/orders-db/insights?env=production"),
         format!("{p}/segments?env=production"),
         format!("{p}/metrics?env=production"),
+        format!("{p}/experiments?env=production&flag=checkout"),
+        format!("{p}/experiments/checkout-test?env=production"),
+        format!("{p}/flags/dark-mode/guarded-rollout?env=production"),
         format!("{p}/segments/staff?env=production"),
         format!("{p}/segments/customers?env=production"),
         format!("{p}/test?env=production"),
@@ -333,6 +422,14 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
             (
                 "1280-projects-default-environments.png",
                 "13-environments.png",
+            ),
+            (
+                "1280-projects-default-experiments-checkout-test-env-production.png",
+                "18-experiment-results.png",
+            ),
+            (
+                "1280-projects-default-flags-dark-mode-guarded-rollout-env-production.png",
+                "19-guarded-rollout.png",
             ),
         ] {
             std::fs::copy(screenshots.path().join(from), target.join(to)).unwrap();
