@@ -561,8 +561,18 @@ async fn error_metric(api: &TestApi) {
 
 #[tokio::test]
 async fn a_guarded_rollout_rolls_back_on_a_regression_and_names_the_evidence() {
-    let api = world().await;
+    let api = world().await.with_private_webhooks();
     error_metric(&api).await;
+    // A webhook watching production's flags hears of the rollback like any change.
+    let receiver = crate::support::Receiver::start(vec![], false).await;
+    let hook = api
+        .post(
+            "/api/v1/webhooks",
+            json!({"name": "on-call", "url": receiver.url, "secret": "webhook-secret-0123456789",
+                   "statements": [{"effect": "allow", "actions": ["*"], "resources": ["proj/*:env/production:flag/*"]}]}),
+        )
+        .await;
+    assert_eq!(hook.status, StatusCode::CREATED, "{}", hook.body);
     let plan = json!({"treatmentVariation": 1, "guards": [{"metric": "errors", "tolerance": 0.1}],
         "steps": [{"percent": 50, "minDurationMs": 3_600_000, "minSample": 100}, {"percent": 100}]});
     let started = api.post(GUARDED, plan).await;
@@ -605,6 +615,37 @@ async fn a_guarded_rollout_rolls_back_on_a_regression_and_names_the_evidence() {
             && comment.contains("0.0100")
             && comment.contains("0.0500"),
         "{comment}"
+    );
+    tokio::spawn(
+        api.app
+            .clone()
+            .run_webhooks(flagstaff_app::webhooks::webhook_client(true)),
+    );
+    let mut rollback = None;
+    for _ in 0..100 {
+        rollback = receiver
+            .wait_for(1, 1)
+            .await
+            .into_iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+            .find(|b| b["actor"] == "guarded-rollout");
+        if rollback.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rollback = rollback.expect("the rollback reached the webhook");
+    assert_eq!(
+        rollback["after"]["fallthrough"],
+        json!({"variation": 0}),
+        "{rollback}"
+    );
+    assert!(
+        rollback["comment"]
+            .as_str()
+            .unwrap()
+            .contains("regression on errors"),
+        "{rollback}"
     );
     // Finished: nothing more happens, and it cannot be paused.
     assert!(api.app.run_guarded_rollouts().await.unwrap().is_empty());

@@ -61,6 +61,10 @@ struct Args {
     /// Seconds of load (and of the baseline before it).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Raw mode: feature events say `inExperiment` (served variation 0 or 1), as SDKs send them
+    /// for flags with a running experiment, so that experiments' exposures flow too.
+    #[arg(long)]
+    in_experiment: bool,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -83,7 +87,10 @@ fn describe(name: &str, latencies: &mut [Duration]) {
 }
 
 fn payload(args: &Args, seed: usize) -> (String, u64, u64) {
-    let now = 1_700_000_000_000u64;
+    // Now: an experiment counts only events from its start on.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1_700_000_000_000, |d| d.as_millis() as u64);
     match args.mode {
         Mode::Raw => {
             let events: Vec<Value> = (0..args.events_per_payload)
@@ -94,6 +101,11 @@ fn payload(args: &Args, seed: usize) -> (String, u64, u64) {
                     if i % 2 == 0 {
                         json!({"kind": "custom", "creationDate": now, "key": "purchase",
                             "metricValue": 9.5, "context": context})
+                    } else if args.in_experiment {
+                        let variation = (seed + i) % 2;
+                        json!({"kind": "feature", "creationDate": now, "key": format!("flag-{}", i % 20),
+                            "version": 3, "variation": variation, "value": variation == 1, "default": false,
+                            "reason": {"kind": "FALLTHROUGH", "inExperiment": true}, "context": context})
                     } else {
                         json!({"kind": "feature", "creationDate": now, "key": format!("flag-{}", i % 20),
                             "version": 3, "variation": 1, "value": true, "default": false,

@@ -180,9 +180,35 @@ pub struct IterationTotals {
 type UnitKey = (String, String);
 type OutcomeKey = (String, String, String);
 
+/// Rows per batched statement: 7 columns × 500 stays far below SQLite's 32,766 and
+/// PostgreSQL's 65,535 bound parameters.
+const CHUNK: usize = 500;
+
+/// `($1, $2, …), ($k+1, …)` for `rows` rows of `columns` parameters.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", row.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, $first+1, …` for `n` parameters.
+fn list(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl EventStore {
     /// Folds a flush's exposures and metric events into the per-context rows and the moments,
-    /// inside the writer's transaction.
+    /// inside the writer's transaction. Rows are read and written in batches of [`CHUNK`]
+    /// (one statement each), not one statement per event: a flush may carry tens of thousands.
     pub(super) async fn write_experiments(
         &self,
         tx: &mut Transaction<'static, Any>,
@@ -194,7 +220,7 @@ impl EventStore {
         let sql = |s: &str| self.backend.sql(s).into_owned();
 
         // 1. Exposures: a context's first wins (the earliest of this flush, unless one is
-        // already stored).
+        // already stored). `RETURNING` says which were new.
         let mut first: HashMap<UnitKey, (u32, i64)> = HashMap::new();
         for row in &write.exposures {
             let key = (row.iteration.clone(), row.unit_key.clone());
@@ -203,100 +229,130 @@ impl EventStore {
                 *entry = (row.variation, row.at);
             }
         }
-        let insert_exposure = sql(
-            "INSERT INTO experiment_exposures (iteration, unit_key, variation, exposed_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (iteration, unit_key) DO NOTHING",
-        );
-        // (iteration, unit) → (variation, exposed at, exposed by this flush)
+        let first: Vec<(UnitKey, (u32, i64))> = first.into_iter().collect();
+        // (iteration, unit) → (variation, exposed at, exposed by this flush); `None`: never.
         let mut exposure: HashMap<UnitKey, Option<(u32, i64, bool)>> = HashMap::new();
         let mut new_exposures: BTreeMap<(String, u32), i64> = BTreeMap::new();
-        for ((iteration, unit), (variation, at)) in first {
-            let inserted = sqlx::query(&insert_exposure)
-                .bind(&iteration)
-                .bind(&unit)
-                .bind(i64::from(variation))
-                .bind(at)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected()
-                > 0;
-            if inserted {
-                *new_exposures
-                    .entry((iteration.clone(), variation))
-                    .or_default() += 1;
-                exposure.insert((iteration, unit), Some((variation, at, true)));
+        for chunk in first.chunks(CHUNK) {
+            let statement = sql(&format!(
+                "INSERT INTO experiment_exposures (iteration, unit_key, variation, exposed_at) \
+                 VALUES {} ON CONFLICT (iteration, unit_key) DO NOTHING \
+                 RETURNING iteration, unit_key",
+                placeholders(chunk.len(), 4)
+            ));
+            let mut query = sqlx::query(&statement);
+            for ((iteration, unit), (variation, at)) in chunk {
+                query = query
+                    .bind(iteration)
+                    .bind(unit)
+                    .bind(i64::from(*variation))
+                    .bind(*at);
+            }
+            let inserted = query.fetch_all(&mut **tx).await?;
+            let chosen: HashMap<&UnitKey, (u32, i64)> =
+                chunk.iter().map(|(k, v)| (k, *v)).collect();
+            for row in inserted {
+                let key: UnitKey = (row.try_get("iteration")?, row.try_get("unit_key")?);
+                if let Some((variation, at)) = chosen.get(&key).copied() {
+                    *new_exposures.entry((key.0.clone(), variation)).or_default() += 1;
+                    exposure.insert(key, Some((variation, at, true)));
+                }
             }
         }
 
-        // 2. Every (context, event key) whose contribution may change: those with new events,
-        // and every stored one of a newly exposed context (its covariates start to count).
-        let mut rows: HashMap<OutcomeKey, (Counts, Counts)> = HashMap::new();
-        let select_unit_rows = sql(
-            "SELECT event_key, pre_count, pre_sum, post_count, post_sum FROM experiment_outcomes \
-             WHERE iteration = $1 AND unit_key = $2",
-        );
-        let newly: Vec<UnitKey> = exposure
-            .iter()
-            .filter(|(_, e)| e.is_some_and(|(_, _, new)| new))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for (iteration, unit) in newly {
-            for row in sqlx::query(&select_unit_rows)
-                .bind(&iteration)
-                .bind(&unit)
-                .fetch_all(&mut **tx)
-                .await?
-            {
-                let counts = counts_of(&row)?;
-                let event: String = row.try_get("event_key")?;
-                rows.insert((iteration.clone(), unit.clone(), event), (counts, counts));
+        // 2. The exposures of every other context with metric events in this flush.
+        let mut unknown: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut asked: HashSet<(&str, &str)> = HashSet::new();
+        for outcome in &write.outcomes {
+            let key = (outcome.iteration.as_str(), outcome.unit_key.as_str());
+            if asked.insert(key) && !exposure.contains_key(&(key.0.to_owned(), key.1.to_owned())) {
+                unknown.entry(key.0).or_default().push(key.1);
             }
         }
-        let select_exposure = sql("SELECT variation, exposed_at FROM experiment_exposures \
-             WHERE iteration = $1 AND unit_key = $2");
-        let select_row = sql(
-            "SELECT pre_count, pre_sum, post_count, post_sum FROM experiment_outcomes \
-             WHERE iteration = $1 AND unit_key = $2 AND event_key = $3",
-        );
+        for (iteration, units) in &unknown {
+            for chunk in units.chunks(CHUNK) {
+                for unit in chunk {
+                    exposure.insert(((*iteration).to_owned(), (*unit).to_owned()), None);
+                }
+                let statement = sql(&format!(
+                    "SELECT unit_key, variation, exposed_at FROM experiment_exposures \
+                     WHERE iteration = $1 AND unit_key IN ({})",
+                    list(chunk.len(), 2)
+                ));
+                let mut query = sqlx::query(&statement).bind(*iteration);
+                for unit in chunk {
+                    query = query.bind(*unit);
+                }
+                for row in query.fetch_all(&mut **tx).await? {
+                    let unit: String = row.try_get("unit_key")?;
+                    let variation: i64 = row.try_get("variation")?;
+                    let at: i64 = row.try_get("exposed_at")?;
+                    if let Ok(variation) = u32::try_from(variation) {
+                        exposure.insert(
+                            ((*iteration).to_owned(), unit),
+                            Some((variation, at, false)),
+                        );
+                    }
+                }
+            }
+        }
+
+        // 3. The stored rows of every context whose contribution may change: those with new
+        // events, and every row of a newly exposed context (its covariates start to count).
+        let mut wanted: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+        for ((iteration, unit), state) in &exposure {
+            if state.is_some_and(|(_, _, new)| new) {
+                wanted.entry(iteration).or_default().insert(unit);
+            }
+        }
+        for outcome in &write.outcomes {
+            wanted
+                .entry(&outcome.iteration)
+                .or_default()
+                .insert(&outcome.unit_key);
+        }
+        let mut rows: HashMap<OutcomeKey, (Counts, Counts)> = HashMap::new();
+        for (iteration, units) in &wanted {
+            let units: Vec<&str> = units.iter().copied().collect();
+            for chunk in units.chunks(CHUNK) {
+                let statement = sql(&format!(
+                    "SELECT unit_key, event_key, pre_count, pre_sum, post_count, post_sum \
+                     FROM experiment_outcomes WHERE iteration = $1 AND unit_key IN ({})",
+                    list(chunk.len(), 2)
+                ));
+                let mut query = sqlx::query(&statement).bind(*iteration);
+                for unit in chunk {
+                    query = query.bind(*unit);
+                }
+                for row in query.fetch_all(&mut **tx).await? {
+                    let counts = counts_of(&row)?;
+                    rows.insert(
+                        (
+                            (*iteration).to_owned(),
+                            row.try_get("unit_key")?,
+                            row.try_get("event_key")?,
+                        ),
+                        (counts, counts),
+                    );
+                }
+            }
+        }
+
+        // 4. This flush's events, each before or after its context's exposure.
         let mut changed: HashSet<OutcomeKey> = HashSet::new();
         for outcome in &write.outcomes {
             let unit = (outcome.iteration.clone(), outcome.unit_key.clone());
-            if !exposure.contains_key(&unit) {
-                let stored = sqlx::query(&select_exposure)
-                    .bind(&unit.0)
-                    .bind(&unit.1)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                let stored = match stored {
-                    Some(row) => {
-                        let variation: i64 = row.try_get("variation")?;
-                        let at: i64 = row.try_get("exposed_at")?;
-                        u32::try_from(variation).ok().map(|v| (v, at, false))
-                    }
-                    None => None,
-                };
-                exposure.insert(unit.clone(), stored);
-            }
             let key = (
                 outcome.iteration.clone(),
                 outcome.unit_key.clone(),
                 outcome.event_key.clone(),
             );
-            if !rows.contains_key(&key) {
-                let stored = sqlx::query(&select_row)
-                    .bind(&key.0)
-                    .bind(&key.1)
-                    .bind(&key.2)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                let counts = match stored {
-                    Some(row) => counts_of(&row)?,
-                    None => Counts::default(),
-                };
-                rows.insert(key.clone(), (counts, counts));
-            }
-            let after_exposure = exposure[&unit].is_some_and(|(_, at, _)| outcome.at >= at);
-            let (_, now) = rows.get_mut(&key).expect("inserted above");
+            let after_exposure = exposure
+                .get(&unit)
+                .copied()
+                .flatten()
+                .is_some_and(|(_, at, _)| outcome.at >= at);
+            let (_, now) = rows.entry(key.clone()).or_default();
             let value = outcome.value.unwrap_or(0.0);
             if after_exposure {
                 now.post_count += 1;
@@ -308,7 +364,7 @@ impl EventStore {
             changed.insert(key);
         }
 
-        // 3. What each context contributed before and contributes now, per variation.
+        // 5. What each context contributed before and contributes now, per variation.
         let mut deltas: HashMap<(String, u32, String, Transform), Delta> = HashMap::new();
         for ((iteration, unit, event), (before, now)) in &rows {
             let Some(Some((variation, _, new))) =
@@ -327,23 +383,29 @@ impl EventStore {
             }
         }
 
-        let upsert_row = sql("INSERT INTO experiment_outcomes \
-             (iteration, unit_key, event_key, pre_count, pre_sum, post_count, post_sum) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (iteration, unit_key, event_key) \
-             DO UPDATE SET pre_count = excluded.pre_count, pre_sum = excluded.pre_sum, \
-             post_count = excluded.post_count, post_sum = excluded.post_sum");
-        for key in &changed {
-            let (_, now) = rows[key];
-            sqlx::query(&upsert_row)
-                .bind(&key.0)
-                .bind(&key.1)
-                .bind(&key.2)
-                .bind(now.pre_count)
-                .bind(now.pre_sum)
-                .bind(now.post_count)
-                .bind(now.post_sum)
-                .execute(&mut **tx)
-                .await?;
+        let changed: Vec<&OutcomeKey> = changed.iter().collect();
+        for chunk in changed.chunks(CHUNK) {
+            let statement = sql(&format!(
+                "INSERT INTO experiment_outcomes \
+                 (iteration, unit_key, event_key, pre_count, pre_sum, post_count, post_sum) \
+                 VALUES {} ON CONFLICT (iteration, unit_key, event_key) \
+                 DO UPDATE SET pre_count = excluded.pre_count, pre_sum = excluded.pre_sum, \
+                 post_count = excluded.post_count, post_sum = excluded.post_sum",
+                placeholders(chunk.len(), 7)
+            ));
+            let mut query = sqlx::query(&statement);
+            for key in chunk {
+                let (_, now) = rows[*key];
+                query = query
+                    .bind(&key.0)
+                    .bind(&key.1)
+                    .bind(&key.2)
+                    .bind(now.pre_count)
+                    .bind(now.pre_sum)
+                    .bind(now.post_count)
+                    .bind(now.post_sum);
+            }
+            query.execute(&mut **tx).await?;
         }
         let add_exposures = sql(
             "INSERT INTO experiment_variations (iteration, variation, exposures) VALUES ($1, $2, $3) \

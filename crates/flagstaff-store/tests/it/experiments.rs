@@ -31,15 +31,16 @@ impl Rng {
 const ITERATION: &str = "it-1";
 const EVENTS: [&str; 2] = ["purchase", "latency"];
 
-/// The flushes: each a mix of exposures (some repeated, some to a second variation later) and
-/// metric events before and after exposure, some for contexts never exposed.
-fn flushes(rng: &mut Rng) -> Vec<ExperimentWrite> {
+/// `count` flushes of `events` over `units` contexts: each a mix of exposures (some repeated,
+/// some to a second variation later) and metric events before and after exposure, some for
+/// contexts never exposed.
+fn flushes(rng: &mut Rng, count: i64, events: usize, units: u64) -> Vec<ExperimentWrite> {
     let mut out = Vec::new();
     let start = 1_800_000_000_000_i64;
-    for flush in 0..12_i64 {
+    for flush in 0..count {
         let mut write = ExperimentWrite::default();
-        for _ in 0..60 {
-            let unit = format!("u{}", rng.below(80));
+        for _ in 0..events {
+            let unit = format!("u{}", rng.below(units));
             let at = start + flush * 1_000 + rng.below(3_000) as i64 - 1_500;
             if rng.below(3) == 0 {
                 write.exposures.push(ExposureRow {
@@ -152,9 +153,16 @@ fn close(a: f64, b: f64) -> bool {
 async fn incremental_moments_equal_a_recomputation_from_the_raw_events() {
     on_every_backend(|t| async move {
         let events = EventStore::open(&t.url).await.unwrap();
-        for seed in [1_u64, 2, 3] {
+        // Small flushes over few contexts (many changes per context), and large ones whose
+        // rows span several batched statements.
+        for (seed, count, per_flush, units) in [
+            (1_u64, 12, 60, 80),
+            (2, 12, 60, 80),
+            (3, 12, 60, 80),
+            (4, 3, 3_000, 2_500),
+        ] {
             let iteration = format!("{ITERATION}-{seed}");
-            let mut flushes = flushes(&mut Rng(seed));
+            let mut flushes = flushes(&mut Rng(seed), count, per_flush, units);
             for write in &mut flushes {
                 for e in &mut write.exposures {
                     e.iteration.clone_from(&iteration);
