@@ -62,7 +62,8 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     seconds: u64,
     /// Raw mode: feature events say `inExperiment` (served variation 0 or 1), as SDKs send them
-    /// for flags with a running experiment, so that experiments' exposures flow too.
+    /// for flags with a running experiment, so that experiments' exposures flow too; each
+    /// purchase is then by the context of the feature event that follows it.
     #[arg(long)]
     in_experiment: bool,
 }
@@ -95,7 +96,10 @@ fn payload(args: &Args, seed: usize) -> (String, u64, u64) {
         Mode::Raw => {
             let events: Vec<Value> = (0..args.events_per_payload)
                 .map(|i| {
-                    let context = json!({"kind": "user", "key": format!("user-{}", (seed * 7919 + i) % 50_000),
+                    // With experiments, each purchase (even i) is by the context of the feature
+                    // event after it, so some purchases are by exposed contexts.
+                    let k = if args.in_experiment { i - i % 2 } else { i };
+                    let context = json!({"kind": "user", "key": format!("user-{}", (seed * 7919 + k) % 50_000),
                         "country": "DE", "plan": "gold", "email": "private@example.com",
                         "_meta": {"privateAttributes": ["email"]}});
                     if i % 2 == 0 {

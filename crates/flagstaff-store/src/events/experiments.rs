@@ -180,6 +180,21 @@ pub struct IterationTotals {
 type UnitKey = (String, String);
 type OutcomeKey = (String, String, String);
 
+/// Metric events of contexts not exposed yet: per (iteration, context), per event key, their
+/// count and sum. They are kept in memory, not written: most such contexts are never exposed,
+/// and a row per context per flush cost the events writer more than everything else it does
+/// (BENCHMARKS.md, "Experiments"). When a context's exposure arrives, its pending events become
+/// its row's pre-exposure counts (its CUPED covariate). Bounded by [`PENDING_CONTEXTS`]: beyond
+/// it, new contexts' pre-exposure events are not kept. Lost on restart, and per node: they only
+/// ever feed covariates.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    contexts: HashMap<UnitKey, HashMap<String, Counts>>,
+}
+
+/// The most contexts with pending pre-exposure events (about 100 bytes each).
+const PENDING_CONTEXTS: usize = 200_000;
+
 /// Rows per batched statement: 7 columns × 500 stays far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 bound parameters.
 const CHUNK: usize = 500;
@@ -306,10 +321,15 @@ impl EventStore {
             }
         }
         for outcome in &write.outcomes {
-            wanted
-                .entry(&outcome.iteration)
-                .or_default()
-                .insert(&outcome.unit_key);
+            let exposed = exposure
+                .get(&(outcome.iteration.clone(), outcome.unit_key.clone()))
+                .is_some_and(Option::is_some);
+            if exposed {
+                wanted
+                    .entry(&outcome.iteration)
+                    .or_default()
+                    .insert(&outcome.unit_key);
+            }
         }
         let mut rows: HashMap<OutcomeKey, (Counts, Counts)> = HashMap::new();
         for (iteration, units) in &wanted {
@@ -338,30 +358,72 @@ impl EventStore {
             }
         }
 
-        // 4. This flush's events, each before or after its context's exposure.
+        // A newly exposed context's pending events become its row's pre-exposure counts.
         let mut changed: HashSet<OutcomeKey> = HashSet::new();
-        for outcome in &write.outcomes {
-            let unit = (outcome.iteration.clone(), outcome.unit_key.clone());
-            let key = (
-                outcome.iteration.clone(),
-                outcome.unit_key.clone(),
-                outcome.event_key.clone(),
-            );
-            let after_exposure = exposure
-                .get(&unit)
-                .copied()
-                .flatten()
-                .is_some_and(|(_, at, _)| outcome.at >= at);
-            let (_, now) = rows.entry(key.clone()).or_default();
-            let value = outcome.value.unwrap_or(0.0);
-            if after_exposure {
-                now.post_count += 1;
-                now.post_sum += value;
-            } else {
-                now.pre_count += 1;
-                now.pre_sum += value;
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for (unit, state) in &exposure {
+                if !state.is_some_and(|(_, _, new)| new) {
+                    continue;
+                }
+                let Some(events) = pending.contexts.remove(unit) else {
+                    continue;
+                };
+                for (event, counts) in events {
+                    let key = (unit.0.clone(), unit.1.clone(), event);
+                    let (_, now) = rows.entry(key.clone()).or_default();
+                    now.pre_count += counts.pre_count;
+                    now.pre_sum += counts.pre_sum;
+                    changed.insert(key);
+                }
             }
-            changed.insert(key);
+        }
+
+        // 4. This flush's events, each before or after its context's exposure; those of
+        // contexts not exposed wait in memory.
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            for outcome in &write.outcomes {
+                let unit = (outcome.iteration.clone(), outcome.unit_key.clone());
+                let key = (
+                    outcome.iteration.clone(),
+                    outcome.unit_key.clone(),
+                    outcome.event_key.clone(),
+                );
+                let Some((_, exposed_at, _)) = exposure.get(&unit).copied().flatten() else {
+                    let full = pending.contexts.len() >= PENDING_CONTEXTS;
+                    match pending.contexts.get_mut(&unit) {
+                        Some(events) => {
+                            let counts = events.entry(key.2).or_default();
+                            counts.pre_count += 1;
+                            counts.pre_sum += outcome.value.unwrap_or(0.0);
+                        }
+                        None if full => {}
+                        None => {
+                            let counts = Counts {
+                                pre_count: 1,
+                                pre_sum: outcome.value.unwrap_or(0.0),
+                                ..Counts::default()
+                            };
+                            pending
+                                .contexts
+                                .insert(unit, HashMap::from([(key.2, counts)]));
+                        }
+                    }
+                    continue;
+                };
+                let after_exposure = outcome.at >= exposed_at;
+                let (_, now) = rows.entry(key.clone()).or_default();
+                let value = outcome.value.unwrap_or(0.0);
+                if after_exposure {
+                    now.post_count += 1;
+                    now.post_sum += value;
+                } else {
+                    now.pre_count += 1;
+                    now.pre_sum += value;
+                }
+                changed.insert(key);
+            }
         }
 
         // 5. What each context contributed before and contributes now, per variation.
@@ -500,6 +562,11 @@ impl EventStore {
     /// Removes an iteration's per-context rows once it is closed (its totals stay); returns
     /// how many rows went.
     pub async fn forget_iteration_contexts(&self, iteration: &str) -> Result<u64> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contexts
+            .retain(|(i, _), _| i != iteration);
         let mut removed = 0;
         for table in ["experiment_exposures", "experiment_outcomes"] {
             let sql = self

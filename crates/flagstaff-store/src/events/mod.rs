@@ -320,6 +320,8 @@ pub struct Pruned {
 pub struct EventStore {
     pool: AnyPool,
     backend: Backend,
+    /// Metric events of contexts not exposed yet, per iteration and context (`experiments.rs`).
+    pending: std::sync::Mutex<experiments::Pending>,
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -375,7 +377,11 @@ impl EventStore {
             backend.event_migrations(),
         )
         .await?;
-        Ok(EventStore { pool, backend })
+        Ok(EventStore {
+            pool,
+            backend,
+            pending: std::sync::Mutex::default(),
+        })
     }
 
     /// Closes the connections, waiting for running queries.
