@@ -13,7 +13,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use flagstaff_app::experiment_results::{Bounds, ExperimentResults};
 use flagstaff_app::experiments::{Audience, Experiment, ExperimentStatus, NewExperiment};
-use flagstaff_app::guarded_rollouts::{GuardedRollout, RolloutStatus};
+use flagstaff_app::guarded_rollouts::{
+    Guard, GuardedRollout, NewGuardedRollout, RolloutStatus, Step,
+};
 use flagstaff_app::{AppError, EnvRef, FlagFilter, FlagRef};
 use serde::Deserialize;
 
@@ -638,6 +640,91 @@ struct GuardedPage {
     may_act: bool,
     in_progress: bool,
     paused: bool,
+    /// (index, name) of the flag's variations and (key, name) of the project's metrics, for
+    /// the start form.
+    variations: Vec<(u32, String)>,
+    metrics: Vec<(String, String)>,
+    error: Option<String>,
+    field: String,
+    form: GuardedForm,
+}
+
+/// The start form, as typed.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct GuardedForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    env: String,
+    #[serde(default)]
+    treatment: String,
+    /// Percentages, comma-separated ("1, 5, 25, 100").
+    #[serde(default)]
+    steps: String,
+    /// Minutes each step lasts at least.
+    #[serde(default)]
+    minutes: String,
+    /// Contexts the new variation must reach in each step.
+    #[serde(default)]
+    sample: String,
+    #[serde(default)]
+    metric: String,
+    /// Percent worse tolerated.
+    #[serde(default)]
+    tolerance: String,
+}
+
+impl GuardedForm {
+    fn plan(&self) -> Result<NewGuardedRollout, AppError> {
+        let bad = |field: &str, message: &str| {
+            AppError::invalid(flagstaff_app::ErrorCode::InvalidField, field, message)
+        };
+        let number = |field: &str, text: &str, default: f64| -> Result<f64, AppError> {
+            match text.trim() {
+                "" => Ok(default),
+                t => t
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| bad(field, "a number")),
+            }
+        };
+        let minutes = number("steps[0].minDurationMs", &self.minutes, 60.0)?;
+        let sample = number("steps[0].minSample", &self.sample, 0.0)?;
+        let mut steps = Vec::new();
+        for (i, part) in self.steps.split(',').enumerate() {
+            let percent = part
+                .trim()
+                .trim_end_matches('%')
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| {
+                    bad(
+                        &format!("steps[{i}].percent"),
+                        "percentages, comma-separated",
+                    )
+                })?;
+            steps.push(Step {
+                percent,
+                min_duration_ms: (minutes * 60_000.0) as i64,
+                min_sample: sample as u64,
+            });
+        }
+        Ok(NewGuardedRollout {
+            treatment_variation: self
+                .treatment
+                .trim()
+                .parse()
+                .map_err(|_| bad("treatmentVariation", "a variation"))?,
+            control_variation: None,
+            steps,
+            guards: vec![Guard {
+                metric: self.metric.trim().to_owned(),
+                tolerance: number("guards[0].tolerance", &self.tolerance, 0.0)? / 100.0,
+            }],
+            randomization_unit: None,
+        })
+    }
 }
 
 /// `GET /projects/{project}/flags/{key}/guarded-rollout`.
@@ -647,11 +734,73 @@ pub(crate) async fn guarded(
     Path((project, key)): Path<(String, String)>,
     Query(q): Query<ExperimentQuery>,
 ) -> Result<Response, PageError> {
+    guarded_page(&dashboard, &viewer, project, key, q.env.as_deref(), None).await
+}
+
+/// `POST /projects/{project}/flags/{key}/guarded-rollout`: starts one, or shows the form again
+/// with the error.
+pub(crate) async fn guarded_start(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    Form(form): Form<GuardedForm>,
+) -> Result<Response, Response> {
+    viewer.check_csrf(&headers, Some(&form.csrf))?;
+    let environment = form.env.clone();
+    let started = match form.plan() {
+        Ok(plan) => {
+            dashboard
+                .app
+                .start_guarded_rollout(
+                    &viewer.actor,
+                    FlagRef {
+                        project: &project,
+                        environment: &environment,
+                        key: &key,
+                    },
+                    plan,
+                    "started in the dashboard",
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(_) => Ok(Redirect::to(&format!(
+            "/projects/{}/flags/{}/guarded-rollout?env={}",
+            crate::url_encode(&project),
+            crate::url_encode(&key),
+            crate::url_encode(&environment)
+        ))
+        .into_response()),
+        Err(e @ AppError::Invalid { .. }) => guarded_page(
+            &dashboard,
+            &viewer,
+            project,
+            key,
+            Some(environment.as_str()).filter(|e| !e.is_empty()),
+            Some((e, form)),
+        )
+        .await
+        .map_err(IntoResponse::into_response),
+        Err(e) => Err(PageError(e).into_response()),
+    }
+}
+
+async fn guarded_page(
+    dashboard: &crate::Dashboard,
+    viewer: &Viewer,
+    project: String,
+    key: String,
+    env: Option<&str>,
+    refused: Option<(AppError, GuardedForm)>,
+) -> Result<Response, PageError> {
     let nav = Nav::new(
-        &dashboard,
-        &viewer,
+        dashboard,
+        viewer,
         &project,
-        q.env.as_deref(),
+        env,
         "flags",
         format!("/projects/{project}/flags/{key}/guarded-rollout"),
     )
@@ -722,13 +871,27 @@ pub(crate) async fn guarded(
             .collect();
     }
     let env = nav.environment.clone();
-    let tags = dashboard
+    let definition = dashboard.app.flag(&viewer.actor, &project, &key).await?;
+    let variations = definition
+        .value
+        .variations
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                i as u32,
+                v.name.clone().unwrap_or_else(|| v.value.to_string()),
+            )
+        })
+        .collect();
+    let metrics = dashboard
         .app
-        .flag(&viewer.actor, &project, &key)
-        .await
-        .map(|f| f.value.tags)
-        .unwrap_or_default();
-    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        .list_metrics(&viewer.actor, &project)
+        .await?
+        .into_iter()
+        .map(|m| (m.value.key, m.value.name))
+        .collect();
+    let tags: Vec<&str> = definition.value.tags.iter().map(String::as_str).collect();
     let may_act = viewer
         .actor
         .decide(
@@ -739,7 +902,30 @@ pub(crate) async fn guarded(
                 .with("flag", &key, &tags),
         )
         .allowed;
-    Ok(render(&GuardedPage {
+    let status_code = if refused.is_some() {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    let (error, field, form) = match refused {
+        Some((AppError::Invalid { field, message, .. }, form)) => {
+            (Some(crate::errors::humane(&field, &message)), field, form)
+        }
+        Some((other, form)) => (Some(other.to_string()), String::new(), form),
+        None => (
+            None,
+            String::new(),
+            GuardedForm {
+                treatment: "1".into(),
+                steps: "1, 5, 25, 50, 100".into(),
+                minutes: "60".into(),
+                sample: "1000".into(),
+                tolerance: "10".into(),
+                ..GuardedForm::default()
+            },
+        ),
+    };
+    let mut response = render(&GuardedPage {
         nav,
         flag: key,
         plan,
@@ -749,7 +935,14 @@ pub(crate) async fn guarded(
         may_act,
         in_progress,
         paused,
-    }))
+        variations,
+        metrics,
+        error,
+        field,
+        form,
+    });
+    *response.status_mut() = status_code;
+    Ok(response)
 }
 
 /// `POST /projects/{project}/flags/{key}/guarded-rollout/{action}` (pause, resume, abort).

@@ -207,7 +207,7 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         )
         .route(
             "/projects/{project}/flags/{key}/guarded-rollout",
-            get(experiments::guarded),
+            get(experiments::guarded).post(experiments::guarded_start),
         )
         .route(
             "/projects/{project}/flags/{key}/guarded-rollout/{action}",

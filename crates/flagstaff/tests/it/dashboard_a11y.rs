@@ -307,6 +307,7 @@ fn every_page_passes_axe_and_fits_1280_and_390_pixels() {
         format!("{p}/experiments?env=production&flag=checkout"),
         format!("{p}/experiments/checkout-test?env=production"),
         format!("{p}/flags/dark-mode/guarded-rollout?env=production"),
+        format!("{p}/flags/checkout/guarded-rollout?env=test"),
         format!("{p}/segments/staff?env=production"),
         format!("{p}/segments/customers?env=production"),
         format!("{p}/test?env=production"),

@@ -174,12 +174,44 @@ fn writers_run_an_experiment_and_a_guarded_rollout_from_the_dashboard() {
             &json!({"key": "errors", "name": "Errors", "kind": "count", "eventKey": "error", "successCriteria": "lower"}),
         )
         .await;
-        api.post(
-            "/projects/default/environments/production/flags/checkout/guarded-rollout",
-            &json!({"treatmentVariation": 0, "guards": [{"metric": "errors", "tolerance": 0.1}],
-                "steps": [{"percent": 10, "minDurationMs": 3_600_000}, {"percent": 100}]}),
-        )
-        .await;
+        // The start form offers the metric just defined.
+        let form_page = pm
+            .get("/projects/default/flags/checkout/guarded-rollout?env=production")
+            .await;
+        assert!(form_page.body.contains("data-testid=\"new-guarded-rollout\""));
+        assert!(form_page.body.contains("<option value=\"errors\""));
+        let plan_form = |steps: &str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("env", "production".to_owned()),
+                ("treatment", "0".to_owned()),
+                ("steps", steps.to_owned()),
+                ("minutes", "60".to_owned()),
+                ("sample", "0".to_owned()),
+                ("metric", "errors".to_owned()),
+                ("tolerance", "10".to_owned()),
+            ]
+        };
+        // A plan that never reaches everyone is refused, and what was typed stays.
+        let fields = plan_form("10, 50");
+        let wrong: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = pm
+            .form("/projects/default/flags/checkout/guarded-rollout", &wrong)
+            .await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert!(refused.body.contains("value=\"10, 50\""), "{}", refused.body);
+        let fields = plan_form("10, 100");
+        let good: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let begun = pm
+            .form("/projects/default/flags/checkout/guarded-rollout", &good)
+            .await;
+        assert_eq!(begun.status, 303, "{}", begun.body);
+        let plan = api
+            .get("/projects/default/environments/production/flags/checkout/guarded-rollout")
+            .await;
+        assert_eq!(plan["guards"], json!([{"metric": "errors", "tolerance": 0.1}]));
+        assert_eq!(plan["steps"][0]["minDurationMs"], 3_600_000);
+        assert_eq!(plan["controlVariation"], 1);
         let timeline = pm
             .get("/projects/default/flags/checkout/guarded-rollout?env=production")
             .await;
