@@ -95,6 +95,46 @@ pub(crate) fn humane(field: &str, message: &str) -> String {
     }
 }
 
+/// A form page shown again after a refusal: the status (`400` when refused), the error in the
+/// form's words, the field it names (for `aria-invalid`), and the form as typed — or, when
+/// nothing was refused, `200` and the `blank` form.
+pub(crate) struct Refused<F> {
+    pub status: axum::http::StatusCode,
+    pub error: Option<String>,
+    pub field: String,
+    pub form: F,
+}
+
+impl<F> Refused<F> {
+    pub(crate) fn of(
+        refused: Option<(flagstaff_app::AppError, F)>,
+        blank: impl FnOnce() -> F,
+    ) -> Refused<F> {
+        use flagstaff_app::AppError;
+        let bad = axum::http::StatusCode::BAD_REQUEST;
+        match refused {
+            Some((AppError::Invalid { field, message, .. }, form)) => Refused {
+                status: bad,
+                error: Some(humane(&field, &message)),
+                field,
+                form,
+            },
+            Some((other, form)) => Refused {
+                status: bad,
+                error: Some(other.to_string()),
+                field: String::new(),
+                form,
+            },
+            None => Refused {
+                status: axum::http::StatusCode::OK,
+                error: None,
+                field: String::new(),
+                form: blank(),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,7 @@ mod experiments;
 mod flag_changes;
 mod flag_settings;
 mod flags;
+mod guarded_rollouts;
 mod history;
 mod insights;
 mod live;
@@ -207,11 +208,11 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         )
         .route(
             "/projects/{project}/flags/{key}/guarded-rollout",
-            get(experiments::guarded).post(experiments::guarded_start),
+            get(guarded_rollouts::page).post(guarded_rollouts::start),
         )
         .route(
             "/projects/{project}/flags/{key}/guarded-rollout/{action}",
-            post(experiments::guarded_act),
+            post(guarded_rollouts::act),
         )
         .route(
             "/projects/{project}/segments/{key}/review",

@@ -196,18 +196,12 @@ async fn page(
                 .with("metric", "*", &[]),
         )
         .allowed;
-    let status = if refused.is_some() {
-        axum::http::StatusCode::BAD_REQUEST
-    } else {
-        axum::http::StatusCode::OK
-    };
-    let (error, field, form) = match refused {
-        Some((AppError::Invalid { field, message, .. }, form)) => {
-            (Some(crate::errors::humane(&field, &message)), field, form)
-        }
-        Some((other, form)) => (Some(other.to_string()), String::new(), form),
-        None => (None, String::new(), NewMetric::default()),
-    };
+    let crate::errors::Refused {
+        status,
+        error,
+        field,
+        form,
+    } = crate::errors::Refused::of(refused, NewMetric::default);
     let mut response = render(&MetricsPage {
         nav,
         metrics,
