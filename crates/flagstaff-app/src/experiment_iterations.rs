@@ -73,7 +73,8 @@ impl App {
                 untracked: false,
             })
             .collect();
-        let seed = i64::from_str_radix(&random_hex(4), 16).unwrap_or(1);
+        // Never 0: a rollout seed of 0 is refused (it reads as "no seed" in some SDKs).
+        let seed = i64::from_str_radix(&random_hex(4), 16).unwrap_or(1).max(1);
         let rollout = VariationOrRollout {
             variation: None,
             rollout: Some(Rollout {

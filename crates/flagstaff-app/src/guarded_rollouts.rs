@@ -386,7 +386,8 @@ impl App {
             guards: new.guards,
             status: RolloutStatus::Running,
             current_step: 0,
-            seed: i64::from_str_radix(&random_hex(4), 16).unwrap_or(1),
+            // Never 0, which rollout validation refuses.
+            seed: i64::from_str_radix(&random_hex(4), 16).unwrap_or(1).max(1),
             previous_serve: targeting.value.fallthrough.clone(),
             history: Vec::new(),
             created_by: actor.id.clone(),
