@@ -7,6 +7,7 @@
 import * as readline from 'node:readline';
 import { readFileSync } from 'node:fs';
 import { init, basicLogger } from '@launchdarkly/node-server-sdk';
+import { RedisFeatureStore } from '@launchdarkly/node-server-sdk-redis';
 
 const clients = new Map();
 
@@ -24,6 +25,15 @@ async function handle(command) {
         privateAttributes: command.privateAttributes ?? [],
         streamInitialReconnectDelay: command.initialReconnectDelay ?? 0.2,
         logger: basicLogger({ level: 'warn', destination: (line) => process.stderr.write(`${line}\n`) }),
+        // `redis`: daemon mode (`useLdd`), flags read from LaunchDarkly's Redis store layout.
+        ...(command.redis ? {
+          useLdd: true,
+          featureStore: RedisFeatureStore({
+            redisOpts: command.redis.url,
+            prefix: command.redis.prefix,
+            cacheTTL: command.redis.cacheSeconds ?? 1,
+          }),
+        } : {}),
         // `caCert`: trust this certificate authority (a test's throwaway CA) for HTTPS.
         ...(command.caCert ? { tlsParams: { ca: readFileSync(command.caCert) } } : {}),
       });

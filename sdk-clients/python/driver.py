@@ -5,7 +5,10 @@ One JSON command per line on stdin, one JSON answer per line on stdout (the same
 
   {"cmd": "open", "id": "c1", "sdkKey": "...", "baseUri": "http://127.0.0.1:P",
    "stream": true, "startWait": 5, "caCert": "/path/ca.pem" (optional: trust this CA),
-   "eventsUri": "..." (optional: send events elsewhere), "eventsCapacity": 10000 (optional)}
+   "eventsUri": "..." (optional: send events elsewhere), "eventsCapacity": 10000 (optional),
+   "redis": {"url": "redis://127.0.0.1:6379", "prefix": "...", "cacheSeconds": 1} (optional:
+   daemon mode, `use_ldd`: flags are read from LaunchDarkly's Redis store, never from
+   baseUri)}
       -> {"initialized": bool}
   {"cmd": "evaluate", "id": "c1", "evaluations": [{"flagKey": "f", "context": {...},
    "default": <json>, "valueType": "bool"|"int"|"double"|"string"|"any"}]}
@@ -35,6 +38,8 @@ import sys
 
 from ldclient import Context, LDClient, Result
 from ldclient.config import Config, HTTPConfig
+from ldclient.feature_store import CacheConfig
+from ldclient.integrations import Redis
 from ldclient.migrations import MigratorBuilder, Stage
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -55,6 +60,17 @@ def handle(command):
     cmd = command["cmd"]
     if cmd == "open":
         base = command["baseUri"]
+        daemon = {}
+        redis = command.get("redis")
+        if redis is not None:
+            daemon = {
+                "use_ldd": True,
+                "feature_store": Redis.new_feature_store(
+                    url=redis["url"],
+                    prefix=redis["prefix"],
+                    caching=CacheConfig(expiration=redis.get("cacheSeconds", 1)),
+                ),
+            }
         config = Config(
             command["sdkKey"],
             base_uri=base,
@@ -68,6 +84,7 @@ def handle(command):
             diagnostic_opt_out=False,
             private_attributes=set(command.get("privateAttributes", [])),
             http=HTTPConfig(ca_certs=command.get("caCert")),
+            **daemon,
         )
         client = LDClient(config=config, start_wait=command.get("startWait", 5))
         clients[command["id"]] = client

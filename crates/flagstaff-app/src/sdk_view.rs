@@ -88,6 +88,17 @@ impl App {
         Ok(Some(segment))
     }
 
+    /// Every environment of every project as `(project, environment)` keys, for what delivery
+    /// keeps current without an SDK asking first (the Redis persistent store). No actor: it
+    /// names environments, nothing in them.
+    pub async fn sdk_environment_keys(&self) -> Result<Vec<(String, String)>> {
+        let environments = self.store.list_kind(kinds::ENVIRONMENT).await?;
+        Ok(environments
+            .into_iter()
+            .map(|doc| (doc.scope, doc.key))
+            .collect())
+    }
+
     /// An environment by key, for delivery (no actor: the caller holds an SDK credential).
     pub async fn sdk_environment(
         &self,

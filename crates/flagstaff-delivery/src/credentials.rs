@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::http::HeaderMap;
-use flagstaff_app::{App, AppError, CredentialKind, Grant};
+use flagstaff_app::{AppError, CredentialKind, Grant};
+
+use crate::Source;
 
 /// The secret in an `Authorization` header: the bare key, or the key after `api_key ` (the form
 /// mobile SDKs use). Any other value with a space in it is not a key (`ld-protocol.md` §1).
@@ -47,13 +49,13 @@ impl GrantCache {
     /// What the credential with this fingerprint grants now, if anything.
     pub async fn lookup(
         &self,
-        app: &App,
+        source: &Source,
         fingerprint: &str,
         kind: CredentialKind,
     ) -> Result<Option<Grant>, AppError> {
         let cache_key = (fingerprint.to_owned(), kind_tag(kind));
-        let now = app.now_millis();
-        let commit = app.last_commit();
+        let now = source.now_millis();
+        let commit = source.last_commit();
         if let Some((grant, _)) = self
             .entries
             .lock()
@@ -64,7 +66,7 @@ impl GrantCache {
             return Ok(Some(grant.clone()));
         }
         // Unknown keys are not remembered: a key created a moment ago must work at once.
-        let grant = app.grant(fingerprint, kind).await?;
+        let grant = source.grant(fingerprint, kind).await?;
         if let Some(grant) = &grant {
             self.entries
                 .lock()

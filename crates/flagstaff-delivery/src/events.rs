@@ -15,7 +15,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flagstaff_app::intake::{EVENT_KINDS, EventSource, SdkIdentity};
-use flagstaff_app::{App, AppError, CredentialKind, ErrorCode, Grant};
+use flagstaff_app::{AppError, CredentialKind, ErrorCode, Grant};
+
+use crate::Source;
 
 use crate::Delivery;
 use crate::http::error;
@@ -91,7 +93,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Where a payload sent with `grant` came from, as the pipeline needs to know.
-fn source(app: &App, grant: &Grant, headers: &HeaderMap, server_side: bool) -> EventSource {
+fn source(from: &Source, grant: &Grant, headers: &HeaderMap, server_side: bool) -> EventSource {
     EventSource {
         environment: Arc::from(format!("{}/{}", grant.project, grant.environment)),
         sdk: SdkIdentity::from_headers(
@@ -102,7 +104,7 @@ fn source(app: &App, grant: &Grant, headers: &HeaderMap, server_side: bool) -> E
         schema: schema(headers),
         unsummarized: headers.contains_key("x-launchdarkly-unsummarized"),
         server_side,
-        received_at: app.now_millis(),
+        received_at: from.now_millis(),
     }
 }
 
@@ -119,7 +121,7 @@ pub(crate) async fn accept(
     let raw = match read_raw(headers, body, limit).await {
         Ok(raw) => raw,
         Err(refusal) => {
-            delivery.app.record_rejected_events();
+            delivery.source.record_rejected_events();
             return refusal;
         }
     };
@@ -129,7 +131,7 @@ pub(crate) async fn accept(
     let Ok(_permit) = delivery.events_parsing.acquire().await else {
         return error(ErrorCode::Unavailable, "the server is shutting down");
     };
-    let (app, grant, headers) = (delivery.app.clone(), grant.clone(), headers.clone());
+    let (app, grant, headers) = (delivery.source.clone(), grant.clone(), headers.clone());
     tokio::task::spawn_blocking(move || match decode(&headers, raw, limit) {
         Ok(bytes) => ingest(&app, &grant, &headers, &bytes, diagnostic, server_side),
         Err(refusal) => {
@@ -144,7 +146,7 @@ pub(crate) async fn accept(
 /// Parses a payload that was read, counts it and hands it to the pipeline: `202`, or `400`
 /// when it is not what the endpoint takes.
 pub(crate) fn ingest(
-    app: &App,
+    app: &Source,
     grant: &Grant,
     headers: &HeaderMap,
     bytes: &[u8],
@@ -154,7 +156,7 @@ pub(crate) fn ingest(
     let source = source(app, grant, headers, server_side);
     let schema = source.schema;
     let payload_id = header(headers, "x-launchdarkly-payload-id");
-    let counts = match app.ingest_events(source, bytes, diagnostic, payload_id) {
+    let counts = match app.ingest_events(source, headers, bytes, diagnostic, payload_id) {
         Ok(counts) => counts,
         Err(e) => {
             let message = match &e {

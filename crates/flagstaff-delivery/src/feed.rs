@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
-use flagstaff_app::{App, AppError, CredentialKind, SecureMode};
+use flagstaff_app::{AppError, CredentialKind, SecureMode};
 use flagstaff_eval::{EvalOptions, Snapshot};
 use flagstaff_protocol::{Clause, Flag, FlagData, Segment};
 use serde::ser::{SerializeMap, Serializer};
@@ -451,14 +451,14 @@ impl fmt::Debug for EnvFeed {
 impl EnvFeed {
     /// Reads an environment's flags and segments from the store; `head` is the change-feed
     /// position read just before.
-    pub async fn load(app: &App, id: EnvironmentId, head: u64) -> Result<EnvFeed, AppError> {
-        let env_id = app
-            .sdk_environment(&id.project, &id.environment)
-            .await?
-            .map(|e| e.client_side_id)
-            .unwrap_or_default();
-        let secure_mode = app.secure_mode(&id.project, &id.environment).await?;
-        let data = app.flag_data(&id.project, &id.environment).await?;
+    pub async fn load(
+        source: &crate::Source,
+        id: EnvironmentId,
+        head: u64,
+    ) -> Result<EnvFeed, AppError> {
+        let env_id = source.client_side_id(&id).await?;
+        let secure_mode = source.secure_mode(&id).await?;
+        let data = source.flag_data(&id).await?;
         let (changes, _) = broadcast::channel(BACKLOG);
         Ok(EnvFeed {
             id,

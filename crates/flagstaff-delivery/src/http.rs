@@ -76,7 +76,7 @@ impl Delivery {
         kind: CredentialKind,
     ) -> Result<Option<Authorized>, Refusal> {
         let fingerprint = flagstaff_app::fingerprint(secret);
-        let grant = match self.grants.lookup(&self.app, &fingerprint, kind).await {
+        let grant = match self.grants.lookup(&self.source, &fingerprint, kind).await {
             Ok(Some(grant)) => grant,
             Ok(None) => return Ok(None),
             Err(e) => {

@@ -32,6 +32,10 @@ mod limits;
 mod ofrep;
 mod polling;
 mod raw;
+#[cfg(feature = "redis")]
+pub mod redis_store;
+pub mod replica;
+mod source;
 mod stream;
 #[cfg(feature = "tls")]
 pub mod tls;
@@ -52,6 +56,7 @@ pub use feed::EnvironmentId;
 pub use raw::serve;
 #[cfg(feature = "tls")]
 pub use raw::serve_tls;
+pub use source::{RelayedPayload, Source};
 
 /// Tuning of the delivery plane.
 #[derive(Clone, Debug)]
@@ -117,7 +122,7 @@ type FeedCell = Arc<OnceCell<Arc<feed::EnvFeed>>>;
 /// streams and the task that follows the change feed.
 #[derive(Debug)]
 pub struct Delivery {
-    app: App,
+    source: Source,
     config: DeliveryConfig,
     /// Environments somebody asked for, loaded on first use.
     feeds: Mutex<HashMap<EnvironmentId, FeedCell>>,
@@ -147,7 +152,16 @@ impl Delivery {
     /// Starts delivery over `app`: spawns the change-feed follower and the heartbeat. Call
     /// [`Delivery::shutdown`] before stopping the HTTP server, or open streams keep it waiting.
     pub async fn start(app: App, config: DeliveryConfig) -> Result<Arc<Delivery>, StartError> {
-        let head = app.head().await.map_err(StartError)?;
+        Delivery::start_from(Source::App(app), config).await
+    }
+
+    /// Starts delivery over any [`Source`]: a relay's replica of its upstream, or the server's
+    /// database.
+    pub async fn start_from(
+        source: Source,
+        config: DeliveryConfig,
+    ) -> Result<Arc<Delivery>, StartError> {
+        let head = source.head().await.map_err(StartError)?;
         let (resync, resync_rx) = mpsc::unbounded_channel();
         let connections = limits::ConnectionLimits::new(
             config.max_connections,
@@ -156,7 +170,7 @@ impl Delivery {
         let client_event_rate =
             limits::PayloadRate::new(config.max_client_event_payloads_per_second);
         let delivery = Arc::new(Delivery {
-            app,
+            source,
             config,
             client_event_rate,
             connections,
@@ -216,8 +230,8 @@ impl Delivery {
                 loaded_now = true;
                 // The change-feed position is read before the data, so every change after it
                 // is either in the data or applied later by the worker (see below).
-                let head = self.app.head().await?;
-                let feed = feed::EnvFeed::load(&self.app, id.clone(), head).await?;
+                let head = self.source.head().await?;
+                let feed = feed::EnvFeed::load(&self.source, id.clone(), head).await?;
                 Ok::<_, flagstaff_app::AppError>(Arc::new(feed))
             })
             .await?;

@@ -190,22 +190,16 @@ impl Delivery {
     async fn refresh(&self, feed: &EnvFeed, work: Work, position: u64) -> Result<usize, AppError> {
         let id = &feed.id;
         if work.everything {
-            let data = self.app.flag_data(&id.project, &id.environment).await?;
+            let data = self.source.flag_data(id).await?;
             return Ok(feed.apply_full(data, position));
         }
         let mut changes = Vec::with_capacity(work.flags.len() + work.segments.len());
         for key in work.flags {
-            let flag = self
-                .app
-                .sdk_flag(&id.project, &id.environment, &key)
-                .await?;
+            let flag = self.source.flag(id, &key).await?;
             changes.push(ItemChange::Flag(key, flag));
         }
         for key in work.segments {
-            let segment = self
-                .app
-                .sdk_segment(&id.project, &id.environment, &key)
-                .await?;
+            let segment = self.source.segment(id, &key).await?;
             changes.push(ItemChange::Segment(key, segment));
         }
         Ok(feed.apply(changes, position))
@@ -216,14 +210,10 @@ impl Delivery {
     async fn recheck_credentials(&self) -> Result<(), AppError> {
         self.grants.clear();
         for feed in self.loaded_feeds() {
-            feed.set_secure_mode(
-                self.app
-                    .secure_mode(&feed.id.project, &feed.id.environment)
-                    .await?,
-            );
+            feed.set_secure_mode(self.source.secure_mode(&feed.id).await?);
             let mut revoked = Vec::new();
             for (fingerprint, kind, _) in feed.grants_in_use() {
-                match self.app.grant(&fingerprint, kind).await? {
+                match self.source.grant(&fingerprint, kind).await? {
                     Some(grant)
                         if grant.project == feed.id.project
                             && grant.environment == feed.id.environment =>
@@ -278,7 +268,7 @@ pub(crate) async fn follow_changes(
     mut position: u64,
     mut resync: mpsc::UnboundedReceiver<Arc<EnvFeed>>,
 ) {
-    let mut commits = delivery.app.watch();
+    let mut commits = delivery.source.watch();
     let mut poll = tokio::time::interval(delivery.config.change_poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -303,7 +293,7 @@ pub(crate) async fn follow_changes(
             }
         }
         loop {
-            let records = match delivery.app.changes_after(position, BATCH).await {
+            let records = match delivery.source.changes_after(position, BATCH).await {
                 Ok(records) => records,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the change feed; retrying");
@@ -342,7 +332,7 @@ pub(crate) async fn heartbeat(delivery: Arc<Delivery>) {
         if delivery.shutting_down.load(Ordering::SeqCst) {
             return;
         }
-        let now = delivery.app.now_millis();
+        let now = delivery.source.now_millis();
         for feed in delivery.loaded_feeds() {
             let expired: Vec<String> = feed
                 .grants_in_use()

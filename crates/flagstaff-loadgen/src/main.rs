@@ -29,6 +29,10 @@ struct Args {
     /// An API token that may change the flag's targeting.
     #[arg(long)]
     api_token: String,
+    /// Where changes are made, when streams connect elsewhere (a relay): the server's
+    /// `127.0.0.1:port`. Defaults to `--address`.
+    #[arg(long)]
+    api_address: Option<String>,
     /// Targeting path of the flag to toggle, under /api/v1.
     #[arg(
         long,
@@ -190,7 +194,8 @@ async fn main() -> anyhow::Result<()> {
 
     // Make the changes.
     let api = reqwest::Client::new();
-    let url = format!("http://{}/api/v1{}", args.address, args.targeting);
+    let api_address = args.api_address.as_deref().unwrap_or(&args.address);
+    let url = format!("http://{api_address}/api/v1{}", args.targeting);
     let current: Value = api
         .get(&url)
         .bearer_auth(&args.api_token)

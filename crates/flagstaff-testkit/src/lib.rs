@@ -11,6 +11,7 @@
 pub mod conformance;
 pub mod generate;
 pub mod peer;
+pub mod relay;
 pub mod sdk;
 pub mod server;
 pub mod tls;

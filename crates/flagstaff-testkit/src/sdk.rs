@@ -259,6 +259,27 @@ impl Driver {
             .unwrap_or(false)
     }
 
+    /// Opens a client `id` in daemon mode: it reads flags from LaunchDarkly's Redis store layout
+    /// under `prefix` (caching them for `cache_seconds`), never from `base`, which only receives
+    /// its events. Returns whether it initialized.
+    pub fn open_daemon(
+        &mut self,
+        id: &str,
+        sdk_key: &str,
+        base: &str,
+        redis_url: &str,
+        prefix: &str,
+        cache_seconds: f64,
+    ) -> bool {
+        self.send(
+            &json!({"cmd": "open", "id": id, "sdkKey": sdk_key, "baseUri": base,
+            "startWait": 10,
+            "redis": {"url": redis_url, "prefix": prefix, "cacheSeconds": cache_seconds}}),
+        )["initialized"]
+            .as_bool()
+            .unwrap_or(false)
+    }
+
     /// Evaluates a batch on client `id`: `[{"flagKey", "context", "default", "valueType"}]`.
     pub fn evaluate(&mut self, id: &str, evaluations: &[Value]) -> Vec<Value> {
         self.send(&json!({"cmd": "evaluate", "id": id, "evaluations": evaluations}))["results"]

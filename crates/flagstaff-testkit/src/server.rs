@@ -62,28 +62,7 @@ impl TestServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start flagstaff serve");
-        let (address_tx, address_rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr is piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let said = ["listening on http://", "listening on https://"]
-                    .iter()
-                    .find_map(|prefix| line.find(prefix).map(|at| at + prefix.len()));
-                if let Some(at) = said {
-                    let address = line[at..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = address_tx.send(address);
-                } else if std::env::var_os("FLAGSTAFF_TEST_SERVER_LOG").is_some() {
-                    eprintln!("server: {line}");
-                }
-            }
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server reports its address");
+        let address = read_address(&mut child, "server");
         TestServer {
             child,
             address,
@@ -127,24 +106,53 @@ impl TestServer {
     /// Starts the server again on the same address and data (after [`TestServer::stop`]).
     pub fn restart(&mut self) {
         let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
-        let mut last = None;
-        // The port was just released; binding it again can race with the kernel for a moment.
-        for _ in 0..50 {
-            let result = std::panic::catch_unwind(|| {
-                TestServer::start(&self.binary, &self.data_dir, &self.address, &extra)
-            });
-            match result {
-                Ok(mut server) => {
-                    // The old, stopped process is dropped with `server`.
-                    std::mem::swap(self, &mut server);
-                    return;
-                }
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        std::panic::resume_unwind(last.expect("at least one attempt"));
+        let mut server =
+            retry_start(|| TestServer::start(&self.binary, &self.data_dir, &self.address, &extra));
+        // The old, stopped process is dropped with `server`.
+        std::mem::swap(self, &mut server);
     }
+}
+
+/// Reads a starting process's stderr until it says `listening on http(s)://<address>` and
+/// returns the address; later lines are echoed (prefixed with `label`) when
+/// `FLAGSTAFF_TEST_SERVER_LOG` is set.
+pub(crate) fn read_address(child: &mut Child, label: &'static str) -> String {
+    let (address_tx, address_rx) = mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let said = ["listening on http://", "listening on https://"]
+                .iter()
+                .find_map(|prefix| line.find(prefix).map(|at| at + prefix.len()));
+            if let Some(at) = said {
+                let address = line[at..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = address_tx.send(address);
+            } else if std::env::var_os("FLAGSTAFF_TEST_SERVER_LOG").is_some() {
+                eprintln!("{label}: {line}");
+            }
+        }
+    });
+    address_rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("the {label} reports its address"))
+}
+
+/// Starts a process again on a port it just released; binding it again can race with the
+/// kernel for a moment, so a failed start is retried for a few seconds.
+pub(crate) fn retry_start<T>(start: impl Fn() -> T + std::panic::RefUnwindSafe) -> T {
+    let mut last = None;
+    for _ in 0..50 {
+        match std::panic::catch_unwind(&start) {
+            Ok(started) => return started,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::panic::resume_unwind(last.expect("at least one attempt"));
 }
 
 impl Drop for TestServer {

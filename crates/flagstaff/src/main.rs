@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod eval_command;
+mod relay;
 mod server;
 
 /// Self-hosted feature management, wire-compatible with the LaunchDarkly SDKs.
@@ -22,6 +23,9 @@ struct Cli {
 enum Command {
     /// Run the server: the management API, SDK delivery, events intake and the dashboard.
     Serve(Box<server::ServeArgs>),
+    /// Run a relay: every SDK endpoint, served inside your network from a copy of an upstream
+    /// Flagstaff (or another relay) that survives the upstream being unreachable.
+    Relay(Box<relay::RelayArgs>),
     /// Evaluate every flag of a data file for every context of a JSON Lines file.
     Eval(eval_command::EvalArgs),
     /// Administration without a running server.
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => eval_command::run(&args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(server::serve(&args))),
+        Command::Relay(args) => runtime().and_then(|rt| rt.block_on(relay::run(&args))),
         Command::Admin(AdminCommand::Init { store, json }) => {
             runtime().and_then(|rt| rt.block_on(server::admin_init(&store, json)))
         }

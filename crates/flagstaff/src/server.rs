@@ -211,6 +211,53 @@ pub struct ServeArgs {
     /// network). Off by default, so that a webhook cannot be aimed at internal services.
     #[arg(long, env = "FLAGSTAFF_WEBHOOKS_ALLOW_PRIVATE")]
     webhooks_allow_private: bool,
+    #[cfg(feature = "redis")]
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// Where daemon-mode SDKs read flags: `serve` and `relay` take the same options.
+#[cfg(feature = "redis")]
+#[derive(Debug, clap::Args)]
+pub struct RedisArgs {
+    /// Write every environment's flags and segments to this Redis, in LaunchDarkly's persistent
+    /// store layout, and keep them current: SDKs in daemon mode (`use_ldd`) read them from there
+    /// (`redis://host:port[/db]`).
+    #[arg(long, env = "FLAGSTAFF_REDIS_URL")]
+    redis_url: Option<String>,
+    /// The Redis key prefix of each environment; `{project}` and `{environment}` are replaced by
+    /// its keys. Configure each daemon-mode SDK with its environment's prefix.
+    #[arg(
+        long,
+        env = "FLAGSTAFF_REDIS_PREFIX",
+        default_value = "flagstaff:{project}:{environment}"
+    )]
+    redis_prefix: String,
+}
+
+#[cfg(feature = "redis")]
+impl RedisArgs {
+    /// Starts writing `delivery`'s environments to Redis when a URL is given.
+    pub fn start(
+        &self,
+        delivery: &Arc<flagstaff_delivery::Delivery>,
+        discover_interval: Duration,
+    ) -> anyhow::Result<()> {
+        let Some(url) = &self.redis_url else {
+            return Ok(());
+        };
+        flagstaff_delivery::redis_store::start(
+            Arc::clone(delivery),
+            flagstaff_delivery::redis_store::RedisStoreConfig {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+                check_interval: Duration::from_secs(5),
+                discover_interval,
+            },
+        )?;
+        tracing::info!(prefix = %self.redis_prefix, "writing every environment to Redis for daemon-mode SDKs");
+        Ok(())
+    }
 }
 
 /// The dashboard, with single sign-on when an OpenID Provider is configured.
@@ -249,7 +296,7 @@ fn dashboard(args: &ServeArgs, app: App) -> anyhow::Result<Arc<flagstaff_dashboa
     Ok(flagstaff_dashboard::Dashboard::new(app))
 }
 
-fn init_logging(json: bool) {
+pub(crate) fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLAGSTAFF_LOG")
         .unwrap_or_else(|_| "info".into());
     // Colour only for a person at a terminal, never into files or log collectors.
@@ -282,7 +329,7 @@ fn print_credentials(init: &Initialized) {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -378,6 +425,11 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    #[cfg(feature = "redis")]
+    args.redis.start(
+        &delivery,
+        Duration::from_millis(args.change_poll_ms.max(10)),
+    )?;
     flagstaff_http::set_body_read_timeout(Duration::from_millis(
         args.body_read_timeout_ms.max(100),
     ));

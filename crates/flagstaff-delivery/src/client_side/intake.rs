@@ -13,7 +13,7 @@ pub(crate) async fn goals(
     headers: HeaderMap,
 ) -> Response {
     match authorize(&d, CredentialKind::ClientSide, Some(&env_id), &headers).await {
-        Ok(authorized) => match d.app.browser_goals(&authorized.grant.project).await {
+        Ok(authorized) => match d.source.browser_goals(&authorized.grant.project).await {
             Ok(goals) => with_env_id(
                 axum::Json(goals.as_ref().clone()).into_response(),
                 &authorized.feed,
@@ -38,7 +38,7 @@ fn within_rate(d: &Delivery, grant: &Grant) -> Result<(), Response> {
     {
         return Ok(());
     }
-    d.app.record_rejected_events();
+    d.source.record_rejected_events();
     let mut refusal = error(
         ErrorCode::TooManyRequests,
         "too many event payloads for this environment; retry in a second",
@@ -135,7 +135,14 @@ pub(crate) async fn beacon(
             .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(data))
             .ok()
     }) {
-        let _ = events::ingest(&d.app, &authorized.grant, &headers, &decoded, false, false);
+        let _ = events::ingest(
+            &d.source,
+            &authorized.grant,
+            &headers,
+            &decoded,
+            false,
+            false,
+        );
     }
     let mut response = Response::new(Body::from(Bytes::from_static(PIXEL)));
     response

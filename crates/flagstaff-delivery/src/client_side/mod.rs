@@ -215,7 +215,11 @@ fn check_secure_mode(
         return Ok(());
     };
     let accepted = hash.is_some_and(|h| {
-        secure_mode.accepts(&context.fully_qualified_key(), h, delivery.app.now_millis())
+        secure_mode.accepts(
+            &context.fully_qualified_key(),
+            h,
+            delivery.source.now_millis(),
+        )
     });
     if accepted {
         Ok(())

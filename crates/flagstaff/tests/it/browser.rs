@@ -8,6 +8,7 @@
 //! plain HTTP on another port, as a site calling a flag service would be.
 
 use std::path::Path;
+use std::time::Duration;
 
 use flagstaff_testkit::sdk::Browser;
 use flagstaff_testkit::server::{self, Api, TestServer};
@@ -378,4 +379,115 @@ fn a_click_goal_counts_as_the_conversion_of_a_browser_experiment() {
     };
     assert_eq!(results["variations"][0]["metrics"][0]["mean"], 0.0);
     browser.send(&json!({"cmd": "quit"}));
+}
+
+/// LaunchDarkly's browser SDK in chromium through a relay (issue 22): values, a change made on
+/// the server arriving over the relay's stream, and secure mode enforced by the relay (a page
+/// with a wrong hash gets nothing).
+#[test]
+fn the_browser_sdk_works_through_a_relay_with_secure_mode() {
+    use flagstaff_testkit::relay::{RelayEnvironment, TestRelay};
+    use hmac::Mac as _;
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(
+        binary(),
+        dir.path(),
+        "127.0.0.1:0",
+        &["--sdk-heartbeat-seconds", "1", "--change-poll-ms", "200"],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = Api::new(&server.base(), &credentials.admin_token);
+    let env = rt.block_on(api.get("/projects/default/environments/production"));
+    let client_side_id = env["clientSideId"].as_str().unwrap().to_owned();
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "checkout", "name": "Checkout",
+            "clientSideAvailability": {"usingEnvironmentId": true, "usingMobileKey": false}}),
+    ));
+    let relay_dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(
+        binary(),
+        relay_dir.path(),
+        &server.base(),
+        &[RelayEnvironment {
+            project: "default".into(),
+            key: "production".into(),
+            sdk_key: credentials.sdk_key.clone(),
+            client_side_id: Some(client_side_id.clone()),
+            secure_mode: true,
+        }],
+    );
+    let hash = |key: &str| {
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(credentials.sdk_key.as_bytes()).unwrap();
+        mac.update(key.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+
+    let page = rt.block_on(serve_page());
+    let mut browser = Browser::start();
+    let ann = json!({"kind": "user", "key": "ann"});
+    let config = json!({"base": relay.base(), "clientSideId": client_side_id, "context": ann,
+        "hash": hash("ann")});
+    let mut opened = json!(null);
+    // The relay may still be fetching its first data (503, which the SDK does not retry at
+    // start): open again until it has it.
+    for _ in 0..20 {
+        opened =
+            browser.send(&json!({"cmd": "open", "id": "ann", "url": page_url(&page, &config)}));
+        if opened["ready"] == json!(true) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(opened["ready"], json!(true), "{opened}");
+    let flags = &browser.send(&json!({"cmd": "flags", "id": "ann"}))["flags"];
+    assert_eq!(flags, &json!({"checkout": false}));
+
+    // A change made on the server reaches the page over the relay's stream.
+    let targeting = "/projects/default/environments/production/flags/checkout";
+    let current = rt.block_on(api.get(targeting));
+    rt.block_on(api.put(
+        targeting,
+        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1}),
+        current["version"].as_u64(),
+    ));
+    let reached = browser.send(
+        &json!({"cmd": "waitFor", "id": "ann", "flagKey": "checkout",
+        "value": true, "timeoutMs": 10000}),
+    );
+    assert_eq!(
+        reached["reached"],
+        json!(true),
+        "the change arrives through the relay"
+    );
+
+    // Secure mode: a page that presents another context's hash gets no flags.
+    let forged = json!({"base": relay.base(), "clientSideId": client_side_id,
+        "context": {"kind": "user", "key": "mallory"}, "hash": hash("ann")});
+    let opened =
+        browser.send(&json!({"cmd": "open", "id": "mallory", "url": page_url(&page, &forged)}));
+    assert_eq!(opened["ready"], json!(false), "{opened}");
+    let received = browser.send(&json!({"cmd": "received", "id": "mallory"}));
+    let evaluations: Vec<&Value> = received["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["url"].as_str().unwrap().contains("/sdk/evalx/"))
+        .collect();
+    assert!(!evaluations.is_empty(), "{received}");
+    for response in evaluations {
+        assert_ne!(response["status"], 200, "{response}");
+    }
+    browser.send(&json!({"cmd": "quit"}));
+    drop(relay);
+    drop(server);
 }

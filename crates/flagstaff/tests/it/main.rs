@@ -21,6 +21,9 @@ mod experiments;
 mod hardening;
 mod insights;
 mod migrations;
+#[cfg(feature = "redis")]
+mod redis;
+mod relay;
 mod rust_sdk;
 mod sdks;
 mod serve;

@@ -14,11 +14,11 @@ use flagstaff_testkit::sdk::{Driver, Sdk};
 use flagstaff_testkit::server::{self, Api, TestServer};
 use serde_json::{Value, json};
 
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_flagstaff"))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -27,14 +27,16 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A fresh server with fast heartbeats; returns it, its admin API client and the production
 /// SDK key.
-fn fresh_server(dir: &Path) -> (TestServer, Api, String) {
+pub(crate) fn fresh_server(dir: &Path) -> (TestServer, Api, String) {
+    fresh_server_with(dir, &[])
+}
+
+/// [`fresh_server`] with more command-line arguments.
+pub(crate) fn fresh_server_with(dir: &Path, extra_args: &[&str]) -> (TestServer, Api, String) {
     let credentials = server::init(binary(), dir);
-    let server = TestServer::start(
-        binary(),
-        dir,
-        "127.0.0.1:0",
-        &["--sdk-heartbeat-seconds", "1", "--change-poll-ms", "200"],
-    );
+    let mut args = vec!["--sdk-heartbeat-seconds", "1", "--change-poll-ms", "200"];
+    args.extend_from_slice(extra_args);
+    let server = TestServer::start(binary(), dir, "127.0.0.1:0", &args);
     let api = Api::new(&server.base(), &credentials.admin_token);
     (server, api, credentials.sdk_key)
 }
@@ -153,23 +155,64 @@ fn request(evaluation: &Evaluation) -> Value {
         "default": evaluation.default, "valueType": evaluation.value_type_name()})
 }
 
-/// A loaded variant: its environment's SDK key and the snapshot of what Flagstaff serves.
-struct Loaded<'a> {
-    variant: &'a Variant,
-    sdk_key: String,
-    snapshot: Snapshot,
+/// A loaded variant: its project, its environment's SDK key and the snapshot of what Flagstaff
+/// serves.
+pub(crate) struct Loaded<'a> {
+    pub project: String,
+    pub variant: &'a Variant,
+    pub sdk_key: String,
+    pub data: FlagData,
+    pub snapshot: Snapshot,
+}
+
+/// How an SDK gets its flags.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mode<'a> {
+    Streaming,
+    Polling,
+    /// Daemon mode: from LaunchDarkly's Redis store layout at this URL, each environment under
+    /// the prefix this template gives for its project (`{project}`; the environment is `test`).
+    Daemon {
+        redis_url: &'a str,
+        prefix: &'a str,
+    },
+}
+
+impl Mode<'_> {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::Streaming => "streaming",
+            Mode::Polling => "polling",
+            Mode::Daemon { .. } => "daemon mode with Redis",
+        }
+    }
 }
 
 /// Evaluates every loaded variant through one SDK in one mode; returns (evaluations, failures).
-fn run_sdk(sdk: Sdk, base: &str, stream: bool, loaded: &[Loaded<'_>]) -> (usize, Vec<String>) {
+pub(crate) fn run_sdk(
+    sdk: Sdk,
+    base: &str,
+    mode: Mode<'_>,
+    loaded: &[Loaded<'_>],
+) -> (usize, Vec<String>) {
     let mut driver = Driver::start(sdk);
-    let mode = if stream { "streaming" } else { "polling" };
     let mut count = 0;
     let mut failures = Vec::new();
     for (i, item) in loaded.iter().enumerate() {
         let id = format!("c{i}");
+        let initialized = match mode {
+            Mode::Streaming => driver.open(&id, &item.sdk_key, base, true),
+            Mode::Polling => driver.open(&id, &item.sdk_key, base, false),
+            Mode::Daemon { redis_url, prefix } => {
+                let prefix = prefix
+                    .replace("{project}", &item.project)
+                    .replace("{environment}", "test");
+                driver.open_daemon(&id, &item.sdk_key, base, redis_url, &prefix, 60.0)
+            }
+        };
+        let mode = mode.name();
         assert!(
-            driver.open(&id, &item.sdk_key, base, stream),
+            initialized,
             "{} ({mode}) did not initialize for {} {}",
             sdk.name(),
             item.variant.file,
@@ -208,28 +251,91 @@ fn run_sdk(sdk: Sdk, base: &str, stream: bool, loaded: &[Loaded<'_>]) -> (usize,
     (count, failures)
 }
 
-#[test]
-fn every_conformance_vector_evaluates_the_same_through_both_sdks() {
-    let Some(variants) = conformance::variants() else {
-        return;
-    };
-    if !Sdk::available() {
-        return;
+/// Runs every loaded variant through each (SDK, mode) in parallel threads against `base`, prints
+/// a line per run under `label`, and fails on any evaluation that differs from flagstaff-eval's
+/// or on a vector set smaller than LaunchDarkly's.
+pub(crate) fn run_all_and_compare(
+    label: &str,
+    base: &str,
+    runs: &[(Sdk, Mode<'_>)],
+    loaded: &[Loaded<'_>],
+) {
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|&(sdk, mode)| {
+                (
+                    sdk,
+                    mode,
+                    scope.spawn(move || run_sdk(sdk, base, mode, loaded)),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|(sdk, mode, handle)| (sdk, mode, handle.join().expect("an SDK run")))
+            .collect()
+    });
+    let loaded_vectors: usize = loaded.iter().map(|l| l.variant.evaluations.len()).sum();
+    let mut failures = Vec::new();
+    for (sdk, mode, (count, run_failures)) in results {
+        println!(
+            "{label}: {} {}: {} of {count} evaluations identical to flagstaff-eval",
+            sdk.name(),
+            mode.name(),
+            count - run_failures.len()
+        );
+        assert_eq!(count, loaded_vectors);
+        failures.extend(run_failures);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let (server, api, _) = fresh_server(dir.path());
-    let base = server.base();
-    let rt = runtime();
+    assert!(
+        failures.is_empty(),
+        "{} evaluations differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        loaded_vectors > 500,
+        "expected the full vector set, got {loaded_vectors}"
+    );
+}
 
-    // Load every variant into its own project through the API.
+/// Loads every variant into its own project (`c0`, `c1`, …) through the API, checking that
+/// what Flagstaff then serves still gives the file's expected results.
+pub(crate) fn load_variants<'a>(
+    rt: &tokio::runtime::Runtime,
+    api: &Api,
+    base: &str,
+    variants: &'a [Variant],
+) -> Vec<Loaded<'a>> {
     let mut loaded = Vec::new();
     let mut refused = Vec::new();
     let mut served_mismatch = Vec::new();
     for (i, variant) in variants.iter().enumerate() {
         let project = format!("c{i}");
-        match rt.block_on(import(&api, &project, &variant.sdk_data)) {
+        match rt.block_on(import(api, &project, &variant.sdk_data)) {
             Ok(sdk_key) => {
-                let data = rt.block_on(served_data(&base, &sdk_key));
+                // Delivery publishes a commit just after the API answers; where the
+                // environment was already loaded (the Redis writer loads every environment),
+                // the import may not be served yet for a few milliseconds.
+                let keys = |v: &Value| -> Vec<String> {
+                    v.as_object()
+                        .map(|o| o.keys().cloned().collect())
+                        .unwrap_or_default()
+                };
+                let (flags, segments) = (
+                    keys(&variant.sdk_data["flags"]),
+                    keys(&variant.sdk_data["segments"]),
+                );
+                let mut data = rt.block_on(served_data(base, &sdk_key));
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while (data.flags.keys().cloned().collect::<Vec<_>>() != flags
+                    || data.segments.keys().cloned().collect::<Vec<_>>() != segments)
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                    data = rt.block_on(served_data(base, &sdk_key));
+                }
                 let snapshot = Snapshot::compile(&data);
                 // What Flagstaff serves must still give the file's expected results: the import
                 // kept every salt, rule and target.
@@ -253,8 +359,10 @@ fn every_conformance_vector_evaluates_the_same_through_both_sdks() {
                     }
                 }
                 loaded.push(Loaded {
+                    project,
                     variant,
                     sdk_key,
+                    data,
                     snapshot,
                 });
             }
@@ -275,26 +383,29 @@ fn every_conformance_vector_evaluates_the_same_through_both_sdks() {
         served_mismatch.join("\n")
     );
 
+    loaded
+}
+
+#[test]
+fn every_conformance_vector_evaluates_the_same_through_both_sdks() {
+    let Some(variants) = conformance::variants() else {
+        return;
+    };
+    if !Sdk::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api, _) = fresh_server(dir.path());
+    let base = server.base();
+    let rt = runtime();
+    let loaded = load_variants(&rt, &api, &base, &variants);
+
     // Both SDKs, both modes, in parallel threads.
-    let mut runs = Vec::new();
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = Sdk::ALL
-            .iter()
-            .flat_map(|sdk| [(*sdk, true), (*sdk, false)])
-            .map(|(sdk, stream)| {
-                let base = &base;
-                let loaded = &loaded;
-                (
-                    sdk,
-                    stream,
-                    scope.spawn(move || run_sdk(sdk, base, stream, loaded)),
-                )
-            })
-            .collect();
-        for (sdk, stream, handle) in handles {
-            runs.push((sdk, stream, handle.join().expect("an SDK run")));
-        }
-    });
+    let runs: Vec<(Sdk, Mode<'_>)> = Sdk::ALL
+        .iter()
+        .flat_map(|sdk| [(*sdk, Mode::Streaming), (*sdk, Mode::Polling)])
+        .collect();
+    run_all_and_compare("real SDKs", &base, &runs, &loaded);
     let total_vectors: usize = variants.iter().map(|v| v.evaluations.len()).sum();
     let loaded_vectors: usize = loaded.iter().map(|l| l.variant.evaluations.len()).sum();
     println!(
@@ -306,33 +417,12 @@ fn every_conformance_vector_evaluates_the_same_through_both_sdks() {
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     );
-    let mut failures = Vec::new();
-    for (sdk, stream, (count, run_failures)) in runs {
-        println!(
-            "real SDKs: {} {}: {} of {count} evaluations identical to flagstaff-eval",
-            sdk.name(),
-            if stream { "streaming" } else { "polling" },
-            count - run_failures.len()
-        );
-        assert_eq!(count, loaded_vectors);
-        failures.extend(run_failures);
-    }
-    assert!(
-        failures.is_empty(),
-        "{} evaluations differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
     assert_eq!(loaded_vectors, total_vectors);
-    assert!(
-        total_vectors > 500,
-        "expected the full vector set, got {total_vectors}"
-    );
     drop(server);
 }
 
 /// Polls `check` until it returns true or `limit` passes.
-fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if check() {
@@ -341,6 +431,61 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     check()
+}
+
+/// The changes every delivery path must carry, for flag `live` of `default/production` (off,
+/// serving `false`) and a client `client` open in each driver: turning the flag on reaches every
+/// SDK within 5 s, then a segment edit changes the result through a rule without touching the
+/// flag.
+pub(crate) fn flag_and_segment_changes_reach(
+    rt: &tokio::runtime::Runtime,
+    api: &Api,
+    drivers: &mut [Driver],
+    client: &str,
+) {
+    let targeting = "/projects/default/environments/production/flags/live";
+    let alice = json!({"kind": "user", "key": "alice", "country": "NZ"});
+    let all_see = |drivers: &mut [Driver], flag: &str, expected: &Value| {
+        drivers.iter_mut().all(|d| {
+            eventually(Duration::from_secs(5), || {
+                d.value(client, flag, &alice, &json!("default")) == *expected
+            })
+        })
+    };
+    // Turning the flag on reaches both SDKs.
+    let current = rt.block_on(api.get(targeting));
+    rt.block_on(api.put(
+        targeting,
+        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1}),
+        current["version"].as_u64(),
+    ));
+    assert!(
+        all_see(drivers, "live", &json!(true)),
+        "the change reaches both SDKs"
+    );
+
+    // A segment edit changes results through a rule without touching the flag.
+    rt.block_on(api.post(
+        "/projects/default/environments/production/segments",
+        &json!({"key": "kiwis", "rules": [{"clauses": [{"attribute": "country", "op": "in", "values": ["AU"]}]}]}),
+    ));
+    let current = rt.block_on(api.get(targeting));
+    rt.block_on(api.put(
+        targeting,
+        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1,
+            "rules": [{"variation": 1, "clauses": [{"attribute": "", "op": "segmentMatch", "values": ["kiwis"]}]}]}),
+        current["version"].as_u64(),
+    ));
+    let segment = rt.block_on(api.get("/projects/default/environments/production/segments/kiwis"));
+    rt.block_on(api.put(
+        "/projects/default/environments/production/segments/kiwis",
+        &json!({"key": "kiwis", "rules": [{"clauses": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}]}),
+        segment["version"].as_u64(),
+    ));
+    assert!(
+        all_see(drivers, "live", &json!(false)),
+        "the segment change reaches both SDKs"
+    );
 }
 
 #[test]
@@ -371,6 +516,7 @@ fn live_changes_deletion_restart_and_revocation_reach_both_sdks() {
             json!(false)
         );
     }
+    flag_and_segment_changes_reach(&rt, &api, &mut drivers, "live");
     let all_see = |drivers: &mut Vec<Driver>, flag: &str, expected: &Value| {
         drivers.iter_mut().all(|d| {
             eventually(Duration::from_secs(5), || {
@@ -378,41 +524,6 @@ fn live_changes_deletion_restart_and_revocation_reach_both_sdks() {
             })
         })
     };
-
-    // Turning the flag on reaches both SDKs.
-    let current = rt.block_on(api.get(targeting));
-    rt.block_on(api.put(
-        targeting,
-        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1}),
-        current["version"].as_u64(),
-    ));
-    assert!(
-        all_see(&mut drivers, "live", &json!(true)),
-        "the change reaches both SDKs"
-    );
-
-    // A segment edit changes results through a rule without touching the flag.
-    rt.block_on(api.post(
-        "/projects/default/environments/production/segments",
-        &json!({"key": "kiwis", "rules": [{"clauses": [{"attribute": "country", "op": "in", "values": ["AU"]}]}]}),
-    ));
-    let current = rt.block_on(api.get(targeting));
-    rt.block_on(api.put(
-        targeting,
-        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1,
-            "rules": [{"variation": 1, "clauses": [{"attribute": "", "op": "segmentMatch", "values": ["kiwis"]}]}]}),
-        current["version"].as_u64(),
-    ));
-    let segment = rt.block_on(api.get("/projects/default/environments/production/segments/kiwis"));
-    rt.block_on(api.put(
-        "/projects/default/environments/production/segments/kiwis",
-        &json!({"key": "kiwis", "rules": [{"clauses": [{"attribute": "country", "op": "in", "values": ["NZ"]}]}]}),
-        segment["version"].as_u64(),
-    ));
-    assert!(
-        all_see(&mut drivers, "live", &json!(false)),
-        "the segment change reaches both SDKs"
-    );
 
     // A deleted flag disappears: SDKs answer with the caller's default.
     rt.block_on(api.post(

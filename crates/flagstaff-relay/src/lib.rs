@@ -1,0 +1,253 @@
+//! `flagstaff relay`: every SDK endpoint the server serves, inside the customer's network, from
+//! a copy of an upstream Flagstaff (a server, or another relay) that survives the upstream being
+//! unreachable and the relay restarting.
+//!
+//! The relay is not a second delivery plane: it fills a [`Replica`] (the delivery crate's
+//! in-memory source of environments, credentials and a change log) and starts the same
+//! [`flagstaff_delivery::Delivery`] over it, so streams, polling, client-side evaluation, secure
+//! mode, OFREP, limits and the Redis store behave exactly as on the server.
+//!
+//! - `upstream.rs`: per environment, the upstream's `/all` stream with the environment's SDK key
+//!   → the replica; reconnection with doubling delays; the link's status.
+//! - `persist.rs`: the last good data on disk, read at start.
+//! - `forward.rs`: received events → the upstream, retried until taken.
+//! - `config.rs`: the TOML file.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod forward;
+mod persist;
+mod upstream;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use flagstaff_app::{CredentialKind, HmacKey, SecureMode};
+use flagstaff_delivery::replica::{Replica, ReplicaCredential};
+use flagstaff_delivery::{Delivery, EnvironmentId, Source};
+use tokio::sync::{mpsc, watch};
+
+pub use config::{ConfigError, EnvironmentConfig, RelayConfig};
+pub use upstream::LinkStatus;
+
+/// Each environment's link status, with the replica to count its data.
+type Links = Arc<Vec<(EnvironmentId, Arc<Mutex<LinkStatus>>, Arc<Replica>)>>;
+
+/// Renders `/metrics` (the binary installs the Prometheus recorder).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Unix milliseconds now.
+pub(crate) fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A relay being started: its replica, delivery and links, before it listens.
+#[derive(Debug)]
+pub struct Relay {
+    /// The delivery plane over the replica.
+    pub delivery: Arc<Delivery>,
+    links: Links,
+}
+
+/// The relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data folder cannot be made.
+    #[error("cannot use the data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Delivery did not start.
+    #[error(transparent)]
+    Delivery(#[from] flagstaff_delivery::StartError),
+    /// The HTTP client could not be built.
+    #[error("cannot build the upstream client: {0}")]
+    Client(String),
+}
+
+impl Relay {
+    /// Loads what is on disk, starts delivery and the upstream links, the disk copies and the
+    /// events forwarder.
+    pub async fn start(config: &RelayConfig) -> Result<Relay, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let replica = Arc::new(Replica::default());
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("FlagstaffRelay/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StartError::Client(e.to_string()))?;
+        let mut links = Vec::new();
+        let mut environments = HashMap::new();
+        let mut starts = Vec::new();
+        for environment in &config.environments {
+            let id = EnvironmentId {
+                project: environment.project.clone(),
+                environment: environment.key.clone(),
+            };
+            replica.set_environment(
+                &id,
+                environment.client_side_id.clone().unwrap_or_default(),
+                environment.secure_mode.then(|| SecureMode {
+                    keys: vec![(HmacKey::new(environment.sdk_key.as_bytes()), None)],
+                }),
+                credentials(environment),
+            );
+            let status = Arc::new(Mutex::new(LinkStatus::default()));
+            let path = persist::path_of(&config.data_dir, &id);
+            if let Some((data, saved_at)) = persist::load(&path) {
+                tracing::info!(environment = %id, flags = data.flags.len(), "serving the data saved on disk until the upstream answers");
+                replica.replace_data(&id, data);
+                let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+                status.from_disk = true;
+                status.data_received_at = Some(saved_at);
+                status.stale_since = Some(saved_at);
+            }
+            let (changed, changed_rx) = watch::channel(0);
+            starts.push((
+                upstream::Link {
+                    id: id.clone(),
+                    sdk_key: environment.sdk_key.clone(),
+                    upstream: config.upstream.clone(),
+                    status: Arc::clone(&status),
+                    changed,
+                },
+                path,
+                changed_rx,
+            ));
+            links.push((id.clone(), status, Arc::clone(&replica)));
+            environments.insert(id, environment.clone());
+        }
+        let (events, queue) = mpsc::channel(config.events.capacity.max(1));
+        let delivery = Delivery::start_from(
+            Source::Replica {
+                replica: Arc::clone(&replica),
+                events: Some(events),
+            },
+            config.limits.delivery(),
+        )
+        .await?;
+        for (link, path, changed) in starts {
+            tokio::spawn(persist::follow(
+                Arc::clone(&replica),
+                link.id.clone(),
+                path,
+                changed,
+            ));
+            tokio::spawn(upstream::follow(
+                client.clone(),
+                Arc::clone(&replica),
+                link,
+                config.max_backoff(),
+            ));
+        }
+        tokio::spawn(forward::forward(
+            client,
+            config.upstream.clone(),
+            environments,
+            queue,
+            config.max_backoff(),
+        ));
+        Ok(Relay {
+            delivery,
+            links: Arc::new(links),
+        })
+    }
+
+    /// Every SDK route, plus `/status` and (with a render) `/metrics`.
+    pub fn router(&self, metrics: Option<MetricsRender>) -> Router {
+        let mut router = flagstaff_delivery::router(Arc::clone(&self.delivery)).merge(
+            Router::new()
+                .route("/status", get(status))
+                .with_state(Arc::clone(&self.links)),
+        );
+        if let Some(render) = metrics {
+            router = router.route("/metrics", get(move || async move { render() }));
+        }
+        router
+    }
+
+    /// The status of every environment's link, as `/status` shows it.
+    pub fn status(&self) -> serde_json::Value {
+        status_json(&self.links)
+    }
+}
+
+/// The credentials of a configured environment, by fingerprint (the relay keeps no plaintext
+/// key beyond its configuration, and compares digests as the server does).
+fn credentials(environment: &EnvironmentConfig) -> Vec<ReplicaCredential> {
+    let mut credentials = vec![ReplicaCredential {
+        fingerprint: flagstaff_app::fingerprint(&environment.sdk_key),
+        kind: CredentialKind::Sdk,
+        expires_at: None,
+    }];
+    if let Some(key) = &environment.mobile_key {
+        credentials.push(ReplicaCredential {
+            fingerprint: flagstaff_app::fingerprint(key),
+            kind: CredentialKind::Mobile,
+            expires_at: None,
+        });
+    }
+    if let Some(id) = &environment.client_side_id {
+        credentials.push(ReplicaCredential {
+            fingerprint: flagstaff_app::fingerprint(id),
+            kind: CredentialKind::ClientSide,
+            expires_at: None,
+        });
+    }
+    credentials
+}
+
+fn status_json(links: &Links) -> serde_json::Value {
+    let now = now_millis();
+    let environments: Vec<serde_json::Value> = links
+        .iter()
+        .map(|(id, status, replica)| {
+            let status = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let data = replica.data(id).unwrap_or_default();
+            let state = match (status.connected, status.stale_since) {
+                (true, _) => "connected".to_owned(),
+                (false, Some(_)) => "stale".to_owned(),
+                (false, None) => "waiting for the upstream".to_owned(),
+            };
+            serde_json::json!({
+                "project": id.project,
+                "environment": id.environment,
+                "state": state,
+                "connected": status.connected,
+                "staleSince": status.stale_since,
+                "fromDisk": status.from_disk,
+                "dataAgeMs": status.data_received_at.map(|at| now.saturating_sub(at)),
+                "lastError": status.last_error,
+                "flags": data.flags.len(),
+                "segments": data.segments.len(),
+            })
+        })
+        .collect();
+    let healthy = links
+        .iter()
+        .all(|(_, status, _)| status.lock().is_ok_and(|s| s.connected));
+    serde_json::json!({
+        "status": if healthy { "healthy" } else { "degraded" },
+        "environments": environments,
+    })
+}
+
+/// `GET /status`: per environment, whether the link is up, how old the data is and the last
+/// error. No rules and no keys: what an operator's monitoring needs.
+async fn status(State(links): State<Links>) -> Response {
+    axum::Json(status_json(&links)).into_response()
+}
