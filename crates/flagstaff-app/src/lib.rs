@@ -111,7 +111,7 @@ pub use roles::{CustomRole, Team};
 pub use rollout_plans::{NewRolloutPlan, PlanStep};
 pub use scheduler::ScheduleRun;
 pub use schedules::{NewSchedule, ScheduleStatus, ScheduleUpdate, ScheduledChange};
-pub use sdk_view::BootstrapOptions;
+pub use sdk_view::{BootstrapOptions, ExportedCredential, SdkExport};
 pub use secure_mode::{HmacKey, SecureMode};
 pub use sso::{SsoIdentity, SsoPolicy};
 pub use tokens::{NewToken, TokenInfo};

@@ -10,7 +10,35 @@ use flagstaff_protocol::{Context, FlagData, Segment};
 use serde_json::{Value, json};
 
 use crate::model::{Environment, FlagDefinition, Targeting, kinds, merge_flag};
-use crate::{Actor, App, AppError, HmacKey, Result, SecureMode, decode, env_scope, validate};
+use crate::{
+    Actor, App, AppError, CredentialKind, HmacKey, Result, SecureMode, decode, env_scope, validate,
+};
+
+/// An environment as an offline bundle carries it ([`App::sdk_export`]).
+#[derive(Clone, Debug)]
+pub struct SdkExport {
+    /// The client-side ID.
+    pub client_side_id: String,
+    /// Whether secure mode is on.
+    pub secure_mode: bool,
+    /// The credentials that may read it now.
+    pub credentials: Vec<ExportedCredential>,
+    /// Its flags and segments as SDKs receive them.
+    pub data: FlagData,
+}
+
+/// A credential in an export: its fingerprint, never the secret.
+#[derive(Clone, Debug)]
+pub struct ExportedCredential {
+    /// SHA-256 of the secret, hex.
+    pub fingerprint: String,
+    /// SDK key, mobile key or client-side ID.
+    pub kind: CredentialKind,
+    /// When a rotated-out key stops working (Unix ms).
+    pub expires_at: Option<i64>,
+    /// For SDK keys: the HMAC-SHA256 key schedule secure mode verifies with (hex).
+    pub secure_mode_key: Option<String>,
+}
 
 /// Options of [`App::bootstrap`] (shared with the Rust SDK's `all_flags_state`).
 pub use flagstaff_eval::BootstrapOptions;
@@ -140,6 +168,44 @@ impl App {
             }
         }
         Ok(keys)
+    }
+
+    /// Everything a relay needs to serve an environment without asking this server: its SDK
+    /// data, client-side ID, secure mode, and its valid credentials as fingerprints (SHA-256 of
+    /// the secret, never the secret) with their kinds, expiry and, for SDK keys, the HMAC key
+    /// schedule secure mode checks with. For `flagstaff export` (offline bundles); `None` when
+    /// the environment does not exist.
+    pub async fn sdk_export(&self, project: &str, environment: &str) -> Result<Option<SdkExport>> {
+        let Some(env) = self.sdk_environment(project, environment).await? else {
+            return Ok(None);
+        };
+        let now = self.now_millis();
+        let mut credentials = Vec::new();
+        for credential in self.store.list(kinds::CREDENTIAL, "").await? {
+            let body = &credential.body;
+            if body["project"] != project || body["environment"] != environment {
+                continue;
+            }
+            let Some(kind) = body["type"].as_str().and_then(CredentialKind::parse) else {
+                continue;
+            };
+            let expires_at = body.get("expiresAt").and_then(Value::as_i64);
+            if expires_at.is_some_and(|at| at <= now) {
+                continue;
+            }
+            credentials.push(ExportedCredential {
+                fingerprint: credential.key.clone(),
+                kind,
+                expires_at,
+                secure_mode_key: body["secureModeKey"].as_str().map(str::to_owned),
+            });
+        }
+        Ok(Some(SdkExport {
+            client_side_id: env.client_side_id.clone(),
+            secure_mode: env.secure_mode,
+            credentials,
+            data: self.flag_data(project, environment).await?,
+        }))
     }
 
     /// An environment's secure mode as delivery enforces it: `None` when it is off.

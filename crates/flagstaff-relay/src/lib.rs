@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod config;
 mod forward;
 mod persist;
@@ -33,11 +34,11 @@ use flagstaff_delivery::replica::{Replica, ReplicaCredential};
 use flagstaff_delivery::{Delivery, EnvironmentId, Source};
 use tokio::sync::{mpsc, watch};
 
-pub use config::{ConfigError, EnvironmentConfig, RelayConfig};
+pub use config::{ConfigError, EnvironmentConfig, LimitsConfig, RelayConfig};
 pub use upstream::LinkStatus;
 
-/// Each environment's link status, with the replica to count its data.
-type Links = Arc<Vec<(EnvironmentId, Arc<Mutex<LinkStatus>>, Arc<Replica>)>>;
+/// Each environment's link status (a list that an offline bundle's reload may grow).
+type Links = Arc<Mutex<Vec<(EnvironmentId, Arc<Mutex<LinkStatus>>)>>>;
 
 /// Renders `/metrics` (the binary installs the Prometheus recorder).
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -54,6 +55,7 @@ pub(crate) fn now_millis() -> i64 {
 pub struct Relay {
     /// The delivery plane over the replica.
     pub delivery: Arc<Delivery>,
+    replica: Arc<Replica>,
     links: Links,
 }
 
@@ -71,6 +73,9 @@ pub enum StartError {
     /// Delivery did not start.
     #[error(transparent)]
     Delivery(#[from] flagstaff_delivery::StartError),
+    /// The bundle is refused.
+    #[error("the bundle: {0}")]
+    Bundle(#[from] bundle::BundleError),
     /// The HTTP client could not be built.
     #[error("cannot build the upstream client: {0}")]
     Client(String),
@@ -128,7 +133,7 @@ impl Relay {
                 path,
                 changed_rx,
             ));
-            links.push((id.clone(), status, Arc::clone(&replica)));
+            links.push((id.clone(), status));
             environments.insert(id, environment.clone());
         }
         let (events, queue) = mpsc::channel(config.events.capacity.max(1));
@@ -163,7 +168,43 @@ impl Relay {
         ));
         Ok(Relay {
             delivery,
-            links: Arc::new(links),
+            replica,
+            links: Arc::new(Mutex::new(links)),
+        })
+    }
+
+    /// Serves an offline bundle with no upstream, and reloads it when the file changes (a
+    /// bundle that does not read or verify is refused and the last good one kept, which
+    /// `/status` says).
+    pub async fn start_offline(config: &OfflineConfig) -> Result<Relay, StartError> {
+        let bytes = std::fs::read(&config.bundle).map_err(|source| StartError::DataDir {
+            path: config.bundle.display().to_string(),
+            source,
+        })?;
+        let bundle = bundle::read(&bytes, config.verifying_key.as_ref())?;
+        let replica = Arc::new(Replica::default());
+        let links: Links = Arc::default();
+        apply_bundle(&replica, &links, bundle);
+        // Received events have nowhere to go: they are parsed (so SDKs get the same answers)
+        // and dropped.
+        let delivery = Delivery::start_from(
+            Source::Replica {
+                replica: Arc::clone(&replica),
+                events: None,
+            },
+            config.limits.delivery(),
+        )
+        .await?;
+        tokio::spawn(reload_bundle(
+            config.clone(),
+            file_stamp(&config.bundle),
+            Arc::clone(&replica),
+            Arc::clone(&links),
+        ));
+        Ok(Relay {
+            delivery,
+            replica,
+            links,
         })
     }
 
@@ -172,7 +213,7 @@ impl Relay {
         let mut router = flagstaff_delivery::router(Arc::clone(&self.delivery)).merge(
             Router::new()
                 .route("/status", get(status))
-                .with_state(Arc::clone(&self.links)),
+                .with_state((Arc::clone(&self.replica), Arc::clone(&self.links))),
         );
         if let Some(render) = metrics {
             router = router.route("/metrics", get(move || async move { render() }));
@@ -182,7 +223,7 @@ impl Relay {
 
     /// The status of every environment's link, as `/status` shows it.
     pub fn status(&self) -> serde_json::Value {
-        status_json(&self.links)
+        status_json(&self.replica, &self.links)
     }
 }
 
@@ -211,17 +252,25 @@ fn credentials(environment: &EnvironmentConfig) -> Vec<ReplicaCredential> {
     credentials
 }
 
-fn status_json(links: &Links) -> serde_json::Value {
+fn status_json(replica: &Replica, links: &Links) -> serde_json::Value {
     let now = now_millis();
-    let environments: Vec<serde_json::Value> = links
+    let links = links.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let statuses: Vec<(EnvironmentId, LinkStatus)> = links
         .iter()
-        .map(|(id, status, replica)| {
+        .map(|(id, status)| {
             let status = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            (id.clone(), status)
+        })
+        .collect();
+    let environments: Vec<serde_json::Value> = statuses
+        .iter()
+        .map(|(id, status)| {
             let data = replica.data(id).unwrap_or_default();
             let state = match (status.connected, status.stale_since) {
-                (true, _) => "connected".to_owned(),
-                (false, Some(_)) => "stale".to_owned(),
-                (false, None) => "waiting for the upstream".to_owned(),
+                (true, _) if status.bundle_created_at.is_some() => "offline bundle",
+                (true, _) => "connected",
+                (false, Some(_)) => "stale",
+                (false, None) => "waiting for the upstream",
             };
             serde_json::json!({
                 "project": id.project,
@@ -230,6 +279,7 @@ fn status_json(links: &Links) -> serde_json::Value {
                 "connected": status.connected,
                 "staleSince": status.stale_since,
                 "fromDisk": status.from_disk,
+                "bundleCreatedAt": status.bundle_created_at,
                 "dataAgeMs": status.data_received_at.map(|at| now.saturating_sub(at)),
                 "lastError": status.last_error,
                 "flags": data.flags.len(),
@@ -237,9 +287,9 @@ fn status_json(links: &Links) -> serde_json::Value {
             })
         })
         .collect();
-    let healthy = links
+    let healthy = statuses
         .iter()
-        .all(|(_, status, _)| status.lock().is_ok_and(|s| s.connected));
+        .all(|(_, s)| s.connected && s.last_error.is_none());
     serde_json::json!({
         "status": if healthy { "healthy" } else { "degraded" },
         "environments": environments,
@@ -248,6 +298,132 @@ fn status_json(links: &Links) -> serde_json::Value {
 
 /// `GET /status`: per environment, whether the link is up, how old the data is and the last
 /// error. No rules and no keys: what an operator's monitoring needs.
-async fn status(State(links): State<Links>) -> Response {
-    axum::Json(status_json(&links)).into_response()
+async fn status(State((replica, links)): State<(Arc<Replica>, Links)>) -> Response {
+    axum::Json(status_json(&replica, &links)).into_response()
+}
+
+/// How an offline relay runs.
+#[derive(Clone, Debug)]
+pub struct OfflineConfig {
+    /// The bundle file (`flagstaff export`).
+    pub bundle: std::path::PathBuf,
+    /// Only bundles signed by this key's private half are served.
+    pub verifying_key: Option<ed25519_dalek::VerifyingKey>,
+    /// Bounds on what SDKs may hold.
+    pub limits: config::LimitsConfig,
+    /// How often the file is checked for a change.
+    pub reload_interval: Duration,
+}
+
+/// What identifies a version of the file: its modification time and length.
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+/// Serves a bundle's environments: each one's settings, credentials (fingerprints) and data;
+/// environments the previous bundle had and this one lacks lose their credentials (SDKs are
+/// refused) rather than being served stale.
+fn apply_bundle(replica: &Replica, links: &Links, bundle: bundle::Bundle) {
+    let mut links = links.lock().unwrap_or_else(|e| e.into_inner());
+    let mut present = Vec::new();
+    for environment in bundle.environments {
+        let id = EnvironmentId {
+            project: environment.project,
+            environment: environment.key,
+        };
+        let credentials: Vec<ReplicaCredential> = environment
+            .credentials
+            .iter()
+            .filter_map(|c| {
+                Some(ReplicaCredential {
+                    fingerprint: c.fingerprint.clone(),
+                    kind: CredentialKind::parse(&c.kind)?,
+                    expires_at: c.expires_at,
+                })
+            })
+            .collect();
+        let secure_mode = environment.secure_mode.then(|| SecureMode {
+            keys: environment
+                .credentials
+                .iter()
+                .filter(|c| c.kind == "sdk")
+                .filter_map(|c| {
+                    Some((
+                        HmacKey::from_hex(c.secure_mode_key.as_deref()?)?,
+                        c.expires_at,
+                    ))
+                })
+                .collect(),
+        });
+        replica.set_environment(&id, environment.client_side_id, secure_mode, credentials);
+        replica.replace_data(&id, environment.data);
+        let status = match links.iter().find(|(known, _)| *known == id) {
+            Some((_, status)) => Arc::clone(status),
+            None => {
+                let status = Arc::new(Mutex::new(LinkStatus::default()));
+                links.push((id.clone(), Arc::clone(&status)));
+                status
+            }
+        };
+        *status.lock().unwrap_or_else(|e| e.into_inner()) = LinkStatus {
+            connected: true,
+            data_received_at: Some(bundle.created_at),
+            bundle_created_at: Some(bundle.created_at),
+            ..LinkStatus::default()
+        };
+        present.push(id);
+    }
+    for (id, status) in links.iter() {
+        if !present.contains(id) {
+            replica.set_environment(id, String::new(), None, Vec::new());
+            let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
+            status.connected = false;
+            status.last_error = Some("not in the current bundle: its keys are refused".into());
+        }
+    }
+}
+
+/// Checks the bundle file every `reload_interval` and serves a new version once it reads and
+/// verifies whole. A file being written is refused (gzip's checksum, the signature) until it is
+/// complete, so a half-written bundle is never served.
+async fn reload_bundle(
+    config: OfflineConfig,
+    mut stamp: Option<(std::time::SystemTime, u64)>,
+    replica: Arc<Replica>,
+    links: Links,
+) {
+    loop {
+        tokio::time::sleep(config.reload_interval).await;
+        let now = file_stamp(&config.bundle);
+        if now.is_none() || now == stamp {
+            continue;
+        }
+        stamp = now;
+        let path = config.bundle.clone();
+        let key = config.verifying_key;
+        let read = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+            bundle::read(&bytes, key.as_ref()).map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        match read {
+            Ok(bundle) => {
+                tracing::info!(
+                    environments = bundle.environments.len(),
+                    created_at = bundle.created_at,
+                    "serving the new bundle"
+                );
+                apply_bundle(&replica, &links, bundle);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the bundle file changed but is refused; serving the last good one");
+                for (_, status) in links.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    status.lock().unwrap_or_else(|e| e.into_inner()).last_error =
+                        Some(format!("the bundle file was refused: {error}"));
+                }
+            }
+        }
+    }
 }

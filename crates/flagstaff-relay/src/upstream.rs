@@ -43,6 +43,8 @@ pub struct LinkStatus {
     pub last_error: Option<String>,
     /// The data served came from the disk copy and not (yet) from the upstream.
     pub from_disk: bool,
+    /// Offline: when the bundle served was exported (Unix ms).
+    pub bundle_created_at: Option<i64>,
 }
 
 /// One followed environment.

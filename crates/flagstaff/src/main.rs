@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod eval_command;
+mod export_command;
 mod relay;
 mod server;
 
@@ -26,6 +27,8 @@ enum Command {
     /// Run a relay: every SDK endpoint, served inside your network from a copy of an upstream
     /// Flagstaff (or another relay) that survives the upstream being unreachable.
     Relay(Box<relay::RelayArgs>),
+    /// Write environments to an offline bundle (signed with Ed25519) for `relay --offline`.
+    Export(Box<export_command::ExportArgs>),
     /// Evaluate every flag of a data file for every context of a JSON Lines file.
     Eval(eval_command::EvalArgs),
     /// Administration without a running server.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_command::run(&args),
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(server::serve(&args))),
         Command::Relay(args) => runtime().and_then(|rt| rt.block_on(relay::run(&args))),
+        Command::Export(args) => runtime().and_then(|rt| rt.block_on(export_command::run(&args))),
         Command::Admin(AdminCommand::Init { store, json }) => {
             runtime().and_then(|rt| rt.block_on(server::admin_init(&store, json)))
         }

@@ -14,8 +14,19 @@ use crate::server::{init_logging, shutdown_signal};
 pub struct RelayArgs {
     /// The configuration file (TOML): the upstream, and the environments to serve with their
     /// SDK key (and mobile key, client-side ID, secure mode). README.md "Run a relay" shows one.
-    #[arg(long, env = "FLAGSTAFF_RELAY_CONFIG")]
-    config: PathBuf,
+    #[arg(
+        long,
+        env = "FLAGSTAFF_RELAY_CONFIG",
+        required_unless_present = "offline"
+    )]
+    config: Option<PathBuf>,
+    /// Serve an offline bundle (`flagstaff export`) with no upstream, reloading it when the file
+    /// changes; a bundle that does not read or verify is refused and the last good one kept.
+    #[arg(long, env = "FLAGSTAFF_RELAY_OFFLINE", conflicts_with_all = ["config", "upstream"])]
+    offline: Option<PathBuf>,
+    /// With `--offline`: serve only bundles signed by this Ed25519 public key (PEM).
+    #[arg(long, env = "FLAGSTAFF_RELAY_VERIFY_KEY", requires = "offline")]
+    verify_key: Option<PathBuf>,
     /// The upstream's base URL (a Flagstaff server or another relay); overrides the file.
     #[arg(long, env = "FLAGSTAFF_RELAY_UPSTREAM")]
     upstream: Option<String>,
@@ -38,8 +49,14 @@ pub struct RelayArgs {
 /// Reads the configuration and runs the relay until a shutdown signal.
 pub async fn run(args: &RelayArgs) -> anyhow::Result<()> {
     init_logging(args.log_json);
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    if let Some(bundle) = &args.offline {
+        return run_offline(args, bundle).await;
+    }
+    let Some(path) = &args.config else {
+        anyhow::bail!("give --config (or --offline)");
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut config: RelayConfig =
         toml::from_str(&text).map_err(|e| flagstaff_relay::ConfigError::Parse(e.to_string()))?;
     if let Some(upstream) = &args.upstream {
@@ -52,18 +69,26 @@ pub async fn run(args: &RelayArgs) -> anyhow::Result<()> {
         config.data_dir.clone_from(data_dir);
     }
     config.check()?;
+    let relay = Relay::start(&config).await?;
+    tracing::info!(upstream = %config.upstream, environments = config.environments.len(), "following the upstream");
+    serve(args, relay, &config.listen).await
+}
+
+/// Writes Redis when asked, then serves SDKs, `/status` and `/metrics` until a shutdown signal.
+async fn serve(args: &RelayArgs, relay: Relay, listen: &str) -> anyhow::Result<()> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let relay = Relay::start(&config).await?;
     #[cfg(feature = "redis")]
     args.redis.start(&relay.delivery, Duration::from_secs(1))?;
+    #[cfg(not(feature = "redis"))]
+    let _ = args;
     let router = relay.router(Some(Arc::new(move || prometheus.render())));
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, upstream = %config.upstream, environments = config.environments.len(), "relay listening on http://{address}");
+    tracing::info!(%address, "relay listening on http://{address}");
     flagstaff_delivery::serve(
         listener,
         flagstaff_http::with_nosniff(router),
@@ -73,4 +98,32 @@ pub async fn run(args: &RelayArgs) -> anyhow::Result<()> {
     .await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `flagstaff relay --offline bundle.tar.gz`: serve a bundle, no upstream.
+async fn run_offline(args: &RelayArgs, bundle: &std::path::Path) -> anyhow::Result<()> {
+    let verifying_key = match &args.verify_key {
+        Some(path) => Some(flagstaff_relay::bundle::verifying_key_from_pem(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )?),
+        None => {
+            tracing::warn!("no --verify-key: the bundle's signature is not checked");
+            None
+        }
+    };
+    let config = flagstaff_relay::OfflineConfig {
+        bundle: bundle.to_owned(),
+        verifying_key,
+        limits: flagstaff_relay::config::LimitsConfig::default(),
+        reload_interval: Duration::from_secs(1),
+    };
+    let relay = Relay::start_offline(&config).await?;
+    tracing::info!(bundle = %bundle.display(), "serving an offline bundle");
+    serve(
+        args,
+        relay,
+        args.listen.as_deref().unwrap_or("127.0.0.1:8031"),
+    )
+    .await
 }

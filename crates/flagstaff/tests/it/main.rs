@@ -21,6 +21,7 @@ mod experiments;
 mod hardening;
 mod insights;
 mod migrations;
+mod offline;
 #[cfg(feature = "redis")]
 mod redis;
 mod relay;
