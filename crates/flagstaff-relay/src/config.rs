@@ -76,6 +76,11 @@ pub struct EventsConfig {
     /// Payloads held in memory while the upstream is slow or down; more are dropped (counted).
     #[serde(default = "default_events_capacity")]
     pub capacity: usize,
+    /// With a size above 0, payloads wait on disk (`<data_dir>/events-spool`) rather than in
+    /// memory, up to this many bytes in all, so that an upstream outage (and a relay restart
+    /// during it) loses nothing up to that size.
+    #[serde(default)]
+    pub spool_bytes: u64,
 }
 
 /// Bounds on what SDKs may hold (the relay is exposed to as many SDKs as the server).
@@ -125,6 +130,7 @@ impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             capacity: default_events_capacity(),
+            spool_bytes: 0,
         }
     }
 }

@@ -103,13 +103,18 @@ impl Relay {
                 project: environment.project.clone(),
                 environment: environment.key.clone(),
             };
-            replica.set_environment(
-                &id,
-                environment.client_side_id.clone().unwrap_or_default(),
-                environment.secure_mode.then(|| SecureMode {
+            let settings = upstream::Settings {
+                client_side_id: environment.client_side_id.clone().unwrap_or_default(),
+                secure_mode: environment.secure_mode.then(|| SecureMode {
                     keys: vec![(HmacKey::new(environment.sdk_key.as_bytes()), None)],
                 }),
-                credentials(environment),
+                credentials: credentials(environment),
+            };
+            replica.set_environment(
+                &id,
+                settings.client_side_id.clone(),
+                settings.secure_mode.clone(),
+                settings.credentials.clone(),
             );
             let status = Arc::new(Mutex::new(LinkStatus::default()));
             let path = persist::path_of(&config.data_dir, &id);
@@ -129,6 +134,7 @@ impl Relay {
                     upstream: config.upstream.clone(),
                     status: Arc::clone(&status),
                     changed,
+                    settings,
                 },
                 path,
                 changed_rx,
@@ -159,13 +165,24 @@ impl Relay {
                 config.max_backoff(),
             ));
         }
-        tokio::spawn(forward::forward(
+        let forwarder = forward::Forwarder {
             client,
-            config.upstream.clone(),
+            upstream: config.upstream.clone(),
             environments,
-            queue,
-            config.max_backoff(),
-        ));
+            max_delay: config.max_backoff(),
+        };
+        if config.events.spool_bytes > 0 {
+            tokio::spawn(forward::forward_spooled(
+                forwarder,
+                queue,
+                forward::Spool {
+                    dir: config.data_dir.join("events-spool"),
+                    max_bytes: config.events.spool_bytes,
+                },
+            ));
+        } else {
+            tokio::spawn(forward::forward(forwarder, queue));
+        }
         Ok(Relay {
             delivery,
             replica,

@@ -55,6 +55,17 @@ pub(crate) struct Link {
     pub status: Arc<Mutex<LinkStatus>>,
     /// Told after every change, so that the disk copy follows.
     pub changed: watch::Sender<u64>,
+    /// The environment's settings and credentials as configured: withdrawn while the upstream
+    /// refuses the SDK key (revoked there), given back once it accepts it.
+    pub settings: Settings,
+}
+
+/// What [`Replica::set_environment`] takes for one environment.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub client_side_id: String,
+    pub secure_mode: Option<flagstaff_app::SecureMode>,
+    pub credentials: Vec<flagstaff_delivery::replica::ReplicaCredential>,
 }
 
 impl Link {
@@ -115,12 +126,25 @@ async fn stream_once(
         .await
         .map_err(|e| format!("cannot reach the upstream: {e}"))?;
     let status = response.status();
-    if !status.is_success() {
-        return Err(match status.as_u16() {
-            401 | 403 => format!("the upstream refused the SDK key ({status})"),
-            _ => format!("the upstream answered {status}"),
-        });
+    if matches!(status.as_u16(), 401 | 403) {
+        // The key was revoked (or mistyped): the relay must not go on serving SDKs with a key
+        // the server no longer accepts. Its credentials are withdrawn until the upstream takes
+        // the key again.
+        replica.set_environment(&link.id, String::new(), None, Vec::new());
+        return Err(format!(
+            "the upstream refused the SDK key ({status}); SDKs are refused too"
+        ));
     }
+    if !status.is_success() {
+        return Err(format!("the upstream answered {status}"));
+    }
+    let settings = link.settings.clone();
+    replica.set_environment(
+        &link.id,
+        settings.client_side_id,
+        settings.secure_mode,
+        settings.credentials,
+    );
     let mut parser = Parser::new(MAX_LINE, String::new());
     let mut body = response.bytes_stream();
     let mut items = Vec::new();
@@ -231,6 +255,11 @@ mod tests {
                 upstream: "http://x".into(),
                 status: Arc::default(),
                 changed,
+                settings: Settings {
+                    client_side_id: "cid".into(),
+                    secure_mode: None,
+                    credentials: Vec::new(),
+                },
             },
             rx,
         )

@@ -46,6 +46,17 @@ impl TestRelay {
         upstream: &str,
         environments: &[RelayEnvironment],
     ) -> TestRelay {
+        TestRelay::start_with(binary, dir, upstream, environments, "")
+    }
+
+    /// [`TestRelay::start`] with more TOML (tables such as `[events]`) appended.
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        upstream: &str,
+        environments: &[RelayEnvironment],
+        more: &str,
+    ) -> TestRelay {
         let mut toml = format!(
             "upstream = {upstream:?}\nlisten = \"127.0.0.1:{}\"\ndata_dir = {:?}\nmax_backoff_ms = 1000\n",
             free_port(),
@@ -60,6 +71,8 @@ impl TestRelay {
                 toml.push_str(&format!("client_side_id = {id:?}\n"));
             }
         }
+        toml.push('\n');
+        toml.push_str(more);
         let config = dir.join("relay.toml");
         std::fs::write(&config, toml).expect("write the relay configuration");
         TestRelay::spawn(binary, &config)

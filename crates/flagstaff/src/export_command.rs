@@ -98,3 +98,68 @@ pub async fn run(args: &ExportArgs) -> anyhow::Result<()> {
     app.close().await;
     Ok(())
 }
+
+#[derive(Debug, clap::Args)]
+pub struct ImportBundleArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The bundle file (`flagstaff export` on another installation).
+    bundle: PathBuf,
+    /// Import only a bundle signed by this Ed25519 public key (PEM).
+    #[arg(long)]
+    verify_key: Option<PathBuf>,
+}
+
+/// `flagstaff admin import-bundle`: promotes a bundle's flags and segments into this
+/// installation's environments of the same keys, through the LaunchDarkly import (one audit
+/// entry per flag and segment it changes, one transaction per environment), so that a running
+/// server's SDKs receive the changes as usual. Credentials in the bundle are not imported: each
+/// installation keeps its own keys.
+pub async fn run_import(args: &ImportBundleArgs) -> anyhow::Result<()> {
+    let verifying_key = match &args.verify_key {
+        Some(path) => Some(bundle::verifying_key_from_pem(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )?),
+        None => None,
+    };
+    let bytes = std::fs::read(&args.bundle)
+        .with_context(|| format!("cannot read {}", args.bundle.display()))?;
+    let bundle = bundle::read(&bytes, verifying_key.as_ref())?;
+    let app = App::new(Arc::new(args.store.open().await?));
+    let actor = flagstaff_app::Actor::with_role("cli:import-bundle", flagstaff_app::Role::Admin);
+    // Every environment must exist before anything is written.
+    for environment in &bundle.environments {
+        if app
+            .sdk_environment(&environment.project, &environment.key)
+            .await?
+            .is_none()
+        {
+            bail!(
+                "no environment {}/{} here: create it first (nothing was imported)",
+                environment.project,
+                environment.key
+            );
+        }
+    }
+    for environment in bundle.environments {
+        let summary = app
+            .import_flag_data(
+                &actor,
+                &environment.project,
+                &environment.key,
+                environment.data,
+                &format!(
+                    "imported from a bundle exported at {} (Unix ms)",
+                    bundle.created_at
+                ),
+            )
+            .await?;
+        println!(
+            "{}/{}: {} flags, {} segments imported",
+            environment.project, environment.key, summary.flags, summary.segments
+        );
+    }
+    app.close().await;
+    Ok(())
+}

@@ -49,6 +49,9 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import an offline bundle's flags and segments into the environments of the same keys
+    /// (promotion between installations; credentials are not imported).
+    ImportBundle(Box<export_command::ImportBundleArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +76,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(server::serve(&args))),
         Command::Relay(args) => runtime().and_then(|rt| rt.block_on(relay::run(&args))),
         Command::Export(args) => runtime().and_then(|rt| rt.block_on(export_command::run(&args))),
+        Command::Admin(AdminCommand::ImportBundle(args)) => {
+            runtime().and_then(|rt| rt.block_on(export_command::run_import(&args)))
+        }
         Command::Admin(AdminCommand::Init { store, json }) => {
             runtime().and_then(|rt| rt.block_on(server::admin_init(&store, json)))
         }

@@ -258,5 +258,52 @@ fn a_signed_bundle_is_served_offline_reloaded_live_and_a_forged_one_refused() {
     assert_eq!(status(&base).unwrap()["status"], "healthy");
     let _ = relay.kill();
     let _ = relay.wait();
+
+    // Promotion into another installation: its own keys, the same flags. A forged bundle is
+    // refused and imports nothing.
+    let other = tempfile::tempdir().unwrap();
+    let credentials = flagstaff_testkit::server::init(binary(), other.path());
+    let import = |bundle: &Path| {
+        Command::new(binary())
+            .args(["admin", "import-bundle", "--data-dir"])
+            .arg(other.path())
+            .arg(bundle)
+            .arg("--verify-key")
+            .arg(keys.path().join("ours.pub"))
+            .output()
+            .unwrap()
+    };
+    let refused = import(&forged);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("signature"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let imported = import(&bundle);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("default/production: 1 flags"));
+    let promoted =
+        flagstaff_testkit::server::TestServer::start(binary(), other.path(), "127.0.0.1:0", &[]);
+    let served = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/sdk/latest-all", promoted.base()))
+            .header("Authorization", &credentials.sdk_key)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    assert_eq!(served["flags"]["launch"]["on"], false, "{served}");
+    assert_ne!(
+        credentials.sdk_key, sdk_key,
+        "each installation keeps its own keys"
+    );
     drop(server);
 }

@@ -127,11 +127,13 @@ fn changes_cross_two_relays_and_outages_lose_nothing() {
         &server.base(),
         &[production(&sdk_key)],
     );
-    let relay_b = TestRelay::start(
+    // B keeps the events it cannot forward on disk (1 MiB at most).
+    let mut relay_b = TestRelay::start_with(
         binary(),
         dir_b.path(),
         &relay_a.base(),
         &[production(&sdk_key)],
+        "[events]\nspool_bytes = 1048576\n",
     );
     assert!(eventually(Duration::from_secs(10), || all_connected(
         &relay_b
@@ -184,6 +186,40 @@ fn changes_cross_two_relays_and_outages_lose_nothing() {
     assert_eq!(b_status["status"], "degraded", "{b_status}");
     assert_eq!(b_status["environments"][0]["state"], "stale", "{b_status}");
     assert!(b_status["environments"][0]["lastError"].is_string());
+
+    // The events wait in B's spool; B itself restarts meanwhile (its upstream still down): it
+    // serves what it saved, and the spooled events survive.
+    let spool = dir_b.path().join("data/events-spool");
+    let spooled_purchases = || {
+        std::fs::read_dir(&spool)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .map(|text| text.matches("relayed-purchase").count())
+                    .sum::<usize>()
+            })
+            .unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || spooled_purchases()
+            >= 3 * Sdk::ALL.len()),
+        "the events are spooled: {}",
+        spooled_purchases()
+    );
+    relay_b.stop();
+    relay_b.restart();
+    let b_status = status(&relay_b);
+    assert_eq!(b_status["environments"][0]["fromDisk"], true, "{b_status}");
+    for driver in &mut drivers {
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                driver.value("r", "live", &alice, &json!("default")) == json!(false)
+            }),
+            "{} is served the saved data after the relay's restart",
+            driver.sdk.name()
+        );
+    }
 
     // A comes back: the change made meanwhile reaches the SDKs, and the events arrive upstream
     // exactly once (3 per SDK).
@@ -299,7 +335,27 @@ fn a_relay_refuses_unknown_keys_and_bad_configuration() {
     }));
     let (code, _) = latest_all(&wrong.base(), "sdk-wrong");
     assert_eq!(
-        code, 503,
-        "no data yet: SDKs are told to retry, not served nothing"
+        code, 401,
+        "a key the upstream refuses is refused by the relay too"
+    );
+
+    // An upstream the relay has never reached, and nothing on disk: SDKs are told to retry
+    // (503), not served an empty environment.
+    let unreachable_dir = tempfile::tempdir().unwrap();
+    let unreachable = TestRelay::start(
+        binary(),
+        unreachable_dir.path(),
+        "http://127.0.0.1:1",
+        &[production(&sdk_key)],
+    );
+    let (code, _) = latest_all(&unreachable.base(), &sdk_key);
+    assert_eq!(code, 503);
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            status(&unreachable)["environments"][0]["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot reach the upstream"))
+        }),
+        "it is not connected, and says why"
     );
 }
