@@ -180,20 +180,45 @@ pub struct IterationTotals {
 type UnitKey = (String, String);
 type OutcomeKey = (String, String, String);
 
-/// Metric events of contexts not exposed yet: per (iteration, context), per event key, their
-/// count and sum. They are kept in memory, not written: most such contexts are never exposed,
-/// and a row per context per flush cost the events writer more than everything else it does
-/// (BENCHMARKS.md, "Experiments"). When a context's exposure arrives, its pending events become
-/// its row's pre-exposure counts (its CUPED covariate). Bounded by [`PENDING_CONTEXTS`]: beyond
-/// it, new contexts' pre-exposure events are not kept. Lost on restart, and per node: they only
-/// ever feed covariates.
+/// Metric events of contexts whose exposure has not arrived yet: per (iteration, context), per
+/// event key, their times and values. They are kept in memory, not written: most such contexts
+/// are never exposed, and a row per context per flush cost the events writer more than
+/// everything else it does (BENCHMARKS.md, "Experiments"). When a context's exposure arrives,
+/// each pending event counts before or after it by its own time, as if they had arrived in
+/// order: SDK payloads are parsed in parallel and retried, so an outcome can arrive a flush
+/// earlier than the exposure that precedes it. Bounded by [`PENDING_CONTEXTS`] (beyond it, new
+/// contexts' early events are not kept) and [`PENDING_EVENTS`] per context and key (beyond it,
+/// events count as before exposure). Lost on restart, and per node.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
-    contexts: HashMap<UnitKey, HashMap<String, Counts>>,
+    contexts: HashMap<UnitKey, HashMap<String, PendingEvents>>,
 }
 
-/// The most contexts with pending pre-exposure events (about 100 bytes each).
+/// A context's early events of one key.
+#[derive(Debug, Default)]
+struct PendingEvents {
+    /// `(time, value)` of the first [`PENDING_EVENTS`].
+    events: Vec<(i64, f64)>,
+    /// The rest, counted as before exposure.
+    overflow_count: i64,
+    overflow_sum: f64,
+}
+
+impl PendingEvents {
+    fn push(&mut self, at: i64, value: f64) {
+        if self.events.len() < PENDING_EVENTS {
+            self.events.push((at, value));
+        } else {
+            self.overflow_count += 1;
+            self.overflow_sum += value;
+        }
+    }
+}
+
+/// The most contexts with pending events (about 150 bytes each with one event).
 const PENDING_CONTEXTS: usize = 200_000;
+/// The most events of one context and key whose time is kept while its exposure is awaited.
+pub const PENDING_EVENTS: usize = 8;
 
 /// Rows per batched statement: 7 columns × 500 stays far below SQLite's 32,766 and
 /// PostgreSQL's 65,535 bound parameters.
@@ -358,22 +383,32 @@ impl EventStore {
             }
         }
 
-        // A newly exposed context's pending events become its row's pre-exposure counts.
+        // A newly exposed context's pending events count before or after its exposure by
+        // their own times.
         let mut changed: HashSet<OutcomeKey> = HashSet::new();
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             for (unit, state) in &exposure {
-                if !state.is_some_and(|(_, _, new)| new) {
+                let Some((_, exposed_at, true)) = *state else {
                     continue;
-                }
+                };
                 let Some(events) = pending.contexts.remove(unit) else {
                     continue;
                 };
-                for (event, counts) in events {
+                for (event, early) in events {
                     let key = (unit.0.clone(), unit.1.clone(), event);
                     let (_, now) = rows.entry(key.clone()).or_default();
-                    now.pre_count += counts.pre_count;
-                    now.pre_sum += counts.pre_sum;
+                    for (at, value) in early.events {
+                        if at >= exposed_at {
+                            now.post_count += 1;
+                            now.post_sum += value;
+                        } else {
+                            now.pre_count += 1;
+                            now.pre_sum += value;
+                        }
+                    }
+                    now.pre_count += early.overflow_count;
+                    now.pre_sum += early.overflow_sum;
                     changed.insert(key);
                 }
             }
@@ -392,22 +427,16 @@ impl EventStore {
                 );
                 let Some((_, exposed_at, _)) = exposure.get(&unit).copied().flatten() else {
                     let full = pending.contexts.len() >= PENDING_CONTEXTS;
+                    let value = outcome.value.unwrap_or(0.0);
                     match pending.contexts.get_mut(&unit) {
-                        Some(events) => {
-                            let counts = events.entry(key.2).or_default();
-                            counts.pre_count += 1;
-                            counts.pre_sum += outcome.value.unwrap_or(0.0);
-                        }
+                        Some(events) => events.entry(key.2).or_default().push(outcome.at, value),
                         None if full => {}
                         None => {
-                            let counts = Counts {
-                                pre_count: 1,
-                                pre_sum: outcome.value.unwrap_or(0.0),
-                                ..Counts::default()
-                            };
+                            let mut early = PendingEvents::default();
+                            early.push(outcome.at, value);
                             pending
                                 .contexts
-                                .insert(unit, HashMap::from([(key.2, counts)]));
+                                .insert(unit, HashMap::from([(key.2, early)]));
                         }
                     }
                     continue;

@@ -14,7 +14,8 @@ mod migration;
 mod queries;
 
 pub use experiments::{
-    ExperimentWrite, ExposureRow, IterationTotals, OutcomeRow, Transform, TransformMoments,
+    ExperimentWrite, ExposureRow, IterationTotals, OutcomeRow, PENDING_EVENTS, Transform,
+    TransformMoments,
 };
 pub use migration::{MigrationOpCount, MigrationTotals, OriginTotals};
 

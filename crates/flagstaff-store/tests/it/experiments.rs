@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use flagstaff_store::EventStore;
 use flagstaff_store::events::{
-    EventWrite, ExperimentWrite, ExposureRow, OutcomeRow, Transform, TransformMoments,
+    EventWrite, ExperimentWrite, ExposureRow, OutcomeRow, PENDING_EVENTS, Transform,
+    TransformMoments,
 };
 
 use crate::backends::on_every_backend;
@@ -73,12 +74,21 @@ struct Counts {
 
 /// The expected state, computed the slow way with the writer's documented rules: a context's
 /// first stored exposure wins (the earliest of its first flush); an event counts after
-/// exposure when the exposure is known by its flush and is not later than the event.
+/// exposure when the exposure is not later than the event, whichever flush brought either,
+/// except that of the events arriving before their context's exposure only the first
+/// `PENDING_EVENTS` per event key keep their time (the rest count as before exposure).
 type Moments = BTreeMap<(u32, String, Transform), TransformMoments>;
 
 fn expected(flushes: &[ExperimentWrite]) -> (BTreeMap<u32, u64>, Moments) {
     let mut exposure: HashMap<String, (u32, i64)> = HashMap::new();
     let mut counts: BTreeMap<(String, String), Counts> = BTreeMap::new();
+    // Events that arrived before their context's exposure: (time, value), in arrival order.
+    let mut early: BTreeMap<(String, String), Vec<(i64, f64)>> = BTreeMap::new();
+    let count = |c: &mut Counts, after: bool, value: f64| {
+        let side = if after { &mut c.post } else { &mut c.pre };
+        side.0 += 1;
+        side.1 += value;
+    };
     for write in flushes {
         let mut first: HashMap<&str, (u32, i64)> = HashMap::new();
         for e in &write.exposures {
@@ -88,22 +98,26 @@ fn expected(flushes: &[ExperimentWrite]) -> (BTreeMap<u32, u64>, Moments) {
             }
         }
         for (unit, v) in first {
-            exposure.entry(unit.to_owned()).or_insert(v);
+            if exposure.contains_key(unit) {
+                continue;
+            }
+            exposure.insert(unit.to_owned(), v);
+            let waiting: Vec<(String, String)> =
+                early.keys().filter(|(u, _)| u == unit).cloned().collect();
+            for key in waiting {
+                let events = early.remove(&key).unwrap_or_default();
+                let c = counts.entry(key).or_default();
+                for (i, (at, value)) in events.into_iter().enumerate() {
+                    count(c, i < PENDING_EVENTS && at >= v.1, value);
+                }
+            }
         }
         for o in &write.outcomes {
-            let c = counts
-                .entry((o.unit_key.clone(), o.event_key.clone()))
-                .or_default();
+            let key = (o.unit_key.clone(), o.event_key.clone());
             let value = o.value.unwrap_or(0.0);
             match exposure.get(&o.unit_key) {
-                Some((_, at)) if o.at >= *at => {
-                    c.post.0 += 1;
-                    c.post.1 += value;
-                }
-                _ => {
-                    c.pre.0 += 1;
-                    c.pre.1 += value;
-                }
+                Some((_, at)) => count(counts.entry(key).or_default(), o.at >= *at, value),
+                None => early.entry(key).or_default().push((o.at, value)),
             }
         }
     }
@@ -210,6 +224,63 @@ async fn incremental_moments_equal_a_recomputation_from_the_raw_events() {
             assert!(removed > 0);
             assert_eq!(events.iteration_totals(&iteration).await.unwrap(), totals);
         }
+        t
+    })
+    .await;
+}
+
+/// SDK payloads are parsed in parallel and retried, so a context's conversion can arrive a flush
+/// before the exposure that preceded it: it still counts after the exposure, by its own time.
+#[tokio::test]
+async fn a_conversion_that_arrives_before_its_exposure_counts_after_it() {
+    on_every_backend(|t| async move {
+        let events = EventStore::open(&t.url).await.unwrap();
+        let iteration = "it-early";
+        let outcome = |unit: &str, at: i64| OutcomeRow {
+            iteration: iteration.into(),
+            unit_key: unit.into(),
+            event_key: "purchase".into(),
+            value: Some(5.0),
+            at,
+        };
+        let exposure = |unit: &str, at: i64| ExposureRow {
+            iteration: iteration.into(),
+            unit_key: unit.into(),
+            variation: 1,
+            at,
+        };
+        let write = |experiments: ExperimentWrite| EventWrite {
+            experiments,
+            ..EventWrite::default()
+        };
+        // Flush 1: ann's purchase (at 2,000) and bob's earlier one (at 500).
+        events
+            .write(&write(ExperimentWrite {
+                outcomes: vec![outcome("ann", 2_000), outcome("bob", 500)],
+                ..ExperimentWrite::default()
+            }))
+            .await
+            .unwrap();
+        // Flush 2: both exposures, at 1,000: ann bought after it, bob before it.
+        events
+            .write(&write(ExperimentWrite {
+                exposures: vec![exposure("ann", 1_000), exposure("bob", 1_000)],
+                ..ExperimentWrite::default()
+            }))
+            .await
+            .unwrap();
+        let totals = events.iteration_totals(iteration).await.unwrap();
+        let conversion = totals
+            .moments
+            .get(&(1, "purchase".to_owned(), Transform::Conversion))
+            .copied()
+            .unwrap_or_default();
+        assert_eq!(conversion.n, 1, "only ann converted after exposure");
+        assert!(close(conversion.sum_y, 1.0), "{conversion:?}");
+        assert!(
+            close(conversion.sum_x, 1.0),
+            "bob's purchase is his covariate"
+        );
         t
     })
     .await;
