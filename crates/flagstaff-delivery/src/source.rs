@@ -218,11 +218,15 @@ impl Source {
                     Ok(batch) => batch.kinds,
                     Err(e) => {
                         self.record_rejected_events();
-                        return Err(AppError::invalid(
-                            ErrorCode::InvalidPayload,
-                            "",
-                            e.to_string(),
-                        ));
+                        // The same codes as the server's intake (`App::ingest_events`).
+                        let code = match e {
+                            flagstaff_events::PayloadError::NotJson(_) => ErrorCode::InvalidJson,
+                            flagstaff_events::PayloadError::NotArray
+                            | flagstaff_events::PayloadError::NotObject => {
+                                ErrorCode::InvalidPayload
+                            }
+                        };
+                        return Err(AppError::invalid(code, "", e.to_string()));
                     }
                 };
                 let Some(events) = events else {

@@ -18,6 +18,19 @@ pub struct RelayEnvironment {
     pub secure_mode: bool,
 }
 
+impl RelayEnvironment {
+    /// `default/production` with its SDK key, no browsers, no secure mode.
+    pub fn production(sdk_key: &str) -> RelayEnvironment {
+        RelayEnvironment {
+            project: "default".into(),
+            key: "production".into(),
+            sdk_key: sdk_key.into(),
+            client_side_id: None,
+            secure_mode: false,
+        }
+    }
+}
+
 /// A running `flagstaff relay`. Killed when dropped.
 #[derive(Debug)]
 pub struct TestRelay {
@@ -26,6 +39,7 @@ pub struct TestRelay {
     pub address: String,
     binary: PathBuf,
     config: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// A loopback port free a moment ago (the relay's address must survive restarts, so it is
@@ -57,6 +71,18 @@ impl TestRelay {
         environments: &[RelayEnvironment],
         more: &str,
     ) -> TestRelay {
+        TestRelay::start_with_env(binary, dir, upstream, environments, more, &[])
+    }
+
+    /// [`TestRelay::start_with`] with environment variables (`FLAGSTAFF_REDIS_URL`, …).
+    pub fn start_with_env(
+        binary: &Path,
+        dir: &Path,
+        upstream: &str,
+        environments: &[RelayEnvironment],
+        more: &str,
+        env: &[(&str, &str)],
+    ) -> TestRelay {
         let mut toml = format!(
             "upstream = {upstream:?}\nlisten = \"127.0.0.1:{}\"\ndata_dir = {:?}\nmax_backoff_ms = 1000\n",
             free_port(),
@@ -75,13 +101,18 @@ impl TestRelay {
         toml.push_str(more);
         let config = dir.join("relay.toml");
         std::fs::write(&config, toml).expect("write the relay configuration");
-        TestRelay::spawn(binary, &config)
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        TestRelay::spawn(binary, &config, &env)
     }
 
-    fn spawn(binary: &Path, config: &Path) -> TestRelay {
+    fn spawn(binary: &Path, config: &Path, env: &[(String, String)]) -> TestRelay {
         let mut child = Command::new(binary)
             .args(["relay", "--config"])
             .arg(config)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("FLAGSTAFF_LOG", "warn,flagstaff::relay=info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -93,6 +124,7 @@ impl TestRelay {
             address,
             binary: binary.to_owned(),
             config: config.to_owned(),
+            env: env.to_vec(),
         }
     }
 
@@ -111,7 +143,8 @@ impl TestRelay {
 
     /// Starts the relay again with the same configuration (after [`TestRelay::stop`]).
     pub fn restart(&mut self) {
-        let mut relay = crate::server::retry_start(|| TestRelay::spawn(&self.binary, &self.config));
+        let mut relay =
+            crate::server::retry_start(|| TestRelay::spawn(&self.binary, &self.config, &self.env));
         std::mem::swap(self, &mut relay);
     }
 }

@@ -327,3 +327,68 @@ fn redis_settings_are_checked_and_an_unreachable_redis_does_not_stop_the_server(
     assert_eq!(status, 200);
     drop(server);
 }
+
+/// A relay writes the same store from its copy of the upstream (`relay --redis-url`, here through
+/// its environment variables), so daemon-mode SDKs inside a customer's network need no path to
+/// the server at all.
+#[test]
+fn a_relay_keeps_the_redis_store_current_for_daemon_mode_sdks() {
+    use flagstaff_testkit::relay::{RelayEnvironment, TestRelay};
+    if !Sdk::available() {
+        return;
+    }
+    let Some(redis_url) = redis_url() else { return };
+    let prefix = Prefix::new("relay");
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api, sdk_key) = fresh_server_with(dir.path(), &[]);
+    let rt = runtime();
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "live", "name": "Live"}),
+    ));
+    let relay_dir = tempfile::tempdir().unwrap();
+    let template = prefix.template();
+    let relay = TestRelay::start_with_env(
+        binary(),
+        relay_dir.path(),
+        &server.base(),
+        &[RelayEnvironment::production(&sdk_key)],
+        "",
+        &[
+            ("FLAGSTAFF_REDIS_URL", redis_url.as_str()),
+            ("FLAGSTAFF_REDIS_PREFIX", template.as_str()),
+        ],
+    );
+    let env_prefix = prefix.of("default", "production");
+    let mut redis = connect().expect("Redis");
+    assert!(
+        eventually(Duration::from_secs(10), || inited(&mut redis, &env_prefix)
+            && stored(&mut redis, &env_prefix, "features", "live").is_some()),
+        "the relay wrote the environment"
+    );
+    let mut driver = Driver::start(Sdk::Python);
+    assert!(driver.open_daemon("d", &sdk_key, &relay.base(), &redis_url, &env_prefix, 0.5));
+    let ann = json!({"kind": "user", "key": "ann"});
+    assert_eq!(
+        driver.value("d", "live", &ann, &json!("default")),
+        json!(false)
+    );
+    let targeting = "/projects/default/environments/production/flags/live";
+    let current = rt.block_on(api.get(targeting));
+    rt.block_on(api.put(
+        targeting,
+        &json!({"on": true, "fallthrough": {"variation": 0}, "offVariation": 1}),
+        current["version"].as_u64(),
+    ));
+    assert!(
+        eventually(Duration::from_secs(10), || driver.value(
+            "d",
+            "live",
+            &ann,
+            &json!("default")
+        ) == json!(true)),
+        "a change on the server reaches the SDK through the relay and Redis"
+    );
+    drop(relay);
+    drop(server);
+}

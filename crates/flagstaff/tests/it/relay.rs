@@ -16,16 +16,6 @@ use crate::sdks::{
     run_all_and_compare, runtime,
 };
 
-fn production(sdk_key: &str) -> RelayEnvironment {
-    RelayEnvironment {
-        project: "default".into(),
-        key: "production".into(),
-        sdk_key: sdk_key.into(),
-        client_side_id: None,
-        secure_mode: false,
-    }
-}
-
 /// A relay's `/status`.
 fn status(relay: &TestRelay) -> Value {
     runtime().block_on(async {
@@ -125,14 +115,14 @@ fn changes_cross_two_relays_and_outages_lose_nothing() {
         binary(),
         dir_a.path(),
         &server.base(),
-        &[production(&sdk_key)],
+        &[RelayEnvironment::production(&sdk_key)],
     );
     // B keeps the events it cannot forward on disk (1 MiB at most).
     let mut relay_b = TestRelay::start_with(
         binary(),
         dir_b.path(),
         &relay_a.base(),
-        &[production(&sdk_key)],
+        &[RelayEnvironment::production(&sdk_key)],
         "[events]\nspool_bytes = 1048576\n",
     );
     assert!(eventually(Duration::from_secs(10), || all_connected(
@@ -286,7 +276,7 @@ fn a_relay_refuses_unknown_keys_and_bad_configuration() {
         binary(),
         relay_dir.path(),
         &server.base(),
-        &[production(&sdk_key)],
+        &[RelayEnvironment::production(&sdk_key)],
     );
     assert!(eventually(Duration::from_secs(10), || all_connected(
         &relay
@@ -296,6 +286,37 @@ fn a_relay_refuses_unknown_keys_and_bad_configuration() {
     assert_eq!(code, 401);
     let (code, _) = latest_all(&relay.base(), "");
     assert_eq!(code, 401);
+    // Events the relay would forward are checked first, with the server's answers.
+    let post_bulk = |body: &'static str| {
+        runtime().block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!("{}/bulk", relay.base()))
+                .header("Authorization", &sdk_key)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    };
+    let (code, answer) = post_bulk("[{");
+    assert_eq!(
+        (code, answer["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{answer}"
+    );
+    let (code, answer) = post_bulk("{}");
+    assert_eq!(
+        (code, answer["code"].as_str()),
+        (400, Some("invalid_payload")),
+        "{answer}"
+    );
+    assert_eq!(post_bulk("[]").0, 202);
     // The status names no key.
     let text = status(&relay).to_string();
     assert!(!text.contains(&sdk_key), "{text}");
@@ -326,7 +347,7 @@ fn a_relay_refuses_unknown_keys_and_bad_configuration() {
         binary(),
         wrong_dir.path(),
         &server.base(),
-        &[production("sdk-wrong")],
+        &[RelayEnvironment::production("sdk-wrong")],
     );
     assert!(eventually(Duration::from_secs(10), || {
         status(&wrong)["environments"][0]["lastError"]
@@ -346,7 +367,7 @@ fn a_relay_refuses_unknown_keys_and_bad_configuration() {
         binary(),
         unreachable_dir.path(),
         "http://127.0.0.1:1",
-        &[production(&sdk_key)],
+        &[RelayEnvironment::production(&sdk_key)],
     );
     let (code, _) = latest_all(&unreachable.base(), &sdk_key);
     assert_eq!(code, 503);
