@@ -10,6 +10,29 @@ use crate::{App, AppError, ErrorCode};
 /// How many events of each kind (in [`EVENT_KINDS`] order) a payload held.
 pub type EventCounts = [u64; EVENT_KINDS.len()];
 
+/// Parses an analytics payload (or, with `diagnostic`, one diagnostic event): what the server
+/// queues and a relay forwards. A payload that is not JSON or not the shape the endpoint takes
+/// is `invalid_json` or `invalid_payload`, the same answer wherever it was sent.
+pub fn parse_events(
+    source: EventSource,
+    bytes: &[u8],
+    diagnostic: bool,
+) -> Result<flagstaff_events::Batch, AppError> {
+    let parsed = if diagnostic {
+        flagstaff_events::parse_diagnostic(source, bytes)
+    } else {
+        flagstaff_events::parse_analytics(source, bytes)
+    };
+    parsed.map_err(|e| {
+        let code = match e {
+            flagstaff_events::PayloadError::NotJson(_) => ErrorCode::InvalidJson,
+            flagstaff_events::PayloadError::NotArray
+            | flagstaff_events::PayloadError::NotObject => ErrorCode::InvalidPayload,
+        };
+        AppError::invalid(code, "", e.to_string())
+    })
+}
+
 impl App {
     /// Parses an analytics payload (or, with `diagnostic`, one diagnostic event) and queues it
     /// for insights when the pipeline is on. A payload that is not JSON or not the shape the
@@ -21,23 +44,9 @@ impl App {
         diagnostic: bool,
         payload_id: Option<&str>,
     ) -> Result<EventCounts, AppError> {
-        let parsed = if diagnostic {
-            flagstaff_events::parse_diagnostic(source, bytes)
-        } else {
-            flagstaff_events::parse_analytics(source, bytes)
-        };
-        let batch = match parsed {
-            Ok(batch) => batch,
-            Err(e) => {
-                self.record_rejected_events();
-                let code = match e {
-                    flagstaff_events::PayloadError::NotJson(_) => ErrorCode::InvalidJson,
-                    flagstaff_events::PayloadError::NotArray
-                    | flagstaff_events::PayloadError::NotObject => ErrorCode::InvalidPayload,
-                };
-                return Err(AppError::invalid(code, "", e.to_string()));
-            }
-        };
+        let batch = parse_events(source, bytes, diagnostic).inspect_err(|_| {
+            self.record_rejected_events();
+        })?;
         let counts = batch.kinds;
         if let Some(pipeline) = &self.pipeline {
             pipeline.submit(batch, payload_id);

@@ -21,6 +21,9 @@
 //! published, serializes the resulting `patch`/`delete` events **once** and broadcasts the bytes
 //! to every open stream of that environment (ARCHITECTURE.md invariants 5 and 6). The database
 //! stays the source of truth: a lost wake-up delays a change by at most the poll interval.
+//!
+//! All of that reads through [`Source`]: the server's database (`Source::App`), or in a relay the
+//! [`replica::Replica`] its upstream fills, whose own change log the same worker follows.
 #![forbid(unsafe_code)]
 
 mod client_side;

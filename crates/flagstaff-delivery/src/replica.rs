@@ -247,6 +247,15 @@ impl Replica {
             .map(|e| e.data.clone())
     }
 
+    /// How many flags and segments an environment holds (for status pages, without copying
+    /// the data).
+    pub fn counts(&self, id: &EnvironmentId) -> (usize, usize) {
+        self.lock()
+            .environments
+            .get(id)
+            .map_or((0, 0), |e| (e.data.flags.len(), e.data.segments.len()))
+    }
+
     /// An environment's current data, if the replica holds it.
     pub fn data(&self, id: &EnvironmentId) -> Option<FlagData> {
         self.lock().environments.get(id).map(|e| e.data.clone())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use flagstaff_app::intake::{EVENT_KINDS, EventCounts, EventSource};
-use flagstaff_app::{App, AppError, Change, CredentialKind, ErrorCode, Grant, SecureMode};
+use flagstaff_app::{App, AppError, Change, CredentialKind, Grant, SecureMode};
 use flagstaff_protocol::{Flag, FlagData, Segment};
 use tokio::sync::{mpsc, watch};
 
@@ -209,26 +209,10 @@ impl Source {
         match self {
             Source::App(app) => app.ingest_events(source, bytes, diagnostic, payload_id),
             Source::Replica { events, .. } => {
-                let parsed = if diagnostic {
-                    flagstaff_events::parse_diagnostic(source.clone(), bytes)
-                } else {
-                    flagstaff_events::parse_analytics(source.clone(), bytes)
-                };
-                let counts = match parsed {
-                    Ok(batch) => batch.kinds,
-                    Err(e) => {
-                        self.record_rejected_events();
-                        // The same codes as the server's intake (`App::ingest_events`).
-                        let code = match e {
-                            flagstaff_events::PayloadError::NotJson(_) => ErrorCode::InvalidJson,
-                            flagstaff_events::PayloadError::NotArray
-                            | flagstaff_events::PayloadError::NotObject => {
-                                ErrorCode::InvalidPayload
-                            }
-                        };
-                        return Err(AppError::invalid(code, "", e.to_string()));
-                    }
-                };
+                // Checked as the server checks it, so SDKs get the same answer.
+                let counts = flagstaff_app::intake::parse_events(source.clone(), bytes, diagnostic)
+                    .inspect_err(|_| self.record_rejected_events())?
+                    .kinds;
                 let Some(events) = events else {
                     return Ok(counts);
                 };

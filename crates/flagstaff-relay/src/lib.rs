@@ -237,11 +237,6 @@ impl Relay {
         }
         router
     }
-
-    /// The status of every environment's link, as `/status` shows it.
-    pub fn status(&self) -> serde_json::Value {
-        status_json(&self.replica, &self.links)
-    }
 }
 
 /// The credentials of a configured environment, by fingerprint (the relay keeps no plaintext
@@ -282,7 +277,7 @@ fn status_json(replica: &Replica, links: &Links) -> serde_json::Value {
     let environments: Vec<serde_json::Value> = statuses
         .iter()
         .map(|(id, status)| {
-            let data = replica.data(id).unwrap_or_default();
+            let (flags, segments) = replica.counts(id);
             let state = match (status.connected, status.stale_since) {
                 (true, _) if status.bundle_created_at.is_some() => "offline bundle",
                 (true, _) => "connected",
@@ -299,8 +294,8 @@ fn status_json(replica: &Replica, links: &Links) -> serde_json::Value {
                 "bundleCreatedAt": status.bundle_created_at,
                 "dataAgeMs": status.data_received_at.map(|at| now.saturating_sub(at)),
                 "lastError": status.last_error,
-                "flags": data.flags.len(),
-                "segments": data.segments.len(),
+                "flags": flags,
+                "segments": segments,
             })
         })
         .collect();
