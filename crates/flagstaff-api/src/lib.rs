@@ -72,6 +72,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .merge(routes::roles::routes())
         .merge(routes::workflows::routes())
         .merge(routes::webhooks::routes())
+        .merge(routes::relay::routes())
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such API endpoint") });
     let mut router = Router::new()

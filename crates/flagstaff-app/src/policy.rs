@@ -100,6 +100,8 @@ pub const ACTIONS: &[&str] = &[
     "createWebhook",
     "deleteWebhook",
     "updateWebhook",
+    // Relays (issue 22): read an environment's SDK data and credential fingerprints.
+    "relayEnvironment",
 ];
 
 /// The resource types a specifier may name, with the types that may enclose them.

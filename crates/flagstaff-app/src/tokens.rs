@@ -310,9 +310,16 @@ impl App {
         if !secret.starts_with(TOKEN_PREFIX) {
             return Err(AppError::Unauthorized);
         }
+        Ok(self.token_actor(&fingerprint(secret)).await?.0)
+    }
+
+    /// The actor behind the API token with this fingerprint, with the token's own expiry (a
+    /// sign-in session's, for a member). Delivery re-checks a relay's open streams with it,
+    /// holding only the fingerprint.
+    pub(crate) async fn token_actor(&self, fingerprint: &str) -> Result<(Actor, Option<i64>)> {
         let credential = self
             .store
-            .get_live(kinds::CREDENTIAL, "", &fingerprint(secret))
+            .get_live(kinds::CREDENTIAL, "", fingerprint)
             .await?
             .ok_or(AppError::Unauthorized)?;
         if credential.body["type"] != "token" {
@@ -332,19 +339,20 @@ impl App {
         // A sign-in session acts as its member, so that the audit log names a person (the
         // session token itself is short-lived and means nothing to a reader of the history),
         // with the member's rights as they are now: a role taken away applies at once.
-        match &token.member {
+        let actor = match &token.member {
             Some(email) => self
                 .member_actor(email)
                 .await?
-                .ok_or(AppError::Unauthorized),
-            None => Ok(Actor {
+                .ok_or(AppError::Unauthorized)?,
+            None => Actor {
                 id: format!("token:{}", token.id),
                 role: token.role,
                 projects: token.projects,
                 environments: token.environments,
                 custom_roles: self.held_roles(&token.custom_roles).await?,
-            }),
-        }
+            },
+        };
+        Ok((actor, token.expires_at))
     }
 }
 

@@ -432,9 +432,18 @@ pub(crate) struct EnvFeed {
     pub client_streams: AtomicUsize,
 }
 
+/// What authorized an open stream, so that the worker re-checks it the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamCredential {
+    /// An SDK key, mobile key or client-side ID.
+    Key(CredentialKind),
+    /// An API token reading the environment for a relay (`relayEnvironment`, issue 22).
+    RelayToken,
+}
+
 #[derive(Debug)]
 pub(crate) struct GrantUse {
-    pub kind: CredentialKind,
+    pub kind: StreamCredential,
     pub expires_at: Option<i64>,
     pub streams: usize,
 }
@@ -628,7 +637,7 @@ impl EnvFeed {
     }
 
     /// Records that a stream authorized by `fingerprint` opened.
-    pub fn grant_opened(&self, fingerprint: &str, kind: CredentialKind, expires_at: Option<i64>) {
+    pub fn grant_opened(&self, fingerprint: &str, kind: StreamCredential, expires_at: Option<i64>) {
         let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         grants
             .entry(fingerprint.to_owned())
@@ -652,7 +661,7 @@ impl EnvFeed {
     }
 
     /// The credentials in use by open streams: `(fingerprint, kind, expiry)`.
-    pub fn grants_in_use(&self) -> Vec<(String, CredentialKind, Option<i64>)> {
+    pub fn grants_in_use(&self) -> Vec<(String, StreamCredential, Option<i64>)> {
         let grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
         grants
             .iter()

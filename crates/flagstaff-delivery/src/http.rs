@@ -84,16 +84,25 @@ impl Delivery {
                 return Err(unavailable("the server cannot check credentials right now"));
             }
         };
+        self.authorized(fingerprint, grant).await.map(Some)
+    }
+
+    /// Loads the environment a credential was granted: the request is authorized.
+    pub(crate) async fn authorized(
+        &self,
+        fingerprint: String,
+        grant: Grant,
+    ) -> Result<Authorized, Refusal> {
         let id = EnvironmentId {
             project: grant.project.clone(),
             environment: grant.environment.clone(),
         };
         match self.feed(&id).await {
-            Ok(feed) => Ok(Some(Authorized {
+            Ok(feed) => Ok(Authorized {
                 feed,
                 fingerprint,
                 grant,
-            })),
+            }),
             Err(e) => {
                 tracing::warn!(environment = %id, error = %e, "cannot load an environment");
                 Err(unavailable("the environment's data is not ready"))

@@ -8,6 +8,8 @@
 //! - `POST /bulk` and `/diagnostic` (and the browser and mobile event paths): analytics and
 //!   diagnostic events, parsed, accepted with `202` so that SDKs never stop sending (§6.3) and
 //!   handed to the events pipeline (`flagstaff-events`) that aggregates them for insights.
+//! - `/relay/all/{project}/{environment}` and `/relay/bulk/…`: the same stream and intake for
+//!   a relay holding a relay token instead of SDK keys (issue 22, `relays.rs`).
 //! - `/sdk/stream`, `/sdk/poll`: the newer FDv2 protocol is not implemented; these answer with
 //!   `X-LD-FD-Fallback: true` so that SDKs probing it fall back to the above (§10).
 //!
@@ -37,6 +39,7 @@ mod polling;
 mod raw;
 #[cfg(feature = "redis")]
 pub mod redis_store;
+mod relays;
 pub mod replica;
 mod source;
 mod stream;
@@ -362,6 +365,12 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
         .route("/sdk/segments/{key}", get(polling::latest_segment))
         .route("/bulk", post(events::bulk))
         .route("/diagnostic", post(events::diagnostic))
+        .route("/relay/all/{project}/{environment}", get(relays::stream))
+        .route("/relay/bulk/{project}/{environment}", post(relays::bulk))
+        .route(
+            "/relay/diagnostic/{project}/{environment}",
+            post(relays::diagnostic),
+        )
         .route("/sdk/stream", axum::routing::any(http::fdv2_fallback))
         .route("/sdk/poll", axum::routing::any(http::fdv2_fallback))
         .route("/sdk/stream/eval", axum::routing::any(http::fdv2_fallback))

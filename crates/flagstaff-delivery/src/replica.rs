@@ -295,8 +295,14 @@ impl Replica {
             .collect()
     }
 
-    pub(crate) fn environment(&self, id: &EnvironmentId) -> Option<ReplicaEnvironment> {
-        self.lock().environments.get(id).cloned()
+    /// An environment's client-side ID, if the replica has the environment.
+    pub fn client_side_id(&self, id: &EnvironmentId) -> Option<String> {
+        Some(self.lock().environments.get(id)?.client_side_id.clone())
+    }
+
+    /// An environment's secure mode, `None` when off or unknown.
+    pub fn secure_mode(&self, id: &EnvironmentId) -> Option<SecureMode> {
+        self.lock().environments.get(id)?.secure_mode.clone()
     }
 
     pub(crate) fn flag(&self, id: &EnvironmentId, key: &str) -> Option<Flag> {

@@ -134,10 +134,7 @@ impl Source {
                 .await?
                 .map(|e| e.client_side_id)
                 .unwrap_or_default()),
-            Source::Replica { replica, .. } => Ok(replica
-                .environment(id)
-                .map(|e| e.client_side_id)
-                .unwrap_or_default()),
+            Source::Replica { replica, .. } => Ok(replica.client_side_id(id).unwrap_or_default()),
         }
     }
 
@@ -145,9 +142,7 @@ impl Source {
     pub async fn secure_mode(&self, id: &EnvironmentId) -> Result<Option<SecureMode>> {
         match self {
             Source::App(app) => app.secure_mode(&id.project, &id.environment).await,
-            Source::Replica { replica, .. } => {
-                Ok(replica.environment(id).and_then(|e| e.secure_mode))
-            }
+            Source::Replica { replica, .. } => Ok(replica.secure_mode(id)),
         }
     }
 
@@ -158,6 +153,22 @@ impl Source {
             Source::Replica { replica, .. } => {
                 Ok(replica.grant(fingerprint, kind, self.now_millis()))
             }
+        }
+    }
+
+    /// What an API token (by fingerprint) grants a relay on one environment (issue 22). A
+    /// relay has no tokens of its own: relays chain with SDK keys.
+    pub async fn relay_grant(
+        &self,
+        token_fingerprint: &str,
+        id: &EnvironmentId,
+    ) -> Result<Option<Grant>> {
+        match self {
+            Source::App(app) => {
+                app.relay_grant(token_fingerprint, &id.project, &id.environment)
+                    .await
+            }
+            Source::Replica { .. } => Ok(None),
         }
     }
 

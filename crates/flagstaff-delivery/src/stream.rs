@@ -23,7 +23,7 @@ use flagstaff_app::CredentialKind;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Delivery;
-use crate::feed::{EnvFeed, Frame, Framed, HEARTBEAT, HEARTBEAT_CHUNK};
+use crate::feed::{EnvFeed, Frame, Framed, HEARTBEAT, HEARTBEAT_CHUNK, StreamCredential};
 use crate::http::{Authorized, unavailable, with_env_id};
 
 /// Which stream format a subscription speaks.
@@ -158,22 +158,26 @@ impl Delivery {
             return Err(unavailable("the server is shutting down"));
         }
         let authorized = self.authorize(headers, kind).await?;
-        let open = self.admit(authorized, kind, false)?;
+        let open = self.admit(authorized, StreamCredential::Key(kind), false)?;
         let feed = Arc::clone(&open.feed);
+        Ok((feed, Subscription::open(open, format, chunked)))
+    }
+}
+
+impl Subscription {
+    /// A subscription for an admitted stream, starting with the current `put`.
+    pub(crate) fn open(open: OpenStream, format: Format, chunked: bool) -> Subscription {
         // Subscribe first, then read the state: every later change is in the broadcast.
-        let changes = feed.subscribe();
-        let (seen, put) = Subscription::put(&feed, format, chunked);
-        Ok((
-            feed,
-            Subscription {
-                open,
-                changes,
-                format,
-                chunked,
-                seen,
-                first: Some(put),
-            },
-        ))
+        let changes = open.feed.subscribe();
+        let (seen, put) = Subscription::put(&open.feed, format, chunked);
+        Subscription {
+            open,
+            changes,
+            format,
+            chunked,
+            seen,
+            first: Some(put),
+        }
     }
 }
 
@@ -183,7 +187,7 @@ impl Delivery {
     pub(crate) fn admit(
         self: &Arc<Self>,
         authorized: Authorized,
-        kind: CredentialKind,
+        kind: StreamCredential,
         client: bool,
     ) -> Result<OpenStream, Response> {
         if self.shutting_down.load(Ordering::SeqCst) {

@@ -9,7 +9,7 @@ use flagstaff_app::{Action, AppError, Change, Scope};
 use tokio::sync::mpsc;
 
 use crate::Delivery;
-use crate::feed::{EnvFeed, EnvironmentId, ItemChange};
+use crate::feed::{EnvFeed, EnvironmentId, ItemChange, StreamCredential};
 
 /// Changes read per query.
 const BATCH: u32 = 500;
@@ -140,20 +140,22 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
                         .push((project.clone(), Some(change.key.clone())));
                 }
             }
-            // People and API tokens do not change what SDKs see.
-            Action::MemberCreate
-            | Action::MemberDelete
-            | Action::MemberUpdate
-            | Action::RoleCreate
+            // A token revoked, or a role or member changed, may end a relay's right to read
+            // an environment (`relayEnvironment`): its streams are re-decided.
+            Action::TokenRevoke
             | Action::RoleUpdate
             | Action::RoleDelete
-            | Action::TeamCreate
+            | Action::MemberUpdate
+            | Action::MemberDelete
             | Action::TeamUpdate
-            | Action::TeamDelete
+            | Action::TeamDelete => plan.recheck_credentials = true,
+            // People and API tokens do not change what SDKs see.
+            Action::MemberCreate
+            | Action::RoleCreate
+            | Action::TeamCreate
             | Action::InvitationCreate
             | Action::InvitationRevoke
             | Action::TokenCreate
-            | Action::TokenRevoke
             | Action::SessionEnd
             // Workflow bookkeeping: what a schedule, request or trigger changes is its own
             // targeting or segment entry.
@@ -212,8 +214,14 @@ impl Delivery {
         for feed in self.loaded_feeds() {
             feed.set_secure_mode(self.source.secure_mode(&feed.id).await?);
             let mut revoked = Vec::new();
-            for (fingerprint, kind, _) in feed.grants_in_use() {
-                match self.source.grant(&fingerprint, kind).await? {
+            for (fingerprint, credential, _) in feed.grants_in_use() {
+                let grant = match credential {
+                    StreamCredential::Key(kind) => self.source.grant(&fingerprint, kind).await?,
+                    StreamCredential::RelayToken => {
+                        self.source.relay_grant(&fingerprint, &feed.id).await?
+                    }
+                };
+                match grant {
                     Some(grant)
                         if grant.project == feed.id.project
                             && grant.environment == feed.id.environment =>

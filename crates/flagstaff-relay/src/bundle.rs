@@ -57,8 +57,8 @@ pub struct BundledEnvironment {
     pub data: FlagData,
 }
 
-/// A credential in a bundle.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A credential in a bundle (and in the upstream's answer to a relay token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BundledCredential {
     /// SHA-256 of the secret, hex.

@@ -7,6 +7,9 @@
 //! listen = "0.0.0.0:8030"
 //! data_dir = "/var/lib/flagstaff-relay"   # the last good data, kept for restarts
 //!
+//! # Either a relay token (every environment it may relay, followed live; upstream: a server)…
+//! token = "fst_…"
+//! # …or the environments by key:
 //! [[environment]]
 //! project = "shop"          # how the relay names it (status, logs, Redis prefixes)
 //! key = "production"
@@ -33,7 +36,15 @@ pub struct RelayConfig {
     /// Where the last good data of each environment is kept.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
-    /// The environments served.
+    /// A relay token (an API token whose roles allow `relayEnvironment`): the environments
+    /// come from the upstream and follow its changes. Exclusive with `[[environment]]`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// With a token: how often the upstream is asked whether the environments changed, in
+    /// milliseconds (an unchanged answer is a bodiless `304`).
+    #[serde(default = "default_auto_config_interval_ms")]
+    pub auto_config_interval_ms: u64,
+    /// The environments served, when there is no token.
     #[serde(default, rename = "environment")]
     pub environments: Vec<EnvironmentConfig>,
     /// Events forwarding.
@@ -151,6 +162,10 @@ fn default_events_capacity() -> usize {
     10_000
 }
 
+fn default_auto_config_interval_ms() -> u64 {
+    5_000
+}
+
 fn default_max_backoff_ms() -> u64 {
     5_000
 }
@@ -192,11 +207,24 @@ impl RelayConfig {
                 "must be an http:// or https:// URL",
             ));
         }
-        if self.environments.is_empty() {
-            return Err(invalid(
-                "environment".into(),
-                "name at least one environment ([[environment]] with key and sdk_key)",
-            ));
+        match &self.token {
+            Some(token) if token.trim().is_empty() || token.contains(char::is_whitespace) => {
+                return Err(invalid("token".into(), "an API token, without spaces"));
+            }
+            Some(_) if !self.environments.is_empty() => {
+                return Err(invalid(
+                    "environment".into(),
+                    "a relay token configures the environments itself: remove [[environment]] or the token",
+                ));
+            }
+            Some(_) => {}
+            None if self.environments.is_empty() => {
+                return Err(invalid(
+                    "environment".into(),
+                    "name at least one environment ([[environment]] with key and sdk_key), or give a relay token",
+                ));
+            }
+            None => {}
         }
         let mut seen = std::collections::HashSet::new();
         for (i, environment) in self.environments.iter().enumerate() {
@@ -231,6 +259,11 @@ impl RelayConfig {
             }
         }
         Ok(())
+    }
+
+    /// How often the configuration is read with a relay token.
+    pub fn auto_config_interval(&self) -> Duration {
+        Duration::from_millis(self.auto_config_interval_ms.max(100))
     }
 
     /// The longest wait between two attempts to reach the upstream.
@@ -278,5 +311,12 @@ client_side_id = "cid"
                 .contains("environment[1].key")
         );
         assert!(error("upstream = 'http://x'\nsurprise = 1").contains("surprise"));
+        assert!(
+            error("upstream = 'http://x'\ntoken = 'fst_1'\n[[environment]]\nkey='a'\nsdk_key='s'")
+                .contains("remove [[environment]]")
+        );
+        assert!(error("upstream = 'http://x'\ntoken = 'a b'").contains("token"));
+        let auto = RelayConfig::from_toml("upstream = 'http://x'\ntoken = 'fst_1'").unwrap();
+        assert_eq!(auto.auto_config_interval(), Duration::from_secs(5));
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use flagstaff_delivery::replica::Replica;
 use flagstaff_delivery::{EnvironmentId, RelayedPayload};
 use tokio::sync::mpsc;
 
@@ -29,8 +30,49 @@ use crate::config::EnvironmentConfig;
 pub(crate) struct Forwarder {
     pub client: reqwest::Client,
     pub upstream: String,
-    pub environments: HashMap<EnvironmentId, EnvironmentConfig>,
+    pub credentials: EventsAuth,
     pub max_delay: Duration,
+}
+
+/// What the relay sends events upstream with.
+#[derive(Clone)]
+pub(crate) enum EventsAuth {
+    /// The configured environments' keys.
+    Keys(HashMap<EnvironmentId, EnvironmentConfig>),
+    /// A relay token: server-side events go to `/relay/bulk/…` with it, browser and mobile
+    /// events to the environment's public client-side ID route.
+    Token {
+        token: String,
+        replica: Arc<Replica>,
+    },
+}
+
+impl EventsAuth {
+    /// The upstream path and `Authorization` value for a payload of an environment.
+    fn destination(
+        &self,
+        id: &EnvironmentId,
+        server_side: bool,
+        diagnostic: bool,
+    ) -> Option<(String, Option<String>)> {
+        match self {
+            EventsAuth::Keys(environments) => {
+                destination(server_side, diagnostic, environments.get(id)?)
+            }
+            EventsAuth::Token { token, replica } => {
+                let kind = if diagnostic { "diagnostic" } else { "bulk" };
+                if server_side {
+                    return Some((
+                        format!("/relay/{kind}/{}/{}", id.project, id.environment),
+                        Some(format!("Bearer {token}")),
+                    ));
+                }
+                let client_side_id = replica.client_side_id(id)?;
+                (!client_side_id.is_empty())
+                    .then(|| (format!("/events/{kind}/{client_side_id}"), None))
+            }
+        }
+    }
 }
 
 /// A payload on its way: what came in, with its payload ID fixed (spooled as JSON).
@@ -71,10 +113,9 @@ impl Forwarder {
             project: payload.project.clone(),
             environment: payload.environment.clone(),
         };
-        let Some(environment) = self.environments.get(&id) else {
-            return;
-        };
-        let Some((path, key)) = destination(payload.server_side, payload.diagnostic, environment)
+        let Some((path, key)) =
+            self.credentials
+                .destination(&id, payload.server_side, payload.diagnostic)
         else {
             tracing::warn!(environment = %id, "no credential to forward client events with");
             return;

@@ -8,13 +8,16 @@
 //! mode, OFREP, limits and the Redis store behave exactly as on the server.
 //!
 //! - `upstream.rs`: per environment, the upstream's `/all` stream with the environment's SDK key
-//!   → the replica; reconnection with doubling delays; the link's status.
+//!   (or `/relay/all/…` with the relay token) → the replica; reconnection with doubling delays; the link's status.
 //! - `persist.rs`: the last good data on disk, read at start.
+//! - `autoconfig.rs`: with a relay token, which environments to serve (and their credential
+//!   fingerprints), read from the upstream and followed as they change.
 //! - `forward.rs`: received events → the upstream, retried until taken.
 //! - `config.rs`: the TOML file.
 
 #![forbid(unsafe_code)]
 
+mod autoconfig;
 pub mod bundle;
 pub mod config;
 mod forward;
@@ -57,6 +60,8 @@ pub struct Relay {
     pub delivery: Arc<Delivery>,
     replica: Arc<Replica>,
     links: Links,
+    /// With a relay token: how reading the configuration goes.
+    configuration: Option<Arc<Mutex<autoconfig::ConfigStatus>>>,
 }
 
 /// The relay could not start.
@@ -83,7 +88,8 @@ pub enum StartError {
 
 impl Relay {
     /// Loads what is on disk, starts delivery and the upstream links, the disk copies and the
-    /// events forwarder.
+    /// events forwarder. With a relay token, the environments come from the upstream
+    /// (`autoconfig.rs`) and follow its changes; otherwise they are the configured ones.
     pub async fn start(config: &RelayConfig) -> Result<Relay, StartError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.display().to_string(),
@@ -95,7 +101,7 @@ impl Relay {
             .user_agent(concat!("FlagstaffRelay/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StartError::Client(e.to_string()))?;
-        let mut links = Vec::new();
+        let links: Links = Arc::default();
         let mut environments = HashMap::new();
         let mut starts = Vec::new();
         for environment in &config.environments {
@@ -110,36 +116,16 @@ impl Relay {
                 }),
                 credentials: credentials(environment),
             };
-            replica.set_environment(
+            let (status, path, changed_rx, link) = prepare_link(
+                &replica,
+                &config.data_dir,
                 &id,
-                settings.client_side_id.clone(),
-                settings.secure_mode.clone(),
-                settings.credentials.clone(),
+                settings,
+                upstream::UpstreamAuth::SdkKey(environment.sdk_key.clone()),
+                &config.upstream,
             );
-            let status = Arc::new(Mutex::new(LinkStatus::default()));
-            let path = persist::path_of(&config.data_dir, &id);
-            if let Some((data, saved_at)) = persist::load(&path) {
-                tracing::info!(environment = %id, flags = data.flags.len(), "serving the data saved on disk until the upstream answers");
-                replica.replace_data(&id, data);
-                let mut status = status.lock().unwrap_or_else(|e| e.into_inner());
-                status.from_disk = true;
-                status.data_received_at = Some(saved_at);
-                status.stale_since = Some(saved_at);
-            }
-            let (changed, changed_rx) = watch::channel(0);
-            starts.push((
-                upstream::Link {
-                    id: id.clone(),
-                    sdk_key: environment.sdk_key.clone(),
-                    upstream: config.upstream.clone(),
-                    status: Arc::clone(&status),
-                    changed,
-                    settings,
-                },
-                path,
-                changed_rx,
-            ));
-            links.push((id.clone(), status));
+            starts.push((link, path, changed_rx));
+            lock(&links).push((id.clone(), status));
             environments.insert(id, environment.clone());
         }
         let (events, queue) = mpsc::channel(config.events.capacity.max(1));
@@ -165,10 +151,31 @@ impl Relay {
                 config.max_backoff(),
             ));
         }
+        let configuration = Arc::new(Mutex::new(autoconfig::ConfigStatus::default()));
+        let credentials = match &config.token {
+            Some(token) => {
+                tokio::spawn(autoconfig::run(autoconfig::Context {
+                    client: client.clone(),
+                    upstream: config.upstream.clone(),
+                    token: token.clone(),
+                    data_dir: config.data_dir.clone(),
+                    replica: Arc::clone(&replica),
+                    links: Arc::clone(&links),
+                    max_backoff: config.max_backoff(),
+                    interval: config.auto_config_interval(),
+                    status: Arc::clone(&configuration),
+                }));
+                forward::EventsAuth::Token {
+                    token: token.clone(),
+                    replica: Arc::clone(&replica),
+                }
+            }
+            None => forward::EventsAuth::Keys(environments),
+        };
         let forwarder = forward::Forwarder {
             client,
             upstream: config.upstream.clone(),
-            environments,
+            credentials,
             max_delay: config.max_backoff(),
         };
         if config.events.spool_bytes > 0 {
@@ -186,7 +193,8 @@ impl Relay {
         Ok(Relay {
             delivery,
             replica,
-            links: Arc::new(Mutex::new(links)),
+            links,
+            configuration: config.token.is_some().then_some(configuration),
         })
     }
 
@@ -222,6 +230,7 @@ impl Relay {
             delivery,
             replica,
             links,
+            configuration: None,
         })
     }
 
@@ -230,7 +239,11 @@ impl Relay {
         let mut router = flagstaff_delivery::router(Arc::clone(&self.delivery)).merge(
             Router::new()
                 .route("/status", get(status))
-                .with_state((Arc::clone(&self.replica), Arc::clone(&self.links))),
+                .with_state(StatusState {
+                    replica: Arc::clone(&self.replica),
+                    links: Arc::clone(&self.links),
+                    configuration: self.configuration.clone(),
+                }),
         );
         if let Some(render) = metrics {
             router = router.route("/metrics", get(move || async move { render() }));
@@ -308,10 +321,108 @@ fn status_json(replica: &Replica, links: &Links) -> serde_json::Value {
     })
 }
 
+#[derive(Clone)]
+struct StatusState {
+    replica: Arc<Replica>,
+    links: Links,
+    configuration: Option<Arc<Mutex<autoconfig::ConfigStatus>>>,
+}
+
 /// `GET /status`: per environment, whether the link is up, how old the data is and the last
-/// error. No rules and no keys: what an operator's monitoring needs.
-async fn status(State((replica, links)): State<(Arc<Replica>, Links)>) -> Response {
-    axum::Json(status_json(&replica, &links)).into_response()
+/// error; with a relay token, how reading the configuration goes. No rules and no keys: what an
+/// operator's monitoring needs.
+async fn status(State(state): State<StatusState>) -> Response {
+    let mut body = status_json(&state.replica, &state.links);
+    if let Some(configuration) = &state.configuration {
+        let configuration = lock(configuration).clone();
+        if configuration.last_error.is_some() {
+            body["status"] = serde_json::json!("degraded");
+        }
+        body["configuration"] = serde_json::to_value(configuration).unwrap_or_default();
+    }
+    axum::Json(body).into_response()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Registers an environment in the replica with its settings, loads its disk copy if there is
+/// one, and makes the link that follows it upstream (not started).
+pub(crate) fn prepare_link(
+    replica: &Replica,
+    data_dir: &std::path::Path,
+    id: &EnvironmentId,
+    settings: upstream::Settings,
+    auth: upstream::UpstreamAuth,
+    upstream: &str,
+) -> (
+    Arc<Mutex<LinkStatus>>,
+    std::path::PathBuf,
+    watch::Receiver<u64>,
+    upstream::Link,
+) {
+    replica.set_environment(
+        id,
+        settings.client_side_id.clone(),
+        settings.secure_mode.clone(),
+        settings.credentials.clone(),
+    );
+    let status = Arc::new(Mutex::new(LinkStatus::default()));
+    let path = persist::path_of(data_dir, id);
+    if let Some((data, saved_at)) = persist::load(&path) {
+        tracing::info!(environment = %id, flags = data.flags.len(), "serving the data saved on disk until the upstream answers");
+        replica.replace_data(id, data);
+        let mut status = lock(&status);
+        status.from_disk = true;
+        status.data_received_at = Some(saved_at);
+        status.stale_since = Some(saved_at);
+    }
+    let (changed, changed_rx) = watch::channel(0);
+    let link = upstream::Link {
+        id: id.clone(),
+        auth,
+        upstream: upstream.to_owned(),
+        status: Arc::clone(&status),
+        changed,
+        settings: Arc::new(Mutex::new(settings)),
+    };
+    (status, path, changed_rx, link)
+}
+
+/// The settings an environment listed by fingerprint (a bundle, or the upstream's answer to a
+/// relay token) is served with: its credentials, and secure mode with the SDK keys' HMAC key
+/// schedules.
+pub(crate) fn settings_of(
+    client_side_id: &str,
+    secure_mode: bool,
+    credentials: &[bundle::BundledCredential],
+) -> upstream::Settings {
+    upstream::Settings {
+        client_side_id: client_side_id.to_owned(),
+        secure_mode: secure_mode.then(|| SecureMode {
+            keys: credentials
+                .iter()
+                .filter(|c| c.kind == "sdk")
+                .filter_map(|c| {
+                    Some((
+                        HmacKey::from_hex(c.secure_mode_key.as_deref()?)?,
+                        c.expires_at,
+                    ))
+                })
+                .collect(),
+        }),
+        credentials: credentials
+            .iter()
+            .filter_map(|c| {
+                Some(ReplicaCredential {
+                    fingerprint: c.fingerprint.clone(),
+                    kind: CredentialKind::parse(&c.kind)?,
+                    expires_at: c.expires_at,
+                })
+            })
+            .collect(),
+    }
 }
 
 /// How an offline relay runs.
@@ -344,31 +455,17 @@ fn apply_bundle(replica: &Replica, links: &Links, bundle: bundle::Bundle) {
             project: environment.project,
             environment: environment.key,
         };
-        let credentials: Vec<ReplicaCredential> = environment
-            .credentials
-            .iter()
-            .filter_map(|c| {
-                Some(ReplicaCredential {
-                    fingerprint: c.fingerprint.clone(),
-                    kind: CredentialKind::parse(&c.kind)?,
-                    expires_at: c.expires_at,
-                })
-            })
-            .collect();
-        let secure_mode = environment.secure_mode.then(|| SecureMode {
-            keys: environment
-                .credentials
-                .iter()
-                .filter(|c| c.kind == "sdk")
-                .filter_map(|c| {
-                    Some((
-                        HmacKey::from_hex(c.secure_mode_key.as_deref()?)?,
-                        c.expires_at,
-                    ))
-                })
-                .collect(),
-        });
-        replica.set_environment(&id, environment.client_side_id, secure_mode, credentials);
+        let settings = settings_of(
+            &environment.client_side_id,
+            environment.secure_mode,
+            &environment.credentials,
+        );
+        replica.set_environment(
+            &id,
+            settings.client_side_id,
+            settings.secure_mode,
+            settings.credentials,
+        );
         replica.replace_data(&id, environment.data);
         let status = match links.iter().find(|(known, _)| *known == id) {
             Some((_, status)) => Arc::clone(status),

@@ -47,17 +47,41 @@ pub struct LinkStatus {
     pub bundle_created_at: Option<i64>,
 }
 
+/// How the relay reads an environment from its upstream.
+#[derive(Clone, Debug)]
+pub(crate) enum UpstreamAuth {
+    /// `GET /all` with the environment's SDK key (any upstream: a server or a relay).
+    SdkKey(String),
+    /// `GET /relay/all/{project}/{environment}` with a relay token (a server upstream).
+    Token(String),
+}
+
+impl UpstreamAuth {
+    /// The stream's URL and `Authorization` value.
+    fn stream(&self, upstream: &str, id: &EnvironmentId) -> (String, String) {
+        let upstream = upstream.trim_end_matches('/');
+        match self {
+            UpstreamAuth::SdkKey(key) => (format!("{upstream}/all"), key.clone()),
+            UpstreamAuth::Token(token) => (
+                format!("{upstream}/relay/all/{}/{}", id.project, id.environment),
+                format!("Bearer {token}"),
+            ),
+        }
+    }
+}
+
 /// One followed environment.
 pub(crate) struct Link {
     pub id: EnvironmentId,
-    pub sdk_key: String,
+    pub auth: UpstreamAuth,
     pub upstream: String,
     pub status: Arc<Mutex<LinkStatus>>,
     /// Told after every change, so that the disk copy follows.
     pub changed: watch::Sender<u64>,
-    /// The environment's settings and credentials as configured: withdrawn while the upstream
-    /// refuses the SDK key (revoked there), given back once it accepts it.
-    pub settings: Settings,
+    /// The environment's settings and credentials as configured (or, with a relay token, as
+    /// last read from the upstream): withdrawn while the upstream refuses the relay's
+    /// credential (revoked there), given back once it accepts it.
+    pub settings: Arc<Mutex<Settings>>,
 }
 
 /// What [`Replica::set_environment`] takes for one environment.
@@ -118,9 +142,10 @@ async fn stream_once(
     replica: &Replica,
     link: &Link,
 ) -> Result<Received, String> {
+    let (url, authorization) = link.auth.stream(&link.upstream, &link.id);
     let response = client
-        .get(format!("{}/all", link.upstream.trim_end_matches('/')))
-        .header(reqwest::header::AUTHORIZATION, &link.sdk_key)
+        .get(url)
+        .header(reqwest::header::AUTHORIZATION, authorization)
         .header(reqwest::header::ACCEPT, "text/event-stream")
         .send()
         .await
@@ -131,14 +156,22 @@ async fn stream_once(
         // the server no longer accepts. Its credentials are withdrawn until the upstream takes
         // the key again.
         replica.set_environment(&link.id, String::new(), None, Vec::new());
+        let what = match link.auth {
+            UpstreamAuth::SdkKey(_) => "the SDK key",
+            UpstreamAuth::Token(_) => "the relay token for this environment",
+        };
         return Err(format!(
-            "the upstream refused the SDK key ({status}); SDKs are refused too"
+            "the upstream refused {what} ({status}); SDKs are refused too"
         ));
     }
     if !status.is_success() {
         return Err(format!("the upstream answered {status}"));
     }
-    let settings = link.settings.clone();
+    let settings = link
+        .settings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     replica.set_environment(
         &link.id,
         settings.client_side_id,
@@ -251,15 +284,15 @@ mod tests {
                     project: "p".into(),
                     environment: "e".into(),
                 },
-                sdk_key: "sdk".into(),
+                auth: UpstreamAuth::SdkKey("sdk".into()),
                 upstream: "http://x".into(),
                 status: Arc::default(),
                 changed,
-                settings: Settings {
+                settings: Arc::new(Mutex::new(Settings {
                     client_side_id: "cid".into(),
                     secure_mode: None,
                     credentials: Vec::new(),
-                },
+                })),
             },
             rx,
         )

@@ -12,14 +12,21 @@ use crate::server::{init_logging, shutdown_signal};
 
 #[derive(Debug, clap::Args)]
 pub struct RelayArgs {
-    /// The configuration file (TOML): the upstream, and the environments to serve with their
-    /// SDK key (and mobile key, client-side ID, secure mode). README.md "Run a relay" shows one.
+    /// The configuration file (TOML): the upstream, and either a relay token or the
+    /// environments to serve with their SDK key (and mobile key, client-side ID, secure mode).
+    /// README.md "Run a relay" shows both. Optional with --upstream and a token.
     #[arg(
         long,
         env = "FLAGSTAFF_RELAY_CONFIG",
-        required_unless_present = "offline"
+        required_unless_present_any = ["offline", "token"]
     )]
     config: Option<PathBuf>,
+    /// A relay token: an API token whose roles allow `relayEnvironment`. The relay serves every
+    /// environment the token may relay and follows additions, removals and key rotations
+    /// upstream, receiving credential fingerprints only. Prefer the environment variable to
+    /// the option (command lines are visible to other users); overrides the file.
+    #[arg(long, env = "FLAGSTAFF_RELAY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Serve an offline bundle (`flagstaff export`) with no upstream, reloading it when the file
     /// changes; a bundle that does not read or verify is refused and the last good one kept.
     #[arg(long, env = "FLAGSTAFF_RELAY_OFFLINE", conflicts_with_all = ["config", "upstream"])]
@@ -52,13 +59,18 @@ pub async fn run(args: &RelayArgs) -> anyhow::Result<()> {
     if let Some(bundle) = &args.offline {
         return run_offline(args, bundle).await;
     }
-    let Some(path) = &args.config else {
-        anyhow::bail!("give --config (or --offline)");
+    let text = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        // With a token and --upstream, everything else has defaults.
+        None if args.token.is_some() && args.upstream.is_some() => "upstream = ''".to_owned(),
+        None => anyhow::bail!("give --config, or --upstream with a relay token (or --offline)"),
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut config: RelayConfig =
         toml::from_str(&text).map_err(|e| flagstaff_relay::ConfigError::Parse(e.to_string()))?;
+    if let Some(token) = &args.token {
+        config.token = Some(token.clone());
+    }
     if let Some(upstream) = &args.upstream {
         config.upstream.clone_from(upstream);
     }
@@ -70,7 +82,11 @@ pub async fn run(args: &RelayArgs) -> anyhow::Result<()> {
     }
     config.check()?;
     let relay = Relay::start(&config).await?;
-    tracing::info!(upstream = %config.upstream, environments = config.environments.len(), "following the upstream");
+    if config.token.is_some() {
+        tracing::info!(upstream = %config.upstream, "following the upstream with a relay token: environments come from it");
+    } else {
+        tracing::info!(upstream = %config.upstream, environments = config.environments.len(), "following the upstream");
+    }
     serve(args, relay, &config.listen).await
 }
 

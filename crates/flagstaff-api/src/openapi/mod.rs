@@ -312,6 +312,14 @@ fn base_schemas() -> Value {
         "Token": {"type": "object", "properties": {"id": string, "name": string, "role": reference("Role"), "customRoles": {"type": "array", "items": string},
             "projects": {"type": "array", "items": string}, "environments": {"type": "array", "items": string},
             "hint": string, "expiresAt": {"type": "integer"}, "member": string}},
+        "RelayConfiguration": {"type": "object", "required": ["environments"], "properties": {"environments": {"type": "array", "items": {
+            "type": "object", "required": ["project", "key", "clientSideId", "secureMode", "credentials"],
+            "properties": {"project": string, "key": string, "clientSideId": string, "secureMode": {"type": "boolean"},
+                "credentials": {"type": "array", "items": {"type": "object", "required": ["fingerprint", "kind"], "properties": {
+                    "fingerprint": {"type": "string", "description": "SHA-256 of the secret, hex"},
+                    "kind": {"enum": ["sdk", "mobile", "client-side"]},
+                    "expiresAt": {"type": "integer", "description": "When a rotated-out key stops working (Unix ms)"},
+                    "secureModeKey": {"type": "string", "description": "SDK keys: the HMAC-SHA256 key schedule secure mode verifies with (hex)"}}}}}}}}},
         "CreatedToken": {"type": "object", "properties": {"token": reference("Token"), "secret": {"type": "string", "description": "Shown once"}}},
         "NewMember": {"type": "object", "required": ["email", "name", "role", "password"], "properties": {"email": string, "name": string,
             "role": reference("Role"), "projects": {"type": "array", "items": string}, "customRoles": {"type": "array", "items": string}, "password": {"type": "string", "minLength": 12}}},
@@ -459,6 +467,20 @@ fn add_access_paths(paths: &mut Value) {
         json!({"delete": operation("Revoke a pending invitation", "members", None, ("204", json!({"description": "Revoked"})), true)}),
     );
     paths.insert("/invitations/accept".into(), json!({"post": accept}));
+    let mut relay = operation(
+        "The environments this token may relay (relayEnvironment), with credential fingerprints (SHA-256), secure-mode key schedules and client-side IDs, never a plaintext key: what `flagstaff relay` with a relay token configures itself from. 403 when the token may relay no environment",
+        "relay",
+        None,
+        (
+            "200",
+            ok("The environments", reference("RelayConfiguration")),
+        ),
+        false,
+    );
+    relay["parameters"] = json!([{"name": "If-None-Match", "in": "header", "required": false,
+        "description": "The ETag last read: 304 without a body while the configuration is unchanged", "schema": {"type": "string"}}]);
+    relay["responses"]["304"] = json!({"description": "Unchanged since the ETag given"});
+    paths.insert("/relay/environments".into(), json!({"get": relay}));
 }
 
 /// The document.

@@ -16,6 +16,7 @@ pub(crate) mod insights;
 pub(crate) mod members;
 pub(crate) mod metrics;
 pub(crate) mod projects;
+pub(crate) mod relay;
 pub(crate) mod roles;
 pub(crate) mod segments;
 pub(crate) mod targeting;

@@ -739,6 +739,14 @@ async fn real_exchanges_match_the_documented_schemas() {
         )
         .await;
     r.call(Method::GET, "/tokens", "/tokens", &[], None).await;
+    r.call(
+        Method::GET,
+        "/relay/environments",
+        "/relay/environments",
+        &[],
+        None,
+    )
+    .await;
     let id = token.body["token"]["id"]
         .as_str()
         .or(token.body["id"].as_str())

@@ -12,6 +12,7 @@ mod flag_settings;
 mod metrics;
 mod overview;
 mod projects;
+mod relay_access;
 mod scheduling;
 mod segment_names;
 mod support;

@@ -164,7 +164,7 @@ async fn open_client_stream(
             }
         }
     };
-    let open = delivery.admit(authorized, caller, true)?;
+    let open = delivery.admit(authorized, crate::feed::StreamCredential::Key(caller), true)?;
     let feed = Arc::clone(&open.feed);
     // Subscribe first, then read the state: every later change is in the broadcast.
     let changes = feed.subscribe();

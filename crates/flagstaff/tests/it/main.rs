@@ -25,6 +25,7 @@ mod offline;
 #[cfg(feature = "redis")]
 mod redis;
 mod relay;
+mod relay_token;
 mod rust_sdk;
 mod sdks;
 mod serve;
