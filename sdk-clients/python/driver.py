@@ -8,7 +8,10 @@ One JSON command per line on stdin, one JSON answer per line on stdout (the same
    "eventsUri": "..." (optional: send events elsewhere), "eventsCapacity": 10000 (optional),
    "redis": {"url": "redis://127.0.0.1:6379", "prefix": "...", "cacheSeconds": 1} (optional:
    daemon mode, `use_ldd`: flags are read from LaunchDarkly's Redis store, never from
-   baseUri)}
+   baseUri),
+   "bigSegments": {"url": "redis://...", "prefix": "...", "staleAfterSeconds": 120,
+   "statusPollSeconds": 5, "cacheSeconds": 5} (optional: LaunchDarkly's Redis big-segment
+   store)}
       -> {"initialized": bool}
   {"cmd": "evaluate", "id": "c1", "evaluations": [{"flagKey": "f", "context": {...},
    "default": <json>, "valueType": "bool"|"int"|"double"|"string"|"any"}]}
@@ -37,7 +40,7 @@ import logging
 import sys
 
 from ldclient import Context, LDClient, Result
-from ldclient.config import Config, HTTPConfig
+from ldclient.config import BigSegmentsConfig, Config, HTTPConfig
 from ldclient.feature_store import CacheConfig
 from ldclient.integrations import Redis
 from ldclient.migrations import MigratorBuilder, Stage
@@ -71,6 +74,14 @@ def handle(command):
                     caching=CacheConfig(expiration=redis.get("cacheSeconds", 1)),
                 ),
             }
+        big = command.get("bigSegments")
+        if big is not None:
+            daemon["big_segments"] = BigSegmentsConfig(
+                store=Redis.new_big_segment_store(url=big["url"], prefix=big["prefix"]),
+                context_cache_time=big.get("cacheSeconds", 5),
+                status_poll_interval=big.get("statusPollSeconds", 5),
+                stale_after=big.get("staleAfterSeconds", 120),
+            )
         config = Config(
             command["sdkKey"],
             base_uri=base,

@@ -63,6 +63,7 @@ pub fn router(app: App, metrics: Option<MetricsRender>) -> Router {
         .merge(routes::experiments::routes())
         .merge(routes::targeting::routes())
         .merge(routes::segments::routes())
+        .merge(routes::big_segments::routes())
         .merge(routes::import::routes())
         .merge(routes::evaluate::routes())
         .merge(routes::insights::routes())

@@ -37,6 +37,7 @@
 mod access;
 pub mod approvals;
 mod audit;
+pub mod big_segments;
 mod change_requests;
 mod changes;
 pub mod deferred;

@@ -117,6 +117,15 @@ impl App {
         }
         segment.version = 0;
         segment.deleted = false;
+        // A big segment needs a generation for SDKs to look its members up (§3.7.1); it keeps
+        // the one it has.
+        if segment.unbounded && segment.generation.is_none() {
+            let kept = match &current {
+                Some(doc) => decode::<Segment>(doc)?.generation,
+                None => None,
+            };
+            segment.generation = Some(kept.unwrap_or(1));
+        }
         match (&current, expected) {
             (Some(doc), Some(_)) => {
                 let before: Segment = decode(doc)?;
@@ -299,6 +308,12 @@ impl App {
             ),
         )
         .await?;
+        if current.value.unbounded {
+            // A segment created again under this key must not find the old members.
+            self.store
+                .big_segment_clear(project, environment, key)
+                .await?;
+        }
         Ok(())
     }
 

@@ -26,6 +26,7 @@ use flagstaff_protocol::{Context, ErrorKind, ReasonKind};
 use serde_json::{Map, Value, json};
 
 use crate::Delivery;
+use crate::client_side::big_segment_membership;
 use crate::feed::Payload;
 use crate::http::{Authorized, with_env_id};
 use crate::polling::document;
@@ -252,7 +253,11 @@ pub(crate) async fn evaluate_flag(
             "no such flag for this credential",
         );
     };
-    let result = snapshot.evaluate_for_client(id, &context);
+    let big_segments = match big_segment_membership(&d, &authorized.feed, &state, &context).await {
+        Ok(membership) => membership,
+        Err(refusal) => return refusal,
+    };
+    let result = snapshot.evaluate_for_client_with(id, &context, big_segments.as_ref());
     let response = match evaluation(&key, &result) {
         Ok(success) => axum::Json(success).into_response(),
         Err(failed) => (StatusCode::BAD_REQUEST, axum::Json(failed)).into_response(),
@@ -275,9 +280,13 @@ pub(crate) async fn evaluate_flags(
         Err(refusal) => return refusal,
     };
     let state = authorized.feed.current();
+    let big_segments = match big_segment_membership(&d, &authorized.feed, &state, &context).await {
+        Ok(membership) => membership,
+        Err(refusal) => return refusal,
+    };
     let flags: Vec<Value> = state
         .snapshot()
-        .evaluate_all_for_client(credential, &context)
+        .evaluate_all_for_client_with(credential, &context, big_segments.as_ref())
         .iter()
         .map(|(key, result)| evaluation(key, result).unwrap_or_else(|failed| failed))
         .collect();

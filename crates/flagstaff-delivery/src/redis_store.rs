@@ -15,6 +15,23 @@
 //!   with `WATCH`; we do it in one Lua script, which Redis runs atomically, so that several
 //!   Flagstaff nodes (or a node and a relay) writing the same prefix never move an item back.
 //!
+//! Big segments (issue 22), in the layout the SDKs' Redis big-segment stores read (Python
+//! `redis_big_segment_store.py`, Node `RedisBigSegmentStore.ts`):
+//! - `{prefix}:big_segment_include:{hash}` and `{prefix}:big_segment_exclude:{hash}`: sets of
+//!   segment references `{segmentKey}.g{generation}` naming a context, whose key is hashed as
+//!   base64(SHA-256(key));
+//! - `{prefix}:big_segments_synchronized_on`: Unix milliseconds of the last synchronization;
+//!   SDKs report `bigSegmentsStatus: STALE` once it is older than their `stale_after`.
+//!
+//! Every upload gives a big segment a new generation (`flagstaff-app` `big_segments.rs`). Before
+//! a segment with a new generation is written to `{prefix}:segments`, all its members are
+//! written under the new reference, so an SDK never sees a generation whose members are not
+//! there yet; references of older generations are taken off the sets of keys still members
+//! (a key removed keeps a reference to a generation no segment has any more, which no SDK asks
+//! about). The synchronization time is written after every write and at every check while the
+//! store is reachable, so it stops advancing when this server stops. Only the server writes
+//! members: a relay holds none, and writes no synchronization time either.
+//!
 //! This is one more reader of a feed's published states (`feed.rs`), like a stream: a task per
 //! environment subscribes, writes the state it finds, then after every frame compares the new
 //! state with what it wrote and writes the difference. Redis is not the truth, the store is:
@@ -157,7 +174,7 @@ async fn write_environment(
                 continue;
             }
         };
-        match mirror(&feed, &client, &prefix, config.check_interval).await {
+        match mirror(&delivery, &feed, &client, &prefix, config.check_interval).await {
             Ok(()) => return,
             Err(error) => {
                 metrics::counter!("flagstaff_redis_errors_total").increment(1);
@@ -171,6 +188,7 @@ async fn write_environment(
 
 /// Follows a feed into Redis until an error (or until the feed ends).
 async fn mirror(
+    delivery: &Delivery,
     feed: &EnvFeed,
     client: &redis::Client,
     prefix: &str,
@@ -178,11 +196,18 @@ async fn mirror(
 ) -> redis::RedisResult<()> {
     let mut connection = client.get_multiplexed_async_connection().await?;
     let keys = Keys::new(prefix);
+    let big_segments = BigSegmentWriter {
+        delivery,
+        id: &feed.id,
+        prefix,
+    };
     let upsert = redis::Script::new(UPSERT);
     // Subscribed before the state is read, so no change between the two is missed.
     let mut frames = feed.subscribe();
     let mut written = feed.current();
+    big_segments.copy_all(&mut connection, &written).await?;
     init(&mut connection, &keys, &written).await?;
+    big_segments.synchronized(&mut connection).await?;
     tracing::info!(%prefix, flags = written.flags.len(), segments = written.segments.len(), "wrote the environment to Redis");
     let mut check = tokio::time::interval(check_interval);
     check.tick().await;
@@ -197,17 +222,159 @@ async fn mirror(
                 if !inited {
                     tracing::warn!(%prefix, "Redis lost the data set (restarted or flushed); writing it again");
                     written = feed.current();
+                    big_segments.copy_all(&mut connection, &written).await?;
                     init(&mut connection, &keys, &written).await?;
-                    continue;
                 }
+                big_segments.synchronized(&mut connection).await?;
+                continue;
             }
         }
         let now = feed.current();
         if Arc::ptr_eq(&now, &written) {
             continue;
         }
+        big_segments
+            .copy_new_generations(&mut connection, &written, &now)
+            .await?;
         update(&mut connection, &keys, &upsert, &written, &now).await?;
+        big_segments.synchronized(&mut connection).await?;
         written = now;
+    }
+}
+
+/// Members copied per page (one pipeline).
+const BIG_SEGMENT_PAGE: u32 = 10_000;
+
+/// How the SDKs' big-segment stores find a context: base64(SHA-256(key)).
+fn context_hash(key: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+/// The reference of a big segment's generation in the membership sets.
+fn segment_ref(segment: &flagstaff_protocol::Segment) -> Option<String> {
+    Some(format!("{}.g{}", segment.key, segment.generation?))
+}
+
+/// Writes one environment's big-segment members.
+struct BigSegmentWriter<'a> {
+    delivery: &'a Delivery,
+    id: &'a EnvironmentId,
+    prefix: &'a str,
+}
+
+impl BigSegmentWriter<'_> {
+    /// Whether this process has members to write (the server does; a relay does not).
+    fn active(&self) -> bool {
+        self.delivery.source.holds_big_segment_members()
+    }
+
+    /// Copies every big segment of a state.
+    async fn copy_all(
+        &self,
+        connection: &mut redis::aio::MultiplexedConnection,
+        state: &Published,
+    ) -> redis::RedisResult<()> {
+        if !self.active() {
+            return Ok(());
+        }
+        for segment in state.segments.values().filter(|s| s.unbounded) {
+            self.copy(connection, segment, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies the big segments whose generation `after` changed (or that are new).
+    async fn copy_new_generations(
+        &self,
+        connection: &mut redis::aio::MultiplexedConnection,
+        before: &Published,
+        after: &Published,
+    ) -> redis::RedisResult<()> {
+        if !self.active() {
+            return Ok(());
+        }
+        for (key, segment) in after.segments.iter().filter(|(_, s)| s.unbounded) {
+            let old = before.segments.get(key).filter(|s| s.unbounded);
+            if old.is_some_and(|old| old.generation == segment.generation) {
+                continue;
+            }
+            self.copy(connection, segment, old.and_then(|o| segment_ref(o)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes every member of a segment under its current reference, taking `previous` off
+    /// the same keys.
+    async fn copy(
+        &self,
+        connection: &mut redis::aio::MultiplexedConnection,
+        segment: &flagstaff_protocol::Segment,
+        previous: Option<String>,
+    ) -> redis::RedisResult<()> {
+        let Some(reference) = segment_ref(segment) else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let mut after = String::new();
+        let mut copied = 0usize;
+        loop {
+            let page = self
+                .delivery
+                .source
+                .big_segment_page(self.id, &segment.key, &after, BIG_SEGMENT_PAGE)
+                .await
+                .map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        "cannot read big-segment members",
+                        e.to_string(),
+                    ))
+                })?;
+            let Some((last, _)) = page.last() else { break };
+            after.clone_from(last);
+            let mut pipe = redis::pipe();
+            for (key, included) in &page {
+                let hash = context_hash(key);
+                let (set, other) = if *included {
+                    ("big_segment_include", "big_segment_exclude")
+                } else {
+                    ("big_segment_exclude", "big_segment_include")
+                };
+                let set = format!("{}:{set}:{hash}", self.prefix);
+                let other = format!("{}:{other}:{hash}", self.prefix);
+                pipe.sadd(&set, &reference).ignore();
+                if let Some(previous) = &previous {
+                    pipe.srem(&set, previous).ignore();
+                    pipe.srem(&other, previous).ignore();
+                }
+            }
+            pipe.query_async::<()>(connection).await?;
+            copied += page.len();
+            if page.len() < BIG_SEGMENT_PAGE as usize {
+                break;
+            }
+        }
+        metrics::counter!("flagstaff_redis_big_segment_members_written_total")
+            .increment(copied as u64);
+        tracing::info!(prefix = %self.prefix, segment = %segment.key, %reference, members = copied, elapsed_ms = started.elapsed().as_millis() as u64, "wrote big-segment members to Redis");
+        Ok(())
+    }
+
+    /// Records that the members are synchronized as of now.
+    async fn synchronized(
+        &self,
+        connection: &mut redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<()> {
+        if !self.active() {
+            return Ok(());
+        }
+        let now = self.delivery.source.now_millis();
+        connection
+            .set::<_, _, ()>(format!("{}:big_segments_synchronized_on", self.prefix), now)
+            .await
     }
 }
 

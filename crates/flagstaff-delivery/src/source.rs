@@ -172,6 +172,46 @@ impl Source {
         }
     }
 
+    /// A context's big-segment membership for evaluating it with `snapshot` (issue 22). A relay
+    /// holds no members: behind it big segments decide by their rules, as in an SDK with no
+    /// big-segment store.
+    pub async fn big_segment_membership(
+        &self,
+        id: &EnvironmentId,
+        snapshot: &flagstaff_eval::Snapshot,
+        context: &flagstaff_protocol::Context,
+    ) -> Result<Option<flagstaff_eval::BigSegmentMembership>> {
+        match self {
+            Source::App(app) => {
+                app.big_segment_membership(&id.project, &id.environment, snapshot, context)
+                    .await
+            }
+            Source::Replica { .. } => Ok(None),
+        }
+    }
+
+    /// Whether this source holds big-segment members (the server does; a relay does not).
+    pub fn holds_big_segment_members(&self) -> bool {
+        matches!(self, Source::App(_))
+    }
+
+    /// Members of a big segment after `after`, a page at a time (empty on a relay).
+    pub async fn big_segment_page(
+        &self,
+        id: &EnvironmentId,
+        segment: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, bool)>> {
+        match self {
+            Source::App(app) => {
+                app.big_segment_page((&id.project, &id.environment, segment), after, limit)
+                    .await
+            }
+            Source::Replica { .. } => Ok(Vec::new()),
+        }
+    }
+
     /// Every environment, for what is kept current without an SDK asking (Redis).
     pub async fn environment_ids(&self) -> Result<Vec<EnvironmentId>> {
         match self {

@@ -6,6 +6,7 @@ use flagstaff_protocol::{
 };
 use serde_json::{Map, Value};
 
+use crate::big_segments::BigSegmentMembership;
 use crate::evaluate::{Detail, Observer};
 use crate::snapshot::{CompiledFlag, FlagId, Snapshot};
 
@@ -123,12 +124,22 @@ impl Observer for DirectPrerequisites<'_> {
 impl Snapshot {
     /// Evaluates flag `id` for a client (§5.4).
     pub fn evaluate_for_client<'a>(&'a self, id: FlagId, context: &Context) -> ClientResult<'a> {
+        self.evaluate_for_client_with(id, context, None)
+    }
+
+    /// [`Snapshot::evaluate_for_client`] with the context's big-segment membership.
+    pub fn evaluate_for_client_with<'a>(
+        &'a self,
+        id: FlagId,
+        context: &Context,
+        big_segments: Option<&BigSegmentMembership>,
+    ) -> ClientResult<'a> {
         let top = self.flag(id);
         let mut observer = DirectPrerequisites {
             top,
             keys: Vec::new(),
         };
-        let detail = self.evaluate_observed(id, context, &mut observer);
+        let detail = self.evaluate_observed_with(id, context, &mut observer, big_segments);
         let experiment = is_experiment(&top.source, &detail.reason);
         ClientResult {
             flag: &top.source,
@@ -144,9 +155,24 @@ impl Snapshot {
         credential: CredentialKind,
         context: &Context,
     ) -> Vec<(&'a str, ClientResult<'a>)> {
+        self.evaluate_all_for_client_with(credential, context, None)
+    }
+
+    /// [`Snapshot::evaluate_all_for_client`] with the context's big-segment membership.
+    pub fn evaluate_all_for_client_with<'a>(
+        &'a self,
+        credential: CredentialKind,
+        context: &Context,
+        big_segments: Option<&BigSegmentMembership>,
+    ) -> Vec<(&'a str, ClientResult<'a>)> {
         self.flag_ids()
             .filter(|(_, flag)| credential.sees(&flag.source))
-            .map(|(id, flag)| (flag.key(), self.evaluate_for_client(id, context)))
+            .map(|(id, flag)| {
+                (
+                    flag.key(),
+                    self.evaluate_for_client_with(id, context, big_segments),
+                )
+            })
             .collect()
     }
 }

@@ -17,6 +17,7 @@ use flagstaff_protocol::{
 };
 use serde_json::Value;
 
+use crate::big_segments::BigSegmentMembership;
 use crate::bucket::bucket;
 use crate::clause::{ClauseTest, CompiledClause};
 use crate::keyset::KeySet;
@@ -143,6 +144,8 @@ struct Evaluation<'a, 'c, 'o, O: Observer> {
     prerequisites: Chain,
     segments: Chain,
     big_segments_status: Option<BigSegmentsStatus>,
+    /// Big-segment membership looked up for this context, when the caller has a store.
+    big_segments: Option<&'c BigSegmentMembership>,
     /// Nesting of the explanation: one level per prerequisite and per segment being evaluated.
     depth: usize,
 }
@@ -181,6 +184,18 @@ impl Snapshot {
         context: &Context,
         observer: &mut O,
     ) -> Detail<'a> {
+        self.evaluate_observed_with(id, context, observer, None)
+    }
+
+    /// [`Snapshot::evaluate_observed`] with the context's big-segment membership (§3.7.1).
+    #[inline]
+    pub fn evaluate_observed_with<'a, O: Observer>(
+        &'a self,
+        id: FlagId,
+        context: &Context,
+        observer: &mut O,
+        big_segments: Option<&BigSegmentMembership>,
+    ) -> Detail<'a> {
         let flag = self.flag(id);
         // A flag whose result cannot depend on the context (off, or on with nothing but a fixed
         // fallthrough) is answered without walking the algorithm, and inline at the call site,
@@ -198,7 +213,7 @@ impl Snapshot {
                 None => {}
             }
         }
-        self.evaluate_walk(flag, id, context, observer)
+        self.evaluate_walk(flag, id, context, observer, big_segments)
     }
 
     /// The full algorithm, for flags whose result depends on the context.
@@ -208,6 +223,7 @@ impl Snapshot {
         id: FlagId,
         context: &Context,
         observer: &mut O,
+        big_segments: Option<&BigSegmentMembership>,
     ) -> Detail<'a> {
         let mut evaluation = Evaluation {
             snapshot: self,
@@ -216,6 +232,7 @@ impl Snapshot {
             prerequisites: Chain::new(),
             segments: Chain::new(),
             big_segments_status: None,
+            big_segments,
             depth: 0,
         };
         // `flag_inner` rather than `flag`: the top level is not recursive, so it can be inlined
@@ -599,22 +616,49 @@ impl<'a, O: Observer> Evaluation<'a, '_, '_, O> {
         let segment = self.snapshot.segment(id);
         let context = self.context;
         if segment.source.unbounded {
-            // §3.7.1. Big-segment membership lives in an external store, and no store is
-            // connected to this evaluator: without a generation the segment cannot match;
-            // with one, the membership is unknown and the rules decide.
-            self.big_segments_status = Some(BigSegmentsStatus::NotConfigured);
+            // §3.7.1. Big-segment membership lives in an external store. Without a generation
+            // the segment cannot be looked up and cannot match.
             let kind = segment
                 .source
                 .unbounded_context_kind
                 .as_deref()
                 .filter(|k| !k.is_empty())
                 .unwrap_or(Kind::USER);
-            explain!(
-                self,
-                "big segment with no big-segment store: only its rules apply"
-            );
-            if segment.source.generation.is_none() || context.individual(kind).is_none() {
-                return Ok(false);
+            match self.big_segments {
+                None => {
+                    // No store connected to this evaluator: the membership is unknown and the
+                    // rules decide.
+                    self.big_segments_status = Some(BigSegmentsStatus::NotConfigured);
+                    explain!(
+                        self,
+                        "big segment with no big-segment store: only its rules apply"
+                    );
+                    if segment.source.generation.is_none() || context.individual(kind).is_none() {
+                        return Ok(false);
+                    }
+                }
+                Some(_) if segment.source.generation.is_none() => {
+                    self.big_segments_status = Some(BigSegmentsStatus::NotConfigured);
+                    return Ok(false);
+                }
+                Some(membership) => {
+                    self.big_segments_status
+                        .get_or_insert(BigSegmentsStatus::Healthy);
+                    let Some(member) = context.individual(kind) else {
+                        return Ok(false);
+                    };
+                    match membership.get(member.key(), &segment.source.key) {
+                        Some(true) => {
+                            explain!(self, "included in the big segment");
+                            return Ok(true);
+                        }
+                        Some(false) => {
+                            explain!(self, "excluded from the big segment");
+                            return Ok(false);
+                        }
+                        None => explain!(self, "not listed in the big segment: its rules decide"),
+                    }
+                }
             }
         } else {
             let user_key = context.individual(Kind::USER).map(|u| u.key());

@@ -21,6 +21,7 @@
 //! LaunchDarkly SDK would report.
 #![forbid(unsafe_code)]
 
+mod big_segments;
 mod bucket;
 mod clause;
 mod client_side;
@@ -32,6 +33,7 @@ mod time;
 mod typed;
 pub mod values;
 
+pub use big_segments::BigSegmentMembership;
 pub use client_side::{BootstrapOptions, ClientResult, is_experiment};
 pub use evaluate::{Detail, MAX_DEPTH, Observer, Trace};
 pub use snapshot::{CompiledFlag, EvalOptions, FlagId, Snapshot};

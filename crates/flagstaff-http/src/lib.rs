@@ -37,7 +37,8 @@ pub fn set_body_read_timeout(timeout: std::time::Duration) {
     BODY_READ_TIMEOUT_MS.store(millis, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn body_read_timeout() -> std::time::Duration {
+/// How long a request body may take to arrive (per chunk, for streamed uploads).
+pub fn body_read_timeout() -> std::time::Duration {
     std::time::Duration::from_millis(
         BODY_READ_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed),
     )

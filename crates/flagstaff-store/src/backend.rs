@@ -23,6 +23,10 @@ const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0002_audit_anchor.sql"),
     ),
     (3, include_str!("../migrations/sqlite/0003_outbox.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_big_segments.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -34,6 +38,10 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0002_audit_anchor.sql"),
     ),
     (3, include_str!("../migrations/postgres/0003_outbox.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_big_segments.sql"),
+    ),
 ];
 
 const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[

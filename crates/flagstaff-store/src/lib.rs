@@ -23,6 +23,7 @@
 
 mod audit;
 mod backend;
+mod big_segments;
 mod clock;
 pub mod events;
 mod outbox;
@@ -35,6 +36,7 @@ use sqlx::{AnyPool, Row};
 
 pub use audit::{AuditEntry, AuditQuery, AuditVerification, GENESIS_HASH, MIN_AUDIT_KEY_BYTES};
 pub use backend::Backend;
+pub use big_segments::{MemberCounts, MemberList};
 pub use clock::Clock;
 pub use events::EventStore;
 pub use outbox::{NewOutboxItem, OutboxItem, state as outbox_state};

@@ -196,6 +196,11 @@ impl Api {
         }
     }
 
+    /// The API token this client sends.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// Sends a request; returns the status and the JSON body (`null` when empty).
     pub async fn call(
         &self,

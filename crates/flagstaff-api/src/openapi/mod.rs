@@ -312,6 +312,10 @@ fn base_schemas() -> Value {
         "Token": {"type": "object", "properties": {"id": string, "name": string, "role": reference("Role"), "customRoles": {"type": "array", "items": string},
             "projects": {"type": "array", "items": string}, "environments": {"type": "array", "items": string},
             "hint": string, "expiresAt": {"type": "integer"}, "member": string}},
+        "BigSegmentCounts": {"type": "object", "required": ["included", "excluded"], "properties": {"included": {"type": "integer"}, "excluded": {"type": "integer"}}},
+        "BigSegmentUpload": {"type": "object", "required": ["received", "changed", "included", "excluded", "version"], "properties": {
+            "received": {"type": "integer", "description": "Keys read from the list"}, "changed": {"type": "integer", "description": "Keys whose membership changed"},
+            "included": {"type": "integer"}, "excluded": {"type": "integer"}, "version": {"type": "integer", "description": "The segment's version after the upload"}}},
         "RelayConfiguration": {"type": "object", "required": ["environments"], "properties": {"environments": {"type": "array", "items": {
             "type": "object", "required": ["project", "key", "clientSideId", "secureMode", "credentials"],
             "properties": {"project": string, "key": string, "clientSideId": string, "secureMode": {"type": "boolean"},
@@ -624,6 +628,23 @@ pub fn document() -> Value {
         op["responses"]["409"] = json!({"description": "Stale If-Match (`version_conflict`), or a removed variation is still served (`in_use`)", "content": {"application/json": {"schema": reference("Error")}}});
         op
     };
+    let mut big_segment_upload = operation(
+        "Upload members to a big segment (one created with \"unbounded\": true): one context key per line or CSV with the key first (text/plain, text/csv; streamed, up to 10,000,000 keys in a segment), or a JSON array of keys. Applied in batches of 10,000, each a transaction; adding or removing a key twice changes nothing, so a list that broke off may be sent again. One audit entry per upload (writer: updateIncluded or updateExcluded)",
+        "segments",
+        Some(json!({"required": true, "content": {
+            "application/json": {"schema": {"type": "array", "items": {"type": "string", "maxLength": 1024}}},
+            "text/plain": {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}}}})),
+        (
+            "200",
+            ok("What the upload did", reference("BigSegmentUpload")),
+        ),
+        true,
+    );
+    big_segment_upload["parameters"] = json!([
+        {"name": "list", "in": "query", "description": "included (default) or excluded", "schema": {"enum": ["included", "excluded"]}},
+        {"name": "op", "in": "query", "description": "add (default) or remove", "schema": {"enum": ["add", "remove"]}},
+        {"$ref": "#/components/parameters/Comment"}]);
     let mut paths = json!({
         "/projects": {"get": operation("List projects", "projects", None, ("200", ok("Projects", list("Project"))), false),
                       "post": create("Create a project with its environments (production and test unless listed) and their keys, shown once (admin)", "projects", "NewProject", "CreatedProject")},
@@ -662,6 +683,9 @@ pub fn document() -> Value {
             "put": versioned_update("Replace a segment (writer)", "segments", "Segment"),
             "patch": semantic_patch("Patch a segment with JSON Patch, or with instructions (semantic patch)", "segments", "Segment", "SegmentInstruction"),
             "delete": delete("Delete a segment (writer)", "segments")},
+        format!("{e}/segments/{{key}}/members"): {
+            "get": operation("How many keys a big segment (unbounded) includes and excludes", "segments", None, ("200", ok("Counts", reference("BigSegmentCounts"))), false),
+            "post": big_segment_upload},
         format!("{e}/evaluate"): {"post": operation("Evaluate every flag for a context, with reasons", "evaluation", Some(body(reference("EvaluateRequest"))), ("200", ok("Results", reference("EvaluateResponse"))), false)},
         format!("{p}/flags/{{key}}/insights"): {"get": flag_insights},
         format!("{p}/flags/{{key}}/migration-insights"): {"get": migration_insights},

@@ -7,6 +7,7 @@ use axum::extract::State;
 use flagstaff_app::App;
 
 pub(crate) mod audit;
+pub(crate) mod big_segments;
 pub(crate) mod environments;
 pub(crate) mod evaluate;
 pub(crate) mod experiments;

@@ -307,6 +307,35 @@ async fn real_exchanges_match_the_documented_schemas() {
     )
     .await;
 
+    // A big segment and its members.
+    r.call(
+        Method::POST,
+        &segments,
+        "/projects/default/environments/production/segments",
+        &c,
+        Some(json!({"key": "vip", "unbounded": true, "unboundedContextKind": "user"})),
+    )
+    .await;
+    let members = format!("{e}/segments/{{key}}/members");
+    let uploaded = r
+        .call(
+            Method::POST,
+            &members,
+            "/projects/default/environments/production/segments/vip/members?list=included&op=add",
+            &[("content-type", "application/json")],
+            Some(json!(["ada", "grace", "ada"])),
+        )
+        .await;
+    assert_eq!(uploaded.body["included"], 2, "{}", uploaded.body);
+    r.call(
+        Method::GET,
+        &members,
+        "/projects/default/environments/production/segments/vip/members",
+        &[],
+        None,
+    )
+    .await;
+
     // Metrics.
     let metrics = format!("{p}/metrics");
     let metric = format!("{p}/metrics/{{key}}");

@@ -26,7 +26,18 @@ async fn poll(
         return refusal;
     }
     let state = authorized.feed.current();
-    let body = evaluate_all(&state, caller, &context, query.with_reasons());
+    let big_segments =
+        match big_segment_membership(delivery, &authorized.feed, &state, &context).await {
+            Ok(membership) => membership,
+            Err(refusal) => return refusal,
+        };
+    let body = evaluate_all(
+        &state,
+        caller,
+        &context,
+        query.with_reasons(),
+        big_segments.as_ref(),
+    );
     // The tag is derived from the exact body, so a client that cached these flags for this
     // context gets `304` only when nothing it would receive changed (§5.3 "ETag").
     let response = document(headers, &Payload::new(body));

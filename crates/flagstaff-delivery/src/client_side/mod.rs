@@ -58,7 +58,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use flagstaff_app::{CredentialKind, ErrorCode, Grant};
-use flagstaff_eval::ClientResult;
+use flagstaff_eval::{BigSegmentMembership, ClientResult};
 use flagstaff_protocol::{Context, EvaluatedFlag};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -254,16 +254,35 @@ pub(crate) fn evaluate_all(
     credential: CredentialKind,
     context: &Context,
     with_reasons: bool,
+    big_segments: Option<&BigSegmentMembership>,
 ) -> Vec<u8> {
     let results = state
         .snapshot()
-        .evaluate_all_for_client(credential, context);
+        .evaluate_all_for_client_with(credential, context, big_segments);
     serde_json::to_vec(&EvaluatedFlags {
         results: &results,
         version: state.data_version,
         with_reasons,
     })
     .unwrap_or_default()
+}
+
+/// The context's big-segment membership in the feed's environment, looked up once per request
+/// (`None` when the environment has no big segments: no lookup at all).
+pub(crate) async fn big_segment_membership(
+    delivery: &Delivery,
+    feed: &EnvFeed,
+    state: &Published,
+    context: &Context,
+) -> Result<Option<BigSegmentMembership>, Response> {
+    delivery
+        .source
+        .big_segment_membership(&feed.id, state.snapshot(), context)
+        .await
+        .map_err(|e| {
+            tracing::warn!(environment = %feed.id, error = %e, "cannot look up big-segment membership");
+            crate::http::unavailable("big-segment membership cannot be read right now")
+        })
 }
 
 /// Where a request's context is.

@@ -18,6 +18,9 @@ enum Mode {
         context: Box<Context>,
         credential: CredentialKind,
         with_reasons: bool,
+        /// The context's big-segment membership, looked up when the stream opened (a later
+        /// upload reaches this stream when it reconnects).
+        big_segments: Option<Box<BigSegmentMembership>>,
     },
 }
 
@@ -41,8 +44,15 @@ impl ClientStream {
                 context,
                 credential,
                 with_reasons,
+                big_segments,
             } => {
-                let data = evaluate_all(state, *credential, context, *with_reasons);
+                let data = evaluate_all(
+                    state,
+                    *credential,
+                    context,
+                    *with_reasons,
+                    big_segments.as_deref(),
+                );
                 let mut out = Vec::with_capacity(data.len() + 24);
                 sse_event(&mut out, "put", &data);
                 Bytes::from(out)
@@ -59,6 +69,7 @@ impl ClientStream {
             context,
             credential,
             with_reasons,
+            big_segments,
         } = &self.mode
         else {
             return Some(Bytes::from_static(PING));
@@ -75,11 +86,11 @@ impl ClientStream {
             let old = before
                 .flag_id(key)
                 .filter(|id| credential.sees(before.flag(*id).source()))
-                .map(|id| before.evaluate_for_client(id, context));
+                .map(|id| before.evaluate_for_client_with(id, context, big_segments.as_deref()));
             let new = after
                 .flag_id(key)
                 .filter(|id| credential.sees(after.flag(*id).source()))
-                .map(|id| after.evaluate_for_client(id, context));
+                .map(|id| after.evaluate_for_client_with(id, context, big_segments.as_deref()));
             match (old, new) {
                 (old, Some(new)) => {
                     if old.is_some_and(|old| old.same_result(&new, *with_reasons)) {
@@ -157,10 +168,19 @@ async fn open_client_stream(
         Some(source) => {
             let context = read_context(source, headers).await?;
             check_secure_mode(delivery, &authorized, caller, &context, query.h.as_deref())?;
+            let big_segments = big_segment_membership(
+                delivery,
+                &authorized.feed,
+                &authorized.feed.current(),
+                &context,
+            )
+            .await?
+            .map(Box::new);
             Mode::Push {
                 context: Box::new(context),
                 credential: caller,
                 with_reasons: query.with_reasons(),
+                big_segments,
             }
         }
     };

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backends;
+mod big_segments;
 mod events;
 mod experiments;
 mod suite;

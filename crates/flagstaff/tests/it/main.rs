@@ -5,6 +5,7 @@
 
 mod api_fuzz;
 #[cfg(feature = "tls")]
+mod big_segments;
 mod browser;
 mod dashboard;
 mod dashboard_a11y;

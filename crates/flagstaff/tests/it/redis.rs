@@ -18,7 +18,7 @@ use crate::sdks::{
 };
 
 /// The Redis the tests write to, or `None` (skip) when it cannot be reached.
-fn redis_url() -> Option<String> {
+pub(crate) fn redis_url() -> Option<String> {
     let url = std::env::var("FLAGSTAFF_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let reachable = redis::Client::open(url.as_str())
@@ -37,10 +37,10 @@ fn redis_url() -> Option<String> {
 }
 
 /// A key prefix no other test (or earlier run) uses, and removes its keys when dropped.
-struct Prefix(String);
+pub(crate) struct Prefix(pub(crate) String);
 
 impl Prefix {
-    fn new(test: &str) -> Prefix {
+    pub(crate) fn new(test: &str) -> Prefix {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -49,12 +49,12 @@ impl Prefix {
     }
 
     /// The `--redis-prefix` template under this prefix.
-    fn template(&self) -> String {
+    pub(crate) fn template(&self) -> String {
         format!("{}:{{project}}:{{environment}}", self.0)
     }
 
     /// The prefix of one environment.
-    fn of(&self, project: &str, environment: &str) -> String {
+    pub(crate) fn of(&self, project: &str, environment: &str) -> String {
         format!("{}:{project}:{environment}", self.0)
     }
 }
