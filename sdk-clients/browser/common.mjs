@@ -28,3 +28,17 @@ export function expect(condition, message) {
 export async function text(page, selector) {
   return (await page.locator(selector).first().textContent() || '').replace(/\s+/g, ' ').trim();
 }
+
+// A 1280×900 page signed in as `user` ({email, password}) through the sign-in form, and the
+// console errors the page reports from then on.
+export async function signedInPage(browser, base, user) {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  await page.goto(`${base}/sign-in`);
+  await page.fill('input[name=email]', user.email);
+  await page.fill('input[name=password]', user.password);
+  await Promise.all([page.waitForNavigation(), page.keyboard.press('Enter')]);
+  return { page, consoleErrors };
+}

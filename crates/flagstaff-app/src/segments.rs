@@ -179,6 +179,13 @@ impl App {
                 }
             })?;
         segment.version = versions[0];
+        if expected.is_none() && segment.unbounded {
+            // Members a deleted segment of this key left behind (its clearing was interrupted)
+            // must not become this one's.
+            self.store
+                .big_segment_clear(project, environment, &segment.key)
+                .await?;
+        }
         Ok(Versioned {
             version: versions[0],
             value: segment,
@@ -309,10 +316,19 @@ impl App {
         )
         .await?;
         if current.value.unbounded {
-            // A segment created again under this key must not find the old members.
-            self.store
-                .big_segment_clear(project, environment, key)
-                .await?;
+            // Its members go in the background (ten million rows take a while, a batch per
+            // transaction); a segment created again under this key clears what is left first.
+            let (store, project, environment, key) = (
+                std::sync::Arc::clone(&self.store),
+                project.to_owned(),
+                environment.to_owned(),
+                key.to_owned(),
+            );
+            tokio::spawn(async move {
+                if let Err(error) = store.big_segment_clear(&project, &environment, &key).await {
+                    tracing::warn!(%project, %environment, segment = %key, %error, "cannot remove a deleted big segment's members; they go when the key is used again");
+                }
+            });
         }
         Ok(())
     }

@@ -54,6 +54,33 @@ document.addEventListener("click", async (event) => {
   }
 });
 
+// A big segment's list (segment page): the file's bytes go as the request body, so the server
+// reads it as a stream whatever its size; the answer (counts, or the refusal with its line)
+// shows beside the form, and the live-update stream then reloads the page with the new counts.
+document.addEventListener("submit", async (event) => {
+  const form = event.target.closest("form[data-upload-list]");
+  if (!form) return;
+  event.preventDefault();
+  const file = form.querySelector('input[type="file"]').files[0];
+  const out = form.querySelector("[data-upload-result]");
+  if (!file) return;
+  const params = new URLSearchParams({ env: form.elements.env.value, list: form.elements.list.value, op: form.elements.op.value });
+  out.textContent = "Uploading…";
+  try {
+    const response = await fetch(`${form.action}?${params}`, {
+      method: "POST", body: file, headers: { "x-csrf-token": Flagstaff.csrf(), "content-type": "text/plain" },
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (response.ok) {
+      out.textContent = `${answer.received} keys read, ${answer.changed} changed: now ${answer.included} included, ${answer.excluded} excluded.`;
+    } else {
+      out.textContent = `Refused: ${answer.message || response.status}${answer.field ? ` (${answer.field})` : ""}`;
+    }
+  } catch (error) {
+    out.textContent = `The upload failed: ${error.message}`;
+  }
+});
+
 document.addEventListener("submit", (event) => {
   const button = event.submitter || event.target.querySelector("[data-confirm]");
   const message = button?.dataset?.confirm;

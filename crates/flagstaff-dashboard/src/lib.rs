@@ -231,6 +231,10 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
             post(segment_keys::keys),
         )
         .route(
+            "/projects/{project}/segments/{key}/members",
+            post(segments::upload_members),
+        )
+        .route(
             "/projects/{project}/segments/{key}/request",
             post(segments::request),
         )

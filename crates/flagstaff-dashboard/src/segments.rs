@@ -99,6 +99,12 @@ pub(crate) struct NewSegment {
     name: String,
     #[serde(default)]
     description: String,
+    /// "on" for a big segment: members uploaded as a list, up to ten million.
+    #[serde(default)]
+    unbounded: Option<String>,
+    /// A big segment's context kind (`user` when blank).
+    #[serde(default)]
+    unbounded_kind: String,
 }
 
 pub(crate) async fn create(
@@ -109,17 +115,21 @@ pub(crate) async fn create(
     Form(form): Form<NewSegment>,
 ) -> Result<Response, Response> {
     viewer.check_csrf(&headers, Some(&form.csrf))?;
-    let segment: Segment =
-        serde_json::from_value(json!({"key": form.key.trim(), "name": form.name,
-            "description": form.description}))
-        .map_err(|e| {
-            PageError(AppError::invalid(
-                ErrorCode::InvalidField,
-                "key",
-                e.to_string(),
-            ))
-            .into_response()
-        })?;
+    let mut fields = json!({"key": form.key.trim(), "name": form.name,
+        "description": form.description});
+    if form.unbounded.is_some() {
+        fields["unbounded"] = json!(true);
+        let kind = form.unbounded_kind.trim();
+        fields["unboundedContextKind"] = json!(if kind.is_empty() { "user" } else { kind });
+    }
+    let segment: Segment = serde_json::from_value(fields).map_err(|e| {
+        PageError(AppError::invalid(
+            ErrorCode::InvalidField,
+            "key",
+            e.to_string(),
+        ))
+        .into_response()
+    })?;
     match dashboard
         .app
         .put_segment(
@@ -166,9 +176,19 @@ struct SegmentPage {
     members: crate::segment_keys::Members,
     /// Over `LARGE_SEGMENT` keys: the editor leaves the lists to "Add or remove keys".
     large: bool,
+    /// A big segment's member counts and context kind.
+    big: Option<BigSegmentView>,
     /// Flags and segments whose rules use it here.
     used_by_flags: Vec<String>,
     used_by_segments: Vec<String>,
+}
+
+/// What a big segment's page shows about its members.
+struct BigSegmentView {
+    included: String,
+    excluded: String,
+    context_kind: String,
+    generation: i64,
 }
 
 #[derive(Deserialize, Default)]
@@ -242,6 +262,24 @@ pub(crate) async fn page(
             }
         }
     }
+    let big = if segment.value.unbounded {
+        let counts = dashboard
+            .app
+            .big_segment_counts(&viewer.actor, (&project, &nav.environment, &key))
+            .await?;
+        Some(BigSegmentView {
+            included: describe::thousands(counts.included as usize),
+            excluded: describe::thousands(counts.excluded as usize),
+            context_kind: segment
+                .value
+                .unbounded_context_kind
+                .clone()
+                .unwrap_or_else(|| "user".to_owned()),
+            generation: segment.value.generation.unwrap_or(0),
+        })
+    } else {
+        None
+    };
     let (used_by_flags, used_by_segments) = dashboard
         .app
         .segment_users(&viewer.actor, &project, &nav.environment, &key)
@@ -263,6 +301,7 @@ pub(crate) async fn page(
     Ok(render(&SegmentPage {
         may_edit,
         members: crate::segment_keys::members(&segment.value, &q.list, &q.q, q.page),
+        big,
         large,
         used_by_flags,
         used_by_segments,
@@ -542,5 +581,42 @@ pub(crate) async fn copy(
             Err(page)
         }
         Err(e) => Err(PageError(e).into_response()),
+    }
+}
+
+/// `POST /projects/{project}/segments/{key}/members?env=…&list=…&op=…`: a big segment's list,
+/// sent by the page's upload form as the file's bytes (the same reading as the API's, streamed;
+/// JSON answers, which the form shows).
+pub(crate) async fn upload_members(
+    State(dashboard): DashState,
+    headers: HeaderMap,
+    viewer: Viewer,
+    Path((project, key)): Path<(String, String)>,
+    Query(query): Query<flagstaff_http::big_segment_list::ListQuery>,
+    body: axum::body::Body,
+) -> Response {
+    if let Err(refused) = viewer.check_csrf(&headers, None) {
+        return refused.into_response();
+    }
+    let result = async {
+        let (list, remove) = query.parse()?;
+        let environment = query.env.clone().unwrap_or_default();
+        let upload = dashboard
+            .app
+            .begin_big_segment_upload(&viewer.actor, (&project, &environment, &key), list, remove)
+            .await?;
+        flagstaff_http::big_segment_list::upload(
+            &dashboard.app,
+            upload,
+            &headers,
+            body,
+            "uploaded in the dashboard",
+        )
+        .await
+    }
+    .await;
+    match result {
+        Ok(summary) => axum::Json(summary).into_response(),
+        Err(error) => error.into_response(),
     }
 }

@@ -26,9 +26,9 @@
 //! Every upload gives a big segment a new generation (`flagstaff-app` `big_segments.rs`). Before
 //! a segment with a new generation is written to `{prefix}:segments`, all its members are
 //! written under the new reference, so an SDK never sees a generation whose members are not
-//! there yet; references of older generations are taken off the sets of keys still members
-//! (a key removed keeps a reference to a generation no segment has any more, which no SDK asks
-//! about). The synchronization time is written after every write and at every check while the
+//! there yet; the previous generation's reference is taken off the set of each key still in the
+//! same list (a key removed, or moved to the other list, keeps a reference to a generation no
+//! segment has any more, which no SDK asks about). The synchronization time is written after every write and at every check while the
 //! store is reachable, so it stops advancing when this server stops. Only the server writes
 //! members: a relay holds none, and writes no synchronization time either.
 //!
@@ -337,18 +337,18 @@ impl BigSegmentWriter<'_> {
             after.clone_from(last);
             let mut pipe = redis::pipe();
             for (key, included) in &page {
-                let hash = context_hash(key);
-                let (set, other) = if *included {
-                    ("big_segment_include", "big_segment_exclude")
+                let list = if *included {
+                    "big_segment_include"
                 } else {
-                    ("big_segment_exclude", "big_segment_include")
+                    "big_segment_exclude"
                 };
-                let set = format!("{}:{set}:{hash}", self.prefix);
-                let other = format!("{}:{other}:{hash}", self.prefix);
+                let set = format!("{}:{list}:{}", self.prefix, context_hash(key));
                 pipe.sadd(&set, &reference).ignore();
+                // SDKs ask only about the current generation; taking the previous one off the
+                // same set keeps the sets from growing with every upload. A key that changed
+                // lists keeps the old reference in its other set, which nothing asks about.
                 if let Some(previous) = &previous {
                     pipe.srem(&set, previous).ignore();
-                    pipe.srem(&other, previous).ignore();
                 }
             }
             pipe.query_async::<()>(connection).await?;

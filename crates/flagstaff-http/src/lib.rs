@@ -9,6 +9,8 @@
 //!   path of the offending field.
 #![forbid(unsafe_code)]
 
+pub mod big_segment_list;
+
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

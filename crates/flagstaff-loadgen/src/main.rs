@@ -7,6 +7,12 @@
 //!
 //! Bounded by design: it talks only to 127.0.0.1, opens at most `--streams` connections, makes
 //! `--changes` changes and gives up after `--timeout-seconds`. See `scripts/bench-streams`.
+//!
+//! More streams than one process may hold (the machine's 20,000 open files per process) are
+//! measured with several processes: followers (`--follow-only`) open their streams, say so in
+//! `--ready-file` and wait for the changes another process makes; every process writes its
+//! wall-clock times to `--times-out` (`{"sent": [...], "arrivals": [[...], ...]}`, Unix
+//! nanoseconds), which `scripts/bench-relays` combines. See `scripts/bench-relays`.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +64,37 @@ struct Args {
     /// Give up after this long.
     #[arg(long, default_value_t = 300)]
     timeout_seconds: u64,
+    /// Open the streams and wait for `--changes` changes made by another process (no API
+    /// calls; `--api-token` is not used).
+    #[arg(long)]
+    follow_only: bool,
+    /// A file written once every stream is open (for the process that makes the changes).
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
+    /// Writes when each change was sent and when each stream received it, as Unix nanoseconds.
+    #[arg(long)]
+    times_out: Option<std::path::PathBuf>,
+}
+
+/// Converts `Instant`s to Unix nanoseconds, so that several processes' times compare.
+struct WallClock {
+    instant: Instant,
+    unix_nanos: u128,
+}
+
+impl WallClock {
+    fn now() -> WallClock {
+        WallClock {
+            instant: Instant::now(),
+            unix_nanos: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        }
+    }
+
+    fn unix_nanos(&self, at: Instant) -> u128 {
+        self.unix_nanos + at.saturating_duration_since(self.instant).as_nanos()
+    }
 }
 
 /// Resident memory of a process in KiB (`VmRSS`).
@@ -188,6 +225,19 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let opened_in = opening.elapsed();
+    if let Some(path) = &args.ready_file {
+        std::fs::write(path, "ready\n").context("the ready file")?;
+    }
+    let clock = WallClock::now();
+    if args.follow_only {
+        let mut arrivals = Vec::with_capacity(args.streams);
+        for task in tasks {
+            arrivals.push(tokio::time::timeout(deadline, task).await???);
+        }
+        write_times(&args, &clock, &[], &arrivals)?;
+        println!("streams={} followed {} changes", args.streams, args.changes);
+        return Ok(());
+    }
     // Let the server settle, then read its memory with every stream idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = args.server_pid.and_then(rss_kib);
@@ -227,6 +277,7 @@ async fn main() -> anyhow::Result<()> {
     let mut latencies = Vec::with_capacity(args.streams * args.changes);
     // Per change, when the last stream received it.
     let mut last = vec![Duration::ZERO; args.changes];
+    let mut all_arrivals = Vec::with_capacity(args.streams);
     for task in tasks {
         let arrivals = tokio::time::timeout(deadline, task).await???;
         for (i, (arrival, sent)) in arrivals.iter().zip(&sent).enumerate() {
@@ -234,7 +285,9 @@ async fn main() -> anyhow::Result<()> {
             latencies.push(latency);
             last[i] = last[i].max(latency);
         }
+        all_arrivals.push(arrivals);
     }
+    write_times(&args, &clock, &sent, &all_arrivals)?;
     last.sort();
     let server_cpu = server_cpu.zip(
         args.server_pid
@@ -275,4 +328,27 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Writes `--times-out`, when asked.
+fn write_times(
+    args: &Args,
+    clock: &WallClock,
+    sent: &[Instant],
+    arrivals: &[Vec<Instant>],
+) -> anyhow::Result<()> {
+    let Some(path) = &args.times_out else {
+        return Ok(());
+    };
+    let nanos = |times: &[Instant]| -> Vec<String> {
+        times
+            .iter()
+            .map(|t| clock.unix_nanos(*t).to_string())
+            .collect()
+    };
+    let document = json!({
+        "sent": nanos(sent),
+        "arrivals": arrivals.iter().map(|a| nanos(a)).collect::<Vec<_>>(),
+    });
+    std::fs::write(path, document.to_string()).context("the times file")
 }

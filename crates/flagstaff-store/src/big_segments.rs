@@ -186,23 +186,46 @@ impl Store {
             .collect()
     }
 
-    /// Removes every member of a big segment (the segment was deleted); returns how many.
+    /// Removes every member of a big segment (the segment was deleted); returns how many. In
+    /// batches, each its own transaction, so that removing ten million rows never holds other
+    /// writers off for longer than one batch.
     pub async fn big_segment_clear(
         &self,
         project: &str,
         environment: &str,
         segment: &str,
     ) -> Result<u64> {
-        let _guard = self.commit_lock.lock().await;
-        let sql = self.backend.sql(
-            "DELETE FROM big_segment_members WHERE project = $1 AND environment = $2 AND segment = $3",
-        );
-        Ok(sqlx::query(&sql)
-            .bind(project)
-            .bind(environment)
-            .bind(segment)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        // A batch of rows by their physical address: a `context_key IN (SELECT … LIMIT)` form
+        // took PostgreSQL 25 s for 12,000 rows (a plain subplan per row), the address forms are
+        // a direct lookup on both.
+        let sql = match self.backend {
+            crate::Backend::Sqlite => self.backend.sql(
+                "DELETE FROM big_segment_members WHERE rowid IN (SELECT rowid FROM big_segment_members \
+                 WHERE project = $1 AND environment = $2 AND segment = $3 LIMIT $4)",
+            ),
+            crate::Backend::Postgres => self.backend.sql(
+                "DELETE FROM big_segment_members WHERE ctid = ANY(ARRAY(SELECT ctid FROM big_segment_members \
+                 WHERE project = $1 AND environment = $2 AND segment = $3 LIMIT $4))",
+            ),
+        };
+        let mut removed = 0;
+        loop {
+            let _guard = self.commit_lock.lock().await;
+            let batch = sqlx::query(&sql)
+                .bind(project)
+                .bind(environment)
+                .bind(segment)
+                .bind(CLEAR_BATCH)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            removed += batch;
+            if batch == 0 {
+                return Ok(removed);
+            }
+        }
     }
 }
+
+/// Rows removed per transaction when a big segment is deleted.
+const CLEAR_BATCH: i64 = 10_000;

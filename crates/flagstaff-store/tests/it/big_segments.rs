@@ -74,15 +74,27 @@ async fn members_are_added_moved_removed_and_read_back() {
         assert_eq!(page, [("a".to_owned(), true)]);
         let rest = s.big_segment_page(vip, "a", 10).await.unwrap();
         assert_eq!(rest, [("b".to_owned(), false)]);
-        // A batch far larger than one statement.
-        let many: Vec<String> = (0..1_234).map(|i| format!("k{i}")).collect();
+        // A batch far larger than one statement, and a clear in more than one transaction.
+        let many: Vec<String> = (0..12_345).map(|i| format!("k{i}")).collect();
         assert_eq!(
             s.big_segment_apply(vip, MemberList::Included, false, &many)
                 .await
                 .unwrap(),
-            1_234
+            12_345
         );
-        assert_eq!(s.big_segment_clear("p", "e", "vip").await.unwrap(), 1_236);
+        assert_eq!(s.big_segment_clear("p", "e", "vip").await.unwrap(), 12_347);
+        assert_eq!(
+            s.big_segment_counts("p", "e", "vip").await.unwrap(),
+            MemberCounts::default()
+        );
+        assert_eq!(
+            s.big_segment_counts("p", "e", "other")
+                .await
+                .unwrap()
+                .included,
+            1,
+            "other segments keep their members"
+        );
         t
     })
     .await;

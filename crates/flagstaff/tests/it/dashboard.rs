@@ -302,6 +302,19 @@ impl Visitor {
         self.form(path, &fields).await
     }
 
+    /// POSTs `body` as `text/plain` (a file the page's script sends), with a CSRF header.
+    pub(crate) async fn text(&mut self, path: &str, body: &str, csrf: Option<&str>) -> Page {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "text/plain")
+            .body(body.to_owned());
+        if let Some(token) = csrf {
+            request = request.header("x-csrf-token", token);
+        }
+        self.send(request).await
+    }
+
     pub(crate) async fn json(
         &mut self,
         path: &str,

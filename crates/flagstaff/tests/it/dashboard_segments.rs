@@ -387,3 +387,118 @@ fn a_segment_has_a_name_and_description_that_people_read_and_sdks_never_get() {
         );
     });
 }
+
+/// A server of its own (its folder, the process, an admin API client, a runtime).
+fn fresh() -> (tempfile::TempDir, TestServer, Api, tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = server::init(binary(), dir.path());
+    let server = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &[]);
+    let api = Api::new(&server.base(), &credentials.admin_token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (dir, server, api, rt)
+}
+
+#[test]
+fn a_big_segment_is_created_and_filled_from_the_dashboard() {
+    let (_dir, server, api, rt) = fresh();
+    let base = server.base();
+    rt.block_on(async {
+        let mut pm = signed_in(&api, &base, "pm@example.com", "writer").await;
+        let list = pm.get("/projects/default/segments?env=test").await;
+        let csrf = csrf_of(&list.body);
+        let created = pm
+            .form(
+                "/projects/default/segments",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("env", "test"),
+                    ("key", "vip"),
+                    ("name", "VIPs"),
+                    ("unbounded", "on"),
+                    ("unbounded_kind", ""),
+                ],
+            )
+            .await;
+        assert_eq!(created.status, 303, "{}", created.body);
+        let stored = api
+            .get("/projects/default/environments/test/segments/vip")
+            .await;
+        assert_eq!(
+            (
+                stored["unbounded"].clone(),
+                stored["unboundedContextKind"].clone()
+            ),
+            (json!(true), json!("user"))
+        );
+        let path = "/projects/default/segments/vip?env=test";
+        let page = pm.get(path).await;
+        assert!(
+            page.body.contains("data-testid=\"big-included\">0<"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("data-upload-list"),
+            "a writer gets the upload form"
+        );
+
+        // The page's script sends the file as the body, with the CSRF header.
+        let upload = "/projects/default/segments/vip/members?env=test&list=included&op=add";
+        let forged = pm.text(upload, "a\nb\n", None).await;
+        assert_eq!(forged.status, 403, "no CSRF token: {}", forged.body);
+        let uploaded = pm
+            .text(upload, "alice\nbob\n\"carol, jr\",x\n", Some(&csrf))
+            .await;
+        assert_eq!(uploaded.status, 200, "{}", uploaded.body);
+        let summary: serde_json::Value = serde_json::from_str(&uploaded.body).unwrap();
+        assert_eq!(summary["included"], 3, "{summary}");
+        let bad = pm.text(upload, "ok\n\u{7}\n", Some(&csrf)).await;
+        assert_eq!(bad.status, 400);
+        assert!(bad.body.contains("line 2"), "{}", bad.body);
+        let page = pm.get(path).await;
+        assert!(
+            page.body.contains("data-testid=\"big-included\">3<"),
+            "counts follow"
+        );
+
+        // A reader sees the counts, not the form, and cannot upload.
+        let mut reader = signed_in(&api, &base, "reader@example.com", "reader").await;
+        let seen = reader.get(path).await;
+        assert!(seen.body.contains("big-included") && !seen.body.contains("data-upload-list"));
+        let reader_csrf = csrf_of(&seen.body);
+        let refused = reader.text(upload, "mallory\n", Some(&reader_csrf)).await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        let counts = api
+            .get("/projects/default/environments/test/segments/vip/members")
+            .await;
+        assert_eq!(counts, json!({"included": 3, "excluded": 0}));
+    });
+}
+
+#[test]
+fn a_big_segment_is_filled_from_a_file_in_chromium() {
+    if !flagstaff_testkit::sdk::Browser::available() {
+        return;
+    }
+    let (_dir, server, api, rt) = fresh();
+    let base = server.base();
+    rt.block_on(api.post(
+        "/members",
+        &json!({"email": "pm@example.com", "name": "PM", "role": "writer", "password": "correct horse battery"}),
+    ));
+    let report = flagstaff_testkit::sdk::Browser::run_script(
+        "big_segment.mjs",
+        &json!({"base": base, "user": {"email": "pm@example.com", "password": "correct horse battery"},
+            "list": "key,since\nann,2024\nben,2025\n\"c, d\",2026\n"}),
+    );
+    assert_eq!(report["includedBefore"], "0", "{report}");
+    assert_eq!(report["includedAfter"], "4", "{report}");
+    assert_eq!(report["excludedAfter"], "0", "{report}");
+    assert_eq!(report["consoleErrors"], json!([]), "{report}");
+    let counts = rt.block_on(api.get("/projects/default/environments/test/segments/loyal/members"));
+    // The CSV's header line is a key like any other: lists are keys, not tables.
+    assert_eq!(counts, json!({"included": 4, "excluded": 0}), "{report}");
+}

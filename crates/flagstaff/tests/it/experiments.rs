@@ -433,6 +433,9 @@ fn wait_for_status(rt: &tokio::runtime::Runtime, api: &Api, status: &str, second
 }
 
 /// The value and reason the SDK serves a probe context, once it equals `value`.
+/// Waits until the SDK serves `value` to the probe from the flag's own targeting, no longer
+/// from the rollout. The value alone is not enough: while the rollout runs, the probe may be
+/// bucketed into the variation it will end on, and the SDK may not have the final change yet.
 fn sdk_serves(driver: &mut Driver, value: &str) -> Value {
     let start = Instant::now();
     loop {
@@ -441,7 +444,7 @@ fn sdk_serves(driver: &mut Driver, value: &str) -> Value {
             &[json!({"flagKey": "search", "context": {"kind": "user", "key": "probe"}, "default": "old", "valueType": "string"})],
         )[0]
             .clone();
-        if result["value"] == value {
+        if result["value"] == value && result["reason"].get("inExperiment").is_none() {
             return result;
         }
         assert!(
