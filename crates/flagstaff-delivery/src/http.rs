@@ -93,6 +93,11 @@ impl Delivery {
         fingerprint: String,
         grant: Grant,
     ) -> Result<Authorized, Refusal> {
+        if !self.is_fresh() {
+            return Err(unavailable(
+                "this server cannot reach its database: its flag data may be out of date",
+            ));
+        }
         let id = EnvironmentId {
             project: grant.project.clone(),
             environment: grant.environment.clone(),

@@ -93,6 +93,12 @@ pub struct DeliveryConfig {
     pub max_connections: usize,
     /// The most connections held at once from one client address.
     pub max_connections_per_address: usize,
+    /// How long the change feed may go unread (the database does not answer: a partition, an
+    /// outage) before this node stops vouching for its data: streams end, and polling and new
+    /// streams are answered `503` (SDKs retry, through a load balancer on another node), until
+    /// a read succeeds again. `None` serves the last data however old it is, which is what a
+    /// relay is for.
+    pub stale_after: Option<Duration>,
 }
 
 impl Default for DeliveryConfig {
@@ -114,6 +120,7 @@ impl Default for DeliveryConfig {
             max_connections: 15_000,
             // Many SDKs may share one address behind a NAT or a proxy.
             max_connections_per_address: 2_000,
+            stale_after: Some(Duration::from_secs(15)),
         }
     }
 }
@@ -146,6 +153,11 @@ pub struct Delivery {
     /// Feeds loaded while the worker was applying later changes; reloaded by the worker.
     resync: mpsc::UnboundedSender<Arc<feed::EnvFeed>>,
     shutting_down: AtomicBool,
+    /// When the change feed was last read successfully, in milliseconds since `started`.
+    confirmed_at: AtomicU64,
+    /// The feed went unread for longer than `stale_after` (see `worker::watch_freshness`).
+    stale: AtomicBool,
+    started: std::time::Instant,
     /// Event payloads being decompressed and parsed at once (on the blocking pool).
     events_parsing: tokio::sync::Semaphore,
     /// Connections held, in all and per client address (`limits.rs`).
@@ -189,6 +201,9 @@ impl Delivery {
             published: AtomicU64::new(head),
             resync,
             shutting_down: AtomicBool::new(false),
+            confirmed_at: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
+            started: std::time::Instant::now(),
         });
         tokio::spawn(worker::follow_changes(
             Arc::clone(&delivery),
@@ -196,6 +211,7 @@ impl Delivery {
             resync_rx,
         ));
         tokio::spawn(worker::heartbeat(Arc::clone(&delivery)));
+        tokio::spawn(worker::watch_freshness(Arc::clone(&delivery)));
         Ok(delivery)
     }
 
@@ -213,6 +229,25 @@ impl Delivery {
     /// with `App::head`: equal means delivery has caught up).
     pub fn position(&self) -> u64 {
         self.published.load(Ordering::SeqCst)
+    }
+
+    /// Whether this node vouches for its data: the change feed was read within
+    /// [`DeliveryConfig::stale_after`]. `/ready` reports it, so that a load balancer sends SDKs
+    /// elsewhere.
+    pub fn is_fresh(&self) -> bool {
+        !self.stale.load(Ordering::SeqCst)
+    }
+
+    /// Records a successful read of the change feed.
+    fn confirm(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.confirmed_at.store(now, Ordering::SeqCst);
+    }
+
+    /// How long since the change feed was last read successfully.
+    fn unconfirmed_for(&self) -> Duration {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(now.saturating_sub(self.confirmed_at.load(Ordering::SeqCst)))
     }
 
     /// How many streams are open now.

@@ -193,6 +193,11 @@ impl Delivery {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(unavailable("the server is shutting down"));
         }
+        if !self.is_fresh() {
+            return Err(unavailable(
+                "this server cannot reach its database: its flag data may be out of date",
+            ));
+        }
         let feed = authorized.feed;
         // Browser and mobile streams have places of their own, in all and per environment, so
         // that a public client-side ID cannot take the places server SDKs need.

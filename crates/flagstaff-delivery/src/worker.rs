@@ -302,7 +302,10 @@ pub(crate) async fn follow_changes(
         }
         loop {
             let records = match delivery.source.changes_after(position, BATCH).await {
-                Ok(records) => records,
+                Ok(records) => {
+                    delivery.confirm();
+                    records
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the change feed; retrying");
                     break;
@@ -327,6 +330,45 @@ pub(crate) async fn follow_changes(
             if records.len() < BATCH as usize {
                 break;
             }
+        }
+    }
+}
+
+/// Ends every stream and refuses data (`503`) while the change feed goes unread for longer
+/// than `stale_after`: a node cut off from the database must not serve what it last knew as if
+/// it were current, for ever, while the other nodes move on. The worker's poll
+/// (`change_poll_interval`) is what confirms the feed; the bound is kept above three polls.
+pub(crate) async fn watch_freshness(delivery: Arc<Delivery>) {
+    let Some(configured) = delivery.config.stale_after else {
+        return;
+    };
+    let bound = configured.max(delivery.config.change_poll_interval * 3);
+    let mut tick = tokio::time::interval((bound / 5).clamp(
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_secs(1),
+    ));
+    loop {
+        tick.tick().await;
+        if delivery.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let unconfirmed = delivery.unconfirmed_for();
+        let stale = unconfirmed > bound;
+        if stale == delivery.stale.swap(stale, Ordering::SeqCst) {
+            continue;
+        }
+        if stale {
+            tracing::error!(
+                unconfirmed_ms = unconfirmed.as_millis() as u64,
+                "the database has not answered for too long: ending SDK streams and refusing \
+                 SDK requests (503) until it does, so that no SDK takes old data for current"
+            );
+            metrics::counter!("flagstaff_delivery_stale_total").increment(1);
+            for feed in delivery.loaded_feeds() {
+                feed.close_all();
+            }
+        } else {
+            tracing::info!("the database answers again: serving SDKs");
         }
     }
 }

@@ -125,7 +125,8 @@ pub struct Health {
 
 #[derive(Debug, Default)]
 struct Queue {
-    batches: VecDeque<Batch>,
+    /// Each payload with its payload ID, if it had one.
+    batches: VecDeque<(Batch, Option<String>)>,
     events: usize,
     bytes: usize,
     /// Batches queued since start; the writer reports how far it has written.
@@ -270,7 +271,10 @@ impl Pipeline {
         queue.events += events;
         queue.bytes += bytes;
         queue.queued += 1;
-        queue.batches.push_back(batch);
+        queue.batches.push_back((
+            batch,
+            payload_id.filter(|id| !id.is_empty()).map(str::to_owned),
+        ));
         let depth = queue.events;
         let queue_bytes = queue.bytes;
         drop(queue);
@@ -382,6 +386,7 @@ impl Pipeline {
         metrics::gauge!("flagstaff_events_queue_bytes").set(0.0);
         if !batches.is_empty() {
             let started = Instant::now();
+            let batches = self.first_counts(batches).await;
             let mut aggregate = Aggregate::default();
             let running = self.experiments.snapshot();
             let mut experiments = flagstaff_store::events::ExperimentWrite::default();
@@ -439,6 +444,45 @@ impl Pipeline {
         {
             state.samples.pop_front();
         }
+    }
+
+    /// The payloads no node has counted yet. The in-memory set in [`Pipeline::submit`] catches
+    /// a retry that comes back to this node; behind a load balancer it may land on another,
+    /// so each payload ID is also claimed in the events database, which every node shares,
+    /// and a payload whose claim another node won is dropped here. When the database cannot
+    /// be asked, the payloads are kept: counting a rare retry twice is better than losing
+    /// every payload of a flush (whose write would fail anyway if the database is down).
+    async fn first_counts(&self, batches: VecDeque<(Batch, Option<String>)>) -> Vec<Batch> {
+        let ids: Vec<(&str, &str)> = batches
+            .iter()
+            .filter_map(|(batch, id)| Some((&*batch.source.environment, id.as_deref()?)))
+            .collect();
+        let claimed = match self
+            .store
+            .claim_payloads(&ids, self.config.clock.now_millis())
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check payload IDs across nodes; counting these payloads");
+                vec![true; ids.len()]
+            }
+        };
+        let mut claimed = claimed.into_iter();
+        let mut first = Vec::with_capacity(batches.len());
+        for (batch, id) in batches {
+            if id.is_some() && claimed.next() == Some(false) {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("flagstaff_events_duplicate_payloads_total").increment(1);
+                // Accepted at submission, so no longer: the health figures stay a balance.
+                self.counters
+                    .accepted
+                    .fetch_sub(batch.events, Ordering::Relaxed);
+                continue;
+            }
+            first.push(batch);
+        }
+        first
     }
 
     async fn prune(&self) {

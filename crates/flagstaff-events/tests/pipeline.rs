@@ -78,6 +78,33 @@ async fn totals(store: &EventStore) -> (u64, u64) {
 }
 
 #[tokio::test]
+async fn a_retry_landing_on_another_node_is_counted_once() {
+    let (_dir, store) = open().await;
+    // Two nodes' pipelines, each with its own in-memory set, on one events database.
+    let url = format!("sqlite://{}", _dir.path().join("events.db").display());
+    let other = Arc::new(EventStore::open(&url).await.unwrap());
+    let a = Pipeline::start(Arc::clone(&store), PipelineConfig::default());
+    let b = Pipeline::start(other, PipelineConfig::default());
+    let original = payload(5, 2, 0);
+    assert_eq!(a.submit(batch(&original), Some("p-1")), Submitted::Queued);
+    a.flush().await;
+    // The SDK's retry reaches node B, which never saw it: accepted (202), then not counted.
+    assert_eq!(b.submit(batch(&original), Some("p-1")), Submitted::Queued);
+    assert_eq!(
+        b.submit(batch(&payload(1, 0, 0)), Some("p-2")),
+        Submitted::Queued
+    );
+    b.flush().await;
+    assert_eq!(totals(&store).await, (6, 2));
+    let health = b.health();
+    assert_eq!(health.duplicate_payloads, 1);
+    assert_eq!(health.accepted_events, 1);
+    assert_eq!(health.written_events, 1);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
 async fn counts_are_exact_and_retries_are_not_counted_twice() {
     let (_dir, store) = open().await;
     let pipeline = Pipeline::start(Arc::clone(&store), PipelineConfig::default());

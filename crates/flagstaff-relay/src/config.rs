@@ -132,6 +132,9 @@ impl LimitsConfig {
             max_connections: self.max_connections.max(1),
             max_connections_per_address: self.max_connections_per_address.max(1),
             heartbeat_interval: Duration::from_secs(self.heartbeat_seconds.max(1)),
+            // Serving the last data through an upstream outage is what a relay is for; its
+            // `/status` says how old the data is.
+            stale_after: None,
             ..flagstaff_delivery::DeliveryConfig::default()
         }
     }

@@ -57,6 +57,10 @@ const SQLITE_EVENT_MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../migrations/events/sqlite/0003_experiments.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/events/sqlite/0004_payload_ids.sql"),
+    ),
 ];
 const POSTGRES_EVENT_MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -70,6 +74,10 @@ const POSTGRES_EVENT_MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../migrations/events/postgres/0003_experiments.sql"),
+    ),
+    (
+        4,
+        include_str!("../migrations/events/postgres/0004_payload_ids.sql"),
     ),
 ];
 

@@ -26,6 +26,7 @@ mod backend;
 mod big_segments;
 mod clock;
 pub mod events;
+mod notify;
 mod outbox;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -192,11 +193,13 @@ pub struct Store {
     /// here avoids `SQLITE_BUSY` from transactions that upgrade to writing; PostgreSQL commits
     /// additionally take an advisory lock so that several nodes chain the audit log in order.
     commit_lock: tokio::sync::Mutex<()>,
-    /// The audit sequence number of the last commit made through this process, so that
-    /// readers of the change feed ([`Store::changes_after`]) wake up at once instead of polling.
-    /// A hint only: changes from other nodes sharing a PostgreSQL database are found by polling
-    /// [`Store::head`].
-    committed: tokio::sync::watch::Sender<u64>,
+    /// The newest audit sequence number this process knows of: its own commits, other nodes'
+    /// commits announced by PostgreSQL notifications (`notify.rs`), and whatever
+    /// [`Store::changes_after`] found. Readers of the change feed wake up on it instead of
+    /// polling. A hint only: the feed itself is the truth.
+    committed: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    /// The task listening for other nodes' commits (PostgreSQL only).
+    _listening: Option<notify::Listening>,
     /// What the audit log's timestamps read.
     clock: Clock,
     /// The key that anchors the audit chain's head (`audit.rs`), if the operator gave one.
@@ -261,17 +264,26 @@ impl Store {
             })
             .connect(&backend.connect_url(url))
             .await?;
-        let store = Store {
+        let committed = std::sync::Arc::new(tokio::sync::watch::Sender::new(0));
+        let mut store = Store {
             pool,
             backend,
             commit_lock: tokio::sync::Mutex::new(()),
-            committed: tokio::sync::watch::Sender::new(0),
+            committed,
+            _listening: None,
             clock: Clock::system(),
             audit_key: None,
         };
         store.migrate().await?;
+        if backend == Backend::Postgres {
+            store._listening = Some(notify::listen(
+                url.to_owned(),
+                store.pool.clone(),
+                &store.committed,
+            ));
+        }
         let head = store.head().await?;
-        store.committed.send_replace(head);
+        notify::advance(&store.committed, head);
         Ok(store)
     }
 
@@ -297,11 +309,9 @@ impl Store {
     /// The sequence number of the newest audit entry (0 when there is none): the position of
     /// the change feed's head.
     pub async fn head(&self) -> Result<u64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM audit_log")
-            .fetch_one(&self.pool)
-            .await?;
-        let head: i64 = row.try_get("head")?;
-        u64::try_from(head).map_err(|_| StoreError::Corrupt(format!("audit seq {head}")))
+        let head = read_head(&self.pool).await?;
+        notify::advance(&self.committed, head);
+        Ok(head)
     }
 
     /// Up to `limit` change records after sequence number `seq`, oldest first. Every commit
@@ -317,7 +327,8 @@ impl Store {
             .bind(i64::try_from(seq).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
+        let records = rows
+            .iter()
             .map(|row| {
                 let seq: i64 = row.try_get("seq")?;
                 Ok(ChangeRecord {
@@ -330,19 +341,27 @@ impl Store {
                     key: row.try_get("key")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(last) = records.last() {
+            // A change found by reading (another node's, whose hint was missed) is news to
+            // whoever stamps caches with `last_commit`.
+            notify::advance(&self.committed, last.seq);
+        }
+        Ok(records)
     }
 
-    /// The audit sequence number of the last commit made through this store handle (or the
-    /// head when it was opened). Changes synchronously with each commit, so a cache stamped with
-    /// it can tell at once that this process has written since.
+    /// The newest audit sequence number this store handle knows of: its own commits (changed
+    /// synchronously with each), other nodes' commits once their PostgreSQL notification
+    /// arrived, and whatever a read of the feed found. A cache stamped with it can tell at once
+    /// that this process has written since, and within milliseconds that another node has.
     pub fn last_commit(&self) -> u64 {
         *self.committed.borrow()
     }
 
-    /// Watches the sequence number of commits made through this store handle: it changes right
-    /// after each commit. Pair with [`Store::changes_after`], and poll [`Store::head`] too when
-    /// other processes write to the same database.
+    /// Watches [`Store::last_commit`]: it changes right after each commit through this handle
+    /// and, on PostgreSQL, when another node's commit is announced. Pair with
+    /// [`Store::changes_after`], and poll [`Store::head`] too, at a slower pace, for the
+    /// announcements that were missed.
     pub fn watch_commits(&self) -> tokio::sync::watch::Receiver<u64> {
         self.committed.subscribe()
     }
@@ -468,7 +487,7 @@ impl Store {
         let _guard = self.commit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(7268023)")
+            sqlx::query(&format!("SELECT pg_advisory_xact_lock({COMMIT_LOCK})"))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -477,9 +496,14 @@ impl Store {
         for change in &changes {
             committed.push(self.apply(&mut tx, change, now).await?);
         }
+        if let (Backend::Postgres, Some(last)) = (self.backend, committed.last()) {
+            // Other nodes' listeners (`listen.rs`) are woken when, and only if, this commits:
+            // PostgreSQL delivers a notification sent in a transaction at its commit.
+            notify::send(&mut tx, last.audit_seq).await?;
+        }
         tx.commit().await?;
         if let Some(last) = committed.last() {
-            self.committed.send_replace(last.audit_seq);
+            notify::advance(&self.committed, last.audit_seq);
         }
         Ok(committed)
     }
@@ -597,9 +621,25 @@ impl Store {
     }
 }
 
+/// The sequence number of the newest audit entry (0 when there is none).
+pub(crate) async fn read_head(pool: &AnyPool) -> Result<u64> {
+    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM audit_log")
+        .fetch_one(pool)
+        .await?;
+    let head: i64 = row.try_get("head")?;
+    u64::try_from(head).map_err(|_| StoreError::Corrupt(format!("audit seq {head}")))
+}
+
+/// The PostgreSQL advisory lock that serialises commits across nodes, so that they chain the
+/// audit log in order.
+const COMMIT_LOCK: i64 = 7_268_023;
+/// The PostgreSQL advisory lock that serialises migrations (main and events databases) across
+/// nodes starting at the same moment.
+const MIGRATION_LOCK: i64 = 7_268_024;
+
 /// Brings a database's schema up to date with `migrations`, recording what was applied in
 /// `table`. On PostgreSQL an advisory lock keeps several nodes starting at once from applying
-/// the same migration twice.
+/// the same migration twice, or racing on the bookkeeping table itself.
 async fn migrate(
     pool: &AnyPool,
     backend: Backend,
@@ -607,16 +647,20 @@ async fn migrate(
     migrations: &[(i64, &str)],
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
+    // The lock comes first, before even the bookkeeping table is created: PostgreSQL's
+    // `CREATE TABLE IF NOT EXISTS` is not safe against itself, and two nodes running it at the
+    // same moment make one fail on `pg_type_typname_nsp_index`. Held to the end of the
+    // transaction, it makes the whole migration of one node happen before the next node looks.
+    if backend == Backend::Postgres {
+        sqlx::query(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .execute(&mut *tx)
+            .await?;
+    }
     sqlx::query(&format!(
         "CREATE TABLE IF NOT EXISTS {table} (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)"
     ))
     .execute(&mut *tx)
     .await?;
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock(7268023)")
-            .execute(&mut *tx)
-            .await?;
-    }
     let applied: i64 = sqlx::query(&format!(
         "SELECT COALESCE(MAX(version), 0) AS v FROM {table}"
     ))

@@ -48,6 +48,7 @@ pub struct TestServer {
     binary: PathBuf,
     data_dir: PathBuf,
     extra_args: Vec<String>,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl TestServer {
@@ -58,10 +59,21 @@ impl TestServer {
             .arg(data_dir)
             .args(extra_args)
             .env("FLAGSTAFF_LOG", "warn,flagstaff::server=info")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start flagstaff serve");
+        // What the server prints on stdout (the credentials of a first start), kept.
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out = child.stdout.take().expect("stdout is piped");
+        let kept = std::sync::Arc::clone(&stdout);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
         let address = read_address(&mut child, "server");
         TestServer {
             child,
@@ -69,7 +81,22 @@ impl TestServer {
             binary: binary.to_owned(),
             data_dir: data_dir.to_owned(),
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            stdout,
         }
+    }
+
+    /// What the server printed on stdout so far (on a first start: the credentials).
+    pub fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Kills the process with SIGKILL (no chance to finish anything) and waits for it.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The server's resident memory now (KiB, from `/proc`), for tests that check an attack

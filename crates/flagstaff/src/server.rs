@@ -134,6 +134,12 @@ pub struct ServeArgs {
     /// database (changes made through this node reach SDKs at once).
     #[arg(long, env = "FLAGSTAFF_CHANGE_POLL_MS", default_value_t = 1000)]
     change_poll_ms: u64,
+    /// Milliseconds the database may go unanswered before this node stops serving SDKs what
+    /// it last knew: SDK streams end, SDK requests and /ready get 503 (a load balancer sends
+    /// SDKs to another node) until the database answers again. At least three change polls;
+    /// 0 serves the last data however old.
+    #[arg(long, env = "FLAGSTAFF_STALE_AFTER_MS", default_value_t = 15_000)]
+    stale_after_ms: u64,
     /// Database for analytics events (flag insights). Default: flagstaff-events.db under
     /// --data-dir, or the --database-url PostgreSQL database.
     #[arg(long, env = "FLAGSTAFF_EVENTS_DATABASE_URL")]
@@ -396,7 +402,18 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_password_sign_in(args.password_sign_in)
         .with_webhooks_allow_private(args.webhooks_allow_private);
     if !app.is_initialized().await? {
-        print_credentials(&app.initialize().await?);
+        match app.initialize().await {
+            Ok(initialized) => print_credentials(&initialized),
+            // Several nodes started at once on an empty database: one of them initializes it
+            // (its commits conflict with nobody's), the others find it done.
+            Err(
+                flagstaff_app::AppError::AlreadyExists(_)
+                | flagstaff_app::AppError::Conflict { .. },
+            ) => {
+                tracing::info!("another node initialized the database first");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -421,6 +438,8 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             header_read_timeout: Duration::from_millis(args.header_read_timeout_ms.max(100)),
             max_connections: args.max_connections.max(1),
             max_connections_per_address: args.max_connections_per_address.max(1),
+            stale_after: (args.stale_after_ms > 0)
+                .then(|| Duration::from_millis(args.stale_after_ms)),
             ..flagstaff_delivery::DeliveryConfig::default()
         },
     )
@@ -448,7 +467,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let router = flagstaff_api::router(app, Some(render))
         .merge(flagstaff_delivery::router(Arc::clone(&delivery)))
         .merge(flagstaff_dashboard::router(Arc::clone(&dashboard)));
-    let router = flagstaff_http::with_nosniff(router);
+    let router = flagstaff_http::with_nosniff(with_freshness(router, Arc::clone(&delivery)));
     // The dashboard's live-update streams end with the server, like SDK streams.
     let shutdown = async move {
         shutdown_signal().await;
@@ -513,6 +532,29 @@ async fn reload_tls_on_hangup(tls: Arc<flagstaff_delivery::tls::Tls>) {
             }
         }
     }
+}
+
+/// `/ready` answers `503` while delivery does not vouch for its data (the database went
+/// unanswered for longer than `--stale-after-ms`), not only when the database fails a ping
+/// now: a load balancer's health check then takes the node out until it has caught up.
+fn with_freshness(
+    router: axum::Router,
+    delivery: Arc<flagstaff_delivery::Delivery>,
+) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let delivery = Arc::clone(&delivery);
+            async move {
+                if request.uri().path() == "/ready" && !delivery.is_fresh() {
+                    return axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(serde_json::json!({"status": "stale"})),
+                    ));
+                }
+                next.run(request).await
+            }
+        },
+    ))
 }
 
 /// Tells browsers to use HTTPS for this host from now on (a year), once they have reached it

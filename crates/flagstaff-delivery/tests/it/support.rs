@@ -19,13 +19,15 @@ pub struct Server {
     pub mobile_key: String,
     pub client_side_id: String,
     pub delivery: Arc<Delivery>,
+    pub store: Arc<Store>,
     _dir: tempfile::TempDir,
 }
 
 pub async fn start(config: DeliveryConfig) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("f.db").display());
-    let app = App::new(Arc::new(Store::open(&url).await.unwrap()));
+    let store = Arc::new(Store::open(&url).await.unwrap());
+    let app = App::new(Arc::clone(&store));
     let init = app.initialize().await.unwrap();
     let admin = app.authenticate(&init.admin_token).await.unwrap();
     let delivery = Delivery::start(app.clone(), config).await.unwrap();
@@ -46,6 +48,7 @@ pub async fn start(config: DeliveryConfig) -> Server {
         mobile_key: init.environments[0].keys.mobile_key.clone(),
         client_side_id: init.environments[0].keys.client_side_id.clone(),
         delivery,
+        store,
         _dir: dir,
     }
 }

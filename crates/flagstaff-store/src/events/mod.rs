@@ -325,6 +325,9 @@ pub struct EventStore {
     pending: std::sync::Mutex<experiments::Pending>,
 }
 
+/// How long a counted payload's ID is kept (ten minutes, as the in-memory set keeps them).
+const PAYLOAD_ID_RETENTION_MS: i64 = 600_000;
+
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -536,6 +539,34 @@ impl EventStore {
         Ok(())
     }
 
+    /// Claims analytics payload IDs (`(environment, payload ID)`) as counted, at `now` (Unix
+    /// ms), in one transaction; answers, for each, whether this call claimed it (`false`: some
+    /// node counted it already, or it is listed twice here). Nodes racing on one ID are ordered
+    /// by its primary key: exactly one claim succeeds.
+    pub async fn claim_payloads(&self, ids: &[(&str, &str)], now: i64) -> Result<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let insert = self.backend.sql(
+            "INSERT INTO event_payloads (environment, id, seen_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (environment, id) DO NOTHING",
+        );
+        let mut tx = self.pool.begin().await?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for (environment, id) in ids {
+            let inserted = sqlx::query(&insert)
+                .bind(*environment)
+                .bind(*id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            claimed.push(inserted == 1);
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
     /// Removes what is older than `retention` allows, as of `now` (Unix ms).
     pub async fn prune(&self, retention: &Retention, now: i64) -> Result<Pruned> {
         let mut pruned = Pruned::default();
@@ -576,6 +607,14 @@ impl EventStore {
                 .await?
                 .rows_affected();
         }
+        // Payload IDs outlive any retry an SDK makes (one, a second later; §6.3) by far.
+        let sql = self
+            .backend
+            .sql("DELETE FROM event_payloads WHERE seen_at < $1");
+        sqlx::query(&sql)
+            .bind(now - PAYLOAD_ID_RETENTION_MS)
+            .execute(&self.pool)
+            .await?;
         let sql = self
             .backend
             .sql("DELETE FROM contexts_seen WHERE last_seen < $1");

@@ -36,6 +36,55 @@ impl TestStore {
 
     /// `None` when PostgreSQL is unreachable and not required.
     pub async fn postgres() -> Option<TestStore> {
+        let (url, admin_url, name) = empty_postgres().await?;
+        Some(TestStore {
+            store: Arc::new(Store::open(&url).await.unwrap()),
+            url,
+            _dir: None,
+            drop_database: Some((admin_url, name)),
+        })
+    }
+
+    /// A throwaway PostgreSQL database with no store opened on it yet.
+    pub async fn empty_postgres_database() -> Option<EmptyDatabase> {
+        let (url, admin_url, name) = empty_postgres().await?;
+        Some(EmptyDatabase {
+            url,
+            drop_database: (admin_url, name),
+        })
+    }
+
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some((admin_url, name)) = self.drop_database {
+            drop_database(&admin_url, &name).await;
+        }
+    }
+}
+
+/// A fresh PostgreSQL database, dropped with [`EmptyDatabase::cleanup`].
+pub struct EmptyDatabase {
+    pub url: String,
+    drop_database: (String, String),
+}
+
+impl EmptyDatabase {
+    pub async fn cleanup(self) {
+        drop_database(&self.drop_database.0, &self.drop_database.1).await;
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// Creates a database: (its URL, the admin URL, its name).
+async fn empty_postgres() -> Option<(String, String, String)> {
+    {
         let admin_url = std::env::var("FLAGSTAFF_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
@@ -58,23 +107,7 @@ impl TestStore {
             .map_or(admin_url.as_str(), |(base, _)| base)
             .to_owned();
         let url = format!("{base}/{name}");
-        Some(TestStore {
-            store: Arc::new(Store::open(&url).await.unwrap()),
-            url,
-            _dir: None,
-            drop_database: Some((admin_url, name)),
-        })
-    }
-
-    pub async fn cleanup(self) {
-        self.store.close().await;
-        if let Some((admin_url, name)) = self.drop_database {
-            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
+        Some((url, admin_url, name))
     }
 }
 

@@ -380,3 +380,36 @@ async fn migration_operations_add_up_keep_the_worst_latency_and_expire() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_payload_id_is_claimed_once_across_event_stores_until_pruned() {
+    on_every_backend(|t| async move {
+        // Two event stores on one database: two nodes' writers.
+        let a = EventStore::open(&t.url).await.unwrap();
+        let b = EventStore::open(&t.url).await.unwrap();
+        let now = 1_800_000_000_000;
+        let first = a
+            .claim_payloads(&[(ENV, "p1"), ("other/env", "p1"), (ENV, "p2")], now)
+            .await
+            .unwrap();
+        assert_eq!(first, vec![true, true, true], "IDs are per environment");
+        let again = b
+            .claim_payloads(&[(ENV, "p2"), (ENV, "p3"), (ENV, "p3")], now + 1000)
+            .await
+            .unwrap();
+        assert_eq!(again, vec![false, true, false]);
+        // Ten minutes later the IDs are forgotten (no SDK retries that late).
+        a.prune(&Retention::default(), now + 600_001 + 1000)
+            .await
+            .unwrap();
+        let later = b
+            .claim_payloads(&[(ENV, "p1")], now + 700_000)
+            .await
+            .unwrap();
+        assert_eq!(later, vec![true]);
+        a.close().await;
+        b.close().await;
+        t
+    })
+    .await;
+}

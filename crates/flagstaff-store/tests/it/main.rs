@@ -11,4 +11,5 @@ mod backends;
 mod big_segments;
 mod events;
 mod experiments;
+mod nodes;
 mod suite;

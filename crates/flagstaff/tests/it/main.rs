@@ -7,6 +7,7 @@ mod api_fuzz;
 #[cfg(feature = "tls")]
 mod big_segments;
 mod browser;
+mod cluster;
 mod dashboard;
 mod dashboard_a11y;
 mod dashboard_compare;
@@ -23,6 +24,7 @@ mod hardening;
 mod insights;
 mod migrations;
 mod offline;
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod relay;

@@ -380,60 +380,10 @@ fn flagstaff_testkit_wait(mut check: impl FnMut() -> bool, what: &str) {
     }
 }
 
-/// A fresh PostgreSQL database for this test, dropped at the end; `None` when PostgreSQL is
-/// unreachable and not required.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create() -> Option<Database> {
-        use sqlx::Connection;
-        let admin = std::env::var("FLAGSTAFF_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let mut conn = match sqlx::PgConnection::connect(&admin).await {
-            Ok(conn) => conn,
-            Err(e) if std::env::var_os("FLAGSTAFF_REQUIRE_POSTGRES").is_none() => {
-                eprintln!("skipping: PostgreSQL at {admin}: {e}");
-                return None;
-            }
-            Err(e) => panic!("PostgreSQL is required but {admin} fails: {e}"),
-        };
-        let name = format!("flagstaff_nodes_{}_{}", std::process::id(), now_ms());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(b, _)| b)
-            .to_owned();
-        Some(Database {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        })
-    }
-
-    async fn drop_it(self) {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.admin).await.unwrap();
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    }
-}
-
 #[test]
 fn two_nodes_on_one_postgres_execute_a_schedule_exactly_once() {
     let rt = runtime();
-    let Some(database) = rt.block_on(Database::create()) else {
+    let Some(database) = rt.block_on(crate::postgres::Database::create()) else {
         return;
     };
     let output = std::process::Command::new(binary())

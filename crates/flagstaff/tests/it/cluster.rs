@@ -1,0 +1,392 @@
+//! Three `flagstaff serve` nodes on one PostgreSQL database behind a real HAProxy (issue 23),
+//! with LaunchDarkly's Python and Node SDKs streaming through it:
+//!
+//! - the nodes start at the same moment on an empty database (migrations and the first start's
+//!   initialization race, and every node comes up);
+//! - a change made on each node reaches the SDKs on every node, woken by PostgreSQL's
+//!   `LISTEN/NOTIFY` rather than the one-second poll;
+//! - `kill -9` of a node that SDKs stream from: they reconnect through HAProxy and see a change
+//!   made after the kill, and what each SDK saw never went backwards;
+//! - an analytics payload posted to every node with the same payload ID is counted once.
+//!
+//! Skipped with a warning where HAProxy is not installed (`sdk-clients/install` installs it
+//! as root; on CI, `FLAGSTAFF_REQUIRE_SDKS` makes its absence a failure).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flagstaff_testkit::sdk::{Driver, Sdk};
+use flagstaff_testkit::server::{Api, TestServer};
+use serde_json::{Value, json};
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_flagstaff"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn haproxy() -> Option<PathBuf> {
+    for candidate in [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ] {
+        if Path::new(candidate).exists() {
+            return Some(PathBuf::from(candidate));
+        }
+    }
+    let message =
+        "HAProxy is not installed: run sdk-clients/install (as root) or apt-get install haproxy";
+    if std::env::var_os("FLAGSTAFF_REQUIRE_SDKS").is_some() {
+        panic!("{message} (FLAGSTAFF_REQUIRE_SDKS is set)");
+    }
+    eprintln!("\n!!! SKIPPING THE MULTI-NODE TEST: {message} !!!\n");
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// HAProxy in the foreground with the configuration docs/deployment.md recommends, its
+/// health checks made quicker for a test. Killed when dropped.
+struct LoadBalancer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl LoadBalancer {
+    fn start(program: &Path, nodes: &[String]) -> LoadBalancer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let servers: String = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, address)| format!("    server node{i} {address} check\n"))
+            .collect();
+        let config = format!(
+            "global\n    maxconn 4096\n\n\
+             defaults\n    mode http\n    timeout connect 2s\n    timeout client 5m\n    timeout server 5m\n    \
+             timeout http-request 10s\n    timeout http-keep-alive 10s\n    timeout queue 5s\n    \
+             option redispatch\n    retries 3\n\n\
+             frontend flagstaff\n    bind 127.0.0.1:{port}\n    default_backend nodes\n\n\
+             backend nodes\n    balance leastconn\n    option http-no-delay\n    option httpchk GET /ready\n    \
+             http-check expect status 200\n    \
+             default-server inter 300ms fall 2 rise 2 on-marked-down shutdown-sessions\n{servers}"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(program)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start haproxy");
+        let balancer = LoadBalancer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let ready = eventually(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(ready.is_some(), "HAProxy listens on {port}");
+        balancer
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for LoadBalancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The SDK streams a node holds now, from its `/metrics`.
+fn streams_on(rt: &tokio::runtime::Runtime, node: &TestServer) -> u64 {
+    let text = rt
+        .block_on(async {
+            reqwest::get(format!("{}/metrics", node.base()))
+                .await?
+                .text()
+                .await
+        })
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.strip_prefix("flagstaff_sdk_streams "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
+}
+
+/// The SDK clients of the test: (driver index, client id).
+struct Clients {
+    drivers: Vec<Driver>,
+    ids: Vec<(usize, String)>,
+    /// Every value each client was seen serving, in order.
+    seen: HashMap<String, Vec<i64>>,
+}
+
+impl Clients {
+    /// The rollout value every client serves now.
+    fn values(&mut self) -> Vec<i64> {
+        let context = json!({"kind": "user", "key": "someone"});
+        let mut values = Vec::new();
+        for (driver, id) in &self.ids {
+            let value = self.drivers[*driver].value(id, "rollout", &context, &json!(-1));
+            let value = value.as_i64().unwrap_or(-1);
+            self.seen.entry(id.clone()).or_default().push(value);
+            values.push(value);
+        }
+        values
+    }
+
+    /// Waits until every client serves `value`; how long it took.
+    fn converge(&mut self, value: i64, limit: Duration) -> Duration {
+        let started = Instant::now();
+        let reached = eventually(limit, || {
+            self.values().iter().all(|v| *v == value).then_some(())
+        });
+        assert!(
+            reached.is_some(),
+            "every SDK serves {value} within {limit:?}: {:?}",
+            self.values()
+        );
+        started.elapsed()
+    }
+}
+
+/// Sets `rollout`'s fallthrough to variation `value` through `api` (a node's own address).
+fn set_rollout(rt: &tokio::runtime::Runtime, api: &Api, value: i64) {
+    let path = "/projects/default/environments/production/flags/rollout";
+    let current = rt.block_on(api.get(path));
+    rt.block_on(api.put(
+        path,
+        &json!({"on": true, "fallthrough": {"variation": value}, "offVariation": 0}),
+        current["version"].as_u64(),
+    ));
+}
+
+#[test]
+fn three_nodes_behind_haproxy_start_together_share_changes_and_survive_a_kill() {
+    let Some(haproxy) = haproxy() else { return };
+    if !Sdk::available() {
+        return;
+    }
+    let rt = runtime();
+    let Some(database) = rt.block_on(crate::postgres::Database::create()) else {
+        return;
+    };
+    // The head poll, which would find other nodes' changes within a second, is slowed to half
+    // a minute: only PostgreSQL's notifications can carry a change across nodes in the few
+    // seconds this test allows.
+    let args = [
+        "--database-url",
+        database.url.as_str(),
+        "--events-flush-ms",
+        "100",
+        "--change-poll-ms",
+        "30000",
+    ];
+    // Three nodes at the same moment on the empty database, as a deployment with replicas
+    // starts them: each migrates (serialised by an advisory lock) and finds it uninitialized;
+    // one initializes it and prints the credentials, the others find it done.
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let starting: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            let dir = dir.path().to_owned();
+            let args = args.map(str::to_owned);
+            std::thread::spawn(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                TestServer::start(binary(), &dir, "127.0.0.1:0", &args)
+            })
+        })
+        .collect();
+    let mut nodes: Vec<TestServer> = starting.into_iter().map(|t| t.join().unwrap()).collect();
+    let printed: Vec<String> = nodes.iter().map(TestServer::stdout).collect();
+    let credentials: Vec<&String> = printed
+        .iter()
+        .filter(|out| out.contains("admin API token:"))
+        .collect();
+    assert_eq!(
+        credentials.len(),
+        1,
+        "exactly one node initialized: {printed:?}"
+    );
+    let field = |label: &str| {
+        credentials[0]
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(label))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("{label} in {}", credentials[0]))
+    };
+    let token = field("admin API token:");
+    // The first "SDK key:" is default/production's.
+    let sdk_key = field("SDK key:");
+    let apis: Vec<Api> = nodes.iter().map(|n| Api::new(&n.base(), &token)).collect();
+
+    let values: Vec<Value> = (0..8)
+        .map(|i| json!({"value": i, "name": format!("step {i}")}))
+        .collect();
+    rt.block_on(apis[0].post(
+        "/projects/default/flags",
+        &json!({"key": "rollout", "name": "Rollout", "kind": "multivariate", "variations": values}),
+    ));
+    set_rollout(&rt, &apis[0], 0);
+
+    let balancer = LoadBalancer::start(
+        &haproxy,
+        &nodes.iter().map(|n| n.address.clone()).collect::<Vec<_>>(),
+    );
+    let base = balancer.base();
+    // Three Python and three Node clients, each with its own stream; HAProxy's `leastconn`
+    // spreads them over the nodes.
+    let mut clients = Clients {
+        drivers: vec![Driver::start(Sdk::Python), Driver::start(Sdk::Node)],
+        ids: Vec::new(),
+        seen: HashMap::new(),
+    };
+    for i in 0..3 {
+        for driver in 0..2 {
+            let id = format!("{}-{i}", clients.drivers[driver].sdk.name());
+            assert!(
+                clients.drivers[driver].open(&id, &sdk_key, &base, true),
+                "{id} initializes through HAProxy"
+            );
+            clients.ids.push((driver, id));
+        }
+    }
+    clients.converge(0, Duration::from_secs(10));
+    let per_node: Vec<u64> = nodes.iter().map(|n| streams_on(&rt, n)).collect();
+    assert_eq!(per_node.iter().sum::<u64>(), 6, "six streams: {per_node:?}");
+    assert!(
+        per_node.iter().all(|n| *n >= 1),
+        "every node holds SDK streams: {per_node:?}"
+    );
+
+    // A change made on each node reaches the SDKs on every node.
+    for (i, api) in apis.iter().enumerate() {
+        let value = i as i64 + 1;
+        set_rollout(&rt, api, value);
+        let took = clients.converge(value, Duration::from_secs(5));
+        eprintln!("change made on node {i}: every SDK on every node served it after {took:?}");
+    }
+
+    // kill -9 a node that SDKs stream from; the change is made on another one.
+    let victim = per_node
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, n)| **n)
+        .map(|(i, _)| i)
+        .unwrap();
+    nodes[victim].kill_9();
+    let survivor = (victim + 1) % 3;
+    set_rollout(&rt, &apis[survivor], 4);
+    let took = clients.converge(4, Duration::from_secs(30));
+    eprintln!("after kill -9 of node {victim}: every SDK served the next change after {took:?}");
+    let survivors: u64 = (0..3)
+        .filter(|i| *i != victim)
+        .map(|i| streams_on(&rt, &nodes[i]))
+        .sum();
+    assert_eq!(
+        survivors, 6,
+        "the SDKs streamed again, from the other nodes"
+    );
+    // And a change after the reconnection arrives over the new streams.
+    set_rollout(&rt, &apis[(victim + 2) % 3], 5);
+    clients.converge(5, Duration::from_secs(10));
+    for (id, seen) in &clients.seen {
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "{id} never went back to an older value: {seen:?}"
+        );
+    }
+
+    // One analytics payload, retried on every node with the same payload ID: counted once.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let payload = |count: u64| {
+        json!([{"kind": "summary", "startDate": now - 1000, "endDate": now,
+            "features": {"counted": {"default": 0, "counters": [
+                {"variation": 0, "version": 1, "value": 0, "count": count}]}}}])
+    };
+    rt.block_on(apis[survivor].post(
+        "/projects/default/flags",
+        &json!({"key": "counted", "name": "Counted", "kind": "multivariate", "variations": [{"value": 0}, {"value": 1}]}),
+    ));
+    let post = |node: &TestServer, body: &Value, id: &str| {
+        let status = rt.block_on(async {
+            reqwest::Client::new()
+                .post(format!("{}/bulk", node.base()))
+                .header("Authorization", &sdk_key)
+                .header("X-LaunchDarkly-Event-Schema", "4")
+                .header("X-LaunchDarkly-Payload-ID", id)
+                .json(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status, 202);
+    };
+    let live: Vec<&TestServer> = (0..3).filter(|i| *i != victim).map(|i| &nodes[i]).collect();
+    for node in &live {
+        post(node, &payload(7), "payload-one");
+    }
+    post(live[1], &payload(5), "payload-two");
+    let insights = "/projects/default/flags/counted/insights?environment=production&range=1h";
+    let total = eventually(Duration::from_secs(15), || {
+        let found = rt.block_on(apis[survivor].get(insights));
+        (found["total"] == json!(12)).then_some(found)
+    });
+    assert!(
+        total.is_some(),
+        "7 + 5 evaluations, the retried payload counted once: {}",
+        rt.block_on(apis[survivor].get(insights))
+    );
+    // Both writers have flushed by now many times over: still 12, not 19.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        rt.block_on(apis[survivor].get(insights))["total"],
+        json!(12)
+    );
+
+    drop(clients);
+    drop(balancer);
+    drop(nodes);
+    rt.block_on(database.drop_it());
+}
