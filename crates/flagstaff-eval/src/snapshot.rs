@@ -6,7 +6,8 @@
 //! data that cannot be evaluated compiles to something that yields `MALFORMED_FLAG` at evaluation
 //! time, exactly when and where a LaunchDarkly SDK would report it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use flagstaff_protocol::{AttrRef, Flag, FlagData, Kind, RolloutKind, Segment, VariationOrRollout};
 use foldhash::fast::RandomState;
@@ -35,16 +36,20 @@ pub struct EvalOptions {
 /// One environment's flags and segments, compiled for evaluation.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub(crate) flags: Vec<CompiledFlag>,
+    /// Shared between snapshots: [`Snapshot::with_flag`] makes a snapshot that differs in one
+    /// flag and shares every other compiled flag.
+    pub(crate) flags: Vec<Arc<CompiledFlag>>,
     flag_ids: HashMap<Box<str>, FlagId, RandomState>,
-    pub(crate) segments: Vec<CompiledSegment>,
+    pub(crate) segments: Vec<Arc<CompiledSegment>>,
+    segment_ids: HashMap<Box<str>, SegmentId, RandomState>,
     pub(crate) options: EvalOptions,
 }
 
 /// A flag compiled for evaluation. Deleted flags are not compiled: they do not exist.
 #[derive(Debug)]
 pub struct CompiledFlag {
-    pub(crate) source: Flag,
+    /// Shared with whoever holds the flag data (an SDK's store), not copied.
+    pub(crate) source: Arc<Flag>,
     /// Parallel to `source.prerequisites`; `None` where the prerequisite flag does not exist.
     pub(crate) prerequisites: Box<[Option<FlagId>]>,
     pub(crate) targets: Box<[CompiledTarget]>,
@@ -123,7 +128,7 @@ pub(crate) struct Bucket {
 /// A segment compiled for evaluation.
 #[derive(Debug)]
 pub(crate) struct CompiledSegment {
-    pub(crate) source: Segment,
+    pub(crate) source: Arc<Segment>,
     pub(crate) included: KeySet,
     pub(crate) excluded: KeySet,
     pub(crate) included_contexts: Box<[(Box<str>, KeySet)]>,
@@ -162,13 +167,47 @@ impl Snapshot {
 
     /// Compiles a payload.
     pub fn compile_with(data: &FlagData, options: EvalOptions) -> Snapshot {
-        let live_segments: Vec<&Segment> = data.segments.values().filter(|s| !s.deleted).collect();
+        Snapshot::compile_live(
+            data.flags
+                .values()
+                .filter(|f| !f.deleted)
+                .map(|f| Arc::new(f.clone()))
+                .collect(),
+            data.segments
+                .values()
+                .filter(|s| !s.deleted)
+                .map(|s| Arc::new(s.clone()))
+                .collect(),
+            options,
+        )
+    }
+
+    /// Compiles flags and segments held in `Arc`s (tombstones included, keyed and ordered as in
+    /// a payload), sharing them instead of copying: for an SDK that keeps the data to apply
+    /// later patches, the flags then exist once in memory, not twice.
+    pub fn compile_shared(
+        flags: &BTreeMap<String, Arc<Flag>>,
+        segments: &BTreeMap<String, Arc<Segment>>,
+        options: EvalOptions,
+    ) -> Snapshot {
+        Snapshot::compile_live(
+            flags.values().filter(|f| !f.deleted).cloned().collect(),
+            segments.values().filter(|s| !s.deleted).cloned().collect(),
+            options,
+        )
+    }
+
+    /// Compiles live (not deleted) flags and segments, each list in key order.
+    fn compile_live(
+        live_flags: Vec<Arc<Flag>>,
+        live_segments: Vec<Arc<Segment>>,
+        options: EvalOptions,
+    ) -> Snapshot {
         let segment_ids: HashMap<Box<str>, SegmentId, RandomState> = live_segments
             .iter()
             .enumerate()
             .map(|(i, s)| (Box::from(s.key.as_str()), SegmentId(i as u32)))
             .collect();
-        let live_flags: Vec<&Flag> = data.flags.values().filter(|f| !f.deleted).collect();
         let flag_ids: HashMap<Box<str>, FlagId, RandomState> = live_flags
             .iter()
             .enumerate()
@@ -177,18 +216,70 @@ impl Snapshot {
         let segment_id = |key: &str| segment_ids.get(key).copied();
         let segments = live_segments
             .into_iter()
-            .map(|s| compile_segment(s, &segment_id))
+            .map(|s| Arc::new(compile_segment(s, &segment_id)))
             .collect();
         let flags = live_flags
             .into_iter()
-            .map(|f| compile_flag(f, |key| flag_ids.get(key).copied(), &segment_id))
+            .map(|f| {
+                Arc::new(compile_flag(
+                    f,
+                    |key| flag_ids.get(key).copied(),
+                    &segment_id,
+                ))
+            })
             .collect();
         Snapshot {
             flags,
             flag_ids,
             segments,
+            segment_ids,
             options,
         }
+    }
+
+    /// This snapshot with one flag replaced by a newer version of it, compiling only that flag
+    /// and sharing every other one (a stream `patch`: milliseconds saved per patch on large
+    /// environments, and no second copy of every compiled flag while the new snapshot is
+    /// built). `None` when the change affects more than that flag's own compilation: a new
+    /// key or a deletion (other flags' prerequisite references and the key order change);
+    /// compile the whole data then.
+    pub fn with_flag(&self, flag: Arc<Flag>) -> Option<Snapshot> {
+        if flag.deleted {
+            return None;
+        }
+        let id = self.flag_id(&flag.key)?;
+        let segment_id = |key: &str| self.segment_ids.get(key).copied();
+        let compiled = compile_flag(flag, |key| self.flag_id(key), &segment_id);
+        let mut flags = self.flags.clone();
+        flags[id.0 as usize] = Arc::new(compiled);
+        Some(Snapshot {
+            flags,
+            flag_ids: self.flag_ids.clone(),
+            segments: self.segments.clone(),
+            segment_ids: self.segment_ids.clone(),
+            options: self.options,
+        })
+    }
+
+    /// This snapshot with one segment replaced by a newer version of it (see
+    /// [`Snapshot::with_flag`]). Flags refer to segments by id, so no flag is recompiled.
+    /// `None` for a new key or a deletion.
+    pub fn with_segment(&self, segment: Arc<Segment>) -> Option<Snapshot> {
+        if segment.deleted {
+            return None;
+        }
+        let id = *self.segment_ids.get(segment.key.as_str())?;
+        let segment_id = |key: &str| self.segment_ids.get(key).copied();
+        let compiled = compile_segment(segment, &segment_id);
+        let mut segments = self.segments.clone();
+        segments[id.0 as usize] = Arc::new(compiled);
+        Some(Snapshot {
+            flags: self.flags.clone(),
+            flag_ids: self.flag_ids.clone(),
+            segments,
+            segment_ids: self.segment_ids.clone(),
+            options: self.options,
+        })
     }
 
     /// The id of the flag with `key`, if it exists (and is not deleted).
@@ -210,7 +301,7 @@ impl Snapshot {
 
     /// Every flag, in key order.
     pub fn flags(&self) -> impl ExactSizeIterator<Item = &CompiledFlag> {
-        self.flags.iter()
+        self.flags.iter().map(|flag| &**flag)
     }
 
     /// Every flag with its id, in key order.
@@ -218,7 +309,7 @@ impl Snapshot {
         self.flags
             .iter()
             .enumerate()
-            .map(|(i, flag)| (FlagId(i as u32), flag))
+            .map(|(i, flag)| (FlagId(i as u32), &**flag))
     }
 
     /// The options the snapshot was compiled with.
@@ -308,11 +399,11 @@ fn compile_targets(flag: &Flag) -> Box<[CompiledTarget]> {
 }
 
 fn compile_flag(
-    flag: &Flag,
+    flag: Arc<Flag>,
     flag_id: impl Fn(&str) -> Option<FlagId>,
     segment_id: &impl Fn(&str) -> Option<SegmentId>,
 ) -> CompiledFlag {
-    let targets = compile_targets(flag);
+    let targets = compile_targets(&flag);
     let constant = if !flag.on {
         Some(Constant::Off)
     } else if flag.prerequisites.is_empty() && targets.is_empty() && flag.rules.is_empty() {
@@ -333,16 +424,16 @@ fn compile_flag(
                     .iter()
                     .map(|c| CompiledClause::compile(c, segment_id))
                     .collect(),
-                outcome: compile_outcome(&rule.variation_or_rollout, flag),
+                outcome: compile_outcome(&rule.variation_or_rollout, &flag),
             })
             .collect(),
-        fallthrough: compile_outcome(&flag.fallthrough, flag),
-        source: flag.clone(),
+        fallthrough: compile_outcome(&flag.fallthrough, &flag),
+        source: flag,
     }
 }
 
 fn compile_segment(
-    segment: &Segment,
+    segment: Arc<Segment>,
     segment_id: &impl Fn(&str) -> Option<SegmentId>,
 ) -> CompiledSegment {
     let by_kind = |targets: &[flagstaff_protocol::SegmentTarget]| {
@@ -382,6 +473,6 @@ fn compile_segment(
             })
             .collect(),
         prefix: BucketPrefix::new(&format!("{}.{}", segment.key, segment.salt)),
-        source: segment.clone(),
+        source: segment,
     }
 }

@@ -22,7 +22,7 @@ pub mod experiments;
 pub mod migration;
 pub mod payload;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -168,6 +168,52 @@ impl PayloadIds {
     }
 }
 
+/// Contexts written in the last minute, each with the attributes it had: most raw events
+/// repeat the contexts of the events before them (the same users keep using the application),
+/// and upserting each again every flush only moves its "last seen" by a second or two. A
+/// context already written with the same attributes less than a minute ago is skipped, so
+/// "last seen" may lag by up to a minute; new contexts and changed attributes are written at
+/// once.
+#[derive(Debug)]
+struct RecentContexts {
+    hasher: foldhash::fast::FixedState,
+    /// Hash of (environment, kind, key, attributes) → when written (Unix ms).
+    written: HashMap<u64, i64>,
+}
+
+/// How long a written context is not written again for an identical sighting.
+const RECENT_CONTEXT_MS: i64 = 60_000;
+/// The most contexts remembered; beyond it, older entries are forgotten first, and when none
+/// is old enough, new ones are written without being remembered.
+const RECENT_CONTEXT_CAPACITY: usize = 200_000;
+
+impl RecentContexts {
+    fn keep_news(&mut self, contexts: &mut Vec<flagstaff_store::events::SeenContext>, now: i64) {
+        if self.written.len() >= RECENT_CONTEXT_CAPACITY {
+            self.written
+                .retain(|_, at| now.saturating_sub(*at) < RECENT_CONTEXT_MS);
+        }
+        contexts.retain(|context| {
+            let mut hasher = self.hasher.build_hasher();
+            context.environment.hash(&mut hasher);
+            context.kind.hash(&mut hasher);
+            context.key.hash(&mut hasher);
+            // `Null` ("only the key is known") never changes what is stored but "last seen".
+            context.attributes.to_string().hash(&mut hasher);
+            let hash = hasher.finish();
+            match self.written.get(&hash) {
+                Some(at) if now.saturating_sub(*at) < RECENT_CONTEXT_MS => false,
+                _ => {
+                    if self.written.len() < RECENT_CONTEXT_CAPACITY {
+                        self.written.insert(hash, now);
+                    }
+                    true
+                }
+            }
+        });
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     accepted: AtomicU64,
@@ -198,6 +244,7 @@ pub struct Pipeline {
     queue: Mutex<Queue>,
     wake: Notify,
     payload_ids: Mutex<PayloadIds>,
+    recent_contexts: Mutex<RecentContexts>,
     experiments: Registry,
     counters: Counters,
     state: Mutex<WriterState>,
@@ -224,6 +271,10 @@ impl Pipeline {
                 current: HashSet::new(),
                 previous: HashSet::new(),
                 rotated: Instant::now(),
+            }),
+            recent_contexts: Mutex::new(RecentContexts {
+                hasher: foldhash::fast::FixedState::default(),
+                written: HashMap::new(),
             }),
             experiments: Registry::default(),
             counters: Counters::default(),
@@ -407,9 +458,10 @@ impl Pipeline {
                         .increment(over);
                 }
             }
-            let mut write =
-                aggregate.into_write(&self.config.retention, self.config.clock.now_millis());
+            let now = self.config.clock.now_millis();
+            let mut write = aggregate.into_write(&self.config.retention, now);
             write.experiments = experiments;
+            lock(&self.recent_contexts).keep_news(&mut write.contexts, now);
             let result = self.store.write(&write).await;
             let elapsed = started.elapsed().as_secs_f64() * 1000.0;
             let mut state = lock(&self.state);
@@ -422,6 +474,8 @@ impl Pipeline {
                     state.last_error = None;
                 }
                 Err(e) => {
+                    // Their contexts were not written after all.
+                    lock(&self.recent_contexts).written.clear();
                     self.counters.failed.fetch_add(events, Ordering::Relaxed);
                     metrics::counter!("flagstaff_events_write_failures_total").increment(1);
                     tracing::error!(error = %e, events, "cannot write analytics events; they are lost");

@@ -257,3 +257,56 @@ proptest::proptest! {
         let _ = parse_analytics(source(), event.to_string().as_bytes());
     }
 }
+
+/// One custom event by `key` with `plan`, at `at` (Unix ms).
+fn sighting(key: &str, plan: &str, at: i64) -> flagstaff_events::Batch {
+    batch(
+        &json!([{"kind": "custom", "creationDate": at, "key": "purchase",
+        "context": {"kind": "user", "key": key, "plan": plan}}]),
+    )
+}
+
+#[tokio::test]
+async fn a_context_seen_again_unchanged_within_a_minute_is_not_written_again() {
+    let (_dir, store) = open().await;
+    let clock = flagstaff_store::Clock::manual(now());
+    let pipeline = Pipeline::start(
+        Arc::clone(&store),
+        PipelineConfig {
+            clock: clock.clone(),
+            ..PipelineConfig::default()
+        },
+    );
+    let stored = || async {
+        let found = store
+            .contexts(
+                ENV,
+                &ContextSearch {
+                    limit: 10,
+                    ..ContextSearch::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        (found[0].last_seen, found[0].attributes["plan"].clone())
+    };
+    let t = now();
+    pipeline.submit(sighting("u", "gold", t), None);
+    pipeline.flush().await;
+    assert_eq!(stored().await, (t, json!("gold")));
+    // The same context, unchanged, a few seconds later: skipped ("last seen" lags).
+    pipeline.submit(sighting("u", "gold", t + 5_000), None);
+    pipeline.flush().await;
+    assert_eq!(stored().await, (t, json!("gold")));
+    // Changed attributes are written at once.
+    pipeline.submit(sighting("u", "silver", t + 6_000), None);
+    pipeline.flush().await;
+    assert_eq!(stored().await, (t + 6_000, json!("silver")));
+    // A minute after it was written, an unchanged sighting is written again.
+    clock.advance(60_001);
+    pipeline.submit(sighting("u", "silver", t + 61_000), None);
+    pipeline.flush().await;
+    assert_eq!(stored().await, (t + 61_000, json!("silver")));
+    pipeline.close().await;
+}

@@ -58,6 +58,9 @@ pub struct Parser {
     max_line: usize,
 }
 
+/// The line buffer kept between lines; a longer one is freed after its line.
+const KEPT_LINE_CAPACITY: usize = 64 * 1024;
+
 impl Parser {
     /// A parser refusing lines longer than `max_line` bytes, starting with `last_event_id`.
     pub fn new(max_line: usize, last_event_id: String) -> Parser {
@@ -103,8 +106,12 @@ impl Parser {
             self.extend_line(&chunk[..end])?;
             let line = std::mem::take(&mut self.line);
             self.process_line(&line, out);
-            self.line = line;
-            self.line.clear();
+            // The buffer is reused for the next line unless a long one (a `put` of every flag,
+            // megabytes) grew it: that capacity would stay allocated for the stream's life.
+            if line.capacity() <= KEPT_LINE_CAPACITY {
+                self.line = line;
+                self.line.clear();
+            }
             if chunk[end] == b'\r' {
                 match chunk.get(end + 1) {
                     Some(b'\n') => chunk = &chunk[end + 2..],

@@ -4,22 +4,57 @@
 //! Evaluations never lock: they load the current `Arc<Snapshot>` from an [`ArcSwap`] (a few
 //! nanoseconds) and evaluate against it, so an update that arrives mid-evaluation cannot tear a
 //! result. Updates (stream `put`/`patch`/`delete`, a poll, a file reload) are serialised by a
-//! mutex, applied to the payload with LaunchDarkly's version rules (§2.6, §4.2), recompiled
-//! into a new snapshot and swapped in. Recompiling the whole environment per patch is simple and
-//! fast enough (milliseconds for thousands of flags; patches are rare next to evaluations).
+//! mutex and applied to the data with LaunchDarkly's version rules (§2.6, §4.2); a new snapshot
+//! is swapped in.
+//!
+//! Each flag and segment exists once in memory: the data keeps them in `Arc`s that the snapshot
+//! shares (`Snapshot::compile_shared`). A `put` compiles everything; a `patch` to an existing
+//! flag or segment recompiles only that item (`Snapshot::with_flag`), and only a new key or a
+//! deletion recompiles the environment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use flagstaff_eval::Snapshot;
+use flagstaff_eval::{EvalOptions, Snapshot};
 use flagstaff_protocol::{Clause, Flag, FlagData, Segment};
+
+/// Flags and segments by key, tombstones included, shared with the snapshot.
+#[derive(Debug, Default)]
+pub(crate) struct Data {
+    pub(crate) flags: BTreeMap<String, Arc<Flag>>,
+    pub(crate) segments: BTreeMap<String, Arc<Segment>>,
+}
+
+impl From<FlagData> for Data {
+    /// Moves a payload's items into `Arc`s, copying nothing.
+    fn from(data: FlagData) -> Data {
+        Data {
+            flags: data
+                .flags
+                .into_iter()
+                .map(|(k, f)| (k, Arc::new(f)))
+                .collect(),
+            segments: data
+                .segments
+                .into_iter()
+                .map(|(k, s)| (k, Arc::new(s)))
+                .collect(),
+        }
+    }
+}
+
+impl Data {
+    fn compile(&self) -> Snapshot {
+        Snapshot::compile_shared(&self.flags, &self.segments, EvalOptions::default())
+    }
+}
 
 /// The store.
 #[derive(Debug)]
 pub(crate) struct Store {
     snapshot: ArcSwap<Snapshot>,
-    data: Mutex<FlagData>,
+    data: Mutex<Data>,
 }
 
 /// One item update from a stream `patch` or `delete`.
@@ -35,7 +70,7 @@ impl Store {
     pub(crate) fn new() -> Store {
         Store {
             snapshot: ArcSwap::from_pointee(Snapshot::compile(&FlagData::default())),
-            data: Mutex::new(FlagData::default()),
+            data: Mutex::new(Data::default()),
         }
     }
 
@@ -45,23 +80,24 @@ impl Store {
         self.snapshot.load()
     }
 
-    /// A copy of the raw data (for tests and diagnostics).
+    /// A copy of one flag as stored (for tests and diagnostics).
     #[cfg(test)]
-    pub(crate) fn data(&self) -> FlagData {
-        self.lock().clone()
+    pub(crate) fn flag(&self, key: &str) -> Option<Flag> {
+        self.lock().flags.get(key).map(|f| (**f).clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FlagData> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Replaces everything (a stream `put`, a poll, a file read). Returns the keys of the flags
     /// whose result may have changed.
     pub(crate) fn replace(&self, new: FlagData) -> BTreeSet<String> {
+        let new = Data::from(new);
         let mut data = self.lock();
         let changed = changed_flags(&data, &new);
         *data = new;
-        self.snapshot.store(Arc::new(Snapshot::compile(&data)));
+        self.snapshot.store(Arc::new(data.compile()));
         changed
     }
 
@@ -70,7 +106,8 @@ impl Store {
     pub(crate) fn apply(&self, update: Update) -> BTreeSet<String> {
         let mut data = self.lock();
         // Whether a result can change: a tombstone replacing a tombstone (or nothing) cannot.
-        let (changed, key, is_flag) = match update {
+        let current = self.snapshot.load();
+        let (changed, key, is_flag, patched) = match update {
             Update::Flag(flag) => {
                 let old = data.flags.get(&flag.key);
                 if old.is_some_and(|f| f.version >= flag.version) {
@@ -78,8 +115,9 @@ impl Store {
                 }
                 let changed = old.is_some_and(|f| !f.deleted) || !flag.deleted;
                 let key = flag.key.clone();
-                data.flags.insert(key.clone(), flag);
-                (changed, key, true)
+                let flag = Arc::new(flag);
+                data.flags.insert(key.clone(), Arc::clone(&flag));
+                (changed, key, true, current.with_flag(flag))
             }
             Update::Segment(segment) => {
                 let old = data.segments.get(&segment.key);
@@ -88,11 +126,13 @@ impl Store {
                 }
                 let changed = old.is_some_and(|s| !s.deleted) || !segment.deleted;
                 let key = segment.key.clone();
-                data.segments.insert(key.clone(), segment);
-                (changed, key, false)
+                let segment = Arc::new(segment);
+                data.segments.insert(key.clone(), Arc::clone(&segment));
+                (changed, key, false, current.with_segment(segment))
             }
         };
-        self.snapshot.store(Arc::new(Snapshot::compile(&data)));
+        let next = patched.unwrap_or_else(|| data.compile());
+        self.snapshot.store(Arc::new(next));
         if !changed {
             return BTreeSet::new();
         }
@@ -110,12 +150,12 @@ impl Store {
 /// The flags whose configuration differs between `old` and `new`, directly or through a
 /// prerequisite or a segment they use (transitively), which is what LaunchDarkly's flag-change
 /// listeners report.
-pub(crate) fn changed_flags(old: &FlagData, new: &FlagData) -> BTreeSet<String> {
-    fn live_flag<'a>(d: &'a FlagData, k: &str) -> Option<&'a Flag> {
-        d.flags.get(k).filter(|f| !f.deleted)
+pub(crate) fn changed_flags(old: &Data, new: &Data) -> BTreeSet<String> {
+    fn live_flag<'a>(d: &'a Data, k: &str) -> Option<&'a Flag> {
+        d.flags.get(k).map(|f| &**f).filter(|f| !f.deleted)
     }
-    fn live_segment<'a>(d: &'a FlagData, k: &str) -> Option<&'a Segment> {
-        d.segments.get(k).filter(|s| !s.deleted)
+    fn live_segment<'a>(d: &'a Data, k: &str) -> Option<&'a Segment> {
+        d.segments.get(k).map(|s| &**s).filter(|s| !s.deleted)
     }
     let changed_flags: BTreeSet<String> = old
         .flags
@@ -140,7 +180,7 @@ pub(crate) fn changed_flags(old: &FlagData, new: &FlagData) -> BTreeSet<String> 
 /// segment (in a `segmentMatch` clause, also through segments that include it), transitively,
 /// with the references read from `sources`.
 fn spread(
-    sources: &[&FlagData],
+    sources: &[&Data],
     mut changed_flags: BTreeSet<String>,
     mut changed_segments: BTreeSet<String>,
 ) -> BTreeSet<String> {
@@ -228,6 +268,10 @@ mod tests {
         FlagData::from_json(value).unwrap()
     }
 
+    fn shared(data: &FlagData) -> Data {
+        Data::from(data.clone())
+    }
+
     fn keys(set: &BTreeSet<String>) -> Vec<&str> {
         set.iter().map(String::as_str).collect()
     }
@@ -249,18 +293,19 @@ mod tests {
         }));
         let mut after = before.clone();
         after.flags.get_mut("a").unwrap().version = 2;
-        assert_eq!(keys(&changed_flags(&before, &after)), ["a", "b", "c"]);
+        let changed = |a: &FlagData, b: &FlagData| changed_flags(&shared(a), &shared(b));
+        assert_eq!(keys(&changed(&before, &after)), ["a", "b", "c"]);
         let mut after = before.clone();
         after.segments.get_mut("inner").unwrap().version = 2;
-        assert_eq!(keys(&changed_flags(&before, &after)), ["s"]);
-        assert!(changed_flags(&before, &before).is_empty());
+        assert_eq!(keys(&changed(&before, &after)), ["s"]);
+        assert!(changed(&before, &before).is_empty());
         // A deletion is a change; a tombstone replacing a tombstone is not.
         let mut after = before.clone();
         after.flags.insert("z".into(), Flag::tombstone("z", 2));
-        assert_eq!(keys(&changed_flags(&before, &after)), ["z"]);
+        assert_eq!(keys(&changed(&before, &after)), ["z"]);
         let mut later = after.clone();
         later.flags.insert("z".into(), Flag::tombstone("z", 3));
-        assert!(changed_flags(&after, &later).is_empty());
+        assert!(changed(&after, &later).is_empty());
     }
 
     #[test]
@@ -269,7 +314,7 @@ mod tests {
         store.replace(data(json!({"flags": {"f": {"version": 5, "on": true, "variations": [true], "fallthrough": {"variation": 0}}}})));
         let stale = Flag {
             version: 5,
-            ..store.data().flags["f"].clone()
+            ..store.flag("f").unwrap()
         };
         assert!(
             store

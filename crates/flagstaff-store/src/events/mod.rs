@@ -325,6 +325,30 @@ pub struct EventStore {
     pending: std::sync::Mutex<experiments::Pending>,
 }
 
+/// Rows bound in one multi-row statement (7 columns × 100 stays far below SQLite's 32,766
+/// parameters and PostgreSQL's 65,535).
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `head (…), (…), … tail` with `rows` groups of `columns` numbered placeholders.
+fn multi_row(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
+    sql.push_str(head);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { " (" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
 /// How long a counted payload's ID is kept (ten minutes, as the in-memory set keeps them).
 const PAYLOAD_ID_RETENTION_MS: i64 = 600_000;
 
@@ -475,30 +499,37 @@ impl EventStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let context = sql(
-            "INSERT INTO contexts_seen (environment, kind, key, attributes, redacted, first_seen, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (environment, kind, key) DO UPDATE SET \
-             attributes = CASE WHEN excluded.attributes = '' THEN contexts_seen.attributes ELSE excluded.attributes END, \
-             redacted = CASE WHEN excluded.attributes = '' THEN contexts_seen.redacted ELSE excluded.redacted END, \
-             last_seen = CASE WHEN excluded.last_seen > contexts_seen.last_seen \
-                 THEN excluded.last_seen ELSE contexts_seen.last_seen END",
-        );
-        for row in &write.contexts {
-            sqlx::query(&context)
-                .bind(&row.environment)
-                .bind(&row.kind)
-                .bind(&row.key)
-                // Unknown attributes (an event that named only the key) keep the known ones.
-                .bind(if row.attributes.is_null() {
-                    String::new()
-                } else {
-                    row.attributes.to_string()
-                })
-                .bind(Value::from(row.redacted.clone()).to_string())
-                .bind(row.first_seen)
-                .bind(row.last_seen)
-                .execute(&mut *tx)
-                .await?;
+        // Contexts are the most numerous rows of a raw-events flush: many rows per statement
+        // (the aggregate holds each context once, so no statement touches a row twice, which
+        // PostgreSQL would refuse).
+        for chunk in write.contexts.chunks(ROWS_PER_STATEMENT) {
+            let statement = sql(&multi_row(
+                "INSERT INTO contexts_seen (environment, kind, key, attributes, redacted, first_seen, last_seen) VALUES",
+                7,
+                chunk.len(),
+                "ON CONFLICT (environment, kind, key) DO UPDATE SET \
+                 attributes = CASE WHEN excluded.attributes = '' THEN contexts_seen.attributes ELSE excluded.attributes END, \
+                 redacted = CASE WHEN excluded.attributes = '' THEN contexts_seen.redacted ELSE excluded.redacted END, \
+                 last_seen = CASE WHEN excluded.last_seen > contexts_seen.last_seen \
+                     THEN excluded.last_seen ELSE contexts_seen.last_seen END",
+            ));
+            let mut query = sqlx::query(&statement);
+            for row in chunk {
+                query = query
+                    .bind(&row.environment)
+                    .bind(&row.kind)
+                    .bind(&row.key)
+                    // Unknown attributes (an event that named only the key) keep the known ones.
+                    .bind(if row.attributes.is_null() {
+                        String::new()
+                    } else {
+                        row.attributes.to_string()
+                    })
+                    .bind(Value::from(row.redacted.clone()).to_string())
+                    .bind(row.first_seen)
+                    .bind(row.last_seen);
+            }
+            query.execute(&mut *tx).await?;
         }
         let custom = sql(
             "INSERT INTO custom_events (environment, event_key, resolution, bucket, count, metric_count, metric_sum) \
@@ -547,24 +578,35 @@ impl EventStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let insert = self.backend.sql(
-            "INSERT INTO event_payloads (environment, id, seen_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (environment, id) DO NOTHING",
-        );
+        // Many rows per statement; `RETURNING` names the rows this statement inserted, which
+        // are the claims won (a conflict, with another node's claim or an earlier row of the
+        // same list, inserts nothing).
+        let mut won: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
         let mut tx = self.pool.begin().await?;
-        let mut claimed = Vec::with_capacity(ids.len());
-        for (environment, id) in ids {
-            let inserted = sqlx::query(&insert)
-                .bind(*environment)
-                .bind(*id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            claimed.push(inserted == 1);
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let statement = self
+                .backend
+                .sql(&multi_row(
+                    "INSERT INTO event_payloads (environment, id, seen_at) VALUES",
+                    3,
+                    chunk.len(),
+                    "ON CONFLICT (environment, id) DO NOTHING RETURNING environment, id",
+                ))
+                .into_owned();
+            let mut query = sqlx::query(&statement);
+            for (environment, id) in chunk {
+                query = query.bind(*environment).bind(*id).bind(now);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                won.insert((row.try_get("environment")?, row.try_get("id")?));
+            }
         }
         tx.commit().await?;
-        Ok(claimed)
+        // A claim is this list's first mention of an ID that this call inserted.
+        Ok(ids
+            .iter()
+            .map(|(environment, id)| won.remove(&((*environment).to_owned(), (*id).to_owned())))
+            .collect())
     }
 
     /// Removes what is older than `retention` allows, as of `now` (Unix ms).
@@ -649,6 +691,19 @@ mod tests {
         assert_eq!(Resolution::Minute.bucket(119_999), 60_000);
         assert_eq!(Resolution::Hour.bucket(3_600_000), 3_600_000);
         assert_eq!(Resolution::Day.bucket(-1), -86_400_000);
+    }
+
+    #[test]
+    fn multi_row_statements_number_every_placeholder() {
+        assert_eq!(
+            multi_row(
+                "INSERT INTO t (a, b) VALUES",
+                2,
+                3,
+                "ON CONFLICT DO NOTHING"
+            ),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6) ON CONFLICT DO NOTHING"
+        );
     }
 
     #[test]
