@@ -44,6 +44,15 @@ impl App {
     /// Removes expired and deleted tokens, sessions and credentials from the database.
     pub async fn remove_expired(&self) -> Result<Removed> {
         let now = self.now_millis();
+        // Credentials are read before tokens. A token and its credential are created in one
+        // commit, so a credential read here has its token in the later read; the other order
+        // let a token created between the two reads (by another node, or a request while this
+        // runs) look like an orphan credential, which was then removed: a brand-new token that
+        // never worked. (Three nodes starting together on an empty database showed it.)
+        let credentials = self
+            .store
+            .list_with_tombstones(kinds::CREDENTIAL, "")
+            .await?;
         let mut dead_tokens = Vec::new();
         let mut live_tokens = HashSet::new();
         for doc in self.store.list_with_tombstones(kinds::TOKEN, "").await? {
@@ -58,11 +67,7 @@ impl App {
             }
         }
         let mut dead_credentials = Vec::new();
-        for doc in self
-            .store
-            .list_with_tombstones(kinds::CREDENTIAL, "")
-            .await?
-        {
+        for doc in credentials {
             let expired = doc
                 .body
                 .get("expiresAt")

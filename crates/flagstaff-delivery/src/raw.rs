@@ -6,9 +6,12 @@
 //! about 48 KiB per stream as measured. So [`serve`] looks at the first bytes of every new
 //! connection without consuming them (`peek`): a `GET /all` or `GET /flags` is served here,
 //! with a small head buffer that is freed once the head is parsed and frames written as
-//! pre-built HTTP/1.1 chunks shared by every stream; anything else goes to hyper and the axum
-//! router untouched. A stream request that arrives later on a keep-alive connection is still
-//! served, by the router's own `/all` route.
+//! pre-built HTTP/1.1 chunks shared by every stream; so are the browser and mobile streams
+//! (`GET /eval/{id}/{context}`, `/ping/{id}`, `/meval/{context}`, `/mping`), whose events are
+//! their own and framed as chunks here, with the browser routes' CORS headers. Anything else
+//! goes to hyper and the axum router untouched. A stream request that arrives later on a
+//! keep-alive connection (or whose request line does not fit in the first 4 KiB) is still
+//! served, by the router's own routes.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,21 +26,32 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::Delivery;
 use crate::stream::{Format, STREAM_HEADERS};
 
+/// The first bytes of a connection looked at to choose the lean path.
+const PEEKED_BYTES: usize = 4096;
 /// The longest request head accepted on the stream path.
 const MAX_HEAD: usize = 16 * 1024;
 /// How long a graceful shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which stream a request line asks for, if any.
-fn stream_format(head: &[u8]) -> Option<Format> {
+/// A stream the lean path serves.
+enum Lean {
+    /// A server-side SDK's `/all` or `/flags`.
+    Server(Format),
+    /// A browser's or phone's `/eval`, `/ping`, `/meval` or `/mping`.
+    Client(Box<crate::client_side::LeanRoute>),
+}
+
+/// Which stream a request line asks for, if any. The whole request target must be in `head`.
+fn lean_request(head: &[u8]) -> Option<Lean> {
     let rest = head.strip_prefix(b"GET ")?;
     let end = rest.iter().position(|b| *b == b' ')?;
     let target = &rest[..end];
     let path = target.split(|b| *b == b'?').next().unwrap_or_default();
     match path {
-        b"/all" => Some(Format::All),
-        b"/flags" => Some(Format::FlagsOnly),
-        _ => None,
+        b"/all" => Some(Lean::Server(Format::All)),
+        b"/flags" => Some(Lean::Server(Format::FlagsOnly)),
+        _ => crate::client_side::LeanRoute::parse(std::str::from_utf8(target).ok()?)
+            .map(|route| Lean::Client(Box::new(route))),
     }
 }
 
@@ -148,8 +162,14 @@ async fn serve_with(
             }
             // Looking at the first bytes may wait for the client: never in the accept loop.
             match peek_stream_request(&socket, timeout).await {
-                Peeked::Stream(format) => {
+                Peeked::Stream(Lean::Server(format)) => {
                     delivery.serve_stream_connection(socket, format).await;
+                    return;
+                }
+                Peeked::Stream(Lean::Client(route)) => {
+                    // Boxed: its state while opening (a context being read) must not be part
+                    // of every connection task's future.
+                    Box::pin(delivery.serve_client_stream_connection(socket, *route)).await;
                     return;
                 }
                 // A client that says nothing within the head timeout is let go.
@@ -207,7 +227,7 @@ async fn serve_http<I>(
 /// What the first bytes of a connection say.
 enum Peeked {
     /// An SDK stream request, served on the lean path.
-    Stream(Format),
+    Stream(Lean),
     /// Anything else, served by hyper.
     Other,
     /// Nothing within the head timeout, or the connection failed.
@@ -216,12 +236,14 @@ enum Peeked {
 
 /// Waits for the first bytes of a connection and says whether it asks for an SDK stream.
 async fn peek_stream_request(socket: &TcpStream, timeout: Duration) -> Peeked {
-    // A request line split across packets, or one with a long query, is not recognised here
-    // and goes to hyper, which serves `/all` and `/flags` too.
-    let mut first = [0u8; 64];
+    // A request line split across packets, or one longer than this (a browser's context in
+    // the path can be long), is not recognised here and goes to hyper, which serves every
+    // stream route too. On the heap and freed at once: a buffer here would otherwise stay in
+    // the connection task's future for the stream's life.
+    let mut first = vec![0u8; PEEKED_BYTES];
     match tokio::time::timeout(timeout, socket.peek(&mut first)).await {
-        Ok(Ok(peeked)) if peeked > 0 => match stream_format(&first[..peeked]) {
-            Some(format) => Peeked::Stream(format),
+        Ok(Ok(peeked)) if peeked > 0 => match lean_request(&first[..peeked]) {
+            Some(lean) => Peeked::Stream(lean),
             None => Peeked::Other,
         },
         _ => Peeked::Silent,
@@ -231,13 +253,17 @@ async fn peek_stream_request(socket: &TcpStream, timeout: Duration) -> Peeked {
 impl Delivery {
     /// Serves one SDK stream connection whose request line asked for `format`.
     async fn serve_stream_connection(self: Arc<Self>, mut socket: TcpStream, format: Format) {
-        let Some(headers) = read_head(&mut socket, self.config.header_read_timeout).await else {
+        // Every step before the stream is boxed: an async function's state is as large as its
+        // largest step, and a step inlined here (reading the head keeps a 1 KiB buffer,
+        // opening a stream reads a context) would stay in every idle stream's memory.
+        let Some(headers) = Box::pin(read_head(&mut socket, self.config.header_read_timeout)).await
+        else {
             return;
         };
-        let subscription = match self
-            .subscribe(&headers, CredentialKind::Sdk, format, true)
-            .await
-        {
+        let subscribed =
+            Box::pin(self.subscribe(&headers, CredentialKind::Sdk, format, true)).await;
+        drop(headers);
+        let subscription = match subscribed {
             Ok((feed, subscription)) => {
                 let mut head = String::from("HTTP/1.1 200 OK\r\n");
                 for (name, value) in STREAM_HEADERS {
@@ -254,11 +280,68 @@ impl Delivery {
                 subscription
             }
             Err(refusal) => {
-                write_refusal(&mut socket, refusal).await;
+                Box::pin(write_refusal(&mut socket, refusal)).await;
                 return;
             }
         };
-        stream_until_closed(socket, subscription).await;
+        stream_until_closed(socket, subscription, false).await;
+    }
+
+    /// Serves one browser or mobile stream connection: the same admission, context reading,
+    /// secure mode and events as the routes (`client_side/streams.rs`), and for browsers the
+    /// routes' CORS headers, on refusals too.
+    async fn serve_client_stream_connection(
+        self: Arc<Self>,
+        mut socket: TcpStream,
+        route: crate::client_side::LeanRoute,
+    ) {
+        // Every step before the stream is boxed: an async function's state is as large as its
+        // largest step, and a step inlined here (reading the head keeps a 1 KiB buffer,
+        // opening a stream reads a context) would stay in every idle stream's memory.
+        let Some(headers) = Box::pin(read_head(&mut socket, self.config.header_read_timeout)).await
+        else {
+            return;
+        };
+        let browser = route.is_browser();
+        let origin = headers.get(axum::http::header::ORIGIN).cloned();
+        let opened = Box::pin(route.open(&self, &headers)).await;
+        // The request's headers are not needed once the stream is open; freed now, they do not
+        // weigh on every idle stream.
+        drop(headers);
+        let stream = match opened {
+            Ok((feed, stream)) => {
+                let mut head = HeaderMap::new();
+                for (name, value) in STREAM_HEADERS {
+                    head.insert(name, HeaderValue::from_static(value));
+                }
+                if browser {
+                    crate::client_side::stream_cors_headers(&mut head, origin);
+                }
+                let mut text = String::from("HTTP/1.1 200 OK\r\n");
+                for (name, value) in &head {
+                    if let Ok(value) = value.to_str() {
+                        text.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                }
+                text.push_str(&format!(
+                    "x-ld-envid: {}\r\ndate: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+                    feed.env_id(),
+                    httpdate::fmt_http_date(std::time::SystemTime::now())
+                ));
+                if socket.write_all(text.as_bytes()).await.is_err() {
+                    return;
+                }
+                stream
+            }
+            Err(mut refusal) => {
+                if browser {
+                    crate::client_side::stream_cors_headers(refusal.headers_mut(), origin);
+                }
+                Box::pin(write_refusal(&mut socket, refusal)).await;
+                return;
+            }
+        };
+        stream_until_closed(socket, stream, true).await;
     }
 }
 
@@ -335,13 +418,28 @@ async fn write_refusal(socket: &mut TcpStream, refusal: axum::response::Response
     let _ = socket.shutdown().await;
 }
 
-/// Writes the subscription's chunks until it ends (then the final chunk) or the client leaves.
-async fn stream_until_closed(mut socket: TcpStream, mut subscription: crate::stream::Subscription) {
+/// Writes the source's bytes until it ends (then the final chunk) or the client leaves. A server
+/// subscription hands out bytes already framed as HTTP/1.1 chunks (shared by every stream);
+/// a client stream's bytes are its own and are framed here (`frame`).
+async fn stream_until_closed(
+    mut socket: TcpStream,
+    mut source: impl crate::stream::EventSource,
+    frame: bool,
+) {
     loop {
         tokio::select! {
-            next = subscription.next() => match next {
-                Some(chunk) => {
-                    if socket.write_all(&chunk).await.is_err() {
+            next = source.next_bytes() => match next {
+                Some(bytes) => {
+                    let written = if frame {
+                        let mut chunk = Vec::with_capacity(bytes.len() + 12);
+                        chunk.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+                        chunk.extend_from_slice(&bytes);
+                        chunk.extend_from_slice(b"\r\n");
+                        socket.write_all(&chunk).await
+                    } else {
+                        socket.write_all(&bytes).await
+                    };
+                    if written.is_err() {
                         return;
                     }
                 }
@@ -373,20 +471,60 @@ async fn stream_until_closed(mut socket: TcpStream, mut subscription: crate::str
 mod tests {
     use super::*;
 
+    /// What the lean path makes of a request line: the server format, the client route's
+    /// caller, or `None` (hyper).
+    fn lean(head: &[u8]) -> Option<String> {
+        lean_request(head).map(|lean| match lean {
+            Lean::Server(format) => format!("{format:?}"),
+            Lean::Client(route) => format!("{route:?}"),
+        })
+    }
+
     #[test]
     fn only_stream_request_lines_take_the_lean_path() {
-        assert_eq!(stream_format(b"GET /all HTTP/1.1\r\n"), Some(Format::All));
-        assert_eq!(
-            stream_format(b"GET /all?filter=x HTTP/1.1"),
-            Some(Format::All)
+        assert_eq!(lean(b"GET /all HTTP/1.1\r\n").as_deref(), Some("All"));
+        assert_eq!(lean(b"GET /all?filter=x HTTP/1.1").as_deref(), Some("All"));
+        assert_eq!(lean(b"GET /flags HTTP/1.1").as_deref(), Some("FlagsOnly"));
+        for other in [
+            &b"GET /all/x HTTP/1.1"[..],
+            b"POST /all HTTP/1.1",
+            b"GET /sdk/latest-all HTTP/1.1",
+            b"GET /al",
+            // Client routes the router answers in its own way.
+            b"GET /eval/env HTTP/1.1",
+            b"GET /eval/env/ HTTP/1.1",
+            b"GET /eval/env/ctx/more HTTP/1.1",
+            b"REPORT /eval/env HTTP/1.1",
+            b"GET /eval/env/a%2Fb HTTP/1.1",
+            b"GET /meval HTTP/1.1",
+            b"GET /ping HTTP/1.1",
+            b"GET /mping/x HTTP/1.1",
+            // A request line cut off before its end.
+            b"GET /eval/env/eyJrZXkiOiJ1In0",
+        ] {
+            assert_eq!(lean(other), None, "{}", String::from_utf8_lossy(other));
+        }
+        let browser =
+            lean(b"GET /eval/env/eyJrZXkiOiJ1In0?withReasons=true&h=abc HTTP/1.1").unwrap();
+        assert!(
+            browser.contains("ClientSide") && browser.contains("eyJrZXkiOiJ1In0"),
+            "{browser}"
         );
-        assert_eq!(
-            stream_format(b"GET /flags HTTP/1.1"),
-            Some(Format::FlagsOnly)
+        assert!(
+            browser.contains("with_reasons: Some(\"true\")")
+                && browser.contains("h: Some(\"abc\")"),
+            "{browser}"
         );
-        assert_eq!(stream_format(b"GET /all/x HTTP/1.1"), None);
-        assert_eq!(stream_format(b"POST /all HTTP/1.1"), None);
-        assert_eq!(stream_format(b"GET /sdk/latest-all HTTP/1.1"), None);
-        assert_eq!(stream_format(b"GET /al"), None);
+        assert!(
+            lean(b"GET /ping/env HTTP/1.1")
+                .unwrap()
+                .contains("ClientSide")
+        );
+        assert!(
+            lean(b"GET /meval/eyJrZXkiOiJ1In0 HTTP/1.1")
+                .unwrap()
+                .contains("Mobile")
+        );
+        assert!(lean(b"GET /mping HTTP/1.1").unwrap().contains("Mobile"));
     }
 }

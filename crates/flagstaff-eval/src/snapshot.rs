@@ -6,10 +6,12 @@
 //! data that cannot be evaluated compiles to something that yields `MALFORMED_FLAG` at evaluation
 //! time, exactly when and where a LaunchDarkly SDK would report it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use flagstaff_protocol::{AttrRef, Flag, FlagData, Kind, RolloutKind, Segment, VariationOrRollout};
+use flagstaff_protocol::{
+    AttrRef, ByKey, Flag, FlagData, Kind, RolloutKind, Segment, VariationOrRollout,
+};
 use foldhash::fast::RandomState;
 
 use crate::bucket::BucketPrefix;
@@ -39,9 +41,9 @@ pub struct Snapshot {
     /// Shared between snapshots: [`Snapshot::with_flag`] makes a snapshot that differs in one
     /// flag and shares every other compiled flag.
     pub(crate) flags: Vec<Arc<CompiledFlag>>,
-    flag_ids: HashMap<Box<str>, FlagId, RandomState>,
+    flag_ids: HashMap<ByKey<Flag>, FlagId, RandomState>,
     pub(crate) segments: Vec<Arc<CompiledSegment>>,
-    segment_ids: HashMap<Box<str>, SegmentId, RandomState>,
+    segment_ids: HashMap<ByKey<Segment>, SegmentId, RandomState>,
     pub(crate) options: EvalOptions,
 }
 
@@ -182,17 +184,21 @@ impl Snapshot {
         )
     }
 
-    /// Compiles flags and segments held in `Arc`s (tombstones included, keyed and ordered as in
-    /// a payload), sharing them instead of copying: for an SDK that keeps the data to apply
-    /// later patches, the flags then exist once in memory, not twice.
-    pub fn compile_shared(
-        flags: &BTreeMap<String, Arc<Flag>>,
-        segments: &BTreeMap<String, Arc<Segment>>,
+    /// Compiles flags and segments held in `Arc`s (tombstones included, each list in key
+    /// order, as a payload's maps give them), sharing them instead of copying: for an SDK that
+    /// keeps the data to apply later patches, the flags then exist once in memory, not twice.
+    pub fn compile_shared<'a>(
+        flags: impl IntoIterator<Item = &'a Arc<Flag>>,
+        segments: impl IntoIterator<Item = &'a Arc<Segment>>,
         options: EvalOptions,
     ) -> Snapshot {
         Snapshot::compile_live(
-            flags.values().filter(|f| !f.deleted).cloned().collect(),
-            segments.values().filter(|s| !s.deleted).cloned().collect(),
+            flags.into_iter().filter(|f| !f.deleted).cloned().collect(),
+            segments
+                .into_iter()
+                .filter(|s| !s.deleted)
+                .cloned()
+                .collect(),
             options,
         )
     }
@@ -203,15 +209,15 @@ impl Snapshot {
         live_segments: Vec<Arc<Segment>>,
         options: EvalOptions,
     ) -> Snapshot {
-        let segment_ids: HashMap<Box<str>, SegmentId, RandomState> = live_segments
+        let segment_ids: HashMap<ByKey<Segment>, SegmentId, RandomState> = live_segments
             .iter()
             .enumerate()
-            .map(|(i, s)| (Box::from(s.key.as_str()), SegmentId(i as u32)))
+            .map(|(i, s)| (ByKey(Arc::clone(s)), SegmentId(i as u32)))
             .collect();
-        let flag_ids: HashMap<Box<str>, FlagId, RandomState> = live_flags
+        let flag_ids: HashMap<ByKey<Flag>, FlagId, RandomState> = live_flags
             .iter()
             .enumerate()
-            .map(|(i, f)| (Box::from(f.key.as_str()), FlagId(i as u32)))
+            .map(|(i, f)| (ByKey(Arc::clone(f)), FlagId(i as u32)))
             .collect();
         let segment_id = |key: &str| segment_ids.get(key).copied();
         let segments = live_segments
@@ -248,13 +254,18 @@ impl Snapshot {
             return None;
         }
         let id = self.flag_id(&flag.key)?;
+        // The index is keyed by the flag itself: it must hold the new version, or the old one
+        // would stay in memory as long as this snapshot (`insert` keeps an equal old key).
+        let mut flag_ids = self.flag_ids.clone();
+        flag_ids.remove(flag.key.as_str());
+        flag_ids.insert(ByKey(Arc::clone(&flag)), id);
         let segment_id = |key: &str| self.segment_ids.get(key).copied();
         let compiled = compile_flag(flag, |key| self.flag_id(key), &segment_id);
         let mut flags = self.flags.clone();
         flags[id.0 as usize] = Arc::new(compiled);
         Some(Snapshot {
             flags,
-            flag_ids: self.flag_ids.clone(),
+            flag_ids,
             segments: self.segments.clone(),
             segment_ids: self.segment_ids.clone(),
             options: self.options,
@@ -269,7 +280,10 @@ impl Snapshot {
             return None;
         }
         let id = *self.segment_ids.get(segment.key.as_str())?;
-        let segment_id = |key: &str| self.segment_ids.get(key).copied();
+        let mut segment_ids = self.segment_ids.clone();
+        segment_ids.remove(segment.key.as_str());
+        segment_ids.insert(ByKey(Arc::clone(&segment)), id);
+        let segment_id = |key: &str| segment_ids.get(key).copied();
         let compiled = compile_segment(segment, &segment_id);
         let mut segments = self.segments.clone();
         segments[id.0 as usize] = Arc::new(compiled);
@@ -277,7 +291,7 @@ impl Snapshot {
             flags: self.flags.clone(),
             flag_ids: self.flag_ids.clone(),
             segments,
-            segment_ids: self.segment_ids.clone(),
+            segment_ids,
             options: self.options,
         })
     }

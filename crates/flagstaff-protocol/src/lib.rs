@@ -17,6 +17,7 @@ mod credential;
 mod data;
 mod evaluated;
 mod flag;
+mod keyed;
 mod reason;
 mod segment;
 
@@ -29,5 +30,6 @@ pub use flag::{
     Clause, ClientSideAvailability, Flag, FlagRule, MIGRATION_STAGES, Migration, Prerequisite,
     Rollout, RolloutKind, Target, VariationOrRollout, WeightedVariation,
 };
+pub use keyed::{ByKey, Keyed};
 pub use reason::{BigSegmentsStatus, ErrorKind, Reason, ReasonKind};
 pub use segment::{Segment, SegmentRule, SegmentTarget};

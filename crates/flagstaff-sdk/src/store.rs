@@ -17,28 +17,33 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use flagstaff_eval::{EvalOptions, Snapshot};
-use flagstaff_protocol::{Clause, Flag, FlagData, Segment};
+use flagstaff_protocol::{ByKey, Clause, Flag, FlagData, Segment};
 
-/// Flags and segments by key, tombstones included, shared with the snapshot.
+/// Flags and segments in key order, tombstones included, shared with the snapshot.
 #[derive(Debug, Default)]
 pub(crate) struct Data {
-    pub(crate) flags: BTreeMap<String, Arc<Flag>>,
-    pub(crate) segments: BTreeMap<String, Arc<Segment>>,
+    pub(crate) flags: Items<Flag>,
+    pub(crate) segments: Items<Segment>,
 }
 
+/// Items ordered and found by their own key, which is not copied into the set (a copied key
+/// costs about 40 bytes per flag).
+pub(crate) type Items<T> = BTreeSet<ByKey<T>>;
+
 impl From<FlagData> for Data {
-    /// Moves a payload's items into `Arc`s, copying nothing.
+    /// Moves a payload's items into `Arc`s, copying nothing. (The payload's map keys equal the
+    /// items' keys: `FlagData` reading guarantees it.)
     fn from(data: FlagData) -> Data {
         Data {
             flags: data
                 .flags
-                .into_iter()
-                .map(|(k, f)| (k, Arc::new(f)))
+                .into_values()
+                .map(|f| ByKey(Arc::new(f)))
                 .collect(),
             segments: data
                 .segments
-                .into_iter()
-                .map(|(k, s)| (k, Arc::new(s)))
+                .into_values()
+                .map(|s| ByKey(Arc::new(s)))
                 .collect(),
         }
     }
@@ -46,7 +51,11 @@ impl From<FlagData> for Data {
 
 impl Data {
     fn compile(&self) -> Snapshot {
-        Snapshot::compile_shared(&self.flags, &self.segments, EvalOptions::default())
+        Snapshot::compile_shared(
+            self.flags.iter().map(|f| &f.0),
+            self.segments.iter().map(|s| &s.0),
+            EvalOptions::default(),
+        )
     }
 }
 
@@ -83,7 +92,7 @@ impl Store {
     /// A copy of one flag as stored (for tests and diagnostics).
     #[cfg(test)]
     pub(crate) fn flag(&self, key: &str) -> Option<Flag> {
-        self.lock().flags.get(key).map(|f| (**f).clone())
+        self.lock().flags.get(key).map(|f| (*f.0).clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
@@ -109,25 +118,25 @@ impl Store {
         let current = self.snapshot.load();
         let (changed, key, is_flag, patched) = match update {
             Update::Flag(flag) => {
-                let old = data.flags.get(&flag.key);
+                let old = data.flags.get(flag.key.as_str()).map(|f| &f.0);
                 if old.is_some_and(|f| f.version >= flag.version) {
                     return BTreeSet::new();
                 }
                 let changed = old.is_some_and(|f| !f.deleted) || !flag.deleted;
                 let key = flag.key.clone();
                 let flag = Arc::new(flag);
-                data.flags.insert(key.clone(), Arc::clone(&flag));
+                data.flags.replace(ByKey(Arc::clone(&flag)));
                 (changed, key, true, current.with_flag(flag))
             }
             Update::Segment(segment) => {
-                let old = data.segments.get(&segment.key);
+                let old = data.segments.get(segment.key.as_str()).map(|s| &s.0);
                 if old.is_some_and(|s| s.version >= segment.version) {
                     return BTreeSet::new();
                 }
                 let changed = old.is_some_and(|s| !s.deleted) || !segment.deleted;
                 let key = segment.key.clone();
                 let segment = Arc::new(segment);
-                data.segments.insert(key.clone(), Arc::clone(&segment));
+                data.segments.replace(ByKey(Arc::clone(&segment)));
                 (changed, key, false, current.with_segment(segment))
             }
         };
@@ -152,24 +161,26 @@ impl Store {
 /// listeners report.
 pub(crate) fn changed_flags(old: &Data, new: &Data) -> BTreeSet<String> {
     fn live_flag<'a>(d: &'a Data, k: &str) -> Option<&'a Flag> {
-        d.flags.get(k).map(|f| &**f).filter(|f| !f.deleted)
+        d.flags.get(k).map(|f| &*f.0).filter(|f| !f.deleted)
     }
     fn live_segment<'a>(d: &'a Data, k: &str) -> Option<&'a Segment> {
-        d.segments.get(k).map(|s| &**s).filter(|s| !s.deleted)
+        d.segments.get(k).map(|s| &*s.0).filter(|s| !s.deleted)
     }
     let changed_flags: BTreeSet<String> = old
         .flags
-        .keys()
-        .chain(new.flags.keys())
+        .iter()
+        .chain(&new.flags)
+        .map(|f| f.0.key.as_str())
         .filter(|key| live_flag(old, key) != live_flag(new, key))
-        .cloned()
+        .map(str::to_owned)
         .collect();
     let changed_segments: BTreeSet<String> = old
         .segments
-        .keys()
-        .chain(new.segments.keys())
+        .iter()
+        .chain(&new.segments)
+        .map(|s| s.0.key.as_str())
         .filter(|key| live_segment(old, key) != live_segment(new, key))
-        .cloned()
+        .map(str::to_owned)
         .collect();
     // Dependencies are read from both versions, so that a dependency that was just removed
     // still counts.
@@ -190,7 +201,7 @@ fn spread(
     let mut segment_users: BTreeMap<&str, Vec<User<'_>>> = BTreeMap::new();
     let mut flag_users: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for data in sources {
-        for segment in data.segments.values() {
+        for segment in data.segments.iter().map(|s| &s.0) {
             for rule in &segment.rules {
                 for key in segment_refs(&rule.clauses) {
                     segment_users
@@ -200,7 +211,7 @@ fn spread(
                 }
             }
         }
-        for flag in data.flags.values() {
+        for flag in data.flags.iter().map(|f| &f.0) {
             for prerequisite in &flag.prerequisites {
                 flag_users
                     .entry(&prerequisite.key)

@@ -31,7 +31,22 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
     } else {
         next.run(request).await
     };
-    let headers = response.headers_mut();
+    add_cors_headers(response.headers_mut(), origin, methods, allowed_headers);
+    response
+}
+
+/// The CORS headers of a browser stream served on the lean path (`raw.rs`), the same as
+/// [`cors`] adds to the `/eval` and `/ping` routes.
+pub(crate) fn stream_cors_headers(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
+    add_cors_headers(headers, origin, "GET, REPORT, OPTIONS", ALLOWED_HEADERS);
+}
+
+fn add_cors_headers(
+    headers: &mut HeaderMap,
+    origin: Option<HeaderValue>,
+    methods: &'static str,
+    allowed_headers: &'static str,
+) {
     let allow_origin = origin.unwrap_or(HeaderValue::from_static("*"));
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
     headers.insert(
@@ -56,5 +71,4 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
         HeaderValue::from_static("Date, ETag"),
     );
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
-    response
 }

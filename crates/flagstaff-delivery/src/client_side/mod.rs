@@ -38,14 +38,14 @@ mod evalx;
 mod intake;
 mod streams;
 
-pub(crate) use cors::cors;
+pub(crate) use cors::{cors, stream_cors_headers};
 pub(crate) use evalx::{browser_get, browser_report, keyed_get, keyed_report};
 pub(crate) use intake::{
     beacon, browser_bulk, browser_diagnostic, goals, mobile_bulk, mobile_diagnostic,
 };
 pub use streams::simulation;
 pub(crate) use streams::{
-    browser_ping, browser_stream, browser_stream_report, mobile_ping, mobile_stream,
+    LeanRoute, browser_ping, browser_stream, browser_stream_report, mobile_ping, mobile_stream,
     mobile_stream_report,
 };
 

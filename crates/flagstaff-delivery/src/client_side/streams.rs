@@ -215,6 +215,75 @@ async fn open_stream(
     }
 }
 
+/// A client stream request as the lean path (`raw.rs`) reads it from the request line:
+/// `GET /eval/{clientSideId}/{context}`, `GET /ping/{clientSideId}`, `GET /meval/{context}`
+/// or `GET /mping`. Anything else (a `REPORT`, a percent-encoded segment, a query the routes
+/// would refuse) goes to the router.
+#[derive(Debug)]
+pub(crate) struct LeanRoute {
+    caller: CredentialKind,
+    env_id: Option<String>,
+    context: Option<String>,
+    query: ClientQuery,
+}
+
+impl LeanRoute {
+    /// Reads a request target (`/eval/abc/eyJ…?withReasons=true`).
+    pub(crate) fn parse(target: &str) -> Option<LeanRoute> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if path.contains('%') {
+            return None; // Percent-decoding is the router's.
+        }
+        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let plain = |s: &str| !s.is_empty();
+        let (caller, env_id, context) = match segments.as_slice() {
+            ["eval", env, context] if plain(env) && plain(context) => {
+                (CredentialKind::ClientSide, Some(*env), Some(*context))
+            }
+            ["ping", env] if plain(env) => (CredentialKind::ClientSide, Some(*env), None),
+            ["meval", context] if plain(context) => (CredentialKind::Mobile, None, Some(*context)),
+            ["mping"] => (CredentialKind::Mobile, None, None),
+            _ => return None,
+        };
+        // The ping routes take no query; the others read `withReasons` and `h` as the routes do.
+        let query = match context {
+            Some(_) => {
+                let uri: axum::http::Uri = format!("/?{query}").parse().ok()?;
+                Query::<ClientQuery>::try_from_uri(&uri).ok()?.0
+            }
+            None => ClientQuery::default(),
+        };
+        Some(LeanRoute {
+            caller,
+            env_id: env_id.map(str::to_owned),
+            context: context.map(str::to_owned),
+            query,
+        })
+    }
+
+    /// Whether the response needs the browser routes' CORS headers.
+    pub(crate) fn is_browser(&self) -> bool {
+        self.caller == CredentialKind::ClientSide
+    }
+
+    /// Opens the stream exactly as its route would.
+    pub(crate) async fn open(
+        self,
+        delivery: &Arc<Delivery>,
+        headers: &HeaderMap,
+    ) -> Result<(Arc<EnvFeed>, ClientStream), Response> {
+        open_client_stream(
+            delivery,
+            self.caller,
+            self.env_id.as_deref(),
+            self.context.map(ContextIn::Path),
+            &self.query,
+            headers,
+        )
+        .await
+    }
+}
+
 /// Browser streams without sockets, for the fan-out benchmark (`benches/client_fanout.rs`):
 /// the same admission, re-evaluation and serialization as `/eval/{id}/{context}`.
 #[doc(hidden)]

@@ -588,3 +588,57 @@ async fn streams_send_only_what_changed_for_their_context() {
     // Heartbeats keep all of them open.
     assert!(bob_stream.read_until("\n:\n").await || bob_stream.text.contains(":\n\n"));
 }
+
+#[tokio::test]
+async fn browser_streams_carry_cors_on_the_lean_path_and_through_the_router_alike() {
+    let server = start(fast()).await;
+    create_client_flag(&server, "beta", true, true).await;
+    server.caught_up().await;
+    let cid = &server.client_side_id;
+    let origin = "https://app.example.com";
+    // A short request line is served by the lean path; one longer than the 4 KiB it looks at
+    // goes through hyper and the router. Both answer the same way.
+    let short = encode(&json!({"kind": "user", "key": "ann"}));
+    let long = encode(&json!({"kind": "user", "key": "ann", "note": "x".repeat(5000)}));
+    for context in [&short, &long] {
+        let mut stream = Stream::from_request(
+            client()
+                .get(format!("{}/eval/{cid}/{context}", server.base))
+                .header("Origin", origin),
+            "eval",
+        )
+        .await;
+        let h = &stream.response_headers;
+        assert_eq!(h["access-control-allow-origin"], origin);
+        assert_eq!(h["content-type"], "text/event-stream; charset=utf-8");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert!(h.contains_key("x-ld-envid"));
+        assert!(stream.read_until("event: put").await);
+        assert!(stream.read_until("\n\n").await);
+        assert_eq!(stream.events("put")[0]["beta"]["value"], json!(false));
+        // Refused (an unknown client-side ID) with the same CORS headers, so that the page
+        // can read the error.
+        let refused = client()
+            .get(format!("{}/eval/no-such-id/{context}", server.base))
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(refused.status().is_client_error(), "{}", refused.status());
+        assert_eq!(refused.headers()["access-control-allow-origin"], origin);
+    }
+    // Phones: no CORS, the mobile key in the header.
+    let mobile = Stream::open(&server.base, &format!("/meval/{short}"), &server.mobile_key).await;
+    assert!(
+        !mobile
+            .response_headers
+            .contains_key("access-control-allow-origin")
+    );
+    let refused = client()
+        .get(format!("{}/mping", server.base))
+        .header("Authorization", "mob-nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}

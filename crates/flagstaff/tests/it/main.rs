@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api_fuzz;
-#[cfg(feature = "tls")]
 mod big_segments;
+#[cfg(feature = "tls")]
 mod browser;
 mod cluster;
 mod dashboard;
