@@ -265,16 +265,7 @@ impl Delivery {
         drop(headers);
         let subscription = match subscribed {
             Ok((feed, subscription)) => {
-                let mut head = String::from("HTTP/1.1 200 OK\r\n");
-                for (name, value) in STREAM_HEADERS {
-                    head.push_str(&format!("{name}: {value}\r\n"));
-                }
-                head.push_str(&format!(
-                    "x-ld-envid: {}\r\ndate: {}\r\ntransfer-encoding: chunked\r\n\r\n",
-                    feed.env_id(),
-                    httpdate::fmt_http_date(std::time::SystemTime::now())
-                ));
-                if socket.write_all(head.as_bytes()).await.is_err() {
+                if !write_stream_head(&mut socket, &feed, &HeaderMap::new()).await {
                     return;
                 }
                 subscription
@@ -310,25 +301,11 @@ impl Delivery {
         drop(headers);
         let stream = match opened {
             Ok((feed, stream)) => {
-                let mut head = HeaderMap::new();
-                for (name, value) in STREAM_HEADERS {
-                    head.insert(name, HeaderValue::from_static(value));
-                }
+                let mut cors = HeaderMap::new();
                 if browser {
-                    crate::client_side::stream_cors_headers(&mut head, origin);
+                    crate::client_side::stream_cors_headers(&mut cors, origin);
                 }
-                let mut text = String::from("HTTP/1.1 200 OK\r\n");
-                for (name, value) in &head {
-                    if let Ok(value) = value.to_str() {
-                        text.push_str(&format!("{name}: {value}\r\n"));
-                    }
-                }
-                text.push_str(&format!(
-                    "x-ld-envid: {}\r\ndate: {}\r\ntransfer-encoding: chunked\r\n\r\n",
-                    feed.env_id(),
-                    httpdate::fmt_http_date(std::time::SystemTime::now())
-                ));
-                if socket.write_all(text.as_bytes()).await.is_err() {
+                if !write_stream_head(&mut socket, &feed, &cors).await {
                     return;
                 }
                 stream
@@ -343,6 +320,30 @@ impl Delivery {
         };
         stream_until_closed(socket, stream, true).await;
     }
+}
+
+/// Writes a stream response's head (the SSE headers, `extra`, the environment's id, chunked
+/// encoding); whether the client is still there.
+async fn write_stream_head(
+    socket: &mut TcpStream,
+    feed: &crate::feed::EnvFeed,
+    extra: &HeaderMap,
+) -> bool {
+    let mut head = String::from("HTTP/1.1 200 OK\r\n");
+    for (name, value) in STREAM_HEADERS {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    for (name, value) in extra {
+        if let Ok(value) = value.to_str() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "x-ld-envid: {}\r\ndate: {}\r\ntransfer-encoding: chunked\r\n\r\n",
+        feed.env_id(),
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    ));
+    socket.write_all(head.as_bytes()).await.is_ok()
 }
 
 /// Reads and parses the request head; `None` (after answering 400 where possible) when it is
