@@ -74,7 +74,9 @@ report.emptyState = await text(page, '.empty h2');
 report.role = await text(page, '[data-testid=role]');
 
 // 2. Create a boolean flag; the key follows the name.
-await page.click('[data-testid=new-flag]');
+// The form's deferred app.js must have run (it runs before DOMContentLoaded) before the name
+// is typed, or nothing listens for it yet.
+await Promise.all([page.waitForNavigation({ waitUntil: 'domcontentloaded' }), page.click('[data-testid=new-flag]')]);
 await page.fill('#flag-name', 'New checkout');
 report.suggestedKey = await page.inputValue('#flag-key');
 await page.fill('input[name=tags]', 'checkout, web');

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -91,6 +91,20 @@ impl TestServer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Waits up to `timeout` until what the server printed on stdout satisfies `done`, and
+    /// returns it either way. The server writes before it listens, but the thread that keeps
+    /// the output may not have read the pipe yet when the test looks.
+    pub fn stdout_when(&self, done: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let printed = self.stdout();
+            if done(&printed) || Instant::now() >= deadline {
+                return printed;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Kills the process with SIGKILL (no chance to finish anything) and waits for it.

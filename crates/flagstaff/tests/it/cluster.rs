@@ -235,7 +235,18 @@ fn three_nodes_behind_haproxy_start_together_share_changes_and_survive_a_kill() 
         })
         .collect();
     let mut nodes: Vec<TestServer> = starting.into_iter().map(|t| t.join().unwrap()).collect();
-    let printed: Vec<String> = nodes.iter().map(TestServer::stdout).collect();
+    // Each node printed before it listened, but the threads keeping their output may not have
+    // read it yet: wait until one node's credentials are complete (they end with an empty
+    // line), then give the others as long again to show a second initialization.
+    let complete = |out: &str| out.contains("admin API token:") && out.ends_with("\n\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nodes.iter().any(|n| complete(&n.stdout())) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let printed: Vec<String> = nodes
+        .iter()
+        .map(|n| n.stdout_when(complete, Duration::from_millis(300)))
+        .collect();
     let credentials: Vec<&String> = printed
         .iter()
         .filter(|out| out.contains("admin API token:"))
