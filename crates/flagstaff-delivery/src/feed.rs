@@ -45,7 +45,7 @@ pub(crate) enum Frame {
         all: Framed,
         flags: Framed,
         /// What client-side streams re-evaluate; set when any are open.
-        client: Option<ClientChange>,
+        client: Option<Box<ClientChange>>,
     },
     /// A comment line that keeps idle connections open.
     Heartbeat,
@@ -63,6 +63,28 @@ pub(crate) struct ClientChange {
     pub before: Arc<Published>,
     pub after: Arc<Published>,
     pub flags: Vec<String>,
+    /// The `patch` events already serialized for this change, shared by every stream whose
+    /// context gets the same result (`client_side/streams.rs`).
+    pub patches: Mutex<HashMap<PatchKey, Bytes>>,
+}
+
+/// What a client `patch` event depends on besides the change itself (the flag, its version and
+/// the environment's version are the same for every stream): the result as an SDK sees it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PatchKey {
+    /// The flag's position in [`ClientChange::flags`].
+    pub flag: usize,
+    pub variation: usize,
+    pub experiment: bool,
+    /// The reason as serialized, when the event carries one.
+    pub reason: Option<Vec<u8>>,
+    pub prerequisites: Vec<String>,
+}
+
+impl ClientChange {
+    /// How many distinct `patch` events one change keeps for sharing; past it, each stream
+    /// serializes its own (a flag whose reasons differ per context, say).
+    pub const MAX_SHARED_PATCHES: usize = 4096;
 }
 
 /// The SSE comment sent as a heartbeat (§4.2: any line starting with `:`).
@@ -430,6 +452,8 @@ pub(crate) struct EnvFeed {
     secure_mode: RwLock<Option<Arc<SecureMode>>>,
     /// Client-side streams open now; changes are prepared for them only when there are some.
     pub client_streams: AtomicUsize,
+    /// The lean server-side streams, written by the fan-out thread (`direct.rs`).
+    pub direct: Arc<crate::direct::DirectStreams>,
 }
 
 /// What authorized an open stream, so that the worker re-checks it the same way.
@@ -478,6 +502,7 @@ impl EnvFeed {
             grants: Mutex::new(HashMap::new()),
             secure_mode: RwLock::new(secure_mode.map(Arc::new)),
             client_streams: AtomicUsize::new(0),
+            direct: Arc::default(),
         })
     }
 
@@ -572,20 +597,20 @@ impl EnvFeed {
             // Compiled here, once, rather than by the first stream task to need it.
             next.snapshot();
             current.snapshot();
-            ClientChange {
+            Box::new(ClientChange {
                 flags: next.affected_flags(&changed_flags, &changed_segments),
                 before: Arc::clone(&current),
                 after: Arc::clone(&next),
-            }
+                patches: Mutex::default(),
+            })
         });
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = next;
-        // No receivers is not an error: polling SDKs read the new state on their next request.
-        let _ = self.changes.send(Arc::new(Frame::Changes {
+        self.send(Frame::Changes {
             seq,
             all: Framed::new(events.all),
             flags: Framed::new(events.flags),
             client,
-        }));
+        });
         events.count
     }
 
@@ -616,24 +641,33 @@ impl EnvFeed {
         self.apply(changes, position)
     }
 
+    /// Sends a frame to every stream: those that read the broadcast, and the lean server-side
+    /// streams through the fan-out thread.
+    fn send(&self, frame: Frame) {
+        let frame = Arc::new(frame);
+        if !self.direct.is_empty() {
+            crate::direct::fan_out(&self.direct, &frame);
+        }
+        // No receivers is not an error: polling SDKs read the new state on their next request.
+        let _ = self.changes.send(frame);
+    }
+
     pub fn heartbeat(&self) {
-        let _ = self.changes.send(Arc::new(Frame::Heartbeat));
+        self.send(Frame::Heartbeat);
     }
 
     /// Ends the streams authorized by these fingerprints.
     pub fn close(&self, fingerprints: Vec<String>) {
         if !fingerprints.is_empty() {
-            let _ = self.changes.send(Arc::new(Frame::Close {
+            self.send(Frame::Close {
                 fingerprints: Some(fingerprints),
-            }));
+            });
         }
     }
 
     /// Ends every stream of this environment.
     pub fn close_all(&self) {
-        let _ = self
-            .changes
-            .send(Arc::new(Frame::Close { fingerprints: None }));
+        self.send(Frame::Close { fingerprints: None });
     }
 
     /// Records that a stream authorized by `fingerprint` opened.

@@ -30,6 +30,7 @@
 
 mod client_side;
 mod credentials;
+mod direct;
 mod events;
 mod feed;
 mod http;

@@ -5,8 +5,9 @@
 //! hyper's per-connection read and write buffers (8 KiB and more) for as long as it is open,
 //! about 48 KiB per stream as measured. So [`serve`] looks at the first bytes of every new
 //! connection without consuming them (`peek`): a `GET /all` or `GET /flags` is served here,
-//! with a small head buffer that is freed once the head is parsed and frames written as
-//! pre-built HTTP/1.1 chunks shared by every stream; so are the browser and mobile streams
+//! with a small head buffer that is freed once the head is parsed, and its changes are
+//! written by the fan-out thread as pre-built HTTP/1.1 chunks shared by every stream
+//! (`direct.rs`); so are the browser and mobile streams
 //! (`GET /eval/{id}/{context}`, `/ping/{id}`, `/meval/{context}`, `/mping`), whose events are
 //! their own and framed as chunks here, with the browser routes' CORS headers. Anything else
 //! goes to hyper and the axum router untouched. A stream request that arrives later on a
@@ -260,22 +261,22 @@ impl Delivery {
         else {
             return;
         };
-        let subscribed =
-            Box::pin(self.subscribe(&headers, CredentialKind::Sdk, format, true)).await;
+        let opened = Box::pin(self.open_server_stream(&headers, CredentialKind::Sdk)).await;
         drop(headers);
-        let subscription = match subscribed {
-            Ok((feed, subscription)) => {
-                if !write_stream_head(&mut socket, &feed, &HeaderMap::new()).await {
+        let open = match opened {
+            Ok(open) => {
+                if !write_stream_head(&mut socket, &open.feed, &HeaderMap::new()).await {
                     return;
                 }
-                subscription
+                open
             }
             Err(refusal) => {
                 Box::pin(write_refusal(&mut socket, refusal)).await;
                 return;
             }
         };
-        stream_until_closed(socket, subscription, false).await;
+        // From here the fan-out thread writes the stream's changes (`direct.rs`).
+        crate::direct::serve(socket, open, format).await;
     }
 
     /// Serves one browser or mobile stream connection: the same admission, context reading,
@@ -318,7 +319,7 @@ impl Delivery {
                 return;
             }
         };
-        stream_until_closed(socket, stream, true).await;
+        stream_until_closed(socket, stream).await;
     }
 }
 
@@ -419,28 +420,18 @@ async fn write_refusal(socket: &mut TcpStream, refusal: axum::response::Response
     let _ = socket.shutdown().await;
 }
 
-/// Writes the source's bytes until it ends (then the final chunk) or the client leaves. A server
-/// subscription hands out bytes already framed as HTTP/1.1 chunks (shared by every stream);
-/// a client stream's bytes are its own and are framed here (`frame`).
-async fn stream_until_closed(
-    mut socket: TcpStream,
-    mut source: impl crate::stream::EventSource,
-    frame: bool,
-) {
+/// Writes a client stream's events, each framed as one HTTP/1.1 chunk, until it ends (then
+/// the final chunk) or the client leaves.
+async fn stream_until_closed(mut socket: TcpStream, mut source: impl crate::stream::EventSource) {
     loop {
         tokio::select! {
             next = source.next_bytes() => match next {
                 Some(bytes) => {
-                    let written = if frame {
-                        let mut chunk = Vec::with_capacity(bytes.len() + 12);
-                        chunk.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
-                        chunk.extend_from_slice(&bytes);
-                        chunk.extend_from_slice(b"\r\n");
-                        socket.write_all(&chunk).await
-                    } else {
-                        socket.write_all(&bytes).await
-                    };
-                    if written.is_err() {
+                    let mut chunk = Vec::with_capacity(bytes.len() + 12);
+                    chunk.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+                    chunk.extend_from_slice(&bytes);
+                    chunk.extend_from_slice(b"\r\n");
+                    if socket.write_all(&chunk).await.is_err() {
                         return;
                     }
                 }

@@ -87,7 +87,7 @@ pub(crate) async fn stream(
     match d.admit(authorized, StreamCredential::RelayToken, false) {
         Ok(open) => {
             let feed = Arc::clone(&open.feed);
-            let subscription = Subscription::open(open, Format::All, false);
+            let subscription = Subscription::open(open, Format::All);
             sse_response(&feed, subscription)
         }
         Err(refusal) => refusal,

@@ -1,7 +1,10 @@
 //! The server-side SDK streams (`ld-protocol.md` §4.2, §4.4): `GET /all` and the legacy
 //! flags-only `GET /flags`.
 //!
-//! A stream is a [`Subscription`] to its environment's broadcast of pre-serialized frames: the
+//! Most streams are a connection's first request and are served on the lean path, written by
+//! the fan-out thread (`raw.rs`, `direct.rs`). The rest (a stream asked for on a reused
+//! connection, over TLS, or a relay's) come through the router here. Such a stream is a
+//! [`Subscription`] to its environment's broadcast of pre-serialized frames: the
 //! per-connection state is a cursor into the broadcast, the credential's fingerprint and a
 //! guard that counts it, so an idle stream costs little beyond its socket. The response has no
 //! length, so HTTP/1.1 sends it with chunked transfer encoding, which the Python SDK needs
@@ -23,7 +26,7 @@ use flagstaff_app::CredentialKind;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Delivery;
-use crate::feed::{EnvFeed, Frame, Framed, HEARTBEAT, HEARTBEAT_CHUNK, StreamCredential};
+use crate::feed::{EnvFeed, Frame, HEARTBEAT, StreamCredential};
 use crate::http::{Authorized, unavailable, with_env_id};
 
 /// Which stream format a subscription speaks.
@@ -76,9 +79,6 @@ pub(crate) struct Subscription {
     open: OpenStream,
     changes: tokio::sync::broadcast::Receiver<Arc<Frame>>,
     format: Format,
-    /// Whether to hand out bytes already framed as HTTP/1.1 chunks (for `raw.rs`, which
-    /// writes them as they are) rather than bare event bytes (for hyper, which frames them).
-    chunked: bool,
     /// The sequence number of the state this stream has been sent.
     seen: u64,
     /// The opening `put`, until it is sent.
@@ -86,13 +86,13 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    fn put(feed: &EnvFeed, format: Format, chunked: bool) -> (u64, Bytes) {
+    fn put(feed: &EnvFeed, format: Format) -> (u64, Bytes) {
         let state = feed.current();
         let put = match format {
             Format::All => state.put_all(),
             Format::FlagsOnly => state.put_flags(),
         };
-        (state.seq, pick(put, chunked))
+        (state.seq, put.plain.clone())
     }
 
     /// The next bytes to write, or `None` when the stream must end.
@@ -115,15 +115,11 @@ impl Subscription {
                             Format::FlagsOnly => flags,
                         };
                         if !framed.is_empty() {
-                            return Some(pick(framed, self.chunked));
+                            return Some(framed.plain.clone());
                         }
                     }
                     Frame::Heartbeat => {
-                        return Some(Bytes::from_static(if self.chunked {
-                            HEARTBEAT_CHUNK
-                        } else {
-                            HEARTBEAT
-                        }));
+                        return Some(Bytes::from_static(HEARTBEAT));
                     }
                     Frame::Close { .. } => {
                         if self.open.is_closed_by(&frame) {
@@ -135,7 +131,7 @@ impl Subscription {
                     // Too slow to keep up with the changes: send the whole state again, which
                     // SDKs apply as a replacement of their store.
                     tracing::debug!(missed, environment = %self.open.feed.id, "slow stream sent a fresh put");
-                    let (seq, put) = Self::put(&self.open.feed, self.format, self.chunked);
+                    let (seq, put) = Self::put(&self.open.feed, self.format);
                     self.seen = seq;
                     return Some(put);
                 }
@@ -152,29 +148,36 @@ impl Delivery {
         headers: &HeaderMap,
         kind: CredentialKind,
         format: Format,
-        chunked: bool,
     ) -> Result<(Arc<EnvFeed>, Subscription), Response> {
+        let open = self.open_server_stream(headers, kind).await?;
+        let feed = Arc::clone(&open.feed);
+        Ok((feed, Subscription::open(open, format)))
+    }
+
+    /// Authorizes and admits a server-side stream, or refuses it when shutting down or full.
+    pub(crate) async fn open_server_stream(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        kind: CredentialKind,
+    ) -> Result<OpenStream, Response> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(unavailable("the server is shutting down"));
         }
         let authorized = self.authorize(headers, kind).await?;
-        let open = self.admit(authorized, StreamCredential::Key(kind), false)?;
-        let feed = Arc::clone(&open.feed);
-        Ok((feed, Subscription::open(open, format, chunked)))
+        self.admit(authorized, StreamCredential::Key(kind), false)
     }
 }
 
 impl Subscription {
     /// A subscription for an admitted stream, starting with the current `put`.
-    pub(crate) fn open(open: OpenStream, format: Format, chunked: bool) -> Subscription {
+    pub(crate) fn open(open: OpenStream, format: Format) -> Subscription {
         // Subscribe first, then read the state: every later change is in the broadcast.
         let changes = open.feed.subscribe();
-        let (seen, put) = Subscription::put(&open.feed, format, chunked);
+        let (seen, put) = Subscription::put(&open.feed, format);
         Subscription {
             open,
             changes,
             format,
-            chunked,
             seen,
             first: Some(put),
         }
@@ -242,14 +245,6 @@ impl Delivery {
     }
 }
 
-fn pick(framed: &Framed, chunked: bool) -> Bytes {
-    if chunked {
-        framed.chunk.clone()
-    } else {
-        framed.plain.clone()
-    }
-}
-
 /// The response headers of a stream, for hyper and for `raw.rs` alike.
 pub(crate) const STREAM_HEADERS: [(&str, &str); 4] = [
     ("content-type", "text/event-stream; charset=utf-8"),
@@ -289,7 +284,7 @@ pub(crate) fn sse_response(feed: &EnvFeed, source: impl EventSource) -> Response
 /// `GET /all`.
 pub(crate) async fn all(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
     match d
-        .subscribe(&headers, CredentialKind::Sdk, Format::All, false)
+        .subscribe(&headers, CredentialKind::Sdk, Format::All)
         .await
     {
         Ok((feed, subscription)) => sse_response(&feed, subscription),
@@ -300,7 +295,7 @@ pub(crate) async fn all(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> R
 /// `GET /flags`: the stream of SDKs that predate segments.
 pub(crate) async fn flags_only(State(d): State<Arc<Delivery>>, headers: HeaderMap) -> Response {
     match d
-        .subscribe(&headers, CredentialKind::Sdk, Format::FlagsOnly, false)
+        .subscribe(&headers, CredentialKind::Sdk, Format::FlagsOnly)
         .await
     {
         Ok((feed, subscription)) => sse_response(&feed, subscription),

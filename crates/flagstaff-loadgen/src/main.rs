@@ -130,13 +130,16 @@ fn count_occurrences(carry: &mut Vec<u8>, data: &[u8], needle: &[u8]) -> usize {
 }
 
 /// One stream: connects, reads the `put`, reports ready, then timestamps every `patch`.
+/// Returns the connection with the times, still open: a stream closed as soon as it has every
+/// change would make the server handle thousands of closes while the last change is still
+/// going out to the other streams, and the last change would measure that.
 async fn stream(
     address: String,
     request: String,
-    ready: mpsc::UnboundedSender<()>,
+    ready: mpsc::UnboundedSender<Result<(), String>>,
     permit: tokio::sync::OwnedSemaphorePermit,
     expected: usize,
-) -> anyhow::Result<Vec<Instant>> {
+) -> anyhow::Result<(Vec<Instant>, TcpStream)> {
     let mut permit = Some(permit);
     let mut socket = TcpStream::connect(&address).await?;
     socket.write_all(request.as_bytes()).await?;
@@ -152,10 +155,12 @@ async fn stream(
         let now = Instant::now();
         let data = &buf[..n];
         if !seen_put {
-            if data.windows(10).any(|w| w == b"event: put") {
+            // Found across reads too: the put may arrive in several pieces.
+            if count_occurrences(&mut carry, data, b"event: put") > 0 {
+                carry.clear();
                 seen_put = true;
                 permit.take();
-                let _ = ready.send(());
+                let _ = ready.send(Ok(()));
             }
             continue;
         }
@@ -163,7 +168,7 @@ async fn stream(
             arrivals.push(now);
         }
     }
-    Ok(arrivals)
+    Ok((arrivals, socket))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -207,20 +212,30 @@ async fn main() -> anyhow::Result<()> {
                 args.sdk_key
             ),
         };
-        tasks.push(tokio::spawn(stream(
+        let ready = ready_tx.clone();
+        let opened = stream(
             args.address.clone(),
             request,
             ready_tx.clone(),
             permit,
             args.changes,
-        )));
+        );
+        tasks.push(tokio::spawn(async move {
+            let result = opened.await;
+            // A stream that fails says why at once, rather than at the end of the timeout.
+            if let Err(e) = &result {
+                let _ = ready.send(Err(format!("{e:#}")));
+            }
+            result
+        }));
     }
     drop(ready_tx);
     let opening = Instant::now();
     let mut open = 0;
     while open < args.streams {
         match tokio::time::timeout(deadline, ready_rx.recv()).await {
-            Ok(Some(())) => open += 1,
+            Ok(Some(Ok(()))) => open += 1,
+            Ok(Some(Err(e))) => bail!("a stream failed after {open} opened: {e}"),
             _ => bail!("only {open} of {} streams opened", args.streams),
         }
     }
@@ -231,9 +246,13 @@ async fn main() -> anyhow::Result<()> {
     let clock = WallClock::now();
     if args.follow_only {
         let mut arrivals = Vec::with_capacity(args.streams);
+        let mut open = Vec::with_capacity(args.streams);
         for task in tasks {
-            arrivals.push(tokio::time::timeout(deadline, task).await???);
+            let (times, socket) = tokio::time::timeout(deadline, task).await???;
+            arrivals.push(times);
+            open.push(socket);
         }
+        drop(open);
         write_times(&args, &clock, &[], &arrivals)?;
         println!("streams={} followed {} changes", args.streams, args.changes);
         return Ok(());
@@ -278,8 +297,10 @@ async fn main() -> anyhow::Result<()> {
     // Per change, when the last stream received it.
     let mut last = vec![Duration::ZERO; args.changes];
     let mut all_arrivals = Vec::with_capacity(args.streams);
+    let mut open = Vec::with_capacity(args.streams);
     for task in tasks {
-        let arrivals = tokio::time::timeout(deadline, task).await???;
+        let (arrivals, socket) = tokio::time::timeout(deadline, task).await???;
+        open.push(socket);
         for (i, (arrival, sent)) in arrivals.iter().zip(&sent).enumerate() {
             let latency = arrival.saturating_duration_since(*sent);
             latencies.push(latency);
@@ -287,7 +308,9 @@ async fn main() -> anyhow::Result<()> {
         }
         all_arrivals.push(arrivals);
     }
+    drop(open);
     write_times(&args, &clock, &sent, &all_arrivals)?;
+    let in_order = last.clone();
     last.sort();
     let server_cpu = server_cpu.zip(
         args.server_pid
@@ -314,6 +337,10 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&last, 50.0)),
         ms(*last.last().unwrap_or(&Duration::ZERO))
     );
+    // Every change's "last stream", in the order of the changes: whether a high p99 comes from
+    // every change or from a few slow ones.
+    let each: Vec<String> = in_order.iter().map(|d| format!("{:.0}", ms(*d))).collect();
+    println!("last_stream_ms each={}", each.join(","));
     if let (Some((s0, s1)), Some((c0, c1))) = (server_cpu, own_cpu) {
         println!(
             "cpu_ms_per_change server={:.1} loadgen={:.1}",

@@ -22,7 +22,7 @@ mod reason;
 mod segment;
 
 pub use attr_ref::{AttrRef, AttrRefError};
-pub use context::{AttrValue, Context, ContextError, IndividualContext, Kind};
+pub use context::{AttrValue, Attributes, Context, ContextError, IndividualContext, Kind};
 pub use credential::CredentialKind;
 pub use data::{DataError, FlagData};
 pub use evaluated::{EvaluatedFlag, FlagState};

@@ -82,7 +82,7 @@ impl ClientStream {
         let (before, after) = (change.before.snapshot(), change.after.snapshot());
         let version = change.after.data_version;
         let mut out = Vec::new();
-        for key in &change.flags {
+        for (position, key) in change.flags.iter().enumerate() {
             let old = before
                 .flag_id(key)
                 .filter(|id| credential.sees(before.flag(*id).source()))
@@ -96,11 +96,22 @@ impl ClientStream {
                     if old.is_some_and(|old| old.same_result(&new, *with_reasons)) {
                         continue;
                     }
-                    let payload = EvaluatedFlag {
-                        key: Some(key),
-                        ..new.payload(version, *with_reasons)
+                    let patch = || {
+                        let payload = EvaluatedFlag {
+                            key: Some(key),
+                            ..new.payload(version, *with_reasons)
+                        };
+                        let mut event = Vec::new();
+                        sse_event(&mut event, "patch", &crate::feed::to_json(&payload));
+                        Bytes::from(event)
                     };
-                    sse_event(&mut out, "patch", &crate::feed::to_json(&payload));
+                    out.extend_from_slice(&shared_patch(
+                        change,
+                        position,
+                        &new,
+                        *with_reasons,
+                        patch,
+                    ));
                 }
                 (Some(_), None) => {
                     let data = serde_json::json!({"key": key, "version": version});
@@ -145,6 +156,50 @@ impl ClientStream {
             }
         }
     }
+}
+
+/// The `patch` event for `result` of the change's flag at `position`: serialized once per
+/// distinct result and shared by every stream that gets it (issue 23, point 5), since most
+/// contexts of a change get one of a few results.
+fn shared_patch(
+    change: &crate::feed::ClientChange,
+    position: usize,
+    result: &ClientResult<'_>,
+    with_reasons: bool,
+    serialize: impl FnOnce() -> Bytes,
+) -> Bytes {
+    // A result without a variation (an error) is rare and not shared.
+    let Some(variation) = result.detail.variation_index else {
+        return serialize();
+    };
+    let key = crate::feed::PatchKey {
+        flag: position,
+        variation,
+        experiment: result.experiment,
+        reason: (with_reasons || result.experiment)
+            .then(|| crate::feed::to_json(&result.detail.reason)),
+        prerequisites: result
+            .prerequisites
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect(),
+    };
+    if let Some(shared) = change
+        .patches
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
+        return shared.clone();
+    }
+    // Serialized outside the lock: other streams are not held up meanwhile, and two streams
+    // that race here both serialize the same bytes.
+    let event = serialize();
+    let mut patches = change.patches.lock().unwrap_or_else(|e| e.into_inner());
+    if patches.len() < crate::feed::ClientChange::MAX_SHARED_PATCHES {
+        patches.insert(key, event.clone());
+    }
+    event
 }
 
 impl EventSource for ClientStream {

@@ -489,6 +489,71 @@ async fn secure_mode_requires_the_context_hash() {
 }
 
 #[tokio::test]
+async fn a_change_serialized_once_per_result_still_gives_every_stream_its_own_result() {
+    // A change's `patch` events are serialized once per distinct result and shared among the
+    // streams that get it (`shared_patch`): streams with another variation, or that asked for
+    // reasons, must still get their own.
+    let server = start(fast()).await;
+    create_client_flag(&server, "split", true, true).await;
+    put_segment(&server, json!({"key": "testers", "included": ["ann"]})).await;
+    let rules = |tester_variation: u64| {
+        vec![
+            serde_json::from_value(json!({"id": "r1", "variation": tester_variation,
+            "clauses": [{"attribute": "", "op": "segmentMatch", "values": ["testers"]}]}))
+            .unwrap(),
+        ]
+    };
+    set_targeting(&server, "split", |t| {
+        t.on = true;
+        t.fallthrough = serde_json::from_value(json!({"variation": 1})).unwrap();
+        t.rules = rules(0);
+    })
+    .await;
+    server.caught_up().await;
+    let cid = &server.client_side_id;
+    let mut streams = Vec::new();
+    for (user, query) in [
+        ("ann", ""),
+        ("bob", ""),
+        ("carl", "?withReasons=true"),
+        ("dave", ""),
+    ] {
+        let context = encode(&json!({"kind": "user", "key": user}));
+        let mut stream = Stream::from_request(
+            client().get(format!("{}/eval/{cid}/{context}{query}", server.base)),
+            user,
+        )
+        .await;
+        assert!(stream.read_until("event: put").await);
+        assert!(stream.read_until("\n\n").await);
+        streams.push((user, stream));
+    }
+    // Testers now get false, everyone else true: every result changes.
+    set_targeting(&server, "split", |t| {
+        t.fallthrough = serde_json::from_value(json!({"variation": 0})).unwrap();
+        t.rules = rules(1);
+    })
+    .await;
+    let mut patches = Vec::new();
+    for (user, stream) in &mut streams {
+        assert!(stream.read_until("event: patch").await, "{user}");
+        assert!(stream.read_until("\n\n").await, "{user}");
+        let patch = stream.events("patch").remove(0);
+        assert_eq!(patch["key"], "split", "{user}");
+        patches.push((*user, patch));
+    }
+    let [ann, bob, carl, dave] = [0, 1, 2, 3].map(|i| &patches[i].1);
+    assert_eq!(ann["value"], json!(false));
+    assert_eq!(ann["variation"], json!(1));
+    assert!(ann.get("reason").is_none(), "{ann}");
+    assert_eq!(bob["value"], json!(true));
+    assert!(bob.get("reason").is_none(), "{bob}");
+    assert_eq!(carl["value"], json!(true));
+    assert_eq!(carl["reason"]["kind"], "FALLTHROUGH", "{carl}");
+    assert_eq!(dave, bob, "the same result, the same patch");
+}
+
+#[tokio::test]
 async fn streams_send_only_what_changed_for_their_context() {
     let server = start(fast()).await;
     create_client_flag(&server, "beta", true, true).await;

@@ -271,3 +271,175 @@ async fn a_malformed_stream_request_gets_400() {
     socket.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
 }
+
+/// A raw `/all` stream that reads only when asked, its chunked body decoded by hand.
+struct SlowReader {
+    socket: tokio::net::TcpStream,
+    raw: Vec<u8>,
+}
+
+impl SlowReader {
+    async fn open(server: &crate::support::Server) -> SlowReader {
+        use tokio::io::AsyncWriteExt;
+        // The receive buffer keeps its default size: a tiny one would also make reading
+        // afterwards crawl (a small window waits for delayed acknowledgements).
+        let address = server.base.trim_start_matches("http://");
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "GET /all HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\n\r\n",
+            server.sdk_key
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        SlowReader {
+            socket,
+            raw: Vec::new(),
+        }
+    }
+
+    /// Reads until the decoded body holds `events` complete events, or 10 s pass.
+    async fn read_events(&mut self, events: usize) -> Vec<(String, serde_json::Value)> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let decoded = self.decoded();
+            if decoded.len() >= events {
+                return decoded;
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            match tokio::time::timeout_at(deadline, self.socket.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => self.raw.extend_from_slice(&buf[..n]),
+                _ => return decoded,
+            }
+        }
+    }
+
+    /// The complete SSE events of the body so far, heartbeats left out.
+    fn decoded(&self) -> Vec<(String, serde_json::Value)> {
+        let raw = &self.raw;
+        let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+        let Some(mut at) = head_end else {
+            return Vec::new();
+        };
+        assert!(raw.starts_with(b"HTTP/1.1 200"), "a stream response");
+        let mut body = Vec::new();
+        while let Some(line_end) = raw[at..].windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&raw[at..at + line_end]).expect("a chunk size"),
+                16,
+            )
+            .expect("a hexadecimal chunk size");
+            let start = at + line_end + 2;
+            if raw.len() < start + size + 2 {
+                break;
+            }
+            assert_eq!(
+                &raw[start + size..start + size + 2],
+                b"\r\n",
+                "a chunk ends"
+            );
+            body.extend_from_slice(&raw[start..start + size]);
+            at = start + size + 2;
+        }
+        let text = String::from_utf8(body).expect("UTF-8 events");
+        let complete = &text[..text.rfind("\n\n").map_or(0, |i| i + 2)];
+        complete
+            .split("\n\n")
+            .filter_map(|block| {
+                let event = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+                let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+                Some((event.to_owned(), serde_json::from_str(data).unwrap()))
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_stops_reading_catches_up_in_order_when_it_reads_again() {
+    // The fan-out writes each change straight into every stream's socket (`direct.rs`). A
+    // client that stops reading fills its socket: what does not fit is queued for the
+    // stream's own task, and past 64 queued changes the stream is sent the whole state
+    // instead. Either way, once it reads again, it must end with exactly the server's state,
+    // having never seen a flag go back to an older version.
+    let server = start(fast()).await;
+    create_flag(&server, "alpha").await;
+    create_flag(&server, "wide").await;
+    let mut reader = SlowReader::open(&server).await;
+    let opening = reader.read_events(1).await;
+    assert_eq!(opening[0].0, "put");
+    // About 200 changes of about 40 KB each: more than the kernel buffers between the two
+    // ends hold (4 MiB at most here), so writes would block and more than 64 changes queue.
+    let rounds = 200;
+    for round in 0..rounds {
+        crate::support::set_targeting(&server, "wide", |t| {
+            t.targets = vec![flagstaff_protocol::Target {
+                context_kind: None,
+                values: (0..2000).map(|i| format!("user-{round}-{i:08}")).collect(),
+                variation: 0,
+            }];
+        })
+        .await;
+        server.caught_up().await;
+    }
+    turn_on(&server, "alpha").await;
+    server.caught_up().await;
+    // What polling SDKs are served now: the state the stream must reach.
+    let latest: serde_json::Value = client()
+        .get(format!("{}/sdk/latest-all", server.base))
+        .header("Authorization", &server.sdk_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let want: Vec<(String, u64)> = ["alpha", "wide"]
+        .iter()
+        .map(|key| {
+            let version = latest["flags"][key]["version"].as_u64().unwrap();
+            (key.to_string(), version)
+        })
+        .collect();
+    assert!(want[1].1 > rounds, "every change was published: {want:?}");
+    // Reads until the last change is in, applying events as an SDK does.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut held: std::collections::HashMap<String, u64> = Default::default();
+    let mut puts = 0;
+    let mut read = 0;
+    loop {
+        let events = reader.read_events(read + 1).await;
+        for (name, data) in &events[read..] {
+            match name.as_str() {
+                "put" => {
+                    puts += 1;
+                    for (key, flag) in data["data"]["flags"].as_object().unwrap() {
+                        let version = flag["version"].as_u64().unwrap();
+                        let old = held.insert(key.clone(), version).unwrap_or(0);
+                        assert!(version >= old, "{key} went back from {old} to {version}");
+                    }
+                }
+                "patch" => {
+                    let Some(key) = data["path"].as_str().unwrap().strip_prefix("/flags/") else {
+                        continue;
+                    };
+                    let version = data["data"]["version"].as_u64().unwrap();
+                    let old = held.get(key).copied().unwrap_or(0);
+                    assert!(version > old, "{key} patched from {old} to {version}");
+                    held.insert(key.to_owned(), version);
+                }
+                other => panic!("unexpected event {other}"),
+            }
+        }
+        read = events.len();
+        if want.iter().all(|(key, v)| held.get(key) == Some(v)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "caught up: {held:?}, want {want:?}"
+        );
+    }
+    assert!(
+        puts >= 2,
+        "more than 64 changes waited, so the stream got the whole state again ({puts} puts, {read} events)"
+    );
+}
