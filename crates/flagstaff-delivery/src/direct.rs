@@ -5,7 +5,9 @@
 //! bytes into its socket costs a task switch, a scheduler queue and a waker per stream; at
 //! 10,000 streams that tail, not the copying, was what kept the last stream waiting. So the
 //! streams served on the lean path (`raw.rs`) are registered here, and one thread, the
-//! *fan-out*, writes each frame to every registered socket with a non-blocking `try_write`.
+//! *fan-out*, writes each frame to every registered socket with a non-blocking `try_write`
+//! (a frame for many streams is split among one scoped thread per core, and finished before
+//! the next frame starts).
 //!
 //! A socket whose send buffer is full (a slow or stalled reader) cannot take the frame at once:
 //! what is left of it is queued for the stream's own task, which writes it when the socket is
@@ -170,9 +172,10 @@ struct Job {
 
 /// Queues `frame` for the fan-out thread, which writes it to every stream in `streams`.
 ///
-/// One thread for the whole process: frames are written in the order they were published
-/// (a change must never overtake an earlier one on a stream, which two threads could not
-/// promise without more locking), and the async workers stay free for requests meanwhile.
+/// One thread for the whole process takes the frames in the order they were published (a
+/// change must never overtake an earlier one on a stream), and the async workers stay free
+/// for requests meanwhile. It may split one frame's streams among helper threads, but waits
+/// for them before it takes the next frame.
 pub(crate) fn fan_out(streams: &Arc<DirectStreams>, frame: &Arc<Frame>) {
     static FAN_OUT: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
     let sender = FAN_OUT.get_or_init(|| {

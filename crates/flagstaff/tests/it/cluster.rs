@@ -7,7 +7,10 @@
 //!   `LISTEN/NOTIFY` rather than the one-second poll;
 //! - `kill -9` of a node that SDKs stream from: they reconnect through HAProxy and see a change
 //!   made after the kill, and what each SDK saw never went backwards;
-//! - an analytics payload posted to every node with the same payload ID is counted once.
+//! - an analytics payload posted to every node with the same payload ID is counted once;
+//! - a node cut off from PostgreSQL (through a proxy the test cuts) says it is not ready,
+//!   refuses SDK requests and ends its streams within its staleness bound, HAProxy sends its
+//!   SDKs to the other node, and once the database is back it catches up and serves again.
 //!
 //! Skipped with a warning where HAProxy is not installed (`sdk-clients/install` installs it
 //! as root; on CI, `FLAGSTAFF_REQUIRE_SDKS` makes its absence a failure).
@@ -399,5 +402,205 @@ fn three_nodes_behind_haproxy_start_together_share_changes_and_survive_a_kill() 
     drop(clients);
     drop(balancer);
     drop(nodes);
+    rt.block_on(database.drop_it());
+}
+
+/// A TCP proxy between a node and PostgreSQL that the test can cut and heal: a network
+/// partition of one node, without touching the others.
+struct Partition {
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    address: String,
+}
+
+impl Partition {
+    async fn start(upstream: String) -> Partition {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accepting, tasks) = (open.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    continue; // Dropped: the node cannot reach the database.
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Partition {
+            open,
+            connections,
+            address,
+        }
+    }
+
+    /// Cuts every connection through the proxy and refuses new ones.
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn heal(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `GET path` on a node with the SDK key: the status.
+fn sdk_status(rt: &tokio::runtime::Runtime, node: &TestServer, path: &str, sdk_key: &str) -> u16 {
+    rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}{path}", node.base()))
+            .header("Authorization", sdk_key)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    })
+}
+
+#[test]
+fn a_node_cut_off_from_postgres_stops_serving_and_haproxy_moves_its_sdks() {
+    let Some(haproxy) = haproxy() else { return };
+    if !Sdk::available() {
+        return;
+    }
+    let rt = runtime();
+    let Some(database) = rt.block_on(crate::postgres::Database::create()) else {
+        return;
+    };
+    // Node B reaches PostgreSQL only through a proxy the test can cut.
+    let (head, name) = database.url.rsplit_once('/').unwrap();
+    let (scheme, upstream) = head.rsplit_once('@').unwrap();
+    let partition = rt.block_on(Partition::start(upstream.to_owned()));
+    let b_url = format!("{scheme}@{}/{name}", partition.address);
+    let args = |url: &str| {
+        [
+            "--database-url",
+            url,
+            "--events-flush-ms",
+            "100",
+            "--change-poll-ms",
+            "200",
+            "--stale-after-ms",
+            "1500",
+        ]
+        .map(str::to_owned)
+    };
+    let start = |url: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let args = args(url);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = TestServer::start(binary(), dir.path(), "127.0.0.1:0", &args);
+        (node, dir)
+    };
+    let (a, _a_dir) = start(&database.url);
+    let printed = a.stdout_when(|out| out.ends_with("\n\n"), Duration::from_secs(10));
+    let field = |label: &str| {
+        printed
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(label))
+            .map(|rest| rest.trim().to_owned())
+            .unwrap_or_else(|| panic!("{label} in {printed}"))
+    };
+    let (token, sdk_key) = (field("admin API token:"), field("SDK key:"));
+    let (b, _b_dir) = start(&b_url);
+    let api = Api::new(&a.base(), &token);
+    let values: Vec<Value> = (0..4).map(|i| json!({"value": i})).collect();
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "rollout", "name": "Rollout", "kind": "multivariate", "variations": values}),
+    ));
+    set_rollout(&rt, &api, 0);
+
+    let balancer = LoadBalancer::start(&haproxy, &[a.address.clone(), b.address.clone()]);
+    let mut clients = Clients {
+        drivers: vec![Driver::start(Sdk::Python), Driver::start(Sdk::Node)],
+        ids: Vec::new(),
+        seen: HashMap::new(),
+    };
+    for i in 0..2 {
+        for driver in 0..2 {
+            let id = format!("{}-{i}", clients.drivers[driver].sdk.name());
+            assert!(
+                clients.drivers[driver].open(&id, &sdk_key, &balancer.base(), true),
+                "{id} initializes through HAProxy"
+            );
+            clients.ids.push((driver, id));
+        }
+    }
+    clients.converge(0, Duration::from_secs(10));
+    assert!(streams_on(&rt, &b) >= 1, "node B holds SDK streams");
+    assert_eq!(sdk_status(&rt, &b, "/sdk/latest-all", &sdk_key), 200);
+
+    // The partition: B keeps running but cannot reach the database.
+    partition.cut();
+    let refused = eventually(Duration::from_secs(15), || {
+        (sdk_status(&rt, &b, "/ready", "") == 503).then_some(())
+    });
+    assert!(refused.is_some(), "node B says it is not ready");
+    // Within the staleness bound (1.5 s here) of its last read of the change feed.
+    let stale = eventually(Duration::from_secs(15), || {
+        (sdk_status(&rt, &b, "/sdk/latest-all", &sdk_key) == 503).then_some(())
+    });
+    assert!(
+        stale.is_some(),
+        "node B no longer serves what it last knew as current"
+    );
+    let ended = eventually(Duration::from_secs(5), || {
+        (streams_on(&rt, &b) == 0).then_some(())
+    });
+    assert!(ended.is_some(), "node B ended its streams");
+    // A change made meanwhile reaches every SDK: HAProxy sent B's to A.
+    set_rollout(&rt, &api, 1);
+    let took = clients.converge(1, Duration::from_secs(30));
+    eprintln!("partitioned node B: every SDK served the change after {took:?}");
+    assert_eq!(streams_on(&rt, &a), 4, "every SDK streams from node A");
+
+    // The way back: B catches up, then serves again.
+    partition.heal();
+    let back = eventually(Duration::from_secs(30), || {
+        (sdk_status(&rt, &b, "/ready", "") == 200).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "node B is ready again once it reaches the database"
+    );
+    let latest = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/sdk/latest-all", b.base()))
+            .header("Authorization", &sdk_key)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        latest["flags"]["rollout"]["fallthrough"]["variation"],
+        json!(1),
+        "node B serves the change made while it was cut off"
+    );
+    set_rollout(&rt, &api, 2);
+    clients.converge(2, Duration::from_secs(10));
+    for (id, seen) in &clients.seen {
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "{id} never went back to an older value: {seen:?}"
+        );
+    }
+    drop(clients);
+    drop(balancer);
+    drop((a, b));
     rt.block_on(database.drop_it());
 }
