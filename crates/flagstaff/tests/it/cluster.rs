@@ -201,14 +201,30 @@ fn set_rollout(rt: &tokio::runtime::Runtime, api: &Api, value: i64) {
     ));
 }
 
-#[test]
-fn three_nodes_behind_haproxy_start_together_share_changes_and_survive_a_kill() {
-    let Some(haproxy) = haproxy() else { return };
+/// HAProxy, the SDKs and a throwaway PostgreSQL database, or `None` (the test is skipped, with
+/// a warning, where one is missing and not required).
+fn prerequisites() -> Option<(PathBuf, tokio::runtime::Runtime, crate::postgres::Database)> {
+    let haproxy = haproxy()?;
     if !Sdk::available() {
-        return;
+        return None;
     }
     let rt = runtime();
-    let Some(database) = rt.block_on(crate::postgres::Database::create()) else {
+    let database = rt.block_on(crate::postgres::Database::create())?;
+    Some((haproxy, rt, database))
+}
+
+/// The value after `label` in the credentials a first start printed.
+fn printed_field(printed: &str, label: &str) -> String {
+    printed
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("{label} in {printed}"))
+}
+
+#[test]
+fn three_nodes_behind_haproxy_start_together_share_changes_and_survive_a_kill() {
+    let Some((haproxy, rt, database)) = prerequisites() else {
         return;
     };
     // The head poll, which would find other nodes' changes within a second, is slowed to half
@@ -259,13 +275,7 @@ fn three_nodes_behind_haproxy_start_together_share_changes_and_survive_a_kill() 
         1,
         "exactly one node initialized: {printed:?}"
     );
-    let field = |label: &str| {
-        credentials[0]
-            .lines()
-            .find_map(|line| line.trim().strip_prefix(label))
-            .map(|rest| rest.trim().to_owned())
-            .unwrap_or_else(|| panic!("{label} in {}", credentials[0]))
-    };
+    let field = |label: &str| printed_field(credentials[0], label);
     let token = field("admin API token:");
     // The first "SDK key:" is default/production's.
     let sdk_key = field("SDK key:");
@@ -470,12 +480,7 @@ fn sdk_status(rt: &tokio::runtime::Runtime, node: &TestServer, path: &str, sdk_k
 
 #[test]
 fn a_node_cut_off_from_postgres_stops_serving_and_haproxy_moves_its_sdks() {
-    let Some(haproxy) = haproxy() else { return };
-    if !Sdk::available() {
-        return;
-    }
-    let rt = runtime();
-    let Some(database) = rt.block_on(crate::postgres::Database::create()) else {
+    let Some((haproxy, rt, database)) = prerequisites() else {
         return;
     };
     // Node B reaches PostgreSQL only through a proxy the test can cut.
@@ -505,13 +510,7 @@ fn a_node_cut_off_from_postgres_stops_serving_and_haproxy_moves_its_sdks() {
     };
     let (a, _a_dir) = start(&database.url);
     let printed = a.stdout_when(|out| out.ends_with("\n\n"), Duration::from_secs(10));
-    let field = |label: &str| {
-        printed
-            .lines()
-            .find_map(|line| line.trim().strip_prefix(label))
-            .map(|rest| rest.trim().to_owned())
-            .unwrap_or_else(|| panic!("{label} in {printed}"))
-    };
+    let field = |label: &str| printed_field(&printed, label);
     let (token, sdk_key) = (field("admin API token:"), field("SDK key:"));
     let (b, _b_dir) = start(&b_url);
     let api = Api::new(&a.base(), &token);
