@@ -140,10 +140,7 @@ impl DirectStream {
                     return; // Already in the `put` this stream started with.
                 }
                 pending.seen = *seq;
-                let framed = match self.format {
-                    Format::All => all,
-                    Format::FlagsOnly => flags,
-                };
+                let framed = self.format.changes(all, flags);
                 if !framed.is_empty() {
                     self.give(&mut pending, &framed.chunk);
                 }
@@ -268,10 +265,7 @@ impl Drop for Registered<'_> {
 fn start_with_put(stream: &DirectStream, feed: &EnvFeed) {
     let mut pending = stream.pending();
     let state = feed.current();
-    let put = match stream.format {
-        Format::All => state.put_all(),
-        Format::FlagsOnly => state.put_flags(),
-    };
+    let put = stream.format.put(&state);
     // Everything queued so far is at or below the state's sequence number (a frame is
     // published after its state), so the `put` holds it.
     pending.queue.clear();

@@ -38,6 +38,28 @@ pub(crate) enum Format {
     FlagsOnly,
 }
 
+impl Format {
+    /// The opening `put` of this format for `state`.
+    pub fn put(self, state: &crate::feed::Published) -> &crate::feed::Framed {
+        match self {
+            Format::All => state.put_all(),
+            Format::FlagsOnly => state.put_flags(),
+        }
+    }
+
+    /// Which of a change's framed events this format sends.
+    pub fn changes<'a>(
+        self,
+        all: &'a crate::feed::Framed,
+        flags: &'a crate::feed::Framed,
+    ) -> &'a crate::feed::Framed {
+        match self {
+            Format::All => all,
+            Format::FlagsOnly => flags,
+        }
+    }
+}
+
 /// Counts an open stream and releases its place when dropped, however the stream ends.
 pub(crate) struct OpenStream {
     pub delivery: Arc<Delivery>,
@@ -88,11 +110,7 @@ pub(crate) struct Subscription {
 impl Subscription {
     fn put(feed: &EnvFeed, format: Format) -> (u64, Bytes) {
         let state = feed.current();
-        let put = match format {
-            Format::All => state.put_all(),
-            Format::FlagsOnly => state.put_flags(),
-        };
-        (state.seq, put.plain.clone())
+        (state.seq, format.put(&state).plain.clone())
     }
 
     /// The next bytes to write, or `None` when the stream must end.
@@ -110,10 +128,7 @@ impl Subscription {
                             continue; // Already in the `put` this stream started with.
                         }
                         self.seen = *seq;
-                        let framed = match self.format {
-                            Format::All => all,
-                            Format::FlagsOnly => flags,
-                        };
+                        let framed = self.format.changes(all, flags);
                         if !framed.is_empty() {
                             return Some(framed.plain.clone());
                         }
