@@ -9,7 +9,7 @@
 //   {"cmd":"details","id","evaluations":[{"flagKey","default"}]}  variationDetail() each
 //   {"cmd":"identify","id","context"}   switch context, then allFlags()
 //   {"cmd":"waitFor","id","flagKey","value","timeoutMs"}  until variation(flagKey) equals value
-//   {"cmd":"click","id","selector"}     click an element of the page (browser goals)
+//   {"cmd":"click","id","selector"}     once the SDK has its goals, click an element of the page
 //   {"cmd":"flush","id"}                the SDK's flush() (sends its queued events now)
 //   {"cmd":"received","id"}             what the page received from Flagstaff: polling bodies
 //                                       and stream events, as the page's own code saw them
@@ -76,6 +76,9 @@ async function handle(command) {
       }
     }
     case 'click':
+      // The SDK fetches its goals after it is ready and only then listens for clicks; a click
+      // before that is not a goal event, so wait until the goals are in place.
+      await page.page.evaluate(() => window.client.waitUntilGoalsReady());
       await page.page.click(command.selector);
       return {};
     case 'flush':
