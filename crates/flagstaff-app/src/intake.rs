@@ -12,16 +12,18 @@ pub type EventCounts = [u64; EVENT_KINDS.len()];
 
 /// Parses an analytics payload (or, with `diagnostic`, one diagnostic event): what the server
 /// queues and a relay forwards. A payload that is not JSON or not the shape the endpoint takes
-/// is `invalid_json` or `invalid_payload`, the same answer wherever it was sent.
+/// is `invalid_json` or `invalid_payload`, the same answer wherever it was sent. At most
+/// `samples` full events are kept as samples (a relay, which only counts, keeps none).
 pub fn parse_events(
     source: EventSource,
     bytes: &[u8],
     diagnostic: bool,
+    samples: usize,
 ) -> Result<flagstaff_events::Batch, AppError> {
     let parsed = if diagnostic {
         flagstaff_events::parse_diagnostic(source, bytes)
     } else {
-        flagstaff_events::parse_analytics(source, bytes)
+        flagstaff_events::parse_analytics_sampling(source, bytes, samples)
     };
     parsed.map_err(|e| {
         let code = match e {
@@ -44,7 +46,11 @@ impl App {
         diagnostic: bool,
         payload_id: Option<&str>,
     ) -> Result<EventCounts, AppError> {
-        let batch = parse_events(source, bytes, diagnostic).inspect_err(|_| {
+        let samples = self
+            .pipeline
+            .as_ref()
+            .map_or(0, |pipeline| pipeline.samples_wanted(&source.environment));
+        let batch = parse_events(source, bytes, diagnostic, samples).inspect_err(|_| {
             self.record_rejected_events();
         })?;
         let counts = batch.kinds;

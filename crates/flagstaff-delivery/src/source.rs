@@ -261,9 +261,10 @@ impl Source {
             Source::App(app) => app.ingest_events(source, bytes, diagnostic, payload_id),
             Source::Replica { events, .. } => {
                 // Checked as the server checks it, so SDKs get the same answer.
-                let counts = flagstaff_app::intake::parse_events(source.clone(), bytes, diagnostic)
-                    .inspect_err(|_| self.record_rejected_events())?
-                    .kinds;
+                let counts =
+                    flagstaff_app::intake::parse_events(source.clone(), bytes, diagnostic, 0)
+                        .inspect_err(|_| self.record_rejected_events())?
+                        .kinds;
                 let Some(events) = events else {
                     return Ok(counts);
                 };

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
-use flagstaff_events::{Aggregate, Limits, SdkIdentity, Source, parse_analytics};
+use flagstaff_events::{
+    Aggregate, Limits, SdkIdentity, Source, parse_analytics, parse_analytics_sampling,
+};
 use flagstaff_store::events::Retention;
 use serde_json::{Value, json};
 
@@ -88,6 +90,13 @@ fn pipeline(c: &mut Criterion) {
     let mut group = c.benchmark_group("raw_100_events");
     let payload = raw(100);
     group.throughput(Throughput::Elements(100));
+    group.bench_function("parse", |b| {
+        b.iter(|| parse_analytics(source(), &payload).unwrap())
+    });
+    // What the server does once a flush has its samples (nearly every payload under load).
+    group.bench_function("parse_keeping_no_samples", |b| {
+        b.iter(|| parse_analytics_sampling(source(), &payload, 0).unwrap())
+    });
     group.bench_function("parse_and_aggregate", |b| {
         let mut aggregate = Aggregate::default();
         b.iter(|| aggregate.add(parse_analytics(source(), &payload).unwrap(), limits))

@@ -13,12 +13,12 @@
 //! sufficient statistics (`flagstaff_store::events::ExperimentWrite`).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, RwLock};
 
 use flagstaff_store::events::{ExperimentWrite, ExposureRow, OutcomeRow};
-use serde_json::{Map, Value};
 
-use crate::payload::Batch;
+use crate::payload::{Batch, ContextSeen};
 
 /// An evaluation inside an experiment.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,8 +27,9 @@ pub struct Exposure {
     pub flag: String,
     /// The variation served.
     pub variation: u32,
-    /// The event's contexts, (kind, key).
-    pub units: Vec<(String, String)>,
+    /// The event's contexts: their positions in the batch's [`Batch::contexts`] (an index
+    /// range, so that no key is copied for the many events of no running experiment).
+    pub units: Range<usize>,
     /// When (Unix ms).
     pub at: i64,
 }
@@ -40,37 +41,26 @@ pub struct Outcome {
     pub key: String,
     /// Its `metricValue`.
     pub value: Option<f64>,
-    /// The event's contexts, (kind, key).
-    pub units: Vec<(String, String)>,
+    /// The event's contexts, as in [`Exposure::units`].
+    pub units: Range<usize>,
     /// When (Unix ms).
     pub at: i64,
 }
 
-fn units_since(batch: &Batch, first_context: usize) -> Vec<(String, String)> {
-    batch.contexts[first_context..]
-        .iter()
-        .map(|c| (c.kind.clone(), c.key.clone()))
-        .collect()
+fn units_since(batch: &Batch, first_context: usize) -> Range<usize> {
+    first_context..batch.contexts.len()
 }
 
 /// Keeps a feature event as an exposure when its reason says `inExperiment` (§3.8.2: only
 /// FALLTHROUGH and RULE_MATCH reasons carry it) and it names the variation served.
 pub(crate) fn read_exposure(
     batch: &mut Batch,
-    event: &Map<String, Value>,
+    in_experiment: bool,
+    variation: Option<u32>,
     flag: &str,
     first_context: usize,
     at: i64,
 ) {
-    let in_experiment = event
-        .get("reason")
-        .and_then(|r| r.get("inExperiment"))
-        .and_then(Value::as_bool)
-        == Some(true);
-    let variation = event
-        .get("variation")
-        .and_then(Value::as_u64)
-        .and_then(|v| u32::try_from(v).ok());
     if let (true, Some(variation)) = (in_experiment, variation) {
         let units = units_since(batch, first_context);
         if !units.is_empty() {
@@ -149,11 +139,11 @@ impl Registry {
     }
 }
 
-fn unit_key<'a>(units: &'a [(String, String)], kind: &str) -> Option<&'a str> {
-    units
+fn unit_key<'a>(contexts: &'a [ContextSeen], kind: &str) -> Option<&'a str> {
+    contexts
         .iter()
-        .find(|(k, _)| k == kind)
-        .map(|(_, key)| key.as_str())
+        .find(|c| c.kind == kind)
+        .map(|c| c.key.as_str())
 }
 
 /// Moves a batch's exposures and metric events of running iterations into `write`.
@@ -173,7 +163,11 @@ pub(crate) fn collect(
                 && exposure.at >= i.started_at
                 && i.variations.contains(&exposure.variation)
         }) {
-            if let Some(unit) = unit_key(&exposure.units, &iteration.unit_kind) {
+            let units = batch
+                .contexts
+                .get(exposure.units.clone())
+                .unwrap_or_default();
+            if let Some(unit) = unit_key(units, &iteration.unit_kind) {
                 write.exposures.push(ExposureRow {
                     iteration: iteration.id.clone(),
                     unit_key: unit.to_owned(),
@@ -188,7 +182,11 @@ pub(crate) fn collect(
             .iter()
             .filter(|i| outcome.at >= i.started_at && i.event_keys.contains(&outcome.key))
         {
-            if let Some(unit) = unit_key(&outcome.units, &iteration.unit_kind) {
+            let units = batch
+                .contexts
+                .get(outcome.units.clone())
+                .unwrap_or_default();
+            if let Some(unit) = unit_key(units, &iteration.unit_kind) {
                 write.outcomes.push(OutcomeRow {
                     iteration: iteration.id.clone(),
                     unit_key: unit.to_owned(),

@@ -36,7 +36,8 @@ use tokio::sync::{Notify, watch};
 pub use aggregate::{Aggregate, Limits};
 pub use experiments::{Registry, RunningIteration};
 pub use payload::{
-    Batch, KINDS, PayloadError, SdkIdentity, Source, parse_analytics, parse_diagnostic,
+    Batch, KINDS, PayloadError, SdkIdentity, Source, parse_analytics, parse_analytics_sampling,
+    parse_diagnostic,
 };
 
 /// Tuning of the pipeline.
@@ -129,6 +130,8 @@ struct Queue {
     batches: VecDeque<(Batch, Option<String>)>,
     events: usize,
     bytes: usize,
+    /// Samples queued per environment since the writer last drained the queue.
+    samples: HashMap<Arc<str>, usize>,
     /// Batches queued since start; the writer reports how far it has written.
     queued: u64,
 }
@@ -199,7 +202,7 @@ impl RecentContexts {
             context.kind.hash(&mut hasher);
             context.key.hash(&mut hasher);
             // `Null` ("only the key is known") never changes what is stored but "last seen".
-            context.attributes.to_string().hash(&mut hasher);
+            hash_value(&context.attributes, &mut hasher);
             let hash = hasher.finish();
             match self.written.get(&hash) {
                 Some(at) if now.saturating_sub(*at) < RECENT_CONTEXT_MS => false,
@@ -211,6 +214,34 @@ impl RecentContexts {
                 }
             }
         });
+    }
+}
+
+/// Hashes a JSON value by its content, without serializing it (which cost a string per
+/// context per flush). Objects are ordered maps, so equal values hash alike.
+fn hash_value(value: &serde_json::Value, hasher: &mut impl Hasher) {
+    use serde_json::Value;
+    match value {
+        Value::Null => 0_u8.hash(hasher),
+        Value::Bool(b) => (1_u8, b).hash(hasher),
+        Value::Number(n) => {
+            2_u8.hash(hasher);
+            (n.as_i64(), n.as_u64(), n.as_f64().map(f64::to_bits)).hash(hasher);
+        }
+        Value::String(s) => (3_u8, s).hash(hasher),
+        Value::Array(items) => {
+            (4_u8, items.len()).hash(hasher);
+            for item in items {
+                hash_value(item, hasher);
+            }
+        }
+        Value::Object(fields) => {
+            (5_u8, fields.len()).hash(hasher);
+            for (name, item) in fields {
+                name.hash(hasher);
+                hash_value(item, hasher);
+            }
+        }
     }
 }
 
@@ -322,6 +353,12 @@ impl Pipeline {
         queue.events += events;
         queue.bytes += bytes;
         queue.queued += 1;
+        if !batch.samples.is_empty() {
+            *queue
+                .samples
+                .entry(Arc::clone(&batch.source.environment))
+                .or_default() += batch.samples.len();
+        }
         queue.batches.push_back((
             batch,
             payload_id.filter(|id| !id.is_empty()).map(str::to_owned),
@@ -359,6 +396,22 @@ impl Pipeline {
                 "events queue full: shedding analytics payloads (SDKs are answered 202 and keep sending)"
             );
         }
+    }
+
+    /// How many full events of `environment` the next write still keeps as samples
+    /// ([`Limits::samples_per_environment`] less those queued): what a payload's reader
+    /// should keep ([`payload::parse_analytics_sampling`]). Payloads read at the same moment
+    /// may together keep a few more; the writer's cap drops those.
+    pub fn samples_wanted(&self, environment: &str) -> usize {
+        let queued = lock(&self.queue)
+            .samples
+            .get(environment)
+            .copied()
+            .unwrap_or(0);
+        self.config
+            .limits
+            .samples_per_environment
+            .saturating_sub(queued)
     }
 
     /// Counts a payload refused as malformed.
@@ -426,11 +479,12 @@ impl Pipeline {
     }
 
     /// Drains the queue, aggregates and writes once.
-    async fn write_once(&self) {
+    async fn write_once(self: &Arc<Self>) {
         let (batches, queued) = {
             let mut queue = lock(&self.queue);
             queue.events = 0;
             queue.bytes = 0;
+            queue.samples.clear();
             (std::mem::take(&mut queue.batches), queue.queued)
         };
         metrics::gauge!("flagstaff_events_queue_depth").set(0.0);
@@ -438,30 +492,17 @@ impl Pipeline {
         if !batches.is_empty() {
             let started = Instant::now();
             let batches = self.first_counts(batches).await;
-            let mut aggregate = Aggregate::default();
-            let running = self.experiments.snapshot();
-            let mut experiments = flagstaff_store::events::ExperimentWrite::default();
-            for mut batch in batches {
-                experiments::collect(&running, &mut batch, &mut experiments);
-                aggregate.add(batch, self.config.limits);
-            }
-            let events = aggregate.events;
-            for (what, over) in [
-                ("contexts", aggregate.contexts_over_limit),
-                ("samples", aggregate.samples_over_limit),
-                ("flags", aggregate.flags_over_limit),
-                ("custom_keys", aggregate.custom_over_limit),
-                ("migration_flags", aggregate.migration_over_limit()),
-            ] {
-                if over > 0 {
-                    metrics::counter!("flagstaff_events_over_limit_total", "what" => what)
-                        .increment(over);
-                }
-            }
-            let now = self.config.clock.now_millis();
-            let mut write = aggregate.into_write(&self.config.retention, now);
-            write.experiments = experiments;
-            lock(&self.recent_contexts).keep_news(&mut write.contexts, now);
+            // Folding a second's events (a hundred thousand at full load) takes a core for
+            // a good part of that second, and freeing them as much again: on the blocking
+            // pool, so that the async workers keep answering SDKs and the API meanwhile.
+            let pipeline = Arc::clone(self);
+            let Ok((write, events)) =
+                tokio::task::spawn_blocking(move || pipeline.prepare(batches)).await
+            else {
+                tracing::error!("cannot aggregate analytics events; they are lost");
+                self.written.send_replace(queued);
+                return;
+            };
             let result = self.store.write(&write).await;
             let elapsed = started.elapsed().as_secs_f64() * 1000.0;
             let mut state = lock(&self.state);
@@ -498,6 +539,37 @@ impl Pipeline {
         {
             state.samples.pop_front();
         }
+    }
+
+    /// Folds drained batches into one write: experiment data, aggregate, the contexts not
+    /// written in the last minute. Returns the write and how many events it holds. CPU only,
+    /// for the blocking pool; the batches are freed here too.
+    fn prepare(&self, batches: Vec<Batch>) -> (flagstaff_store::events::EventWrite, u64) {
+        let mut aggregate = Aggregate::default();
+        let running = self.experiments.snapshot();
+        let mut experiments = flagstaff_store::events::ExperimentWrite::default();
+        for mut batch in batches {
+            experiments::collect(&running, &mut batch, &mut experiments);
+            aggregate.add(batch, self.config.limits);
+        }
+        let events = aggregate.events;
+        for (what, over) in [
+            ("contexts", aggregate.contexts_over_limit),
+            ("samples", aggregate.samples_over_limit),
+            ("flags", aggregate.flags_over_limit),
+            ("custom_keys", aggregate.custom_over_limit),
+            ("migration_flags", aggregate.migration_over_limit()),
+        ] {
+            if over > 0 {
+                metrics::counter!("flagstaff_events_over_limit_total", "what" => what)
+                    .increment(over);
+            }
+        }
+        let now = self.config.clock.now_millis();
+        let mut write = aggregate.into_write(&self.config.retention, now);
+        write.experiments = experiments;
+        lock(&self.recent_contexts).keep_news(&mut write.contexts, now);
+        (write, events)
     }
 
     /// The payloads no node has counted yet. The in-memory set in [`Pipeline::submit`] catches

@@ -14,7 +14,12 @@
 use std::sync::Arc;
 
 use flagstaff_protocol::AttrRef;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+#[path = "payload_fields.rs"]
+mod fields;
+use fields::read_event;
 
 /// How far in the past an SDK's own timestamp is believed (older ones are taken as "when it
 /// arrived"): the longest retention of any bucket.
@@ -108,13 +113,15 @@ impl Source {
 
     /// An SDK timestamp, if it is believable; otherwise when the payload arrived.
     fn time(&self, value: Option<&Value>) -> i64 {
-        value
-            .and_then(Value::as_i64)
-            .filter(|at| {
-                *at >= self.received_at - MAX_PAST_MILLIS
-                    && *at <= self.received_at + MAX_FUTURE_MILLIS
-            })
-            .unwrap_or(self.received_at)
+        self.time_at(value.and_then(Value::as_i64))
+    }
+
+    /// [`Source::time`] of a timestamp already read.
+    fn time_at(&self, at: Option<i64>) -> i64 {
+        at.filter(|at| {
+            *at >= self.received_at - MAX_PAST_MILLIS && *at <= self.received_at + MAX_FUTURE_MILLIS
+        })
+        .unwrap_or(self.received_at)
     }
 }
 
@@ -219,10 +226,12 @@ pub struct Batch {
     /// The SDK as its diagnostic event describes it, with its platform (JSON), if this was one.
     pub diagnostic: Option<(SdkIdentity, String)>,
     /// About how many bytes of memory the batch holds: what the pipeline's queue counts
-    /// against its bound in bytes. It is the size of the events that were objects (see
-    /// [`approximate_size`]), so ten megabytes of `[0,0,…]` weigh nothing, as they keep
-    /// nothing.
+    /// against its bound in bytes. It is the length of the text of the events that were
+    /// objects (what an event keeps, its contexts and perhaps a sample, is a part of it), so
+    /// ten megabytes of `[0,0,…]` weigh nothing, as they keep nothing.
     pub bytes: usize,
+    /// How many more events may still become samples (see [`parse_analytics_sampling`]).
+    samples_wanted: usize,
 }
 
 impl Batch {
@@ -241,7 +250,13 @@ impl Batch {
             outcomes: Vec::new(),
             diagnostic: None,
             bytes: 0,
+            samples_wanted: usize::MAX,
         }
+    }
+
+    /// Whether one more event may be kept as a sample.
+    fn wants_sample(&self) -> bool {
+        self.samples.len() < self.samples_wanted
     }
 }
 
@@ -259,15 +274,33 @@ pub enum PayloadError {
     NotObject,
 }
 
-/// Reads an analytics payload (a JSON array of events).
-///
-/// The array is read one event at a time: each event becomes a [`serde_json::Value`], is
-/// folded into the batch and dropped before the next is read. A payload of ten million tiny
-/// elements (`[0,0,…]`, which a 10 KB gzip inflates to) therefore never exists as ten million
-/// values in memory at once: what stays is the batch, which holds only what it keeps.
+/// Reads an analytics payload (a JSON array of events), keeping every full event as a sample.
 pub fn parse_analytics(source: Source, bytes: &[u8]) -> Result<Batch, PayloadError> {
+    parse_analytics_sampling(source, bytes, usize::MAX)
+}
+
+/// Reads an analytics payload (a JSON array of events), keeping at most `samples` full events
+/// as samples.
+///
+/// The writer keeps only the first few samples of each environment in each flush
+/// ([`crate::Limits::samples_per_environment`]), so the pipeline asks for only as many as it
+/// still wants ([`crate::Pipeline::samples_wanted`]): building a sample's cleaned body is the
+/// one step that needs the whole event as a [`serde_json::Value`], and at a hundred thousand
+/// events a second nearly all of them would be thrown away.
+///
+/// The array is read one event at a time, each as its raw text borrowed from `bytes`; only
+/// the fields this module reads are looked at ([`Fields`]), and only a context becomes an
+/// owned tree. A payload of ten million tiny elements (`[0,0,…]`, which a 10 KB gzip inflates
+/// to) therefore never exists as ten million values in memory at once: what stays is the
+/// batch, which holds only what it keeps.
+pub fn parse_analytics_sampling(
+    source: Source,
+    bytes: &[u8],
+    samples: usize,
+) -> Result<Batch, PayloadError> {
     use serde::de::Deserializer as _;
     let mut batch = Batch::new(source);
+    batch.samples_wanted = samples;
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     deserializer
         .deserialize_any(EventsVisitor { batch: &mut batch })
@@ -279,24 +312,6 @@ pub fn parse_analytics(source: Source, bytes: &[u8]) -> Result<Batch, PayloadErr
         .end()
         .map_err(|e| PayloadError::NotJson(e.to_string()))?;
     Ok(batch)
-}
-
-/// About how much memory a JSON value takes once parsed: its text plus a fixed cost per node.
-/// An estimate for the queue's bound, not an exact measure.
-pub fn approximate_size(value: &Value) -> usize {
-    const NODE: usize = 32;
-    match value {
-        Value::String(text) => NODE + text.len(),
-        Value::Array(items) => items.iter().map(approximate_size).sum::<usize>() + NODE,
-        Value::Object(fields) => {
-            fields
-                .iter()
-                .map(|(name, value)| NODE + name.len() + approximate_size(value))
-                .sum::<usize>()
-                + NODE
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
-    }
 }
 
 /// Folds the events of an analytics array into a batch as they are read.
@@ -312,12 +327,14 @@ impl<'de> serde::de::Visitor<'de> for EventsVisitor<'_> {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut events: A) -> Result<(), A::Error> {
-        while let Some(event) = events.next_element::<Value>()? {
+        while let Some(event) = events.next_element::<&'de RawValue>()? {
             self.batch.events += 1;
-            if event.is_object() {
-                self.batch.bytes = self.batch.bytes.saturating_add(approximate_size(&event));
+            let text = event.get();
+            if text.starts_with('{') {
+                // What an event keeps (its contexts, perhaps a sample) is a part of its text.
+                self.batch.bytes = self.batch.bytes.saturating_add(text.len());
             }
-            if !read_event(self.batch, event) {
+            if !read_event(self.batch, text) {
                 self.batch.skipped += 1;
             }
         }
@@ -375,8 +392,9 @@ fn short_key(value: Option<&Value>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Reads one event into the batch; `false` when it was skipped.
-fn read_event(batch: &mut Batch, event: Value) -> bool {
+/// Reads one event, parsed whole, into the batch; `false` when it was skipped. The path of the
+/// kinds [`read_event`] does not read field by field, and of events it cannot.
+fn read_event_value(batch: &mut Batch, event: Value) -> bool {
     let Value::Object(mut event) = event else {
         batch.kinds[KINDS.len() - 1] += 1;
         return false;
@@ -409,7 +427,23 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
             let first_context = batch.contexts.len();
             read_event_contexts(batch, &mut event, at);
             if kind == "feature" {
-                crate::experiments::read_exposure(batch, &event, &flag, first_context, at);
+                let in_experiment = event
+                    .get("reason")
+                    .and_then(|r| r.get("inExperiment"))
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                let variation = event
+                    .get("variation")
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok());
+                crate::experiments::read_exposure(
+                    batch,
+                    in_experiment,
+                    variation,
+                    &flag,
+                    first_context,
+                    at,
+                );
             }
             if batch.source.summarise_features() && kind == "feature" {
                 let counter = Counter {
@@ -434,6 +468,9 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
                 if !tracked {
                     return true;
                 }
+            }
+            if !batch.wants_sample() {
+                return true;
             }
             batch.samples.push(Sample {
                 kind,
@@ -461,6 +498,9 @@ fn read_event(batch: &mut Batch, event: Value) -> bool {
                 metric,
                 at,
             });
+            if !batch.wants_sample() {
+                return true;
+            }
             batch.samples.push(Sample {
                 kind: "custom",
                 key,
@@ -574,19 +614,30 @@ fn read_event_contexts(batch: &mut Batch, event: &mut Map<String, Value>, at: i6
         }
         return;
     }
-    if let Some(keys) = event.get("contextKeys").and_then(Value::as_object) {
-        for (kind, key) in keys {
-            if let Some(key) = short_key(Some(key)).filter(|_| kind.len() <= MAX_KEY_LEN) {
-                batch.contexts.push(ContextSeen {
-                    kind: kind.clone(),
-                    key,
-                    attributes: None,
-                    redacted: Vec::new(),
-                    at,
-                });
-            }
+    match event.get("contextKeys").and_then(Value::as_object) {
+        Some(keys) => push_context_keys(batch, keys, at),
+        None => push_user_key(batch, short_key(event.get("userKey")), at),
+    }
+}
+
+/// Records the contexts of schema 4's `contextKeys` (kind → key): keys only.
+fn push_context_keys(batch: &mut Batch, keys: &Map<String, Value>, at: i64) {
+    for (kind, key) in keys {
+        if let Some(key) = short_key(Some(key)).filter(|_| kind.len() <= MAX_KEY_LEN) {
+            batch.contexts.push(ContextSeen {
+                kind: kind.clone(),
+                key,
+                attributes: None,
+                redacted: Vec::new(),
+                at,
+            });
         }
-    } else if let Some(key) = short_key(event.get("userKey")) {
+    }
+}
+
+/// Records the user of a legacy `userKey`: its key only.
+fn push_user_key(batch: &mut Batch, key: Option<String>, at: i64) {
+    if let Some(key) = key {
         batch.contexts.push(ContextSeen {
             kind: "user".into(),
             key,
@@ -601,39 +652,59 @@ fn read_event_contexts(batch: &mut Batch, event: &mut Map<String, Value>, at: i6
 /// attributes (`None` when it is not a context at all).
 fn read_context(batch: &mut Batch, context: &Value, at: i64) -> Option<Value> {
     let object = context.as_object()?;
+    let first = batch.contexts.len();
+    read_owned_context(batch, object.clone(), at, None);
+    let seen = &batch.contexts[first..];
     match object.get("kind").and_then(Value::as_str) {
         Some("multi") => {
             let mut cleaned = Map::new();
             cleaned.insert("kind".into(), Value::from("multi"));
-            for (kind, individual) in object {
-                if kind == "kind" {
-                    continue;
-                }
-                let Some(individual) = individual.as_object() else {
-                    continue;
-                };
-                if let Some(seen) = clean_individual(kind, individual, at) {
-                    cleaned.insert(kind.clone(), individual_json(&seen));
-                    batch.contexts.push(seen);
-                }
+            for individual in seen {
+                cleaned.insert(individual.kind.clone(), individual_json(individual));
             }
             Some(Value::Object(cleaned))
         }
         Some(kind) => {
-            let seen = clean_individual(kind, object, at)?;
-            let cleaned = individual_json(&seen);
-            batch.contexts.push(seen);
-            let mut cleaned = cleaned;
+            let mut cleaned = individual_json(seen.first()?);
             if let Value::Object(map) = &mut cleaned {
                 map.insert("kind".into(), Value::from(kind));
             }
             Some(cleaned)
         }
+        None => Some(individual_json(seen.first()?)),
+    }
+}
+
+/// Records the individual contexts of a context object, taking their attributes.
+/// `text_len` is the length of the context's JSON text when it was read from one (see
+/// [`finish`]).
+fn read_owned_context(
+    batch: &mut Batch,
+    mut context: Map<String, Value>,
+    at: i64,
+    text_len: Option<usize>,
+) {
+    match context.get("kind").and_then(Value::as_str) {
+        Some("multi") => {
+            context.remove("kind");
+            for (kind, individual) in context {
+                if let Value::Object(individual) = individual
+                    && let Some(seen) = clean_individual(&kind, individual, at, text_len)
+                {
+                    batch.contexts.push(seen);
+                }
+            }
+        }
+        Some(kind) => {
+            let kind = kind.to_owned();
+            if let Some(seen) = clean_individual(&kind, context, at, text_len) {
+                batch.contexts.push(seen);
+            }
+        }
         None => {
-            let seen = clean_legacy_user(object, at)?;
-            let cleaned = individual_json(&seen);
-            batch.contexts.push(seen);
-            Some(cleaned)
+            if let Some(seen) = clean_legacy_user(&context, at) {
+                batch.contexts.push(seen);
+            }
         }
     }
 }
@@ -663,26 +734,36 @@ fn strings(value: Option<&Value>) -> impl Iterator<Item = &str> {
 
 /// One context of a kind: everything but kind, key and `_meta`, with the attributes its own
 /// `_meta.privateAttributes` names removed.
-fn clean_individual(kind: &str, object: &Map<String, Value>, at: i64) -> Option<ContextSeen> {
+fn clean_individual(
+    kind: &str,
+    mut attributes: Map<String, Value>,
+    at: i64,
+    text_len: Option<usize>,
+) -> Option<ContextSeen> {
     if kind.is_empty() || kind.len() > MAX_KEY_LEN {
         return None;
     }
-    let key = short_key(object.get("key"))?;
-    let meta = object.get("_meta");
-    let mut attributes: Map<String, Value> = object
-        .iter()
-        .filter(|(name, _)| !matches!(name.as_str(), "kind" | "key" | "_meta"))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
-    let mut redacted: Vec<String> = strings(meta.and_then(|m| m.get("redactedAttributes")))
-        .map(str::to_owned)
-        .collect();
-    for reference in strings(meta.and_then(|m| m.get("privateAttributes"))) {
+    let key = short_key(attributes.get("key"))?;
+    let meta = attributes.remove("_meta");
+    attributes.remove("kind");
+    attributes.remove("key");
+    let mut redacted: Vec<String> =
+        strings(meta.as_ref().and_then(|m| m.get("redactedAttributes")))
+            .map(str::to_owned)
+            .collect();
+    for reference in strings(meta.as_ref().and_then(|m| m.get("privateAttributes"))) {
         if AttrRef::new(reference).remove_from(&mut attributes) {
             redacted.push(reference.to_owned());
         }
     }
-    Some(finish(kind.to_owned(), key, attributes, redacted, at))
+    Some(finish(
+        kind.to_owned(),
+        key,
+        attributes,
+        redacted,
+        at,
+        text_len,
+    ))
 }
 
 /// A pre-context user (schema 2 and 3, §6.4): built-in attributes at the top, the rest under
@@ -716,8 +797,14 @@ fn clean_legacy_user(object: &Map<String, Value>, at: i64) -> Option<ContextSeen
             redacted.push(name.to_owned());
         }
     }
-    Some(finish("user".into(), key, attributes, redacted, at))
+    Some(finish("user".into(), key, attributes, redacted, at, None))
 }
+
+/// A context whose text was at most this long needs no measuring against
+/// [`MAX_ATTRIBUTES_LEN`]: its attributes, a part of it, serialize to at most about four
+/// times their text (a number such as `9e15` is written out as `9000000000000000.0`; strings
+/// only get shorter).
+const SURELY_SMALL_CONTEXT: usize = MAX_ATTRIBUTES_LEN / 5;
 
 fn finish(
     kind: String,
@@ -725,12 +812,14 @@ fn finish(
     attributes: Map<String, Value>,
     mut redacted: Vec<String>,
     at: i64,
+    text_len: Option<usize>,
 ) -> ContextSeen {
     redacted.sort();
     redacted.dedup();
     redacted.truncate(100);
-    let too_large =
-        serde_json::to_string(&attributes).map_or(true, |s| s.len() > MAX_ATTRIBUTES_LEN);
+    // Serializing every context only to measure it was a large part of reading an event.
+    let too_large = text_len.is_none_or(|len| len > SURELY_SMALL_CONTEXT)
+        && serde_json::to_string(&attributes).map_or(true, |s| s.len() > MAX_ATTRIBUTES_LEN);
     ContextSeen {
         kind,
         key,

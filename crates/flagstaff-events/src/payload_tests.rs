@@ -1,6 +1,7 @@
 //! Unit tests of `payload.rs`.
 use serde_json::json;
 
+use super::fields::read_whole;
 use super::*;
 
 const NOW: i64 = 1_800_000_000_000;
@@ -347,4 +348,120 @@ fn migration_operations_count_only_from_server_side_sdks() {
         browser.kinds[KINDS.iter().position(|k| *k == "migration_op").unwrap()],
         1
     );
+}
+
+/// The top-level fields the reader looks at (and two it does not), each with a value of the
+/// type it should have.
+const FIELDS: [(&str, &str); 13] = [
+    ("key", r#""flag-1""#),
+    ("creationDate", "1800000000123"),
+    ("version", "7"),
+    ("variation", "1"),
+    ("value", r#"{"on": true}"#),
+    ("reason", r#"{"kind": "FALLTHROUGH", "inExperiment": true}"#),
+    ("trackEvents", "true"),
+    ("debugEventsUntilDate", "1800000099999"),
+    ("metricValue", "12.5"),
+    ("userKey", r#""u9""#),
+    ("data", r#"{"sku": "b"}"#),
+    ("default", "false"),
+    ("contextKeys", r#"{"user": "u8", "org": "o8", "device": 3}"#),
+];
+
+/// JSON texts of every type a field may have, some of them what the field should be.
+fn any_field_value() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just("null".to_owned()),
+        Just("true".to_owned()),
+        Just("false".to_owned()),
+        Just(NOW.to_string()),
+        Just((NOW + 10 * 60_000).to_string()),
+        Just("-3".to_owned()),
+        Just("3".to_owned()),
+        Just("4294967296".to_owned()),
+        Just("18446744073709551615".to_owned()),
+        Just("9.5".to_owned()),
+        Just("1.8e12".to_owned()),
+        Just("-0".to_owned()),
+        Just(r#""flag-1""#.to_owned()),
+        Just(r#""fl\u0061g-1""#.to_owned()),
+        Just(r#""""#.to_owned()),
+        Just(format!(r#""{}""#, "k".repeat(600))),
+        Just(r#"{"kind": "FALLTHROUGH", "inExperiment": true}"#.to_owned()),
+        Just(r#"{"kind": "RULE_MATCH", "inExperiment": "yes"}"#.to_owned()),
+        Just(r#"[1, "two", {"three": 3}]"#.to_owned()),
+        Just(r#"{"sku": "a", "n": 1}"#.to_owned()),
+    ]
+}
+
+/// JSON texts of contexts, well formed or not.
+fn any_context() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(r#"{"kind": "user", "key": "u1", "name": "Ann", "email": "a@example.com",
+                "_meta": {"privateAttributes": ["email"], "redactedAttributes": ["ssn"]}}"#
+            .to_owned()),
+        Just(r#"{"kind": "multi", "user": {"key": "u2", "plan": "gold"},
+                "org": {"key": "o1", "_meta": {"privateAttributes": ["/a/b"]}, "a": {"b": 1, "c": 2}},
+                "bad": 3}"#
+            .to_owned()),
+        Just(r#"{"key": "legacy", "name": "Bo", "custom": {"group": "beta", "name": "x"},
+                "privateAttributeNames": ["group"]}"#
+            .to_owned()),
+        Just(r#"{"kind": "user", "key": ""}"#.to_owned()),
+        Just(r#"{"kind": "user", "key": "dup", "key": "twice", "x": 1, "x": 2}"#.to_owned()),
+        Just(r#"{"kind": "user", "key": "big", "text": "BIG"}"#.replace("BIG", &"x".repeat(20_000))),
+        Just(r#""just a string""#.to_owned()),
+        Just("null".to_owned()),
+        Just(r#"{"user": "u3", "org": "o2"}"#.to_owned()),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+    /// Reading an event field by field gives exactly what reading it whole gives: the same
+    /// counts, contexts, counters, custom events, samples, exposures and metric events.
+    #[test]
+    fn field_by_field_reading_agrees_with_reading_the_whole_event(
+        kind in proptest::sample::select(vec![
+            r#""feature""#, r#""debug""#, r#""custom""#, r#""identify""#, r#""index""#,
+            r#""click""#, r#""pageview""#, r#""alias""#, r#""summary""#, r#""x""#, "7", "null",
+        ]),
+        fields in proptest::collection::vec(
+            (proptest::bool::weighted(0.6), any_field_value(), proptest::bool::weighted(0.75)),
+            FIELDS.len(),
+        ),
+        context in proptest::option::of((
+            proptest::sample::select(vec!["context", "user", "contextKeys"]),
+            any_context(),
+        )),
+        repeat_kind in proptest::bool::ANY,
+        schema in 1_u32..=4,
+        unsummarized in proptest::bool::ANY,
+    ) {
+        let mut members = vec![format!(r#""kind": {kind}"#)];
+        // Each field is there or not; when there, mostly of its own type, else of any.
+        for ((name, typical), (there, any, is_typical)) in FIELDS.iter().zip(&fields) {
+            if *there {
+                members.push(format!(r#""{name}": {}"#, if *is_typical { typical } else { any.as_str() }));
+            }
+        }
+        if let Some((name, value)) = &context {
+            members.push(format!(r#""{name}": {value}"#));
+        }
+        if repeat_kind {
+            members.push(r#""kind": "custom""#.to_owned());
+        }
+        let text = format!("{{{}}}", members.join(", "));
+        let mut source = source(schema);
+        source.unsummarized = unsummarized;
+        let mut by_fields = Batch::new(source.clone());
+        let mut whole = Batch::new(source);
+        let read = read_event(&mut by_fields, &text);
+        let read_whole = read_whole(&mut whole, &text);
+        proptest::prop_assert_eq!(read, read_whole, "{}", text);
+        proptest::prop_assert_eq!(format!("{by_fields:?}"), format!("{whole:?}"), "{}", text);
+    }
 }

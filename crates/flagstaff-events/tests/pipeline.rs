@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flagstaff_events::{Pipeline, PipelineConfig, SdkIdentity, Source, Submitted, parse_analytics};
+use flagstaff_events::{
+    Limits, Pipeline, PipelineConfig, SdkIdentity, Source, Submitted, parse_analytics,
+    parse_analytics_sampling,
+};
 use flagstaff_store::EventStore;
 use flagstaff_store::events::{ContextSearch, Resolution};
 use serde_json::{Value, json};
@@ -75,6 +78,51 @@ async fn totals(store: &EventStore) -> (u64, u64) {
             .sum()
     };
     (sum(0), sum(1))
+}
+
+/// Readers keep only the samples the next write still wants, and every event counts whether it
+/// became a sample or not; after the write, a new budget starts.
+#[tokio::test]
+async fn readers_keep_only_the_samples_the_next_write_wants() {
+    let (_dir, store) = open().await;
+    let config = PipelineConfig {
+        limits: Limits {
+            samples_per_environment: 5,
+            ..Limits::default()
+        },
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(Arc::clone(&store), config);
+    let read = |customs: usize| {
+        let wanted = pipeline.samples_wanted(ENV);
+        let text = payload(0, 0, customs).to_string();
+        (
+            wanted,
+            parse_analytics_sampling(source(), text.as_bytes(), wanted).unwrap(),
+        )
+    };
+    let (wanted, first) = read(3);
+    assert_eq!((wanted, first.samples.len(), first.custom.len()), (5, 3, 3));
+    pipeline.submit(first, None);
+    let (wanted, second) = read(4);
+    assert_eq!(
+        (wanted, second.samples.len(), second.custom.len()),
+        (2, 2, 4)
+    );
+    pipeline.submit(second, None);
+    let (wanted, third) = read(4);
+    assert_eq!((wanted, third.samples.len(), third.custom.len()), (0, 0, 4));
+    assert_eq!(third.contexts.len(), 4, "contexts are read all the same");
+    pipeline.submit(third, None);
+    // Another environment has its own budget.
+    assert_eq!(pipeline.samples_wanted("shop/staging"), 5);
+    pipeline.flush().await;
+    assert_eq!(pipeline.samples_wanted(ENV), 5);
+    let samples = store.samples(ENV, Some("custom"), None, 100).await.unwrap();
+    assert_eq!(samples.len(), 5);
+    let custom = store.custom_event_totals(ENV, 0).await.unwrap();
+    pipeline.close().await;
+    assert_eq!(custom.iter().map(|c| c.count).sum::<u64>(), 11);
 }
 
 #[tokio::test]

@@ -66,6 +66,29 @@ struct Args {
     /// purchase is then by the context of the feature event that follows it.
     #[arg(long)]
     in_experiment: bool,
+    /// The server's process ID, to report its CPU time during the load.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// A process's CPU time so far (user + system), from `/proc/<pid>/stat` (`self` for this
+/// one); zero where that cannot be read. The load tool shares the machine's cores with the
+/// server, so what it spends is part of where the time goes.
+fn cpu_of(process: &str) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{process}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    // The kernel's USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -209,6 +232,10 @@ async fn main() -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     );
     let (_, events_per_payload, counters_per_payload) = payload(&args, 0);
+    let server = args
+        .server_pid
+        .map_or_else(String::new, |pid| pid.to_string());
+    let cpu_before = (cpu_of("self"), cpu_of(&server));
     let started = Instant::now();
     let until = started + Duration::from_secs(args.seconds);
     let per_connection = Duration::from_secs_f64(args.connections as f64 / args.rate as f64);
@@ -260,6 +287,8 @@ async fn main() -> anyhow::Result<()> {
         failures += failed;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let load_cpu = cpu_of("self").saturating_sub(cpu_before.0);
+    let server_cpu = cpu_of(&server).saturating_sub(cpu_before.1);
     let mut under_load = probe.await?;
     let sent_payloads = acks.len() as u64;
     println!(
@@ -274,6 +303,15 @@ async fn main() -> anyhow::Result<()> {
     describe("ack (POST /bulk → 202)", &mut acks);
     describe("management API under load", &mut under_load);
     println!("failed requests: {failures}");
+    for (who, cpu) in [("load tool", load_cpu), ("server", server_cpu)] {
+        if !cpu.is_zero() {
+            println!(
+                "{who} CPU during the load: {} ms ({:.2} cores)",
+                cpu.as_millis(),
+                cpu.as_secs_f64() / elapsed
+            );
+        }
+    }
     // Wait for the writer to catch up, then report what was accepted, dropped and written.
     let mut after = health(&client, &base, &args.api_token).await?;
     let drain_started = Instant::now();
