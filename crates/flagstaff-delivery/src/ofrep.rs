@@ -12,7 +12,11 @@
 //!
 //! The OpenFeature context maps onto a LaunchDarkly context the way LaunchDarkly's own
 //! OpenFeature providers map it: `targetingKey` (or `key`) is the key, `kind` the kind (default
-//! `user`), every other property an attribute; `kind: "multi"` takes one object per kind.
+//! `user`), every other property an attribute; `kind: "multi"` takes one object per kind. An
+//! empty `targetingKey`, which OFREP 0.3 accepts, is a legacy user's empty key ([`legacy_user`]).
+//!
+//! Reasons are OFREP 0.3's five (`STATIC`, `TARGETING_MATCH`, `SPLIT`, `DISABLED`, `UNKNOWN`;
+//! see [`reason`]), with LaunchDarkly's reason kind in the metadata as `ldReason`.
 
 use std::sync::Arc;
 
@@ -22,7 +26,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flagstaff_app::CredentialKind;
 use flagstaff_eval::ClientResult;
-use flagstaff_protocol::{Context, ErrorKind, ReasonKind};
+use flagstaff_protocol::{Context, ErrorKind, ReasonKind, VariationOrRollout};
 use serde_json::{Map, Value, json};
 
 use crate::Delivery;
@@ -95,6 +99,40 @@ async fn authorize(
     Ok((authorized, kind))
 }
 
+/// Whether an OpenFeature context's key is the empty string (and no other key is given).
+fn empty_key(object: &Map<String, Value>) -> bool {
+    match object.get("targetingKey") {
+        Some(Value::String(key)) => {
+            key.is_empty() && object.get("key").is_none_or(|k| k.as_str() == Some(""))
+        }
+        None => object.get("key").and_then(Value::as_str) == Some(""),
+        Some(_) => false,
+    }
+}
+
+/// A user with an empty key, which OFREP 0.3 accepts (`context.targetingKey` is any string) and
+/// LaunchDarkly's contexts do not, but its legacy user format does (spec §2.7): built as a legacy
+/// user, `name` and `anonymous` where they have their types and every other property a custom
+/// attribute, it is evaluated as LaunchDarkly's SDKs evaluate such a user.
+fn legacy_user(object: &Map<String, Value>) -> Value {
+    let mut user = Map::new();
+    let mut custom = Map::new();
+    user.insert("key".into(), json!(""));
+    for (name, value) in object {
+        match (name.as_str(), value) {
+            ("targetingKey" | "key" | "kind", _) => {}
+            ("name", Value::String(_)) | ("anonymous", Value::Bool(_)) => {
+                user.insert(name.clone(), value.clone());
+            }
+            _ => {
+                custom.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    user.insert("custom".into(), Value::Object(custom));
+    Value::Object(user)
+}
+
 /// Maps an OpenFeature evaluation context onto a LaunchDarkly context. `Err` is
 /// `(errorCode, errorDetails)`.
 pub(crate) fn context_from_openfeature(
@@ -153,18 +191,59 @@ pub(crate) fn context_from_openfeature(
             multi.insert(name.clone(), single(name, nested)?);
         }
         Value::Object(multi)
+    } else if kind == "user" && empty_key(object) {
+        legacy_user(object)
     } else {
         single(kind, object)?
     };
     Context::from_json(&ld).map_err(|e| ("INVALID_CONTEXT", format!("{}: {}", e.field, e.message)))
 }
 
-/// The OpenFeature reason for a LaunchDarkly reason.
+/// Whether a rule's or the fallthrough's outcome is a percentage rollout: a fixed `variation`
+/// wins when both are given, and a rollout without buckets is a malformed flag (§3.4).
+fn is_rollout(outcome: &VariationOrRollout) -> bool {
+    outcome.variation.is_none()
+        && outcome
+            .rollout
+            .as_ref()
+            .is_some_and(|r| !r.variations.is_empty())
+}
+
+/// The OFREP reason for a LaunchDarkly reason. OFREP 0.3 allows only `STATIC`,
+/// `TARGETING_MATCH`, `SPLIT`, `DISABLED` and `UNKNOWN` (`evaluationSuccess.reason`), so:
+/// a target or a rule that serves one variation is `TARGETING_MATCH`, a rule or a fallthrough
+/// that serves a percentage rollout is `SPLIT` (a pseudorandom assignment), a fallthrough to one
+/// variation is `STATIC` (every context that no target or rule picks gets it), an off flag is
+/// `DISABLED`, and a failed prerequisite, which decided for this context from another flag's
+/// targeting, is `TARGETING_MATCH`. LaunchDarkly's own reason stays in the metadata
+/// (`ldReason`, see [`evaluation`]).
 fn reason(result: &ClientResult<'_>) -> &'static str {
+    let flag = result.flag;
     match &result.detail.reason.kind {
         ReasonKind::Off => "DISABLED",
-        ReasonKind::TargetMatch | ReasonKind::RuleMatch { .. } => "TARGETING_MATCH",
-        ReasonKind::Fallthrough { .. } => "DEFAULT",
+        ReasonKind::TargetMatch | ReasonKind::PrerequisiteFailed { .. } => "TARGETING_MATCH",
+        ReasonKind::RuleMatch { rule_index, .. } => {
+            let rule = flag.rules.get(*rule_index);
+            if rule.is_some_and(|rule| is_rollout(&rule.variation_or_rollout)) {
+                "SPLIT"
+            } else {
+                "TARGETING_MATCH"
+            }
+        }
+        ReasonKind::Fallthrough { .. } if is_rollout(&flag.fallthrough) => "SPLIT",
+        ReasonKind::Fallthrough { .. } => "STATIC",
+        // Evaluation errors are answered as `evaluationFailure` before a reason is asked for.
+        ReasonKind::Error { .. } => "UNKNOWN",
+    }
+}
+
+/// LaunchDarkly's name for a reason's kind (spec §3.8), kept in OFREP's metadata.
+fn launchdarkly_reason<S>(kind: &ReasonKind<S>) -> &'static str {
+    match kind {
+        ReasonKind::Off => "OFF",
+        ReasonKind::Fallthrough { .. } => "FALLTHROUGH",
+        ReasonKind::TargetMatch => "TARGET_MATCH",
+        ReasonKind::RuleMatch { .. } => "RULE_MATCH",
         ReasonKind::PrerequisiteFailed { .. } => "PREREQUISITE_FAILED",
         ReasonKind::Error { .. } => "ERROR",
     }
@@ -179,7 +258,19 @@ fn evaluation(key: &str, result: &ClientResult<'_>) -> Result<Value, Value> {
         };
         return Err(json!({"key": key, "errorCode": "GENERAL", "errorDetails": details}));
     }
-    let mut metadata = json!({"flagVersion": result.flag.version});
+    let kind = &result.detail.reason.kind;
+    let mut metadata =
+        json!({"flagVersion": result.flag.version, "ldReason": launchdarkly_reason(kind)});
+    if let ReasonKind::Fallthrough {
+        in_experiment: true,
+    }
+    | ReasonKind::RuleMatch {
+        in_experiment: true,
+        ..
+    } = kind
+    {
+        metadata["inExperiment"] = json!(true);
+    }
     if let ReasonKind::RuleMatch {
         rule_index,
         rule_id,
@@ -341,8 +432,14 @@ mod tests {
     #[test]
     fn missing_keys_and_bad_shapes_have_openfeature_error_codes() {
         assert_eq!(map(json!({"plan": "pro"})), Err("TARGETING_KEY_MISSING"));
+        // OFREP 0.3 accepts any string as `targetingKey`: an empty one is a legacy user's key,
+        // which LaunchDarkly allows to be empty; another kind needs a key.
         assert_eq!(
-            map(json!({"targetingKey": ""})),
+            map(json!({"targetingKey": "", "plan": "pro", "name": "Ann"})),
+            Ok(json!({"kind": "user", "key": ""}))
+        );
+        assert_eq!(
+            map(json!({"kind": "org", "targetingKey": ""})),
             Err("TARGETING_KEY_MISSING")
         );
         assert_eq!(map(json!({"targetingKey": 5})), Err("INVALID_CONTEXT"));

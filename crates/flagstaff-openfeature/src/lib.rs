@@ -22,7 +22,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Mapping (the same as Flagstaff's OFREP endpoint, so remote and local evaluation agree):
+//! Mapping (the same as Flagstaff's OFREP endpoint, so remote and local evaluation agree, but
+//! for reasons: OpenFeature's SDK reasons include `DEFAULT` and free-form ones, which OFREP 0.3's
+//! wire format does not, so the endpoint sends `STATIC` or `SPLIT` for a fallthrough and
+//! `TARGETING_MATCH` for a failed prerequisite, with LaunchDarkly's reason in the metadata):
 //! - Context: `targetingKey` is the key (required: `TARGETING_KEY_MISSING` without it), a
 //!   `kind` field the context kind (default `user`), every other field an attribute. A
 //!   `serde_json::Value` stored with `EvaluationContextFieldValue::new_struct` is used as JSON;

@@ -84,7 +84,10 @@ async fn the_openfeature_ofrep_provider_evaluates_through_flagstaff() {
     assert_eq!(r[1]["reason"], "TARGETING_MATCH");
     assert_eq!(r[1]["flagMetadata"]["ruleId"], "canada");
     assert_eq!(r[2]["value"], json!(false));
-    assert_eq!(r[2]["reason"], "DEFAULT");
+    // A fallthrough to one variation: OFREP 0.3 has no `DEFAULT`; LaunchDarkly's reason is in
+    // the metadata.
+    assert_eq!(r[2]["reason"], "STATIC");
+    assert_eq!(r[2]["flagMetadata"]["ldReason"], "FALLTHROUGH");
     assert_eq!(r[3]["value"], "dark");
     assert_eq!(r[3]["variant"], "1");
     // `internal` is off with the default off variation (false); the SDK key sees it.
@@ -187,4 +190,96 @@ async fn ofrep_bulk_evaluation_has_etags_and_error_codes() {
         single.json::<Value>().await.unwrap(),
         json!({"key": "nope", "errorCode": "FLAG_NOT_FOUND", "errorDetails": "no such flag for this credential"})
     );
+}
+
+/// OFREP 0.3 allows five reasons (`evaluationSuccess.reason`); every LaunchDarkly reason maps
+/// onto one of them, and LaunchDarkly's own stays in the metadata.
+#[tokio::test]
+async fn every_launchdarkly_reason_becomes_one_of_the_five_ofrep_reasons() {
+    let server = start(fast()).await;
+    flags(&server).await;
+    create(&server, json!({"key": "split", "name": "Split"})).await;
+    create(&server, json!({"key": "gated", "name": "Gated"})).await;
+    // split: Canadians by a 50/50 rule rollout, everyone else by a 50/50 fallthrough rollout.
+    let half = json!({"variations": [{"variation": 0, "weight": 50000}, {"variation": 1, "weight": 50000}]});
+    set_targeting(&server, "split", |t| {
+        t.on = true;
+        t.fallthrough = serde_json::from_value(json!({"rollout": half})).unwrap();
+        t.rules = vec![
+            serde_json::from_value(json!({"id": "ca-split", "rollout": half,
+            "clauses": [{"attribute": "country", "op": "in", "values": ["CA"]}]}))
+            .unwrap(),
+        ];
+    })
+    .await;
+    // gated: on, but only for contexts that `checkout` serves true (variation 0).
+    set_targeting(&server, "gated", |t| {
+        t.on = true;
+        t.fallthrough = serde_json::from_value(json!({"variation": 0})).unwrap();
+        t.prerequisites =
+            vec![serde_json::from_value(json!({"key": "checkout", "variation": 0})).unwrap()];
+    })
+    .await;
+    server.caught_up().await;
+    let evaluate = |context: Value| {
+        let url = format!("{}/ofrep/v1/evaluate/flags", server.base);
+        let key = server.sdk_key.clone();
+        async move {
+            let body: Value = client()
+                .post(&url)
+                .header("Authorization", format!("Bearer {key}"))
+                .json(&json!({"context": context}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| {
+                    let key = f["key"].as_str().unwrap().to_owned();
+                    (
+                        key,
+                        (f["reason"].clone(), f["metadata"]["ldReason"].clone()),
+                    )
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        }
+    };
+    let bob = evaluate(json!({"targetingKey": "bob", "country": "FR"})).await;
+    // OFREP 0.3 accepts an empty targetingKey: evaluated as a legacy user with an empty key,
+    // which no target or rule here picks.
+    let nobody = evaluate(json!({"targetingKey": "", "country": "FR"})).await;
+    assert_eq!(nobody, bob, "an empty key falls through like any other");
+    let ann = evaluate(json!({"targetingKey": "ann", "country": "CA"})).await;
+    let vip = evaluate(json!({"targetingKey": "vip"})).await;
+    let expected = [
+        (&bob, "checkout", "STATIC", "FALLTHROUGH"),
+        (&ann, "checkout", "TARGETING_MATCH", "RULE_MATCH"),
+        (&vip, "checkout", "TARGETING_MATCH", "TARGET_MATCH"),
+        (&bob, "internal", "DISABLED", "OFF"),
+        (&bob, "split", "SPLIT", "FALLTHROUGH"),
+        (&ann, "split", "SPLIT", "RULE_MATCH"),
+        (&bob, "gated", "TARGETING_MATCH", "PREREQUISITE_FAILED"),
+        (&vip, "gated", "STATIC", "FALLTHROUGH"),
+    ];
+    for (results, flag, reason, ld_reason) in expected {
+        assert_eq!(
+            results[flag],
+            (json!(reason), json!(ld_reason)),
+            "{flag}: {results:?}"
+        );
+    }
+    let allowed = ["STATIC", "TARGETING_MATCH", "SPLIT", "DISABLED", "UNKNOWN"];
+    for results in [&bob, &ann, &vip] {
+        for (flag, (reason, _)) in results {
+            assert!(
+                allowed.contains(&reason.as_str().unwrap()),
+                "{flag}: {reason}"
+            );
+        }
+    }
 }
