@@ -465,3 +465,21 @@ proptest::proptest! {
         proptest::prop_assert_eq!(format!("{by_fields:?}"), format!("{whole:?}"), "{}", text);
     }
 }
+
+/// Nesting far deeper than `serde_json` parses into a tree (128 levels) neither overflows the
+/// stack nor refuses the payload: the event counts, and the context that cannot be read is left
+/// out, as an unreadable context always is.
+#[test]
+fn a_deeply_nested_event_is_read_without_its_unreadable_parts() {
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let payload = format!(
+        r#"[{{"kind": "custom", "key": "k", "creationDate": {NOW}, "data": {deep},
+             "context": {{"kind": "user", "key": "u1", "nested": {deep}}}}},
+            {{"kind": "identify", "context": {{"kind": "user", "key": "u2"}}}}]"#
+    );
+    let batch = parse_analytics_sampling(source(4), payload.as_bytes(), 0).unwrap();
+    assert_eq!(batch.events, 2);
+    assert_eq!(batch.custom.len(), 1);
+    let keys: Vec<&str> = batch.contexts.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(keys, ["u2"]);
+}
