@@ -237,18 +237,6 @@ fn reason(result: &ClientResult<'_>) -> &'static str {
     }
 }
 
-/// LaunchDarkly's name for a reason's kind (spec §3.8), kept in OFREP's metadata.
-fn launchdarkly_reason<S>(kind: &ReasonKind<S>) -> &'static str {
-    match kind {
-        ReasonKind::Off => "OFF",
-        ReasonKind::Fallthrough { .. } => "FALLTHROUGH",
-        ReasonKind::TargetMatch => "TARGET_MATCH",
-        ReasonKind::RuleMatch { .. } => "RULE_MATCH",
-        ReasonKind::PrerequisiteFailed { .. } => "PREREQUISITE_FAILED",
-        ReasonKind::Error { .. } => "ERROR",
-    }
-}
-
 /// One flag's OFREP result: `evaluationSuccess` or `evaluationFailure` (an evaluation error).
 fn evaluation(key: &str, result: &ClientResult<'_>) -> Result<Value, Value> {
     if let ReasonKind::Error { error_kind } = &result.detail.reason.kind {
@@ -259,8 +247,7 @@ fn evaluation(key: &str, result: &ClientResult<'_>) -> Result<Value, Value> {
         return Err(json!({"key": key, "errorCode": "GENERAL", "errorDetails": details}));
     }
     let kind = &result.detail.reason.kind;
-    let mut metadata =
-        json!({"flagVersion": result.flag.version, "ldReason": launchdarkly_reason(kind)});
+    let mut metadata = json!({"flagVersion": result.flag.version, "ldReason": kind.name()});
     if let ReasonKind::Fallthrough {
         in_experiment: true,
     }

@@ -15,7 +15,7 @@ use super::{
 /// payload: reading an event this way allocates nothing but what is kept. Every other field is
 /// skipped. A field of an unexpected type is read as absent (see [`string`], [`integer`]) rather
 /// than refusing the event, as `serde_json::Value` lookups would.
-#[derive(Default, Deserialize)]
+#[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Fields<'a> {
     #[serde(borrow, default, deserialize_with = "present")]

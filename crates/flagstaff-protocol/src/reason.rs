@@ -77,6 +77,21 @@ pub enum ReasonKind<S = String> {
     },
 }
 
+impl<S> ReasonKind<S> {
+    /// The kind's name on the wire (§3.8: `OFF`, `FALLTHROUGH`, `TARGET_MATCH`, `RULE_MATCH`,
+    /// `PREREQUISITE_FAILED`, `ERROR`), for places that name a reason without serializing it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReasonKind::Off => "OFF",
+            ReasonKind::Fallthrough { .. } => "FALLTHROUGH",
+            ReasonKind::TargetMatch => "TARGET_MATCH",
+            ReasonKind::RuleMatch { .. } => "RULE_MATCH",
+            ReasonKind::PrerequisiteFailed { .. } => "PREREQUISITE_FAILED",
+            ReasonKind::Error { .. } => "ERROR",
+        }
+    }
+}
+
 /// The error kinds used on the wire (§3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -232,8 +247,14 @@ mod tests {
         ];
         for (reason, expected) in cases {
             assert_eq!(serde_json::to_value(&reason).unwrap(), expected);
+            assert_eq!(reason.kind.name(), expected["kind"]);
             let parsed: Reason = serde_json::from_value(expected).unwrap();
             assert_eq!(parsed, reason.to_owned_reason());
         }
+        let target = Reason::<&str>::new(ReasonKind::TargetMatch);
+        assert_eq!(
+            serde_json::to_value(&target).unwrap()["kind"],
+            target.kind.name()
+        );
     }
 }
