@@ -495,11 +495,18 @@ impl Pipeline {
             // Folding a second's events (a hundred thousand at full load) takes a core for
             // a good part of that second, and freeing them as much again: on the blocking
             // pool, so that the async workers keep answering SDKs and the API meanwhile.
+            let drained: u64 = batches.iter().map(|batch| batch.events).sum();
             let pipeline = Arc::clone(self);
             let Ok((write, events)) =
                 tokio::task::spawn_blocking(move || pipeline.prepare(batches)).await
             else {
-                tracing::error!("cannot aggregate analytics events; they are lost");
+                // Only a panic gets here; the health figures still add up.
+                self.counters.failed.fetch_add(drained, Ordering::Relaxed);
+                tracing::error!(
+                    events = drained,
+                    "cannot aggregate analytics events; they are lost"
+                );
+                lock(&self.state).last_error = Some("aggregating analytics events failed".into());
                 self.written.send_replace(queued);
                 return;
             };
