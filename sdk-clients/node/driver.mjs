@@ -10,6 +10,9 @@ import { init, basicLogger } from '@launchdarkly/node-server-sdk';
 import { RedisFeatureStore } from '@launchdarkly/node-server-sdk-redis';
 
 const clients = new Map();
+// Every SDK log line (info and above), for the `status` command: tests look for the FDv1
+// fallback there.
+const logs = [];
 
 async function handle(command) {
   switch (command.cmd) {
@@ -24,7 +27,26 @@ async function handle(command) {
         flushInterval: 1,
         privateAttributes: command.privateAttributes ?? [],
         streamInitialReconnectDelay: command.initialReconnectDelay ?? 0.2,
-        logger: basicLogger({ level: 'warn', destination: (line) => process.stderr.write(`${line}\n`) }),
+        logger: basicLogger({
+          level: 'info',
+          destination: (line) => {
+            logs.push(line);
+            if (!line.startsWith('info:')) process.stderr.write(`${line}\n`);
+          },
+        }),
+        // `dataSystem`: the SDK's FDv2 data system instead of the FDv1 data source:
+        // "default" (LaunchDarkly's recommended poll-then-stream), "streaming" or "polling".
+        ...(command.dataSystem ? {
+          dataSystem: {
+            dataSource: {
+              dataSourceOptionsType: {
+                default: 'standard', streaming: 'streamingOnly', polling: 'pollingOnly',
+              }[command.dataSystem],
+              streamInitialReconnectDelay: command.initialReconnectDelay ?? 0.2,
+              pollInterval: command.pollInterval ?? 30,
+            },
+          },
+        } : {}),
         // `redis`: daemon mode (`useLdd`), flags read from LaunchDarkly's Redis store layout.
         ...(command.redis ? {
           useLdd: true,
@@ -66,6 +88,10 @@ async function handle(command) {
         });
       }
       return { results };
+    }
+    case 'status': {
+      // Every client's log lines since the process started; `initialized` once closed is false.
+      return { initialized: clients.get(command.id)?.initialized() ?? false, logs };
     }
     case 'track': {
       const client = clients.get(command.id);

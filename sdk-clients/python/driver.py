@@ -11,8 +11,15 @@ One JSON command per line on stdin, one JSON answer per line on stdout (the same
    baseUri),
    "bigSegments": {"url": "redis://...", "prefix": "...", "staleAfterSeconds": 120,
    "statusPollSeconds": 5, "cacheSeconds": 5} (optional: LaunchDarkly's Redis big-segment
-   store)}
+   store),
+   "dataSystem": "default"|"streaming"|"polling" (optional: the SDK's FDv2 data system,
+   `datasystem.default()` and friends, instead of the FDv1 data source)}
       -> {"initialized": bool}
+  {"cmd": "status", "id": "c1"}
+      -> {"state": "VALID"|...|null, "logs": ["WARNING ldclient.util: ...", ...]}
+      The client's data source state (null once closed) and every SDK log line at INFO or
+      above since the process started, of every client (tests look for the FDv1 fallback
+      there).
   {"cmd": "evaluate", "id": "c1", "evaluations": [{"flagKey": "f", "context": {...},
    "default": <json>, "valueType": "bool"|"int"|"double"|"string"|"any"}]}
       -> {"results": [{"value": ..., "variationIndex": n|null, "reason": {...}}]}
@@ -39,13 +46,32 @@ import json
 import logging
 import sys
 
-from ldclient import Context, LDClient, Result
+from ldclient import Context, LDClient, Result, datasystem
 from ldclient.config import BigSegmentsConfig, Config, HTTPConfig
 from ldclient.feature_store import CacheConfig
 from ldclient.integrations import Redis
 from ldclient.migrations import MigratorBuilder, Stage
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+class Captured(logging.Handler):
+    """Keeps the SDK's log lines for the `status` command."""
+
+    def __init__(self):
+        super().__init__(level=logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append("%s %s: %s" % (record.levelname, record.name, record.getMessage()))
+
+
+captured = Captured()
+logging.getLogger("ldclient").addHandler(captured)
+logging.getLogger("ldclient").setLevel(logging.INFO)
+# Only warnings reach stderr; the test reads the rest through `status`.
+for handler in logging.getLogger().handlers:
+    handler.setLevel(logging.WARNING)
 
 clients = {}
 # The two systems of each client's migration: {"old": {key: value}, "new": {key: value}}.
@@ -82,6 +108,13 @@ def handle(command):
                 status_poll_interval=big.get("statusPollSeconds", 5),
                 stale_after=big.get("staleAfterSeconds", 120),
             )
+        data_system = command.get("dataSystem")
+        if data_system is not None:
+            daemon["datasystem_config"] = {
+                "default": datasystem.default,
+                "streaming": datasystem.streaming,
+                "polling": datasystem.polling,
+            }[data_system]().build()
         config = Config(
             command["sdkKey"],
             base_uri=base,
@@ -117,6 +150,13 @@ def handle(command):
                 }
             )
         return {"results": results}
+    if cmd == "status":
+        client = clients.get(command["id"])
+        state = None
+        if client is not None:
+            state = client.data_source_status_provider.status.state
+            state = getattr(state, "name", str(state)).upper()
+        return {"state": state, "logs": captured.lines}
     if cmd == "track":
         clients[command["id"]].track(
             command["key"],

@@ -133,15 +133,14 @@ impl DirectStream {
             return;
         }
         match frame {
-            Frame::Changes {
-                seq, all, flags, ..
-            } => {
+            Frame::Changes { seq, .. } => {
                 if *seq <= pending.seen {
                     return; // Already in the `put` this stream started with.
                 }
                 pending.seen = *seq;
-                let framed = self.format.changes(all, flags);
-                if !framed.is_empty() {
+                if let Some(framed) = self.format.changes(frame)
+                    && !framed.is_empty()
+                {
                     self.give(&mut pending, &framed.chunk);
                 }
             }

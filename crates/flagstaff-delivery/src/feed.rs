@@ -44,6 +44,9 @@ pub(crate) enum Frame {
         seq: u64,
         all: Framed,
         flags: Framed,
+        /// The same change for FDv2 streams: `put-object`/`delete-object` events and the
+        /// `payload-transferred` that commits them with the new state's selector (`fdv2.rs`).
+        fdv2: Framed,
         /// What client-side streams re-evaluate; set when any are open.
         client: Option<Box<ClientChange>>,
     },
@@ -168,11 +171,29 @@ pub(crate) struct Published {
     pub data_version: u64,
     pub flags: BTreeMap<String, Arc<Flag>>,
     pub segments: BTreeMap<String, Arc<Segment>>,
+    /// The flags this process published (or removed) since it loaded the environment, with the
+    /// `data_version` of the state that did it: what an FDv2 catch-up sends (`fdv2.rs`).
+    pub flag_stamps: BTreeMap<String, Stamp>,
+    /// The same for segments.
+    pub segment_stamps: BTreeMap<String, Stamp>,
+    /// How this environment's FDv2 selectors start (`fdv2.rs`).
+    pub selector_prefix: Arc<str>,
+    /// FDv2 full transfers of this state, serialized on first use.
+    pub fdv2: crate::fdv2::Transfers,
     all: OnceLock<Payload>,
     flags_only: OnceLock<Payload>,
     put_all: OnceLock<Framed>,
     put_flags: OnceLock<Framed>,
     snapshot: OnceLock<Snapshot>,
+}
+
+/// When an item last changed in this process, and how it was removed if it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// The `data_version` of the state that published the change.
+    pub at: u64,
+    /// The version of the item's tombstone when the change removed it.
+    pub deleted: Option<u64>,
 }
 
 /// Serializes a map of shared items in key order without copying them.
@@ -206,10 +227,16 @@ pub(crate) fn sse_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
 }
 
 impl Published {
-    pub fn from_data(seq: u64, data_version: u64, data: FlagData) -> Published {
+    pub fn from_data(
+        seq: u64,
+        data_version: u64,
+        data: FlagData,
+        selector_prefix: String,
+    ) -> Published {
         Published {
             seq,
             data_version,
+            selector_prefix: selector_prefix.into(),
             flags: data
                 .flags
                 .into_iter()
@@ -224,18 +251,24 @@ impl Published {
         }
     }
 
-    fn next(
-        &self,
-        data_version: u64,
-        flags: BTreeMap<String, Arc<Flag>>,
-        segments: BTreeMap<String, Arc<Segment>>,
-    ) -> Published {
+    fn next(&self, data_version: u64, items: Contents) -> Published {
         Published {
             seq: self.seq + 1,
             data_version: data_version.max(self.data_version),
-            flags,
-            segments,
+            flags: items.flags,
+            segments: items.segments,
+            flag_stamps: items.flag_stamps,
+            segment_stamps: items.segment_stamps,
+            selector_prefix: Arc::clone(&self.selector_prefix),
             ..Published::default()
+        }
+    }
+
+    /// The FDv2 selector of this state: SDKs send it back as their `basis` (`fdv2.rs`).
+    pub fn selector(&self) -> crate::fdv2::Selector {
+        crate::fdv2::Selector {
+            state: format!("{}{}", self.selector_prefix, self.data_version),
+            version: self.data_version,
         }
     }
 
@@ -366,11 +399,21 @@ fn put_event(data: &[u8]) -> Framed {
     Framed::new(out)
 }
 
-/// What changed in one environment, as events for both stream formats.
+/// What the next state holds.
+struct Contents {
+    flags: BTreeMap<String, Arc<Flag>>,
+    segments: BTreeMap<String, Arc<Segment>>,
+    flag_stamps: BTreeMap<String, Stamp>,
+    segment_stamps: BTreeMap<String, Stamp>,
+}
+
+/// What changed in one environment, as events for every stream format.
 #[derive(Debug, Default)]
 struct Events {
     all: Vec<u8>,
     flags: Vec<u8>,
+    /// FDv2 `put-object`/`delete-object` events, without the closing `payload-transferred`.
+    fdv2: Vec<u8>,
     count: usize,
 }
 
@@ -383,6 +426,13 @@ impl Events {
             &patch_data("/flags/", &flag.key, &data),
         );
         sse_event(&mut self.flags, "patch", &patch_data("/", &flag.key, &data));
+        crate::fdv2::put_object(
+            &mut self.fdv2,
+            crate::fdv2::Kind::Flag,
+            &flag.key,
+            flag.version,
+            &data,
+        );
         self.count += 1;
     }
 
@@ -392,14 +442,24 @@ impl Events {
         sse_event(&mut self.all, "delete", &all);
         let legacy = to_json(&serde_json::json!({"path": format!("/{key}"), "version": version}));
         sse_event(&mut self.flags, "delete", &legacy);
+        crate::fdv2::delete_object(&mut self.fdv2, crate::fdv2::Kind::Flag, key, version);
         self.count += 1;
     }
 
     fn patch_segment(&mut self, segment: &Segment) {
-        let data = to_json(
-            &serde_json::json!({"path": format!("/segments/{}", segment.key), "data": segment}),
+        let object = to_json(segment);
+        sse_event(
+            &mut self.all,
+            "patch",
+            &patch_data("/segments/", &segment.key, &object),
         );
-        sse_event(&mut self.all, "patch", &data);
+        crate::fdv2::put_object(
+            &mut self.fdv2,
+            crate::fdv2::Kind::Segment,
+            &segment.key,
+            segment.version,
+            &object,
+        );
         self.count += 1;
     }
 
@@ -407,6 +467,7 @@ impl Events {
         let data =
             to_json(&serde_json::json!({"path": format!("/segments/{key}"), "version": version}));
         sse_event(&mut self.all, "delete", &data);
+        crate::fdv2::delete_object(&mut self.fdv2, crate::fdv2::Kind::Segment, key, version);
         self.count += 1;
     }
 }
@@ -446,6 +507,12 @@ pub(crate) struct EnvFeed {
     changes: broadcast::Sender<Arc<Frame>>,
     /// The change-feed position the data was read at.
     loaded_at: AtomicU64,
+    /// The change-feed position read right after the data: every change the loaded data holds
+    /// is at or below it (FDv2 catch-ups from older positions read the log up to here).
+    pub settled_at: u64,
+    /// FDv2 catch-ups from positions before `settled_at`, read from the change log once and
+    /// shared by every SDK that reconnects from the same position.
+    pub catchups: crate::fdv2::Catchups,
     /// Credentials that authorized open streams, with how many streams and when they expire.
     grants: Mutex<HashMap<String, GrantUse>>,
     /// Secure mode (§5.7): `None` when off. Re-read when environments or credentials change.
@@ -492,11 +559,20 @@ impl EnvFeed {
         let env_id = source.client_side_id(&id).await?;
         let secure_mode = source.secure_mode(&id).await?;
         let data = source.flag_data(&id).await?;
+        let settled_at = source.head().await?;
         let (changes, _) = broadcast::channel(BACKLOG);
+        let selector_prefix = crate::fdv2::selector_prefix(&source.lineage(), &id);
         Ok(EnvFeed {
+            settled_at,
+            catchups: crate::fdv2::Catchups::default(),
             id,
             env_id: RwLock::new(env_id),
-            state: RwLock::new(Arc::new(Published::from_data(0, head, data))),
+            state: RwLock::new(Arc::new(Published::from_data(
+                0,
+                head,
+                data,
+                selector_prefix,
+            ))),
             changes,
             loaded_at: AtomicU64::new(head),
             grants: Mutex::new(HashMap::new()),
@@ -546,44 +622,61 @@ impl EnvFeed {
     /// were sent. Only the change-feed worker calls this, so publications never race.
     pub fn apply(&self, changes: Vec<ItemChange>, position: u64) -> usize {
         let current = self.current();
-        let mut flags = current.flags.clone();
-        let mut segments = current.segments.clone();
+        // The state this change makes is stamped with its `data_version` (see `next`).
+        let at = position.max(current.data_version);
+        let mut next = Contents {
+            flags: current.flags.clone(),
+            segments: current.segments.clone(),
+            flag_stamps: current.flag_stamps.clone(),
+            segment_stamps: current.segment_stamps.clone(),
+        };
         let mut events = Events::default();
         let mut changed_flags = BTreeSet::new();
         let mut changed_segments = BTreeSet::new();
+        let stamp = |deleted| Stamp { at, deleted };
         for change in changes {
             match change {
                 ItemChange::Flag(key, Some(flag)) => {
-                    if flags.get(&key).is_none_or(|old| flag.version > old.version) {
+                    if next
+                        .flags
+                        .get(&key)
+                        .is_none_or(|old| flag.version > old.version)
+                    {
                         events.patch_flag(&flag);
                         changed_flags.insert(key.clone());
-                        flags.insert(key, Arc::new(flag));
+                        next.flag_stamps.insert(key.clone(), stamp(None));
+                        next.flags.insert(key, Arc::new(flag));
                     }
                 }
                 ItemChange::Flag(key, None) => {
-                    if let Some(old) = flags.remove(&key) {
+                    if let Some(old) = next.flags.remove(&key) {
                         changed_flags.insert(key.clone());
                         // The store's tombstone (or the archived flag's rewritten targeting) is
                         // at least one version above what SDKs hold, and any later incarnation
                         // of the key is above that, so `old + 1` never blocks a future patch
                         // (§2.6).
                         events.delete_flag(&key, old.version + 1);
+                        next.flag_stamps.insert(key, stamp(Some(old.version + 1)));
                     }
                 }
                 ItemChange::Segment(key, Some(segment)) => {
-                    if segments
+                    if next
+                        .segments
                         .get(&key)
                         .is_none_or(|old| segment.version > old.version)
                     {
                         events.patch_segment(&segment);
                         changed_segments.insert(key.clone());
-                        segments.insert(key, Arc::new(segment));
+                        next.segment_stamps.insert(key.clone(), stamp(None));
+                        next.segments.insert(key, Arc::new(segment));
                     }
                 }
                 ItemChange::Segment(key, None) => {
-                    if let Some(old) = segments.remove(&key) {
+                    if let Some(old) = next.segments.remove(&key) {
                         changed_segments.insert(key.clone());
                         events.delete_segment(&key, old.version + 1);
+                        next.segment_stamps
+                            .insert(key, stamp(Some(old.version + 1)));
                     }
                 }
             }
@@ -591,8 +684,9 @@ impl EnvFeed {
         if events.count == 0 {
             return 0;
         }
-        let next = Arc::new(current.next(position, flags, segments));
+        let next = Arc::new(current.next(position, next));
         let seq = next.seq;
+        crate::fdv2::payload_transferred(&mut events.fdv2, &next.selector());
         let client = (self.client_streams.load(Ordering::Relaxed) > 0).then(|| {
             // Compiled here, once, rather than by the first stream task to need it.
             next.snapshot();
@@ -609,6 +703,7 @@ impl EnvFeed {
             seq,
             all: Framed::new(events.all),
             flags: Framed::new(events.flags),
+            fdv2: Framed::new(events.fdv2),
             client,
         });
         events.count

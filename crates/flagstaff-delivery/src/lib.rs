@@ -10,8 +10,11 @@
 //!   handed to the events pipeline (`flagstaff-events`) that aggregates them for insights.
 //! - `/relay/all/{project}/{environment}` and `/relay/bulk/…`: the same stream and intake for
 //!   a relay holding a relay token instead of SDK keys (issue 22, `relays.rs`).
-//! - `/sdk/stream`, `/sdk/poll`: the newer FDv2 protocol is not implemented; these answer with
-//!   `X-LD-FD-Fallback: true` so that SDKs probing it fall back to the above (§10).
+//! - `/sdk/stream`, `/sdk/poll`: the same data in LaunchDarkly's newer FDv2 protocol (§10,
+//!   `fdv2.rs`), where an SDK that reconnects with its selector gets only what changed since,
+//!   read from the change log.
+//! - `/sdk/stream/eval`, `/sdk/poll/eval`: client-side FDv2 is not implemented; these answer
+//!   with `X-LD-FD-Fallback: true` so that SDKs probing it fall back to `/eval` and `/sdk/evalx`.
 //!
 //! # How a change reaches the streams
 //!
@@ -32,6 +35,7 @@ mod client_side;
 mod credentials;
 mod direct;
 mod events;
+mod fdv2;
 mod feed;
 mod http;
 mod limits;
@@ -407,8 +411,8 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
             "/relay/diagnostic/{project}/{environment}",
             post(relays::diagnostic),
         )
-        .route("/sdk/stream", axum::routing::any(http::fdv2_fallback))
-        .route("/sdk/poll", axum::routing::any(http::fdv2_fallback))
+        .route("/sdk/stream", get(fdv2::stream))
+        .route("/sdk/poll", get(fdv2::poll))
         .route("/sdk/stream/eval", axum::routing::any(http::fdv2_fallback))
         .route(
             "/sdk/stream/eval/{context}",

@@ -38,7 +38,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// Whether `If-None-Match` names `etag` (or `*`); weak comparison, as RFC 9110 asks for it.
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

@@ -87,7 +87,7 @@ pub(crate) async fn stream(
     match d.admit(authorized, StreamCredential::RelayToken, false) {
         Ok(open) => {
             let feed = Arc::clone(&open.feed);
-            let subscription = Subscription::open(open, Format::All);
+            let subscription = Subscription::open(open, Format::All, crate::stream::Opening::Put);
             sse_response(&feed, subscription)
         }
         Err(refusal) => refusal,

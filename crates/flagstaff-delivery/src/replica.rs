@@ -80,13 +80,25 @@ impl State {
 pub struct Replica {
     state: Mutex<State>,
     commits: watch::Sender<u64>,
+    /// Tells this replica's change-log positions from another's (FDv2 selectors, `fdv2.rs`):
+    /// they start at 0 in every relay process.
+    lineage: String,
 }
 
 impl Default for Replica {
     fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // Random enough to tell two relay processes apart; nothing secret depends on it.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
         Replica {
             state: Mutex::new(State::default()),
             commits: watch::channel(0).0,
+            lineage: format!("r{:08x}", hasher.finish() as u32),
         }
     }
 }
@@ -262,6 +274,10 @@ impl Replica {
     }
 
     // ----- what delivery reads (through `Source`) --------------------------------------------
+
+    pub(crate) fn lineage(&self) -> &str {
+        &self.lineage
+    }
 
     pub(crate) fn head(&self) -> u64 {
         self.lock().seq

@@ -66,6 +66,16 @@ impl Source {
         }
     }
 
+    /// What change-feed positions count, for FDv2 selectors (`fdv2.rs`): `db` for the
+    /// server's database, whose positions every node on it shares and which never start
+    /// again; for a relay, a tag of its replica, whose positions start again with the process.
+    pub fn lineage(&self) -> String {
+        match self {
+            Source::App(_) => "db".to_owned(),
+            Source::Replica { replica, .. } => replica.lineage().to_owned(),
+        }
+    }
+
     /// The position of the newest change made in this process (no I/O).
     pub fn last_commit(&self) -> u64 {
         match self {

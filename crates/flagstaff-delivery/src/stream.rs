@@ -36,26 +36,52 @@ pub(crate) enum Format {
     All,
     /// `/flags`: flags only, at `/<key>` paths (pre-segment SDKs).
     FlagsOnly,
+    /// `/sdk/stream`: FDv2 (`fdv2.rs`).
+    Fdv2,
 }
 
 impl Format {
-    /// The opening `put` of this format for `state`.
+    /// The whole state in this format: the opening `put`, and what a stream too slow to keep
+    /// up with the changes is sent instead of them (an FDv2 full transfer).
     pub fn put(self, state: &crate::feed::Published) -> &crate::feed::Framed {
         match self {
             Format::All => state.put_all(),
             Format::FlagsOnly => state.put_flags(),
+            Format::Fdv2 => state.fdv2_full(crate::fdv2::Reason::CantCatchup),
         }
     }
 
     /// Which of a change's framed events this format sends.
-    pub fn changes<'a>(
-        self,
-        all: &'a crate::feed::Framed,
-        flags: &'a crate::feed::Framed,
-    ) -> &'a crate::feed::Framed {
-        match self {
+    pub fn changes(self, frame: &Frame) -> Option<&crate::feed::Framed> {
+        let Frame::Changes {
+            all, flags, fdv2, ..
+        } = frame
+        else {
+            return None;
+        };
+        Some(match self {
             Format::All => all,
             Format::FlagsOnly => flags,
+            Format::Fdv2 => fdv2,
+        })
+    }
+}
+
+/// How a stream starts.
+#[derive(Debug)]
+pub(crate) enum Opening {
+    /// With the whole state in its format.
+    Put,
+    /// With what an FDv2 SDK's basis asks for (`fdv2.rs`).
+    Fdv2(crate::fdv2::Plan),
+}
+
+impl Opening {
+    /// The first bytes of a stream in `format` that starts from `state`.
+    pub fn framed(&self, format: Format, state: &crate::feed::Published) -> crate::feed::Framed {
+        match self {
+            Opening::Put => format.put(state).clone(),
+            Opening::Fdv2(plan) => crate::fdv2::stream_opening(state, plan),
         }
     }
 }
@@ -108,9 +134,9 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    fn put(feed: &EnvFeed, format: Format) -> (u64, Bytes) {
+    fn put(feed: &EnvFeed, format: Format, opening: &Opening) -> (u64, Bytes) {
         let state = feed.current();
-        (state.seq, format.put(&state).plain.clone())
+        (state.seq, opening.framed(format, &state).plain)
     }
 
     /// The next bytes to write, or `None` when the stream must end.
@@ -121,15 +147,14 @@ impl Subscription {
         loop {
             match self.changes.recv().await {
                 Ok(frame) => match frame.as_ref() {
-                    Frame::Changes {
-                        seq, all, flags, ..
-                    } => {
+                    Frame::Changes { seq, .. } => {
                         if *seq <= self.seen {
                             continue; // Already in the `put` this stream started with.
                         }
                         self.seen = *seq;
-                        let framed = self.format.changes(all, flags);
-                        if !framed.is_empty() {
+                        if let Some(framed) = self.format.changes(&frame)
+                            && !framed.is_empty()
+                        {
                             return Some(framed.plain.clone());
                         }
                     }
@@ -146,7 +171,7 @@ impl Subscription {
                     // Too slow to keep up with the changes: send the whole state again, which
                     // SDKs apply as a replacement of their store.
                     tracing::debug!(missed, environment = %self.open.feed.id, "slow stream sent a fresh put");
-                    let (seq, put) = Self::put(&self.open.feed, self.format);
+                    let (seq, put) = Self::put(&self.open.feed, self.format, &Opening::Put);
                     self.seen = seq;
                     return Some(put);
                 }
@@ -166,7 +191,7 @@ impl Delivery {
     ) -> Result<(Arc<EnvFeed>, Subscription), Response> {
         let open = self.open_server_stream(headers, kind).await?;
         let feed = Arc::clone(&open.feed);
-        Ok((feed, Subscription::open(open, format)))
+        Ok((feed, Subscription::open(open, format, Opening::Put)))
     }
 
     /// Authorizes and admits a server-side stream, or refuses it when shutting down or full.
@@ -184,11 +209,11 @@ impl Delivery {
 }
 
 impl Subscription {
-    /// A subscription for an admitted stream, starting with the current `put`.
-    pub(crate) fn open(open: OpenStream, format: Format) -> Subscription {
+    /// A subscription for an admitted stream, starting as `opening` says.
+    pub(crate) fn open(open: OpenStream, format: Format, opening: Opening) -> Subscription {
         // Subscribe first, then read the state: every later change is in the broadcast.
         let changes = open.feed.subscribe();
-        let (seen, put) = Subscription::put(&open.feed, format);
+        let (seen, put) = Subscription::put(&open.feed, format, &opening);
         Subscription {
             open,
             changes,

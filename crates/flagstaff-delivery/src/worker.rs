@@ -16,9 +16,9 @@ const BATCH: u32 = 500;
 
 /// What a batch of change records asks of one environment.
 #[derive(Debug, Default)]
-struct Work {
-    flags: BTreeSet<String>,
-    segments: BTreeSet<String>,
+pub(crate) struct Work {
+    pub flags: BTreeSet<String>,
+    pub segments: BTreeSet<String>,
     /// Something changed that we cannot narrow down: compare everything.
     everything: bool,
 }
@@ -44,28 +44,37 @@ impl Plan {
 
 /// The loaded environments of a project.
 fn in_project<'a>(
-    feeds: &'a [Arc<EnvFeed>],
+    feeds: &'a [EnvironmentId],
     project: &'a str,
 ) -> impl Iterator<Item = EnvironmentId> + 'a {
     feeds
         .iter()
-        .filter(move |f| f.id.project == project)
-        .map(|f| f.id.clone())
+        .filter(move |id| id.project == project)
+        .cloned()
+}
+
+/// What change records ask of one environment, for an FDv2 catch-up (`fdv2.rs`): `None` when
+/// they cannot be narrowed down to flags and segments (an import, a record written by a newer
+/// Flagstaff, the environment deleted and made again).
+pub(crate) fn work_for(changes: &[Change], id: &EnvironmentId) -> Option<Work> {
+    let mut plan = plan(changes, std::slice::from_ref(id));
+    if plan.deletes(id) {
+        return None;
+    }
+    let work = plan.environments.remove(id).unwrap_or_default();
+    (!work.everything).then_some(work)
 }
 
 /// Maps changes to work on the loaded feeds. The match on [`Action`] is exhaustive on purpose:
 /// a new action does not compile until someone decides what SDKs must hear about it.
-fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
+fn plan(changes: &[Change], feeds: &[EnvironmentId]) -> Plan {
     let mut plan = Plan::default();
     for change in changes {
         let Some(action) = change.action else {
             // Written by a newer Flagstaff: it might change anything.
             plan.recheck_credentials = true;
-            for feed in feeds {
-                plan.environments
-                    .entry(feed.id.clone())
-                    .or_default()
-                    .everything = true;
+            for id in feeds {
+                plan.environments.entry(id.clone()).or_default().everything = true;
             }
             continue;
         };
@@ -102,7 +111,7 @@ fn plan(changes: &[Change], feeds: &[Arc<EnvFeed>]) -> Plan {
                     project: project.clone(),
                     environment: environment.clone(),
                 };
-                if !feeds.iter().any(|f| f.id == id) {
+                if !feeds.contains(&id) {
                     continue;
                 }
                 let work = plan.environments.entry(id).or_default();
@@ -242,7 +251,8 @@ impl Delivery {
     /// Applies one batch of change records.
     async fn apply_records(&self, records: &[Change]) -> Result<(), AppError> {
         let feeds = self.loaded_feeds();
-        let mut plan = plan(records, &feeds);
+        let ids: Vec<EnvironmentId> = feeds.iter().map(|f| f.id.clone()).collect();
+        let mut plan = plan(records, &ids);
         for (id, work) in std::mem::take(&mut plan.environments) {
             let Some(feed) = feeds.iter().find(|f| f.id == id) else {
                 continue;

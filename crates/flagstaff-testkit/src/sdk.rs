@@ -259,6 +259,32 @@ impl Driver {
             .unwrap_or(false)
     }
 
+    /// Opens a client `id` whose SDK uses its FDv2 data system (`data_system`: `default`,
+    /// `streaming` or `polling`) instead of the FDv1 data source. Returns whether it
+    /// initialized.
+    pub fn open_fdv2(&mut self, id: &str, sdk_key: &str, base: &str, data_system: &str) -> bool {
+        self.send(
+            &json!({"cmd": "open", "id": id, "sdkKey": sdk_key, "baseUri": base,
+            "dataSystem": data_system, "startWait": 10}),
+        )["initialized"]
+            .as_bool()
+            .unwrap_or(false)
+    }
+
+    /// Every line the driver's SDK logged since it started (info and above).
+    pub fn logs(&mut self, id: &str) -> Vec<String> {
+        let answer = self.send(&json!({"cmd": "status", "id": id}));
+        answer["logs"]
+            .as_array()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Opens a client `id` in daemon mode: it reads flags from LaunchDarkly's Redis store layout
     /// under `prefix` (caching them for `cache_seconds`), never from `base`, which only receives
     /// its events. Returns whether it initialized.

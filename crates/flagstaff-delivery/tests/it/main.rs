@@ -5,6 +5,7 @@
 
 mod client_side;
 mod events;
+mod fdv2;
 mod freshness;
 mod limits;
 mod ofrep;

@@ -20,17 +20,14 @@ pub struct Server {
     pub client_side_id: String,
     pub delivery: Arc<Delivery>,
     pub store: Arc<Store>,
+    /// The database's URL, for another node on it.
+    pub url: String,
     _dir: tempfile::TempDir,
 }
 
-pub async fn start(config: DeliveryConfig) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("f.db").display());
-    let store = Arc::new(Store::open(&url).await.unwrap());
-    let app = App::new(Arc::clone(&store));
-    let init = app.initialize().await.unwrap();
-    let admin = app.authenticate(&init.admin_token).await.unwrap();
-    let delivery = Delivery::start(app.clone(), config).await.unwrap();
+/// Delivery over `app` served on a random port: its base URL and the plane.
+pub async fn serve_delivery(app: App, config: DeliveryConfig) -> (String, Arc<Delivery>) {
+    let delivery = Delivery::start(app, config).await.unwrap();
     let router = flagstaff_delivery::router(Arc::clone(&delivery));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -40,7 +37,19 @@ pub async fn start(config: DeliveryConfig) -> Server {
             .await
             .unwrap();
     });
+    (base, delivery)
+}
+
+pub async fn start(config: DeliveryConfig) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("f.db").display());
+    let store = Arc::new(Store::open(&url).await.unwrap());
+    let app = App::new(Arc::clone(&store));
+    let init = app.initialize().await.unwrap();
+    let admin = app.authenticate(&init.admin_token).await.unwrap();
+    let (base, delivery) = serve_delivery(app.clone(), config).await;
     Server {
+        url,
         base,
         app,
         admin,

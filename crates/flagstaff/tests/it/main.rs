@@ -20,6 +20,7 @@ mod dashboard_segments;
 mod dashboard_workflows;
 mod eval_command;
 mod experiments;
+mod fdv2;
 mod hardening;
 mod insights;
 mod migrations;

@@ -170,6 +170,8 @@ pub(crate) struct Loaded<'a> {
 pub(crate) enum Mode<'a> {
     Streaming,
     Polling,
+    /// The SDK's FDv2 data system, in this configuration (`default`, `streaming`, `polling`).
+    Fdv2(&'static str),
     /// Daemon mode: from LaunchDarkly's Redis store layout at this URL, each environment under
     /// the prefix this template gives for its project (`{project}`; the environment is `test`).
     Daemon {
@@ -183,6 +185,9 @@ impl Mode<'_> {
         match self {
             Mode::Streaming => "streaming",
             Mode::Polling => "polling",
+            Mode::Fdv2("default") => "FDv2 default",
+            Mode::Fdv2("streaming") => "FDv2 streaming",
+            Mode::Fdv2(_) => "FDv2 polling",
             Mode::Daemon { .. } => "daemon mode with Redis",
         }
     }
@@ -203,6 +208,7 @@ pub(crate) fn run_sdk(
         let initialized = match mode {
             Mode::Streaming => driver.open(&id, &item.sdk_key, base, true),
             Mode::Polling => driver.open(&id, &item.sdk_key, base, false),
+            Mode::Fdv2(data_system) => driver.open_fdv2(&id, &item.sdk_key, base, data_system),
             Mode::Daemon { redis_url, prefix } => {
                 let prefix = prefix
                     .replace("{project}", &item.project)
@@ -246,6 +252,23 @@ pub(crate) fn run_sdk(
                     got["reason"]
                 ));
             }
+        }
+    }
+    if matches!(mode, Mode::Fdv2(_)) {
+        // An SDK that fell back to FDv1 would still evaluate correctly; its log says so (the
+        // driver keeps every client's log lines). Python logs "Fallback condition met" for
+        // every client closed, as it stops its synchronizer; only FDv1 counts here.
+        let fallback: Vec<String> = driver
+            .logs("any")
+            .into_iter()
+            .filter(|l| l.to_lowercase().contains("fdv1"))
+            .collect();
+        if !fallback.is_empty() {
+            failures.push(format!(
+                "{} ({}) fell back to FDv1: {fallback:?}",
+                sdk.name(),
+                mode.name()
+            ));
         }
     }
     (count, failures)
@@ -400,10 +423,15 @@ fn every_conformance_vector_evaluates_the_same_through_both_sdks() {
     let rt = runtime();
     let loaded = load_variants(&rt, &api, &base, &variants);
 
-    // Both SDKs, both modes, in parallel threads.
+    // Both SDKs, both FDv1 modes and their FDv2 data systems, in parallel threads.
     let runs: Vec<(Sdk, Mode<'_>)> = Sdk::ALL
         .iter()
         .flat_map(|sdk| [(*sdk, Mode::Streaming), (*sdk, Mode::Polling)])
+        .chain([
+            (Sdk::Python, Mode::Fdv2("default")),
+            (Sdk::Python, Mode::Fdv2("streaming")),
+            (Sdk::Node, Mode::Fdv2("streaming")),
+        ])
         .collect();
     run_all_and_compare("real SDKs", &base, &runs, &loaded);
     let total_vectors: usize = variants.iter().map(|v| v.evaluations.len()).sum();
