@@ -121,6 +121,12 @@ impl App {
                 }),
                 "updateColor",
             ),
+            (
+                settings
+                    .fdv1_fallback
+                    .is_some_and(|on| on != current.value.fdv1_fallback),
+                "updateFdv1Fallback",
+            ),
         ];
         let actions: Vec<&str> = changes
             .iter()
@@ -135,6 +141,7 @@ impl App {
                     "updateCritical",
                     "updateApprovalSettings",
                     "updateColor",
+                    "updateFdv1Fallback",
                 ],
                 &target,
             )?;
@@ -176,6 +183,9 @@ impl App {
                 .clone()
                 .unwrap_or_else(|| current.value.approvals.clone()),
             color,
+            fdv1_fallback: settings
+                .fdv1_fallback
+                .unwrap_or(current.value.fdv1_fallback),
             ..current.value.clone()
         };
         let after = body(&environment)?;
@@ -306,6 +316,7 @@ impl App {
             critical: starts_critical(key),
             approvals: Default::default(),
             color: None,
+            fdv1_fallback: false,
         };
         let mut writes = vec![Write::Put {
             kind: kinds::ENVIRONMENT.into(),

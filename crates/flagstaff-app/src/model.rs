@@ -96,6 +96,11 @@ pub struct Environment {
     /// Whether changes to targeting and segments here need approval (`approvals.rs`).
     #[serde(default)]
     pub approvals: ApprovalSettings,
+    /// Tell SDKs that ask for LaunchDarkly's FDv2 protocol to use FDv1 instead
+    /// (`X-LD-FD-Fallback`, `ld-protocol.md` §10): the switch to steer them back if FDv2 ever
+    /// misbehaves. Off: FDv2 is served.
+    #[serde(default, rename = "fdv1Fallback")]
+    pub fdv1_fallback: bool,
     /// The colour people recognise it by in the dashboard, `#rrggbb`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub color: Option<String>,
@@ -147,6 +152,8 @@ pub struct EnvironmentSettings {
     pub approvals: Option<ApprovalSettings>,
     /// The dashboard colour, `#rrggbb`; an empty string removes it.
     pub color: Option<String>,
+    /// Send FDv2 SDKs to FDv1 ([`Environment::fdv1_fallback`]).
+    pub fdv1_fallback: Option<bool>,
 }
 
 /// The credentials of an environment, shown once.

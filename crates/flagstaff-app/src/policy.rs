@@ -44,6 +44,7 @@ pub const ACTIONS: &[&str] = &[
     "updateSecureMode",
     "updateCritical",
     "updateColor",
+    "updateFdv1Fallback",
     "updateApprovalSettings",
     "importFlagData",
     // Flags, project-wide.

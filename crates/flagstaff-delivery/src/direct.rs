@@ -151,7 +151,7 @@ impl DirectStream {
                 }
             }
             Frame::Close { .. } => {
-                if self.open.is_closed_by(frame) {
+                if self.open.is_closed_by(frame, Some(self.format)) {
                     pending.closed = true;
                     self.wake.notify_one();
                 }

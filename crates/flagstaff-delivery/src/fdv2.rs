@@ -530,6 +530,9 @@ pub(crate) async fn stream(
         Err(refusal) => return refusal,
     };
     let feed = Arc::clone(&open.feed);
+    if feed.fdv1_fallback() {
+        return fall_back(&feed);
+    }
     let plan = d.plan_fdv2(&feed, params.basis.as_deref()).await;
     let subscription = Subscription::open(open, Format::Fdv2, Opening::Fdv2(plan));
     sse_response(&feed, subscription)
@@ -551,6 +554,9 @@ pub(crate) async fn poll(
         Err(refusal) => return refusal,
     };
     let feed = authorized.feed;
+    if feed.fdv1_fallback() {
+        return fall_back(&feed);
+    }
     let plan = d.plan_fdv2(&feed, params.basis.as_deref()).await;
     let state = feed.current();
     let selector = state.selector();
@@ -591,6 +597,24 @@ pub(crate) async fn poll(
         response
     };
     with_poll_headers(response, &etag, &feed)
+}
+
+/// How long an SDK told to fall back keeps to FDv1 before it tries FDv2 again
+/// (`X-LD-FD-Fallback-TTL`, seconds; SDKs that do not read it stay on FDv1 until restarted).
+pub(crate) const FALLBACK_TTL_SECONDS: u32 = 3600;
+
+/// The answer of an environment whose FDv1 fallback is on: `503` (an SDK that ignored the
+/// header would retry rather than give up for good) with `X-LD-FD-Fallback: true`, which
+/// FDv2 SDKs obey by switching to `/all` and `/sdk/latest-all` (§10).
+fn fall_back(feed: &EnvFeed) -> Response {
+    let mut response = crate::http::fdv2_fallback_response(
+        "this environment serves SDKs over FDv1: use /all and /sdk/latest-all",
+    );
+    response.headers_mut().insert(
+        "x-ld-fd-fallback-ttl",
+        HeaderValue::from(FALLBACK_TTL_SECONDS),
+    );
+    crate::http::with_env_id(response, feed)
 }
 
 /// The headers of every `/sdk/poll` answer: the state's tag, no shared caching.

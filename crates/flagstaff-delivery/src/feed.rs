@@ -53,8 +53,13 @@ pub(crate) enum Frame {
     /// A comment line that keeps idle connections open.
     Heartbeat,
     /// Streams authorized by these credential fingerprints must end (all streams when `None`):
-    /// the key was revoked, rotated out or expired, or the environment deleted.
-    Close { fingerprints: Option<Vec<String>> },
+    /// the key was revoked, rotated out or expired, or the environment deleted. With `only`,
+    /// just the streams of that format: FDv2 streams when the environment's FDv1 fallback is
+    /// turned on (they reconnect, and are told to fall back).
+    Close {
+        fingerprints: Option<Vec<String>>,
+        only: Option<crate::stream::Format>,
+    },
 }
 
 /// A change as client-side streams see it: the states before and after, and the flags whose
@@ -517,6 +522,8 @@ pub(crate) struct EnvFeed {
     grants: Mutex<HashMap<String, GrantUse>>,
     /// Secure mode (§5.7): `None` when off. Re-read when environments or credentials change.
     secure_mode: RwLock<Option<Arc<SecureMode>>>,
+    /// FDv2 requests are told to fall back to FDv1 (`fdv2.rs`). Re-read with secure mode.
+    fdv1_fallback: std::sync::atomic::AtomicBool,
     /// Client-side streams open now; changes are prepared for them only when there are some.
     pub client_streams: AtomicUsize,
     /// The lean server-side streams, written by the fan-out thread (`direct.rs`).
@@ -558,6 +565,7 @@ impl EnvFeed {
     ) -> Result<EnvFeed, AppError> {
         let env_id = source.client_side_id(&id).await?;
         let secure_mode = source.secure_mode(&id).await?;
+        let fdv1_fallback = source.fdv1_fallback(&id).await?;
         let data = source.flag_data(&id).await?;
         let settled_at = source.head().await?;
         let (changes, _) = broadcast::channel(BACKLOG);
@@ -577,6 +585,7 @@ impl EnvFeed {
             loaded_at: AtomicU64::new(head),
             grants: Mutex::new(HashMap::new()),
             secure_mode: RwLock::new(secure_mode.map(Arc::new)),
+            fdv1_fallback: fdv1_fallback.into(),
             client_streams: AtomicUsize::new(0),
             direct: Arc::default(),
         })
@@ -593,6 +602,19 @@ impl EnvFeed {
     /// Replaces the secure-mode setting (after environment or credential changes).
     pub fn set_secure_mode(&self, secure_mode: Option<SecureMode>) {
         *self.secure_mode.write().unwrap_or_else(|e| e.into_inner()) = secure_mode.map(Arc::new);
+    }
+
+    /// Whether FDv2 requests are told to fall back to FDv1.
+    pub fn fdv1_fallback(&self) -> bool {
+        self.fdv1_fallback.load(Ordering::SeqCst)
+    }
+
+    /// Turns the FDv1 fallback on or off; turning it on ends the FDv2 streams, which then
+    /// reconnect and are told to fall back.
+    pub fn set_fdv1_fallback(&self, on: bool) {
+        if !self.fdv1_fallback.swap(on, Ordering::SeqCst) && on {
+            self.close_fdv2();
+        }
     }
 
     pub fn loaded_at(&self) -> u64 {
@@ -756,13 +778,25 @@ impl EnvFeed {
         if !fingerprints.is_empty() {
             self.send(Frame::Close {
                 fingerprints: Some(fingerprints),
+                only: None,
             });
         }
     }
 
     /// Ends every stream of this environment.
     pub fn close_all(&self) {
-        self.send(Frame::Close { fingerprints: None });
+        self.send(Frame::Close {
+            fingerprints: None,
+            only: None,
+        });
+    }
+
+    /// Ends every FDv2 stream of this environment.
+    pub fn close_fdv2(&self) {
+        self.send(Frame::Close {
+            fingerprints: None,
+            only: Some(crate::stream::Format::Fdv2),
+        });
     }
 
     /// Records that a stream authorized by `fingerprint` opened.

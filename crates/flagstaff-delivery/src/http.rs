@@ -124,14 +124,21 @@ pub(crate) fn with_env_id(mut response: Response, feed: &EnvFeed) -> Response {
     response
 }
 
-/// The FDv2 endpoints (§10): not implemented, so every request is told to fall back to FDv1 for
-/// the rest of the SDK's life. The status is `503` rather than `404` so that an SDK that ignored
-/// the header would keep retrying instead of giving up for good.
-pub(crate) async fn fdv2_fallback() -> Response {
-    let mut response =
-        unavailable("this server speaks the FDv1 protocol: use /all and /sdk/latest-all");
+/// `503` with `X-LD-FD-Fallback: true`: FDv2 SDKs switch to FDv1 (§10). The status is `503`
+/// rather than `404` so that an SDK that ignored the header would keep retrying instead of
+/// giving up for good.
+pub(crate) fn fdv2_fallback_response(message: &str) -> Response {
+    let mut response = unavailable(message);
     response
         .headers_mut()
         .insert("x-ld-fd-fallback", HeaderValue::from_static("true"));
     response
+}
+
+/// The client-side FDv2 endpoints (§10): not implemented, so every request is told to fall
+/// back to FDv1 (`/eval`, `/sdk/evalx`) for the rest of the SDK's life.
+pub(crate) async fn fdv2_fallback() -> Response {
+    fdv2_fallback_response(
+        "this server serves browsers and phones over FDv1: use /eval and /sdk/evalx",
+    )
 }

@@ -166,6 +166,18 @@ impl Source {
         }
     }
 
+    /// Whether an environment tells FDv2 SDKs to use FDv1 (`fdv2.rs`). A relay has no such
+    /// setting of its own and always serves FDv2.
+    pub async fn fdv1_fallback(&self, id: &EnvironmentId) -> Result<bool> {
+        match self {
+            Source::App(app) => Ok(app
+                .sdk_environment(&id.project, &id.environment)
+                .await?
+                .is_some_and(|e| e.fdv1_fallback)),
+            Source::Replica { .. } => Ok(false),
+        }
+    }
+
     /// What an API token (by fingerprint) grants a relay on one environment (issue 22). A
     /// relay has no tokens of its own: relays chain with SDK keys.
     pub async fn relay_grant(

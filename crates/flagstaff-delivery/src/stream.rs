@@ -96,15 +96,18 @@ pub(crate) struct OpenStream {
 }
 
 impl OpenStream {
-    /// Whether a `Close` frame ends this stream: all streams, or those of its credential.
-    pub fn is_closed_by(&self, frame: &Frame) -> bool {
-        match frame {
-            Frame::Close { fingerprints: None } => true,
-            Frame::Close {
-                fingerprints: Some(closed),
-            } => closed.contains(&self.fingerprint),
-            _ => false,
+    /// Whether a `Close` frame ends this stream, which speaks `format` (`None`: a client-side
+    /// stream): all streams, those of its credential, or those of its format.
+    pub fn is_closed_by(&self, frame: &Frame, format: Option<Format>) -> bool {
+        let Frame::Close { fingerprints, only } = frame else {
+            return false;
+        };
+        if only.is_some() && *only != format {
+            return false;
         }
+        fingerprints
+            .as_ref()
+            .is_none_or(|closed| closed.contains(&self.fingerprint))
     }
 }
 
@@ -162,7 +165,7 @@ impl Subscription {
                         return Some(Bytes::from_static(HEARTBEAT));
                     }
                     Frame::Close { .. } => {
-                        if self.open.is_closed_by(&frame) {
+                        if self.open.is_closed_by(&frame, Some(self.format)) {
                             return None;
                         }
                     }

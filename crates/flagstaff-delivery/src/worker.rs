@@ -222,6 +222,7 @@ impl Delivery {
         self.grants.clear();
         for feed in self.loaded_feeds() {
             feed.set_secure_mode(self.source.secure_mode(&feed.id).await?);
+            feed.set_fdv1_fallback(self.source.fdv1_fallback(&feed.id).await?);
             let mut revoked = Vec::new();
             for (fingerprint, credential, _) in feed.grants_in_use() {
                 let grant = match credential {

@@ -57,6 +57,9 @@ struct EnvironmentUpdate {
     /// `#rrggbb`; `""` removes it; absent: unchanged.
     #[serde(default)]
     color: Option<String>,
+    /// Absent: unchanged.
+    #[serde(default, rename = "fdv1Fallback")]
+    fdv1_fallback: Option<bool>,
 }
 
 async fn list_environments(
@@ -119,6 +122,7 @@ async fn update_environment(
                 critical: update.critical,
                 approvals: update.approvals,
                 color: update.color,
+                fdv1_fallback: update.fdv1_fallback,
             },
             WriteMeta {
                 actor: &actor,

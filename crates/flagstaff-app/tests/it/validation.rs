@@ -218,6 +218,7 @@ async fn cases() -> Vec<(&'static str, (String, String), (&'static str, &'static
         critical: None,
         approvals: None,
         color: None,
+        fdv1_fallback: None,
     };
     check(
         "secure mode on an environment whose SDK key predates it",

@@ -201,6 +201,8 @@ pub(crate) async fn environment_settings(
                 critical: Some(form.critical.is_some()),
                 approvals: Some(form.approvals()),
                 color: form.color.clone(),
+                // Not on this form: the API changes it.
+                fdv1_fallback: None,
             },
             WriteMeta {
                 actor: &viewer.actor,

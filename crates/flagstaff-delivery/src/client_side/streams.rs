@@ -142,7 +142,7 @@ impl ClientStream {
                     }
                     Frame::Heartbeat => return Some(Bytes::from_static(crate::feed::HEARTBEAT)),
                     Frame::Close { .. } => {
-                        if self.open.is_closed_by(&frame) {
+                        if self.open.is_closed_by(&frame, None) {
                             return None;
                         }
                     }

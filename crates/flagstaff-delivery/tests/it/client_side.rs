@@ -436,6 +436,7 @@ async fn secure_mode_requires_the_context_hash() {
                 critical: None,
                 approvals: None,
                 color: None,
+                fdv1_fallback: None,
             },
             WriteMeta {
                 actor: &server.admin,

@@ -387,3 +387,80 @@ async fn fdv2_refuses_before_doing_any_work() {
         assert_eq!(response.status(), 200, "{path}");
     }
 }
+
+/// Turns the FDv1 fallback of `default/production` on or off, as the API does.
+async fn set_fdv1_fallback(server: &Server, on: bool) {
+    let env = server
+        .app
+        .environment(&server.admin, "default", "production")
+        .await
+        .unwrap();
+    server
+        .app
+        .update_environment(
+            flagstaff_app::EnvRef {
+                project: "default",
+                environment: "production",
+            },
+            &env.value.name,
+            flagstaff_app::EnvironmentSettings {
+                fdv1_fallback: Some(on),
+                ..Default::default()
+            },
+            flagstaff_app::WriteMeta {
+                actor: &server.admin,
+                expected: env.version,
+                comment: "",
+            },
+        )
+        .await
+        .unwrap();
+    server.caught_up().await;
+}
+
+#[tokio::test]
+async fn the_fdv1_fallback_switch_sends_fdv2_sdks_to_fdv1_and_back() {
+    let server = start(fast()).await;
+    create_flag(&server, "alpha").await;
+    server.caught_up().await;
+    let mut fdv2 = open_fdv2(&server, &server.base, None).await;
+    let mut fdv1 = Stream::open(&server.base, "/all", &server.sdk_key).await;
+    assert!(fdv1.read_until("event: put").await);
+
+    set_fdv1_fallback(&server, true).await;
+    // Open FDv2 streams end, so that their SDKs reconnect and hear the directive; FDv1 streams
+    // stay.
+    assert!(fdv2.read_to_end().await, "the FDv2 stream ends");
+    for path in ["/sdk/stream", "/sdk/poll"] {
+        let response = client()
+            .get(format!("{}{path}", server.base))
+            .header("Authorization", &server.sdk_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503, "{path}");
+        assert_eq!(response.headers()["x-ld-fd-fallback"], "true", "{path}");
+        assert_eq!(response.headers()["x-ld-fd-fallback-ttl"], "3600", "{path}");
+        assert_eq!(
+            response.headers()["x-ld-envid"].to_str().unwrap(),
+            server.client_side_id
+        );
+    }
+    // Without a valid key there is nothing to learn, not even the setting.
+    let response = client()
+        .get(format!("{}/sdk/poll", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().get("x-ld-fd-fallback").is_none());
+    turn_on(&server, "alpha").await;
+    assert!(
+        fdv1.read_until("event: patch").await,
+        "FDv1 streams carry on"
+    );
+
+    set_fdv1_fallback(&server, false).await;
+    let stream = open_fdv2(&server, &server.base, None).await;
+    assert_eq!(intent(&stream, 0)["intentCode"], "xfer-full");
+}

@@ -387,3 +387,52 @@ fn the_real_sdks_speak_fdv2_and_catch_up_from_their_basis() {
     );
     sdks.assert_no_fallback();
 }
+
+#[test]
+fn the_fdv1_fallback_switch_steers_the_real_sdks_to_fdv1() {
+    if !Sdk::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api, sdk_key) = fresh_server(dir.path());
+    let rt = runtime();
+    rt.block_on(api.post(
+        "/projects/default/flags",
+        &json!({"key": "live", "name": "live"}),
+    ));
+    rt.block_on(set_on(&api, "live", true));
+    let environment = "/projects/default/environments/production";
+    let current = rt.block_on(api.get(environment));
+    let updated = rt.block_on(api.put(
+        environment,
+        &json!({"name": current["name"], "fdv1Fallback": true}),
+        current["version"].as_u64(),
+    ));
+    assert_eq!(updated["fdv1Fallback"], true);
+
+    let alice = json!({"kind": "user", "key": "alice"});
+    for sdk in Sdk::ALL {
+        let mut driver = Driver::start(sdk);
+        assert!(
+            driver.open_fdv2("c", &sdk_key, &server.base(), "default"),
+            "{} initializes through its FDv1 fallback",
+            sdk.name()
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || driver.value(
+                "c",
+                "live",
+                &alice,
+                &json!("default")
+            ) == json!(true)),
+            "{} evaluates with the FDv1 data",
+            sdk.name()
+        );
+        let logs = driver.logs("c");
+        assert!(
+            logs.iter().any(|l| l.to_lowercase().contains("fdv1")),
+            "{} says it fell back to FDv1: {logs:?}",
+            sdk.name()
+        );
+    }
+}
