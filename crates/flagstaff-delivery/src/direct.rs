@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::feed::{EnvFeed, Frame, HEARTBEAT_CHUNK};
-use crate::stream::{Format, OpenStream};
+use crate::stream::{Format, OpenStream, Opening};
 
 /// How many frames a stream's task may have queued before the rest are replaced by a `put`.
 const MAX_QUEUED: usize = 64;
@@ -224,7 +224,7 @@ pub(crate) fn fan_out(streams: &Arc<DirectStreams>, frame: &Arc<Frame>) {
 /// Serves an admitted lean server-side stream whose response head is written: registers it
 /// with the fan-out, sends the opening `put`, then writes what the fan-out could not, until
 /// the stream ends or the client leaves.
-pub(crate) async fn serve(socket: TcpStream, open: OpenStream, format: Format) {
+pub(crate) async fn serve(socket: TcpStream, open: OpenStream, format: Format, opening: Opening) {
     let feed = Arc::clone(&open.feed);
     let streams = Arc::clone(&feed.direct);
     let stream = Arc::new(DirectStream {
@@ -244,7 +244,8 @@ pub(crate) async fn serve(socket: TcpStream, open: OpenStream, format: Format) {
         streams: &streams,
         id,
     };
-    start_with_put(&stream, &feed);
+    start_with(&stream, &feed, &opening);
+    drop(opening);
     run(&stream, &feed).await;
 }
 
@@ -260,11 +261,12 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// Replaces whatever is queued with the whole current state, as of its sequence number.
-fn start_with_put(stream: &DirectStream, feed: &EnvFeed) {
+/// Replaces whatever is queued with the whole current state, as of its sequence number (or,
+/// for an FDv2 stream that starts from a basis, with what it lacks of it).
+fn start_with(stream: &DirectStream, feed: &EnvFeed, opening: &Opening) {
     let mut pending = stream.pending();
     let state = feed.current();
-    let put = stream.format.put(&state);
+    let put = opening.framed(stream.format, &state);
     // Everything queued so far is at or below the state's sequence number (a frame is
     // published after its state), so the `put` holds it.
     pending.queue.clear();
@@ -308,7 +310,7 @@ async fn run(stream: &DirectStream, feed: &EnvFeed) {
             }
             Next::Resync => {
                 tracing::debug!(environment = %feed.id, "slow stream sent a fresh put");
-                start_with_put(stream, feed);
+                start_with(stream, feed, &Opening::Put);
             }
             Next::Wait => {
                 tokio::select! {

@@ -40,8 +40,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -441,7 +440,7 @@ impl Delivery {
     /// Waits for this node to publish position `position`, which another node (ahead of this
     /// one on the same database) gave an SDK. `false` if the database never reached it (a
     /// selector from another database) or this node does not get there soon.
-    async fn reaches(&self, position: u64) -> bool {
+    pub(crate) async fn reaches(&self, position: u64) -> bool {
         match self.source.head().await {
             Ok(head) if head >= position => {}
             _ => return false,
@@ -502,54 +501,70 @@ pub(crate) struct Params {
     filter: Option<String>,
 }
 
-/// The query's parameters, or the `400` that says what is wrong with it. Only asked after the
+/// The query's parameters, or the `400` that says what is wrong with it. Only read after the
 /// credential is checked: nothing is done for a caller without one. (The refusal is returned
 /// straight to axum; boxing it would only add an allocation.)
 #[allow(clippy::result_large_err)]
-fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, Response> {
-    query.map(|Query(p)| p).map_err(|rejection| {
+fn params(query: Option<&str>) -> Result<Params, Response> {
+    serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|e| {
         error(
             ErrorCode::InvalidQuery,
-            &format!("cannot read the query (basis, filter): {rejection}"),
+            &format!("cannot read the query (basis, filter): {e}"),
         )
     })
 }
 
-/// `GET /sdk/stream`.
+impl Delivery {
+    /// How an authorized FDv2 stream of `feed` starts, from its request's query; or the
+    /// refusal to send instead (a malformed query, the environment's FDv1 fallback).
+    #[allow(clippy::result_large_err)]
+    pub(crate) async fn fdv2_opening(
+        &self,
+        feed: &EnvFeed,
+        query: &str,
+    ) -> Result<Opening, Response> {
+        let params = params(Some(query))?;
+        if feed.fdv1_fallback() {
+            return Err(fall_back(feed));
+        }
+        Ok(Opening::Fdv2(
+            self.plan_fdv2(feed, params.basis.as_deref()).await,
+        ))
+    }
+}
+
+/// `GET /sdk/stream` on a connection the lean path did not take (`raw.rs` serves most).
 pub(crate) async fn stream(
     State(d): State<Arc<Delivery>>,
-    query: Result<Query<Params>, QueryRejection>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let open = match d.open_server_stream(&headers, CredentialKind::Sdk).await {
         Ok(open) => open,
         Err(refusal) => return refusal,
     };
-    let params = match params(query) {
-        Ok(params) => params,
-        Err(refusal) => return refusal,
-    };
     let feed = Arc::clone(&open.feed);
-    if feed.fdv1_fallback() {
-        return fall_back(&feed);
+    match d
+        .fdv2_opening(&feed, query.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(opening) => sse_response(&feed, Subscription::open(open, Format::Fdv2, opening)),
+        Err(refusal) => refusal,
     }
-    let plan = d.plan_fdv2(&feed, params.basis.as_deref()).await;
-    let subscription = Subscription::open(open, Format::Fdv2, Opening::Fdv2(plan));
-    sse_response(&feed, subscription)
 }
 
 /// `GET /sdk/poll`: the same transfer as the stream's opening, as one JSON document. Its
 /// `ETag` names the state it brings the SDK to, so an SDK holding it gets `304`.
 pub(crate) async fn poll(
     State(d): State<Arc<Delivery>>,
-    query: Result<Query<Params>, QueryRejection>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let authorized = match d.authorize(&headers, CredentialKind::Sdk).await {
         Ok(a) => a,
         Err(refusal) => return refusal,
     };
-    let params = match params(query) {
+    let params = match params(query.as_deref()) {
         Ok(params) => params,
         Err(refusal) => return refusal,
     };

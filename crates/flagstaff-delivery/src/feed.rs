@@ -1,19 +1,18 @@
-//! One environment as SDKs see it: the published flags and segments, their serialized forms
-//! (made once, shared by every request and stream), and the broadcast of changes.
+//! One environment as SDKs see it: what is published to them (`published.rs`: the flags and
+//! segments and their serialized forms, made once and shared by every request and stream), and
+//! the broadcast of changes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use flagstaff_app::{AppError, CredentialKind, SecureMode};
-use flagstaff_eval::{EvalOptions, Snapshot};
-use flagstaff_protocol::{Clause, Flag, FlagData, Segment};
-use serde::ser::{SerializeMap, Serializer};
-use sha2::{Digest, Sha256};
+use flagstaff_protocol::{Flag, FlagData, Segment};
 use tokio::sync::broadcast;
+
+pub(crate) use crate::published::{Contents, Payload, Published, Stamp};
 
 /// How many change frames a slow stream may fall behind before it is sent a fresh `put`
 /// instead (the SDKs accept a `put` at any time and replace their whole store, §4.2).
@@ -35,6 +34,9 @@ impl fmt::Display for EnvironmentId {
 }
 
 /// What a stream is sent.
+// A frame is made once per change and shared behind an `Arc` by every stream, so the size of
+// its largest variant is paid once, not per stream.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Frame {
     /// The events that take a stream from `seq - 1` to `seq`, framed for `/all` and for the
@@ -47,6 +49,8 @@ pub(crate) enum Frame {
         /// The same change for FDv2 streams: `put-object`/`delete-object` events and the
         /// `payload-transferred` that commits them with the new state's selector (`fdv2.rs`).
         fdv2: Framed,
+        /// The OFREP change notification: "re-fetch your bulk evaluation" (`ofrep.rs`).
+        ofrep: Framed,
         /// What client-side streams re-evaluate; set when any are open.
         client: Option<Box<ClientChange>>,
     },
@@ -128,92 +132,6 @@ impl Framed {
     }
 }
 
-/// A serialized JSON document with its entity tag and, made on first request, its gzip form.
-#[derive(Clone, Debug)]
-pub(crate) struct Payload {
-    pub json: Bytes,
-    pub etag: String,
-    gzip: OnceLock<Bytes>,
-}
-
-impl Payload {
-    pub fn new(json: Vec<u8>) -> Payload {
-        // A strong tag from the content, so that every node (and every restart) that publishes
-        // the same data gives the same tag and polling SDKs keep getting `304`.
-        let digest = Sha256::digest(&json);
-        Payload {
-            etag: format!("\"{}\"", hex::encode(&digest[..12])),
-            json: Bytes::from(json),
-            gzip: OnceLock::new(),
-        }
-    }
-
-    /// The gzip-compressed JSON.
-    pub fn gzip(&self) -> &Bytes {
-        self.gzip.get_or_init(|| {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            // Compressing into a Vec cannot fail: its writes never do.
-            #[allow(clippy::expect_used)]
-            let compressed = encoder
-                .write_all(&self.json)
-                .and_then(|()| encoder.finish())
-                .expect("gzip into memory");
-            Bytes::from(compressed)
-        })
-    }
-}
-
-/// The state of an environment as published to SDKs at one sequence number. Immutable: a change
-/// makes a new one. Big serialized forms are made on first use and shared.
-#[derive(Debug, Default)]
-pub(crate) struct Published {
-    /// Counts the changes published for this environment in this process.
-    pub seq: u64,
-    /// The change-feed position this state reflects. It grows with every change on every node
-    /// (the store orders commits), so client-side payloads use it as their `version`: a segment
-    /// or prerequisite change then still reaches SDKs that order updates by version (§5.5).
-    pub data_version: u64,
-    pub flags: BTreeMap<String, Arc<Flag>>,
-    pub segments: BTreeMap<String, Arc<Segment>>,
-    /// The flags this process published (or removed) since it loaded the environment, with the
-    /// `data_version` of the state that did it: what an FDv2 catch-up sends (`fdv2.rs`).
-    pub flag_stamps: BTreeMap<String, Stamp>,
-    /// The same for segments.
-    pub segment_stamps: BTreeMap<String, Stamp>,
-    /// How this environment's FDv2 selectors start (`fdv2.rs`).
-    pub selector_prefix: Arc<str>,
-    /// FDv2 full transfers of this state, serialized on first use.
-    pub fdv2: crate::fdv2::Transfers,
-    all: OnceLock<Payload>,
-    flags_only: OnceLock<Payload>,
-    put_all: OnceLock<Framed>,
-    put_flags: OnceLock<Framed>,
-    snapshot: OnceLock<Snapshot>,
-}
-
-/// When an item last changed in this process, and how it was removed if it was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Stamp {
-    /// The `data_version` of the state that published the change.
-    pub at: u64,
-    /// The version of the item's tombstone when the change removed it.
-    pub deleted: Option<u64>,
-}
-
-/// Serializes a map of shared items in key order without copying them.
-struct Items<'a, T>(&'a BTreeMap<String, Arc<T>>);
-
-impl<T: serde::Serialize> serde::Serialize for Items<'_, T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (key, item) in self.0 {
-            map.serialize_entry(key, item.as_ref())?;
-        }
-        map.end()
-    }
-}
-
 /// The JSON bytes of a wire value. Our wire types serialize infallibly: derived `Serialize`,
 /// string keys, and no non-finite float survives parsing into a `serde_json::Value`. Sending
 /// empty bytes instead would look like data to an SDK, so a failure is a bug worth a panic.
@@ -229,187 +147,6 @@ pub(crate) fn sse_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
     out.extend_from_slice(b"\ndata: ");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\n\n");
-}
-
-impl Published {
-    pub fn from_data(
-        seq: u64,
-        data_version: u64,
-        data: FlagData,
-        selector_prefix: String,
-    ) -> Published {
-        Published {
-            seq,
-            data_version,
-            selector_prefix: selector_prefix.into(),
-            flags: data
-                .flags
-                .into_iter()
-                .map(|(k, f)| (k, Arc::new(f)))
-                .collect(),
-            segments: data
-                .segments
-                .into_iter()
-                .map(|(k, s)| (k, Arc::new(s)))
-                .collect(),
-            ..Published::default()
-        }
-    }
-
-    fn next(&self, data_version: u64, items: Contents) -> Published {
-        Published {
-            seq: self.seq + 1,
-            data_version: data_version.max(self.data_version),
-            flags: items.flags,
-            segments: items.segments,
-            flag_stamps: items.flag_stamps,
-            segment_stamps: items.segment_stamps,
-            selector_prefix: Arc::clone(&self.selector_prefix),
-            ..Published::default()
-        }
-    }
-
-    /// The FDv2 selector of this state: SDKs send it back as their `basis` (`fdv2.rs`).
-    pub fn selector(&self) -> crate::fdv2::Selector {
-        crate::fdv2::Selector {
-            state: format!("{}{}", self.selector_prefix, self.data_version),
-            version: self.data_version,
-        }
-    }
-
-    /// `{"flags": {...}, "segments": {...}}`: the `/sdk/latest-all` body and the `put` data.
-    pub fn all(&self) -> &Payload {
-        self.all.get_or_init(|| {
-            #[derive(serde::Serialize)]
-            struct All<'a> {
-                flags: Items<'a, Flag>,
-                segments: Items<'a, Segment>,
-            }
-            Payload::new(to_json(&All {
-                flags: Items(&self.flags),
-                segments: Items(&self.segments),
-            }))
-        })
-    }
-
-    /// The state compiled for evaluation, on first use. Client-side evaluation enables the
-    /// legacy secondary-key bucketing that LaunchDarkly applies only there (§3.8.4, §5.4).
-    pub fn snapshot(&self) -> &Snapshot {
-        self.snapshot.get_or_init(|| {
-            let data = FlagData {
-                flags: self
-                    .flags
-                    .iter()
-                    .map(|(k, f)| (k.clone(), Flag::clone(f)))
-                    .collect(),
-                segments: self
-                    .segments
-                    .iter()
-                    .map(|(k, s)| (k.clone(), Segment::clone(s)))
-                    .collect(),
-            };
-            Snapshot::compile_with(
-                &data,
-                EvalOptions {
-                    secondary_key_bucketing: true,
-                },
-            )
-        })
-    }
-
-    /// The flags whose result may change when `flags` and `segments` change: those, the flags
-    /// whose rules use one of those segments (directly or through other segments) and, again
-    /// and again, the flags that have an affected flag as a prerequisite.
-    pub fn affected_flags(
-        &self,
-        flags: &BTreeSet<String>,
-        segments: &BTreeSet<String>,
-    ) -> Vec<String> {
-        fn uses_segment(clauses: &[Clause], affected: &BTreeSet<String>) -> bool {
-            clauses.iter().any(|c| {
-                c.op == "segmentMatch"
-                    && c.values
-                        .iter()
-                        .any(|v| v.as_str().is_some_and(|k| affected.contains(k)))
-            })
-        }
-        let mut segments = segments.clone();
-        if !segments.is_empty() {
-            loop {
-                let before = segments.len();
-                for (key, segment) in &self.segments {
-                    if !segments.contains(key)
-                        && segment
-                            .rules
-                            .iter()
-                            .any(|r| uses_segment(&r.clauses, &segments))
-                    {
-                        segments.insert(key.clone());
-                    }
-                }
-                if segments.len() == before {
-                    break;
-                }
-            }
-        }
-        let mut affected = flags.clone();
-        loop {
-            let before = affected.len();
-            for (key, flag) in &self.flags {
-                if affected.contains(key) {
-                    continue;
-                }
-                let uses = (!segments.is_empty()
-                    && flag
-                        .rules
-                        .iter()
-                        .any(|r| uses_segment(&r.clauses, &segments)))
-                    || flag.prerequisites.iter().any(|p| affected.contains(&p.key));
-                if uses {
-                    affected.insert(key.clone());
-                }
-            }
-            if affected.len() == before {
-                break;
-            }
-        }
-        affected.into_iter().collect()
-    }
-
-    /// `{<key>: <flag>, ...}`: the `/sdk/latest-flags` body and the legacy `/flags` put data.
-    pub fn flags_only(&self) -> &Payload {
-        self.flags_only
-            .get_or_init(|| Payload::new(to_json(&Items(&self.flags))))
-    }
-
-    /// The `put` event that starts an `/all` stream.
-    pub fn put_all(&self) -> &Framed {
-        self.put_all.get_or_init(|| put_event(&self.all().json))
-    }
-
-    /// The `put` event that starts a legacy `/flags` stream.
-    pub fn put_flags(&self) -> &Framed {
-        self.put_flags
-            .get_or_init(|| put_event(&self.flags_only().json))
-    }
-}
-
-fn put_event(data: &[u8]) -> Framed {
-    let mut json = Vec::with_capacity(data.len() + 24);
-    json.extend_from_slice(br#"{"path":"/","data":"#);
-    json.extend_from_slice(data);
-    json.push(b'}');
-    let mut out = Vec::with_capacity(json.len() + 24);
-    sse_event(&mut out, "put", &json);
-    Framed::new(out)
-}
-
-/// What the next state holds.
-struct Contents {
-    flags: BTreeMap<String, Arc<Flag>>,
-    segments: BTreeMap<String, Arc<Segment>>,
-    flag_stamps: BTreeMap<String, Stamp>,
-    segment_stamps: BTreeMap<String, Stamp>,
 }
 
 /// What changed in one environment, as events for every stream format.
@@ -709,6 +446,7 @@ impl EnvFeed {
         let next = Arc::new(current.next(position, next));
         let seq = next.seq;
         crate::fdv2::payload_transferred(&mut events.fdv2, &next.selector());
+        let ofrep = Framed::new(crate::ofrep::refetch_event(next.data_version));
         let client = (self.client_streams.load(Ordering::Relaxed) > 0).then(|| {
             // Compiled here, once, rather than by the first stream task to need it.
             next.snapshot();
@@ -726,6 +464,7 @@ impl EnvFeed {
             all: Framed::new(events.all),
             flags: Framed::new(events.flags),
             fdv2: Framed::new(events.fdv2),
+            ofrep,
             client,
         });
         events.count

@@ -41,6 +41,7 @@ mod http;
 mod limits;
 mod ofrep;
 mod polling;
+mod published;
 mod raw;
 #[cfg(feature = "redis")]
 pub mod redis_store;
@@ -345,6 +346,7 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_flags))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
         .route("/ofrep/v1/configuration", get(ofrep::configuration))
+        .route("/ofrep/v1/events/{id}", get(ofrep::events))
         .layer(axum::middleware::from_fn(client_side::cors));
     let mobile_get =
         |caller: CredentialKind| move |s, p, q, h| client_side::keyed_get(caller, s, p, q, h);

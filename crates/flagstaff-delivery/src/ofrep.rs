@@ -17,11 +17,23 @@
 //!
 //! Reasons are OFREP 0.3's five (`STATIC`, `TARGETING_MATCH`, `SPLIT`, `DISABLED`, `UNKNOWN`;
 //! see [`reason`]), with LaunchDarkly's reason kind in the metadata as `ldReason`.
+//!
+//! # Change notifications (OFREP ADR-0008)
+//!
+//! A bulk response names an event stream (`eventStreams`: type `sse`, an `endpoint` whose
+//! `requestUri` is `/ofrep/v1/events/{client-side ID}` on the provider's own origin). The stream
+//! sends one `refetchEvaluation` per change of the environment, with the change-log position as
+//! its `etag` (and `id`) and the time as `lastModified`; a static-context provider re-fetches its
+//! bulk evaluation, passing them back as `flagConfigEtag` and `flagConfigLastModified`. A node
+//! behind the position it is asked for (another node published the change first) waits briefly
+//! for its own worker, so the re-fetch sees the change the notification announced. The stream
+//! says only *when* something changed, never what; it is keyed by the client-side ID, which
+//! is public, and refused (and not offered) while the environment is in secure mode.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flagstaff_app::CredentialKind;
@@ -31,9 +43,160 @@ use serde_json::{Map, Value, json};
 
 use crate::Delivery;
 use crate::client_side::big_segment_membership;
-use crate::feed::Payload;
+use crate::feed::{Framed, Payload, StreamCredential};
 use crate::http::{Authorized, with_env_id};
 use crate::polling::document;
+use crate::stream::{Format, Opening, Subscription, sse_response};
+
+/// How long a provider may be inactive (a hidden tab) before it closes the stream.
+const INACTIVITY_DELAY_SECONDS: u32 = 120;
+
+/// The notification of a change published at change-log `position`: an SSE `message` whose
+/// data is `{"type":"refetchEvaluation","etag":…,"lastModified":…}` (ADR-0008).
+pub(crate) fn refetch_event(position: u64) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let data = crate::feed::to_json(&json!({
+        "type": "refetchEvaluation",
+        "etag": position.to_string(),
+        "lastModified": now,
+    }));
+    let mut out = format!("id: {position}\n").into_bytes();
+    crate::feed::sse_event(&mut out, "message", &data);
+    out
+}
+
+/// What a notification stream starts with: a comment, so that the provider's `EventSource`
+/// opens at once.
+pub(crate) fn stream_opening() -> &'static Framed {
+    static OPENING: std::sync::OnceLock<Framed> = std::sync::OnceLock::new();
+    OPENING.get_or_init(|| Framed::new(b":ok\n\n".to_vec()))
+}
+
+/// `GET /ofrep/v1/events/{clientSideId}`: the change notifications of an environment.
+pub(crate) async fn events(
+    State(d): State<Arc<Delivery>>,
+    Path(client_side_id): Path<String>,
+) -> Response {
+    let not_found = || {
+        failure(
+            StatusCode::NOT_FOUND,
+            None,
+            "GENERAL",
+            "no environment has this client-side ID",
+        )
+    };
+    let authorized = match d
+        .authorize_secret(&client_side_id, CredentialKind::ClientSide)
+        .await
+    {
+        Ok(Some(authorized)) => authorized,
+        Ok(None) => return not_found(),
+        Err(refusal) => return refusal,
+    };
+    if authorized.feed.secure_mode().is_some() {
+        return failure(
+            StatusCode::FORBIDDEN,
+            None,
+            "GENERAL",
+            "this environment is in secure mode: poll the bulk evaluation instead",
+        );
+    }
+    let open = match d.admit(
+        authorized,
+        StreamCredential::Key(CredentialKind::ClientSide),
+        true,
+    ) {
+        Ok(open) => open,
+        Err(refusal) => return refusal,
+    };
+    let feed = Arc::clone(&open.feed);
+    sse_response(
+        &feed,
+        Subscription::open(open, Format::OfrepEvents, Opening::Put),
+    )
+}
+
+/// The `flagConfigEtag` and `flagConfigLastModified` of a re-fetch (ADR-0008): the position a
+/// notification announced, if it is one of ours; `Err` for a `flagConfigLastModified` that is
+/// neither Unix seconds nor an RFC 3339 date-time (the document's two forms).
+fn announced_position(query: Option<&str>) -> Result<Option<u64>, String> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|e| e.to_string())?;
+    let mut position = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            // Opaque to the provider; ours is a change-log position, anything else is ignored.
+            "flagConfigEtag" => position = value.parse::<u64>().ok(),
+            "flagConfigLastModified" => {
+                let seconds = value.parse::<u64>().is_ok();
+                if !seconds && !is_rfc3339(&value) {
+                    return Err(format!(
+                        "flagConfigLastModified must be Unix seconds or an RFC 3339 date-time, not {value:?}"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(position)
+}
+
+/// Whether `value` looks like an RFC 3339 date-time (`2026-02-20T21:28:18Z`,
+/// `2026-02-20T21:28:18.5+13:00`): the shape, and ranges of its fields.
+fn is_rfc3339(value: &str) -> bool {
+    let b = value.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+            .then(|| value[range].parse::<u32>().ok())
+            .flatten()
+    };
+    let (Some(_), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        digits(0..4),
+        digits(5..7),
+        digits(8..10),
+        digits(11..13),
+        digits(14..16),
+        digits(17..19),
+    ) else {
+        return false;
+    };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return false;
+    }
+    let mut rest = &value[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(fraction.len());
+        if end == 0 {
+            return false;
+        }
+        rest = &fraction[end..];
+    }
+    match rest.as_bytes() {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
+                && (rest[1..3].parse::<u32>().is_ok_and(|h| h <= 23))
+                && (rest[4..6].parse::<u32>().is_ok_and(|m| m <= 59))
+        }
+        _ => false,
+    }
+}
 
 /// An OFREP error body (`evaluationFailure`, `flagNotFound`, `bulkEvaluationFailure`).
 fn failure(status: StatusCode, key: Option<&str>, code: &str, details: &str) -> Response {
@@ -343,9 +506,11 @@ pub(crate) async fn evaluate_flag(
     with_env_id(response, &authorized.feed)
 }
 
-/// `POST /ofrep/v1/evaluate/flags`: every visible flag, with an `ETag` of the body.
+/// `POST /ofrep/v1/evaluate/flags`: every visible flag, with an `ETag` of the body and, where
+/// the environment allows them, the change notifications to follow.
 pub(crate) async fn evaluate_flags(
     State(d): State<Arc<Delivery>>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -353,10 +518,21 @@ pub(crate) async fn evaluate_flags(
         Ok(a) => a,
         Err(refusal) => return refusal,
     };
+    let announced = match announced_position(query.as_deref()) {
+        Ok(position) => position,
+        Err(details) => return failure(StatusCode::BAD_REQUEST, None, "PARSE_ERROR", &details),
+    };
     let context = match read_context(body, None).await {
         Ok(context) => context,
         Err(refusal) => return refusal,
     };
+    if let Some(position) = announced
+        && position > d.position()
+    {
+        // Re-fetched on a notification from a node ahead of this one: wait (briefly) for
+        // this node to publish what it announced. One it never reaches is served as it is.
+        d.reaches(position).await;
+    }
     let state = authorized.feed.current();
     let big_segments = match big_segment_membership(&d, &authorized.feed, &state, &context).await {
         Ok(membership) => membership,
@@ -368,7 +544,15 @@ pub(crate) async fn evaluate_flags(
         .iter()
         .map(|(key, result)| evaluation(key, result).unwrap_or_else(|failed| failed))
         .collect();
-    let body = crate::feed::to_json(&json!({"flags": flags}));
+    let mut body = json!({"flags": flags});
+    if authorized.feed.secure_mode().is_none() {
+        body["eventStreams"] = json!([{
+            "type": "sse",
+            "endpoint": {"requestUri": format!("/ofrep/v1/events/{}", authorized.feed.env_id())},
+            "inactivityDelaySec": INACTIVITY_DELAY_SECONDS,
+        }]);
+    }
+    let body = crate::feed::to_json(&body);
     with_env_id(document(&headers, &Payload::new(body)), &authorized.feed)
 }
 
@@ -387,6 +571,41 @@ pub(crate) async fn configuration() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_metadata_is_read_in_the_documents_two_forms() {
+        for good in [
+            "2026-02-20T21:28:18Z",
+            "2026-02-20t21:28:18z",
+            "2026-02-20T21:28:18.123456+13:00",
+            "1999-12-31T23:59:60-05:30",
+        ] {
+            assert!(is_rfc3339(good), "{good}");
+        }
+        for bad in [
+            "",
+            "2026-02-20",
+            "2026-02-20 21:28:18Z",
+            "2026-13-20T21:28:18Z",
+            "2026-02-20T24:28:18Z",
+            "2026-02-20T21:28:18",
+            "2026-02-20T21:28:18.Z",
+            "2026-02-20T21:28:18+1300",
+            "Fri, 20 Feb 2026 21:28:18 GMT",
+            "２026-02-20T21:28:18Z",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+        assert_eq!(announced_position(None), Ok(None));
+        assert_eq!(announced_position(Some("flagConfigEtag=42")), Ok(Some(42)));
+        assert_eq!(announced_position(Some("flagConfigEtag=%22x%22")), Ok(None));
+        assert_eq!(
+            announced_position(Some("flagConfigEtag=7&flagConfigLastModified=1771622898")),
+            Ok(Some(7))
+        );
+        assert!(announced_position(Some("flagConfigLastModified=-1")).is_err());
+        assert!(announced_position(Some("flagConfigLastModified=soon")).is_err());
+    }
 
     fn map(context: Value) -> Result<Value, &'static str> {
         context_from_openfeature(Some(&context))

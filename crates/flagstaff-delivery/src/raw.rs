@@ -25,7 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::Delivery;
-use crate::stream::{Format, STREAM_HEADERS};
+use crate::stream::{Format, Opening, STREAM_HEADERS};
 
 /// The first bytes of a connection looked at to choose the lean path.
 const PEEKED_BYTES: usize = 4096;
@@ -38,6 +38,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 enum Lean {
     /// A server-side SDK's `/all` or `/flags`.
     Server(Format),
+    /// A server-side SDK's FDv2 `/sdk/stream`, with the request's query (its basis).
+    Fdv2(String),
     /// A browser's or phone's `/eval`, `/ping`, `/meval` or `/mping`.
     Client(Box<crate::client_side::LeanRoute>),
 }
@@ -51,6 +53,10 @@ fn lean_request(head: &[u8]) -> Option<Lean> {
     match path {
         b"/all" => Some(Lean::Server(Format::All)),
         b"/flags" => Some(Lean::Server(Format::FlagsOnly)),
+        b"/sdk/stream" => {
+            let query = target.splitn(2, |b| *b == b'?').nth(1).unwrap_or_default();
+            Some(Lean::Fdv2(String::from_utf8(query.to_vec()).ok()?))
+        }
         _ => crate::client_side::LeanRoute::parse(std::str::from_utf8(target).ok()?)
             .map(|route| Lean::Client(Box::new(route))),
     }
@@ -164,7 +170,13 @@ async fn serve_with(
             // Looking at the first bytes may wait for the client: never in the accept loop.
             match peek_stream_request(&socket, timeout).await {
                 Peeked::Stream(Lean::Server(format)) => {
-                    delivery.serve_stream_connection(socket, format).await;
+                    delivery.serve_stream_connection(socket, format, None).await;
+                    return;
+                }
+                Peeked::Stream(Lean::Fdv2(query)) => {
+                    delivery
+                        .serve_stream_connection(socket, Format::Fdv2, Some(query))
+                        .await;
                     return;
                 }
                 Peeked::Stream(Lean::Client(route)) => {
@@ -252,8 +264,14 @@ async fn peek_stream_request(socket: &TcpStream, timeout: Duration) -> Peeked {
 }
 
 impl Delivery {
-    /// Serves one SDK stream connection whose request line asked for `format`.
-    async fn serve_stream_connection(self: Arc<Self>, mut socket: TcpStream, format: Format) {
+    /// Serves one SDK stream connection whose request line asked for `format` (with its
+    /// query, for FDv2).
+    async fn serve_stream_connection(
+        self: Arc<Self>,
+        mut socket: TcpStream,
+        format: Format,
+        query: Option<String>,
+    ) {
         // Every step before the stream is boxed: an async function's state is as large as its
         // largest step, and a step inlined here (reading the head keeps a 1 KiB buffer,
         // opening a stream reads a context) would stay in every idle stream's memory.
@@ -263,12 +281,22 @@ impl Delivery {
         };
         let opened = Box::pin(self.open_server_stream(&headers, CredentialKind::Sdk)).await;
         drop(headers);
-        let open = match opened {
-            Ok(open) => {
+        let opened = match (opened, query) {
+            (Ok(open), Some(query)) => {
+                // FDv2: the basis decides how the stream starts (`fdv2.rs`).
+                Box::pin(self.fdv2_opening(&open.feed, &query))
+                    .await
+                    .map(|opening| (open, opening))
+            }
+            (Ok(open), None) => Ok((open, Opening::Put)),
+            (Err(refusal), _) => Err(refusal),
+        };
+        let (open, opening) = match opened {
+            Ok((open, opening)) => {
                 if !write_stream_head(&mut socket, &open.feed, &HeaderMap::new()).await {
                     return;
                 }
-                open
+                (open, opening)
             }
             Err(refusal) => {
                 Box::pin(write_refusal(&mut socket, refusal)).await;
@@ -276,7 +304,7 @@ impl Delivery {
             }
         };
         // From here the fan-out thread writes the stream's changes (`direct.rs`).
-        crate::direct::serve(socket, open, format).await;
+        crate::direct::serve(socket, open, format, opening).await;
     }
 
     /// Serves one browser or mobile stream connection: the same admission, context reading,
@@ -468,6 +496,7 @@ mod tests {
     fn lean(head: &[u8]) -> Option<String> {
         lean_request(head).map(|lean| match lean {
             Lean::Server(format) => format!("{format:?}"),
+            Lean::Fdv2(query) => format!("Fdv2({query:?})"),
             Lean::Client(route) => format!("{route:?}"),
         })
     }
@@ -477,6 +506,14 @@ mod tests {
         assert_eq!(lean(b"GET /all HTTP/1.1\r\n").as_deref(), Some("All"));
         assert_eq!(lean(b"GET /all?filter=x HTTP/1.1").as_deref(), Some("All"));
         assert_eq!(lean(b"GET /flags HTTP/1.1").as_deref(), Some("FlagsOnly"));
+        assert_eq!(
+            lean(b"GET /sdk/stream?basis=fs1.db.0a.7 HTTP/1.1").as_deref(),
+            Some("Fdv2(\"basis=fs1.db.0a.7\")")
+        );
+        assert_eq!(
+            lean(b"GET /sdk/stream HTTP/1.1").as_deref(),
+            Some("Fdv2(\"\")")
+        );
         for other in [
             &b"GET /all/x HTTP/1.1"[..],
             b"POST /all HTTP/1.1",

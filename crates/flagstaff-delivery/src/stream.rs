@@ -38,6 +38,8 @@ pub(crate) enum Format {
     FlagsOnly,
     /// `/sdk/stream`: FDv2 (`fdv2.rs`).
     Fdv2,
+    /// `/ofrep/v1/events/{id}`: OFREP change notifications, one per change (`ofrep.rs`).
+    OfrepEvents,
 }
 
 impl Format {
@@ -48,13 +50,20 @@ impl Format {
             Format::All => state.put_all(),
             Format::FlagsOnly => state.put_flags(),
             Format::Fdv2 => state.fdv2_full(crate::fdv2::Reason::CantCatchup),
+            // Nothing to catch up: a notification stream starts (and, when too slow, goes on)
+            // with a comment, and the provider re-fetches when it (re)connects.
+            Format::OfrepEvents => crate::ofrep::stream_opening(),
         }
     }
 
     /// Which of a change's framed events this format sends.
     pub fn changes(self, frame: &Frame) -> Option<&crate::feed::Framed> {
         let Frame::Changes {
-            all, flags, fdv2, ..
+            all,
+            flags,
+            fdv2,
+            ofrep,
+            ..
         } = frame
         else {
             return None;
@@ -63,6 +72,7 @@ impl Format {
             Format::All => all,
             Format::FlagsOnly => flags,
             Format::Fdv2 => fdv2,
+            Format::OfrepEvents => ofrep,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! `flagstaff-loadgen streams`: opens N `/all` streams (or, with `--client-side-id`, N browser
-//! streams `/eval/{id}/{context}`, each for its own context) against a Flagstaff server, then makes
+//! `flagstaff-loadgen streams`: opens N `/all` streams (or, with `--fdv2`, N FDv2 `/sdk/stream`
+//! streams; with `--client-side-id`, N browser streams `/eval/{id}/{context}`, each for its own
+//! context) against a Flagstaff server, then makes
 //! changes through the management API and records, for every stream, when each change arrived.
 //! Prints propagation latency (p50/p99/max, from the moment the API request is sent to the
 //! moment a stream has read the `patch`) and the server's memory per idle stream (from its
@@ -61,6 +62,10 @@ struct Args {
     /// client-side ID instead of `/all` streams.
     #[arg(long)]
     client_side_id: Option<String>,
+    /// Open FDv2 streams (`/sdk/stream`) instead of `/all`: a change has arrived when its
+    /// `payload-transferred` has.
+    #[arg(long)]
+    fdv2: bool,
     /// Give up after this long.
     #[arg(long, default_value_t = 300)]
     timeout_seconds: u64,
@@ -139,7 +144,15 @@ async fn stream(
     ready: mpsc::UnboundedSender<Result<(), String>>,
     permit: tokio::sync::OwnedSemaphorePermit,
     expected: usize,
+    fdv2: bool,
 ) -> anyhow::Result<(Vec<Instant>, TcpStream)> {
+    // What ends the opening and each change: a `put` and a `patch` on FDv1 streams (browser
+    // streams too), a `payload-transferred` on FDv2 streams.
+    let (opened, changed): (&[u8], &[u8]) = if fdv2 {
+        (b"event: payload-transferred", b"event: payload-transferred")
+    } else {
+        (b"event: put", b"event: patch")
+    };
     let mut permit = Some(permit);
     let mut socket = TcpStream::connect(&address).await?;
     socket.write_all(request.as_bytes()).await?;
@@ -156,7 +169,7 @@ async fn stream(
         let data = &buf[..n];
         if !seen_put {
             // Found across reads too: the put may arrive in several pieces.
-            if count_occurrences(&mut carry, data, b"event: put") > 0 {
+            if count_occurrences(&mut carry, data, opened) > 0 {
                 carry.clear();
                 seen_put = true;
                 permit.take();
@@ -164,7 +177,7 @@ async fn stream(
             }
             continue;
         }
-        for _ in 0..count_occurrences(&mut carry, data, b"event: patch") {
+        for _ in 0..count_occurrences(&mut carry, data, changed) {
             arrivals.push(now);
         }
     }
@@ -208,7 +221,8 @@ async fn main() -> anyhow::Result<()> {
                 )
             }
             None => format!(
-                "GET /all HTTP/1.1\r\nHost: {address}\r\nAuthorization: {}\r\nAccept: text/event-stream\r\n\r\n",
+                "GET {} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {}\r\nAccept: text/event-stream\r\n\r\n",
+                if args.fdv2 { "/sdk/stream" } else { "/all" },
                 args.sdk_key
             ),
         };
@@ -219,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
             ready_tx.clone(),
             permit,
             args.changes,
+            args.fdv2,
         );
         tasks.push(tokio::spawn(async move {
             let result = opened.await;

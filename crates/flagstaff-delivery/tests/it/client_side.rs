@@ -418,35 +418,7 @@ async fn browser_routes_answer_cors_preflights_and_expose_date() {
 async fn secure_mode_requires_the_context_hash() {
     let server = start(fast()).await;
     create_client_flag(&server, "web", true, false).await;
-    let env = server
-        .app
-        .environment(&server.admin, "default", "production")
-        .await
-        .unwrap();
-    server
-        .app
-        .update_environment(
-            EnvRef {
-                project: "default",
-                environment: "production",
-            },
-            &env.value.name,
-            flagstaff_app::EnvironmentSettings {
-                secure_mode: Some(true),
-                critical: None,
-                approvals: None,
-                color: None,
-                fdv1_fallback: None,
-            },
-            WriteMeta {
-                actor: &server.admin,
-                expected: env.version,
-                comment: "",
-            },
-        )
-        .await
-        .unwrap();
-    server.caught_up().await;
+    turn_on_secure_mode(&server).await;
     let cid = &server.client_side_id;
     let context = encode(&json!({"kind": "org", "key": "acme"}));
     let hash = hex::encode(HmacKey::new(server.sdk_key.as_bytes()).sign(b"org:acme"));
@@ -707,4 +679,37 @@ async fn browser_streams_carry_cors_on_the_lean_path_and_through_the_router_alik
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
+}
+
+/// Turns secure mode on in `default/production`, as the API does.
+pub async fn turn_on_secure_mode(server: &Server) {
+    let env = server
+        .app
+        .environment(&server.admin, "default", "production")
+        .await
+        .unwrap();
+    server
+        .app
+        .update_environment(
+            EnvRef {
+                project: "default",
+                environment: "production",
+            },
+            &env.value.name,
+            flagstaff_app::EnvironmentSettings {
+                secure_mode: Some(true),
+                critical: None,
+                approvals: None,
+                color: None,
+                fdv1_fallback: None,
+            },
+            WriteMeta {
+                actor: &server.admin,
+                expected: env.version,
+                comment: "",
+            },
+        )
+        .await
+        .unwrap();
+    server.caught_up().await;
 }

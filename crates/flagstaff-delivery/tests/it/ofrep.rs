@@ -283,3 +283,141 @@ async fn every_launchdarkly_reason_becomes_one_of_the_five_ofrep_reasons() {
         }
     }
 }
+
+/// The bulk evaluation of `default/production` for `alice` with the client-side ID, and `query`.
+async fn bulk(server: &Server, query: &str) -> reqwest::Response {
+    client()
+        .post(format!("{}/ofrep/v1/evaluate/flags{query}", server.base))
+        .header("Authorization", format!("Bearer {}", server.client_side_id))
+        .json(&json!({"context": {"targetingKey": "alice"}}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_bulk_evaluation_names_a_stream_that_announces_each_change() {
+    let server = start(fast()).await;
+    flags(&server).await;
+    let response = bulk(&server, "").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let streams = body["eventStreams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1);
+    assert_eq!(streams[0]["type"], "sse");
+    assert!(
+        streams[0].get("url").is_none(),
+        "exactly one of url and endpoint"
+    );
+    let uri = streams[0]["endpoint"]["requestUri"].as_str().unwrap();
+    assert_eq!(uri, format!("/ofrep/v1/events/{}", server.client_side_id));
+    let theme = |body: &Value| {
+        body["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == "theme")
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(theme(&body), "dark");
+
+    // A browser's EventSource on another origin: CORS, and the opening comment at once.
+    let request = client()
+        .get(format!("{}{uri}", server.base))
+        .header("Origin", "https://shop.example.com");
+    let mut stream = crate::support::Stream::from_request(request, uri).await;
+    assert_eq!(
+        stream.response_headers["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
+    assert!(
+        stream
+            .response_headers
+            .contains_key("access-control-allow-origin")
+    );
+    assert!(stream.read_until(":ok").await);
+    set_targeting(&server, "theme", |t| {
+        t.fallthrough = serde_json::from_value(json!({"variation": 2})).unwrap();
+    })
+    .await;
+    assert!(
+        stream.read_until("refetchEvaluation").await,
+        "{}",
+        stream.text
+    );
+    assert!(stream.read_until("}\n\n").await);
+    let event = &stream.events("message")[0];
+    assert_eq!(event["type"], "refetchEvaluation");
+    let etag = event["etag"].as_str().unwrap();
+    assert!(stream.text.contains(&format!("id: {etag}\n")));
+    let modified = event["lastModified"].as_u64().unwrap();
+    // Nothing about what changed travels on the stream.
+    assert!(!stream.text.contains("theme") && !stream.text.contains("blue"));
+
+    // The re-fetch the notification asks for sees the change.
+    let response = bulk(
+        &server,
+        &format!("?flagConfigEtag={etag}&flagConfigLastModified={modified}"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(theme(&response.json().await.unwrap()), "blue");
+    let response = bulk(&server, "?flagConfigLastModified=2026-02-20T21:28:18Z").await;
+    assert_eq!(response.status(), 200);
+    // Metadata that is neither form is a clear error; an unknown etag is only metadata.
+    let response = bulk(&server, "?flagConfigLastModified=yesterday").await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errorCode"], "PARSE_ERROR");
+    assert_eq!(
+        bulk(&server, "?flagConfigEtag=W%2F%22x%22").await.status(),
+        200
+    );
+    // A position this database never reached does not hold the answer up for long.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        bulk(&server, "?flagConfigEtag=999999999").await.status(),
+        200
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // Unknown IDs and other credentials are refused.
+    for (id, status) in [
+        ("0123456789abcdef01234567", 404),
+        (server.sdk_key.as_str(), 404),
+    ] {
+        let response = client()
+            .get(format!("{}/ofrep/v1/events/{id}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn secure_mode_offers_no_change_stream() {
+    let server = start(fast()).await;
+    flags(&server).await;
+    crate::client_side::turn_on_secure_mode(&server).await;
+    let response = client()
+        .post(format!("{}/ofrep/v1/evaluate/flags", server.base))
+        .header("Authorization", format!("Bearer {}", server.sdk_key))
+        .json(&json!({"context": {"targetingKey": "alice"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("eventStreams").is_none(), "{body}");
+    let response = client()
+        .get(format!(
+            "{}/ofrep/v1/events/{}",
+            server.base, server.client_side_id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+}

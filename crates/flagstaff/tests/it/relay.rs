@@ -90,9 +90,43 @@ fn every_conformance_vector_evaluates_the_same_through_a_relay() {
         );
     }
 
+    // FDv2 from the relay's own state: its selectors count its replica's positions, and a
+    // basis from it is caught up there (nothing changed: `none`).
+    let item = &loaded[0];
+    let poll = |basis: Option<&str>| -> Value {
+        rt.block_on(async {
+            let mut request = reqwest::Client::new()
+                .get(format!("{}/sdk/poll", relay.base()))
+                .header("Authorization", &item.sdk_key);
+            if let Some(basis) = basis {
+                request = request.query(&[("basis", basis)]);
+            }
+            request.send().await.unwrap().json().await.unwrap()
+        })
+    };
+    let full = poll(None);
+    let events = full["events"].as_array().unwrap();
+    assert_eq!(events[0]["data"]["payloads"][0]["intentCode"], "xfer-full");
+    let state = events.last().unwrap()["data"]["state"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(state.starts_with("fs1.r"), "a relay's lineage: {state}");
+    let again = poll(Some(&state));
+    assert_eq!(
+        again["events"][0]["data"]["payloads"][0]["intentCode"], "none",
+        "{again}"
+    );
+
     let runs: Vec<(Sdk, Mode<'_>)> = Sdk::ALL
         .iter()
-        .flat_map(|sdk| [(*sdk, Mode::Streaming), (*sdk, Mode::Polling)])
+        .flat_map(|sdk| {
+            [
+                (*sdk, Mode::Streaming),
+                (*sdk, Mode::Polling),
+                (*sdk, Mode::Fdv2("streaming")),
+            ]
+        })
         .collect();
     run_all_and_compare("through a relay", &relay.base(), &runs, &loaded);
 }
