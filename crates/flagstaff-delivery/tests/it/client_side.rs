@@ -4,7 +4,6 @@
 use base64::Engine as _;
 use flagstaff_app::HmacKey;
 use flagstaff_app::model::FlagDefinition;
-use flagstaff_app::{EnvRef, WriteMeta};
 use flagstaff_protocol::Segment;
 use serde_json::{Value, json};
 
@@ -683,33 +682,12 @@ async fn browser_streams_carry_cors_on_the_lean_path_and_through_the_router_alik
 
 /// Turns secure mode on in `default/production`, as the API does.
 pub async fn turn_on_secure_mode(server: &Server) {
-    let env = server
-        .app
-        .environment(&server.admin, "default", "production")
-        .await
-        .unwrap();
-    server
-        .app
-        .update_environment(
-            EnvRef {
-                project: "default",
-                environment: "production",
-            },
-            &env.value.name,
-            flagstaff_app::EnvironmentSettings {
-                secure_mode: Some(true),
-                critical: None,
-                approvals: None,
-                color: None,
-                fdv1_fallback: None,
-            },
-            WriteMeta {
-                actor: &server.admin,
-                expected: env.version,
-                comment: "",
-            },
-        )
-        .await
-        .unwrap();
-    server.caught_up().await;
+    crate::support::update_environment(
+        server,
+        flagstaff_app::EnvironmentSettings {
+            secure_mode: Some(true),
+            ..Default::default()
+        },
+    )
+    .await;
 }

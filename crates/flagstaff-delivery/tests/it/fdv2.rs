@@ -390,32 +390,14 @@ async fn fdv2_refuses_before_doing_any_work() {
 
 /// Turns the FDv1 fallback of `default/production` on or off, as the API does.
 async fn set_fdv1_fallback(server: &Server, on: bool) {
-    let env = server
-        .app
-        .environment(&server.admin, "default", "production")
-        .await
-        .unwrap();
-    server
-        .app
-        .update_environment(
-            flagstaff_app::EnvRef {
-                project: "default",
-                environment: "production",
-            },
-            &env.value.name,
-            flagstaff_app::EnvironmentSettings {
-                fdv1_fallback: Some(on),
-                ..Default::default()
-            },
-            flagstaff_app::WriteMeta {
-                actor: &server.admin,
-                expected: env.version,
-                comment: "",
-            },
-        )
-        .await
-        .unwrap();
-    server.caught_up().await;
+    update_environment(
+        server,
+        flagstaff_app::EnvironmentSettings {
+            fdv1_fallback: Some(on),
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

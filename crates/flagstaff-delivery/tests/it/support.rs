@@ -213,3 +213,31 @@ pub async fn set_targeting(server: &Server, key: &str, change: impl FnOnce(&mut 
 pub async fn turn_on(server: &Server, key: &str) {
     set_targeting(server, key, |t| t.on = true).await;
 }
+
+/// Changes settings of `default/production` as the API does, and waits until delivery has
+/// applied them.
+pub async fn update_environment(server: &Server, settings: flagstaff_app::EnvironmentSettings) {
+    let env = server
+        .app
+        .environment(&server.admin, "default", "production")
+        .await
+        .unwrap();
+    server
+        .app
+        .update_environment(
+            flagstaff_app::EnvRef {
+                project: "default",
+                environment: "production",
+            },
+            &env.value.name,
+            settings,
+            WriteMeta {
+                actor: &server.admin,
+                expected: env.version,
+                comment: "",
+            },
+        )
+        .await
+        .unwrap();
+    server.caught_up().await;
+}

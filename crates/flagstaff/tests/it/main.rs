@@ -25,6 +25,8 @@ mod hardening;
 mod insights;
 mod migrations;
 mod offline;
+mod ofrep_conformance;
+mod ofrep_web;
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
