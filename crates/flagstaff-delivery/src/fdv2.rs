@@ -306,8 +306,10 @@ impl Catchups {
     }
 }
 
-/// The events that take an SDK from `plan` to `state`, or `None` when only a full transfer
-/// can (a removal whose tombstone version is unknown here).
+/// Writes the events that take an SDK from position `from` to `state`: `none` when nothing it
+/// holds changed, else `xfer-changes` with exactly the changed items. Writes nothing and
+/// returns `false` when only a full transfer can (a removal whose tombstone version is unknown
+/// here).
 fn catch_up(out: &mut impl Sink, state: &Published, from: u64, earlier: Option<&Keys>) -> bool {
     let mut flags: BTreeSet<&str> = state
         .flag_stamps
