@@ -37,4 +37,5 @@ pub use big_segments::BigSegmentMembership;
 pub use client_side::{BootstrapOptions, ClientResult, is_experiment};
 pub use evaluate::{Detail, MAX_DEPTH, Observer, Trace};
 pub use snapshot::{CompiledFlag, EvalOptions, FlagId, Snapshot};
+pub use time::parse_rfc3339;
 pub use typed::{TypedDetail, ValueType};

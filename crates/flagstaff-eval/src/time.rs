@@ -37,9 +37,11 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`; `t` and `z` may be lower case. Offsets
-/// with hours up to 99 are accepted, as Go's parser does.
-pub(crate) fn parse_rfc3339(text: &str) -> Option<i128> {
+/// Parses `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` into nanoseconds since the Unix epoch;
+/// `t` and `z` may be lower case. Offsets with hours up to 99 are accepted, as Go's parser does;
+/// a leap second (`:60`) is not, as Go's is not. Delivery reads OFREP's `flagConfigLastModified`
+/// with it too, so that Flagstaff has one reading of a date-time.
+pub fn parse_rfc3339(text: &str) -> Option<i128> {
     let b = text.as_bytes();
     if b.len() < 20
         || b[4] != b'-'
