@@ -66,6 +66,8 @@ const MAX_CACHED_CATCHUPS: usize = 256;
 pub(crate) enum Kind {
     Flag,
     Segment,
+    /// A flag evaluated for one context, for client-side SDKs (`client_side/fdv2.rs`).
+    FlagEval,
 }
 
 impl Kind {
@@ -73,6 +75,7 @@ impl Kind {
         match self {
             Kind::Flag => "flag",
             Kind::Segment => "segment",
+            Kind::FlagEval => "flag-eval",
         }
     }
 }
@@ -93,7 +96,7 @@ pub(crate) fn selector_prefix(lineage: &str, id: &EnvironmentId) -> String {
 }
 
 /// The position a basis names, if it is a selector of this environment and lineage.
-fn basis_position(prefix: &str, basis: &str) -> Option<u64> {
+pub(crate) fn basis_position(prefix: &str, basis: &str) -> Option<u64> {
     let digits = basis.strip_prefix(prefix)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -113,20 +116,20 @@ impl Sink for Vec<u8> {
 }
 
 /// `{"events":[{"event":"<name>","data":<data>}, ...]}`, written as events come.
-struct JsonEvents {
+pub(crate) struct JsonEvents {
     out: Vec<u8>,
     empty: bool,
 }
 
 impl JsonEvents {
-    fn new() -> JsonEvents {
+    pub fn new() -> JsonEvents {
         JsonEvents {
             out: br#"{"events":["#.to_vec(),
             empty: true,
         }
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    pub fn finish(mut self) -> Vec<u8> {
         self.out.extend_from_slice(b"]}");
         self.out
     }
@@ -198,7 +201,7 @@ impl Reason {
 }
 
 /// `server-intent` for one payload, the environment's.
-fn server_intent(out: &mut impl Sink, code: &str, target: u64, reason: Reason) {
+pub(crate) fn server_intent(out: &mut impl Sink, code: &str, target: u64, reason: Reason) {
     let data = to_json(&serde_json::json!({"payloads": [{
         "id": "flagstaff",
         "target": target,
@@ -209,7 +212,7 @@ fn server_intent(out: &mut impl Sink, code: &str, target: u64, reason: Reason) {
 }
 
 /// Counts a transfer sent, by intent, and the objects it carried (`/metrics`).
-fn record(intent: &'static str, objects: usize) {
+pub(crate) fn record(intent: &'static str, objects: usize) {
     metrics::counter!("flagstaff_fdv2_transfers_total", "intent" => intent).increment(1);
     metrics::counter!("flagstaff_fdv2_transfer_objects_total", "intent" => intent)
         .increment(objects as u64);
@@ -408,11 +411,22 @@ impl Delivery {
     /// Decides how an SDK presenting `basis` is caught up. Reads the change log only for a
     /// basis older than what this process loaded, once per position.
     pub(crate) async fn plan_fdv2(&self, feed: &EnvFeed, basis: Option<&str>) -> Plan {
+        let prefix = Arc::clone(&feed.current().selector_prefix);
+        self.plan_fdv2_from(feed, &prefix, basis).await
+    }
+
+    /// [`Delivery::plan_fdv2`] for selectors that start with `prefix` (a client-side SDK's
+    /// name its context too).
+    pub(crate) async fn plan_fdv2_from(
+        &self,
+        feed: &EnvFeed,
+        prefix: &str,
+        basis: Option<&str>,
+    ) -> Plan {
         let Some(basis) = basis.filter(|b| !b.is_empty()) else {
             return Plan::Full(Reason::PayloadMissing);
         };
-        let prefix = Arc::clone(&feed.current().selector_prefix);
-        let Some(from) = basis_position(&prefix, basis) else {
+        let Some(from) = basis_position(prefix, basis) else {
             return Plan::Full(Reason::CantCatchup);
         };
         if from > self.position() && !self.reaches(from).await {
@@ -624,9 +638,15 @@ pub(crate) const FALLBACK_TTL_SECONDS: u32 = 3600;
 /// header would retry rather than give up for good) with `X-LD-FD-Fallback: true`, which
 /// FDv2 SDKs obey by switching to `/all` and `/sdk/latest-all` (§10).
 fn fall_back(feed: &EnvFeed) -> Response {
-    let mut response = crate::http::fdv2_fallback_response(
+    fall_back_with(
+        feed,
         "this environment serves SDKs over FDv1: use /all and /sdk/latest-all",
-    );
+    )
+}
+
+/// [`fall_back`] with the message for the SDK at hand.
+pub(crate) fn fall_back_with(feed: &EnvFeed, message: &str) -> Response {
+    let mut response = crate::http::fdv2_fallback_response(message);
     response.headers_mut().insert(
         "x-ld-fd-fallback-ttl",
         HeaderValue::from(FALLBACK_TTL_SECONDS),

@@ -392,7 +392,11 @@ impl EnvFeed {
         let mut events = Events::default();
         let mut changed_flags = BTreeSet::new();
         let mut changed_segments = BTreeSet::new();
-        let stamp = |deleted| Stamp { at, deleted };
+        let stamp = |deleted| Stamp {
+            at,
+            deleted,
+            ..Stamp::default()
+        };
         for change in changes {
             match change {
                 ItemChange::Flag(key, Some(flag)) => {
@@ -403,7 +407,14 @@ impl EnvFeed {
                     {
                         events.patch_flag(&flag);
                         changed_flags.insert(key.clone());
-                        next.flag_stamps.insert(key.clone(), stamp(None));
+                        let stamp = Stamp::flag_changed(
+                            next.flag_stamps.get(&key),
+                            at,
+                            next.flags.get(&key).map(Arc::as_ref),
+                            Some(&flag),
+                            None,
+                        );
+                        next.flag_stamps.insert(key.clone(), stamp);
                         next.flags.insert(key, Arc::new(flag));
                     }
                 }
@@ -415,7 +426,14 @@ impl EnvFeed {
                         // of the key is above that, so `old + 1` never blocks a future patch
                         // (§2.6).
                         events.delete_flag(&key, old.version + 1);
-                        next.flag_stamps.insert(key, stamp(Some(old.version + 1)));
+                        let stamp = Stamp::flag_changed(
+                            next.flag_stamps.get(&key),
+                            at,
+                            Some(&old),
+                            None,
+                            Some(old.version + 1),
+                        );
+                        next.flag_stamps.insert(key, stamp);
                     }
                 }
                 ItemChange::Segment(key, Some(segment)) => {

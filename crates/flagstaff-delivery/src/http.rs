@@ -134,11 +134,3 @@ pub(crate) fn fdv2_fallback_response(message: &str) -> Response {
         .insert("x-ld-fd-fallback", HeaderValue::from_static("true"));
     response
 }
-
-/// The client-side FDv2 endpoints (§10): not implemented, so every request is told to fall
-/// back to FDv1 (`/eval`, `/sdk/evalx`) for the rest of the SDK's life.
-pub(crate) async fn fdv2_fallback() -> Response {
-    fdv2_fallback_response(
-        "this server serves browsers and phones over FDv1: use /eval and /sdk/evalx",
-    )
-}

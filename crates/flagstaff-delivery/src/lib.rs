@@ -13,8 +13,9 @@
 //! - `/sdk/stream`, `/sdk/poll`: the same data in LaunchDarkly's newer FDv2 protocol (§10,
 //!   `fdv2.rs`), where an SDK that reconnects with its selector gets only what changed since,
 //!   read from the change log.
-//! - `/sdk/stream/eval`, `/sdk/poll/eval`: client-side FDv2 is not implemented; these answer
-//!   with `X-LD-FD-Fallback: true` so that SDKs probing it fall back to `/eval` and `/sdk/evalx`.
+//! - `/sdk/stream/eval`, `/sdk/poll/eval`: FDv2 for browser and mobile SDKs, flags evaluated
+//!   for the SDK's context as `flag-eval` objects, caught up from a basis like the server-side
+//!   ones (`client_side/fdv2.rs`). The FDv1 browser and mobile endpoints are in `client_side`.
 //!
 //! # How a change reaches the streams
 //!
@@ -343,6 +344,11 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
             post(client_side::browser_diagnostic),
         )
         .route("/a/{file}", get(client_side::beacon))
+        // Client-side FDv2: browsers (`?auth=<client-side ID>`) and phones (mobile key).
+        .route("/sdk/poll/eval/{context}", get(client_side::poll_eval))
+        .route("/sdk/poll/eval", any(client_side::poll_eval_body))
+        .route("/sdk/stream/eval/{context}", get(client_side::stream_eval))
+        .route("/sdk/stream/eval", any(client_side::stream_eval_body))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_flags))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate_flag))
         .route("/ofrep/v1/configuration", get(ofrep::configuration))
@@ -415,15 +421,5 @@ pub fn router(delivery: Arc<Delivery>) -> Router {
         )
         .route("/sdk/stream", get(fdv2::stream))
         .route("/sdk/poll", get(fdv2::poll))
-        .route("/sdk/stream/eval", axum::routing::any(http::fdv2_fallback))
-        .route(
-            "/sdk/stream/eval/{context}",
-            axum::routing::any(http::fdv2_fallback),
-        )
-        .route("/sdk/poll/eval", axum::routing::any(http::fdv2_fallback))
-        .route(
-            "/sdk/poll/eval/{context}",
-            axum::routing::any(http::fdv2_fallback),
-        )
         .with_state(delivery)
 }

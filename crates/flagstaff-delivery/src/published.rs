@@ -77,15 +77,60 @@ pub(crate) struct Published {
     put_all: OnceLock<Framed>,
     put_flags: OnceLock<Framed>,
     snapshot: OnceLock<Snapshot>,
+    volatile: OnceLock<Vec<String>>,
 }
 
 /// When an item last changed in this process, and how it was removed if it was.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Stamp {
     /// The `data_version` of the state that published the change.
     pub at: u64,
     /// The version of the item's tombstone when the change removed it.
     pub deleted: Option<u64>,
+    /// For a flag: the last `data_version` at which a browser (`[0]`), a mobile app (`[1]`) or a
+    /// server SDK (`[2]`) stopped seeing it (its availability was turned off, or it was
+    /// removed). A client-side FDv2 catch-up tells a client to delete a flag it no longer sees
+    /// only when that happened after its basis; otherwise the client never had the flag, and
+    /// naming it would reveal a flag the client may not see (`client_side/fdv2.rs`).
+    pub hidden_at: [u64; 3],
+}
+
+impl Stamp {
+    /// The index of `credential` in [`Stamp::hidden_at`].
+    pub fn audience(credential: flagstaff_app::CredentialKind) -> usize {
+        match credential {
+            flagstaff_app::CredentialKind::ClientSide => 0,
+            flagstaff_app::CredentialKind::Mobile => 1,
+            flagstaff_app::CredentialKind::Sdk => 2,
+        }
+    }
+
+    /// This stamp after the flag changed from `old` to `new` (`None`: removed) at `at`.
+    pub fn flag_changed(
+        previous: Option<&Stamp>,
+        at: u64,
+        old: Option<&Flag>,
+        new: Option<&Flag>,
+        deleted: Option<u64>,
+    ) -> Stamp {
+        let mut hidden_at = previous.map(|s| s.hidden_at).unwrap_or_default();
+        for credential in [
+            flagstaff_app::CredentialKind::ClientSide,
+            flagstaff_app::CredentialKind::Mobile,
+            flagstaff_app::CredentialKind::Sdk,
+        ] {
+            let saw = old.is_some_and(|f| credential.sees(f));
+            let sees = new.is_some_and(|f| credential.sees(f));
+            if saw && !sees {
+                hidden_at[Stamp::audience(credential)] = at;
+            }
+        }
+        Stamp {
+            at,
+            deleted,
+            hidden_at,
+        }
+    }
 }
 
 /// Serializes a map of shared items in key order without copying them.
@@ -244,6 +289,37 @@ impl Published {
             }
         }
         affected.into_iter().collect()
+    }
+
+    /// The flags whose result for a context can change with no entry in the change log: those
+    /// with a date clause (`before`, `after`), whose result changes as time passes, and those
+    /// using a big segment, whose membership is uploaded apart from the flag data; with their
+    /// dependents through segments and prerequisites. A client-side FDv2 catch-up re-sends
+    /// them every time (`client_side/fdv2.rs`).
+    pub fn volatile_flags(&self) -> &[String] {
+        self.volatile.get_or_init(|| {
+            let dated = |clauses: &[Clause]| {
+                clauses
+                    .iter()
+                    .any(|c| matches!(c.op.as_str(), "before" | "after"))
+            };
+            let flags: BTreeSet<String> = self
+                .flags
+                .iter()
+                .filter(|(_, f)| f.rules.iter().any(|r| dated(&r.clauses)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let segments: BTreeSet<String> = self
+                .segments
+                .iter()
+                .filter(|(_, s)| s.unbounded || s.rules.iter().any(|r| dated(&r.clauses)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            if flags.is_empty() && segments.is_empty() {
+                return Vec::new();
+            }
+            self.affected_flags(&flags, &segments)
+        })
     }
 
     /// `{<key>: <flag>, ...}`: the `/sdk/latest-flags` body and the legacy `/flags` put data.

@@ -9,6 +9,12 @@ const ALLOWED_HEADERS: &str = "Cache-Control, Content-Type, Content-Length, Acce
      If-None-Match, X-LaunchDarkly-User-Agent, X-LaunchDarkly-Payload-ID, X-LaunchDarkly-Wrapper, \
      X-LaunchDarkly-Event-Schema, X-LaunchDarkly-Tags";
 
+/// What client-side FDv2 SDKs send: a mobile SDK in a web view may send its key in a header.
+const FDV2_ALLOWED_HEADERS: &str = "Authorization, Cache-Control, Content-Type, Content-Length, \
+     Accept-Encoding, If-None-Match, X-LaunchDarkly-User-Agent, X-LaunchDarkly-Payload-ID, \
+     X-LaunchDarkly-Wrapper, X-LaunchDarkly-Event-Schema, X-LaunchDarkly-Tags, \
+     X-LaunchDarkly-Instance-Id";
+
 /// What OFREP's web provider sends.
 const OFREP_ALLOWED_HEADERS: &str =
     "Authorization, X-API-Key, Content-Type, If-None-Match, Cache-Control";
@@ -21,6 +27,8 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
     let (methods, allowed_headers) = if path.starts_with("/ofrep/") {
         // OpenFeature's web provider sends the credential in a header.
         ("GET, POST, OPTIONS", OFREP_ALLOWED_HEADERS)
+    } else if path.starts_with("/sdk/poll/eval") || path.starts_with("/sdk/stream/eval") {
+        ("GET, POST, REPORT, OPTIONS", FDV2_ALLOWED_HEADERS)
     } else if path.starts_with("/events/") {
         ("POST, OPTIONS", ALLOWED_HEADERS)
     } else {
@@ -65,10 +73,11 @@ fn add_cors_headers(
         header::ACCESS_CONTROL_MAX_AGE,
         HeaderValue::from_static("300"),
     );
-    // Browser SDKs read `Date` from event responses to bound debug events (§5.8, §6.6).
+    // Browser SDKs read `Date` from event responses to bound debug events (§5.8, §6.6), and
+    // FDv2 ones the environment ID and the FDv1 fallback headers of a poll (§10).
     headers.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Date, ETag"),
+        HeaderValue::from_static("Date, ETag, X-LD-EnvID, X-LD-FD-Fallback, X-LD-FD-Fallback-TTL"),
     );
     headers.append(header::VARY, HeaderValue::from_static("Origin"));
 }

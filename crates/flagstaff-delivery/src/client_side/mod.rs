@@ -35,11 +35,13 @@
 
 mod cors;
 mod evalx;
+mod fdv2;
 mod intake;
 mod streams;
 
 pub(crate) use cors::{cors, stream_cors_headers};
 pub(crate) use evalx::{browser_get, browser_report, keyed_get, keyed_report};
+pub(crate) use fdv2::{poll_eval, poll_eval_body, stream_eval, stream_eval_body};
 pub(crate) use intake::{
     beacon, browser_bulk, browser_diagnostic, goals, mobile_bulk, mobile_diagnostic,
 };
@@ -133,6 +135,11 @@ fn context_too_large() -> Response {
 /// Decodes `{ctx}` of a GET path: base64url, with or without padding (§5.2). The standard
 /// alphabet is accepted too, since some older SDKs used it.
 pub(crate) fn decode_context_path(encoded: &str) -> Result<Context, Response> {
+    parse_context(&decode_context_bytes(encoded)?)
+}
+
+/// The context JSON of a GET path, decoded but not parsed.
+fn decode_context_bytes(encoded: &str) -> Result<Vec<u8>, Response> {
     // Base64 makes 4 characters of 3 bytes: refuse a longer path before decoding it.
     if encoded.trim_end_matches('=').len() > MAX_CONTEXT_BYTES.div_ceil(3) * 4 {
         return Err(context_too_large());
@@ -157,27 +164,38 @@ pub(crate) fn decode_context_path(encoded: &str) -> Result<Context, Response> {
     if bytes.len() > MAX_CONTEXT_BYTES {
         return Err(context_too_large());
     }
-    parse_context(&bytes)
+    Ok(bytes)
 }
 
 /// Parses context JSON (the new format or a legacy user, §2.7).
 pub(crate) fn parse_context(bytes: &[u8]) -> Result<Context, Response> {
+    parse_context_json(bytes).map(|(context, _)| context)
+}
+
+/// [`parse_context`], and the JSON it was read from.
+fn parse_context_json(bytes: &[u8]) -> Result<(Context, serde_json::Value), Response> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         bad_request(
             ErrorCode::InvalidContext,
             &format!("the context is not valid JSON: {e}"),
         )
     })?;
-    Context::from_json(&value).map_err(|e| {
+    let context = Context::from_json(&value).map_err(|e| {
         bad_request(
             ErrorCode::InvalidContext,
             &format!("invalid context: {}: {}", e.field, e.message),
         )
-    })
+    })?;
+    Ok((context, value))
 }
 
 /// The context of a `REPORT` body. Relay answers `415` for anything but JSON (§5.2).
 async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, Response> {
+    parse_context(&context_body_bytes(headers, body).await?)
+}
+
+/// The context JSON of a `REPORT` (or `POST`) body, read but not parsed.
+async fn context_body_bytes(headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -189,15 +207,14 @@ async fn context_from_body(headers: &HeaderMap, body: Body) -> Result<Context, R
             "send the context as JSON with Content-Type: application/json",
         ));
     }
-    let bytes = flagstaff_http::read_limited(headers, body, MAX_CONTEXT_BYTES)
+    flagstaff_http::read_limited(headers, body, MAX_CONTEXT_BYTES)
         .await
         .map_err(|refused| match refused {
             flagstaff_http::BodyRefused::TooLarge { .. } => context_too_large(),
             slow @ flagstaff_http::BodyRefused::TooSlow => {
                 flagstaff_http::ApiError::from(slow).into_response()
             }
-        })?;
-    parse_context(&bytes)
+        })
 }
 
 /// Secure mode (§5.7): browser requests must carry the context's hash when it is on.
@@ -295,6 +312,17 @@ async fn read_context(source: ContextIn, headers: &HeaderMap) -> Result<Context,
     match source {
         ContextIn::Path(encoded) => decode_context_path(&encoded),
         ContextIn::Body(body) => context_from_body(headers, body).await,
+    }
+}
+
+/// [`read_context`], and the context's JSON as read.
+async fn read_context_json(
+    source: ContextIn,
+    headers: &HeaderMap,
+) -> Result<(Context, serde_json::Value), Response> {
+    match source {
+        ContextIn::Path(encoded) => parse_context_json(&decode_context_bytes(&encoded)?),
+        ContextIn::Body(body) => parse_context_json(&context_body_bytes(headers, body).await?),
     }
 }
 

@@ -9,12 +9,12 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, Stream, client, fast, set_targeting, start, turn_on};
 
-fn encode(context: &Value) -> String {
+pub fn encode(context: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context.to_string())
 }
 
 /// Creates a boolean flag visible to browsers and/or mobile apps.
-async fn create_client_flag(server: &Server, key: &str, browser: bool, mobile: bool) {
+pub async fn create_client_flag(server: &Server, key: &str, browser: bool, mobile: bool) {
     let definition: FlagDefinition = serde_json::from_value(json!({"key": key, "name": key,
         "clientSideAvailability": {"usingEnvironmentId": browser, "usingMobileKey": mobile}}))
     .unwrap();

@@ -6,6 +6,7 @@
 mod client_side;
 mod events;
 mod fdv2;
+mod fdv2_eval;
 mod freshness;
 mod limits;
 mod ofrep;

@@ -173,21 +173,6 @@ async fn unknown_keys_get_401_and_other_credentials_do_not_work() {
 }
 
 #[tokio::test]
-async fn client_side_fdv2_probes_are_told_to_fall_back() {
-    let server = start(fast()).await;
-    for path in ["/sdk/poll/eval/abc", "/sdk/stream/eval"] {
-        let response = client()
-            .get(format!("{}{path}", server.base))
-            .header("Authorization", &server.sdk_key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.headers()["x-ld-fd-fallback"], "true", "{path}");
-        assert_eq!(response.status(), 503, "{path}");
-    }
-}
-
-#[tokio::test]
 async fn a_revoked_key_is_refused_by_the_very_next_request() {
     let server = start(fast()).await;
     let url = format!("{}/sdk/latest-all", server.base);

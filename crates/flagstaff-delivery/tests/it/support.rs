@@ -118,10 +118,15 @@ impl Stream {
         }
     }
 
-    /// Reads until `text` contains `needle` (after position `from`) or 5 s pass.
+    /// Reads until `text` contains `needle` or 5 s pass.
     pub async fn read_until(&mut self, needle: &str) -> bool {
+        self.read_until_count(needle, 1).await
+    }
+
+    /// Reads until `needle` occurs `count` times (or 5 s pass).
+    pub async fn read_until_count(&mut self, needle: &str, count: usize) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !self.text.contains(needle) {
+        while self.text.matches(needle).count() < count {
             match tokio::time::timeout_at(deadline, self.body.next()).await {
                 Ok(Some(Ok(chunk))) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
                 Ok(Some(Err(_)) | None) => {

@@ -23,25 +23,37 @@ fn binary() -> &'static Path {
 /// Flagstaff's). Returns the page's base URL.
 async fn serve_page() -> String {
     let page = include_str!("browser/page.html");
-    let sdk = Browser::sdk_script();
-    let app = axum::Router::new()
-        .route(
-            "/",
-            axum::routing::get(move || async move { axum::response::Html(page) }),
-        )
-        .route(
-            "/ldclient.min.js",
+    serve_test_page(
+        page,
+        vec![("/ldclient.min.js".to_owned(), Browser::sdk_script())],
+    )
+    .await
+}
+
+/// Serves `page` at `/` and each script at its path, on a port of its own (another origin
+/// than Flagstaff's). Returns the base URL. The browser tests of other SDKs use it too.
+pub(crate) async fn serve_test_page(page: &'static str, scripts: Vec<(String, Vec<u8>)>) -> String {
+    let mut app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(page) }),
+    );
+    for (path, source) in scripts {
+        let source = axum::body::Bytes::from(source);
+        app = app.route(
+            &path,
             axum::routing::get(move || async move {
-                ([("content-type", "text/javascript")], sdk.clone())
+                ([("content-type", "text/javascript")], source.clone())
             }),
         );
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }
 
-fn page_url(page: &str, config: &Value) -> String {
+/// The page's URL with `config` as its fragment, percent-encoded.
+pub(crate) fn page_url(page: &str, config: &Value) -> String {
     let fragment: String = config
         .to_string()
         .bytes()

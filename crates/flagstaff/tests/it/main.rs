@@ -21,6 +21,7 @@ mod dashboard_workflows;
 mod eval_command;
 mod experiments;
 mod fdv2;
+mod fdv2_web;
 mod hardening;
 mod insights;
 mod migrations;

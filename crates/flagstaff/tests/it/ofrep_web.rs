@@ -6,54 +6,41 @@
 //! notification's `flagConfigEtag`, and the page shows the new value.
 
 use flagstaff_testkit::sdk::Browser;
+use flagstaff_testkit::server::Api;
 use flagstaff_testkit::workspace_root;
 use serde_json::json;
 
+use crate::browser::{page_url, serve_test_page};
 use crate::sdks::fresh_server;
 
 /// Serves the test page and OpenFeature's modules on a port of its own. Returns its base URL.
 async fn serve_page() -> String {
-    let page = include_str!("browser/ofrep.html");
     let modules = workspace_root().join("sdk-clients/browser/node_modules/@openfeature");
-    let mut app = axum::Router::new().route(
-        "/",
-        axum::routing::get(move || async move { axum::response::Html(page) }),
-    );
-    for (name, file) in [
+    let scripts = [
         ("core", "core/dist/esm/index.js"),
         ("web-sdk", "web-sdk/dist/esm/index.js"),
         ("ofrep-core", "ofrep-core/index.esm.js"),
         ("ofrep-web-provider", "ofrep-web-provider/index.esm.js"),
-    ] {
+    ]
+    .into_iter()
+    .map(|(name, file)| {
         let source =
             std::fs::read(modules.join(file)).expect("OpenFeature's web modules are installed");
-        app = app.route(
-            &format!("/m/{name}.js"),
-            axum::routing::get(move || async move {
-                ([("content-type", "text/javascript")], source.clone())
-            }),
-        );
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
+        (format!("/m/{name}.js"), source)
+    })
+    .collect();
+    serve_test_page(include_str!("browser/ofrep.html"), scripts).await
 }
 
-#[test]
-fn the_ofrep_web_provider_receives_a_change_without_polling() {
-    if !Browser::available() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (server, api, _) = fresh_server(dir.path());
-    // Several threads: the page server must answer while the test waits for the browser.
+/// A runtime with several threads (the page server must answer while the test waits for the
+/// browser), the environment's client-side ID, and flag `theme` (light, dark, blue), visible
+/// to browsers and serving `dark`: its targeting path is the third value.
+pub(crate) fn theme_flag(api: &Api) -> (tokio::runtime::Runtime, String, &'static str) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let base = server.base();
     let environment = rt.block_on(api.get("/projects/default/environments/production"));
     let client_side_id = environment["clientSideId"].as_str().unwrap().to_owned();
     rt.block_on(api.post(
@@ -69,21 +56,25 @@ fn the_ofrep_web_provider_receives_a_change_without_polling() {
         &json!({"on": true, "fallthrough": {"variation": 1}, "offVariation": 0}),
         current["version"].as_u64(),
     ));
+    (rt, client_side_id, targeting)
+}
+
+#[test]
+fn the_ofrep_web_provider_receives_a_change_without_polling() {
+    if !Browser::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, api, _) = fresh_server(dir.path());
+    let (rt, client_side_id, targeting) = theme_flag(&api);
+    let base = server.base();
     let page = rt.block_on(serve_page());
     let config = json!({"base": base, "clientSideId": client_side_id,
         "context": {"targetingKey": "alice", "country": "NZ"}});
-    let fragment: String = config
-        .to_string()
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
     let report = Browser::run_script(
         "ofrep_web.mjs",
         &json!({
-            "url": format!("{page}/#{fragment}"),
+            "url": page_url(&page, &config),
             "api": format!("{base}/api/v1"),
             "token": api.token(),
             "targeting": targeting,
