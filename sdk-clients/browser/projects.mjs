@@ -1,6 +1,7 @@
 // Projects and environments made in the dashboard, in Debian's headless chromium
 // (playwright-core): a project created from its name gets Production and Test with keys shown
-// once; an environment is added, renamed and coloured, then deleted behind a typed
+// once; an environment is added, renamed and coloured, its FDv1 fallback switched on and off, then
+// deleted behind a typed
 // confirmation (a wrong key is refused); the header's project switcher changes project.
 // Run by crates/flagstaff/tests/it/dashboard_product.rs with {"base", "user"} on stdin; prints
 // one JSON report; a failed expectation throws.
@@ -34,6 +35,14 @@ try {
   await page.fill('input[aria-label="Colour of staging"]', '#22aa55');
   await submit('section[aria-labelledby=env-staging] button:has-text("Save settings")');
   report.renamed = await text(page, '#env-staging');
+  // The FDv1 fallback switch, on and then off again.
+  await page.check('section[aria-labelledby=env-staging] input[name=fdv1_fallback]');
+  await submit('section[aria-labelledby=env-staging] button:has-text("Save settings")');
+  report.withFallback = await text(page, '#env-staging');
+  report.fallbackChecked = await page.isChecked('section[aria-labelledby=env-staging] input[name=fdv1_fallback]');
+  await page.uncheck('section[aria-labelledby=env-staging] input[name=fdv1_fallback]');
+  await submit('section[aria-labelledby=env-staging] button:has-text("Save settings")');
+  report.withoutFallback = await text(page, '#env-staging');
   report.swatch = await page.locator('#env-staging svg circle').getAttribute('fill');
 
   await page.click('section[aria-labelledby=env-staging] details.danger-zone summary');

@@ -1,5 +1,5 @@
 //! Environments and their keys: create (keys shown once), settings (name, colour, critical,
-//! secure mode, approvals), delete behind a typed confirmation, and rotation that shows the new
+//! secure mode, approvals, the FDv1 fallback), delete behind a typed confirmation, and rotation that shows the new
 //! key once.
 
 use super::*;
@@ -11,6 +11,8 @@ pub(crate) struct ShownEnvironment {
     pub sdk_key_hint: String,
     pub mobile_key_hint: String,
     pub secure_mode: bool,
+    /// SDKs that ask for FDv2 are told to use FDv1 (`X-LD-FD-Fallback`).
+    pub fdv1_fallback: bool,
     pub critical: bool,
     pub approvals: flagstaff_app::model::ApprovalSettings,
     /// `#rrggbb`, or empty.
@@ -54,6 +56,7 @@ pub(crate) async fn environments_page(
             sdk_key_hint: e.sdk_key_hint.clone(),
             mobile_key_hint: e.mobile_key_hint.clone(),
             secure_mode: e.secure_mode,
+            fdv1_fallback: e.fdv1_fallback,
             critical: e.critical,
             approvals: e.approvals.clone(),
             color: e.color.clone().unwrap_or_default(),
@@ -144,6 +147,8 @@ pub(crate) struct SettingsForm {
     #[serde(default)]
     secure_mode: Option<String>,
     #[serde(default)]
+    fdv1_fallback: Option<String>,
+    #[serde(default)]
     approvals_required: Option<String>,
     #[serde(default)]
     min_approvals: Option<String>,
@@ -201,8 +206,7 @@ pub(crate) async fn environment_settings(
                 critical: Some(form.critical.is_some()),
                 approvals: Some(form.approvals()),
                 color: form.color.clone(),
-                // Not on this form: the API changes it.
-                fdv1_fallback: None,
+                fdv1_fallback: Some(form.fdv1_fallback.is_some()),
             },
             WriteMeta {
                 actor: &viewer.actor,

@@ -499,6 +499,34 @@ fn the_browser_sdk_works_through_a_relay_with_secure_mode() {
     for response in evaluations {
         assert_ne!(response["status"], 200, "{response}");
     }
+
+    // Client-side FDv2 through the relay, from its own state, with the same secure mode.
+    let fdv2_poll = |hash: &str| -> (u16, Value) {
+        rt.block_on(async {
+            let response = reqwest::Client::new()
+                .post(format!(
+                    "{}/sdk/poll/eval?auth={client_side_id}&h={hash}",
+                    relay.base()
+                ))
+                .header("Content-Type", "application/json")
+                .body(ann.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or_default())
+        })
+    };
+    let (status, body) = fdv2_poll(&hash("ann"));
+    assert_eq!(status, 200, "{body}");
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events[0]["data"]["payloads"][0]["intentCode"], "xfer-full");
+    assert_eq!(events[1]["data"]["kind"], "flag-eval");
+    assert_eq!(events[1]["data"]["key"], "checkout");
+    assert_eq!(events[1]["data"]["object"]["value"], json!(true));
+    let state = events.last().unwrap()["data"]["state"].as_str().unwrap();
+    assert!(state.starts_with("fs1.r"), "a relay's lineage: {state}");
+    assert_eq!(fdv2_poll(&hash("mallory")).0, 400);
     browser.send(&json!({"cmd": "quit"}));
     drop(relay);
     drop(server);

@@ -399,6 +399,21 @@ fn projects_and_environments_are_made_in_the_dashboard() {
     );
     assert_eq!(report["swatch"], "#22aa55");
     assert!(
+        report["withFallback"]
+            .as_str()
+            .unwrap()
+            .contains("FDv1 only"),
+        "{report}"
+    );
+    assert_eq!(report["fallbackChecked"], true);
+    assert!(
+        !report["withoutFallback"]
+            .as_str()
+            .unwrap()
+            .contains("FDv1 only"),
+        "{report}"
+    );
+    assert!(
         report["wrongConfirmation"]
             .as_str()
             .unwrap()
