@@ -505,21 +505,20 @@ impl EventSource for EvalStream {
     }
 }
 
-/// A stream: the opening transfer, then each change for this context.
-async fn stream(
+/// Opens a stream: the checks, then the opening transfer. `Err` is the response to send
+/// instead: a refusal, or for an environment whose FDv1 fallback is on, the `goodbye` that tells
+/// the SDK so.
+pub(crate) async fn open_eval_stream(
     delivery: &Arc<Delivery>,
     raw_query: Option<&str>,
     headers: &HeaderMap,
     source: ContextIn,
-) -> Response {
+) -> Result<(Arc<EnvFeed>, EvalStream), Response> {
     let Checked {
         authorized,
         query,
         mut audience,
-    } = match check(delivery, raw_query, headers, source).await {
-        Ok(checked) => checked,
-        Err(refusal) => return refusal,
-    };
+    } = check(delivery, raw_query, headers, source).await?;
     let feed = Arc::clone(&authorized.feed);
     if feed.fdv1_fallback() {
         let mut response = Response::new(Body::from(goodbye_fallback()));
@@ -533,25 +532,21 @@ async fn stream(
             "x-ld-fd-fallback-ttl",
             HeaderValue::from(FALLBACK_TTL_SECONDS),
         );
-        return with_env_id(response, &feed);
+        return Err(with_env_id(response, &feed));
     }
     let plan = delivery
         .plan_fdv2_from(&feed, &audience.prefix, query.basis.as_deref())
         .await;
     audience.big_segments =
-        match big_segment_membership(delivery, &feed, &feed.current(), &audience.context).await {
-            Ok(membership) => membership.map(Box::new),
-            Err(refusal) => return refusal,
-        };
+        big_segment_membership(delivery, &feed, &feed.current(), &audience.context)
+            .await?
+            .map(Box::new);
     let credential = audience.credential;
-    let open = match delivery.admit(
+    let open = delivery.admit(
         authorized,
         crate::feed::StreamCredential::Key(credential),
         true,
-    ) {
-        Ok(open) => open,
-        Err(refusal) => return refusal,
-    };
+    )?;
     // Subscribe first, then read the state: every later change is in the broadcast.
     let changes = feed.subscribe();
     let state = feed.current();
@@ -565,7 +560,20 @@ async fn stream(
         first: Some(Bytes::from(first)),
         ended: false,
     };
-    sse_response(&feed, stream)
+    Ok((feed, stream))
+}
+
+/// A stream through the router (the lean path, `raw.rs`, serves most).
+async fn stream(
+    delivery: &Arc<Delivery>,
+    raw_query: Option<&str>,
+    headers: &HeaderMap,
+    source: ContextIn,
+) -> Response {
+    match open_eval_stream(delivery, raw_query, headers, source).await {
+        Ok((feed, stream)) => sse_response(&feed, stream),
+        Err(response) => response,
+    }
 }
 
 /// `GET /sdk/poll/eval/{ctx}`.

@@ -271,15 +271,32 @@ async fn open_stream(
 }
 
 /// A client stream request as the lean path (`raw.rs`) reads it from the request line:
-/// `GET /eval/{clientSideId}/{context}`, `GET /ping/{clientSideId}`, `GET /meval/{context}`
-/// or `GET /mping`. Anything else (a `REPORT`, a percent-encoded segment, a query the routes
-/// would refuse) goes to the router.
+/// `GET /eval/{clientSideId}/{context}`, `GET /ping/{clientSideId}`, `GET /meval/{context}`,
+/// `GET /mping` or client-side FDv2's `GET /sdk/stream/eval/{context}`. Anything else (a
+/// `REPORT`, a percent-encoded segment, a query the routes would refuse) goes to the router.
 #[derive(Debug)]
 pub(crate) struct LeanRoute {
     caller: CredentialKind,
     env_id: Option<String>,
     context: Option<String>,
     query: ClientQuery,
+    /// For `/sdk/stream/eval`: its query, read as that route reads it (`fdv2.rs`).
+    fdv2: Option<String>,
+}
+
+/// A stream the lean path writes: FDv1's or client-side FDv2's.
+pub(crate) enum LeanStream {
+    Fdv1(ClientStream),
+    Fdv2(super::fdv2::EvalStream),
+}
+
+impl EventSource for LeanStream {
+    async fn next_bytes(&mut self) -> Option<Bytes> {
+        match self {
+            LeanStream::Fdv1(stream) => stream.next().await,
+            LeanStream::Fdv2(stream) => stream.next_bytes().await,
+        }
+    }
 }
 
 impl LeanRoute {
@@ -291,6 +308,16 @@ impl LeanRoute {
         }
         let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
         let plain = |s: &str| !s.is_empty();
+        if let ["sdk", "stream", "eval", context] = segments.as_slice() {
+            // The credential may be in the query (`auth`) or the header; `fdv2.rs` reads both.
+            return plain(context).then(|| LeanRoute {
+                caller: CredentialKind::ClientSide,
+                env_id: None,
+                context: Some((*context).to_owned()),
+                query: ClientQuery::default(),
+                fdv2: Some(query.to_owned()),
+            });
+        }
         let (caller, env_id, context) = match segments.as_slice() {
             ["eval", env, context] if plain(env) && plain(context) => {
                 (CredentialKind::ClientSide, Some(*env), Some(*context))
@@ -313,10 +340,12 @@ impl LeanRoute {
             env_id: env_id.map(str::to_owned),
             context: context.map(str::to_owned),
             query,
+            fdv2: None,
         })
     }
 
-    /// Whether the response needs the browser routes' CORS headers.
+    /// Whether the response needs the browser routes' CORS headers (client-side FDv2 serves
+    /// browsers and phones on one path: it always carries them, as its route does).
     pub(crate) fn is_browser(&self) -> bool {
         self.caller == CredentialKind::ClientSide
     }
@@ -326,7 +355,13 @@ impl LeanRoute {
         self,
         delivery: &Arc<Delivery>,
         headers: &HeaderMap,
-    ) -> Result<(Arc<EnvFeed>, ClientStream), Response> {
+    ) -> Result<(Arc<EnvFeed>, LeanStream), Response> {
+        if let Some(query) = self.fdv2 {
+            let context = ContextIn::Path(self.context.unwrap_or_default());
+            let opened =
+                super::fdv2::open_eval_stream(delivery, Some(&query), headers, context).await;
+            return opened.map(|(feed, stream)| (feed, LeanStream::Fdv2(stream)));
+        }
         open_client_stream(
             delivery,
             self.caller,
@@ -336,6 +371,7 @@ impl LeanRoute {
             headers,
         )
         .await
+        .map(|(feed, stream)| (feed, LeanStream::Fdv1(stream)))
     }
 }
 

@@ -596,3 +596,61 @@ async fn browsers_may_call_it_and_read_the_fallback_directive() {
     assert_eq!(stream.events("goodbye")[0]["reason"], "fdv1-fallback");
     assert!(stream.events("put-object").is_empty());
 }
+
+#[tokio::test]
+async fn a_stream_on_the_lean_path_and_one_through_the_router_are_the_same() {
+    // A GET as a connection's first request is served by `raw.rs`; a POST goes through the
+    // router. Both must carry the same transfer, CORS headers and changes.
+    let server = start(fast()).await;
+    create_client_flag(&server, "web", true, false).await;
+    server.caught_up().await;
+    let cid = &server.client_side_id;
+    let context = json!({"kind": "user", "key": "ann"});
+    let lean = client()
+        .get(format!(
+            "{}/sdk/stream/eval/{}?auth={cid}",
+            server.base,
+            encode(&context)
+        ))
+        .header("Origin", "https://app.example");
+    let routed = client()
+        .post(format!("{}/sdk/stream/eval?auth={cid}", server.base))
+        .header("Origin", "https://app.example")
+        .header("Content-Type", "application/json")
+        .body(context.to_string());
+    let mut streams = Vec::new();
+    for (name, request) in [("lean", lean), ("routed", routed)] {
+        let mut stream = Stream::from_request(request, name).await;
+        assert_eq!(
+            stream.response_headers["access-control-allow-origin"], "https://app.example",
+            "{name}"
+        );
+        let content_type = stream.response_headers["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{name}: {content_type}"
+        );
+        assert!(
+            stream.read_until("event: payload-transferred").await,
+            "{name}"
+        );
+        assert!(stream.read_until("}\n\n").await, "{name}");
+        streams.push(stream);
+    }
+    assert_eq!(
+        streams[0].events("put-object"),
+        streams[1].events("put-object")
+    );
+    assert_eq!(
+        streams[0].events("payload-transferred"),
+        streams[1].events("payload-transferred")
+    );
+    target_ann(&server, "web").await;
+    for stream in &mut streams {
+        assert!(
+            stream.read_until(r#""value":true"#).await,
+            "{}",
+            stream.text
+        );
+    }
+}
