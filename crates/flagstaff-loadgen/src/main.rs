@@ -1,6 +1,7 @@
 //! `flagstaff-loadgen streams`: opens N `/all` streams (or, with `--fdv2`, N FDv2 `/sdk/stream`
 //! streams; with `--client-side-id`, N browser streams `/eval/{id}/{context}`, each for its own
-//! context) against a Flagstaff server, then makes
+//! context, or with both, N client-side FDv2 streams `/sdk/stream/eval/{context}?auth={id}`)
+//! against a Flagstaff server, then makes
 //! changes through the management API and records, for every stream, when each change arrived.
 //! Prints propagation latency (p50/p99/max, from the moment the API request is sent to the
 //! moment a stream has read the `patch`) and the server's memory per idle stream (from its
@@ -62,8 +63,8 @@ struct Args {
     /// client-side ID instead of `/all` streams.
     #[arg(long)]
     client_side_id: Option<String>,
-    /// Open FDv2 streams (`/sdk/stream`) instead of `/all`: a change has arrived when its
-    /// `payload-transferred` has.
+    /// Open FDv2 streams (`/sdk/stream`, or with `--client-side-id` client-side FDv2's
+    /// `/sdk/stream/eval`) instead: a change has arrived when its `payload-transferred` has.
     #[arg(long)]
     fdv2: bool,
     /// Give up after this long.
@@ -216,8 +217,13 @@ async fn main() -> anyhow::Result<()> {
                     json!({"kind": "user", "key": format!("user-{i}"), "country": country});
                 let encoded =
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(context.to_string());
+                let path = if args.fdv2 {
+                    format!("/sdk/stream/eval/{encoded}?auth={id}")
+                } else {
+                    format!("/eval/{id}/{encoded}")
+                };
                 format!(
-                    "GET /eval/{id}/{encoded} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+                    "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
                 )
             }
             None => format!(
