@@ -96,7 +96,7 @@ pub(crate) fn selector_prefix(lineage: &str, id: &EnvironmentId) -> String {
 }
 
 /// The position a basis names, if it is a selector of this environment and lineage.
-pub(crate) fn basis_position(prefix: &str, basis: &str) -> Option<u64> {
+fn basis_position(prefix: &str, basis: &str) -> Option<u64> {
     let digits = basis.strip_prefix(prefix)?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -309,39 +309,46 @@ impl Catchups {
     }
 }
 
+/// The flags and segments changed after position `from`: those this process stamped since, and
+/// `earlier` (read from the change log) when `from` is before the environment was loaded here.
+/// What both server-side and client-side catch-ups start from.
+pub(crate) fn changed_since(state: &Published, from: u64, earlier: Option<&Keys>) -> Keys {
+    let after = |stamps: &std::collections::BTreeMap<String, crate::published::Stamp>| {
+        stamps
+            .iter()
+            .filter(|(_, stamp)| stamp.at > from)
+            .map(|(key, _)| key.clone())
+            .collect::<BTreeSet<String>>()
+    };
+    let mut keys = Keys {
+        flags: after(&state.flag_stamps),
+        segments: after(&state.segment_stamps),
+    };
+    if let Some(earlier) = earlier {
+        keys.flags.extend(earlier.flags.iter().cloned());
+        keys.segments.extend(earlier.segments.iter().cloned());
+    }
+    keys
+}
+
 /// Writes the events that take an SDK from position `from` to `state`: `none` when nothing it
 /// holds changed, else `xfer-changes` with exactly the changed items. Writes nothing and
 /// returns `false` when only a full transfer can (a removal whose tombstone version is unknown
 /// here).
 fn catch_up(out: &mut impl Sink, state: &Published, from: u64, earlier: Option<&Keys>) -> bool {
-    let mut flags: BTreeSet<&str> = state
-        .flag_stamps
-        .iter()
-        .filter(|(_, stamp)| stamp.at > from)
-        .map(|(key, _)| key.as_str())
-        .collect();
-    let mut segments: BTreeSet<&str> = state
-        .segment_stamps
-        .iter()
-        .filter(|(_, stamp)| stamp.at > from)
-        .map(|(key, _)| key.as_str())
-        .collect();
-    if let Some(earlier) = earlier {
-        flags.extend(earlier.flags.iter().map(String::as_str));
-        segments.extend(earlier.segments.iter().map(String::as_str));
-    }
+    let Keys { flags, segments } = changed_since(state, from, earlier);
     // Every removal must have a known tombstone version before anything is written.
     let removals_known = flags.iter().all(|key| {
-        state.flags.contains_key(*key)
+        state.flags.contains_key(key)
             || state
                 .flag_stamps
-                .get(*key)
+                .get(key)
                 .is_some_and(|s| s.deleted.is_some())
     }) && segments.iter().all(|key| {
-        state.segments.contains_key(*key)
+        state.segments.contains_key(key)
             || state
                 .segment_stamps
-                .get(*key)
+                .get(key)
                 .is_some_and(|s| s.deleted.is_some())
     });
     if !removals_known {
@@ -356,7 +363,7 @@ fn catch_up(out: &mut impl Sink, state: &Published, from: u64, earlier: Option<&
     }
     record("xfer-changes", flags.len() + segments.len());
     server_intent(out, "xfer-changes", state.data_version, Reason::Stale);
-    for key in flags {
+    for key in &flags {
         match state.flags.get(key) {
             Some(flag) => put_object(out, Kind::Flag, key, flag.version, &to_json(flag.as_ref())),
             None => {
@@ -365,7 +372,7 @@ fn catch_up(out: &mut impl Sink, state: &Published, from: u64, earlier: Option<&
             }
         }
     }
-    for key in segments {
+    for key in &segments {
         match state.segments.get(key) {
             Some(segment) => {
                 put_object(

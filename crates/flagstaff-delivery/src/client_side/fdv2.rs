@@ -49,8 +49,8 @@ use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::fdv2::{
-    FALLBACK_TTL_SECONDS, JsonEvents, Keys, Kind, Plan, Reason, Selector, Sink, delete_object,
-    payload_transferred, put_object, server_intent,
+    FALLBACK_TTL_SECONDS, JsonEvents, Keys, Kind, Plan, Reason, Selector, Sink, changed_since,
+    delete_object, payload_transferred, put_object, server_intent,
 };
 use crate::feed::{ClientChange, HEARTBEAT, to_json};
 use crate::published::Stamp;
@@ -208,22 +208,7 @@ impl Audience {
         from: u64,
         earlier: Option<&Keys>,
     ) -> bool {
-        let mut flags: BTreeSet<String> = state
-            .flag_stamps
-            .iter()
-            .filter(|(_, stamp)| stamp.at > from)
-            .map(|(key, _)| key.clone())
-            .collect();
-        let mut segments: BTreeSet<String> = state
-            .segment_stamps
-            .iter()
-            .filter(|(_, stamp)| stamp.at > from)
-            .map(|(key, _)| key.clone())
-            .collect();
-        if let Some(earlier) = earlier {
-            flags.extend(earlier.flags.iter().cloned());
-            segments.extend(earlier.segments.iter().cloned());
-        }
+        let Keys { flags, segments } = changed_since(state, from, earlier);
         let mut keys: BTreeSet<String> = state
             .affected_flags(&flags, &segments)
             .into_iter()
